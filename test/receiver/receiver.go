@@ -1,0 +1,299 @@
+// Package receiver starts the real remote-write receivers from Debian
+// (prometheus with --web.enable-remote-write-receiver, victoria-metrics) on
+// 127.0.0.1 with their data under a caller-owned directory, for end-to-end
+// tests, the demo and the benchmark. Nothing here is a mock: what a test reads
+// back went through the receiver's own ingestion and storage.
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Kind names a receiver program.
+type Kind string
+
+const (
+	// Prometheus is Debian's prometheus 2.x as a remote-write receiver. It
+	// rejects out-of-order samples, so it proves per-series ordering.
+	Prometheus Kind = "prometheus"
+	// VictoriaMetrics is Debian's victoria-metrics single-node server.
+	VictoriaMetrics Kind = "victoria-metrics"
+)
+
+// Receiver is one running receiver process. Stop and Start may be called
+// repeatedly to simulate outages; the data dir and port stay the same.
+type Receiver struct {
+	Kind Kind
+	// Addr is host:port it listens on.
+	Addr string
+	dir  string
+	out  io.Writer
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start launches a receiver of the given kind with its data under dir and
+// waits until it answers its readiness endpoint. out receives its logs (nil
+// discards them).
+func Start(ctx context.Context, kind Kind, dir string, out io.Writer) (*Receiver, error) {
+	if _, err := exec.LookPath(string(kind)); err != nil {
+		return nil, fmt.Errorf("%s not installed (run scripts/install-deps.sh): %w", kind, err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	r := &Receiver{Kind: kind, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, out: out}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// WriteURL is the remote-write endpoint.
+func (r *Receiver) WriteURL() string { return "http://" + r.Addr + "/api/v1/write" }
+
+// BaseURL is the HTTP API root.
+func (r *Receiver) BaseURL() string { return "http://" + r.Addr }
+
+func (r *Receiver) args() []string {
+	switch r.Kind {
+	case Prometheus:
+		return []string{
+			"--config.file=" + filepath.Join(r.dir, "prometheus.yml"),
+			"--storage.tsdb.path=" + filepath.Join(r.dir, "data"),
+			"--web.listen-address=" + r.Addr,
+			"--web.enable-remote-write-receiver",
+			"--log.level=warn",
+		}
+	default:
+		return []string{
+			"-storageDataPath=" + filepath.Join(r.dir, "data"),
+			"-httpListenAddr=" + r.Addr,
+			"-search.latencyOffset=0s",
+			"-loggerLevel=WARN",
+		}
+	}
+}
+
+func (r *Receiver) readyPath() string {
+	if r.Kind == Prometheus {
+		return "/-/ready"
+	}
+	return "/health"
+}
+
+// Start (re)starts the process after Stop and waits until it is ready.
+func (r *Receiver) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return errors.New("receiver already running")
+	}
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return err
+	}
+	if r.Kind == Prometheus {
+		cfg := "global:\n  scrape_interval: 15s\n"
+		if err := os.WriteFile(filepath.Join(r.dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command(string(r.Kind), r.args()...)
+	cmd.Stdout, cmd.Stderr = r.out, r.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", r.Kind, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	r.cmd, r.done = cmd, done
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		select {
+		case <-done:
+			r.cmd = nil
+			return fmt.Errorf("%s exited during start (its log went to the test output)", r.Kind)
+		default:
+		}
+		resp, err := http.Get(r.BaseURL() + r.readyPath())
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after 60s", r.Kind)
+		}
+		// Polling a child process's readiness has no event to wait on.
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop terminates the process (SIGTERM, then SIGKILL after 10 s) and waits.
+func (r *Receiver) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+		<-r.done
+	}
+	r.cmd = nil
+}
+
+// Series is one series read back: its labels and raw samples.
+type Series struct {
+	Labels     map[string]string
+	Values     []float64
+	Timestamps []int64
+}
+
+// Export reads back raw samples of every series matching selector within
+// [start, end]. VictoriaMetrics uses /api/v1/export; Prometheus a range-less
+// instant query over a window (`selector[window]`), which also returns raw
+// samples.
+func (r *Receiver) Export(ctx context.Context, selector string, start, end time.Time) ([]Series, error) {
+	if r.Kind == VictoriaMetrics {
+		q := url.Values{"match[]": {selector}, "start": {strconv.FormatInt(start.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix()+1, 10)}}
+		body, err := r.get(ctx, "/api/v1/export?"+q.Encode())
+		if err != nil {
+			return nil, err
+		}
+		var out []Series
+		dec := json.NewDecoder(bytes.NewReader(body))
+		for dec.More() {
+			var line struct {
+				Metric     map[string]string `json:"metric"`
+				Values     []*float64        `json:"values"`
+				Timestamps []int64           `json:"timestamps"`
+			}
+			if err := dec.Decode(&line); err != nil {
+				return nil, fmt.Errorf("decode export: %w", err)
+			}
+			s := Series{Labels: line.Metric, Timestamps: line.Timestamps}
+			for _, v := range line.Values {
+				if v == nil {
+					s.Values = append(s.Values, 0)
+					continue
+				}
+				s.Values = append(s.Values, *v)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	window := int64(end.Sub(start)/time.Second) + 1
+	q := url.Values{"query": {fmt.Sprintf("%s[%ds]", selector, window)}, "time": {strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64)}}
+	body, err := r.get(ctx, "/api/v1/query?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Values [][2]any          `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("decode query: %w", err)
+	}
+	var out []Series
+	for _, res := range resp.Data.Result {
+		s := Series{Labels: res.Metric}
+		for _, v := range res.Values {
+			ts, _ := v[0].(float64)
+			vs, _ := v[1].(string)
+			f, _ := strconv.ParseFloat(vs, 64)
+			s.Timestamps = append(s.Timestamps, int64(ts*1000+0.5))
+			s.Values = append(s.Values, f)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Instant runs an instant query and returns the label sets of the result.
+func (r *Receiver) Instant(ctx context.Context, query string, at time.Time) ([]map[string]string, error) {
+	q := url.Values{"query": {query}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
+	body, err := r.get(ctx, "/api/v1/query?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("decode query: %w", err)
+	}
+	out := make([]map[string]string, 0, len(resp.Data.Result))
+	for _, res := range resp.Data.Result {
+		out = append(out, res.Metric)
+	}
+	return out, nil
+}
+
+func (r *Receiver) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.BaseURL()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %.300s", path, resp.Status, body)
+	}
+	return body, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,52 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRoundTrip proves the harness itself: a sample written with remote write
+// is read back with its labels, value and timestamp from both receivers.
+func TestRoundTrip(t *testing.T) {
+	for _, kind := range []Kind{VictoriaMetrics, Prometheus} {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx := context.Background()
+			r, err := Start(ctx, kind, t.TempDir(), nil)
+			require.NoError(t, err)
+			t.Cleanup(r.Stop)
+
+			now := time.Now().Truncate(time.Millisecond)
+			req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+				Labels:  []prompb.Label{{Name: "__name__", Value: "rt_test"}, {Name: "job", Value: "x"}},
+				Samples: []prompb.Sample{{Value: 42, Timestamp: now.UnixMilli()}},
+			}}}
+			raw, err := req.Marshal()
+			require.NoError(t, err)
+			hreq, err := http.NewRequest(http.MethodPost, r.WriteURL(), bytes.NewReader(snappy.Encode(nil, raw)))
+			require.NoError(t, err)
+			hreq.Header.Set("Content-Encoding", "snappy")
+			hreq.Header.Set("Content-Type", "application/x-protobuf")
+			hreq.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+			resp, err := http.DefaultClient.Do(hreq)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Less(t, resp.StatusCode, 300)
+
+			var got []Series
+			require.Eventually(t, func() bool {
+				got, err = r.Export(ctx, `rt_test`, now.Add(-time.Minute), now.Add(time.Second))
+				return err == nil && len(got) == 1
+			}, 30*time.Second, 200*time.Millisecond, "err=%v", err)
+			require.Equal(t, "x", got[0].Labels["job"])
+			require.Equal(t, []float64{42}, got[0].Values)
+			require.Equal(t, []int64{now.UnixMilli()}, got[0].Timestamps)
+		})
+	}
+}
