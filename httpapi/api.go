@@ -1,0 +1,221 @@
+// Package httpapi serves kata-monitor's HTTP endpoints, compatible with
+// upstream kata-monitor: /metrics (merged or one sandbox's), /sandboxes,
+// /agent-url and the /debug/* proxy to a shim, plus /healthz and /readyz.
+//
+// Every sandbox id taken from a request is validated and then looked up in
+// the live set; only the Sandbox found there (its Socket) reaches a shim, so
+// no path is ever built from request input.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
+)
+
+// Sandboxes is the live set of sandboxes. Implementations must be safe for
+// concurrent use; List's result is owned by the caller.
+type Sandboxes interface {
+	List() []sandbox.Sandbox
+	Get(id string) (sandbox.Sandbox, bool)
+}
+
+// Pods maps a sandbox id to its CRI metadata. Lookup must not block for long:
+// it is called once per row of the /sandboxes page.
+type Pods interface {
+	Lookup(id string) (cri.Pod, bool)
+}
+
+// Shim is a client of one shim's monitor socket (sources/shim.Client).
+type Shim interface {
+	// Metrics appends the shim's exposition to dst[:0] and returns it.
+	Metrics(ctx context.Context, dst []byte) ([]byte, error)
+	// AgentURL returns the shim's agent URL.
+	AgentURL(ctx context.Context) (string, error)
+	// ServeDebug proxies one debug path (already validated here; the client
+	// validates it again) and writes the whole response itself.
+	ServeDebug(w http.ResponseWriter, r *http.Request, path string)
+}
+
+// Shims hands out the client for a socket path taken from the live set.
+type Shims interface {
+	Shim(socket string) Shim
+}
+
+// MetricsSource is the forwarder's read side.
+type MetricsSource interface {
+	// WriteMetrics writes the merged text exposition (0.0.4) of all shims,
+	// without kata-monitor's own families, keeping only families whose name
+	// starts with one of prefixes (all when empty). It may block for one
+	// scrape round and must honour ctx.
+	WriteMetrics(ctx context.Context, w io.Writer, prefixes []string) error
+}
+
+// Status is the outcome of the last scrape of one sandbox.
+type Status struct {
+	LastScrape time.Time
+	Duration   time.Duration
+	Err        string
+	Series     int
+}
+
+// StatusSource reports the last scrape of a sandbox, for the /sandboxes page.
+type StatusSource interface {
+	Status(id string) (Status, bool)
+}
+
+// Deps are the collaborators of the API. Sandboxes, Shims, Metrics and
+// Registerer are required; the others may be nil.
+type Deps struct {
+	Sandboxes Sandboxes
+	Pods      Pods // nil: no pod columns
+	Shims     Shims
+	Metrics   MetricsSource
+	Status    StatusSource // nil: no scrape status column
+	// Gatherer is kata-monitor's own registry, appended to /metrics when no
+	// filter_family is given. nil: none.
+	Gatherer prometheus.Gatherer
+	// Ready reports readiness for /readyz; nil means always ready.
+	Ready func() error
+	// Logger receives request failures; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the kata_monitor_http_* metrics.
+	Registerer prometheus.Registerer
+}
+
+// API holds the handlers and the server settings. It is safe for concurrent
+// use once built; it starts nothing until Run or Serve.
+type API struct {
+	cfg     Config
+	deps    Deps
+	logger  *slog.Logger
+	metrics *httpMetrics
+	pools   *pools
+	pages   *template.Template
+	handler http.Handler
+}
+
+// New validates cfg and deps and builds the API. It starts nothing and
+// registers the kata_monitor_http_* metrics on deps.Registerer.
+func New(cfg Config, deps Deps) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("httpapi config: %w", err)
+	}
+	switch {
+	case deps.Sandboxes == nil:
+		return nil, errors.New("httpapi: Sandboxes is required")
+	case deps.Shims == nil:
+		return nil, errors.New("httpapi: Shims is required")
+	case deps.Metrics == nil:
+		return nil, errors.New("httpapi: Metrics is required")
+	case deps.Registerer == nil:
+		return nil, errors.New("httpapi: Registerer is required")
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newHTTPMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, deps: deps, logger: logger, metrics: m, pools: newPools(), pages: pages}
+	a.handler = http.HandlerFunc(a.route)
+	return a, nil
+}
+
+// Handler returns the root handler (routing, limits, instrumentation),
+// without TLS or auth: Run and Serve add those from the web config file.
+func (a *API) Handler() http.Handler { return a.handler }
+
+// Route names: the fixed "handler" label values of the own metrics.
+const (
+	routeIndex     = "index"
+	routeMetrics   = "metrics"
+	routeSandboxes = "sandboxes"
+	routeAgentURL  = "agent_url"
+	routeDebug     = "debug"
+	routeHealthz   = "healthz"
+	routeReadyz    = "readyz"
+	routeNotFound  = "not_found"
+)
+
+// route picks the handler by exact path (no ServeMux: its 404/405 and path
+// cleaning redirects would bypass the instrumentation and the limits).
+func (a *API) route(w http.ResponseWriter, r *http.Request) {
+	name, h := a.lookup(r.URL.Path)
+	a.instrument(name, w, r, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			a.badRequest(w, http.StatusMethodNotAllowed, reasonMethod, "method not allowed")
+			return
+		}
+		if len(r.URL.RawQuery) > a.cfg.MaxQueryBytes {
+			a.badRequest(w, http.StatusRequestURITooLong, reasonQueryTooLong, "query string too long")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (a *API) lookup(path string) (string, http.HandlerFunc) {
+	switch path {
+	case "/":
+		return routeIndex, a.serveIndex
+	case "/metrics":
+		return routeMetrics, a.serveMetrics
+	case "/sandboxes":
+		return routeSandboxes, a.serveSandboxes
+	case "/agent-url":
+		return routeAgentURL, a.serveAgentURL
+	case "/healthz":
+		return routeHealthz, serveHealthz
+	case "/readyz":
+		return routeReadyz, a.serveReadyz
+	}
+	if isDebugPath(path) {
+		if !a.cfg.EnableDebug {
+			return routeNotFound, http.NotFound
+		}
+		return routeDebug, a.serveDebug
+	}
+	return routeNotFound, http.NotFound
+}
+
+func serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeText(w, http.StatusOK, "ok\n")
+}
+
+func (a *API) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	if a.deps.Ready != nil {
+		if err := a.deps.Ready(); err != nil {
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			return
+		}
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+// writeText answers a short plain-text body. The nosniff header keeps a
+// browser from reading an echoed value as HTML.
+func writeText(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
+}

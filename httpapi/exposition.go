@@ -1,0 +1,225 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// metricsDeadline bounds one /metrics response: a scrape round plus writing.
+const metricsDeadline = 60 * time.Second
+
+// maxPooledBuffer keeps one huge response from pinning its buffer forever.
+const maxPooledBuffer = 16 << 20
+
+// textContentType is what upstream serves for the text exposition.
+const textContentType = "text/plain; version=" + expfmt.TextVersion + "; charset=utf-8"
+
+// pools are per-API (not package-level) reusable buffers and gzip writers.
+type pools struct {
+	buf  sync.Pool // *bytes.Buffer
+	raw  sync.Pool // *[]byte, for Shim.Metrics
+	gzip sync.Pool // *gzip.Writer
+}
+
+func newPools() *pools {
+	return &pools{
+		buf: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		raw: sync.Pool{New: func() any { return new([]byte) }},
+		gzip: sync.Pool{New: func() any {
+			zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // the level is valid: no error
+			return zw
+		}},
+	}
+}
+
+func (p *pools) getBuf() *bytes.Buffer { return p.buf.Get().(*bytes.Buffer) }
+
+func (p *pools) putBuf(b *bytes.Buffer) {
+	if b.Cap() > maxPooledBuffer {
+		return
+	}
+	b.Reset()
+	p.buf.Put(b)
+}
+
+// serveMetrics answers /metrics: one shim's exposition as it served it with
+// ?sandbox=ID, else the merged exposition plus, without filter_family,
+// kata-monitor's own families.
+func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	setDeadlines(w, metricsDeadline)
+	q, ok := a.parseQuery(w, r)
+	if !ok {
+		return
+	}
+	if _, ok := q["sandbox"]; ok {
+		a.serveSandboxMetrics(w, r, q)
+		return
+	}
+	prefixes := familyPrefixes(q)
+	buf := a.pools.getBuf()
+	defer a.pools.putBuf(buf)
+	if err := a.deps.Metrics.WriteMetrics(r.Context(), buf, prefixes); err != nil {
+		a.logger.Warn("write merged metrics", "err", err)
+		writeText(w, http.StatusServiceUnavailable, "metrics unavailable\n")
+		return
+	}
+	var own []*dto.MetricFamily
+	if len(prefixes) == 0 && a.deps.Gatherer != nil {
+		fams, err := a.deps.Gatherer.Gather()
+		if err != nil {
+			// Gather returns what it could; serve that, as promhttp's
+			// ContinueOnError does, rather than hiding the shims' series.
+			a.logger.Warn("gather own metrics", "err", err)
+		}
+		own = fams
+	}
+
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
+	if format.FormatType() == expfmt.TypeTextPlain {
+		// Fast path: the forwarder already rendered text, append our own.
+		enc := expfmt.NewEncoder(buf, expfmt.FmtText)
+		for _, f := range own {
+			if err := enc.Encode(f); err != nil {
+				a.logger.Warn("encode own metrics", "family", f.GetName(), "err", err)
+			}
+		}
+		a.writeBody(w, r, textContentType, buf.Bytes())
+		return
+	}
+	out := a.pools.getBuf()
+	defer a.pools.putBuf(out)
+	if err := reencode(out, buf, own, format); err != nil {
+		a.logger.Warn("re-encode metrics", "format", string(format), "err", err)
+		writeText(w, http.StatusInternalServerError, "cannot encode metrics\n")
+		return
+	}
+	a.writeBody(w, r, string(format), out.Bytes())
+}
+
+// reencode is the slow path for non-text formats: parse the merged text and
+// encode it, then own, in format.
+func reencode(out, text *bytes.Buffer, own []*dto.MetricFamily, format expfmt.Format) error {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	byName, err := p.TextToMetricFamilies(text)
+	if err != nil {
+		return fmt.Errorf("parse merged text: %w", err)
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	enc := expfmt.NewEncoder(out, format)
+	for _, n := range names {
+		if err := enc.Encode(byName[n]); err != nil {
+			return fmt.Errorf("encode %s: %w", n, err)
+		}
+	}
+	for _, f := range own {
+		if err := enc.Encode(f); err != nil {
+			return fmt.Errorf("encode %s: %w", f.GetName(), err)
+		}
+	}
+	if c, ok := enc.(expfmt.Closer); ok {
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("close encoder: %w", err)
+		}
+	}
+	return nil
+}
+
+// serveSandboxMetrics answers one shim's exposition unchanged (upstream's
+// ?sandbox=ID). A shim error is a 502: the shim, not the request, failed.
+func (a *API) serveSandboxMetrics(w http.ResponseWriter, r *http.Request, q map[string][]string) {
+	sb, ok := a.sandboxFromQuery(w, q)
+	if !ok {
+		return
+	}
+	raw := a.pools.raw.Get().(*[]byte)
+	defer func() {
+		if cap(*raw) <= maxPooledBuffer {
+			a.pools.raw.Put(raw)
+		}
+	}()
+	body, err := a.deps.Shims.Shim(sb.Socket).Metrics(r.Context(), *raw)
+	*raw = body[:0] // keep the grown backing array for the next request
+	if err != nil {
+		a.logger.Warn("shim metrics", "sandbox", sb.ID, "err", err)
+		writeText(w, http.StatusBadGateway, "shim metrics unavailable\n")
+		return
+	}
+	a.writeBody(w, r, "text/plain; version="+expfmt.TextVersion, body)
+}
+
+// writeBody writes a complete 200 body, gzip-compressed when the client
+// accepts it.
+func (a *API) writeBody(w http.ResponseWriter, r *http.Request, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Add("Vary", "Accept-Encoding")
+	if !acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body) // a write error is the client leaving
+		return
+	}
+	h.Set("Content-Encoding", "gzip")
+	w.WriteHeader(http.StatusOK)
+	zw := a.pools.gzip.Get().(*gzip.Writer)
+	zw.Reset(w)
+	_, err := zw.Write(body)
+	if err == nil {
+		err = zw.Close()
+	}
+	zw.Reset(nil) // drop the reference to w before pooling
+	a.pools.gzip.Put(zw)
+	if err != nil {
+		a.logger.Debug("write gzip body", "err", err)
+	}
+}
+
+// acceptsGzip reports whether the Accept-Encoding values allow gzip: a
+// "gzip" or "*" coding whose q is not 0, unless gzip itself has q=0.
+func acceptsGzip(values []string) bool {
+	gzipQ, starQ := -1.0, -1.0
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.ToLower(strings.TrimSpace(coding))
+			if coding != "gzip" && coding != "*" {
+				continue
+			}
+			q := 1.0
+			for p := range strings.SplitSeq(params, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+				if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+					f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+					if err != nil || f < 0 || f > 1 {
+						f = 0 // a malformed q is treated as a refusal
+					}
+					q = f
+				}
+			}
+			if coding == "gzip" {
+				gzipQ = q
+			} else {
+				starQ = q
+			}
+		}
+	}
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return starQ > 0
+}

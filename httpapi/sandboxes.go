@@ -1,0 +1,132 @@
+package httpapi
+
+import (
+	"embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// parsePages parses the HTML pages once. html/template escapes every value
+// by context, unlike upstream, which pastes ids and pod names raw.
+func parsePages() (*template.Template, error) {
+	t, err := template.ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("parse html templates: %w", err)
+	}
+	return t, nil
+}
+
+// sandboxRow is one line of the /sandboxes page.
+type sandboxRow struct {
+	ID                string
+	HasPod            bool
+	Namespace, Name   string
+	HasStatus         bool
+	Err               string
+	Series            int
+	LastScrape        string
+	Duration          time.Duration
+	MetricsURL        string
+	AgentURL          string
+	VarsURL, PprofURL string
+}
+
+// serveSandboxes lists the live sandboxes: ids one per line, or an HTML
+// table when the client accepts text/html.
+func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
+	list := a.deps.Sandboxes.List()
+	slices.SortFunc(list, func(x, y sandbox.Sandbox) int { return strings.Compare(x.ID, y.ID) })
+	if !wantsHTML(r) {
+		var b strings.Builder
+		for _, sb := range list {
+			b.WriteString(sb.ID)
+			b.WriteByte('\n')
+		}
+		writeText(w, http.StatusOK, b.String())
+		return
+	}
+	rows := make([]sandboxRow, 0, len(list))
+	for _, sb := range list {
+		rows = append(rows, a.row(sb))
+	}
+	a.renderHTML(w, "sandboxes.html", map[string]any{"Rows": rows, "Debug": a.cfg.EnableDebug})
+}
+
+// row gathers one sandbox's pod and status. The links are built with
+// url.QueryEscape and handed to html/template as whole relative URLs, which
+// it normalises without escaping the %XX twice.
+func (a *API) row(sb sandbox.Sandbox) sandboxRow {
+	q := "?sandbox=" + url.QueryEscape(sb.ID)
+	row := sandboxRow{
+		ID:         sb.ID,
+		MetricsURL: "/metrics" + q,
+		AgentURL:   "/agent-url" + q,
+		VarsURL:    "/debug/vars" + q,
+		PprofURL:   pprofPrefix + q,
+	}
+	if a.deps.Pods != nil {
+		if p, ok := a.deps.Pods.Lookup(sb.ID); ok {
+			row.HasPod, row.Namespace, row.Name = true, p.Namespace, p.Name
+		}
+	}
+	if a.deps.Status != nil {
+		if st, ok := a.deps.Status.Status(sb.ID); ok {
+			row.HasStatus, row.Err, row.Series = true, st.Err, st.Series
+			row.LastScrape = st.LastScrape.UTC().Format(time.RFC3339)
+			row.Duration = st.Duration.Round(time.Millisecond)
+		}
+	}
+	return row
+}
+
+// serveIndex is the small landing page.
+func (a *API) serveIndex(w http.ResponseWriter, r *http.Request) {
+	if wantsHTML(r) {
+		a.renderHTML(w, "index.html", map[string]any{"Debug": a.cfg.EnableDebug})
+		return
+	}
+	var b strings.Builder
+	b.WriteString("kata-monitor\n\n/metrics[?filter_family=PREFIX,...|?sandbox=ID]\n/sandboxes\n/agent-url?sandbox=ID\n")
+	if a.cfg.EnableDebug {
+		b.WriteString("/debug/vars?sandbox=ID\n/debug/pprof/?sandbox=ID\n")
+	}
+	b.WriteString("/healthz\n/readyz\n")
+	writeText(w, http.StatusOK, b.String())
+}
+
+// renderHTML renders into memory first so a template error is a clean 500,
+// not half a page.
+func (a *API) renderHTML(w http.ResponseWriter, name string, data any) {
+	var b strings.Builder
+	if err := a.pages.ExecuteTemplate(&b, name, data); err != nil {
+		a.logger.Error("render page", "page", name, "err", err)
+		writeText(w, http.StatusInternalServerError, "cannot render page\n")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// wantsHTML: upstream's rule, an Accept header that mentions text/html.
+func wantsHTML(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		if strings.Contains(strings.ToLower(v), "text/html") {
+			return true
+		}
+	}
+	return false
+}
