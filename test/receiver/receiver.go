@@ -113,10 +113,12 @@ func (r *Receiver) Start(ctx context.Context) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
-	if r.Kind == Prometheus {
-		cfg := "global:\n  scrape_interval: 15s\n"
-		if err := os.WriteFile(filepath.Join(r.dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-			return err
+	// A caller may have written its own prometheus.yml (e.g. a scrape job).
+	if cfgPath := filepath.Join(r.dir, "prometheus.yml"); r.Kind == Prometheus {
+		if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(cfgPath, []byte("global:\n  scrape_interval: 15s\n"), 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	cmd := exec.Command(string(r.Kind), r.args()...)

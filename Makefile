@@ -1,0 +1,49 @@
+# kata-monitor: `make demo` runs it on a simulated node, `make test` runs every test.
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS     := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN         := bin/kata-monitor
+# Fuzz targets run briefly in CI (FUZZTIME each); longer runs: make fuzz FUZZTIME=5m
+FUZZTIME    ?= 10s
+# Long soaks are off in CI: make soak SOAK=1
+SOAK        ?=
+
+.PHONY: all build test unit fuzz deps demo bench soak vet clean
+
+all: build
+
+## build: a static binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kata-monitor
+
+## deps: install the real receivers (and chromium) from Debian when missing
+deps:
+	@bash scripts/install-deps.sh --browser
+
+vet:
+	$(GO) vet ./...
+
+## test: every test (unit, end-to-end with real receivers, browser), with the race detector, then short fuzz runs
+test: deps vet
+	$(GO) test -race -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+## fuzz: run each fuzz target for FUZZTIME
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZTIME)
+
+## demo: kata-monitor on a simulated node pushing into VictoriaMetrics (DEMO_SECONDS=N to stop by itself)
+demo: deps build
+	$(GO) run ./test/demo
+
+## bench: the benchmark harness (BENCH_SANDBOXES=10,50,200,500)
+bench: deps build
+	$(GO) run ./test/bench
+
+## soak: the long fault tests
+soak: deps
+	KATA_MONITOR_SOAK=1 $(GO) test -race -timeout 60m ./test/...
+
+clean:
+	rm -rf bin

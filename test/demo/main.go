@@ -1,0 +1,210 @@
+// Command demo runs kata-monitor on a simulated Kata node and pushes into a
+// real VictoriaMetrics: `make demo`. It prints the URLs to open and a live
+// progress line, and cleans up on Ctrl-C or after DEMO_SECONDS.
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kata-containers/kata-monitor/test/fakenode"
+	"github.com/kata-containers/kata-monitor/test/fakeshim"
+	"github.com/kata-containers/kata-monitor/test/receiver"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if s := os.Getenv("DEMO_SECONDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("DEMO_SECONDS=%q: want a positive number of seconds", s)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(n)*time.Second)
+		defer cancel()
+	}
+	sandboxes := 30
+	if s := os.Getenv("DEMO_SANDBOXES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("DEMO_SANDBOXES=%q: want a positive number", s)
+		}
+		sandboxes = n
+	}
+	bin, err := filepath.Abs("bin/kata-monitor")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s missing: run `make demo` (it builds first)", bin)
+	}
+
+	dir, err := os.MkdirTemp("", "kmdemo")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Printf("demo: working in %s (removed on exit)\n", dir)
+
+	node, err := fakenode.Start(dir, sandboxes, fakeshim.Options{})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	fmt.Printf("demo: fake node with %d sandboxes under %s, fake CRI on %s\n", sandboxes, node.Root, node.CRISocket)
+
+	vmLog, _ := os.Create(filepath.Join(dir, "victoria-metrics.log"))
+	vm, err := receiver.Start(ctx, receiver.VictoriaMetrics, filepath.Join(dir, "vm"), vmLog)
+	if err != nil {
+		return err
+	}
+	defer vm.Stop()
+	fmt.Printf("demo: VictoriaMetrics on %s\n", vm.BaseURL())
+
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 5s
+  scrape_timeout: 3s
+  snapshot_max_age: 10s
+  external_labels: {node: demo-node}
+wal:
+  dir: %s
+  max_size: 256MiB
+remote_write:
+  - name: vm
+    url: %s
+`, filepath.Join(dir, "wal"), vm.WriteURL())
+	cfgPath := filepath.Join(dir, "kata-monitor.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	kmLog, _ := os.Create(filepath.Join(dir, "kata-monitor.log"))
+	cmd := exec.Command(bin, "--listen-address", listen, "--runtime-endpoint", node.CRISocket,
+		"--sandbox-root", node.Root, "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = kmLog, kmLog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		fmt.Println("\ndemo: stopped kata-monitor, VictoriaMetrics and the fake node")
+	}()
+
+	q := url.Values{"g0.expr": {`sum by (cri_namespace, cri_name) (rate(kata_hypervisor_proc_stat{item="utime"}[1m]))`}}
+	fmt.Printf(`
+kata-monitor is running (config %s, log %s):
+  sandboxes:        http://%s/sandboxes   (open in a browser for the HTML page)
+  merged metrics:   http://%s/metrics?filter_family=kata_hypervisor
+  pushed, by pod:   %s/vmui/?%s
+  raw series:       %s/api/v1/series?match[]=kata_shim_threads
+Ctrl-C to stop.
+
+`, cfgPath, kmLog.Name(), listen, listen, vm.BaseURL(), q.Encode(), vm.BaseURL())
+
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-exited:
+			return fmt.Errorf("kata-monitor exited: %v (see %s)", err, kmLog.Name())
+		case <-t.C:
+			fmt.Printf("\r%s", progress(listen, vm))
+		}
+	}
+}
+
+// progress is the one-line status: from kata-monitor's own metrics and the
+// receiver's count of stored series.
+func progress(listen string, vm *receiver.Receiver) string {
+	m := scrapeSelf("http://" + listen + "/metrics")
+	series := "?"
+	if resp, err := http.Get(vm.BaseURL() + "/api/v1/query?query=count(%7Bsandbox_id!%3D%22%22%7D)"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if i := strings.LastIndex(string(b), `","`); i >= 0 {
+			series = strings.TrimRight(string(b[i+3:]), `"]}`)
+		}
+	}
+	return fmt.Sprintf("sandboxes %-4s rounds %-5s samples sent %-10s dropped %-6s queue lag %ss  series in VictoriaMetrics %s   ",
+		m["kata_monitor_running_shim_count"], m["kata_monitor_rounds_total"], m["kata_monitor_remote_write_samples_sent_total"],
+		m["kata_monitor_remote_write_samples_dropped_total"], m["kata_monitor_remote_write_queue_lag_seconds"], series)
+}
+
+// scrapeSelf sums each family's samples by name (labels dropped).
+func scrapeSelf(u string) map[string]string {
+	out := map[string]string{}
+	resp, err := http.Get(u)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sums := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if !strings.HasPrefix(line, "kata_monitor_") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+			rest = line[strings.LastIndexByte(line, '}')+2:]
+		}
+		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		if err == nil {
+			sums[name] += v
+		}
+	}
+	for k, v := range sums {
+		out[k] = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	for _, k := range []string{"kata_monitor_running_shim_count", "kata_monitor_rounds_total", "kata_monitor_remote_write_samples_sent_total", "kata_monitor_remote_write_samples_dropped_total", "kata_monitor_remote_write_queue_lag_seconds"} {
+		if _, ok := out[k]; !ok {
+			out[k] = "0"
+		}
+	}
+	return out
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
