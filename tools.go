@@ -22,5 +22,6 @@ import (
 	_ "golang.org/x/sync/errgroup"
 	_ "google.golang.org/grpc"
 	_ "gopkg.in/yaml.v3"
+	_ "k8s.io/api/apps/v1"
 	_ "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
