@@ -1,0 +1,161 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	waitFor = 5 * time.Second
+	tick    = 5 * time.Millisecond
+)
+
+// startRun runs w until the test ends and checks that Run returns nil once
+// its context is cancelled.
+func startRun(t *testing.T, w *Watcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(waitFor):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	// Run re-lists once after registering its watches: from then on, with
+	// an hour-long ResyncInterval, only fsnotify can bring changes in.
+	require.Eventually(t, func() bool { return testutil.ToFloat64(w.metrics.resyncs) >= 2 }, waitFor, tick)
+}
+
+func requireIDs(t *testing.T, w *Watcher, want ...string) {
+	t.Helper()
+	if want == nil {
+		want = []string{}
+	}
+	require.Eventually(t, func() bool {
+		got := ids(w.List())
+		if len(got) != len(want) {
+			return false
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				return false
+			}
+		}
+		return true
+	}, waitFor, tick, "want %v", want)
+}
+
+func TestRunFollowsEvents(t *testing.T) {
+	root := t.TempDir()
+	mkdir(t, root, "old")
+	w, _ := newTestWatcher(t, root)
+	startRun(t, w)
+	resyncs := testutil.ToFloat64(w.metrics.resyncs)
+
+	drain(w)
+	mkdir(t, root, "a")
+	mkdir(t, root, "b")
+	requireIDs(t, w, "a", "b", "old")
+	select {
+	case <-w.Changes():
+	case <-time.After(waitFor):
+		t.Fatal("Changes not signalled")
+	}
+
+	require.NoError(t, os.Remove(filepath.Join(root, "a")))
+	requireIDs(t, w, "b", "old")
+
+	require.NoError(t, os.Rename(filepath.Join(root, "b"), filepath.Join(root, "c")))
+	requireIDs(t, w, "c", "old")
+
+	// Files created while running are ignored too.
+	require.NoError(t, os.WriteFile(filepath.Join(root, "file"), nil, 0o644))
+	mkdir(t, root, "z")
+	requireIDs(t, w, "c", "old", "z")
+
+	require.Equal(t, resyncs, testutil.ToFloat64(w.metrics.resyncs), "changes must come from fsnotify, not resync")
+	require.Equal(t, 0.0, testutil.ToFloat64(w.metrics.watchErrors))
+}
+
+func TestRunRootCreatedLater(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "a", "b", "sbs")
+	w, _ := newTestWatcher(t, root)
+	startRun(t, w)
+	require.Empty(t, w.List())
+
+	mkdir(t, root, "first")
+	requireIDs(t, w, "first")
+
+	// The root itself is now watched: later sandboxes come through events.
+	resyncs := testutil.ToFloat64(w.metrics.resyncs)
+	mkdir(t, root, "second")
+	requireIDs(t, w, "first", "second")
+	require.Equal(t, resyncs, testutil.ToFloat64(w.metrics.resyncs))
+}
+
+func TestRunRootRemovedAndRecreated(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "sbs")
+	mkdir(t, root, "x")
+	w, _ := newTestWatcher(t, root)
+	startRun(t, w)
+	requireIDs(t, w, "x")
+
+	require.NoError(t, os.RemoveAll(root))
+	requireIDs(t, w)
+
+	mkdir(t, root)
+	mkdir(t, root, "y")
+	requireIDs(t, w, "y")
+	resyncs := testutil.ToFloat64(w.metrics.resyncs)
+	mkdir(t, root, "z")
+	requireIDs(t, w, "y", "z")
+	require.Equal(t, resyncs, testutil.ToFloat64(w.metrics.resyncs), "the recreated root must be watched again")
+}
+
+func TestRunTwoRootsSameID(t *testing.T) {
+	first, second := t.TempDir(), t.TempDir()
+	w, _ := newTestWatcher(t, first, second)
+	startRun(t, w)
+
+	mkdir(t, second, "same")
+	require.Eventually(t, func() bool {
+		s, ok := w.Get("same")
+		return ok && s.Root == second
+	}, waitFor, tick)
+
+	mkdir(t, first, "same")
+	require.Eventually(t, func() bool {
+		s, ok := w.Get("same")
+		return ok && s.Root == first
+	}, waitFor, tick)
+
+	require.NoError(t, os.Remove(filepath.Join(second, "same")))
+	mkdir(t, first, "marker")
+	requireIDs(t, w, "marker", "same")
+	s, _ := w.Get("same")
+	require.Equal(t, first, s.Root, "removing the shadowed copy must not drop the sandbox")
+
+	require.NoError(t, os.Remove(filepath.Join(first, "same")))
+	requireIDs(t, w, "marker")
+}
+
+func TestRunPeriodicResync(t *testing.T) {
+	root := t.TempDir()
+	w, err := New(Config{Roots: []string{root}, ResyncInterval: 20 * time.Millisecond}, testLogger(), nil)
+	require.NoError(t, err)
+	startRun(t, w)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(w.metrics.resyncs) >= 5 }, waitFor, tick)
+}
