@@ -1,0 +1,266 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// do runs one request against the API's handler.
+func do(t testing.TB, h http.Handler, method, target string, header http.Header) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, target, nil)
+	for k, v := range header {
+		r.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// familyNames parses a text exposition and returns its family names.
+func familyNames(t testing.TB, body string) map[string]bool {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err, body)
+	out := map[string]bool{}
+	for n := range fams {
+		out[n] = true
+	}
+	return out
+}
+
+func TestMetricsMerged(t *testing.T) {
+	tests := []struct {
+		name         string
+		query        string
+		wantPrefixes []string
+		want         []string
+		absent       []string
+	}{
+		{
+			name: "no filter includes own metrics",
+			want: []string{"kata_hypervisor_fds", "kata_shim_rpc_durations_total", "kata_agent_io_stat",
+				"kata_monitor_running_shim_count"},
+		},
+		{
+			name: "one prefix excludes own metrics", query: "?filter_family=kata_hypervisor",
+			wantPrefixes: []string{"kata_hypervisor"},
+			want:         []string{"kata_hypervisor_fds"},
+			absent:       []string{"kata_shim_rpc_durations_total", "kata_agent_io_stat", "kata_monitor_running_shim_count"},
+		},
+		{
+			name: "several prefixes trimmed, empty items ignored", query: "?filter_family=%20kata_shim%20,,kata_agent,",
+			wantPrefixes: []string{"kata_shim", "kata_agent"},
+			want:         []string{"kata_shim_rpc_durations_total", "kata_agent_io_stat"},
+			absent:       []string{"kata_hypervisor_fds", "kata_monitor_running_shim_count"},
+		},
+		{
+			name: "only empty items means no filter", query: "?filter_family=,,",
+			want: []string{"kata_hypervisor_fds", "kata_monitor_running_shim_count"},
+		},
+		{
+			name: "kata_monitor prefix reaches the forwarder only", query: "?filter_family=kata_monitor",
+			wantPrefixes: []string{"kata_monitor"},
+			absent:       []string{"kata_monitor_running_shim_count", "kata_hypervisor_fds"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, DefaultConfig(), nil)
+			w := do(t, env.api.Handler(), http.MethodGet, "/metrics"+tt.query, nil)
+			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+			assert.Equal(t, textContentType, w.Header().Get("Content-Type"))
+			require.Len(t, env.metrics.prefixes, 1)
+			assert.Equal(t, tt.wantPrefixes, env.metrics.prefixes[0])
+			names := familyNames(t, w.Body.String())
+			for _, n := range tt.want {
+				assert.True(t, names[n], "missing family %s", n)
+			}
+			for _, n := range tt.absent {
+				assert.False(t, names[n], "unexpected family %s", n)
+			}
+			assert.Empty(t, env.shims.Requested(), "merged /metrics must not call shims directly")
+		})
+	}
+}
+
+func TestMetricsGzip(t *testing.T) {
+	tests := []struct {
+		name     string
+		encoding string
+		wantGzip bool
+	}{
+		{"none", "", false},
+		{"gzip", "gzip", true},
+		{"list", "br, gzip;q=0.5", true},
+		{"star", "*", true},
+		{"gzip refused", "gzip;q=0, *", false},
+		{"identity only", "identity", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, DefaultConfig(), nil)
+			h := http.Header{}
+			if tt.encoding != "" {
+				h.Set("Accept-Encoding", tt.encoding)
+			}
+			w := do(t, env.api.Handler(), http.MethodGet, "/metrics", h)
+			require.Equal(t, http.StatusOK, w.Code)
+			body := w.Body.Bytes()
+			if !tt.wantGzip {
+				assert.Empty(t, w.Header().Get("Content-Encoding"))
+				assert.True(t, familyNames(t, string(body))["kata_hypervisor_fds"])
+				return
+			}
+			assert.Equal(t, "gzip", w.Header().Get("Content-Encoding"))
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			require.NoError(t, err)
+			plain, err := io.ReadAll(zr)
+			require.NoError(t, err)
+			assert.True(t, familyNames(t, string(plain))["kata_hypervisor_fds"])
+		})
+	}
+}
+
+func TestMetricsProtobuf(t *testing.T) {
+	env := newTestEnv(t, DefaultConfig(), nil)
+	h := http.Header{}
+	h.Set("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3")
+	w := do(t, env.api.Handler(), http.MethodGet, "/metrics", h)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	ct := w.Header().Get("Content-Type")
+	require.Equal(t, expfmt.TypeProtoDelim, expfmt.Format(ct).FormatType(), ct)
+
+	dec := expfmt.NewDecoder(bytes.NewReader(w.Body.Bytes()), expfmt.Format(ct))
+	got := map[string]*dto.MetricFamily{}
+	for {
+		var mf dto.MetricFamily
+		err := dec.Decode(&mf)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		got[mf.GetName()] = &mf
+	}
+	require.Contains(t, got, "kata_hypervisor_fds")
+	require.Contains(t, got, "kata_monitor_running_shim_count")
+	fds := got["kata_hypervisor_fds"]
+	assert.Equal(t, dto.MetricType_GAUGE, fds.GetType())
+	require.Len(t, fds.GetMetric(), 2)
+	var sum float64
+	for _, m := range fds.GetMetric() {
+		sum += m.GetGauge().GetValue()
+	}
+	assert.Equal(t, 49.0, sum)
+}
+
+func TestMetricsErrors(t *testing.T) {
+	t.Run("forwarder failure is 503", func(t *testing.T) {
+		env := newTestEnv(t, DefaultConfig(), nil)
+		env.metrics.err = errors.New("context canceled")
+		w := do(t, env.api.Handler(), http.MethodGet, "/metrics", nil)
+		assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+	})
+	t.Run("no gatherer serves shims only", func(t *testing.T) {
+		env := newTestEnv(t, DefaultConfig(), func(d *Deps) { d.Gatherer = nil })
+		w := do(t, env.api.Handler(), http.MethodGet, "/metrics", nil)
+		require.Equal(t, http.StatusOK, w.Code)
+		names := familyNames(t, w.Body.String())
+		assert.True(t, names["kata_hypervisor_fds"])
+		assert.False(t, names["kata_monitor_running_shim_count"])
+	})
+}
+
+func TestMetricsSandbox(t *testing.T) {
+	tests := []struct {
+		name     string
+		query    string
+		shimErr  error
+		wantCode int
+		wantBody string
+		wantShim bool
+	}{
+		{name: "ok", query: "?sandbox=" + idA, wantCode: http.StatusOK, wantBody: shimExposition, wantShim: true},
+		{name: "missing", query: "?sandbox=", wantCode: http.StatusBadRequest, wantBody: "missing sandbox parameter\n"},
+		{name: "unknown", query: "?sandbox=nope", wantCode: http.StatusNotFound, wantBody: "sandbox not found\n"},
+		{name: "shim down", query: "?sandbox=" + idB, shimErr: errShimDown, wantCode: http.StatusBadGateway, wantShim: true},
+		{name: "sandbox wins over filter", query: "?filter_family=x&sandbox=" + idA, wantCode: http.StatusOK, wantBody: shimExposition, wantShim: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, DefaultConfig(), nil)
+			env.shims.err = tt.shimErr
+			w := do(t, env.api.Handler(), http.MethodGet, "/metrics"+tt.query, nil)
+			assert.Equal(t, tt.wantCode, w.Code)
+			if tt.wantBody != "" {
+				assert.Equal(t, tt.wantBody, w.Body.String())
+			}
+			if tt.wantCode == http.StatusOK {
+				assert.Equal(t, "text/plain; version=0.0.4", w.Header().Get("Content-Type"))
+			}
+			assert.Equal(t, tt.wantShim, len(env.shims.Requested()) == 1)
+			assert.Empty(t, env.metrics.prefixes, "?sandbox must not ask the forwarder")
+		})
+	}
+}
+
+// TestMetricsSandboxBufferReuse checks the pooled buffer does not leak one
+// response into the next.
+func TestMetricsSandboxBufferReuse(t *testing.T) {
+	env := newTestEnv(t, DefaultConfig(), nil)
+	env.shims.metrics = strings.Repeat("x 1\n", 1000)
+	w := do(t, env.api.Handler(), http.MethodGet, "/metrics?sandbox="+idA, nil)
+	require.Equal(t, 4000, w.Body.Len())
+	env.shims.metrics = "y 2\n"
+	w = do(t, env.api.Handler(), http.MethodGet, "/metrics?sandbox="+idA, nil)
+	assert.Equal(t, "y 2\n", w.Body.String())
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	tests := []struct {
+		values []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"gzip"}, true},
+		{[]string{"GZIP"}, true},
+		{[]string{"deflate", "gzip"}, true},
+		{[]string{"gzip;q=0"}, false},
+		{[]string{"gzip; q=0.001"}, true},
+		{[]string{"gzip;q=abc"}, false},
+		{[]string{"*;q=0"}, false},
+		{[]string{"*"}, true},
+		{[]string{"gzip;q=0", "*"}, false},
+		{[]string{"br"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.values, "|"), func(t *testing.T) {
+			assert.Equal(t, tt.want, acceptsGzip(tt.values))
+		})
+	}
+}
+
+func FuzzAcceptsGzip(f *testing.F) {
+	for _, s := range []string{"gzip", "gzip;q=0", "*;q=0.5, identity", ";;,,=", "gzip;q=1e400"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := acceptsGzip([]string{s})
+		if !strings.Contains(strings.ToLower(s), "gzip") && !strings.Contains(s, "*") && got {
+			t.Fatalf("acceptsGzip(%q) = true without gzip or *", s)
+		}
+	})
+}
