@@ -97,6 +97,9 @@ func Load(r io.Reader) (Config, error) {
 		return Config{}, errors.New("parse config: more than one YAML document")
 	}
 	cfg.applyListDefaults()
+	if err := cfg.expandExternalLabels(os.LookupEnv); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -160,4 +163,26 @@ func (c Config) Validate() error {
 		names[rw.Name] = i
 	}
 	return errors.Join(errs...)
+}
+
+// expandExternalLabels replaces ${VAR} and $VAR in external label values from
+// the environment, so a DaemonSet can label series with the node name from
+// the downward API. An unset variable is an error: an empty node label would
+// merge every node's series.
+func (c *Config) expandExternalLabels(lookup func(string) (string, bool)) error {
+	for name, v := range c.Global.ExternalLabels {
+		var missing []string
+		out := os.Expand(v, func(k string) string {
+			val, ok := lookup(k)
+			if !ok {
+				missing = append(missing, k)
+			}
+			return val
+		})
+		if len(missing) > 0 {
+			return fmt.Errorf("global.external_labels.%s: environment variable %s is not set", name, missing[0])
+		}
+		c.Global.ExternalLabels[name] = out
+	}
+	return nil
 }

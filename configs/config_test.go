@@ -87,3 +87,13 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestExternalLabelsFromEnvironment(t *testing.T) {
+	t.Setenv("KM_TEST_NODE", "worker-7")
+	cfg, err := Load(strings.NewReader("global:\n  external_labels: {node: '${KM_TEST_NODE}', site: 'lyon-$KM_TEST_NODE', fixed: x}\n"))
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"node": "worker-7", "site": "lyon-worker-7", "fixed": "x"}, cfg.Global.ExternalLabels)
+
+	_, err = Load(strings.NewReader("global:\n  external_labels: {node: '${KM_TEST_UNSET_VAR}'}\n"))
+	require.ErrorContains(t, err, "global.external_labels.node: environment variable KM_TEST_UNSET_VAR is not set")
+}

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
 	"github.com/kata-containers/kata-monitor/test/receiver"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
 )
 
 func main() {
@@ -160,42 +160,12 @@ func progress(listen string, vm *receiver.Receiver) string {
 		m["kata_monitor_remote_write_samples_dropped_total"], m["kata_monitor_remote_write_queue_lag_seconds"], series)
 }
 
-// scrapeSelf sums each family's samples by name (labels dropped).
+// scrapeSelf reads kata-monitor's own metrics, zero where not yet there.
 func scrapeSelf(u string) map[string]string {
 	out := map[string]string{}
-	resp, err := http.Get(u)
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	sums := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if !strings.HasPrefix(line, "kata_monitor_") {
-			continue
-		}
-		name, rest, _ := strings.Cut(line, " ")
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
-			rest = line[strings.LastIndexByte(line, '}')+2:]
-		}
-		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-		if err == nil {
-			sums[name] += v
-		}
-	}
-	for k, v := range sums {
-		out[k] = strconv.FormatFloat(v, 'f', -1, 64)
-	}
+	v, _ := selfmetrics.Fetch(u)
 	for _, k := range []string{"kata_monitor_running_shim_count", "kata_monitor_rounds_total", "kata_monitor_remote_write_samples_sent_total", "kata_monitor_remote_write_samples_dropped_total", "kata_monitor_remote_write_queue_lag_seconds"} {
-		if _, ok := out[k]; !ok {
-			out[k] = "0"
-		}
+		out[k] = strconv.FormatFloat(v[k], 'f', -1, 64)
 	}
 	return out
 }

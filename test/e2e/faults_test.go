@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/faultproxy"
+	"github.com/kata-containers/kata-monitor/test/receiver"
+)
+
+// startProxied starts VictoriaMetrics behind a fault proxy.
+func startProxied(t *testing.T) (*receiver.Receiver, *faultproxy.Proxy, string) {
+	t.Helper()
+	vm, err := receiver.Start(ctxT(t), receiver.VictoriaMetrics, t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(vm.Stop)
+	p, err := faultproxy.New(vm.WriteURL())
+	require.NoError(t, err)
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return vm, p, srv.URL + "/api/v1/write"
+}
+
+// TestRejectedBatchAndRetryAfter: one batch answered 400 is dropped and
+// counted while later ones go through; a 429 with Retry-After is retried
+// after the delay and then delivered.
+func TestRejectedBatchAndRetryAfter(t *testing.T) {
+	t.Parallel()
+	node := startNode(t, 2)
+	_, p, url := startProxied(t)
+	var rejected, throttledAt, retriedAt atomic.Int64
+	p.SetFaults(func(n int64, req *prompb.WriteRequest) faultproxy.Fault {
+		switch n {
+		case 3:
+			var s int64
+			for _, ts := range req.Timeseries {
+				s += int64(len(ts.Samples))
+			}
+			rejected.Store(s)
+			return faultproxy.Fault{Status: http.StatusBadRequest}
+		case 6:
+			throttledAt.Store(time.Now().UnixNano())
+			return faultproxy.Fault{Status: http.StatusTooManyRequests, RetryAfter: "2"}
+		case 7:
+			retriedAt.Store(time.Now().UnixNano())
+		}
+		return faultproxy.Fault{}
+	})
+	cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB", endpoint{name: "vm", url: url})
+	m := startMonitor(t, node, "--config", cfg)
+	require.Eventually(t, func() bool { return p.Stats().Requests >= 12 }, 60*time.Second, 100*time.Millisecond)
+	require.GreaterOrEqual(t, time.Duration(retriedAt.Load()-throttledAt.Load()), 1900*time.Millisecond, "Retry-After honoured")
+	st := p.Stats()
+	require.Equal(t, rejected.Load(), st.RejectedSamples)
+	require.Eventually(t, func() bool {
+		self := m.selfMetrics(t)
+		return self[`kata_monitor_remote_write_samples_dropped_total{endpoint="vm",reason="http_4xx"}`] == float64(rejected.Load())
+	}, 10*time.Second, 100*time.Millisecond, "the dropped batch is counted exactly")
+	require.Greater(t, st.ForwardedSamples, rejected.Load()*3, "later batches went through")
+}

@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/fakenode"
+	"github.com/kata-containers/kata-monitor/test/receiver"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
+)
+
+// endpoint is one remote_write entry for writeConfig.
+type endpoint struct {
+	name, url string
+	extra     string // more YAML lines, indented 4 spaces
+}
+
+func writeConfig(t *testing.T, interval string, walDir string, maxSize string, eps ...endpoint) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  external_labels: {node: e2e-node}\n", interval, interval)
+	fmt.Fprintf(&b, "wal:\n  dir: %s\n  max_size: %s\nremote_write:\n", walDir, maxSize)
+	for _, e := range eps {
+		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    queue_config: {min_backoff: 50ms, max_backoff: 500ms}\n%s", e.name, e.url, e.extra)
+	}
+	p := filepath.Join(t.TempDir(), "kata-monitor.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(b.String()), 0o644))
+	return p
+}
+
+// selfMetrics reads kata-monitor's own samples.
+func (m *monitor) selfMetrics(t *testing.T) selfmetrics.Values {
+	t.Helper()
+	v, err := selfmetrics.Fetch("http://" + m.addr + "/metrics")
+	require.NoError(t, err)
+	return v
+}
+
+// consecutive asserts a counter series advanced by exactly one per round:
+// the fake shim adds 1 per scrape, so every scraped round is present, once,
+// in order.
+func consecutive(t *testing.T, s receiver.Series) {
+	t.Helper()
+	for i := 1; i < len(s.Values); i++ {
+		require.Greater(t, s.Timestamps[i], s.Timestamps[i-1], "timestamps strictly increasing")
+		require.Equal(t, s.Values[i-1]+1, s.Values[i], "round %d of %v: a round is missing or repeated", i, s.Labels)
+	}
+}
+
+const counterFamily = "kata_shim_agent_rpc_durations_histogram_milliseconds_count"
+
+// TestPushIntoBothReceivers: 20 sandboxes pushed into VictoriaMetrics and
+// Prometheus at once; every series of every sandbox arrives with its labels
+// and the counter values are what the shims served, round by round.
+func TestPushIntoBothReceivers(t *testing.T) {
+	t.Parallel()
+	node := startNode(t, 20)
+	ctx := ctxT(t)
+	vm, err := receiver.Start(ctx, receiver.VictoriaMetrics, t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(vm.Stop)
+	prom, err := receiver.Start(ctx, receiver.Prometheus, t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(prom.Stop)
+
+	start := time.Now()
+	cfg := writeConfig(t, "1s", t.TempDir(), "64MiB", endpoint{name: "vm", url: vm.WriteURL()}, endpoint{name: "prom", url: prom.WriteURL()})
+	m := startMonitor(t, node, "--config", cfg)
+
+	perSandbox := seriesPerSandbox(t)
+	for _, r := range []*receiver.Receiver{vm, prom} {
+		t.Run(string(r.Kind), func(t *testing.T) {
+			var got []receiver.Series
+			require.Eventually(t, func() bool {
+				got, err = r.Export(ctx, `{__name__=~"kata_.+",sandbox_id!=""}`, start, time.Now())
+				if err != nil || len(got) < 20*perSandbox {
+					return false
+				}
+				for _, s := range got {
+					if len(s.Values) < 4 || s.Labels["cri_name"] == "" {
+						return false
+					}
+				}
+				return true
+			}, 90*time.Second, time.Second, "err=%v series=%d want %d", err, len(got), 20*perSandbox)
+			require.Len(t, got, 20*perSandbox, "every series of every sandbox, no more")
+			bySandbox := map[string]int{}
+			for _, s := range got {
+				require.Equal(t, "e2e-node", s.Labels["node"], "external label")
+				id := s.Labels["sandbox_id"]
+				bySandbox[id]++
+				i := indexOf(node.IDs(), id)
+				require.GreaterOrEqual(t, i, 0, "unknown sandbox %s", id)
+				pod := fakenode.PodFor(i)
+				require.Equal(t, pod.Name, s.Labels["cri_name"])
+				require.Equal(t, pod.Namespace, s.Labels["cri_namespace"])
+				require.Equal(t, pod.UID, s.Labels["cri_uid"])
+				if s.Labels["__name__"] == counterFamily {
+					consecutive(t, s)
+				}
+			}
+			require.Len(t, bySandbox, 20)
+		})
+	}
+	self := m.selfMetrics(t)
+	require.Zero(t, self["kata_monitor_remote_write_samples_dropped_total"])
+}
+
+func indexOf(ids []string, id string) int {
+	for i := 0; i < 1000; i++ {
+		if fakenode.ID(i) == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// seriesPerSandbox counts the kata_* series one shim serves once renamed
+// (go_* and process_* become kata_shim_go_* / kata_shim_process_*): all 759.
+func seriesPerSandbox(t *testing.T) int {
+	raw, err := os.ReadFile("../testdata/kata-shim-metrics.prom")
+	require.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line != "" && line[0] != '#' {
+			n++
+		}
+	}
+	return n
+}
+
+// TestOutageAndKill: the receiver is down for a while and kata-monitor is
+// SIGKILLed during the outage; after restart every round of the gap arrives
+// in order (Prometheus rejects out-of-order samples, so its acceptance proves
+// the order) and nothing is dropped.
+func TestOutageAndKill(t *testing.T) {
+	t.Parallel()
+	node := startNode(t, 3)
+	ctx := ctxT(t)
+	prom, err := receiver.Start(ctx, receiver.Prometheus, t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(prom.Stop)
+	start := time.Now()
+	walDir := t.TempDir()
+	cfg := writeConfig(t, "500ms", walDir, "64MiB", endpoint{name: "prom", url: prom.WriteURL()})
+	m := startMonitor(t, node, "--config", cfg)
+
+	id := node.IDs()[0]
+	sel := fmt.Sprintf(`%s{sandbox_id=%q}`, counterFamily, id)
+	require.Eventually(t, func() bool {
+		got, err := prom.Export(ctx, sel, start, time.Now())
+		return err == nil && len(got) == 1 && len(got[0].Values) >= 3
+	}, 60*time.Second, 250*time.Millisecond)
+
+	prom.Stop()
+	scrapesAtStop := node.Shim(id).Scrapes()
+	// Rounds pile up in the WAL while the receiver is down.
+	require.Eventually(t, func() bool { return node.Shim(id).Scrapes() >= scrapesAtStop+20 }, 60*time.Second, 100*time.Millisecond)
+	require.NotEqual(t, 0, m.stop(syscall.SIGKILL))
+	m.start()
+	require.Eventually(t, func() bool { return node.Shim(id).Scrapes() >= scrapesAtStop+30 }, 60*time.Second, 100*time.Millisecond)
+	require.NoError(t, prom.Start(ctx))
+
+	var got []receiver.Series
+	require.Eventually(t, func() bool {
+		got, err = prom.Export(ctx, sel, start, time.Now())
+		return err == nil && len(got) == 1 && len(got[0].Values) >= 40
+	}, 90*time.Second, 500*time.Millisecond, "err=%v", err)
+	s := got[0]
+	// Only the scrapes made while the process was dead are missing: values
+	// step by 1 except one gap between the kill and the restart.
+	gaps := 0
+	for i := 1; i < len(s.Values); i++ {
+		require.Greater(t, s.Timestamps[i], s.Timestamps[i-1])
+		if d := s.Values[i] - s.Values[i-1]; d != 1 {
+			require.False(t, math.IsNaN(d))
+			require.Greater(t, d, 1.0, "a value repeated or went back")
+			gaps++
+		}
+	}
+	require.LessOrEqual(t, gaps, 1, "only the restart may leave a gap: %v", s.Values)
+	self := m.selfMetrics(t)
+	require.Zero(t, self["kata_monitor_remote_write_samples_dropped_total"])
+}
+
+// TestStaleness: a removed sandbox's series end in Prometheus right after.
+func TestStaleness(t *testing.T) {
+	t.Parallel()
+	node := startNode(t, 3)
+	ctx := ctxT(t)
+	prom, err := receiver.Start(ctx, receiver.Prometheus, t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(prom.Stop)
+	cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB", endpoint{name: "prom", url: prom.WriteURL()})
+	startMonitor(t, node, "--config", cfg)
+	gone := node.IDs()[1]
+	q := fmt.Sprintf(`kata_hypervisor_threads{sandbox_id=%q}`, gone)
+	require.Eventually(t, func() bool {
+		got, err := prom.Instant(ctx, q, time.Now())
+		return err == nil && len(got) == 1
+	}, 60*time.Second, 250*time.Millisecond)
+	require.NoError(t, node.Remove(gone))
+	removed := time.Now()
+	require.Eventually(t, func() bool {
+		got, err := prom.Instant(ctx, q, time.Now())
+		return err == nil && len(got) == 0
+	}, 30*time.Second, 250*time.Millisecond, "staleness marker never arrived")
+	// Without the marker Prometheus would keep returning it for 5 minutes.
+	require.Less(t, time.Since(removed), 4*time.Minute)
+	// The other sandboxes are unaffected.
+	got, err := prom.Instant(ctx, `kata_hypervisor_threads`, time.Now())
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+}
