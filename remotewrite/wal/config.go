@@ -1,0 +1,103 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+)
+
+// FsyncPolicy names when appended data is forced to stable storage. It is a
+// named policy rather than a knob because it decides what a power cut costs
+// (see the package documentation).
+type FsyncPolicy string
+
+const (
+	// FsyncAppend fsyncs the active segment at the end of every Append call:
+	// an Append that returned nil survives a power cut.
+	FsyncAppend FsyncPolicy = "append"
+	// FsyncSegment fsyncs a segment only when it is closed (cut or Close):
+	// a power cut can lose the unsynced tail of the active segment.
+	FsyncSegment FsyncPolicy = "segment"
+)
+
+const (
+	pageSize = 32 << 10 // wlog's page size; segments are whole pages.
+
+	minDerivedSegment = 256 << 10
+	maxDerivedSegment = 64 << 20
+
+	// DefaultMemoryBytes is how much of the newest data a Queue also keeps
+	// in memory when Config.MemoryBytes is 0.
+	DefaultMemoryBytes = 32 << 20
+)
+
+// Config configures one Queue. The zero value of every field except Dir
+// selects a documented default, so a Config decoded from YAML over
+// DefaultConfig() and one built in code behave the same.
+type Config struct {
+	// Dir is this queue's own directory (the caller passes
+	// <wal.dir>/<endpoint name>). Its base name becomes the "endpoint" label.
+	Dir string `yaml:"dir"`
+	// MaxSize is the disk budget in bytes for segment files; 0 = unlimited.
+	// Past it the oldest segments are deleted and their unsent samples counted
+	// as dropped.
+	MaxSize int64 `yaml:"max_size"`
+	// SegmentSize is the size in bytes at which a segment is cut; a multiple
+	// of 32 KiB. 0 derives it: MaxSize/16 clamped to [256 KiB, 64 MiB] and
+	// rounded down to 32 KiB (64 MiB when MaxSize is 0), so the budget is
+	// enforced with a granularity of about 1/16.
+	SegmentSize int `yaml:"segment_size"`
+	// MemoryBytes bounds the copy of the newest blocks kept in memory so that
+	// a caught-up reader never touches the disk; 0 = DefaultMemoryBytes.
+	MemoryBytes int64 `yaml:"memory_bytes"`
+	// Fsync is the fsync policy; "" = FsyncAppend.
+	Fsync FsyncPolicy `yaml:"fsync"`
+}
+
+// DefaultConfig returns the defaults, without Dir (which is per endpoint).
+func DefaultConfig() Config {
+	return Config{MemoryBytes: DefaultMemoryBytes, Fsync: FsyncAppend}
+}
+
+// Validate reports the first invalid field, named as in YAML.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("dir: must not be empty")
+	case c.MaxSize < 0:
+		return errors.New("max_size: must be >= 0")
+	case c.SegmentSize < 0:
+		return errors.New("segment_size: must be >= 0")
+	case c.SegmentSize%pageSize != 0:
+		return fmt.Errorf("segment_size: must be a multiple of %d bytes", pageSize)
+	case c.MemoryBytes < 0:
+		return errors.New("memory_bytes: must be >= 0")
+	}
+	switch c.Fsync {
+	case "", FsyncAppend, FsyncSegment:
+	default:
+		return fmt.Errorf("fsync: must be %q or %q, got %q", FsyncAppend, FsyncSegment, c.Fsync)
+	}
+	return nil
+}
+
+// withDefaults resolves every "0 = default" field.
+func (c Config) withDefaults() Config {
+	if c.SegmentSize == 0 {
+		c.SegmentSize = derivedSegmentSize(c.MaxSize)
+	}
+	if c.MemoryBytes == 0 {
+		c.MemoryBytes = DefaultMemoryBytes
+	}
+	if c.Fsync == "" {
+		c.Fsync = FsyncAppend
+	}
+	return c
+}
+
+func derivedSegmentSize(maxSize int64) int {
+	if maxSize == 0 {
+		return maxDerivedSegment
+	}
+	s := min(max(maxSize/16, minDerivedSegment), maxDerivedSegment)
+	return int(s / pageSize * pageSize)
+}

@@ -1,0 +1,208 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Next blocks until at least one block after the last one it returned
+// exists, then returns 1..max consecutive blocks of one Group in Seq order
+// (max < 1 counts as 1). After a restart it starts after the acked Seq.
+// Blocks dropped by the disk budget or lost to corruption are skipped (a
+// gap, never a reordering). Available blocks are returned even if ctx is
+// already done; otherwise it returns ctx.Err() when ctx ends, or ErrClosed.
+//
+// It reads from the in-memory tail when that holds the next block, else from
+// disk, one segment at a time. Intended for a single reader; concurrent
+// calls are serialised and never return the same block twice. The caller
+// owns the returned blocks and should Ack them once sent.
+func (q *Queue) Next(ctx context.Context, max int) ([]Block, error) {
+	if max < 1 {
+		max = 1
+	}
+	q.readMu.Lock()
+	defer q.readMu.Unlock()
+	var acc []Block // a group may continue in the next segment or in memory
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return nil, ErrClosed
+		}
+		t, onDisk := q.diskTarget()
+		if !onDisk {
+			if len(q.mem) > 0 && (len(acc) == 0 || q.mem[0].Group == acc[0].Group) {
+				acc = append(acc, q.takeMem(max-len(acc))...)
+			}
+			if len(acc) > 0 {
+				q.mu.Unlock()
+				return acc, nil
+			}
+			wake := q.wake
+			q.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-wake:
+			}
+			continue
+		}
+		q.mu.Unlock()
+		var group uint64
+		if len(acc) > 0 {
+			group = acc[0].Group
+		}
+		out, stopped, err := q.readDisk(t, max-len(acc), group)
+		if err != nil {
+			if len(acc) > 0 {
+				return acc, nil // the error will repeat on the next call
+			}
+			return nil, err
+		}
+		acc = append(acc, out...)
+		if stopped && len(acc) > 0 {
+			return acc, nil
+		}
+	}
+}
+
+// target is a snapshot of the segment the reader must read next, taken under
+// q.mu so that size and blocks agree.
+type target struct {
+	seg      *segment
+	size     int64
+	blocks   []blockMeta
+	readPos  uint64
+	memFloor uint64
+}
+
+// diskTarget finds the oldest unread block; it must come from disk if it is
+// older than everything the memory tail is guaranteed to hold.
+func (q *Queue) diskTarget() (target, bool) {
+	for _, s := range q.segs {
+		if s.lastSeq() <= q.readPos {
+			continue
+		}
+		i := firstAfter(s.blocks, q.readPos)
+		if s.blocks[i].seq >= q.memFloor {
+			return target{}, false
+		}
+		return target{seg: s, size: s.size, blocks: s.blocks, readPos: q.readPos, memFloor: q.memFloor}, true
+	}
+	return target{}, false
+}
+
+// takeMem hands out the head of the memory tail. Called with q.mu held.
+func (q *Queue) takeMem(max int) []Block {
+	g := q.mem[0].Group
+	n := 0
+	for n < len(q.mem) && n < max && q.mem[n].Group == g {
+		n++
+	}
+	out := append([]Block(nil), q.mem[:n]...)
+	q.handOut(out)
+	return out
+}
+
+// handOut moves the read position past out. Called with q.mu held.
+func (q *Queue) handOut(out []Block) {
+	for _, b := range out {
+		q.inflight = append(q.inflight, blockMeta{seq: b.Seq, samples: b.Samples})
+	}
+	q.readPos = out[len(out)-1].Seq
+	q.trimMem()
+}
+
+// readDisk reads up to max blocks of one group (group, if not 0) from t's
+// segment through the reader's cursor, without holding q.mu. stopped reports
+// that it ended at max or at a group boundary rather than at the end of the
+// segment's readable data. When the segment ends without yielding a block
+// the index expects, those blocks are lost: they are counted as dropped
+// ("corrupt") and skipped.
+func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped bool, err error) {
+	if q.cur != nil && q.cur.index != t.seg.index {
+		q.cur.close()
+		q.cur = nil
+	}
+	if q.cur == nil {
+		c, err := openCursor(q.cfg.Dir, t.seg.index, t.size, q.logger)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, false, nil // deleted by the budget meanwhile: look again
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read queue: %w", err)
+		}
+		c.data = true
+		q.cur = c
+	}
+	c := q.cur
+	c.lim.limit = t.size
+	var rerr error
+	for {
+		if len(out) == max {
+			stopped = true
+			break
+		}
+		b, err := c.next()
+		if err != nil {
+			rerr = err
+			break
+		}
+		if b.Seq <= t.readPos || !hasSeq(t.blocks, b.Seq) {
+			continue // consumed, or a record of a failed write
+		}
+		if len(out) > 0 {
+			group = out[0].Group
+		}
+		if group != 0 && b.Group != group {
+			c.peek = &b
+			stopped = true
+			break
+		}
+		out = append(out, b)
+	}
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// The budget may have dropped some of them while q.mu was free.
+	n := 0
+	for n < len(out) && out[n].Seq <= q.readPos {
+		n++
+	}
+	out = out[n:]
+	if len(out) > 0 {
+		q.handOut(out)
+		return out, stopped, nil
+	}
+	if rerr == nil {
+		return nil, stopped, nil
+	}
+	// The segment yielded everything it could: whatever the index still
+	// expects below memFloor is unreadable.
+	s := t.seg
+	from := firstAfter(t.blocks, q.readPos)
+	to := firstAfter(t.blocks, t.memFloor-1)
+	if from < to {
+		if !s.reported {
+			s.reported = true
+			q.m.corruptions.Inc()
+			q.logger.Warn("corrupt segment, skipping its unreadable blocks", "segment", s.index, "err", rerr, "blocks", to-from)
+		}
+		q.dropUnread(&segment{blocks: t.blocks}, from, to, reasonCorrupt)
+		if s == q.active() {
+			// Later appends must not land behind the corruption.
+			if err := q.cut(); err != nil {
+				q.needCut = true
+			}
+		}
+		q.updateGauges()
+	}
+	if !errors.Is(rerr, io.EOF) || s.closed {
+		c.close()
+		q.cur = nil
+	}
+	return nil, false, nil
+}

@@ -1,0 +1,67 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+const (
+	recordVersion    = 1
+	recordHeaderSize = 1 + 8 + 8 + 4 + 8 // version, seq, group, samples, maxTimestamp
+)
+
+// errUnknownRecordVersion marks a record written by a newer (or broken)
+// writer: it is counted as corrupt and skipped, never guessed at.
+var errUnknownRecordVersion = errors.New("unknown record version")
+
+// encodeRecord returns the wlog payload of b (see doc.go for the layout).
+func encodeRecord(b *Block) []byte {
+	rec := make([]byte, recordHeaderSize+len(b.Data))
+	rec[0] = recordVersion
+	binary.BigEndian.PutUint64(rec[1:], b.Seq)
+	binary.BigEndian.PutUint64(rec[9:], b.Group)
+	binary.BigEndian.PutUint32(rec[17:], uint32(b.Samples))
+	binary.BigEndian.PutUint64(rec[21:], uint64(b.MaxTimestamp))
+	copy(rec[recordHeaderSize:], b.Data)
+	return rec
+}
+
+// decodeRecord parses a wlog payload. The returned Data is a copy: wlog
+// readers reuse their buffers.
+func decodeRecord(rec []byte) (Block, error) {
+	b, err := decodeHeader(rec)
+	if err != nil {
+		return Block{}, err
+	}
+	b.Data = append([]byte(nil), rec[recordHeaderSize:]...)
+	return b, nil
+}
+
+// decodeHeader parses everything but the payload, for scans that only
+// rebuild the index.
+func decodeHeader(rec []byte) (Block, error) {
+	if len(rec) == 0 {
+		return Block{}, errors.New("empty record")
+	}
+	if rec[0] != recordVersion {
+		return Block{}, fmt.Errorf("%w %d", errUnknownRecordVersion, rec[0])
+	}
+	if len(rec) < recordHeaderSize {
+		return Block{}, fmt.Errorf("short record: %d bytes", len(rec))
+	}
+	b := Block{
+		Seq:          binary.BigEndian.Uint64(rec[1:]),
+		Group:        binary.BigEndian.Uint64(rec[9:]),
+		Samples:      int(binary.BigEndian.Uint32(rec[17:])),
+		MaxTimestamp: int64(binary.BigEndian.Uint64(rec[21:])),
+	}
+	if b.Seq == 0 || b.Group == 0 || b.Group > b.Seq {
+		return Block{}, fmt.Errorf("invalid seq %d / group %d", b.Seq, b.Group)
+	}
+	return b, nil
+}
+
+// validSamples reports whether n fits the record's samples field.
+func validSamples(n int) bool { return n >= 0 && uint64(n) <= math.MaxUint32 }
