@@ -104,12 +104,19 @@ type fakeMetrics struct {
 	families []string // complete text blocks, one family each
 	prefixes [][]string
 	err      error
+	// hook, when set, runs first; its error is returned.
+	hook func(ctx context.Context) error
 }
 
-func (f *fakeMetrics) WriteMetrics(_ context.Context, w io.Writer, prefixes []string) error {
+func (f *fakeMetrics) WriteMetrics(ctx context.Context, w io.Writer, prefixes []string) error {
 	f.mu.Lock()
 	f.prefixes = append(f.prefixes, prefixes)
 	f.mu.Unlock()
+	if f.hook != nil {
+		if err := f.hook(ctx); err != nil {
+			return err
+		}
+	}
 	if f.err != nil {
 		return f.err
 	}
