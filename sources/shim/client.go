@@ -1,0 +1,184 @@
+// Package shim talks HTTP to one Kata shim's monitor socket
+// (<root>/<id>/shim-monitor.sock), as upstream kata-monitor does: it fetches
+// /metrics and /agent-url and reverse-proxies the debug endpoints. Every
+// request is bounded in time and, for the bodies kata-monitor buffers, in
+// size, so one sick shim cannot stall or bloat a scrape round.
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrTooLarge is wrapped by errors for bodies over Config.MaxResponseBytes.
+var ErrTooLarge = errors.New("shim response too large")
+
+// maxStatusBody caps StatusError.Body.
+const maxStatusBody = 512
+
+// StatusError is returned when a shim answers with a status other than 200.
+// Body is the start of the answer (at most 512 bytes), for the log line.
+type StatusError struct {
+	Code int
+	Body string
+}
+
+// Error implements error.
+func (e *StatusError) Error() string {
+	body := strings.TrimSpace(e.Body)
+	if body == "" {
+		return fmt.Sprintf("shim answered %d", e.Code)
+	}
+	return fmt.Sprintf("shim answered %d: %s", e.Code, body)
+}
+
+// Client talks to one shim's monitor socket over keep-alive connections. It
+// is concurrency-safe. Get one from Pool.Client; Pool.Forget closes its idle
+// connections.
+type Client struct {
+	socket    string
+	cfg       Config
+	transport *http.Transport
+	http      *http.Client
+	proxy     *httputil.ReverseProxy
+	m         *metrics
+}
+
+// newClient builds a client for socket; it connects lazily.
+func newClient(socket string, cfg Config, m *metrics) *Client {
+	dialer := &net.Dialer{Timeout: cfg.Timeout}
+	tr := &http.Transport{
+		// The URL host is a placeholder: every connection goes to socket.
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", socket)
+		},
+		Proxy:                  nil, // never route a local socket through $HTTP_PROXY
+		MaxIdleConns:           2,
+		MaxIdleConnsPerHost:    2, // one for scrapes, one for a concurrent debug request
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	c := &Client{
+		socket:    socket,
+		cfg:       cfg,
+		transport: tr,
+		http: &http.Client{
+			Transport: tr,
+			// A shim never redirects; if one does, report the answer.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		m: m,
+	}
+	c.proxy = c.newProxy()
+	return c
+}
+
+// Socket returns the monitor socket path this client dials.
+func (c *Client) Socket() string { return c.socket }
+
+// Metrics fetches the shim's /metrics exposition, appending it to dst[:0]
+// so the caller can reuse one buffer per shim across rounds. It blocks for at
+// most Config.Timeout (less if ctx ends first). A status other than 200
+// returns a *StatusError; a body over Config.MaxResponseBytes returns an
+// error wrapping ErrTooLarge, having read at most one byte more. On error
+// the returned slice is empty but keeps dst's (possibly grown) storage.
+func (c *Client) Metrics(ctx context.Context, dst []byte) ([]byte, error) {
+	out, err := c.get(ctx, "/metrics", dst)
+	c.m.observe(endpointMetrics, err)
+	return out, err
+}
+
+// AgentURL fetches /agent-url: the address of the Kata agent in the guest
+// (e.g. "vsock://830455376:1024"), trimmed. Bounded like Metrics.
+func (c *Client) AgentURL(ctx context.Context) (string, error) {
+	b, err := c.get(ctx, "/agent-url", nil)
+	if err == nil && len(strings.TrimSpace(string(b))) == 0 {
+		err = errors.New("get /agent-url: empty answer")
+	}
+	c.m.observe(endpointAgentURL, err)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// get fetches path within Config.Timeout and appends a body of at most
+// Config.MaxResponseBytes to dst[:0].
+func (c *Client) get(ctx context.Context, path string, dst []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shim"+path, nil)
+	if err != nil {
+		return dst[:0], fmt.Errorf("get %s: %w", path, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return dst[:0], fmt.Errorf("get %s: %w", path, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxStatusBody)) // best effort: the status is the news
+		// Drain a little so a small error page does not cost the connection.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		return dst[:0], fmt.Errorf("get %s: %w", path, &StatusError{Code: resp.StatusCode, Body: strings.ToValidUTF8(string(body), "?")})
+	}
+	limit := c.cfg.MaxResponseBytes
+	if resp.ContentLength > limit {
+		return dst[:0], fmt.Errorf("get %s: body of %d bytes over %d: %w", path, resp.ContentLength, limit, ErrTooLarge)
+	}
+	out, err := readCapped(resp.Body, dst[:0], limit, resp.ContentLength)
+	if err != nil {
+		return out[:0], fmt.Errorf("get %s: %w", path, unwrapURLError(err))
+	}
+	return out, nil
+}
+
+// readCapped appends r to dst until EOF, failing with ErrTooLarge as soon as
+// more than limit bytes arrived (it reads at most limit+1). size, when
+// known (>= 0), sizes the buffer up front.
+func readCapped(r io.Reader, dst []byte, limit, size int64) ([]byte, error) {
+	if size >= 0 && int64(cap(dst)-len(dst)) < size+1 {
+		// +1 so the final Read that sees EOF does not force a regrow.
+		dst = append(make([]byte, 0, int64(len(dst))+size+1), dst...)
+	}
+	n := limit + 1
+	if n <= 0 { // limit is math.MaxInt64
+		n = limit
+	}
+	lr := io.LimitReader(r, n)
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)] // let append pick the growth
+		}
+		n, err := lr.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if int64(len(dst)) > limit {
+			return dst, fmt.Errorf("body over %d bytes: %w", limit, ErrTooLarge)
+		}
+		if errors.Is(err, io.EOF) {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+// unwrapURLError drops *url.Error's `Get "http://shim/metrics"` prefix,
+// which names a placeholder host; the dial error already names the socket.
+func unwrapURLError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
+}
