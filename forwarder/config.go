@@ -1,0 +1,78 @@
+package forwarder
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+)
+
+// Config is the forwarder stage of the configuration file.
+type Config struct {
+	// ScrapeInterval is the period of scheduled (push) rounds.
+	ScrapeInterval time.Duration `yaml:"scrape_interval"`
+	// ScrapeTimeout bounds one shim scrape, and so one round.
+	ScrapeTimeout time.Duration `yaml:"scrape_timeout"`
+	// Concurrency is the number of shim scrapes in flight at most.
+	Concurrency int `yaml:"concurrency"`
+	// ExternalLabels are added to pushed series (not to pull /metrics),
+	// never overriding a label the series already has.
+	ExternalLabels map[string]string `yaml:"external_labels"`
+	// MetricRelabelConfigs rewrite or drop pushed series; the config layer
+	// fills it (Prometheus relabel rules are decoded by their own YAML code).
+	MetricRelabelConfigs []*relabel.Config `yaml:"-"`
+	// SnapshotMaxAge is how long a finished round is served to pull requests
+	// before a new round is started.
+	SnapshotMaxAge time.Duration `yaml:"snapshot_max_age"`
+}
+
+// DefaultConfig returns the defaults: 15s interval, 5s timeout, 32 parallel
+// scrapes, 5s snapshot reuse.
+func DefaultConfig() Config {
+	return Config{
+		ScrapeInterval: 15 * time.Second,
+		ScrapeTimeout:  5 * time.Second,
+		Concurrency:    32,
+		SnapshotMaxAge: 5 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field, named by its YAML key. It also
+// fills each relabel rule's name validation scheme (UTF-8) when unset,
+// which the relabel package needs before processing.
+func (c Config) Validate() error {
+	switch {
+	case c.ScrapeInterval <= 0:
+		return errors.New("scrape_interval: must be > 0")
+	case c.ScrapeTimeout <= 0:
+		return errors.New("scrape_timeout: must be > 0")
+	case c.ScrapeTimeout > c.ScrapeInterval:
+		return fmt.Errorf("scrape_timeout: %s must be <= scrape_interval %s", c.ScrapeTimeout, c.ScrapeInterval)
+	case c.Concurrency <= 0:
+		return errors.New("concurrency: must be > 0")
+	case c.SnapshotMaxAge < 0:
+		return errors.New("snapshot_max_age: must be >= 0")
+	}
+	for name, value := range c.ExternalLabels {
+		if !model.UTF8Validation.IsValidLabelName(name) || name == model.MetricNameLabel {
+			return fmt.Errorf("external_labels: invalid label name %q", name)
+		}
+		if !model.LabelValue(value).IsValid() {
+			return fmt.Errorf("external_labels.%s: invalid UTF-8 value", name)
+		}
+	}
+	for i, rc := range c.MetricRelabelConfigs {
+		if rc == nil {
+			return fmt.Errorf("metric_relabel_configs[%d]: empty rule", i)
+		}
+		if rc.Regex.Regexp == nil {
+			return fmt.Errorf("metric_relabel_configs[%d]: regex not set", i)
+		}
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			return fmt.Errorf("metric_relabel_configs[%d]: %w", i, err)
+		}
+	}
+	return nil
+}

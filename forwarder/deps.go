@@ -1,0 +1,66 @@
+package forwarder
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
+)
+
+// Sandboxes is the live set of sandboxes (sources/sandbox implements it).
+// List must be safe for concurrent use and must not block on I/O; the
+// forwarder calls it once per round and does not modify the result.
+type Sandboxes interface {
+	List() []sandbox.Sandbox
+}
+
+// Pods maps sandbox ids to CRI metadata (sources/cri implements it). Lookup
+// must never block: the forwarder calls it once per sandbox per round and
+// treats a miss as "pod not known yet".
+type Pods interface {
+	Lookup(id string) (cri.Pod, bool)
+}
+
+// Scraper fetches one shim's text exposition (sources/shim implements it).
+// Metrics appends the body to dst[:0] and returns it, so the forwarder can
+// reuse one buffer per sandbox across rounds; it must honour ctx and be safe
+// for concurrent calls on different sockets.
+type Scraper interface {
+	Metrics(ctx context.Context, socket string, dst []byte) ([]byte, error)
+}
+
+// Appender receives every scheduled round in push mode (remotewrite
+// implements it). The series, their label slices and sample slices belong to
+// the forwarder and are reused by the next round: Append must copy or encode
+// what it needs before returning and must not modify them. An error is
+// logged and counted by the forwarder; it never stops the schedule.
+type Appender interface {
+	Append(ctx context.Context, series []prompb.TimeSeries) error
+}
+
+// MetadataAppender is optionally implemented by an Appender. It receives the
+// latest HELP/TYPE set (sorted by family name) after each scheduled round
+// whose set changed, and at least every 10 rounds. The slice is not modified
+// after the call and may be retained.
+type MetadataAppender interface {
+	AppendMetadata(md []prompb.MetricMetadata)
+}
+
+// Deps are the forwarder's collaborators. Sandboxes, Pods, Scraper, Logger
+// and Registerer are required. With no Appenders the forwarder is pull-only.
+type Deps struct {
+	Sandboxes  Sandboxes
+	Pods       Pods
+	Scraper    Scraper
+	Appenders  []Appender
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock for round timestamps, snapshot age and the schedule;
+	// nil means time.Now. Tests inject a fake clock.
+	Now func() time.Time
+}

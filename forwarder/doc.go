@@ -1,0 +1,18 @@
+// Package forwarder is the scrape scheduler of kata-monitor: it scrapes every
+// live sandbox's shim with bounded concurrency and a per-shim timeout, parses
+// the expositions, renames the shims' own Go client families, enriches every
+// series with sandbox and pod labels, and hands the result to two consumers:
+//
+//   - pull: WriteMetrics renders the latest round as one merged text
+//     exposition (format 0.0.4). Lines are rendered while parsing, so serving a
+//     request only concatenates bytes; concurrent requests share one round and
+//     a recent round is reused, so pulling never multiplies load on shims.
+//   - push: Run scrapes on a fixed schedule and converts each round into
+//     remote-write series (metric relabelling, external labels, staleness
+//     markers for series that vanished) for every configured Appender.
+//
+// The data path is built around a per-sandbox cache keyed by the raw series
+// text of the exposition: a shim exposes the same series every round with new
+// values, so label parsing, escaping, relabelling and hashing happen once per
+// series, not once per sample.
+package forwarder

@@ -1,0 +1,160 @@
+package forwarder
+
+import (
+	"unicode/utf8"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/model/textparse"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// Labels kata-monitor adds to every shim series (upstream's names).
+const (
+	labelSandboxID    = "sandbox_id"
+	labelCRIUID       = "cri_uid"
+	labelCRIName      = "cri_name"
+	labelCRINamespace = "cri_namespace"
+)
+
+// entry is one series of one sandbox, everything about it that does not
+// change from round to round: built once when the series first appears and
+// reused until it disappears, so a round costs a map lookup per sample.
+type entry struct {
+	// invalid marks a series we drop every round (bad names, non-UTF-8
+	// values, duplicate label names); such entries have nothing else set.
+	invalid bool
+	// name is the metric name as the shim exposed it (family membership is
+	// decided on the shim's names); outName is the name after renaming.
+	name, outName string
+	// prefix is the rendered `name{labels} ` of the pull exposition, with
+	// the sandbox's labels injected and everything escaped.
+	prefix []byte
+	// le/quantile present and whether expfmt would accept them as floats.
+	hasLE, badLE, hasQuantile, badQuantile bool
+	// seen is the last round in which the sandbox exposed this series.
+	seen uint64
+
+	// Push side, set only when the forwarder has appenders.
+	dropped bool           // removed by metric_relabel_configs
+	labels  []prompb.Label // final label set, sorted, __name__ included
+	hash    uint64         // of labels
+	ref     *seriesRef     // bound in the push phase of a scheduled round
+}
+
+// entryEnv is what building an entry needs from the forwarder; immutable.
+type entryEnv struct {
+	push     bool
+	relabel  []*relabel.Config
+	external []labels.Label // sorted by name
+}
+
+// newEntry builds the entry for the series the parser is positioned on.
+func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) *entry {
+	var ls labels.Labels
+	p.Labels(&ls)
+	if !validLabels(ls) {
+		return &entry{invalid: true}
+	}
+	e := &entry{name: ls.Get(model.MetricNameLabel)}
+	e.outName, _ = renamed(e.name)
+
+	lb := s.lb
+	lb.Reset(ls)
+	ls.Range(func(l labels.Label) {
+		if l.Value == "" { // an empty label is an absent label
+			lb.Del(l.Name)
+		}
+	})
+	lb.Set(model.MetricNameLabel, e.outName)
+	lb.Set(labelSandboxID, s.id)
+	if s.podKnown {
+		lb.Set(labelCRIUID, s.pod.UID)
+		lb.Set(labelCRIName, s.pod.Name)
+		lb.Set(labelCRINamespace, s.pod.Namespace)
+	} else { // ours win: a shim cannot claim a pod we do not know
+		lb.Del(labelCRIUID, labelCRIName, labelCRINamespace)
+	}
+	final := lb.Labels()
+
+	if v := final.Get(model.BucketLabel); v != "" {
+		e.hasLE, e.badLE = true, !isTextFloat(v)
+	}
+	if v := final.Get(model.QuantileLabel); v != "" {
+		e.hasQuantile, e.badQuantile = true, !isTextFloat(v)
+	}
+	e.prefix = renderPrefix(make([]byte, 0, 32+len(e.outName)+final.Len()*40), e.outName, final)
+
+	if env.push {
+		e.pushLabels(env, lb, final)
+	}
+	return e
+}
+
+// pushLabels applies metric_relabel_configs and external labels to the
+// enriched label set and keeps the result for remote write.
+func (e *entry) pushLabels(env *entryEnv, lb *labels.Builder, final labels.Labels) {
+	lb.Reset(final)
+	if !relabel.ProcessBuilder(lb, env.relabel...) || lb.Get(model.MetricNameLabel) == "" {
+		e.dropped = true
+		return
+	}
+	for _, l := range env.external {
+		if lb.Get(l.Name) == "" {
+			lb.Set(l.Name, l.Value)
+		}
+	}
+	out := lb.Labels()
+	e.labels = make([]prompb.Label, 0, out.Len())
+	out.Range(func(l labels.Label) {
+		e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
+	})
+	e.hash = out.Hash()
+}
+
+// validLabels rejects what receivers and expfmt would reject: empty or
+// non-UTF-8 names, non-UTF-8 values, a label name given twice.
+func validLabels(ls labels.Labels) bool {
+	if _, dup := ls.HasDuplicateLabelNames(); dup {
+		return false
+	}
+	ok := ls.Get(model.MetricNameLabel) != ""
+	ls.Range(func(l labels.Label) {
+		if l.Name == "" || !utf8.ValidString(l.Name) || !utf8.ValidString(l.Value) {
+			ok = false
+		}
+	})
+	return ok
+}
+
+// renderPrefix appends `name{l1="v1",...} ` with every label but __name__,
+// sorted by name. Non-legacy names use the quoted form `{"name",...}`.
+func renderPrefix(b []byte, name string, ls labels.Labels) []byte {
+	first := true
+	if isLegacyMetricName(name) {
+		b = append(b, name...)
+		b = append(b, '{')
+	} else {
+		b = append(b, '{')
+		b = appendQuoted(b, name)
+		first = false
+	}
+	ls.Range(func(l labels.Label) {
+		if l.Name == model.MetricNameLabel {
+			return
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		if isLegacyLabelName(l.Name) {
+			b = append(b, l.Name...)
+		} else {
+			b = appendQuoted(b, l.Name)
+		}
+		b = append(b, '=')
+		b = appendQuoted(b, l.Value)
+	})
+	return append(b, '}', ' ')
+}

@@ -1,0 +1,299 @@
+package forwarder
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Forwarder schedules scrape rounds and serves their results. Build it with
+// New; Run drives push mode; WriteMetrics and Status serve pull requests and
+// may be called concurrently with each other and with Run.
+type Forwarder struct {
+	cfg       Config
+	deps      Deps
+	log       *slog.Logger
+	now       func() time.Time
+	m         *metrics
+	env       entryEnv
+	jitterMax time.Duration
+
+	// Round state: touched only by the holder of the baton (the goroutine
+	// that installed f.inflight), so rounds never overlap.
+	states map[string]*sandboxState
+	round  uint64
+	push   pushState
+
+	mu       sync.Mutex // guards the fields below
+	snap     *snapshot
+	inflight *roundCall
+	free     []*rendered
+}
+
+// roundCall is one round in flight; pull callers arriving meanwhile wait for
+// it instead of starting their own (a hand-written singleflight).
+type roundCall struct {
+	done      chan struct{}
+	waiters   int // pull callers holding a reader reference on snap once done
+	published bool
+	snap      *snapshot
+}
+
+// New validates cfg and builds a Forwarder. It starts nothing and registers
+// the self-metrics on deps.Registerer.
+func New(cfg Config, deps Deps) (*Forwarder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("forwarder config: %w", err)
+	}
+	switch {
+	case deps.Sandboxes == nil:
+		return nil, errors.New("forwarder: no sandbox source")
+	case deps.Pods == nil:
+		return nil, errors.New("forwarder: no pod source")
+	case deps.Scraper == nil:
+		return nil, errors.New("forwarder: no scraper")
+	case deps.Logger == nil:
+		return nil, errors.New("forwarder: no logger")
+	case deps.Registerer == nil:
+		return nil, errors.New("forwarder: no registerer")
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("forwarder metrics: %w", err)
+	}
+	f := &Forwarder{
+		cfg:       cfg,
+		deps:      deps,
+		log:       deps.Logger,
+		now:       deps.Now,
+		m:         m,
+		jitterMax: min(cfg.ScrapeInterval/10, time.Second),
+		states:    make(map[string]*sandboxState),
+		push:      pushState{refs: make(map[uint64]*seriesRef)},
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	f.env = entryEnv{push: len(deps.Appenders) > 0, relabel: cfg.MetricRelabelConfigs}
+	for name, value := range cfg.ExternalLabels {
+		f.env.external = append(f.env.external, labels.Label{Name: name, Value: value})
+	}
+	slices.SortFunc(f.env.external, func(a, b labels.Label) int { return cmp.Compare(a.Name, b.Name) })
+	return f, nil
+}
+
+// Run drives push mode and blocks until ctx ends. With no Appenders it only
+// waits (pull rounds happen on demand in WriteMetrics). With Appenders it
+// runs a round soon after start and then on every scrape_interval boundary
+// of the clock, pushing each round to every Appender in turn. A round that
+// overruns makes the schedule skip the missed ticks (counted), never
+// overlap. Run returns nil after the in-flight round finished or was
+// cancelled by ctx.
+func (f *Forwarder) Run(ctx context.Context) error {
+	if !f.env.push {
+		<-ctx.Done()
+		return nil
+	}
+	interval := f.cfg.ScrapeInterval
+	start := f.now()
+	next := start
+	for {
+		if err := sleepUntil(ctx, f.now, next); err != nil {
+			return nil
+		}
+		f.scheduledRound(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		prev := next
+		next = next.Truncate(interval).Add(interval)
+		if prev.Equal(start) && next.Sub(start) < interval/2 {
+			next = next.Add(interval) // keep the first two rounds apart
+		}
+		if now := f.now(); !now.Before(next) {
+			missed := now.Sub(next)/interval + 1
+			f.m.roundsSkipped.Add(float64(missed))
+			next = next.Add(missed * interval)
+		}
+	}
+}
+
+func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
+	d := t.Sub(now())
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// scheduledRound waits for any pull round in flight, then runs a round of
+// its own (pull callers arriving meanwhile share it) and pushes it.
+func (f *Forwarder) scheduledRound(ctx context.Context) {
+	c, err := f.takeBaton(ctx)
+	if err != nil {
+		return
+	}
+	snap, series, md := f.execRound(ctx, true)
+	f.publish(c, snap, false)
+	if series != nil || md != nil {
+		f.send(ctx, series, md)
+	}
+}
+
+// takeBaton installs a new roundCall once no round is in flight.
+func (f *Forwarder) takeBaton(ctx context.Context) (*roundCall, error) {
+	for {
+		f.mu.Lock()
+		c := f.inflight
+		if c == nil {
+			c = &roundCall{done: make(chan struct{})}
+			f.inflight = c
+			f.mu.Unlock()
+			return c, nil
+		}
+		f.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// publish makes snap the latest snapshot, hands it to the round's waiters
+// (and to the leader when leaderReads) and releases the baton.
+func (f *Forwarder) publish(c *roundCall, snap *snapshot, leaderReads bool) {
+	f.mu.Lock()
+	if old := f.snap; old != nil {
+		old.retired = true
+		f.recycle(old)
+	}
+	f.snap = snap
+	snap.readers += c.waiters
+	if leaderReads {
+		snap.readers++
+	}
+	c.snap, c.published = snap, true
+	f.inflight = nil
+	f.mu.Unlock()
+	close(c.done)
+}
+
+// WriteMetrics writes the merged text exposition (format 0.0.4) of all
+// sandboxes: the latest round when it finished less than snapshot_max_age
+// ago, else the round in flight, else a new round run by this caller. One
+// HELP/TYPE per family, families sorted by name, sandboxes in id order
+// within a family; with prefixes, only families whose name starts with one
+// of them. It blocks at most about scrape_timeout plus the write; a round it
+// started finishes even if ctx ends, for the callers sharing it. Safe for
+// concurrent use.
+func (f *Forwarder) WriteMetrics(ctx context.Context, w io.Writer, prefixes []string) error {
+	snap, err := f.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer f.release(snap)
+	return snap.write(w, prefixes)
+}
+
+// acquire returns a fresh snapshot with a reader reference held.
+func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
+	f.mu.Lock()
+	if s := f.snap; s != nil && f.now().Sub(s.done) < f.cfg.SnapshotMaxAge {
+		s.readers++
+		f.mu.Unlock()
+		return s, nil
+	}
+	if c := f.inflight; c != nil {
+		c.waiters++
+		f.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.snap, nil
+		case <-ctx.Done():
+			f.mu.Lock()
+			if c.published {
+				c.snap.readers--
+				f.recycle(c.snap)
+			} else {
+				c.waiters--
+			}
+			f.mu.Unlock()
+			return nil, fmt.Errorf("wait for scrape round: %w", ctx.Err())
+		}
+	}
+	c := &roundCall{done: make(chan struct{})}
+	f.inflight = c
+	f.mu.Unlock()
+	// The round outlives this caller's ctx: others may be waiting for it,
+	// and it is bounded by scrape_timeout anyway.
+	snap, _, _ := f.execRound(context.WithoutCancel(ctx), false)
+	f.publish(c, snap, true)
+	return snap, nil
+}
+
+func (f *Forwarder) release(s *snapshot) {
+	f.mu.Lock()
+	s.readers--
+	f.recycle(s)
+	f.mu.Unlock()
+}
+
+// recycle returns a retired, unread snapshot's buffers to the free list.
+// Called with f.mu held.
+func (f *Forwarder) recycle(s *snapshot) {
+	if !s.retired || s.readers > 0 || s.out == nil {
+		return
+	}
+	for _, r := range s.out {
+		if len(f.free) < 2*len(s.out)+16 {
+			f.free = append(f.free, r)
+		}
+	}
+	s.out = nil
+}
+
+// newRendered takes a buffer set from the free list.
+func (f *Forwarder) newRendered() *rendered {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.free); n > 0 {
+		r := f.free[n-1]
+		f.free[n-1] = nil
+		f.free = f.free[:n-1]
+		r.reset()
+		return r
+	}
+	return &rendered{}
+}
+
+// Status returns the outcome of the last scrape of sandbox id in the latest
+// finished round, and false when that round did not include it. It never
+// blocks on a round; safe for concurrent use.
+func (f *Forwarder) Status(id string) (SandboxStatus, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.snap == nil {
+		return SandboxStatus{}, false
+	}
+	i, ok := slices.BinarySearch(f.snap.ids, id)
+	if !ok {
+		return SandboxStatus{}, false
+	}
+	return f.snap.status[i], true
+}

@@ -1,0 +1,298 @@
+package forwarder
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
+)
+
+// fakeSandboxes is an in-memory live set.
+type fakeSandboxes struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (s *fakeSandboxes) List() []sandbox.Sandbox {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]sandbox.Sandbox, 0, len(s.ids))
+	for _, id := range s.ids {
+		out = append(out, sandbox.Sandbox{ID: id, Root: "/run/vc/sbs", Socket: "/run/vc/sbs/" + id + "/shim-monitor.sock"})
+	}
+	return out
+}
+
+func (s *fakeSandboxes) set(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ids = ids
+}
+
+// fakePods is an in-memory CRI cache.
+type fakePods struct {
+	mu   sync.Mutex
+	pods map[string]cri.Pod
+}
+
+func (p *fakePods) Lookup(id string) (cri.Pod, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pod, ok := p.pods[id]
+	return pod, ok
+}
+
+func (p *fakePods) set(id string, pod cri.Pod) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pods == nil {
+		p.pods = make(map[string]cri.Pod)
+	}
+	p.pods[id] = pod
+}
+
+// fakeScraper serves a body per sandbox id (from the socket path). A
+// sandbox listed in hang blocks until its ctx ends; gate, when set, holds
+// every scrape until closed.
+type fakeScraper struct {
+	mu     sync.Mutex
+	bodies map[string]string
+	errs   map[string]error
+	hang   map[string]bool
+	gate   chan struct{}
+	calls  map[string]int
+}
+
+func newFakeScraper() *fakeScraper {
+	return &fakeScraper{bodies: map[string]string{}, errs: map[string]error{}, hang: map[string]bool{}, calls: map[string]int{}}
+}
+
+func idOf(socket string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(socket, "/run/vc/sbs/"), "/shim-monitor.sock")
+}
+
+func (s *fakeScraper) Metrics(ctx context.Context, socket string, dst []byte) ([]byte, error) {
+	id := idOf(socket)
+	s.mu.Lock()
+	s.calls[id]++
+	body, err, hang, gate := s.bodies[id], s.errs[id], s.hang[id], s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return dst[:0], ctx.Err()
+		}
+	}
+	if hang {
+		<-ctx.Done()
+		return dst[:0], ctx.Err()
+	}
+	if err != nil {
+		return dst[:0], err
+	}
+	return append(dst[:0], body...), nil
+}
+
+func (s *fakeScraper) set(id, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bodies[id] = body
+	delete(s.errs, id)
+}
+
+func (s *fakeScraper) fail(id string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errs[id] = err
+}
+
+func (s *fakeScraper) callCount(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[id]
+}
+
+// fakeAppender records deep copies of every round.
+type fakeAppender struct {
+	mu     sync.Mutex
+	rounds [][]prompb.TimeSeries
+	md     [][]prompb.MetricMetadata
+	err    error
+}
+
+func (a *fakeAppender) Append(_ context.Context, series []prompb.TimeSeries) error {
+	cp := make([]prompb.TimeSeries, len(series))
+	for i, s := range series {
+		cp[i] = prompb.TimeSeries{
+			Labels:  append([]prompb.Label(nil), s.Labels...),
+			Samples: append([]prompb.Sample(nil), s.Samples...),
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.rounds = append(a.rounds, cp)
+	return a.err
+}
+
+func (a *fakeAppender) AppendMetadata(md []prompb.MetricMetadata) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.md = append(a.md, md)
+}
+
+func (a *fakeAppender) round(i int) []prompb.TimeSeries {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rounds[i]
+}
+
+func (a *fakeAppender) roundCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.rounds)
+}
+
+// fakeClock is an injected clock moved by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// rig is a forwarder wired to fakes.
+type rig struct {
+	f        *Forwarder
+	sbs      *fakeSandboxes
+	pods     *fakePods
+	scraper  *fakeScraper
+	appender *fakeAppender
+	clock    *fakeClock
+	reg      *prometheus.Registry
+}
+
+// rigOpt adjusts the config or the deps before New.
+type rigOpt func(r *rig, c *Config, d *Deps)
+
+// push gives the forwarder the rig's appender.
+func push(r *rig, _ *Config, d *Deps) { d.Appenders = []Appender{r.appender} }
+
+func withConfig(mod func(*Config)) rigOpt {
+	return func(_ *rig, c *Config, _ *Deps) { mod(c) }
+}
+
+func newRig(t testing.TB, opts ...rigOpt) *rig {
+	t.Helper()
+	r := &rig{sbs: &fakeSandboxes{}, pods: &fakePods{}, scraper: newFakeScraper(), appender: &fakeAppender{},
+		clock: newFakeClock(), reg: prometheus.NewRegistry()}
+	cfg := DefaultConfig()
+	deps := Deps{Sandboxes: r.sbs, Pods: r.pods, Scraper: r.scraper, Registerer: r.reg,
+		Logger: testLogger(t), Now: r.clock.Now}
+	for _, o := range opts {
+		o(r, &cfg, &deps)
+	}
+	f, err := New(cfg, deps)
+	require.NoError(t, err)
+	r.f = f
+	return r
+}
+
+func (r *rig) pull(t testing.TB, prefixes ...string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	require.NoError(t, r.f.WriteMetrics(context.Background(), &buf, prefixes))
+	return buf.String()
+}
+
+// counter reads one of the forwarder's self-metrics.
+func (r *rig) counter(t testing.TB, name string) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+		return sum
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+// parseText parses a pull response the way a Prometheus client would.
+func parseText(t testing.TB, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
+	require.NoError(t, err, "output:\n%s", text)
+	return mfs
+}
+
+// seriesCount counts samples as exposition lines: one per quantile/bucket,
+// plus _sum and _count for summaries and histograms.
+func seriesCount(mfs map[string]*dto.MetricFamily) int {
+	n := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetType() {
+			case dto.MetricType_SUMMARY:
+				n += len(m.GetSummary().GetQuantile()) + 2
+			case dto.MetricType_HISTOGRAM:
+				n += len(m.GetHistogram().GetBucket()) + 2
+			default:
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func sharedExposition(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("../test/testdata/kata-shim-metrics.prom")
+	require.NoError(t, err)
+	return string(b)
+}
+
+func sandboxID(i int) string { return fmt.Sprintf("%064x", i+1) }
+
+func labelsOf(ts prompb.TimeSeries) map[string]string {
+	m := make(map[string]string, len(ts.Labels))
+	for _, l := range ts.Labels {
+		m[l.Name] = l.Value
+	}
+	return m
+}

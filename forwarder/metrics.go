@@ -1,0 +1,62 @@
+package forwarder
+
+import "github.com/prometheus/client_golang/prometheus"
+
+const namespace = "kata_monitor"
+
+// metrics are the forwarder's self-metrics. The first four keep upstream
+// kata-monitor's names so existing dashboards keep working.
+type metrics struct {
+	runningShims    prometheus.Gauge
+	scrapes         prometheus.Counter
+	scrapesFailed   prometheus.Counter
+	scrapeDuration  prometheus.Histogram
+	rounds          *prometheus.CounterVec
+	roundDuration   prometheus.Histogram
+	roundsSkipped   prometheus.Counter
+	relabelDropped  prometheus.Counter
+	duplicates      prometheus.Counter
+	parseErrors     prometheus.Counter
+	invalidSeries   prometheus.Counter
+	stalenessMarks  prometheus.Counter
+	appenderErrors  prometheus.Counter
+	lastRoundTstamp prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	}
+	m := &metrics{
+		runningShims: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "running_shim_count",
+			Help: "Running shim count (sandboxes in the last round)."}),
+		scrapes:       counter("scrape_count", "Scrape count of shims."),
+		scrapesFailed: counter("scrape_failed_count", "Failed scrape count of shims."),
+		scrapeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace,
+			Name:    "scrape_durations_histogram_milliseconds",
+			Help:    "Time used to scrape one shim, in milliseconds.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rounds_total",
+			Help: "Scrape rounds by trigger: schedule (push) or pull (a /metrics request with no fresh snapshot)."},
+			[]string{"trigger"}),
+		roundDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace,
+			Name: "round_duration_seconds", Help: "Duration of one scrape round of all sandboxes.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+		roundsSkipped:   counter("rounds_skipped_total", "Scheduled rounds skipped because the previous round was still running."),
+		relabelDropped:  counter("series_relabel_dropped_total", "Samples dropped by metric_relabel_configs."),
+		duplicates:      counter("duplicate_series_total", "Samples dropped because the same series appeared earlier in the round."),
+		parseErrors:     counter("scrape_parse_errors_total", "Shim expositions that failed to parse; series before the error are kept."),
+		invalidSeries:   counter("invalid_series_total", "Samples dropped because their names or label values are invalid (e.g. not UTF-8)."),
+		stalenessMarks:  counter("staleness_markers_total", "Staleness markers pushed for series that disappeared."),
+		appenderErrors:  counter("appender_errors_total", "Rounds an appender failed to accept."),
+		lastRoundTstamp: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_round_timestamp_seconds", Help: "Unix time of the start of the last finished round."}),
+	}
+	for _, c := range []prometheus.Collector{m.runningShims, m.scrapes, m.scrapesFailed, m.scrapeDuration,
+		m.rounds, m.roundDuration, m.roundsSkipped, m.relabelDropped, m.duplicates, m.parseErrors,
+		m.invalidSeries, m.stalenessMarks, m.appenderErrors, m.lastRoundTstamp} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,188 @@
+package forwarder
+
+import (
+	"context"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
+)
+
+// execRound scrapes every live sandbox once and builds the snapshot; a
+// scheduled round in push mode also returns the series to push and the
+// metadata to send (nil when unchanged). The caller holds the baton.
+func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, []prompb.TimeSeries, []prompb.MetricMetadata) {
+	began := time.Now()
+	start := f.now()
+	ts := start.UnixMilli()
+	f.round++
+	round := f.round
+	collect := scheduled && f.env.push
+
+	list := slices.Clone(f.deps.Sandboxes.List())
+	slices.SortFunc(list, func(a, b sandbox.Sandbox) int { return strings.Compare(a.ID, b.ID) })
+	list = slices.CompactFunc(list, func(a, b sandbox.Sandbox) bool { return a.ID == b.ID })
+
+	states := make([]*sandboxState, len(list))
+	for i, sb := range list {
+		st := f.states[sb.ID]
+		if st == nil {
+			st = newSandboxState(sb.ID)
+			st.jitter = jitterFor(sb.ID, f.jitterMax)
+			f.states[sb.ID] = st
+		}
+		st.socket, st.round = sb.Socket, round
+		if pod, ok := f.deps.Pods.Lookup(sb.ID); ok && (!st.podKnown || pod != st.pod) {
+			st.evictAll() // every series changes labels
+			st.pod, st.podKnown = pod, true
+		}
+		st.out = f.newRendered()
+		states[i] = st
+	}
+
+	// One hung shim costs only its own series: the whole round ends at
+	// scrape_timeout (plus the jitter of scheduled rounds) at worst.
+	budget := f.cfg.ScrapeTimeout
+	if scheduled {
+		budget += f.jitterMax
+	}
+	rctx, cancel := context.WithTimeout(ctx, budget)
+	sem := make(chan struct{}, f.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for _, st := range states {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.scrapeSandbox(rctx, st, sem, scheduled, collect, ts, round)
+		}()
+	}
+	wg.Wait()
+	cancel()
+
+	var gone []*sandboxState
+	for id, st := range f.states {
+		if st.round != round {
+			st.evictAll()
+			gone = append(gone, st)
+			delete(f.states, id)
+		}
+	}
+	f.push.release(states)
+	f.push.release(gone)
+
+	snap := &snapshot{at: start, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states)),
+		out: make([]*rendered, len(states))}
+	for i, st := range states {
+		snap.ids[i], snap.status[i], snap.out[i] = st.id, st.status, st.out
+		st.out = nil
+	}
+	snap.merge()
+
+	var series []prompb.TimeSeries
+	var md []prompb.MetricMetadata
+	if collect {
+		series = f.push.build(states, ts, f.m)
+		md = f.push.metadata(snap.all)
+	}
+	snap.done = f.now()
+
+	trigger := "pull"
+	if scheduled {
+		trigger = "schedule"
+	}
+	f.m.rounds.WithLabelValues(trigger).Inc()
+	f.m.roundDuration.Observe(time.Since(began).Seconds())
+	f.m.runningShims.Set(float64(len(states)))
+	f.m.lastRoundTstamp.Set(float64(start.UnixNano()) / 1e9)
+	return snap, series, md
+}
+
+// jitterFor spreads scheduled scrapes over the first part of the interval,
+// the same offset for a sandbox every round.
+func jitterFor(id string, max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return time.Duration(h.Sum64() % uint64(max))
+}
+
+// scrapeSandbox scrapes and parses one sandbox; it runs in its own
+// goroutine and touches only st.
+func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled, collect bool, ts int64, round uint64) {
+	st.status = SandboxStatus{LastScrape: f.now()}
+	f.m.scrapes.Inc()
+	body, dur, err := f.scrape(ctx, st, sem, scheduled)
+	st.status.Duration = dur
+	if dur > 0 {
+		f.m.scrapeDuration.Observe(float64(dur) / float64(time.Millisecond))
+	}
+	if err != nil {
+		f.m.scrapesFailed.Inc()
+		st.status.Err = err.Error()
+		st.evictAll()
+		st.samples = st.samples[:0]
+		if !st.failing {
+			f.log.Warn("scrape shim failed", "sandbox", st.id, "err", err)
+		}
+		st.failing = true
+		return
+	}
+	if st.failing {
+		f.log.Info("scrape shim recovered", "sandbox", st.id)
+	}
+	st.failing = false
+
+	var ps parseStats
+	perr := st.parse(&f.env, body, ts, round, collect, &ps)
+	st.status.Series = st.live
+	if ps.duplicates > 0 {
+		f.m.duplicates.Add(float64(ps.duplicates))
+	}
+	if ps.invalid > 0 {
+		f.m.invalidSeries.Add(float64(ps.invalid))
+	}
+	if perr != nil {
+		f.m.parseErrors.Inc()
+		st.status.Err = "parse: " + perr.Error()
+		if !st.parseFailing {
+			f.log.Warn("invalid shim exposition, keeping the series before the error", "sandbox", st.id, "err", perr)
+		}
+	}
+	st.parseFailing = perr != nil
+}
+
+// scrape waits for the sandbox's jitter (scheduled rounds) and a
+// concurrency slot, then fetches the exposition into st.body.
+func (f *Forwarder) scrape(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled bool) ([]byte, time.Duration, error) {
+	if scheduled && st.jitter > 0 {
+		t := time.NewTimer(st.jitter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	defer func() { <-sem }()
+	sctx, cancel := context.WithTimeout(ctx, f.cfg.ScrapeTimeout)
+	defer cancel()
+	began := time.Now()
+	body, err := f.deps.Scraper.Metrics(sctx, st.socket, st.body)
+	dur := time.Since(began)
+	if body != nil {
+		st.body = body
+	}
+	return body, dur, err
+}

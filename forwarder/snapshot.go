@@ -1,0 +1,182 @@
+package forwarder
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// snapshot is one finished round as served to pull requests. It is
+// immutable once published; readers are counted (under Forwarder.mu) so its
+// buffers are recycled only after the last reader is done.
+type snapshot struct {
+	at      time.Time // round start: the time of the data
+	done    time.Time // round end: the reference for snapshot_max_age
+	ids     []string  // sandboxes of the round, sorted
+	status  []SandboxStatus
+	out     []*rendered  // per sandbox, aligned with ids
+	fams    []*mergedFam // renderable families, sorted by name
+	all     []*mergedFam // every family, sorted by name (metadata)
+	readers int
+	retired bool
+}
+
+// mergedFam is one family across all sandboxes: one HELP/TYPE header and
+// the line spans of each sandbox in id order.
+type mergedFam struct {
+	name, help string
+	hasHelp    bool
+	typ        model.MetricType
+	names      []string
+	segs       []seg
+	header     []byte
+}
+
+type seg struct{ sb, start, end int }
+
+// merge builds the families of a snapshot from the sandboxes' outputs. The
+// first sandbox (in id order) to define a family sets its HELP and TYPE; a
+// sandbox exposing the family with another type is left out of it, since
+// one TYPE must hold for all lines.
+func (s *snapshot) merge() {
+	byName := make(map[string]*mergedFam)
+	for sb, r := range s.out {
+		for _, sp := range r.spans {
+			fm := &r.fams[sp.fam]
+			mf := byName[fm.name]
+			if mf == nil {
+				mf = &mergedFam{name: fm.name, help: fm.help, hasHelp: fm.hasHelp, typ: fm.typ}
+				byName[fm.name] = mf
+				s.all = append(s.all, mf)
+			}
+			if mf.typ != fm.typ {
+				continue
+			}
+			if !mf.hasHelp && fm.hasHelp {
+				mf.help, mf.hasHelp = fm.help, true
+			}
+			if n := len(mf.segs); n > 0 && mf.segs[n-1].sb == sb && mf.segs[n-1].end == sp.start {
+				mf.segs[n-1].end = sp.end
+			} else {
+				mf.segs = append(mf.segs, seg{sb: sb, start: sp.start, end: sp.end})
+			}
+			for _, n := range r.names[fm.namesLo:fm.namesHi] {
+				if !slices.Contains(mf.names, n) {
+					mf.names = append(mf.names, n)
+				}
+			}
+		}
+	}
+	slices.SortFunc(s.all, func(a, b *mergedFam) int { return strings.Compare(a.name, b.name) })
+	s.fams = textCompatible(s.all)
+	for _, mf := range s.fams {
+		h := make([]byte, 0, 32+len(mf.name)*2+len(mf.help))
+		if mf.hasHelp && mf.help != "" {
+			h = append(h, "# HELP "...)
+			h = appendFamilyName(h, mf.name)
+			h = append(h, ' ')
+			h = appendHelp(h, mf.help)
+			h = append(h, '\n')
+		}
+		h = append(h, "# TYPE "...)
+		h = appendFamilyName(h, mf.name)
+		h = append(h, ' ')
+		h = append(h, typeString(mf.typ)...)
+		mf.header = append(h, '\n')
+	}
+}
+
+// write renders the families whose name starts with one of prefixes (all
+// when prefixes is empty).
+func (s *snapshot) write(w io.Writer, prefixes []string) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	for _, mf := range s.fams {
+		if len(prefixes) > 0 && !hasAnyPrefix(mf.name, prefixes) {
+			continue
+		}
+		if _, err := bw.Write(mf.header); err != nil {
+			return fmt.Errorf("write metrics: %w", err)
+		}
+		for _, sg := range mf.segs {
+			if _, err := bw.Write(s.out[sg.sb].buf[sg.start:sg.end]); err != nil {
+				return fmt.Errorf("write metrics: %w", err)
+			}
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write metrics: %w", err)
+	}
+	return nil
+}
+
+func hasAnyPrefix(name string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// textCompatible leaves out families that the text format cannot express
+// next to the others, replaying how expfmt's parser maps HELP/TYPE lines and
+// sample names to families: a family whose header would land on a family
+// already seen (e.g. "x_count" after histogram "x"), or whose samples would
+// land in another histogram or summary. This only happens with odd
+// expositions, but a pull response must always parse.
+func textCompatible(all []*mergedFam) []*mergedFam {
+	type simFam struct{ typ model.MetricType }
+	seen := make(map[string]*simFam, len(all)*2)
+	resolve := func(name string) *simFam {
+		if f := seen[name]; f != nil {
+			return f
+		}
+		for _, suf := range []string{"_count", "_sum", "_bucket"} {
+			if !hasSuffix(name, suf) {
+				continue
+			}
+			f := seen[name[:len(name)-len(suf)]]
+			if f == nil {
+				continue
+			}
+			if f.typ == model.MetricTypeHistogram || (f.typ == model.MetricTypeSummary && suf != "_bucket") {
+				return f
+			}
+		}
+		return nil
+	}
+	out := make([]*mergedFam, 0, len(all))
+	var added []string
+	for _, mf := range all {
+		if len(mf.segs) == 0 || resolve(mf.name) != nil {
+			continue
+		}
+		own := &simFam{typ: mf.typ}
+		seen[mf.name] = own
+		added = append(added[:0], mf.name)
+		ok := true
+		for _, n := range mf.names {
+			switch f := resolve(n); {
+			case f == own:
+			case f == nil: // expfmt opens an implicit untyped family
+				seen[n] = &simFam{typ: model.MetricTypeUnknown}
+				added = append(added, n)
+			case f.typ == model.MetricTypeHistogram || f.typ == model.MetricTypeSummary:
+				ok = false
+			}
+		}
+		if !ok {
+			for _, n := range added {
+				delete(seen, n)
+			}
+			continue
+		}
+		out = append(out, mf)
+	}
+	return out
+}

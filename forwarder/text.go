@@ -1,0 +1,151 @@
+package forwarder
+
+import (
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/common/model"
+)
+
+// Text exposition format 0.0.4 writing helpers. Names that are not legacy
+// Prometheus names are written quoted (the UTF-8 extension of the format), so
+// whatever textparse accepted renders into something expfmt parses back.
+
+func isLegacyMetricName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b == '_' || b == ':' || (i > 0 && b >= '0' && b <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLegacyLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b == '_' || (i > 0 && b >= '0' && b <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// appendQuoted appends s in double quotes, escaping backslash, double quote
+// and newline: the escaping of label values and quoted names.
+func appendQuoted(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '"':
+			b = append(b, '\\', '"')
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// appendFamilyName writes a metric name as it appears in HELP and TYPE lines.
+func appendFamilyName(b []byte, name string) []byte {
+	if isLegacyMetricName(name) {
+		return append(b, name...)
+	}
+	return appendQuoted(b, name)
+}
+
+// appendHelp escapes a docstring: backslash and newline only, as the format
+// says (a double quote stays as is).
+func appendHelp(b []byte, help string) []byte {
+	for i := 0; i < len(help); i++ {
+		switch c := help[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// appendValue writes a sample value the way client_golang does.
+func appendValue(b []byte, v float64) []byte {
+	switch {
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// isTextFloat reports whether expfmt's text parser accepts s as a float, as
+// it requires of "le" and "quantile" label values in histograms and
+// summaries.
+func isTextFloat(s string) bool {
+	if strings.ContainsAny(s, "pP_") {
+		return false
+	}
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}
+
+func typeString(t model.MetricType) string {
+	switch t {
+	case model.MetricTypeCounter:
+		return "counter"
+	case model.MetricTypeGauge:
+		return "gauge"
+	case model.MetricTypeHistogram:
+		return "histogram"
+	case model.MetricTypeSummary:
+		return "summary"
+	}
+	return "untyped"
+}
+
+func hasSuffix(name, suffix string) bool {
+	return len(name) > len(suffix) && name[len(name)-len(suffix):] == suffix
+}
+
+// belongsTo is the family rule of the text format: a sample is part of the
+// current family when its name is the family's, or the family's plus one of
+// the suffixes client libraries add.
+func belongsTo(sample, family string) bool {
+	if sample == family {
+		return true
+	}
+	if len(sample) <= len(family) || sample[:len(family)] != family {
+		return false
+	}
+	switch sample[len(family):] {
+	case "_bucket", "_sum", "_count", "_total", "_created", "_info":
+		return true
+	}
+	return false
+}
+
+// renamed applies upstream's rule: the shim's own Go client families go_*
+// and process_* become kata_shim_go_* and kata_shim_process_* so they do not
+// clash with kata-monitor's.
+func renamed(name string) (string, bool) {
+	if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
+		return "kata_shim_" + name, true
+	}
+	return name, false
+}
