@@ -62,7 +62,7 @@ func (a *API) serveDebug(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	setDeadlines(w, debugDeadline(path, q.Get("seconds")))
+	setWriteDeadline(w, debugDeadline(path, q.Get("seconds")))
 	a.deps.Shims.Shim(sb.Socket).ServeDebug(w, r, path)
 }
 

@@ -57,7 +57,7 @@ func (p *pools) putBuf(b *bytes.Buffer) {
 // ?sandbox=ID, else the merged exposition plus, without filter_family,
 // kata-monitor's own families.
 func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	setDeadlines(w, metricsDeadline)
+	setWriteDeadline(w, metricsDeadline)
 	q, ok := a.parseQuery(w, r)
 	if !ok {
 		return

@@ -69,7 +69,7 @@ func (a *API) instrument(name string, w http.ResponseWriter, r *http.Request, h 
 		if d == 0 {
 			d = defaultHandlerDeadline
 		}
-		setDeadlines(sw, d)
+		setWriteDeadline(sw, d)
 	}
 	h(sw, r)
 	code := sw.code
@@ -89,15 +89,13 @@ func (a *API) badRequest(w http.ResponseWriter, code int, reason, msg string) {
 
 const defaultHandlerDeadline = 60 * time.Second
 
-// setDeadlines moves the connection's read and write deadlines to now+d. The
-// read deadline matters too: net/http's background read would otherwise hit
-// ReadTimeout mid-response and cancel the request context.
-func setDeadlines(w http.ResponseWriter, d time.Duration) {
-	rc := http.NewResponseController(w)
-	t := time.Now().Add(d)
+// setWriteDeadline moves the connection's write deadline to now+d, overriding
+// the server's WriteTimeout for this response only. The read deadline is
+// left alone: net/http clears it once the request is read, and setting one
+// would make its background read cancel the request context when it fires.
+func setWriteDeadline(w http.ResponseWriter, d time.Duration) {
 	// ErrNotSupported (e.g. a recorder in tests) only loses the bound.
-	_ = rc.SetReadDeadline(t)
-	_ = rc.SetWriteDeadline(t)
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
 
 // statusWriter records the status code for the metrics. It unwraps for

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -38,7 +39,7 @@ func TestSandboxesHTML(t *testing.T) {
 			idA: {UID: "u1", Name: evil, Namespace: "default"},
 			idB: {UID: "u2", Name: "db", Namespace: `ns"onmouseover="x`},
 		}
-		d.Status = fakeStatus{idB: {Err: "<b>shim down</b>"}, idA: {Series: 759}}
+		d.Status = fakeStatus{idB: {Err: "<b>shim down</b>"}, idA: {Series: 759, LastScrape: time.Unix(1700000000, 0)}}
 	})
 	w := do(t, env.api.Handler(), http.MethodGet, "/sandboxes", acceptHTML)
 	require.Equal(t, http.StatusOK, w.Code)
@@ -50,7 +51,8 @@ func TestSandboxesHTML(t *testing.T) {
 	assert.NotContains(t, body, "<b>shim down</b>")
 	assert.Contains(t, body, "&lt;b&gt;shim down&lt;/b&gt;")
 	assert.NotContains(t, body, `ns"onmouseover`)
-	assert.Contains(t, body, "759 series")
+	assert.Contains(t, body, "759 series<br>2023-11-14T22:13:20Z")
+	assert.Contains(t, body, "never")
 	assert.NotContains(t, body, `x"&<y>`)
 
 	// Links carry the id query-escaped exactly once.

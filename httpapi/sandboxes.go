@@ -82,7 +82,10 @@ func (a *API) row(sb sandbox.Sandbox) sandboxRow {
 	if a.deps.Status != nil {
 		if st, ok := a.deps.Status.Status(sb.ID); ok {
 			row.HasStatus, row.Err, row.Series = true, st.Err, st.Series
-			row.LastScrape = st.LastScrape.UTC().Format(time.RFC3339)
+			row.LastScrape = "never"
+			if !st.LastScrape.IsZero() {
+				row.LastScrape = st.LastScrape.UTC().Format(time.RFC3339)
+			}
 			row.Duration = st.Duration.Round(time.Millisecond)
 		}
 	}

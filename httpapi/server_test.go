@@ -157,9 +157,9 @@ func TestSlowHeaderClientIsCut(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second)
 }
 
-// TestLongMetricsOutlivesReadTimeout: /metrics extends its own deadlines, so
-// a round slower than ReadTimeout is not cancelled by net/http's background
-// read hitting the read deadline.
+// TestLongMetricsOutlivesReadTimeout: ReadTimeout bounds reading the
+// request only; a round slower than it must still be answered (neither the
+// request context nor the write side may be cut by it).
 func TestLongMetricsOutlivesReadTimeout(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ReadTimeout = 100 * time.Millisecond
