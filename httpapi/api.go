@@ -26,13 +26,16 @@ import (
 // Sandboxes is the live set of sandboxes. Implementations must be safe for
 // concurrent use; List's result is owned by the caller.
 type Sandboxes interface {
+	// List returns every live sandbox, in any order.
 	List() []sandbox.Sandbox
+	// Get returns the live sandbox with this id; false if there is none.
 	Get(id string) (sandbox.Sandbox, bool)
 }
 
 // Pods maps a sandbox id to its CRI metadata. Lookup must not block for long:
 // it is called once per row of the /sandboxes page.
 type Pods interface {
+	// Lookup returns the pod of sandbox id; false while it is unknown.
 	Lookup(id string) (cri.Pod, bool)
 }
 
@@ -49,6 +52,8 @@ type Shim interface {
 
 // Shims hands out the client for a socket path taken from the live set.
 type Shims interface {
+	// Shim returns the (possibly shared) client of socket. Safe for
+	// concurrent use.
 	Shim(socket string) Shim
 }
 
@@ -63,14 +68,15 @@ type MetricsSource interface {
 
 // Status is the outcome of the last scrape of one sandbox.
 type Status struct {
-	LastScrape time.Time
-	Duration   time.Duration
-	Err        string
-	Series     int
+	LastScrape time.Time     // when the scrape started; zero if never
+	Duration   time.Duration // how long it took
+	Err        string        // why it failed; empty on success
+	Series     int           // series it yielded
 }
 
 // StatusSource reports the last scrape of a sandbox, for the /sandboxes page.
 type StatusSource interface {
+	// Status returns sandbox id's last scrape; false if never scraped.
 	Status(id string) (Status, bool)
 }
 
