@@ -60,17 +60,16 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 }
 
 // instrument runs h under route name, counting its status code and duration,
-// and gives ordinary routes a write deadline (see Config.WriteTimeout).
+// under a write deadline (see Config.WriteTimeout).
 func (a *API) instrument(name string, w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	if name != routeMetrics && name != routeDebug {
-		d := a.cfg.WriteTimeout
-		if d == 0 {
-			d = defaultHandlerDeadline
-		}
-		setWriteDeadline(sw, d)
+	// The ordinary bound first; /metrics and the debug proxy extend it.
+	d := a.cfg.WriteTimeout
+	if d == 0 {
+		d = defaultHandlerDeadline
 	}
+	setWriteDeadline(sw, d)
 	h(sw, r)
 	code := sw.code
 	if code == 0 {
