@@ -27,7 +27,9 @@ const maxStatusBody = 512
 // StatusError is returned when a shim answers with a status other than 200.
 // Body is the start of the answer (at most 512 bytes), for the log line.
 type StatusError struct {
+	// Code is the HTTP status the shim answered.
 	Code int
+	// Body is the start of the answer, valid UTF-8.
 	Body string
 }
 
