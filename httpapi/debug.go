@@ -62,13 +62,16 @@ func (a *API) serveDebug(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	setWriteDeadline(w, debugDeadline(path, q.Get("seconds")))
+	if d := debugDeadline(path, q.Get("seconds")); d > 0 {
+		setWriteDeadline(w, d)
+	}
 	a.deps.Shims.Shim(sb.Socket).ServeDebug(w, r, path)
 }
 
 // debugDeadline is how long a debug response may take: profile and trace
 // stream for their "seconds" (pprof's defaults 30 and 1 when absent or
-// malformed), plus slack; everything else gets the ordinary bound.
+// malformed), plus slack. 0 for every other path: they keep the ordinary
+// bound set before routing.
 func debugDeadline(path, seconds string) time.Duration {
 	var secs int
 	switch path {
@@ -77,7 +80,7 @@ func debugDeadline(path, seconds string) time.Duration {
 	case pprofPrefix + "trace":
 		secs = 1
 	default:
-		return defaultHandlerDeadline
+		return 0
 	}
 	if n, err := strconv.Atoi(seconds); err == nil && n > 0 {
 		secs = min(n, maxProfileSecs)

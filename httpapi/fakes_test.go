@@ -58,6 +58,8 @@ type fakeShims struct {
 	metrics   string
 	agentURL  string
 	err       error
+	// debugDelay makes ServeDebug answer only after this long (a profile).
+	debugDelay time.Duration
 }
 
 func (f *fakeShims) Shim(socket string) Shim {
@@ -93,6 +95,15 @@ func (s *fakeShim) AgentURL(context.Context) (string, error) {
 }
 
 func (s *fakeShim) ServeDebug(w http.ResponseWriter, r *http.Request, path string) {
+	if d := s.parent.debugDelay; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+	}
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprintf(w, "debug %s socket=%s seconds=%s", path, s.socket, r.URL.Query().Get("seconds"))
 }

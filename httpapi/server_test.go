@@ -256,3 +256,21 @@ func TestRun(t *testing.T) {
 		require.Error(t, env.api.Run(context.Background(), "127.0.0.1:0", cfgFile))
 	})
 }
+
+// TestWriteDeadlines: a server-wide WriteTimeout cuts an ordinary slow
+// response, but a profile proxy gets seconds+30s and completes.
+func TestWriteDeadlines(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.WriteTimeout = 100 * time.Millisecond
+	env := newTestEnv(t, cfg, nil)
+	env.shims.debugDelay = 400 * time.Millisecond
+	base, _, _ := startServe(t, env, "")
+
+	resp, body := get(t, base+"/debug/pprof/profile?seconds=1&sandbox="+idB, nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, body, "debug /debug/pprof/profile")
+
+	// /debug/vars has the ordinary 100ms bound: the late answer is lost.
+	_, err := http.Get(base + "/debug/vars?sandbox=" + idB)
+	require.Error(t, err)
+}
