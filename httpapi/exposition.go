@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,7 +142,7 @@ func reencode(out, text *bytes.Buffer, own []*dto.MetricFamily, format expfmt.Fo
 
 // serveSandboxMetrics answers one shim's exposition unchanged (upstream's
 // ?sandbox=ID). A shim error is a 502: the shim, not the request, failed.
-func (a *API) serveSandboxMetrics(w http.ResponseWriter, r *http.Request, q map[string][]string) {
+func (a *API) serveSandboxMetrics(w http.ResponseWriter, r *http.Request, q url.Values) {
 	sb, ok := a.sandboxFromQuery(w, q)
 	if !ok {
 		return
