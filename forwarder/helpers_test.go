@@ -215,6 +215,8 @@ func newRig(t testing.TB, opts ...rigOpt) *rig {
 	r := &rig{sbs: &fakeSandboxes{}, pods: &fakePods{}, scraper: newFakeScraper(), appender: &fakeAppender{},
 		clock: newFakeClock(), reg: prometheus.NewRegistry()}
 	cfg := DefaultConfig()
+	// A short interval keeps the jitter of scheduled rounds (real time) small.
+	cfg.ScrapeInterval, cfg.ScrapeTimeout = 200*time.Millisecond, 200*time.Millisecond
 	deps := Deps{Sandboxes: r.sbs, Pods: r.pods, Scraper: r.scraper, Registerer: r.reg,
 		Logger: testLogger(t), Now: r.clock.Now}
 	for _, o := range opts {

@@ -51,6 +51,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		appenderErrors:  counter("appender_errors_total", "Rounds an appender failed to accept."),
 		lastRoundTstamp: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_round_timestamp_seconds", Help: "Unix time of the start of the last finished round."}),
 	}
+	m.rounds.WithLabelValues("schedule")
+	m.rounds.WithLabelValues("pull")
 	for _, c := range []prometheus.Collector{m.runningShims, m.scrapes, m.scrapesFailed, m.scrapeDuration,
 		m.rounds, m.roundDuration, m.roundsSkipped, m.relabelDropped, m.duplicates, m.parseErrors,
 		m.invalidSeries, m.stalenessMarks, m.appenderErrors, m.lastRoundTstamp} {

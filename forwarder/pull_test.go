@@ -75,11 +75,11 @@ kata_shim_process_cpu_seconds_total{sandbox_id="aaa"} 1.5
 			"up{sandbox_id=\"evil\",cri_uid=\"evil\",x=\"\"} 1 1700000000000\n"},
 		want: "# TYPE up gauge\nup{sandbox_id=\"aaa\"} 1 1700000000000\n",
 	}, {
-		name: "a series outside the current family is its own untyped family",
+		name:   "a series outside the current family is its own untyped family",
 		bodies: map[string]string{"aaa": "# HELP a A.\n# TYPE a gauge\na 1\nb 2\n"},
 		want:   "# HELP a A.\n# TYPE a gauge\na{sandbox_id=\"aaa\"} 1\n# TYPE b untyped\nb{sandbox_id=\"aaa\"} 2\n",
 	}, {
-		name: "special values",
+		name:   "special values",
 		bodies: map[string]string{"aaa": "# TYPE v gauge\nv{k=\"inf\"} +Inf\nv{k=\"nan\"} NaN\nv{k=\"ninf\"} -Inf\nv{k=\"big\"} 1e+300\n"},
 		want: "# TYPE v gauge\nv{k=\"inf\",sandbox_id=\"aaa\"} +Inf\nv{k=\"nan\",sandbox_id=\"aaa\"} NaN\n" +
 			"v{k=\"ninf\",sandbox_id=\"aaa\"} -Inf\nv{k=\"big\",sandbox_id=\"aaa\"} 1e+300\n",

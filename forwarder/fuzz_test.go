@@ -1,0 +1,50 @@
+package forwarder
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+)
+
+// FuzzParse feeds arbitrary bytes to two sandboxes as their exposition:
+// nothing panics and the merged pull output always parses with expfmt.
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		"# HELP a A.\n# TYPE a gauge\na 1\n",
+		"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n",
+		"# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 3\ns_count 2\n",
+		"# TYPE h histogram\nh_bucket{le=\"x\"} 1\nh_count -1\n# TYPE h_count counter\nh_count 1\n",
+		"# TYPE c counter\nc_total 1\n# TYPE c_total gauge\nc_total 2\n",
+		"{\"a.b\",\"c d\"=\"e\\\"f\"} 1 123\n",
+		"go_goroutines{x=\"\\\\\\n\"} NaN\nprocess_x +Inf\n",
+		"a{__name__=\"b\"} 1\n",
+		"# TYPE \"\" gauge\n{\"\"} 1\n",
+		"a{b=\"\xff\"} 1\n",
+		"a 1\na 2\nbad line {\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		// A 10ms interval keeps the real-time jitter of the scheduled round
+		// under 1ms.
+		r := newRig(t, push, withConfig(func(c *Config) { c.ScrapeInterval, c.ScrapeTimeout = 10*time.Millisecond, 10*time.Millisecond }))
+		r.sbs.set("aaa", "bbb")
+		r.pods.set("bbb", cri.Pod{UID: "u", Name: "n", Namespace: "ns"})
+		r.scraper.set("aaa", string(body))
+		r.scraper.set("bbb", string(body))
+		r.f.scheduledRound(context.Background())
+		var out bytes.Buffer
+		require.NoError(t, r.f.WriteMetrics(context.Background(), &out, nil))
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		_, err := p.TextToMetricFamilies(strings.NewReader(out.String()))
+		require.NoError(t, err, "input %q\noutput:\n%s", body, out.String())
+	})
+}

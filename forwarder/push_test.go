@@ -1,0 +1,304 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+)
+
+// scheduled runs one scheduled round the way Run does.
+func (r *rig) scheduled(t testing.TB) []prompb.TimeSeries {
+	t.Helper()
+	before := r.appender.roundCount()
+	r.f.scheduledRound(context.Background())
+	if r.appender.roundCount() == before {
+		return nil
+	}
+	return r.appender.round(before)
+}
+
+func TestPushSeriesLabelsAndTimestamps(t *testing.T) {
+	r := newRig(t, push, withConfig(func(c *Config) {
+		c.ExternalLabels = map[string]string{"node": "n1", "a": "ext"}
+	}))
+	r.sbs.set("aaa")
+	r.pods.set("aaa", cri.Pod{UID: "u1", Name: "web", Namespace: "default"})
+	r.scraper.set("aaa", "# TYPE up gauge\nup 1\n# TYPE x counter\nx{b=\"2\",a=\"1\"} 5 1600000000000\n")
+
+	series := r.scheduled(t)
+	require.Len(t, series, 2)
+	now := r.clock.Now().UnixMilli()
+	for _, s := range series {
+		assert.True(t, sort.SliceIsSorted(s.Labels, func(i, j int) bool { return s.Labels[i].Name < s.Labels[j].Name }))
+		require.Len(t, s.Samples, 1)
+	}
+	assert.Equal(t, map[string]string{"__name__": "up", "a": "ext", "cri_name": "web", "cri_namespace": "default",
+		"cri_uid": "u1", "node": "n1", "sandbox_id": "aaa"}, labelsOf(series[0]))
+	assert.Equal(t, prompb.Sample{Value: 1, Timestamp: now}, series[0].Samples[0])
+	assert.Equal(t, map[string]string{"__name__": "x", "a": "1", "b": "2", "cri_name": "web", "cri_namespace": "default",
+		"cri_uid": "u1", "node": "n1", "sandbox_id": "aaa"}, labelsOf(series[1]), "external labels never override")
+	assert.Equal(t, prompb.Sample{Value: 5, Timestamp: 1600000000000}, series[1].Samples[0])
+
+	// The next round reuses the cache: same labels, new time.
+	r.clock.Add(15 * time.Second)
+	series = r.scheduled(t)
+	require.Len(t, series, 2)
+	assert.Equal(t, r.clock.Now().UnixMilli(), series[0].Samples[0].Timestamp)
+	assert.Equal(t, "up", labelsOf(series[0])["__name__"])
+}
+
+func relabelRule(mod func(c *relabel.Config)) *relabel.Config {
+	c := relabel.DefaultRelabelConfig
+	mod(&c)
+	return &c
+}
+
+func TestPushRelabel(t *testing.T) {
+	body := "# TYPE up gauge\nup 1\n# TYPE kata_shim_fds gauge\nkata_shim_fds 4\n"
+	tests := []struct {
+		name        string
+		rules       []*relabel.Config
+		want        []map[string]string
+		wantDropped float64
+		wantDup     float64
+	}{{
+		name: "drop",
+		rules: []*relabel.Config{relabelRule(func(c *relabel.Config) {
+			c.Action, c.SourceLabels, c.Regex = relabel.Drop, model.LabelNames{"__name__"}, relabel.MustNewRegexp("up")
+		})},
+		want: []map[string]string{
+			{"__name__": "kata_shim_fds", "sandbox_id": "aaa"}, {"__name__": "kata_shim_fds", "sandbox_id": "bbb"}},
+		wantDropped: 2,
+	}, {
+		name: "keep",
+		rules: []*relabel.Config{relabelRule(func(c *relabel.Config) {
+			c.Action, c.SourceLabels, c.Regex = relabel.Keep, model.LabelNames{"__name__"}, relabel.MustNewRegexp("up")
+		})},
+		want:        []map[string]string{{"__name__": "up", "sandbox_id": "aaa"}, {"__name__": "up", "sandbox_id": "bbb"}},
+		wantDropped: 2,
+	}, {
+		name: "replace",
+		rules: []*relabel.Config{
+			relabelRule(func(c *relabel.Config) {
+				c.Action, c.SourceLabels, c.Regex = relabel.Keep, model.LabelNames{"__name__"}, relabel.MustNewRegexp("up")
+			}),
+			relabelRule(func(c *relabel.Config) {
+				c.SourceLabels, c.Regex, c.TargetLabel, c.Replacement = model.LabelNames{"sandbox_id"}, relabel.MustNewRegexp("(.)..."), "short", "$1-x"
+			}),
+		},
+		want: []map[string]string{
+			{"__name__": "up", "sandbox_id": "aaa"}, {"__name__": "up", "sandbox_id": "bbbb", "short": "b-x"}},
+		wantDropped: 2,
+	}, {
+		name: "series made equal by labeldrop are sent once",
+		rules: []*relabel.Config{relabelRule(func(c *relabel.Config) {
+			c.Action, c.Regex = relabel.LabelDrop, relabel.MustNewRegexp("sandbox_id")
+		})},
+		want:    []map[string]string{{"__name__": "up"}, {"__name__": "kata_shim_fds"}},
+		wantDup: 2,
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, push, withConfig(func(c *Config) { c.MetricRelabelConfigs = tc.rules }))
+			sbs := []string{"aaa", "bbb"}
+			if tc.name == "replace" {
+				sbs[1] = "bbbb"
+			}
+			r.sbs.set(sbs...)
+			for _, id := range sbs {
+				r.scraper.set(id, body)
+			}
+			var got []map[string]string
+			for _, s := range r.scheduled(t) {
+				got = append(got, labelsOf(s))
+			}
+			assert.ElementsMatch(t, tc.want, got)
+			assert.Equal(t, tc.wantDropped, r.counter(t, "kata_monitor_series_relabel_dropped_total"))
+			assert.Equal(t, tc.wantDup, r.counter(t, "kata_monitor_duplicate_series_total"))
+		})
+	}
+}
+
+func TestPushStaleness(t *testing.T) {
+	type step struct {
+		name    string
+		ids     []string
+		bodies  map[string]string
+		fail    string
+		pull    bool // a pull round before the scheduled one
+		want    []string
+		wantNaN []string
+	}
+	steps := []step{{
+		name:   "first round",
+		ids:    []string{"aaa", "bbb"},
+		bodies: map[string]string{"aaa": "up 1\nx 2\n", "bbb": "up 3\n"},
+		want:   []string{"up/aaa", "x/aaa", "up/bbb"},
+	}, {
+		name:    "sandbox and series vanish: one marker each",
+		ids:     []string{"aaa"},
+		bodies:  map[string]string{"aaa": "up 1\n"},
+		want:    []string{"up/aaa"},
+		wantNaN: []string{"x/aaa", "up/bbb"},
+	}, {
+		name: "markers are sent once",
+		ids:  []string{"aaa"},
+		want: []string{"up/aaa"},
+	}, {
+		name:    "failed scrape",
+		ids:     []string{"aaa"},
+		fail:    "aaa",
+		wantNaN: []string{"up/aaa"},
+	}, {
+		name: "still failing",
+		ids:  []string{"aaa"},
+		fail: "aaa",
+	}, {
+		name:   "recovered, series back, a pull round in between",
+		ids:    []string{"aaa", "bbb"},
+		bodies: map[string]string{"aaa": "up 1\nx 2\n", "bbb": "up 3\n"},
+		want:   []string{"up/aaa", "x/aaa", "up/bbb"},
+	}, {
+		name:    "series vanishes during a pull round",
+		ids:     []string{"aaa", "bbb"},
+		bodies:  map[string]string{"aaa": "up 1\n"},
+		pull:    true,
+		want:    []string{"up/aaa", "up/bbb"},
+		wantNaN: []string{"x/aaa"},
+	}, {
+		name:    "pod metadata arrives: the labels change, old series end",
+		ids:     []string{"aaa", "bbb"},
+		want:    []string{"up/aaa/web", "up/bbb"},
+		wantNaN: []string{"up/aaa"},
+	}}
+	r := newRig(t, push)
+	for i, s := range steps {
+		r.clock.Add(15 * time.Second)
+		r.sbs.set(s.ids...)
+		for id, body := range s.bodies {
+			r.scraper.set(id, body)
+		}
+		if s.fail != "" {
+			r.scraper.fail(s.fail, errors.New("boom"))
+		}
+		if i == len(steps)-1 {
+			r.pods.set("aaa", cri.Pod{UID: "u", Name: "web", Namespace: "ns"})
+		}
+		if s.pull {
+			r.pull(t)
+		}
+		var got, gotNaN []string
+		for _, ts := range r.scheduled(t) {
+			l := labelsOf(ts)
+			key := l["__name__"] + "/" + l["sandbox_id"]
+			if l["cri_name"] != "" {
+				key += "/" + l["cri_name"]
+			}
+			smp := ts.Samples[0]
+			assert.Equal(t, r.clock.Now().UnixMilli(), smp.Timestamp, s.name)
+			if value.IsStaleNaN(smp.Value) {
+				gotNaN = append(gotNaN, key)
+			} else {
+				assert.False(t, math.IsNaN(smp.Value))
+				got = append(got, key)
+			}
+		}
+		assert.ElementsMatch(t, s.want, got, s.name)
+		assert.ElementsMatch(t, s.wantNaN, gotNaN, s.name)
+	}
+	assert.Equal(t, 5.0, r.counter(t, "kata_monitor_staleness_markers_total"))
+	assert.Len(t, r.f.push.refs, 2, "forgotten series leave the staleness map")
+}
+
+func TestPushMetadata(t *testing.T) {
+	r := newRig(t, push)
+	r.sbs.set("aaa")
+	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n# HELP go_goroutines G.\n# TYPE go_goroutines gauge\ngo_goroutines 3\n")
+	r.scheduled(t)
+	require.Len(t, r.appender.md, 1)
+	assert.Equal(t, []prompb.MetricMetadata{
+		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "kata_shim_go_goroutines", Help: "G."},
+		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "up", Help: "Up."},
+	}, r.appender.md[0])
+	r.scheduled(t)
+	assert.Len(t, r.appender.md, 1, "unchanged metadata is not resent at once")
+	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n# TYPE c counter\nc 1\n")
+	r.scheduled(t)
+	require.Len(t, r.appender.md, 2, "a changed family set is sent")
+	assert.Equal(t, []string{"c", "up"}, []string{r.appender.md[1][0].MetricFamilyName, r.appender.md[1][1].MetricFamilyName})
+	for range 9 {
+		r.scheduled(t)
+	}
+	assert.Len(t, r.appender.md, 2)
+	r.scheduled(t)
+	assert.Len(t, r.appender.md, 3, "resent every 10 rounds")
+}
+
+func TestPushAppenderErrorDoesNotStop(t *testing.T) {
+	bad := &fakeAppender{err: errors.New("disk full")}
+	r := newRig(t, func(r *rig, _ *Config, d *Deps) { d.Appenders = []Appender{bad, r.appender} })
+	r.sbs.set("aaa")
+	r.scraper.set("aaa", "up 1\n")
+	r.scheduled(t)
+	r.scheduled(t)
+	assert.Equal(t, 2, r.appender.roundCount())
+	assert.Equal(t, 2.0, r.counter(t, "kata_monitor_appender_errors_total"))
+}
+
+func TestRunSchedule(t *testing.T) {
+	r := newRig(t, push, withConfig(func(c *Config) {
+		c.ScrapeInterval, c.ScrapeTimeout = 100*time.Millisecond, 50*time.Millisecond
+	}))
+	r.sbs.set("aaa")
+	r.scraper.set("aaa", "up 1\n")
+	// The first round overruns by 3.5 intervals (on the injected clock):
+	// the ticks it covered are skipped, not run back to back.
+	slow := &clockAppender{clock: r.clock, advance: 350 * time.Millisecond}
+	r.f.deps.Appenders = append(r.f.deps.Appenders, slow)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.f.Run(ctx) }()
+	require.Eventually(t, func() bool { return r.appender.roundCount() >= 2 }, 5*time.Second, time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, 3.0, r.counter(t, "kata_monitor_rounds_skipped_total"))
+	assert.GreaterOrEqual(t, r.counter(t, "kata_monitor_rounds_total"), 2.0)
+}
+
+func TestRunPullOnlyWaits(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.f.Run(ctx) }()
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, 0.0, r.counter(t, "kata_monitor_rounds_total"))
+}
+
+// clockAppender moves the injected clock on its first call, as a slow round.
+type clockAppender struct {
+	clock   *fakeClock
+	advance time.Duration
+	calls   int
+}
+
+func (a *clockAppender) Append(context.Context, []prompb.TimeSeries) error {
+	if a.calls == 0 {
+		a.clock.Add(a.advance)
+	}
+	a.calls++
+	return nil
+}
