@@ -1,0 +1,154 @@
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxRetryAfterSeconds bounds a hint before converting it, so a silly
+// value cannot overflow a Duration; the retry loop caps it further.
+const maxRetryAfterSeconds = 1 << 20
+
+// maxErrBody caps how much of a receiver's error answer we keep for logs.
+const maxErrBody = 512
+
+// recoverableError marks a failure worth retrying: network errors, 5xx,
+// 429 (when enabled) and unexpected 3xx. retryAfter is the receiver's
+// Retry-After hint, 0 when absent.
+type recoverableError struct {
+	err        error
+	retryAfter time.Duration
+}
+
+func (e recoverableError) Error() string { return e.err.Error() }
+func (e recoverableError) Unwrap() error { return e.err }
+
+// httpStatusError is an answer we will not retry (4xx other than a
+// retried 429): the block is dropped.
+type httpStatusError struct {
+	code int
+	body string
+}
+
+func (e httpStatusError) Error() string {
+	return fmt.Sprintf("server returned HTTP status %d: %s", e.code, e.body)
+}
+
+// client POSTs encoded blocks to one endpoint. It is safe for concurrent
+// use: it holds only immutable settings and a concurrency-safe transport.
+type client struct {
+	url        string
+	hc         *http.Client
+	timeout    time.Duration
+	headers    map[string]string
+	userAgent  string
+	retryOn429 bool
+	now        func() time.Time
+	// observe records one attempt: status code ("error" for no answer)
+	// and duration. Never nil.
+	observe func(code string, d time.Duration)
+}
+
+func newClient(cfg Config, rt http.RoundTripper, userAgent string, observe func(string, time.Duration)) *client {
+	return &client{
+		url: cfg.URL,
+		hc: &http.Client{
+			Transport: rt,
+			// Never follow: see httpClientConfig.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		timeout:    cfg.RemoteTimeout,
+		headers:    cfg.Headers,
+		userAgent:  userAgent,
+		retryOn429: *cfg.QueueConfig.RetryOnHTTP429,
+		now:        time.Now,
+		observe:    observe,
+	}
+}
+
+// store sends one snappy-compressed WriteRequest. It returns nil on 2xx, a
+// recoverableError when a retry may succeed, an httpStatusError when the
+// receiver refused the data for good, or ctx's error when ctx ended.
+func (c *client) store(parent context.Context, data []byte, contentType string) error {
+	ctx, cancel := context.WithTimeout(parent, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(data))
+	if err != nil {
+		// Only a malformed URL gets here, which Validate prevents.
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	req.Header.Set("User-Agent", c.userAgent)
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
+	}
+
+	start := c.now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.observe("error", c.now().Sub(start))
+		if perr := parent.Err(); perr != nil {
+			// Our caller gave up (shutdown); not the receiver's fault.
+			return fmt.Errorf("post: %w", perr)
+		}
+		return recoverableError{err: fmt.Errorf("post: %w", err)}
+	}
+	defer resp.Body.Close()
+	// Read a little of the body for error messages, then drain a bounded
+	// amount so the connection can be reused.
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	c.observe(strconv.Itoa(resp.StatusCode), c.now().Sub(start))
+
+	code := resp.StatusCode
+	switch {
+	case code/100 == 2:
+		return nil
+	case code/100 == 5, code == http.StatusTooManyRequests && c.retryOn429:
+		return recoverableError{
+			err:        httpStatusError{code: code, body: sanitize(body)},
+			retryAfter: retryAfter(resp.Header.Get("Retry-After"), c.now()),
+		}
+	case code/100 == 3:
+		// A misconfigured URL behind a redirect: keep the data in the WAL
+		// until the config is fixed rather than drop it.
+		return recoverableError{err: httpStatusError{code: code, body: "redirect to " + resp.Header.Get("Location") + " not followed"}}
+	default:
+		return httpStatusError{code: code, body: sanitize(body)}
+	}
+}
+
+// sanitize makes a receiver's answer safe for one log field.
+func sanitize(b []byte) string {
+	return strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
+}
+
+// retryAfter parses a Retry-After value: delay-seconds or an HTTP date.
+// It returns 0 when absent or unparsable.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		s = min(s, maxRetryAfterSeconds)
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

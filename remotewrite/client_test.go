@@ -1,0 +1,285 @@
+package remotewrite
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// oneBlock encodes a tiny round for client tests.
+func oneBlock(t *testing.T) []byte {
+	t.Helper()
+	blocks, _, err := newEncoder(100, nil).encode([]prompb.TimeSeries{series("up", []prompb.Sample{sample(1, 1)})})
+	require.NoError(t, err)
+	require.Len(t, blocks, 1)
+	return blocks[0].Data
+}
+
+func testClient(t *testing.T, cfg Config) *client {
+	t.Helper()
+	cfg.ApplyDefaults()
+	require.NoError(t, cfg.Validate())
+	rt, err := cfg.newRoundTripper()
+	require.NoError(t, err)
+	return newClient(cfg, rt, "kata-monitor/test", func(string, time.Duration) {})
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+}
+
+func TestClientHeadersAndAuth(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "password")
+	tokFile := filepath.Join(dir, "token")
+	writeFile(t, pwFile, "pw-from-file\n")
+	writeFile(t, tokFile, "token-v1")
+	basic := func(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
+
+	tests := []struct {
+		name string
+		cfg  func(c *Config)
+		// between runs after the first send, e.g. rotate a file
+		rotate func(t *testing.T)
+		want   []map[string]string // headers wanted on the 1st and 2nd request
+	}{
+		{
+			name: "protocol headers",
+			cfg:  func(*Config) {},
+			want: []map[string]string{{
+				"Content-Encoding":                  "snappy",
+				"Content-Type":                      "application/x-protobuf",
+				"X-Prometheus-Remote-Write-Version": "0.1.0",
+				"User-Agent":                        "kata-monitor/test",
+				"Authorization":                     "",
+			}},
+		},
+		{
+			name: "custom headers and user agent override",
+			cfg: func(c *Config) {
+				c.Headers = map[string]string{"X-Scope-OrgID": "tenant-1", "THANOS-TENANT": "t2", "user-agent": "custom/1"}
+			},
+			want: []map[string]string{{"X-Scope-Orgid": "tenant-1", "Thanos-Tenant": "t2", "User-Agent": "custom/1"}},
+		},
+		{
+			name: "basic auth password from file",
+			cfg:  func(c *Config) { c.BasicAuth = &BasicAuth{Username: "alice", PasswordFile: pwFile} },
+			want: []map[string]string{{"Authorization": basic("alice", "pw-from-file")}},
+		},
+		{
+			name: "basic auth inline",
+			cfg:  func(c *Config) { c.BasicAuth = &BasicAuth{Username: "bob", Password: "inline"} },
+			want: []map[string]string{{"Authorization": basic("bob", "inline")}},
+		},
+		{
+			name:   "bearer from credentials_file, re-read after rotation",
+			cfg:    func(c *Config) { c.Authorization = &Authorization{CredentialsFile: tokFile} },
+			rotate: func(t *testing.T) { writeFile(t, tokFile, "token-v2") },
+			want: []map[string]string{
+				{"Authorization": "Bearer token-v1"},
+				{"Authorization": "Bearer token-v2"},
+			},
+		},
+		{
+			name: "custom authorization type",
+			cfg:  func(c *Config) { c.Authorization = &Authorization{Type: "Token", Credentials: "abc"} },
+			want: []map[string]string{{"Authorization": "Token abc"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, nil).start()
+			cfg := Config{URL: rc.url()}
+			tt.cfg(&cfg)
+			c := testClient(t, cfg)
+			data := oneBlock(t)
+			for i, want := range tt.want {
+				if i > 0 && tt.rotate != nil {
+					tt.rotate(t)
+				}
+				require.NoError(t, c.store(context.Background(), data, protoContentType))
+				got := rc.requests()
+				require.Len(t, got, i+1)
+				for k, v := range want {
+					require.Equal(t, v, got[i].header.Get(k), "header %s on request %d", k, i)
+				}
+				require.Len(t, got[i].req.Timeseries, 1, "body decodes")
+			}
+		})
+	}
+}
+
+func TestClientStatusClassification(t *testing.T) {
+	no := false
+	tests := []struct {
+		name           string
+		code           int
+		header         map[string]string
+		no429          bool
+		wantRecover    bool
+		wantDrop       bool
+		wantRetryAfter time.Duration
+	}{
+		{name: "200", code: 200},
+		{name: "204", code: 204},
+		{name: "500", code: 500, wantRecover: true},
+		{name: "503 retry-after seconds", code: 503, header: map[string]string{"Retry-After": "7"}, wantRecover: true, wantRetryAfter: 7 * time.Second},
+		{name: "429 retried", code: 429, wantRecover: true},
+		{name: "429 not retried when disabled", code: 429, no429: true, wantDrop: true},
+		{name: "400 dropped", code: 400, wantDrop: true},
+		{name: "404 dropped", code: 404, wantDrop: true},
+		{name: "302 kept for retry", code: 302, header: map[string]string{"Location": "/elsewhere"}, wantRecover: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, tt.header }).start()
+			cfg := Config{URL: rc.url()}
+			if tt.no429 {
+				cfg.QueueConfig.RetryOnHTTP429 = &no
+			}
+			err := testClient(t, cfg).store(context.Background(), oneBlock(t), protoContentType)
+			var rerr recoverableError
+			var herr httpStatusError
+			switch {
+			case tt.wantRecover:
+				require.ErrorAs(t, err, &rerr)
+				require.Equal(t, tt.wantRetryAfter, rerr.retryAfter)
+			case tt.wantDrop:
+				require.ErrorAs(t, err, &herr)
+				require.False(t, errors.As(err, &rerr))
+				require.Equal(t, tt.code, herr.code)
+				require.Contains(t, herr.body, "answer")
+			default:
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+func TestClientNetworkErrorIsRecoverable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there now
+	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(context.Background(), oneBlock(t), protoContentType)
+	var rerr recoverableError
+	require.ErrorAs(t, err, &rerr)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(ctx, oneBlock(t), protoContentType)
+	require.ErrorIs(t, err, context.Canceled)
+	require.False(t, errors.As(err, &rerr), "shutdown is not a receiver failure")
+}
+
+func TestRetryAfterParse(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"1", time.Second},
+		{"120", 2 * time.Minute},
+		{"0", 0},
+		{"-3", 0},
+		{"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"99999999999", maxRetryAfterSeconds * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			require.Equal(t, tt.want, retryAfter(tt.in, now))
+		})
+	}
+}
+
+// selfSignedCA returns a CA and a server certificate for serverName signed
+// by it, as PEM files in dir, plus the server's tls.Certificate.
+func selfSignedCA(t *testing.T, dir, serverName string) (caFile string, serverCert tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "kata-monitor test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	caCert, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: serverName},
+		DNSNames:     []string{serverName},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	require.NoError(t, err)
+
+	caFile = filepath.Join(dir, "ca.pem")
+	writeFile(t, caFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
+	return caFile, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
+}
+
+func TestClientTLS(t *testing.T) {
+	dir := t.TempDir()
+	caFile, cert := selfSignedCA(t, dir, "receiver.test")
+
+	tests := []struct {
+		name    string
+		tls     TLSConfig
+		wantErr string
+	}{
+		{name: "ca and server_name", tls: TLSConfig{CAFile: caFile, ServerName: "receiver.test", MinVersion: "TLS12"}},
+		{name: "wrong server_name", tls: TLSConfig{CAFile: caFile, ServerName: "other.test"}, wantErr: "certificate"},
+		{name: "no ca", tls: TLSConfig{ServerName: "receiver.test"}, wantErr: "certificate"},
+		{name: "insecure skip verify", tls: TLSConfig{InsecureSkipVerify: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, nil)
+			rc.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+			rc.srv.StartTLS()
+			t.Cleanup(rc.srv.Close)
+			err := testClient(t, Config{URL: rc.url(), TLSConfig: tt.tls}).store(context.Background(), oneBlock(t), protoContentType)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				require.Empty(t, rc.requests())
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, rc.requests(), 1)
+		})
+	}
+}

@@ -1,0 +1,232 @@
+package remotewrite
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+)
+
+func decodeBlock(t testing.TB, b wal.Block) prompb.WriteRequest {
+	t.Helper()
+	raw, err := snappy.Decode(nil, b.Data)
+	require.NoError(t, err)
+	var wr prompb.WriteRequest
+	require.NoError(t, wr.Unmarshal(raw))
+	return wr
+}
+
+func mustRelabel(t *testing.T, rc relabel.Config) *relabel.Config {
+	t.Helper()
+	base := relabel.DefaultRelabelConfig
+	if rc.Action != "" {
+		base.Action = rc.Action
+	}
+	if rc.Regex.Regexp != nil {
+		base.Regex = rc.Regex
+	}
+	base.SourceLabels, base.TargetLabel = rc.SourceLabels, rc.TargetLabel
+	if rc.Replacement != "" {
+		base.Replacement = rc.Replacement
+	}
+	require.NoError(t, base.Validate(model.UTF8Validation))
+	return &base
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	in := []prompb.TimeSeries{
+		series("kata_a", []prompb.Sample{sample(1000, 1), sample(2000, 2)}, "sandbox_id", "s1"),
+		series("kata_b", []prompb.Sample{sample(1500, math.Float64frombits(0x7ff0000000000002))}, "sandbox_id", "s1"), // staleness NaN
+		series("go_gc", []prompb.Sample{sample(1000, 3)}, "sandbox_id", "s2"),
+		series("kata_c", []prompb.Sample{sample(3000, 4)}, "sandbox_id", "s2", "zone", "z"),
+		{Labels: []prompb.Label{{Name: "__name__", Value: "empty"}}}, // no samples: skipped
+	}
+	tests := []struct {
+		name        string
+		rules       func(t *testing.T) []*relabel.Config
+		want        []prompb.TimeSeries
+		wantDropped int
+	}{
+		{
+			name: "no rules",
+			want: in[:4],
+		},
+		{
+			name: "drop by name, add label, drop label",
+			rules: func(t *testing.T) []*relabel.Config {
+				return []*relabel.Config{
+					mustRelabel(t, relabel.Config{Action: relabel.Drop, SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp("go_.*")}),
+					mustRelabel(t, relabel.Config{Action: relabel.Replace, TargetLabel: "a_node", Replacement: "n1"}),
+					mustRelabel(t, relabel.Config{Action: relabel.LabelDrop, Regex: relabel.MustNewRegexp("zone")}),
+				}
+			},
+			want: []prompb.TimeSeries{
+				{Labels: []prompb.Label{{Name: "__name__", Value: "kata_a"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s1"}}, Samples: in[0].Samples},
+				{Labels: []prompb.Label{{Name: "__name__", Value: "kata_b"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s1"}}, Samples: in[1].Samples},
+				{Labels: []prompb.Label{{Name: "__name__", Value: "kata_c"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s2"}}, Samples: in[3].Samples},
+			},
+			wantDropped: 1,
+		},
+		{
+			name: "labelkeep to nothing drops everything",
+			rules: func(t *testing.T) []*relabel.Config {
+				return []*relabel.Config{mustRelabel(t, relabel.Config{Action: relabel.LabelKeep, Regex: relabel.MustNewRegexp("nope")})}
+			},
+			want:        nil,
+			wantDropped: 5,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rules []*relabel.Config
+			if tt.rules != nil {
+				rules = tt.rules(t)
+			}
+			enc := newEncoder(2, rules)
+			// Encode twice: the second round reuses the scratch buffers and
+			// must give the same result.
+			for round := range 2 {
+				blocks, st, err := enc.encode(in)
+				require.NoError(t, err)
+				require.Equal(t, tt.wantDropped, st.droppedRelabel, "round %d", round)
+				var got []prompb.TimeSeries
+				total := 0
+				for _, b := range blocks {
+					wr := decodeBlock(t, b)
+					n := 0
+					for _, ts := range wr.Timeseries {
+						n += len(ts.Samples)
+						require.LessOrEqual(t, ts.Samples[len(ts.Samples)-1].Timestamp, b.MaxTimestamp)
+					}
+					require.Equal(t, n, b.Samples)
+					total += n
+					got = append(got, wr.Timeseries...)
+				}
+				require.Equal(t, st.samples, total)
+				requireSeriesEqual(t, tt.want, got)
+			}
+		})
+	}
+}
+
+// requireSeriesEqual compares labels and samples, NaN bits included.
+func requireSeriesEqual(t *testing.T, want, got []prompb.TimeSeries) {
+	t.Helper()
+	require.Len(t, got, len(want))
+	for i := range want {
+		require.Equal(t, want[i].Labels, got[i].Labels, "series %d", i)
+		require.Len(t, got[i].Samples, len(want[i].Samples))
+		for j, s := range want[i].Samples {
+			g := got[i].Samples[j]
+			require.Equal(t, s.Timestamp, g.Timestamp)
+			require.Equal(t, math.Float64bits(s.Value), math.Float64bits(g.Value))
+		}
+	}
+}
+
+func TestBlockCutting(t *testing.T) {
+	mk := func(sizes ...int) []prompb.TimeSeries {
+		var out []prompb.TimeSeries
+		for i, n := range sizes {
+			s := make([]prompb.Sample, n)
+			for j := range s {
+				s[j] = sample(int64(1000*i+j), float64(j))
+			}
+			out = append(out, series(fmt.Sprintf("m%d", i), s))
+		}
+		return out
+	}
+	tests := []struct {
+		name       string
+		max        int
+		sizes      []int
+		wantBlocks [][]int // series indexes per block
+	}{
+		{name: "all fit", max: 10, sizes: []int{1, 2, 3}, wantBlocks: [][]int{{0, 1, 2}}},
+		{name: "exact fill", max: 3, sizes: []int{1, 2, 3}, wantBlocks: [][]int{{0, 1}, {2}}},
+		{name: "one per block", max: 1, sizes: []int{1, 1, 1}, wantBlocks: [][]int{{0}, {1}, {2}}},
+		{name: "oversized series alone, never split", max: 4, sizes: []int{2, 9, 1, 3}, wantBlocks: [][]int{{0}, {1}, {2, 3}}},
+		{name: "empty series skipped", max: 4, sizes: []int{2, 0, 2, 0, 0, 1}, wantBlocks: [][]int{{0, 2}, {5}}},
+		{name: "nothing", max: 4, sizes: []int{0, 0}, wantBlocks: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := mk(tt.sizes...)
+			blocks, st, err := newEncoder(tt.max, nil).encode(in)
+			require.NoError(t, err)
+			require.Len(t, blocks, len(tt.wantBlocks))
+			total := 0
+			for i, b := range blocks {
+				wr := decodeBlock(t, b)
+				var names []int
+				for _, ts := range wr.Timeseries {
+					var idx int
+					_, err := fmt.Sscanf(ts.Labels[0].Value, "m%d", &idx)
+					require.NoError(t, err)
+					names = append(names, idx)
+					require.Len(t, ts.Samples, tt.sizes[idx], "series never split")
+				}
+				require.Equal(t, tt.wantBlocks[i], names, "block %d", i)
+				if len(names) > 1 {
+					require.LessOrEqual(t, b.Samples, tt.max)
+				}
+				total += b.Samples
+			}
+			require.Equal(t, st.samples, total)
+		})
+	}
+}
+
+// benchRound builds one realistic round: sandboxes x seriesPer series of
+// ~8 labels with one sample each.
+func benchRound(sandboxes, seriesPer int) []prompb.TimeSeries {
+	out := make([]prompb.TimeSeries, 0, sandboxes*seriesPer)
+	for sb := range sandboxes {
+		id := fmt.Sprintf("%064x", sb*7919)
+		for s := range seriesPer {
+			out = append(out, prompb.TimeSeries{
+				Labels: []prompb.Label{
+					{Name: "__name__", Value: fmt.Sprintf("kata_hypervisor_netdev_%d", s%75)},
+					{Name: "cri_name", Value: fmt.Sprintf("pod-%d", sb)},
+					{Name: "cri_namespace", Value: "default"},
+					{Name: "cri_uid", Value: fmt.Sprintf("4c1d8a6e-0000-4000-8000-%012d", sb)},
+					{Name: "interface", Value: fmt.Sprintf("eth%d", s%3)},
+					{Name: "item", Value: fmt.Sprintf("item_%d", s)},
+					{Name: "node", Value: "worker-1"},
+					{Name: "sandbox_id", Value: id},
+				},
+				Samples: []prompb.Sample{{Timestamp: 1_700_000_000_000, Value: float64(s * sb)}},
+			})
+		}
+	}
+	return out
+}
+
+// BenchmarkAppendEncode measures turning one 152k-sample round (200
+// sandboxes x 759 series) into compressed blocks with default settings.
+func BenchmarkAppendEncode(b *testing.B) {
+	round := benchRound(200, 759)
+	enc := newEncoder(DefaultConfig().QueueConfig.MaxSamplesPerSend, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var bytes int
+	for b.Loop() {
+		blocks, st, err := enc.encode(round)
+		if err != nil || st.samples != len(round) {
+			b.Fatalf("encode: %v, %d samples", err, st.samples)
+		}
+		bytes = 0
+		for _, bl := range blocks {
+			bytes += len(bl.Data)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(round)), "ns/sample")
+	b.ReportMetric(float64(bytes)/float64(len(round)), "bytes/sample")
+}

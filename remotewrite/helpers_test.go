@@ -1,0 +1,256 @@
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+)
+
+// gotRequest is one request a test receiver decoded.
+type gotRequest struct {
+	header http.Header
+	req    prompb.WriteRequest
+	code   int
+}
+
+// receiver is a real HTTP remote-write receiver: it decodes snappy +
+// protobuf and answers with whatever respond says for the n-th request
+// (0-based). Only requests answered 2xx count as stored.
+type receiver struct {
+	t       *testing.T
+	srv     *httptest.Server
+	respond func(n int, r *http.Request) (code int, header map[string]string)
+
+	mu   sync.Mutex
+	all  []gotRequest
+	seen chan struct{} // signalled after every request
+}
+
+func newReceiver(t *testing.T, respond func(int, *http.Request) (int, map[string]string)) *receiver {
+	t.Helper()
+	rc := &receiver{t: t, respond: respond, seen: make(chan struct{}, 1024)}
+	rc.srv = httptest.NewUnstartedServer(http.HandlerFunc(rc.handle))
+	rc.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused TLS handshakes are expected
+	return rc
+}
+
+func (rc *receiver) start() *receiver {
+	rc.srv.Start()
+	rc.t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) url() string { return rc.srv.URL + "/api/v1/write" }
+
+func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		http.Error(w, "snappy: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var wr prompb.WriteRequest
+	if err := wr.Unmarshal(raw); err != nil {
+		http.Error(w, "proto: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	n := len(rc.all)
+	code, hdr := http.StatusNoContent, map[string]string(nil)
+	if rc.respond != nil {
+		code, hdr = rc.respond(n, r)
+	}
+	rc.all = append(rc.all, gotRequest{header: r.Header.Clone(), req: wr, code: code})
+	rc.mu.Unlock()
+	for k, v := range hdr {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(code)
+	if code/100 != 2 {
+		fmt.Fprintf(w, "answer %d to request %d", code, n)
+	}
+	select {
+	case rc.seen <- struct{}{}:
+	default:
+	}
+}
+
+// requests returns a copy of every request so far.
+func (rc *receiver) requests() []gotRequest {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]gotRequest(nil), rc.all...)
+}
+
+// stored returns, per series (labels rendered), the samples of requests
+// answered 2xx, in arrival order.
+func (rc *receiver) stored() map[string][]prompb.Sample {
+	out := map[string][]prompb.Sample{}
+	for _, g := range rc.requests() {
+		if g.code/100 != 2 {
+			continue
+		}
+		for _, ts := range g.req.Timeseries {
+			k := labelKey(ts.Labels)
+			out[k] = append(out[k], ts.Samples...)
+		}
+	}
+	return out
+}
+
+func labelKey(ls []prompb.Label) string {
+	var b strings.Builder
+	for i, l := range ls {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(l.Name + "=" + l.Value)
+	}
+	return b.String()
+}
+
+// memQueue is an in-memory blockQueue for sender tests that need no disk.
+type memQueue struct {
+	mu     sync.Mutex
+	blocks []wal.Block
+	next   int
+	seq    uint64
+	group  uint64
+	acked  uint64
+	closed bool
+	notify chan struct{}
+}
+
+func newMemQueue() *memQueue { return &memQueue{notify: make(chan struct{}, 1)} }
+
+func (m *memQueue) Append(blocks []wal.Block) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return fmt.Errorf("closed")
+	}
+	m.group++
+	for i := range blocks {
+		m.seq++
+		blocks[i].Seq, blocks[i].Group = m.seq, m.group
+		b := blocks[i]
+		b.Data = bytes.Clone(b.Data) // as wal.Queue does
+		m.blocks = append(m.blocks, b)
+	}
+	m.mu.Unlock()
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (m *memQueue) Next(ctx context.Context, max int) ([]wal.Block, error) {
+	for {
+		m.mu.Lock()
+		if m.next < len(m.blocks) {
+			g := m.blocks[m.next].Group
+			var out []wal.Block
+			for m.next < len(m.blocks) && len(out) < max && m.blocks[m.next].Group == g {
+				out = append(out, m.blocks[m.next])
+				m.next++
+			}
+			m.mu.Unlock()
+			return out, nil
+		}
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-m.notify:
+		}
+	}
+}
+
+func (m *memQueue) Ack(seq uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if seq < m.acked {
+		return fmt.Errorf("ack %d below %d", seq, m.acked)
+	}
+	m.acked = seq
+	return nil
+}
+
+func (m *memQueue) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+func (m *memQueue) ackedSeq() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.acked
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// newTestQueue builds a Queue around bq with a fresh registry; it fails the
+// test if cfg is invalid.
+func newTestQueue(t *testing.T, cfg Config, bq blockQueue) (*Queue, *prometheus.Registry) {
+	t.Helper()
+	cfg.ApplyDefaults()
+	require.NoError(t, cfg.Validate())
+	rt, err := cfg.newRoundTripper()
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	q, err := newQueue(cfg, bq, rt, testLogger(t), reg, options{userAgent: "kata-monitor/test", flushDeadline: DefaultFlushDeadline})
+	require.NoError(t, err)
+	return q, reg
+}
+
+// runQueue runs q in the background; the returned stop cancels it and
+// returns Run's error. Cleanup stops it too.
+func runQueue(t *testing.T, q *Queue) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- q.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-errc })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// series builds a TimeSeries with a __name__ and extra label pairs.
+func series(name string, samples []prompb.Sample, kv ...string) prompb.TimeSeries {
+	ls := []prompb.Label{{Name: "__name__", Value: name}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		ls = append(ls, prompb.Label{Name: kv[i], Value: kv[i+1]})
+	}
+	return prompb.TimeSeries{Labels: ls, Samples: samples}
+}
+
+func sample(ts int64, v float64) prompb.Sample { return prompb.Sample{Timestamp: ts, Value: v} }

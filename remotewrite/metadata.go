@@ -1,0 +1,70 @@
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// AppendMetadata replaces the metadata set sent every
+// metadata_config.send_interval. Metadata is best effort: it bypasses the
+// WAL, is not retried, and failures are counted. The first non-empty set
+// is sent right away. It does not retain md. Safe for concurrent use; it
+// never blocks on the network.
+func (q *Queue) AppendMetadata(md []prompb.MetricMetadata) {
+	q.mdMu.Lock()
+	first := len(q.md) == 0 && len(md) > 0
+	q.md = slices.Clone(md)
+	q.mdMu.Unlock()
+	if first {
+		select {
+		case q.mdKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// metadataLoop sends the latest metadata set every interval until ctx ends.
+func (q *Queue) metadataLoop(ctx context.Context) error {
+	t := time.NewTicker(q.cfg.MetadataConfig.SendInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-q.mdKick:
+		}
+		q.sendMetadata(ctx)
+	}
+}
+
+// sendMetadata sends the current set in requests of at most
+// max_samples_per_send entries, one attempt each.
+func (q *Queue) sendMetadata(ctx context.Context) {
+	q.mdMu.Lock()
+	md := q.md // replaced, never mutated, by AppendMetadata
+	q.mdMu.Unlock()
+	for chunk := range slices.Chunk(md, q.cfg.QueueConfig.MaxSamplesPerSend) {
+		if ctx.Err() != nil {
+			return
+		}
+		data, err := encodeMetadata(chunk)
+		if err == nil {
+			err = q.client.store(ctx, data, protoContentType)
+		}
+		if err != nil {
+			q.metrics.metadataFailed.Add(float64(len(chunk)))
+			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+				if ok, suppressed := q.mdLog.allow(); ok {
+					q.logger.Warn("metadata send failed", "err", err, "entries", len(chunk), "suppressed", suppressed)
+				}
+			}
+			continue
+		}
+		q.metrics.metadataSent.Add(float64(len(chunk)))
+	}
+}

@@ -1,0 +1,143 @@
+package remotewrite
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// queueMetrics are one endpoint's self-metrics. The endpoint label comes
+// from the registerer New wraps, so two endpoints never collide.
+type queueMetrics struct {
+	appended        prometheus.Counter
+	sent            prometheus.Counter
+	failed          prometheus.Counter
+	retried         prometheus.Counter
+	droppedHTTP     prometheus.Counter
+	droppedRelabel  prometheus.Counter
+	requests        *prometheus.CounterVec
+	sendDuration    prometheus.Histogram
+	bytesSent       prometheus.Counter
+	highestSent     prometheus.Gauge
+	highestAppended prometheus.Gauge
+	lag             prometheus.Gauge
+	lastSuccess     prometheus.Gauge
+	metadataSent    prometheus.Counter
+	metadataFailed  prometheus.Counter
+
+	reg        prometheus.Registerer
+	registered []prometheus.Collector
+
+	// mu guards the two highest timestamps so the lag gauge is computed
+	// from a consistent pair.
+	mu                  sync.Mutex
+	highestSentMs       int64
+	highestAppendedMs   int64
+	highestSentSet      bool
+	highestAppendedSeen bool
+}
+
+// newQueueMetrics builds and registers the metrics (reg nil: unregistered).
+// A registration conflict (two endpoints with one name) is an error, not a
+// panic.
+func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: name, Help: help,
+		})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: name, Help: help,
+		})
+	}
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "kata_monitor", Subsystem: "remote_write", Name: "samples_dropped_total",
+		Help: "Samples dropped on purpose: refused by the receiver with a 4xx (http_4xx) or by write_relabel_configs (relabel).",
+	}, []string{"reason"})
+	m := &queueMetrics{
+		appended:       counter("samples_appended_total", "Samples queued in the WAL after relabeling."),
+		sent:           counter("samples_sent_total", "Samples the receiver acknowledged."),
+		failed:         counter("samples_failed_total", "Samples in send attempts that failed and will be retried."),
+		retried:        counter("samples_retried_total", "Samples sent again after a failed attempt."),
+		droppedHTTP:    dropped.WithLabelValues("http_4xx"),
+		droppedRelabel: dropped.WithLabelValues("relabel"),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "requests_total",
+			Help: "Write requests by HTTP status code (\"error\": no answer).",
+		}, []string{"code"}),
+		sendDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "send_duration_seconds",
+			Help:    "Duration of one write request attempt.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		bytesSent:       counter("bytes_sent_total", "Compressed request bytes the receiver acknowledged."),
+		highestSent:     gauge("highest_sent_timestamp_seconds", "Newest sample timestamp the receiver acknowledged."),
+		highestAppended: gauge("highest_appended_timestamp_seconds", "Newest sample timestamp queued in the WAL."),
+		lag:             gauge("queue_lag_seconds", "highest_appended - highest_sent timestamp; 0 before the first successful send of this process."),
+		lastSuccess:     gauge("last_send_success_timestamp_seconds", "Wall-clock time of the last successful request."),
+		metadataSent:    counter("metadata_sent_total", "Metric metadata entries the receiver acknowledged."),
+		metadataFailed:  counter("metadata_failed_total", "Metric metadata entries whose request failed (not retried)."),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	m.reg = reg
+	for _, c := range []prometheus.Collector{m.appended, m.sent, m.failed, m.retried, dropped,
+		m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
+		m.lastSuccess, m.metadataSent, m.metadataFailed} {
+		if err := reg.Register(c); err != nil {
+			m.unregister()
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		m.registered = append(m.registered, c)
+	}
+	return m, nil
+}
+
+// unregister removes the metrics so the endpoint can be opened again in
+// the same process.
+func (m *queueMetrics) unregister() {
+	for _, c := range m.registered {
+		m.reg.Unregister(c)
+	}
+	m.registered = nil
+}
+
+// observeRequest is the client's per-attempt hook.
+func (m *queueMetrics) observeRequest(code string, d time.Duration) {
+	m.requests.WithLabelValues(code).Inc()
+	m.sendDuration.Observe(d.Seconds())
+}
+
+// appendedUpTo records the newest timestamp (ms) just queued.
+func (m *queueMetrics) appendedUpTo(ms int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.highestAppendedSeen || ms > m.highestAppendedMs {
+		m.highestAppendedMs, m.highestAppendedSeen = ms, true
+		m.highestAppended.Set(float64(ms) / 1e3)
+	}
+	m.updateLagLocked()
+}
+
+// sentUpTo records the newest timestamp (ms) the receiver acknowledged.
+func (m *queueMetrics) sentUpTo(ms int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.highestSentSet || ms > m.highestSentMs {
+		m.highestSentMs, m.highestSentSet = ms, true
+		m.highestSent.Set(float64(ms) / 1e3)
+	}
+	m.updateLagLocked()
+}
+
+func (m *queueMetrics) updateLagLocked() {
+	if !m.highestSentSet || !m.highestAppendedSeen {
+		return
+	}
+	m.lag.Set(math.Max(0, float64(m.highestAppendedMs-m.highestSentMs)/1e3))
+}

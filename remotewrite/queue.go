@@ -1,0 +1,292 @@
+package remotewrite
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+)
+
+// DefaultFlushDeadline is how long requests in flight may run on after
+// Run's context ends.
+const DefaultFlushDeadline = 5 * time.Second
+
+// bytesPerSample estimates one encoded, compressed sample for sizing the
+// WAL's in-memory tail from queue_config.capacity.
+const bytesPerSample = 10
+
+// blockQueue is the seam to the durable queue (wal.Queue), so the sender
+// can be tested without disk. Same contract as wal.Queue.
+type blockQueue interface {
+	Append(blocks []wal.Block) error
+	Next(ctx context.Context, max int) ([]wal.Block, error)
+	Ack(seq uint64) error
+	Close() error
+}
+
+// Option adjusts a Queue beyond its YAML config (things the program, not
+// the user, decides).
+type Option func(*options)
+
+type options struct {
+	userAgent     string
+	flushDeadline time.Duration
+}
+
+// WithUserAgent sets the User-Agent of requests (default "kata-monitor";
+// cmd passes "kata-monitor/<version>"). A User-Agent in Config.Headers
+// still wins.
+func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// WithFlushDeadline sets how long requests in flight may run on after Run's
+// context ends (default DefaultFlushDeadline).
+func WithFlushDeadline(d time.Duration) Option { return func(o *options) { o.flushDeadline = d } }
+
+// Queue is one remote_write endpoint: Append puts each scrape round into
+// the endpoint's WAL, Run sends it. Append and AppendMetadata are safe to
+// call concurrently with each other and with Run.
+type Queue struct {
+	cfg           Config
+	logger        *slog.Logger
+	metrics       *queueMetrics
+	wal           blockQueue
+	client        *client
+	flushDeadline time.Duration
+
+	appendMu sync.Mutex // serialises rounds: WAL order is round order
+	enc      *encoder
+
+	mdMu   sync.Mutex
+	md     []prompb.MetricMetadata
+	mdKick chan struct{} // cap 1: the first metadata set goes out at once
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// Replaceable in tests (set before Run).
+	now      func() time.Time
+	sleep    func(ctx context.Context, d time.Duration) error
+	retryLog *logLimiter
+	dropLog  *logLimiter
+	mdLog    *logLimiter
+}
+
+// New validates cfg (after applying defaults to a copy), builds the HTTP
+// client and opens the endpoint's WAL in walCfg.Dir/<name>, taking its
+// lock. It starts nothing. Metrics are registered on reg wrapped with the
+// label endpoint=<name>; reg may be nil (no registration). The caller must
+// call Run, or Close if it never will, to release the WAL.
+func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	if err := walCfg.Validate(); err != nil {
+		return nil, fmt.Errorf("wal.%w", err)
+	}
+	o := options{userAgent: "kata-monitor", flushDeadline: DefaultFlushDeadline}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if logger == nil {
+		logger = discardLogger()
+	}
+	logger = logger.With("endpoint", cfg.Name)
+	rt, err := cfg.newRoundTripper()
+	if err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	qc := cfg.QueueConfig
+	w, err := wal.Open(wal.Config{
+		Dir:         filepath.Join(walCfg.Dir, cfg.Name),
+		MaxSize:     int64(walCfg.MaxSize),
+		MemoryBytes: int64(qc.Capacity) * int64(qc.MaxShards) * bytesPerSample,
+		Fsync:       wal.FsyncPolicy(walCfg.Fsync),
+	}, logger, reg) // the WAL labels its metrics endpoint=<dir base name> itself
+	if err != nil {
+		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
+	}
+	q, err := newQueue(cfg, w, rt, logger, reg, o)
+	if err != nil {
+		// Handing the error back is the decision; the close error adds nothing.
+		_ = w.Close()
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	return q, nil
+}
+
+// newQueue assembles a Queue around an open blockQueue; cfg must be
+// defaulted and valid. Its metrics go on reg wrapped with
+// endpoint=<name>.
+func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
+	if reg != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": cfg.Name}, reg)
+	}
+	m, err := newQueueMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{
+		cfg:           cfg,
+		logger:        logger,
+		metrics:       m,
+		wal:           bq,
+		flushDeadline: o.flushDeadline,
+		enc:           newEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs),
+		mdKick:        make(chan struct{}, 1),
+		now:           time.Now,
+		sleep:         sleepCtx,
+	}
+	q.client = newClient(cfg, rt, o.userAgent, m.observeRequest)
+	q.retryLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
+	q.dropLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
+	q.mdLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
+	return q, nil
+}
+
+// Append queues one scrape round: it applies write_relabel_configs, cuts
+// the series into blocks of at most max_samples_per_send samples (never
+// splitting a series), encodes them and appends them to the WAL as one
+// group. It does not retain series. It blocks only on the local disk,
+// never on the receiver. Safe for concurrent use; concurrent rounds are
+// queued in the order they take the lock.
+func (q *Queue) Append(ctx context.Context, series []prompb.TimeSeries) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.appendMu.Lock()
+	defer q.appendMu.Unlock()
+	blocks, st, err := q.enc.encode(series)
+	if err != nil {
+		return fmt.Errorf("encode round: %w", err)
+	}
+	if st.droppedRelabel > 0 {
+		q.metrics.droppedRelabel.Add(float64(st.droppedRelabel))
+	}
+	if len(blocks) == 0 {
+		return nil
+	}
+	if err := q.wal.Append(blocks); err != nil {
+		return fmt.Errorf("wal append: %w", err)
+	}
+	q.metrics.appended.Add(float64(st.samples))
+	q.metrics.appendedUpTo(st.maxTimestamp)
+	return nil
+}
+
+// Run sends queued blocks until ctx ends, then stops softly: no new group
+// is started, requests in flight get up to the flush deadline, the blocks
+// that made it are acknowledged, and the WAL is closed. Unsent blocks stay
+// in the WAL for the next start. It also runs the metadata loop. Run
+// returns nil after a clean stop, or an error if the WAL fails; in both
+// cases every goroutine it started has exited. Call it once.
+func (q *Queue) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return q.sendLoop(gctx) })
+	if *q.cfg.MetadataConfig.Send {
+		g.Go(func() error { return q.metadataLoop(gctx) })
+	}
+	err := g.Wait()
+	if cerr := q.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close releases the WAL and unregisters the metrics, so the endpoint can
+// be opened again. Run calls it on return; call it directly only if Run
+// will not be called. Idempotent; Append fails afterwards.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.metrics.unregister()
+		if err := q.wal.Close(); err != nil {
+			q.closeErr = fmt.Errorf("close wal: %w", err)
+		}
+	})
+	return q.closeErr
+}
+
+// sendLoop sends one group at a time; groups are sequential so each
+// series' samples reach the receiver in order.
+func (q *Queue) sendLoop(ctx context.Context) error {
+	for ctx.Err() == nil {
+		blocks, err := q.wal.Next(ctx, q.cfg.QueueConfig.MaxShards)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read wal: %w", err)
+		}
+		if len(blocks) == 0 {
+			continue
+		}
+		done := q.sendGroup(ctx, blocks)
+		if done > 0 {
+			if err := q.wal.Ack(blocks[done-1].Seq); err != nil {
+				return fmt.Errorf("ack %d: %w", blocks[done-1].Seq, err)
+			}
+		}
+		if done < len(blocks) {
+			// Only shutdown leaves a group unfinished.
+			return nil
+		}
+	}
+	return nil
+}
+
+// sendGroup sends the blocks of one group concurrently (they hold disjoint
+// series) and returns how many leading blocks are done; only that prefix
+// may be acknowledged. Blocks after a gap are sent again next start, which
+// receivers accept as duplicates.
+func (q *Queue) sendGroup(ctx context.Context, blocks []wal.Block) int {
+	// Requests must outlive ctx by up to the flush deadline, so they run
+	// on a context of their own, cancelled by the watcher below.
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	finished := make(chan struct{})
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(q.flushDeadline)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+			cancel()
+		}
+	})
+
+	ok := make([]bool, len(blocks))
+	var g errgroup.Group
+	g.SetLimit(q.cfg.QueueConfig.MaxShards)
+	for i := range blocks {
+		g.Go(func() error {
+			ok[i] = q.sendBlock(ctx, sendCtx, blocks[i])
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines never fail; outcomes are in ok
+	close(finished)
+	watcher.Wait()
+
+	n := 0
+	for n < len(ok) && ok[n] {
+		n++
+	}
+	return n
+}
+
+var _ blockQueue = (*wal.Queue)(nil)

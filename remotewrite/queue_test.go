@@ -1,0 +1,342 @@
+package remotewrite
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// roundOf builds round r of nSeries series, one sample each at ts r*1000.
+func roundOf(r, nSeries int) []prompb.TimeSeries {
+	out := make([]prompb.TimeSeries, nSeries)
+	for i := range out {
+		out[i] = series("kata_metric", []prompb.Sample{sample(int64(r)*1000, float64(r))}, "idx", fmt.Sprintf("%03d", i))
+	}
+	return out
+}
+
+// recordSleeps replaces q.sleep with one that returns at once (unless ctx
+// ended) and records the requested waits.
+func recordSleeps(q *Queue) func() []time.Duration {
+	var mu sync.Mutex
+	var waits []time.Duration
+	q.sleep = func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return ctx.Err()
+	}
+	return func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Duration(nil), waits...)
+	}
+}
+
+// requireInOrder checks every series got exactly rounds samples with
+// strictly increasing timestamps.
+func requireInOrder(t *testing.T, got map[string][]prompb.Sample, nSeries, rounds int) {
+	t.Helper()
+	require.Len(t, got, nSeries)
+	for k, ss := range got {
+		require.Len(t, ss, rounds, "series %s", k)
+		for i := 1; i < len(ss); i++ {
+			require.Greater(t, ss[i].Timestamp, ss[i-1].Timestamp, "series %s sample %d", k, i)
+		}
+	}
+}
+
+func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
+	tests := []struct {
+		name      string
+		failFirst int
+		code      int
+	}{
+		{name: "500 then 200", failFirst: 3, code: http.StatusInternalServerError},
+		{name: "503 then 200", failFirst: 1, code: http.StatusServiceUnavailable},
+		{name: "429 then 200", failFirst: 2, code: http.StatusTooManyRequests},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
+				if n < tt.failFirst {
+					return tt.code, nil
+				}
+				return http.StatusOK, nil
+			}).start()
+			cfg := Config{URL: rc.url()}
+			cfg.QueueConfig.MaxSamplesPerSend = 1
+			cfg.QueueConfig.MaxShards = 1
+			mq := newMemQueue()
+			q, _ := newTestQueue(t, cfg, mq)
+			waits := recordSleeps(q)
+			const rounds, nSeries = 5, 3
+			for r := range rounds {
+				require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
+			}
+			stop := runQueue(t, q)
+			require.Eventually(t, func() bool { return mq.ackedSeq() == rounds*nSeries }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+
+			requireInOrder(t, rc.stored(), nSeries, rounds)
+			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.failed))
+			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.retried))
+			require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
+			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.requests.WithLabelValues(fmt.Sprint(tt.code))))
+			require.Len(t, waits(), tt.failFirst)
+			prev := time.Duration(0)
+			for _, w := range waits() {
+				// Backoff doubles from min (±10% jitter), never above max.
+				require.GreaterOrEqual(t, w, q.cfg.QueueConfig.MinBackoff*9/10)
+				require.Greater(t, w, prev)
+				prev = w
+			}
+			require.Positive(t, testutil.ToFloat64(q.metrics.lastSuccess))
+			require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestSent))
+			require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestAppended))
+			require.Zero(t, testutil.ToFloat64(q.metrics.lag))
+		})
+	}
+}
+
+func TestRetryAfterHonoured(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryAfter string
+		maxBackoff time.Duration
+		want       time.Duration
+	}{
+		{name: "seconds", retryAfter: "1", maxBackoff: 5 * time.Second, want: time.Second},
+		{name: "http date", retryAfter: "DATE+3s", maxBackoff: 5 * time.Second, want: 3 * time.Second},
+		{name: "capped at 10x max_backoff", retryAfter: "3600", maxBackoff: time.Second, want: 10 * time.Second},
+		{name: "absent uses backoff", retryAfter: "", maxBackoff: 5 * time.Second, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+			rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
+				if n > 0 {
+					return http.StatusNoContent, nil
+				}
+				v := tt.retryAfter
+				if v == "DATE+3s" {
+					v = now.Add(3 * time.Second).Format(http.TimeFormat)
+				}
+				if v == "" {
+					return http.StatusTooManyRequests, nil
+				}
+				return http.StatusTooManyRequests, map[string]string{"Retry-After": v}
+			}).start()
+			cfg := Config{URL: rc.url()}
+			cfg.QueueConfig.MaxBackoff = tt.maxBackoff
+			mq := newMemQueue()
+			q, _ := newTestQueue(t, cfg, mq)
+			q.client.now = func() time.Time { return now }
+			waits := recordSleeps(q)
+			require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
+			stop := runQueue(t, q)
+			require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+			got := waits()
+			require.Len(t, got, 1)
+			if tt.want == 0 {
+				require.InDelta(t, q.cfg.QueueConfig.MinBackoff, got[0], float64(q.cfg.QueueConfig.MinBackoff)/10+1, "first backoff step")
+				return
+			}
+			require.Equal(t, tt.want, got[0])
+		})
+	}
+}
+
+func Test4xxDropsBlockAndContinues(t *testing.T) {
+	rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
+		if n == 0 {
+			return http.StatusBadRequest, nil
+		}
+		return http.StatusNoContent, nil
+	}).start()
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+	recordSleeps(q)
+	require.NoError(t, q.Append(context.Background(), roundOf(1, 4)))
+	require.NoError(t, q.Append(context.Background(), roundOf(2, 4)))
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return mq.ackedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+
+	got := rc.stored()
+	require.Len(t, got, 4)
+	for _, ss := range got {
+		require.Equal(t, []prompb.Sample{sample(2000, 2)}, ss, "round 1 dropped, round 2 delivered")
+	}
+	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.droppedHTTP))
+	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.sent))
+	require.Zero(t, testutil.ToFloat64(q.metrics.failed))
+	require.Equal(t, 1.0, testutil.ToFloat64(q.metrics.requests.WithLabelValues("400")))
+}
+
+func TestOrderUnderRandomFailures(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	codes := []int{500, 502, 503, 429}
+	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
+		// Called under the receiver's lock, so rng is not shared.
+		if rng.IntN(100) < 35 {
+			return codes[rng.IntN(len(codes))], nil
+		}
+		return http.StatusNoContent, nil
+	}).start()
+	cfg := Config{URL: rc.url()}
+	cfg.QueueConfig.MaxSamplesPerSend = 7
+	cfg.QueueConfig.MaxShards = 4
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, cfg, mq)
+	recordSleeps(q)
+	stop := runQueue(t, q)
+
+	const rounds, nSeries = 60, 40
+	appended := make(chan error, 1)
+	go func() { // rounds arrive while the sender runs
+		for r := range rounds {
+			if err := q.Append(context.Background(), roundOf(r+1, nSeries)); err != nil {
+				appended <- err
+				return
+			}
+		}
+		appended <- nil
+	}()
+	require.NoError(t, <-appended)
+	blocksPerRound := (nSeries + 6) / 7
+	require.Eventually(t, func() bool { return mq.ackedSeq() == uint64(rounds*blocksPerRound) }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, stop())
+
+	requireInOrder(t, rc.stored(), nSeries, rounds)
+	require.Positive(t, testutil.ToFloat64(q.metrics.failed), "the receiver did fail")
+	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
+	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.appended))
+}
+
+func TestShutdownGivesInFlightRequestsAFlushDeadline(t *testing.T) {
+	tests := []struct {
+		name          string
+		flushDeadline time.Duration
+		release       bool // receiver answers after the cancel
+		wantAcked     uint64
+	}{
+		{name: "answer within deadline is acked", flushDeadline: time.Minute, release: true, wantAcked: 1},
+		{name: "hung receiver is cut at deadline", flushDeadline: 50 * time.Millisecond, wantAcked: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			arrived := make(chan struct{}, 1)
+			release := make(chan struct{})
+			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil })
+			rc.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
+				select {
+				case <-release:
+					rc.handle(w, r)
+				case <-r.Context().Done():
+				}
+			})
+			rc.start()
+			t.Cleanup(func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			})
+			mq := newMemQueue()
+			q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+			q.flushDeadline = tt.flushDeadline
+			recordSleeps(q)
+			require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
+			require.NoError(t, q.Append(context.Background(), roundOf(2, 2)))
+
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- q.Run(ctx) }()
+			<-arrived
+			cancel()
+			if tt.release {
+				close(release)
+			}
+			select {
+			case err := <-errc:
+				require.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return after cancel")
+			}
+			require.Equal(t, tt.wantAcked, mq.ackedSeq())
+			require.Len(t, rc.stored(), int(tt.wantAcked)*2, "no new group after cancel")
+			require.Error(t, q.Append(context.Background(), roundOf(3, 2)), "WAL closed by Run")
+		})
+	}
+}
+
+func TestMetadataSent(t *testing.T) {
+	tests := []struct {
+		name       string
+		code       int
+		wantSent   float64
+		wantFailed float64
+	}{
+		{name: "accepted", code: http.StatusNoContent, wantSent: 3},
+		{name: "refused", code: http.StatusBadRequest, wantFailed: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, nil }).start()
+			cfg := Config{URL: rc.url()}
+			cfg.QueueConfig.MaxSamplesPerSend = 2 // metadata goes in 2 requests
+			cfg.MetadataConfig.SendInterval = time.Hour
+			q, _ := newTestQueue(t, cfg, newMemQueue())
+			md := []prompb.MetricMetadata{
+				{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "a_total", Help: "A."},
+				{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "b", Help: "B."},
+				{Type: prompb.MetricMetadata_HISTOGRAM, MetricFamilyName: "c", Help: "C.", Unit: "seconds"},
+			}
+			stop := runQueue(t, q)
+			q.AppendMetadata(md)
+			md[0].Help = "mutated by caller" // not retained
+			require.Eventually(t, func() bool {
+				return testutil.ToFloat64(q.metrics.metadataSent)+testutil.ToFloat64(q.metrics.metadataFailed) == 3
+			}, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+			require.Equal(t, tt.wantSent, testutil.ToFloat64(q.metrics.metadataSent))
+			require.Equal(t, tt.wantFailed, testutil.ToFloat64(q.metrics.metadataFailed))
+			var got []prompb.MetricMetadata
+			for _, r := range rc.requests() {
+				require.Empty(t, r.req.Timeseries)
+				got = append(got, r.req.Metadata...)
+			}
+			require.Len(t, got, 3)
+			require.Equal(t, "A.", got[0].Help)
+			require.Equal(t, "seconds", got[2].Unit)
+		})
+	}
+}
+
+func TestLogLimiter(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newLogLimiter(time.Minute, func() time.Time { return now })
+	ok, n := l.allow()
+	require.True(t, ok)
+	require.Zero(t, n)
+	for range 5 {
+		ok, _ = l.allow()
+		require.False(t, ok)
+	}
+	now = now.Add(time.Minute)
+	ok, n = l.allow()
+	require.True(t, ok)
+	require.Equal(t, 5, n)
+}
