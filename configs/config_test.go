@@ -58,7 +58,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad url", "remote_write:\n  - url: 'ftp://x'\n", "remote_write[0].url"},
 		{"backoff order", "remote_write:\n  - url: http://x/api/v1/write\n    queue_config: {min_backoff: 10s, max_backoff: 1s}\n", "remote_write[0].queue_config.max_backoff"},
 		{"duplicate names", "remote_write:\n  - {url: 'http://a/w', name: x}\n  - {url: 'http://b/w', name: x}\n", `remote_write[1].name: "x" already used`},
-		{"bad relabel", "metric_relabel_configs:\n  - action: replace\n    regex: '('\n", "line 3"},
+		{"bad relabel", "metric_relabel_configs:\n  - action: replace\n    regex: '('\n", "missing closing )"},
 		{"bad max_size", "wal:\n  max_size: lots\nremote_write:\n  - url: http://x/w\n", "line 2"},
 		{"two documents", "global: {}\n---\nglobal: {}\n", "more than one YAML document"},
 	}
