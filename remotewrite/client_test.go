@@ -283,3 +283,16 @@ func TestClientTLS(t *testing.T) {
 		})
 	}
 }
+
+func FuzzRetryAfter(f *testing.F) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, s := range []string{"1", "0", "-1", "120", now.Add(time.Minute).Format(http.TimeFormat), "Wed, 21 Oct 2015 07:28:00 GMT", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d := retryAfter(v, now)
+		if d < 0 {
+			t.Fatalf("retryAfter(%q) = %v, negative", v, d)
+		}
+	})
+}
