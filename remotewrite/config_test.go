@@ -266,3 +266,58 @@ func TestSecretsNeverShown(t *testing.T) {
 	require.Contains(t, string(y), secretMask)
 	require.True(t, strings.Contains(string(y), "username: user"), "non-secrets stay visible")
 }
+
+// TestDecodePrometheusBlock decodes a remote_write entry as a user would
+// paste it from prometheus.yml, strictly, as package configs does.
+func TestDecodePrometheusBlock(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tok, []byte("t"), 0o600))
+	doc := `
+url: https://mimir.example/api/v1/push
+remote_timeout: 10s
+headers:
+  X-Scope-OrgID: team-a
+authorization:
+  credentials_file: ` + tok + `
+tls_config:
+  insecure_skip_verify: false
+  min_version: TLS12
+write_relabel_configs:
+  - source_labels: [__name__]
+    regex: kata_shim_go_.*
+    action: drop
+  - target_label: node
+    replacement: worker-1
+queue_config:
+  capacity: 2500
+  max_shards: 4
+  min_shards: 1
+  max_samples_per_send: 500
+  batch_send_deadline: 5s
+  min_backoff: 50ms
+  max_backoff: 10s
+  retry_on_http_429: false
+metadata_config:
+  send: false
+`
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(&c))
+	c.ApplyDefaults()
+	require.NoError(t, c.Validate())
+	require.Equal(t, 10*time.Second, c.RemoteTimeout)
+	require.Equal(t, 500, c.QueueConfig.MaxSamplesPerSend)
+	require.Equal(t, 50*time.Millisecond, c.QueueConfig.MinBackoff)
+	require.False(t, *c.QueueConfig.RetryOnHTTP429)
+	require.False(t, *c.MetadataConfig.Send)
+	require.Equal(t, "Bearer", c.Authorization.Type)
+	require.Len(t, c.WriteRelabelConfigs, 2)
+	require.Equal(t, relabel.Drop, c.WriteRelabelConfigs[0].Action)
+	require.Equal(t, relabel.Replace, c.WriteRelabelConfigs[1].Action, "relabel defaults applied")
+
+	dec = yaml.NewDecoder(strings.NewReader("url: http://x/w\nqueue_config:\n  max_shard: 3\n"))
+	dec.KnownFields(true)
+	require.ErrorContains(t, dec.Decode(&Config{}), "max_shard")
+}
