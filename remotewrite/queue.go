@@ -229,6 +229,11 @@ func (q *Queue) sendLoop(ctx context.Context) error {
 		if len(blocks) == 0 {
 			continue
 		}
+		if ctx.Err() != nil {
+			// Next hands out available blocks even after cancel; unacked,
+			// they are read again after the next start.
+			return nil
+		}
 		done := q.sendGroup(ctx, blocks)
 		if done > 0 {
 			if err := q.wal.Ack(blocks[done-1].Seq); err != nil {
