@@ -128,14 +128,15 @@ func (q *Queue) refresh() error {
 // during the write, the new segments are read back to learn exactly which
 // blocks landed where: drops are counted per segment, so this must be exact.
 func (q *Queue) index(blocks []Block, recs [][]byte, prev *segment) {
-	where := make([]*segment, len(blocks))
+	var where []*segment // nil: every block is in prev
 	if q.active() != prev {
+		where = make([]*segment, len(blocks))
 		q.locate(blocks, prev, where)
 	}
 	for i := range blocks {
-		s := where[i]
-		if s == nil {
-			s = prev
+		s := prev
+		if where != nil && where[i] != nil {
+			s = where[i]
 		}
 		s.blocks = append(s.blocks, blockMeta{seq: blocks[i].Seq, samples: blocks[i].Samples})
 		b := blocks[i]
