@@ -1,0 +1,80 @@
+package cri
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config says where the CRI runtime listens and how fresh the pod metadata
+// is kept.
+type Config struct {
+	// Endpoint is the runtime's unix socket, as "/path" or "unix:///path"
+	// (containerd and CRI-O both serve the same RuntimeService).
+	Endpoint string `yaml:"endpoint"`
+	// Timeout bounds each CRI call.
+	Timeout time.Duration `yaml:"timeout"`
+	// RefreshInterval is the period of the full refresh that also drops
+	// pods that are gone.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// MinRefreshInterval rate-limits refreshes asked for by lookups of
+	// unknown ids, so that a sandbox the CRI never learns about cannot make
+	// kata-monitor hammer the runtime. Zero disables the limit.
+	MinRefreshInterval time.Duration `yaml:"min_refresh_interval"`
+}
+
+// DefaultConfig returns containerd's socket, a 5s timeout, a 60s refresh
+// and at most one lookup-triggered refresh every 5s (upstream asks the CRI
+// about 5s after a new sandbox appears).
+func DefaultConfig() Config {
+	return Config{
+		Endpoint:           "/run/containerd/containerd.sock",
+		Timeout:            5 * time.Second,
+		RefreshInterval:    60 * time.Second,
+		MinRefreshInterval: 5 * time.Second,
+	}
+}
+
+// Validate reports the first problem found, naming the offending field.
+func (c Config) Validate() error {
+	if _, err := socketPath(c.Endpoint); err != nil {
+		return fmt.Errorf("endpoint: %w", err)
+	}
+	if c.Timeout <= 0 {
+		return errors.New("timeout: must be > 0")
+	}
+	if c.RefreshInterval <= 0 {
+		return errors.New("refresh_interval: must be > 0")
+	}
+	if c.MinRefreshInterval < 0 {
+		return errors.New("min_refresh_interval: must be >= 0")
+	}
+	return nil
+}
+
+// unixScheme is the only URL scheme a CRI endpoint may carry.
+const unixScheme = "unix://"
+
+// socketPath turns an endpoint ("/path" or "unix:///path") into the socket
+// path. Other schemes (tcp://, npipe://) are refused: CRI runtimes on a Kata
+// host listen on unix sockets.
+func socketPath(endpoint string) (string, error) {
+	if endpoint == "" {
+		return "", errors.New("must not be empty")
+	}
+	path := endpoint
+	if rest, ok := strings.CutPrefix(endpoint, unixScheme); ok {
+		path = rest
+	} else if i := strings.Index(endpoint, "://"); i >= 0 {
+		return "", fmt.Errorf("unsupported scheme %q, want unix://", endpoint[:i])
+	}
+	if strings.ContainsRune(path, 0) {
+		return "", errors.New("contains a NUL byte")
+	}
+	if !filepath.IsAbs(path) {
+		return "", fmt.Errorf("%q is not an absolute socket path", endpoint)
+	}
+	return filepath.Clean(path), nil
+}
