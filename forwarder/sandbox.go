@@ -41,10 +41,10 @@ type sandboxState struct {
 	live     int               // distinct valid entries seen this round
 	evicted  []*entry          // entries that disappeared, for the push phase
 	lb       *labels.Builder
-	strs     map[string]string // interned names and help texts
+	families map[string]*family // by name as exposed
 
-	defs   []famDef       // families of this round, in order of appearance
-	defIdx map[string]int // shim family name -> index in defs
+	curRound uint64
+	defs     []famDef // families of this round, in order of appearance
 
 	out     *rendered   // this round's pull lines
 	samples []sampleRec // this round's push samples (scheduled rounds only)
@@ -55,6 +55,7 @@ type sandboxState struct {
 
 // famDef is one family of one exposition in one round.
 type famDef struct {
+	fam       *family
 	raw, name string // as exposed, and after renaming
 	help      string
 	hasHelp   bool
@@ -100,42 +101,47 @@ func newSandboxState(id string) *sandboxState {
 		byRaw:    make(map[string]*entry),
 		byLabels: make(map[string]*entry),
 		lb:       labels.NewBuilder(labels.EmptyLabels()),
-		strs:     make(map[string]string),
-		defIdx:   make(map[string]int),
+		families: make(map[string]*family),
 	}
 }
 
-// intern returns a string equal to b that is shared across rounds; the map
-// lookup with string(b) does not allocate.
-func (s *sandboxState) intern(b []byte) string {
-	if v, ok := s.strs[string(b)]; ok {
-		return v
-	}
-	v := string(b)
-	s.strs[v] = v
-	return v
+// family is what a sandbox keeps about one family name across rounds, so a
+// round neither re-renames nor re-allocates names and unchanged help texts.
+type family struct {
+	raw, name string // as exposed, and after renaming
+	help      string // the last help text seen
+	round     uint64 // the round idx belongs to
+	idx       int    // index in defs in that round
 }
 
 // def returns the index of this round's family named raw, creating it.
 func (s *sandboxState) def(raw []byte) int {
-	if i, ok := s.defIdx[string(raw)]; ok {
-		return i
+	fam := s.families[string(raw)]
+	if fam == nil {
+		fam = s.newFamily(string(raw))
 	}
-	return s.newDef(s.intern(raw))
+	return s.defOf(fam)
 }
 
 // defName is def for a name that is already a long-lived string.
 func (s *sandboxState) defName(name string) int {
-	if i, ok := s.defIdx[name]; ok {
-		return i
+	fam := s.families[name]
+	if fam == nil {
+		fam = s.newFamily(name)
 	}
-	return s.newDef(name)
+	return s.defOf(fam)
 }
 
-func (s *sandboxState) newDef(name string) int {
-	out, changed := renamed(name)
-	if changed {
-		out = s.intern([]byte(out))
+func (s *sandboxState) newFamily(raw string) *family {
+	out, _ := renamed(raw)
+	fam := &family{raw: raw, name: out}
+	s.families[raw] = fam
+	return fam
+}
+
+func (s *sandboxState) defOf(fam *family) int {
+	if fam.round == s.curRound {
+		return fam.idx
 	}
 	n := len(s.defs)
 	if n < cap(s.defs) {
@@ -145,8 +151,8 @@ func (s *sandboxState) newDef(name string) int {
 		s.defs = append(s.defs, famDef{})
 	}
 	d := &s.defs[n]
-	d.raw, d.name, d.typ = name, out, model.MetricTypeUnknown
-	s.defIdx[name] = n
+	d.fam, d.raw, d.name, d.typ = fam, fam.raw, fam.name, model.MetricTypeUnknown
+	fam.round, fam.idx = s.curRound, n
 	return n
 }
 
@@ -184,7 +190,7 @@ type parseStats struct{ duplicates, invalid int }
 // parser early; what was parsed before it is kept.
 func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64, collect bool, st *parseStats) error {
 	s.defs = s.defs[:0]
-	clear(s.defIdx)
+	s.curRound = round
 	s.samples = s.samples[:0]
 	s.live = 0
 	out := s.out
@@ -204,7 +210,10 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 			name, help := p.Help()
 			cur = s.def(name)
 			if d := &s.defs[cur]; !d.locked && !d.hasHelp {
-				d.help, d.hasHelp = s.intern(help), true
+				if string(help) != d.fam.help {
+					d.fam.help = string(help)
+				}
+				d.help, d.hasHelp = d.fam.help, true
 			}
 		case textparse.EntryType:
 			name, typ := p.Type()
@@ -257,6 +266,13 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 	}
 	if s.live < len(s.byLabels) || len(s.byRaw) != len(s.byLabels) {
 		s.sweep(round)
+	}
+	if len(s.families) > 2*len(s.defs)+16 {
+		for k, fam := range s.families {
+			if fam.round != round {
+				delete(s.families, k)
+			}
+		}
 	}
 	for _, d := range s.defs {
 		lo := len(out.names)

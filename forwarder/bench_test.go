@@ -1,0 +1,139 @@
+package forwarder
+
+import (
+	"context"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+)
+
+func BenchmarkParseShim(b *testing.B) {
+	body := []byte(sharedExposition(b))
+	for _, push := range []bool{false, true} {
+		name := "pull"
+		if push {
+			name = "push"
+		}
+		b.Run(name, func(b *testing.B) {
+			env := &entryEnv{push: push}
+			st := newSandboxState(sandboxID(0))
+			st.pod, st.podKnown = cri.Pod{UID: "0b5c7c0e-5d1a-4a5e-9b1c-1f7e9d3a2c11", Name: "web-7d9f8c6b5-x2k4q", Namespace: "default"}, true
+			st.out = &rendered{}
+			var ps parseStats
+			buf := make([]byte, 0, len(body)+1)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			round := uint64(0)
+			cpu0 := cpuTime()
+			for b.Loop() {
+				round++
+				st.out.reset()
+				buf = append(buf[:0], body...)
+				if err := st.parse(env, buf, 1, round, push, &ps); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if st.live != 759 {
+				b.Fatalf("parsed %d series", st.live)
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/759, "cpu-ns/sample")
+		})
+	}
+}
+
+type discardAppender struct{ series int }
+
+func (d *discardAppender) Append(_ context.Context, s []prompb.TimeSeries) error {
+	d.series = len(s)
+	return nil
+}
+
+func benchRig(b testing.TB, n int, opts ...rigOpt) *rig {
+	// Production timeouts: a loaded machine must not fail scrapes.
+	defaults := func(_ *rig, c *Config, _ *Deps) { c.ScrapeInterval, c.ScrapeTimeout = 15*time.Second, 5*time.Second }
+	r := newRig(b, append([]rigOpt{defaults}, opts...)...)
+	body := sharedExposition(b)
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = sandboxID(i)
+		r.scraper.set(ids[i], body)
+		r.pods.set(ids[i], cri.Pod{UID: "0b5c7c0e-5d1a-4a5e-9b1c-1f7e9d3a2c11", Name: "web-7d9f8c6b5-x2k4q", Namespace: "default"})
+	}
+	r.sbs.set(ids...)
+	return r
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRound200 is one scheduled push round of 200 sandboxes (759 series
+// each) from an in-memory scraper: scrape copy, parse, enrichment,
+// conversion to remote-write series, staleness bookkeeping, pull rendering.
+func BenchmarkRound200(b *testing.B) {
+	d := &discardAppender{}
+	r := benchRig(b, 200, func(_ *rig, _ *Config, deps *Deps) { deps.Appenders = []Appender{d} })
+	r.f.jitterMax = 0 // measure work, not the spreading delay
+	ctx := context.Background()
+	for range 3 { // warm the caches and buffer free list, as in steady state
+		r.f.scheduledRound(ctx)
+	}
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		r.f.scheduledRound(ctx)
+	}
+	cpu := cpuTime() - cpu0
+	if d.series != 200*759 {
+		b.Fatalf("pushed %d series", d.series)
+	}
+	b.ReportMetric(cpu.Seconds()/float64(b.N)/(200*759)*1e6, "cpu-s/Msamples")
+}
+
+// BenchmarkPullRound200 is a pull request that finds no fresh snapshot:
+// a pull round of 200 sandboxes plus writing the merged exposition.
+func BenchmarkPullRound200(b *testing.B) {
+	r := benchRig(b, 200, withConfig(func(c *Config) { c.SnapshotMaxAge = 0 }))
+	ctx := context.Background()
+	for range 3 {
+		_ = r.f.WriteMetrics(ctx, io.Discard, nil)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.f.WriteMetrics(ctx, io.Discard, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteMetrics200 renders the merged output of 200 sandboxes from
+// a snapshot (the common case of a pull request).
+func BenchmarkWriteMetrics200(b *testing.B) {
+	r := benchRig(b, 200)
+	ctx := context.Background()
+	var cw countWriter
+	if err := r.f.WriteMetrics(ctx, &cw, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(cw.n)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.f.WriteMetrics(ctx, io.Discard, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
+}
