@@ -34,6 +34,14 @@ type Scraper interface {
 	Metrics(ctx context.Context, socket string, dst []byte) ([]byte, error)
 }
 
+// Forgetter is optionally implemented by a Scraper that keeps per-socket
+// state (sources/shim.Pool keeps a client with idle connections): the
+// forwarder calls Forget with the socket of every sandbox that left the live
+// set, after the round that noticed it. Forget must not block.
+type Forgetter interface {
+	Forget(socket string)
+}
+
 // Appender receives every scheduled round in push mode (remotewrite
 // implements it). The series, their label slices and sample slices belong to
 // the forwarder and are reused by the next round: Append must copy or encode

@@ -23,8 +23,9 @@ import (
 
 // fakeSandboxes is an in-memory live set.
 type fakeSandboxes struct {
-	mu  sync.Mutex
-	ids []string
+	mu      sync.Mutex
+	ids     []string
+	sockets map[string]string // optional real sockets by id
 }
 
 func (s *fakeSandboxes) List() []sandbox.Sandbox {
@@ -32,7 +33,11 @@ func (s *fakeSandboxes) List() []sandbox.Sandbox {
 	defer s.mu.Unlock()
 	out := make([]sandbox.Sandbox, 0, len(s.ids))
 	for _, id := range s.ids {
-		out = append(out, sandbox.Sandbox{ID: id, Root: "/run/vc/sbs", Socket: "/run/vc/sbs/" + id + "/shim-monitor.sock"})
+		sock := "/run/vc/sbs/" + id + "/shim-monitor.sock"
+		if s.sockets[id] != "" {
+			sock = s.sockets[id]
+		}
+		out = append(out, sandbox.Sandbox{ID: id, Root: "/run/vc/sbs", Socket: sock})
 	}
 	return out
 }
@@ -75,6 +80,13 @@ type fakeScraper struct {
 	hang   map[string]bool
 	gate   chan struct{}
 	calls  map[string]int
+	forgot []string
+}
+
+func (s *fakeScraper) Forget(socket string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forgot = append(s.forgot, idOf(socket))
 }
 
 func newFakeScraper() *fakeScraper {

@@ -302,3 +302,23 @@ func (a *clockAppender) Append(context.Context, []prompb.TimeSeries) error {
 	a.calls++
 	return nil
 }
+
+func TestPushNothingFromARoundCutByShutdown(t *testing.T) {
+	r := newRig(t, push)
+	r.sbs.set("aaa")
+	r.scraper.set("aaa", "up 1\n")
+	r.scheduled(t)
+	r.scraper.mu.Lock()
+	r.scraper.gate = make(chan struct{}) // never opened
+	r.scraper.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.f.scheduledRound(ctx)
+	}()
+	require.Eventually(t, func() bool { return r.scraper.callCount("aaa") == 2 }, 5*time.Second, time.Millisecond)
+	cancel()
+	<-done
+	assert.Equal(t, 1, r.appender.roundCount(), "no staleness markers for a shutdown")
+}

@@ -74,6 +74,11 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	}
 	f.push.release(states)
 	f.push.release(gone)
+	if fg, ok := f.deps.Scraper.(Forgetter); ok {
+		for _, st := range gone {
+			fg.Forget(st.socket)
+		}
+	}
 
 	snap := &snapshot{at: start, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states)),
 		out: make([]*rendered, len(states))}
@@ -85,7 +90,9 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 
 	var series []prompb.TimeSeries
 	var md []prompb.MetricMetadata
-	if collect {
+	// A round cut short by shutdown would turn every series into a
+	// staleness marker: push nothing from it.
+	if collect && ctx.Err() == nil {
 		series = f.push.build(states, ts, f.m)
 		md = f.push.metadata(snap.all)
 	}
