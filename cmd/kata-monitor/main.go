@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"text/template"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -214,7 +215,8 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 	}
 	var appenders []forwarder.Appender
 	for _, rw := range cfg.RemoteWrite {
-		q, err := remotewrite.New(rw, cfg.WAL, logger.With("component", "remote_write", "endpoint", rw.Name), reg)
+		q, err := remotewrite.New(rw, cfg.WAL, logger.With("component", "remote_write"), reg,
+			remotewrite.WithUserAgent(appName+"/"+version))
 		if err != nil {
 			d.closeQueues()
 			return nil, fmt.Errorf("remote_write %q: %w", rw.Name, err)
@@ -251,6 +253,12 @@ func (d *daemon) closeQueues() {
 // run starts every component and returns when ctx ends (after all stopped)
 // or when one fails.
 func (d *daemon) run(ctx context.Context) error {
+	// One bounded CRI lookup before the first round, so the first pushed
+	// samples already carry cri_* labels in the common case instead of
+	// starting series that end one round later.
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = d.pods.Refresh(rctx) // the cache logs and counts its own failures
+	cancel()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.watcher.Run(ctx) })
 	g.Go(func() error { return d.pods.Run(ctx) })
@@ -258,32 +266,8 @@ func (d *daemon) run(ctx context.Context) error {
 	for _, q := range d.queues {
 		g.Go(func() error { return q.Run(ctx) })
 	}
-	g.Go(func() error { return forgetVanished(ctx, d.watcher, d.shims) })
 	g.Go(func() error { return d.api.Run(ctx, d.opts.listenAddress, d.opts.webConfigFile) })
 	return g.Wait()
-}
-
-// forgetVanished drops the shim clients (and their idle connections) of
-// sandboxes that are gone, so a busy node does not accumulate them.
-func forgetVanished(ctx context.Context, w *sandbox.Watcher, p *shim.Pool) error {
-	known := map[string]bool{}
-	for {
-		live := map[string]bool{}
-		for _, sb := range w.List() {
-			live[sb.Socket] = true
-		}
-		for s := range known {
-			if !live[s] {
-				p.Forget(s)
-			}
-		}
-		known = live
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.Changes():
-		}
-	}
 }
 
 type shimsAdapter struct{ p *shim.Pool }

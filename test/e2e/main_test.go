@@ -185,3 +185,21 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// waitFor polls cond until it holds or timeout passes, then fails with the
+// last explanation cond gave: a condition on a real process has no event to
+// wait on, and the failure must say what was seen.
+func waitFor(t *testing.T, timeout, every time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s: %s", timeout, why)
+		}
+		time.Sleep(every)
+	}
+}
