@@ -1,7 +1,6 @@
 package remotewrite
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -126,12 +125,13 @@ func (b Bytes) String() string {
 
 // UnmarshalYAML implements yaml.Unmarshaler for the scalar forms above.
 func (b *Bytes) UnmarshalYAML(n *yaml.Node) error {
+	// Errors carry the line like yaml.v3's own, so a typo is easy to find.
 	if n.Kind != yaml.ScalarNode {
-		return errors.New("size: want a scalar such as 512MiB")
+		return fmt.Errorf("line %d: size: want a scalar such as 512MiB", n.Line)
 	}
 	v, err := ParseBytes(n.Value)
 	if err != nil {
-		return err
+		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
 	*b = v
 	return nil
