@@ -29,17 +29,30 @@ func parsePages() (*template.Template, error) {
 // sandboxRow is one line of the /sandboxes page.
 type sandboxRow struct {
 	ID                string
+	ShortID           string // display form; the full ID goes in a title
 	HasPod            bool
 	Namespace, Name   string
 	HasStatus         bool
 	Err               string
 	Series            int
 	LastScrape        string
+	Ago               string // "12s ago"; empty when never scraped
 	Duration          time.Duration
 	MetricsURL        string
 	AgentURL          string
 	VarsURL, PprofURL string
 }
+
+// sandboxesPage is the data of the /sandboxes template.
+type sandboxesPage struct {
+	Rows                   []sandboxRow
+	Debug                  bool
+	Now                    string
+	Failing, NoPod, NoScan int // rows whose last scrape failed, without pod metadata, never scraped
+}
+
+// shortIDLen is how much of an id the page shows, as docker and crictl do.
+const shortIDLen = 12
 
 // serveSandboxes lists the live sandboxes: ids one per line, or an HTML
 // table when the client accepts text/html.
@@ -55,20 +68,33 @@ func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, b.String())
 		return
 	}
-	rows := make([]sandboxRow, 0, len(list))
+	now := time.Now()
+	page := sandboxesPage{Debug: a.cfg.EnableDebug, Now: now.UTC().Format(time.RFC3339)}
+	page.Rows = make([]sandboxRow, 0, len(list))
 	for _, sb := range list {
-		rows = append(rows, a.row(sb))
+		row := a.row(sb, now)
+		switch {
+		case !row.HasStatus:
+			page.NoScan++
+		case row.Err != "":
+			page.Failing++
+		}
+		if !row.HasPod {
+			page.NoPod++
+		}
+		page.Rows = append(page.Rows, row)
 	}
-	a.renderHTML(w, "sandboxes.html", map[string]any{"Rows": rows, "Debug": a.cfg.EnableDebug})
+	a.renderHTML(w, "sandboxes.html", page)
 }
 
 // row gathers one sandbox's pod and status. The links are built with
 // url.QueryEscape and handed to html/template as whole relative URLs, which
 // it normalises without escaping the %XX twice.
-func (a *API) row(sb sandbox.Sandbox) sandboxRow {
+func (a *API) row(sb sandbox.Sandbox, now time.Time) sandboxRow {
 	q := "?sandbox=" + url.QueryEscape(sb.ID)
 	row := sandboxRow{
 		ID:         sb.ID,
+		ShortID:    shortID(sb.ID),
 		MetricsURL: "/metrics" + q,
 		AgentURL:   "/agent-url" + q,
 		VarsURL:    "/debug/vars" + q,
@@ -85,11 +111,43 @@ func (a *API) row(sb sandbox.Sandbox) sandboxRow {
 			row.LastScrape = "never"
 			if !st.LastScrape.IsZero() {
 				row.LastScrape = st.LastScrape.UTC().Format(time.RFC3339)
+				row.Ago = ago(now.Sub(st.LastScrape))
 			}
 			row.Duration = st.Duration.Round(time.Millisecond)
 		}
 	}
 	return row
+}
+
+// shortID cuts id to shortIDLen runes plus an ellipsis, on a rune boundary
+// so an odd (non-hex) id still renders as valid UTF-8.
+func shortID(id string) string {
+	n := 0
+	for i := range id {
+		if n == shortIDLen {
+			return id[:i] + "…"
+		}
+		n++
+	}
+	return id
+}
+
+// ago renders how long ago a scrape was, to the second: "4s ago",
+// "3m05s ago", "2h10m ago", "3d04h ago". A negative age (the clock stepped
+// back) reads "just now" rather than a confusing negative number.
+func ago(d time.Duration) string {
+	s := int64(d / time.Second)
+	switch {
+	case s <= 0:
+		return "just now"
+	case s < 60:
+		return fmt.Sprintf("%ds ago", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds ago", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm ago", s/3600, s%3600/60)
+	}
+	return fmt.Sprintf("%dd%02dh ago", s/86400, s%86400/3600)
 }
 
 // serveIndex is the small landing page.

@@ -1,0 +1,153 @@
+package httpapi
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+)
+
+func TestAgo(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{-5 * time.Second, "just now"},
+		{0, "just now"},
+		{999 * time.Millisecond, "just now"},
+		{time.Second, "1s ago"},
+		{59*time.Second + 900*time.Millisecond, "59s ago"},
+		{time.Minute, "1m00s ago"},
+		{3*time.Minute + 5*time.Second, "3m05s ago"},
+		{time.Hour, "1h00m ago"},
+		{2*time.Hour + 10*time.Minute + 59*time.Second, "2h10m ago"},
+		{24 * time.Hour, "1d00h ago"},
+		{3*24*time.Hour + 4*time.Hour + 30*time.Minute, "3d04h ago"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.d.String(), func(t *testing.T) {
+			assert.Equal(t, tt.want, ago(tt.d))
+		})
+	}
+}
+
+func TestShortID(t *testing.T) {
+	tests := []struct {
+		name, id, want string
+	}{
+		{"real id", idA, "0f1e2d3c4b5a…"},
+		{"short id unchanged", "b2", "b2"},
+		{"exactly twelve", "0123456789ab", "0123456789ab"},
+		{"thirteen", "0123456789abc", "0123456789ab…"},
+		{"multibyte runes are not split", "ééééééééééééé", "éééééééééééé…"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := shortID(tt.id)
+			assert.Equal(t, tt.want, got)
+			assert.True(t, strings.HasPrefix(tt.id, strings.TrimSuffix(got, "…")))
+		})
+	}
+}
+
+// TestSandboxesPage renders one sandbox in each state an operator must tell
+// apart: healthy, failing, not scraped yet, and unknown to the CRI.
+func TestSandboxesPage(t *testing.T) {
+	const (
+		idFail  = "fa11fa11fa11fa11fa11"
+		idNew   = "0000new"
+		idNoPod = "abcdefabcdefabcdef"
+	)
+	recent := time.Now().Add(-90 * time.Second)
+	env := newTestEnv(t, DefaultConfig(), func(d *Deps) {
+		d.Sandboxes = newFakeSandboxes(idA, idFail, idNew, idNoPod)
+		d.Pods = fakePods{
+			idA:    {UID: "u1", Name: "web-7d9f", Namespace: "shop"},
+			idFail: {UID: "u2", Name: "db-0", Namespace: "shop"},
+			idNew:  {UID: "u3", Name: "batch", Namespace: "jobs"},
+		}
+		d.Status = fakeStatus{
+			idA:     {LastScrape: recent, Duration: 12 * time.Millisecond, Series: 759},
+			idFail:  {LastScrape: recent, Duration: 5 * time.Second, Err: "context deadline exceeded"},
+			idNoPod: {LastScrape: recent, Duration: 3 * time.Millisecond, Series: 10},
+		}
+	})
+	w := do(t, env.api.Handler(), http.MethodGet, "/sandboxes", acceptHTML)
+	require.Equal(t, http.StatusOK, w.Code)
+	body := w.Body.String()
+
+	t.Run("summary", func(t *testing.T) {
+		assert.Contains(t, body, `<strong id="sandbox-count">4</strong> sandboxes`)
+		assert.Contains(t, body, "1 failing")
+		assert.Contains(t, body, "1 without pod metadata")
+		assert.Contains(t, body, "1 not scraped yet")
+		assert.Regexp(t, `page generated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`, body)
+	})
+	t.Run("ids shortened with the full id in the title", func(t *testing.T) {
+		assert.Contains(t, body, `<code class="id" title="`+idA+`">0f1e2d3c4b5a…</code>`)
+		assert.Contains(t, body, `title="`+idFail+`">fa11fa11fa11…</code>`)
+		assert.Contains(t, body, `title="`+idNew+`">`+idNew+`</code>`)
+		assert.NotContains(t, body, ">"+idA+"<", "the full id is only in the title and the links")
+	})
+	t.Run("pods", func(t *testing.T) {
+		assert.Contains(t, body, "shop/web-7d9f")
+		assert.Contains(t, body, "shop/db-0")
+		assert.Contains(t, body, "jobs/batch")
+		assert.Equal(t, 1, strings.Count(body, "unknown to the CRI"))
+	})
+	t.Run("scrape status", func(t *testing.T) {
+		// The test runs well within 10s of building recent.
+		assert.Regexp(t, regexp.MustCompile(`759 series<br>\d{4}-[0-9T:-]+Z <span class="muted">1m3[0-9]s ago, took 12ms</span>`), body)
+		assert.Contains(t, body, `<span class="badge bad">failed</span> <span class="err">context deadline exceeded</span>`)
+		assert.Contains(t, body, "took 5s")
+		assert.Contains(t, body, `<span class="badge wait">pending</span>`)
+		assert.Equal(t, 2, strings.Count(body, `<span class="badge ok">ok</span>`))
+	})
+	t.Run("links", func(t *testing.T) {
+		for _, id := range []string{idA, idFail, idNew, idNoPod} {
+			for _, link := range []string{"/metrics", "/agent-url", "/debug/vars", "/debug/pprof/"} {
+				assert.Contains(t, body, `href="`+link+`?sandbox=`+id+`"`)
+			}
+		}
+	})
+	t.Run("no javascript", func(t *testing.T) {
+		assert.NotContains(t, body, "<script")
+		assert.NotContains(t, body, "onclick")
+	})
+}
+
+func TestSandboxesPageEmptyAndSingular(t *testing.T) {
+	tests := []struct {
+		name string
+		ids  []string
+		want []string
+	}{
+		{"empty", nil, []string{`<strong id="sandbox-count">0</strong> sandboxes`, "No sandbox is running on this host."}},
+		{"one", []string{"b2"}, []string{`<strong id="sandbox-count">1</strong> sandbox ·`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, DefaultConfig(), func(d *Deps) {
+				d.Sandboxes = newFakeSandboxes(tt.ids...)
+				d.Pods = fakePods{"b2": cri.Pod{Name: "p", Namespace: "n"}}
+				d.Status = fakeStatus{}
+			})
+			body := do(t, env.api.Handler(), http.MethodGet, "/sandboxes", acceptHTML).Body.String()
+			for _, s := range tt.want {
+				assert.Contains(t, body, s)
+			}
+			if len(tt.ids) == 0 {
+				assert.NotContains(t, body, "<table")
+			} else {
+				assert.Contains(t, body, "<table")
+			}
+		})
+	}
+}
