@@ -1,0 +1,52 @@
+// Command run serves a simulated Kata node until interrupted, for trying
+// kata-monitor by hand:
+//
+//	go run ./test/fakenode/run -n 20
+//	bin/kata-monitor --sandbox-root <root> --runtime-endpoint <cri socket>
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kata-containers/kata-monitor/test/fakenode"
+	"github.com/kata-containers/kata-monitor/test/fakeshim"
+)
+
+func main() {
+	n := flag.Int("n", 20, "number of sandboxes")
+	dir := flag.String("dir", "", "directory to lay the node out in (default: a new temp dir, removed on exit)")
+	flag.Parse()
+	if err := run(*n, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "fakenode:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, dir string) error {
+	if n <= 0 {
+		return fmt.Errorf("-n %d: want at least one sandbox", n)
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "kmnode")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	node, err := fakenode.Start(dir, n, fakeshim.Options{})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	fmt.Printf("fake node: %d sandboxes\n  --sandbox-root %s --runtime-endpoint %s\nCtrl-C to stop.\n", n, node.Root, node.CRISocket)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return nil
+}
