@@ -114,6 +114,6 @@ func rawRequest(t *testing.T, addr, req string) int {
 
 // hexID is a sandbox id (64 hex) outside fakenode's sequence.
 func hexID(prefix string, i int) string {
-	s := fmt.Sprintf("%s%x", prefix, i)
+	s := fmt.Sprintf("%s%08x", prefix, i)
 	return s + strings.Repeat("0", 64-len(s))
 }

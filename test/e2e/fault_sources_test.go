@@ -268,7 +268,7 @@ func TestSourceCRI(t *testing.T) {
 	faultResult(t, "CRI went away: labels kept from the cache, cri_up 0; came back: cri_up 1")
 
 	// A shim forging identity labels; a pod with no shim; a shim with no pod.
-	node.Shim(ids[0]).SetBody([]byte("kata_forged{sandbox_id=\"evil\",cri_name=\"evil\",cri_uid=\"evil\"} 1\n"))
+	node.Shim(fakenode.ID(0)).SetBody([]byte("kata_forged{sandbox_id=\"evil\",cri_name=\"evil\",cri_uid=\"evil\"} 1\n"))
 	cri2.SetPod(hexID("ghost", 1), fakenode.PodFor(99))
 	orphan := hexID("orphan", 1)
 	require.NoError(t, os.Mkdir(filepath.Join(node.Root, orphan), 0o755))
@@ -283,7 +283,7 @@ func TestSourceCRI(t *testing.T) {
 	require.NotContains(t, body, "evil", "a shim forged an identity label")
 	require.NotContains(t, body, fakenode.PodFor(99).Name, "a pod with no shim was exported")
 	require.Equal(t, fmt.Sprintf(`kata_orphan{sandbox_id="%s"} 1`, orphan), seriesLines(body, "kata_orphan", orphan)[0])
-	forged := seriesLines(body, "kata_forged", ids[0])
+	forged := seriesLines(body, "kata_forged", fakenode.ID(0))
 	require.Len(t, forged, 1)
 	require.Contains(t, forged[0], `cri_name="`+fakenode.PodFor(0).Name+`"`)
 	_, page := m.get("/sandboxes", nil)
