@@ -80,7 +80,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		}
 	}
 
-	snap := &snapshot{at: start, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states)),
+	snap := &snapshot{seq: round, at: start, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states)),
 		out: make([]*rendered, len(states))}
 	for i, st := range states {
 		snap.ids[i], snap.status[i], snap.out[i] = st.id, st.status, st.out

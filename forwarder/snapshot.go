@@ -15,6 +15,7 @@ import (
 // immutable once published; readers are counted (under Forwarder.mu) so its
 // buffers are recycled only after the last reader is done.
 type snapshot struct {
+	seq     uint64    // the round's number: unique per snapshot, increasing
 	at      time.Time // round start: the time of the data
 	done    time.Time // round end: the reference for snapshot_max_age
 	ids     []string  // sandboxes of the round, sorted

@@ -57,13 +57,18 @@ type Shims interface {
 	Shim(socket string) Shim
 }
 
-// MetricsSource is the forwarder's read side.
+// MetricsSource is the forwarder's read side (forwarder.Forwarder.View).
 type MetricsSource interface {
-	// WriteMetrics writes the merged text exposition (0.0.4) of all shims,
+	// View acquires the current snapshot of the merged exposition, possibly
+	// waiting for one scrape round (it must honour ctx), and calls fn with
+	// it, keeping it alive until fn returns. It returns the acquisition
+	// error without calling fn, else fn's error. round identifies the
+	// snapshot: equal values mean identical content, a newer snapshot has
+	// a larger one. write renders the text exposition (0.0.4) of all shims,
 	// without kata-monitor's own families, keeping only families whose name
-	// starts with one of prefixes (all when empty). It may block for one
-	// scrape round and must honour ctx.
-	WriteMetrics(ctx context.Context, w io.Writer, prefixes []string) error
+	// starts with one of prefixes (all when empty); it is valid only while
+	// fn runs and may be called from several goroutines at once.
+	View(ctx context.Context, fn func(round uint64, write func(w io.Writer, prefixes []string) error) error) error
 }
 
 // Status is the outcome of the last scrape of one sandbox.
@@ -107,6 +112,7 @@ type API struct {
 	logger  *slog.Logger
 	metrics *httpMetrics
 	pools   *pools
+	gzip    *gzipCache
 	pages   *template.Template
 	handler http.Handler
 }
@@ -139,7 +145,9 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, deps: deps, logger: logger, metrics: m, pools: newPools(), pages: pages}
+	p := newPools()
+	a := &API{cfg: cfg, deps: deps, logger: logger, metrics: m, pools: p, pages: pages,
+		gzip: &gzipCache{workers: gzipWorkers(), flate: &p.flate}}
 	a.handler = http.HandlerFunc(a.route)
 	return a, nil
 }
@@ -152,6 +160,7 @@ func (a *API) Handler() http.Handler { return a.handler }
 const (
 	routeIndex     = "index"
 	routeMetrics   = "metrics"
+	routeSelf      = "metrics_self"
 	routeSandboxes = "sandboxes"
 	routeAgentURL  = "agent_url"
 	routeDebug     = "debug"
@@ -184,6 +193,8 @@ func (a *API) lookup(path string) (string, http.HandlerFunc) {
 		return routeIndex, a.serveIndex
 	case "/metrics":
 		return routeMetrics, a.serveMetrics
+	case "/metrics/self":
+		return routeSelf, a.serveSelf
 	case "/sandboxes":
 		return routeSandboxes, a.serveSandboxes
 	case "/agent-url":

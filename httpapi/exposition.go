@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -28,9 +30,10 @@ const textContentType = "text/plain; version=" + expfmt.TextVersion + "; charset
 
 // pools are per-API (not package-level) reusable buffers and gzip writers.
 type pools struct {
-	buf  sync.Pool // *bytes.Buffer
-	raw  sync.Pool // *[]byte, for Shim.Metrics
-	gzip sync.Pool // *gzip.Writer
+	buf   sync.Pool // *bytes.Buffer
+	raw   sync.Pool // *[]byte, for Shim.Metrics
+	gzip  sync.Pool // *gzip.Writer
+	flate sync.Pool // *flate.Writer, for the gzip cache's final stream
 }
 
 func newPools() *pools {
@@ -39,6 +42,10 @@ func newPools() *pools {
 		raw: sync.Pool{New: func() any { return new([]byte) }},
 		gzip: sync.Pool{New: func() any {
 			zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // the level is valid: no error
+			return zw
+		}},
+		flate: sync.Pool{New: func() any {
+			zw, _ := flate.NewWriter(nil, flate.BestSpeed) // the level is valid: no error
 			return zw
 		}},
 	}
@@ -56,7 +63,9 @@ func (p *pools) putBuf(b *bytes.Buffer) {
 
 // serveMetrics answers /metrics: one shim's exposition as it served it with
 // ?sandbox=ID, else the merged exposition plus, without filter_family,
-// kata-monitor's own families.
+// kata-monitor's own families. The merged text is streamed from the
+// forwarder's snapshot, never copied whole; gzip responses without
+// filter_family reuse the snapshot's shared compression (gzipcache.go).
 func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	setWriteDeadline(w, metricsDeadline)
 	q, ok := a.parseQuery(w, r)
@@ -68,34 +77,111 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prefixes := familyPrefixes(q)
-	buf := a.pools.getBuf()
-	defer a.pools.putBuf(buf)
-	if err := a.deps.Metrics.WriteMetrics(r.Context(), buf, prefixes); err != nil {
-		a.logger.Warn("write merged metrics", "err", err)
-		writeText(w, http.StatusServiceUnavailable, "metrics unavailable\n")
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
+	if format.FormatType() != expfmt.TypeTextPlain {
+		a.serveReencoded(w, r, prefixes, format)
 		return
 	}
-	var own []*dto.MetricFamily
-	if len(prefixes) == 0 && a.deps.Gatherer != nil {
-		fams, err := a.deps.Gatherer.Gather()
-		if err != nil {
-			// Gather returns what it could; serve that, as promhttp's
-			// ContinueOnError does, rather than hiding the shims' series.
-			a.logger.Warn("gather own metrics", "err", err)
+	gz := acceptsGzip(r.Header.Values("Accept-Encoding"))
+	started := false
+	err := a.deps.Metrics.View(r.Context(), func(round uint64, write func(io.Writer, []string) error) error {
+		started = true
+		// Gathered after the round, so its counters include it.
+		own := a.ownText(prefixes)
+		defer a.pools.putBuf(own)
+		h := w.Header()
+		h.Set("Content-Type", textContentType)
+		h.Add("Vary", "Accept-Encoding")
+		if !gz {
+			w.WriteHeader(http.StatusOK)
+			if err := write(w, prefixes); err != nil {
+				return err
+			}
+			_, err := w.Write(own.Bytes())
+			return err
 		}
-		own = fams
-	}
-
-	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
-	if format.FormatType() == expfmt.TypeTextPlain {
-		// Fast path: the forwarder already rendered text, append our own.
-		enc := expfmt.NewEncoder(buf, expfmt.FmtText)
-		for _, f := range own {
-			if err := enc.Encode(f); err != nil {
-				a.logger.Warn("encode own metrics", "family", f.GetName(), "err", err)
+		h.Set("Content-Encoding", "gzip")
+		if len(prefixes) == 0 {
+			body := a.gzip.get(r.Context(), round, func(w io.Writer) error { return write(w, nil) })
+			if body != nil && body.err == nil {
+				w.WriteHeader(http.StatusOK)
+				zw := a.pools.flate.Get().(*flate.Writer)
+				defer a.pools.flate.Put(zw)
+				defer zw.Reset(io.Discard) // drop the reference to w before pooling
+				return writeGzip(w, zw, body, own.Bytes())
 			}
 		}
-		a.writeBody(w, r, textContentType, buf.Bytes())
+		w.WriteHeader(http.StatusOK)
+		zw := a.pools.gzip.Get().(*gzip.Writer)
+		defer a.pools.gzip.Put(zw)
+		defer zw.Reset(nil)
+		zw.Reset(w)
+		if err := write(zw, prefixes); err != nil {
+			return err
+		}
+		if _, err := zw.Write(own.Bytes()); err != nil {
+			return err
+		}
+		return zw.Close()
+	})
+	switch {
+	case err != nil && !started:
+		a.logger.Warn("write merged metrics", "err", err)
+		writeText(w, http.StatusServiceUnavailable, "metrics unavailable\n")
+	case err != nil: // the status line is out: the client left or timed out
+		a.logger.Debug("stream merged metrics", "err", err)
+	}
+}
+
+// ownText renders kata-monitor's own families as text, none when prefixes
+// filter the response (upstream's filter_family leaves them out). The
+// buffer is the caller's to return with putBuf.
+func (a *API) ownText(prefixes []string) *bytes.Buffer {
+	buf := a.pools.getBuf()
+	if len(prefixes) > 0 {
+		return buf
+	}
+	enc := expfmt.NewEncoder(buf, expfmt.FmtText)
+	for _, f := range a.gatherOwn() {
+		if err := enc.Encode(f); err != nil {
+			a.logger.Warn("encode own metrics", "family", f.GetName(), "err", err)
+		}
+	}
+	return buf
+}
+
+// gatherOwn returns kata-monitor's own families (nil without a Gatherer).
+func (a *API) gatherOwn() []*dto.MetricFamily {
+	if a.deps.Gatherer == nil {
+		return nil
+	}
+	fams, err := a.deps.Gatherer.Gather()
+	if err != nil {
+		// Gather returns what it could; serve that, as promhttp's
+		// ContinueOnError does, rather than hiding the shims' series.
+		a.logger.Warn("gather own metrics", "err", err)
+	}
+	return fams
+}
+
+// serveReencoded is /metrics in a negotiated non-text format (protobuf):
+// rare, so it renders the text into memory and re-encodes it.
+func (a *API) serveReencoded(w http.ResponseWriter, r *http.Request, prefixes []string, format expfmt.Format) {
+	buf := a.pools.getBuf()
+	defer a.pools.putBuf(buf)
+	var own []*dto.MetricFamily
+	err := a.deps.Metrics.View(r.Context(), func(_ uint64, write func(io.Writer, []string) error) error {
+		if err := write(buf, prefixes); err != nil {
+			return err
+		}
+		if len(prefixes) == 0 {
+			own = a.gatherOwn()
+		}
+		return nil
+	})
+	if err != nil {
+		a.logger.Warn("write merged metrics", "err", err)
+		writeText(w, http.StatusServiceUnavailable, "metrics unavailable\n")
 		return
 	}
 	out := a.pools.getBuf()
@@ -106,6 +192,28 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.writeBody(w, r, string(format), out.Bytes())
+}
+
+// serveSelf answers /metrics/self: only kata-monitor's own families, in
+// the negotiated format, without touching a shim or a snapshot. It is the
+// cheap way to watch kata-monitor itself (the PodMonitor, the benchmark).
+func (a *API) serveSelf(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.parseQuery(w, r); !ok {
+		return
+	}
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
+	buf := a.pools.getBuf()
+	defer a.pools.putBuf(buf)
+	if err := reencode(buf, &bytes.Buffer{}, a.gatherOwn(), format); err != nil {
+		a.logger.Warn("encode own metrics", "format", string(format), "err", err)
+		writeText(w, http.StatusInternalServerError, "cannot encode metrics\n")
+		return
+	}
+	ct := string(format)
+	if format.FormatType() == expfmt.TypeTextPlain {
+		ct = textContentType
+	}
+	a.writeBody(w, r, ct, buf.Bytes())
 }
 
 // reencode is the slow path for non-text formats: parse the merged text and

@@ -112,16 +112,19 @@ func (s *fakeShim) ServeDebug(w http.ResponseWriter, r *http.Request, path strin
 // forwarder does.
 type fakeMetrics struct {
 	mu       sync.Mutex
-	families []string // complete text blocks, one family each
-	prefixes [][]string
+	families []string   // complete text blocks, one family each
+	prefixes [][]string // one per render
+	views    int        // View calls
+	round    uint64     // the snapshot's round number View reports
 	err      error
 	// hook, when set, runs first; its error is returned.
 	hook func(ctx context.Context) error
 }
 
-func (f *fakeMetrics) WriteMetrics(ctx context.Context, w io.Writer, prefixes []string) error {
+func (f *fakeMetrics) View(ctx context.Context, fn func(uint64, func(io.Writer, []string) error) error) error {
 	f.mu.Lock()
-	f.prefixes = append(f.prefixes, prefixes)
+	f.views++
+	round := f.round
 	f.mu.Unlock()
 	if f.hook != nil {
 		if err := f.hook(ctx); err != nil {
@@ -131,6 +134,13 @@ func (f *fakeMetrics) WriteMetrics(ctx context.Context, w io.Writer, prefixes []
 	if f.err != nil {
 		return f.err
 	}
+	return fn(round, f.write)
+}
+
+func (f *fakeMetrics) write(w io.Writer, prefixes []string) error {
+	f.mu.Lock()
+	f.prefixes = append(f.prefixes, prefixes)
+	f.mu.Unlock()
 	for _, fam := range f.families {
 		name := strings.Fields(fam)[2] // "# HELP name ..."
 		if len(prefixes) > 0 && !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {

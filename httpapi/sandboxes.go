@@ -157,7 +157,7 @@ func (a *API) serveIndex(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b strings.Builder
-	b.WriteString("kata-monitor\n\n/metrics[?filter_family=PREFIX,...|?sandbox=ID]\n/sandboxes\n/agent-url?sandbox=ID\n")
+	b.WriteString("kata-monitor\n\n/metrics[?filter_family=PREFIX,...|?sandbox=ID]\n/metrics/self\n/sandboxes\n/agent-url?sandbox=ID\n")
 	if a.cfg.EnableDebug {
 		b.WriteString("/debug/vars?sandbox=ID\n/debug/pprof/?sandbox=ID\n")
 	}

@@ -1,0 +1,55 @@
+package forwarder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestView(t *testing.T) {
+	r := newRig(t, withConfig(func(c *Config) { c.SnapshotMaxAge = 5 * time.Second }))
+	r.sbs.set("aaa")
+	r.scraper.set("aaa", "# TYPE up gauge\nup 1\n# TYPE other gauge\nother 2\n")
+	ctx := context.Background()
+	view := func() (uint64, string, string) {
+		var round uint64
+		var all, some bytes.Buffer
+		require.NoError(t, r.f.View(ctx, func(n uint64, write func(io.Writer, []string) error) error {
+			round = n
+			if err := write(&all, nil); err != nil {
+				return err
+			}
+			return write(&some, []string{"up"})
+		}))
+		return round, all.String(), some.String()
+	}
+	first, all, some := view()
+	assert.Equal(t, r.pull(t), all, "same rendering as WriteMetrics")
+	assert.Equal(t, "# TYPE up gauge\nup{sandbox_id=\"aaa\"} 1\n", some)
+	again, _, _ := view()
+	assert.Equal(t, first, again, "fresh snapshot reused: same round number")
+	assert.Equal(t, 1, r.scraper.callCount("aaa"))
+
+	r.clock.Add(5 * time.Second)
+	next, _, _ := view()
+	assert.Greater(t, next, first, "a new round has a larger number")
+
+	boom := errors.New("boom")
+	assert.ErrorIs(t, r.f.View(ctx, func(uint64, func(io.Writer, []string) error) error { return boom }), boom)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	r.clock.Add(5 * time.Second)
+	r.scraper.fail("aaa", context.Canceled)
+	called := false
+	err := r.f.View(cctx, func(uint64, func(io.Writer, []string) error) error { called = true; return nil })
+	// A round started by this caller finishes regardless of its ctx.
+	require.NoError(t, err)
+	assert.True(t, called)
+}
