@@ -37,10 +37,13 @@ func (q *Queue) Append(blocks []Block) error {
 	first := q.nextSeq
 	q.nextSeq += uint64(len(blocks))
 	recs := make([][]byte, len(blocks))
+	size := 0
 	for i := range blocks {
 		blocks[i].Seq, blocks[i].Group = first+uint64(i), first
 		recs[i] = encodeRecord(&blocks[i])
+		size += len(recs[i])
 	}
+	q.m.bytesAppended.Add(float64(size))
 	q.m.blocksAppended.Add(float64(len(blocks)))
 	q.m.samplesAppended.Add(float64(samples))
 

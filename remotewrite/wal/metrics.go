@@ -22,6 +22,7 @@ type metrics struct {
 	pendingSamples  prometheus.Gauge
 	blocksAppended  prometheus.Counter
 	samplesAppended prometheus.Counter
+	bytesAppended   prometheus.Counter
 	droppedSamples  *prometheus.CounterVec
 	droppedBlocks   *prometheus.CounterVec
 	corruptions     prometheus.Counter
@@ -43,6 +44,7 @@ func newMetrics(reg prometheus.Registerer, endpoint string) (*metrics, error) {
 		pendingSamples:  prometheus.NewGauge(prometheus.GaugeOpts(opts("pending_samples", "Samples appended but not yet acknowledged or dropped."))),
 		blocksAppended:  prometheus.NewCounter(prometheus.CounterOpts(opts("blocks_appended_total", "Blocks passed to Append, including those that failed to be written."))),
 		samplesAppended: prometheus.NewCounter(prometheus.CounterOpts(opts("samples_appended_total", "Samples passed to Append, including those that failed to be written."))),
+		bytesAppended:   prometheus.NewCounter(prometheus.CounterOpts(opts("bytes_appended_total", "Record bytes (encoded blocks, before segment framing) passed to Append, including those that failed to be written."))),
 		droppedSamples:  prometheus.NewCounterVec(prometheus.CounterOpts(opts("dropped_samples_total", "Samples lost by the queue, by reason.")), []string{"reason"}),
 		droppedBlocks:   prometheus.NewCounterVec(prometheus.CounterOpts(opts("dropped_blocks_total", "Blocks lost by the queue, by reason.")), []string{"reason"}),
 		corruptions:     prometheus.NewCounter(prometheus.CounterOpts(opts("corruptions_total", "Corrupt or torn segment tails, undecodable records and corrupt ack files found."))),
@@ -61,7 +63,7 @@ func newMetrics(reg prometheus.Registerer, endpoint string) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.bytes, m.segments, m.pendingSamples, m.blocksAppended,
-		m.samplesAppended, m.droppedSamples, m.droppedBlocks, m.corruptions, m.fsyncDuration} {
+		m.samplesAppended, m.bytesAppended, m.droppedSamples, m.droppedBlocks, m.corruptions, m.fsyncDuration} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, fmt.Errorf("register wal metrics for endpoint %q: %w", endpoint, err)
