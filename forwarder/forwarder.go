@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"golang.org/x/sync/errgroup"
 )
 
 // Forwarder schedules scrape rounds and serves their results. Build it with
@@ -32,10 +33,15 @@ type Forwarder struct {
 	round  uint64
 	push   pushState
 
-	mu       sync.Mutex // guards the fields below
-	snap     *snapshot
-	inflight *roundCall
-	free     []*rendered
+	// refresh asks refreshLoop for a background pull round (capacity 1:
+	// requests while one is pending coalesce).
+	refresh chan struct{}
+
+	mu        sync.Mutex // guards the fields below
+	snap      *snapshot
+	inflight  *roundCall
+	free      []*rendered
+	refresher bool // refreshLoop is running: stale snapshots may be served
 }
 
 // roundCall is one round in flight; pull callers arriving meanwhile wait for
@@ -78,6 +84,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		jitterMax: min(cfg.ScrapeInterval/10, time.Second),
 		states:    make(map[string]*sandboxState),
 		push:      pushState{refs: make(map[uint64]*seriesRef)},
+		refresh:   make(chan struct{}, 1),
 	}
 	if f.now == nil {
 		f.now = time.Now
@@ -90,28 +97,43 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 	return f, nil
 }
 
-// Run drives push mode and blocks until ctx ends. With no Appenders it only
-// waits (pull rounds happen on demand in WriteMetrics). With Appenders it
-// runs a round soon after start and then on every scrape_interval boundary
-// of the clock, pushing each round to every Appender in turn. A round that
-// overruns makes the schedule skip the missed ticks (counted), never
-// overlap. Run returns nil after the in-flight round finished or was
-// cancelled by ctx.
+// Run drives push mode and background refreshes of the pull snapshot, and
+// blocks until ctx ends. With Appenders it runs a round soon after start and
+// then on every scrape_interval boundary of the clock, pushing each round to
+// every Appender in turn. A round that overruns makes the schedule skip the
+// missed ticks (counted), never overlap. In both modes, while Run runs, a
+// pull request that finds a stale snapshot (see WriteMetrics) is served at
+// once and Run refreshes the snapshot in the background. Run returns nil
+// after its goroutines ended: an in-flight scheduled round is cancelled by
+// ctx, a background pull round finishes (bounded by scrape_timeout) because
+// pull callers may be waiting for it.
 func (f *Forwarder) Run(ctx context.Context) error {
-	if !f.env.push {
-		<-ctx.Done()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		f.refreshLoop(ctx)
 		return nil
+	})
+	if f.env.push {
+		g.Go(func() error {
+			f.schedule(ctx)
+			return nil
+		})
 	}
+	return g.Wait()
+}
+
+// schedule runs scheduled rounds until ctx ends.
+func (f *Forwarder) schedule(ctx context.Context) {
 	interval := f.cfg.ScrapeInterval
 	start := f.now()
 	next := start
 	for {
 		if err := sleepUntil(ctx, f.now, next); err != nil {
-			return nil
+			return
 		}
 		f.scheduledRound(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		prev := next
 		next = next.Truncate(interval).Add(interval)
@@ -196,7 +218,11 @@ func (f *Forwarder) publish(c *roundCall, snap *snapshot, leaderReads bool) {
 
 // WriteMetrics writes the merged text exposition (format 0.0.4) of all
 // sandboxes: the latest round when it finished less than snapshot_max_age
-// ago, else the round in flight, else a new round run by this caller. One
+// ago; while Run runs, also a stale one (less than twice snapshot_max_age
+// old), Run then starting a new round in the background if none is in
+// flight (stale-while-revalidate: a pull request never waits for a round
+// while a recent one exists); else the round in flight, else a new round
+// run by this caller. One
 // HELP/TYPE per family, families sorted by name, sandboxes in id order
 // within a family; with prefixes, only families whose name starts with one
 // of them. It blocks at most about scrape_timeout plus the write; a round it
@@ -214,10 +240,23 @@ func (f *Forwarder) WriteMetrics(ctx context.Context, w io.Writer, prefixes []st
 // acquire returns a fresh snapshot with a reader reference held.
 func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
 	f.mu.Lock()
-	if s := f.snap; s != nil && f.now().Sub(s.done) < f.cfg.SnapshotMaxAge {
-		s.readers++
-		f.mu.Unlock()
-		return s, nil
+	if s := f.snap; s != nil {
+		age := f.now().Sub(s.done)
+		fresh := age < f.cfg.SnapshotMaxAge
+		if !fresh && f.refresher && age < 2*f.cfg.SnapshotMaxAge {
+			if f.inflight == nil {
+				select {
+				case f.refresh <- struct{}{}:
+				default: // a refresh is already pending
+				}
+			}
+			fresh = true
+		}
+		if fresh {
+			s.readers++
+			f.mu.Unlock()
+			return s, nil
+		}
 	}
 	if c := f.inflight; c != nil {
 		c.waiters++
@@ -245,6 +284,37 @@ func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
 	snap, _, _ := f.execRound(context.WithoutCancel(ctx), false)
 	f.publish(c, snap, true)
 	return snap, nil
+}
+
+// refreshLoop runs the background pull rounds asked for by acquire, until
+// ctx ends.
+func (f *Forwarder) refreshLoop(ctx context.Context) {
+	f.mu.Lock()
+	f.refresher = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.refresher = false
+		f.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.refresh:
+		}
+		f.mu.Lock()
+		if f.inflight != nil || (f.snap != nil && f.now().Sub(f.snap.done) < f.cfg.SnapshotMaxAge) {
+			f.mu.Unlock() // a round ran or runs meanwhile: nothing to do
+			continue
+		}
+		c := &roundCall{done: make(chan struct{})}
+		f.inflight = c
+		f.mu.Unlock()
+		// Pull callers may join this round: finish it even on shutdown.
+		snap, _, _ := f.execRound(context.WithoutCancel(ctx), false)
+		f.publish(c, snap, false)
+	}
 }
 
 func (f *Forwarder) release(s *snapshot) {
