@@ -3,13 +3,16 @@ package configs
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
@@ -321,4 +324,70 @@ func TestSchemaWalk(t *testing.T) {
 		require.NotContains(t, p, "relabel_configs.")
 		require.NotContains(t, p, "relabel_configs[]")
 	}
+}
+
+// inFlight are docs other work streams write; until they land, a link to
+// them is logged rather than failed.
+var inFlight = map[string]bool{"docs/faults.md": true, "docs/benchmarks.md": true}
+
+// TestDocsLinks checks every relative link of the operator docs (README.md,
+// docs/*.md): the file exists and, for #fragments into Markdown, the
+// heading does.
+func TestDocsLinks(t *testing.T) {
+	files, err := filepath.Glob("../docs/*.md")
+	require.NoError(t, err)
+	files = append(files, "../README.md")
+	linkRE := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range linkRE.FindAllStringSubmatch(string(raw), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, frag, _ := strings.Cut(target, "#")
+			resolved := f
+			if path != "" {
+				resolved = filepath.Join(filepath.Dir(f), path)
+			}
+			rel, _ := filepath.Rel("..", resolved)
+			if _, err := os.Stat(resolved); err != nil {
+				if inFlight[rel] {
+					t.Logf("%s: link to %s, not written yet", f, rel)
+					continue
+				}
+				t.Errorf("%s: broken link %s", f, target)
+				continue
+			}
+			if frag != "" && strings.HasSuffix(resolved, ".md") && !slices.Contains(headingSlugs(t, resolved), frag) {
+				t.Errorf("%s: link %s: no heading #%s in %s", f, target, frag, rel)
+			}
+		}
+	}
+}
+
+// headingSlugs returns GitHub's anchors of a Markdown file's headings.
+func headingSlugs(t *testing.T, path string) []string {
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		h, ok := strings.CutPrefix(line, "#")
+		if !ok {
+			continue
+		}
+		h = strings.ToLower(strings.TrimSpace(strings.TrimLeft(h, "#")))
+		var b strings.Builder
+		for _, r := range h {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
