@@ -7,7 +7,12 @@
 // Knobs (environment): BENCH_SANDBOXES (10,50,200,500), BENCH_INTERVAL (5s),
 // BENCH_PUSH_SECONDS (60), BENCH_PULL_REQUESTS (100), BENCH_CATCHUP_SANDBOXES
 // (200), BENCH_OUTAGE_ROUNDS (240: one hour of 15 s rounds, produced at a 1 s
-// interval), BENCH_OUT (docs/bench).
+// interval; BENCH_CATCHUP=0 skips the catch-up run), BENCH_OUT (docs/bench),
+// BENCH_BIN (bin/kata-monitor: another binary to compare, e.g. a baseline).
+//
+// Self-metrics are read from /metrics/self (falling back to /metrics for
+// binaries without it), so observing the daemon costs no shim scrape and
+// no 30 MiB response.
 package main
 
 import (
@@ -60,6 +65,7 @@ func envInt(name string, def int) int {
 type row struct {
 	N                                      int
 	Pull1P50, Pull1P99, Pull8P50, Pull8P99 time.Duration
+	PullGzP50, PullGzP99                   time.Duration // 8 clients asking for gzip, as Prometheus does
 	PullBytes                              int
 	ShimReqPerPull                         float64
 	CPUPerMillion                          float64 // CPU seconds per million samples scraped and forwarded
@@ -70,7 +76,7 @@ type row struct {
 }
 
 func run() error {
-	bin, err := filepath.Abs("bin/kata-monitor")
+	bin, err := filepath.Abs(env("BENCH_BIN", "bin/kata-monitor"))
 	if err != nil {
 		return err
 	}
@@ -103,9 +109,12 @@ func run() error {
 		rows = append(rows, r)
 		fmt.Fprintln(os.Stderr, formatRow(r))
 	}
-	cu, err := catchUp(bin, envInt("BENCH_CATCHUP_SANDBOXES", 200), envInt("BENCH_OUTAGE_ROUNDS", 240))
-	if err != nil {
-		return fmt.Errorf("catch-up: %w", err)
+	var cu catchUpResult
+	if env("BENCH_CATCHUP", "1") != "0" {
+		cu, err = catchUp(bin, envInt("BENCH_CATCHUP_SANDBOXES", 200), envInt("BENCH_OUTAGE_ROUNDS", 240))
+		if err != nil {
+			return fmt.Errorf("catch-up: %w", err)
+		}
 	}
 	return report(out, rows, cu, interval)
 }
@@ -164,7 +173,7 @@ func (in *instance) stop() {
 }
 
 func (in *instance) self() selfmetrics.Values {
-	v, err := selfmetrics.Fetch("http://" + in.addr + "/metrics?filter_family=__none__")
+	v, err := selfmetrics.Fetch("http://" + in.addr + "/metrics/self")
 	if err != nil || len(v) == 0 {
 		v, _ = selfmetrics.Fetch("http://" + in.addr + "/metrics")
 	}
@@ -262,27 +271,33 @@ func measure(bin string, n int, interval, pushFor time.Duration, pullReqs int) (
 
 	// Pull with push still running: 1 client, then 8.
 	pullRounds0 := s1[`kata_monitor_rounds_total{trigger="pull"}`]
-	lat1, bytes1, err := pull(in.addr, 1, pullReqs)
+	lat1, bytes1, err := pull(in.addr, 1, pullReqs, false)
 	if err != nil {
 		return r, err
 	}
-	lat8, _, err := pull(in.addr, 8, pullReqs)
+	lat8, _, err := pull(in.addr, 8, pullReqs, false)
+	if err != nil {
+		return r, err
+	}
+	latGz, _, err := pull(in.addr, 8, pullReqs, true)
 	if err != nil {
 		return r, err
 	}
 	s2 := in.self()
 	r.Pull1P50, r.Pull1P99 = pct(lat1, 50), pct(lat1, 99)
 	r.Pull8P50, r.Pull8P99 = pct(lat8, 50), pct(lat8, 99)
+	r.PullGzP50, r.PullGzP99 = pct(latGz, 50), pct(latGz, 99)
 	r.PullBytes = bytes1
-	r.ShimReqPerPull = float64(n) * (s2[`kata_monitor_rounds_total{trigger="pull"}`] - pullRounds0) / float64(len(lat1)+len(lat8))
+	r.ShimReqPerPull = float64(n) * (s2[`kata_monitor_rounds_total{trigger="pull"}`] - pullRounds0) / float64(len(lat1)+len(lat8)+len(latGz))
 	r.PeakRSSMiB = in.statusKiB("VmHWM") / 1024
 	r.HeapMiB = s2["kata_monitor_go_memstats_heap_alloc_bytes"] / (1 << 20)
 	return r, nil
 }
 
-// pull runs total /metrics requests over `clients` concurrent clients.
-func pull(addr string, clients, total int) ([]time.Duration, int, error) {
-	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: clients}
+// pull runs total /metrics requests over `clients` concurrent clients; with
+// gz the client asks for gzip and decompresses (its time counts).
+func pull(addr string, clients, total int, gz bool) ([]time.Duration, int, error) {
+	tr := &http.Transport{DisableCompression: !gz, MaxIdleConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
 	var (
@@ -345,6 +360,8 @@ type catchUpResult struct {
 	ProductionRate float64 // samples/s at a 15 s interval, for the 20x target
 	PeakRSSMiB     float64
 	Dropped        float64
+	// RSS while the WAL fills: at a quarter of the outage and at its end.
+	FillRSSQuarterMiB, FillRSSEndMiB float64
 }
 
 // catchUp produces `rounds` rounds at a 1 s interval with the receiver down,
@@ -376,7 +393,12 @@ func catchUp(bin string, n, rounds int) (catchUpResult, error) {
 	defer in.stop()
 	for {
 		s := in.self()
-		if s[`kata_monitor_rounds_total{trigger="schedule"}`] >= float64(rounds) {
+		done := s[`kata_monitor_rounds_total{trigger="schedule"}`]
+		if res.FillRSSQuarterMiB == 0 && done >= float64(rounds)/4 {
+			res.FillRSSQuarterMiB = in.statusKiB("VmRSS") / 1024
+		}
+		if done >= float64(rounds) {
+			res.FillRSSEndMiB = in.statusKiB("VmRSS") / 1024
 			break
 		}
 		time.Sleep(time.Second)
@@ -415,8 +437,8 @@ func ms(d time.Duration) string {
 }
 
 func formatRow(r row) string {
-	return fmt.Sprintf("| %d | %s / %s | %s / %s | %.1f | %.2f | %.2f | %.2f%% | %.0f | %.0f | %.0f | %.2f | %.2f |",
-		r.N, ms(r.Pull1P50), ms(r.Pull1P99), ms(r.Pull8P50), ms(r.Pull8P99), float64(r.PullBytes)/(1<<20), r.ShimReqPerPull,
+	return fmt.Sprintf("| %d | %s / %s | %s / %s | %s / %s | %.1f | %.2f | %.2f | %.2f%% | %.0f | %.0f | %.0f | %.2f | %.2f |",
+		r.N, ms(r.Pull1P50), ms(r.Pull1P99), ms(r.Pull8P50), ms(r.Pull8P99), ms(r.PullGzP50), ms(r.PullGzP99), float64(r.PullBytes)/(1<<20), r.ShimReqPerPull,
 		r.CPUPerMillion, r.CPUPercent, r.SamplesPerSec, r.PeakRSSMiB, r.HeapMiB, r.WALBytesPerSample, r.WireBytesPerSample)
 }
 
@@ -424,13 +446,17 @@ func report(out string, rows []row, cu catchUpResult, interval time.Duration) er
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured %s on %s, %d cores; scrape interval %s; each shim serves the shared 759-series exposition.\n\n",
 		time.Now().UTC().Format("2006-01-02"), hostname(), nproc(), interval)
-	b.WriteString("| sandboxes | pull 1 client p50 / p99 ms | pull 8 clients p50 / p99 ms | /metrics MiB | shim requests per /metrics | push CPU-s per 1M samples | push CPU % of a core | samples/s | peak RSS MiB | heap MiB | WAL bytes/sample | wire bytes/sample |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| sandboxes | pull 1 client p50 / p99 ms | pull 8 clients p50 / p99 ms | pull 8 gzip clients p50 / p99 ms | /metrics MiB | shim requests per /metrics | push CPU-s per 1M samples | push CPU % of a core | samples/s | peak RSS MiB | heap MiB | WAL bytes/sample | wire bytes/sample |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		b.WriteString(formatRow(r) + "\n")
 	}
-	fmt.Fprintf(&b, "\nCatch-up: %d sandboxes, receiver down for %d rounds (%.0f samples queued, = %d minutes of 15 s rounds); drained in %.1f s at %.0f samples/s = %.0fx the production rate of %.0f samples/s at 15 s; peak RSS %.0f MiB; dropped %.0f.\n",
-		cu.N, cu.Rounds, cu.Backlog, cu.Rounds*15/60, cu.Drain.Seconds(), cu.RatePerSec, cu.RatePerSec/cu.ProductionRate, cu.ProductionRate, cu.PeakRSSMiB, cu.Dropped)
+	if cu.N > 0 {
+		fmt.Fprintf(&b, "\nCatch-up: %d sandboxes, receiver down for %d rounds (%.0f samples queued, = %d minutes of 15 s rounds); drained in %.1f s at %.0f samples/s = %.0fx the production rate of %.0f samples/s at 15 s; peak RSS %.0f MiB; dropped %.0f.\n",
+			cu.N, cu.Rounds, cu.Backlog, cu.Rounds*15/60, cu.Drain.Seconds(), cu.RatePerSec, cu.RatePerSec/cu.ProductionRate, cu.ProductionRate, cu.PeakRSSMiB, cu.Dropped)
+		fmt.Fprintf(&b, "RSS while the WAL filled: %.0f MiB at a quarter of the outage, %.0f MiB at its end (%+.0f%%).\n",
+			cu.FillRSSQuarterMiB, cu.FillRSSEndMiB, 100*(cu.FillRSSEndMiB/cu.FillRSSQuarterMiB-1))
+	}
 	fmt.Print(b.String())
 	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(b.String()), 0o644); err != nil {
 		return err
@@ -441,13 +467,13 @@ func report(out string, rows []row, cu catchUpResult, interval time.Duration) er
 	}
 	defer f.Close()
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"sandboxes", "pull1_p50_ms", "pull1_p99_ms", "pull8_p50_ms", "pull8_p99_ms", "metrics_bytes", "shim_requests_per_pull", "push_cpu_s_per_million", "push_cpu_percent", "samples_per_s", "peak_rss_mib", "heap_mib", "wal_bytes_per_sample", "wire_bytes_per_sample"})
+	_ = w.Write([]string{"sandboxes", "pull1_p50_ms", "pull1_p99_ms", "pull8_p50_ms", "pull8_p99_ms", "pull8gz_p50_ms", "pull8gz_p99_ms", "metrics_bytes", "shim_requests_per_pull", "push_cpu_s_per_million", "push_cpu_percent", "samples_per_s", "peak_rss_mib", "heap_mib", "wal_bytes_per_sample", "wire_bytes_per_sample"})
 	for _, r := range rows {
-		_ = w.Write([]string{strconv.Itoa(r.N), ms(r.Pull1P50), ms(r.Pull1P99), ms(r.Pull8P50), ms(r.Pull8P99), strconv.Itoa(r.PullBytes),
+		_ = w.Write([]string{strconv.Itoa(r.N), ms(r.Pull1P50), ms(r.Pull1P99), ms(r.Pull8P50), ms(r.Pull8P99), ms(r.PullGzP50), ms(r.PullGzP99), strconv.Itoa(r.PullBytes),
 			fmt.Sprintf("%.2f", r.ShimReqPerPull), fmt.Sprintf("%.3f", r.CPUPerMillion), fmt.Sprintf("%.2f", r.CPUPercent), fmt.Sprintf("%.0f", r.SamplesPerSec),
 			fmt.Sprintf("%.1f", r.PeakRSSMiB), fmt.Sprintf("%.1f", r.HeapMiB), fmt.Sprintf("%.3f", r.WALBytesPerSample), fmt.Sprintf("%.3f", r.WireBytesPerSample)})
 	}
-	_ = w.Write([]string{"catchup", strconv.Itoa(cu.N), strconv.Itoa(cu.Rounds), fmt.Sprintf("%.0f", cu.Backlog), fmt.Sprintf("%.1f", cu.Drain.Seconds()), fmt.Sprintf("%.0f", cu.RatePerSec), fmt.Sprintf("%.1f", cu.RatePerSec/cu.ProductionRate)})
+	_ = w.Write([]string{"catchup", strconv.Itoa(cu.N), strconv.Itoa(cu.Rounds), fmt.Sprintf("%.0f", cu.Backlog), fmt.Sprintf("%.1f", cu.Drain.Seconds()), fmt.Sprintf("%.0f", cu.RatePerSec), fmt.Sprintf("%.1f", cu.RatePerSec/cu.ProductionRate), fmt.Sprintf("%.0f", cu.FillRSSQuarterMiB), fmt.Sprintf("%.0f", cu.FillRSSEndMiB)})
 	w.Flush()
 	return w.Error()
 }
