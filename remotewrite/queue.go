@@ -78,6 +78,7 @@ type Queue struct {
 	retryLog *logLimiter
 	dropLog  *logLimiter
 	mdLog    *logLimiter
+	ackLog   *logLimiter
 }
 
 // New validates cfg (after applying defaults to a copy), builds the HTTP
@@ -150,6 +151,7 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 	q.retryLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
 	q.dropLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
 	q.mdLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
+	q.ackLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
 	return q, nil
 }
 
@@ -236,8 +238,13 @@ func (q *Queue) sendLoop(ctx context.Context) error {
 		}
 		done := q.sendGroup(ctx, blocks)
 		if done > 0 {
+			// A failed Ack (a full disk cannot take the ack file) still
+			// moves the position in memory; only a restart would resend
+			// these blocks. It must not stop sending, let alone the daemon.
 			if err := q.wal.Ack(blocks[done-1].Seq); err != nil {
-				return fmt.Errorf("ack %d: %w", blocks[done-1].Seq, err)
+				if ok, suppressed := q.ackLog.allow(); ok {
+					q.logger.Warn("cannot persist the acknowledged position; a restart would resend", "err", err, "seq", blocks[done-1].Seq, "suppressed", suppressed)
+				}
 			}
 		}
 		if done < len(blocks) {

@@ -1,0 +1,47 @@
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// failingAcks is a memQueue whose first Acks fail, as on a full disk where
+// the ack file cannot be written.
+type failingAcks struct {
+	*memQueue
+	failures atomic.Int64
+}
+
+func (f *failingAcks) Ack(seq uint64) error {
+	if f.failures.Add(-1) >= 0 {
+		return errors.New("persist ack: no space left on device")
+	}
+	return f.memQueue.Ack(seq)
+}
+
+// TestAckErrorKeepsSending: an Ack that cannot be persisted used to end
+// Run with an error, which stopped the whole daemon on a full disk while
+// the receiver was reachable. Sending must go on.
+func TestAckErrorKeepsSending(t *testing.T) {
+	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusOK, nil }).start()
+	cfg := Config{URL: rc.url()}
+	cfg.QueueConfig.MaxShards = 1
+	bq := &failingAcks{memQueue: newMemQueue()}
+	bq.failures.Store(3)
+	q, _ := newTestQueue(t, cfg, bq)
+	stop := runQueue(t, q)
+	const rounds = 6
+	for r := 1; r <= rounds; r++ {
+		require.NoError(t, q.Append(context.Background(), roundOf(r, 4)))
+	}
+	require.Eventually(t, func() bool { return len(rc.requests()) == rounds }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return bq.ackedSeq() == rounds }, 10*time.Second, 10*time.Millisecond, "later acks persisted")
+	requireInOrder(t, rc.stored(), 4, rounds)
+	require.NoError(t, stop(), "Run ends cleanly")
+}
