@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -136,7 +137,14 @@ func (c Config) Validate() error {
 		}
 	}
 	wrap("global", c.Global.Validate())
-	wrap("sandbox", c.SandboxWatcherConfig().Validate())
+	// Roots live at the top level (sandbox_roots), the rest under sandbox:.
+	if err := c.SandboxWatcherConfig().Validate(); err != nil {
+		if strings.HasPrefix(err.Error(), "roots") {
+			errs = append(errs, fmt.Errorf("sandbox_%w", err))
+		} else {
+			errs = append(errs, fmt.Errorf("sandbox.%w", err))
+		}
+	}
 	wrap("cri", c.CRI.Validate())
 	wrap("shim", c.Shim.Validate())
 	wrap("web", c.Web.Validate())

@@ -60,6 +60,8 @@ func TestLoadErrors(t *testing.T) {
 		{"duplicate names", "remote_write:\n  - {url: 'http://a/w', name: x}\n  - {url: 'http://b/w', name: x}\n", `remote_write[1].name: "x" already used`},
 		{"bad relabel", "metric_relabel_configs:\n  - action: replace\n    regex: '('\n", "missing closing )"},
 		{"bad max_size", "wal:\n  max_size: lots\nremote_write:\n  - url: http://x/w\n", "line 2"},
+		{"relative root", "sandbox_roots: [run/vc/sbs]\n", "sandbox_roots[0]"},
+		{"resync", "sandbox: {resync_interval: 0s}\n", "sandbox.resync_interval"},
 		{"two documents", "global: {}\n---\nglobal: {}\n", "more than one YAML document"},
 	}
 	for _, tc := range tests {

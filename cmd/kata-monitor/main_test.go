@@ -32,7 +32,7 @@ func TestFlagsAndConfigErrors(t *testing.T) {
 		{"missing config", []string{"--config", filepath.Join(dir, "nope.yaml")}, exitConfig, "no such file"},
 		{"unknown key", []string{"--config", badCfg}, exitConfig, "line 2: field scrape_intervall not found"},
 		{"bad url", []string{"--config", badURL}, exitConfig, "remote_write[0].url"},
-		{"relative sandbox root", []string{"--sandbox-root", "relative/dir"}, exitConfig, "sandbox."},
+		{"relative sandbox root", []string{"--sandbox-root", "relative/dir"}, exitConfig, "sandbox_roots[0]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
