@@ -7,6 +7,12 @@
 //     exposition (format 0.0.4). Lines are rendered while parsing, so serving a
 //     request only concatenates bytes; concurrent requests share one round and
 //     a recent round is reused, so pulling never multiplies load on shims.
+//     While Run runs, a round up to twice snapshot_max_age old is served at
+//     once and a single background round replaces it (stale-while-revalidate):
+//     a pull request waits for shims only when no recent round exists, e.g.
+//     the first request after start or after a long idle time. View hands the
+//     snapshot itself to the HTTP layer, which streams it and caches one gzip
+//     compression per snapshot (its round number identifies it).
 //   - push: Run scrapes on a fixed schedule and converts each round into
 //     remote-write series (metric relabelling, external labels, staleness
 //     markers for series that vanished) for every configured Appender.
