@@ -164,7 +164,7 @@ func TestFaultDiskBudgetOutage(t *testing.T) {
 				after++
 			}
 		}
-		require.Greater(t, after, 10, "outage rounds kept for %s", id)
+		require.GreaterOrEqual(t, after, 5, "outage rounds kept for %s", id)
 		gapStart := gapTime(s, g[0])
 		require.Greater(t, gapStart, outage.Add(-time.Second).UnixMilli(), "the gap is in the outage")
 	}
