@@ -4,8 +4,8 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN         := bin/kata-monitor
-# Fuzz targets run briefly in CI (FUZZTIME each); longer runs: make fuzz FUZZTIME=5m
-FUZZTIME    ?= 10s
+# Fuzz targets run briefly in CI (FUZZTIME each, after the seed corpora ran in go test); longer: make fuzz FUZZTIME=5m
+FUZZTIME    ?= 5s
 # Long soaks are off in CI: make soak SOAK=1
 SOAK        ?=
 
