@@ -5,9 +5,8 @@
 // the DaemonSet must keep with kata-monitor: probes, read-only host mounts,
 // the node name from the downward API, resources, security context.
 //
-// It lives under testdata, built by deploy_test.go with a scratch copy of
-// go.mod, because the root go.mod does not yet require every module the
-// k8s.io/api types import.
+// It lives under testdata, built by deploy_test.go, so that the Kubernetes
+// API types are compiled only for this check, not into every test binary.
 //
 // Usage: k8scheck DIR. Exit 0: clean; 1: problems, one per line on stdout;
 // 2: the directory could not be read.
