@@ -9,7 +9,7 @@ FUZZTIME    ?= 5s
 # Long soaks are off in CI: make soak SOAK=1
 SOAK        ?=
 
-.PHONY: all build test unit fuzz deps demo bench soak vet clean
+.PHONY: all build test fuzz deps receivers demo bench soak vet clean
 
 all: build
 
@@ -17,9 +17,12 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kata-monitor
 
-## deps: install the real receivers (and chromium) from Debian when missing
+## deps: install the real receivers (and chromium for the browser test) from Debian when missing
 deps:
 	@bash scripts/install-deps.sh --browser
+
+receivers:
+	@bash scripts/install-deps.sh
 
 vet:
 	$(GO) vet ./...
@@ -34,11 +37,11 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
 
 ## demo: kata-monitor on a simulated node pushing into VictoriaMetrics (DEMO_SECONDS=N to stop by itself)
-demo: deps build
+demo: receivers build
 	$(GO) run ./test/demo
 
 ## bench: the benchmark harness (BENCH_SANDBOXES=10,50,200,500)
-bench: deps build
+bench: receivers build
 	$(GO) run ./test/bench
 
 ## soak: the long fault tests
