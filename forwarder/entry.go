@@ -29,8 +29,9 @@ type entry struct {
 	// decided on the shim's names); outName is the name after renaming.
 	name, outName string
 	// prefix is the rendered `name{labels} ` of the pull exposition, with
-	// the sandbox's labels injected and everything escaped.
-	prefix []byte
+	// the sandbox's labels injected and everything escaped. It is also the
+	// entry's key in sandboxState.byLabels (the same string, not a copy).
+	prefix string
 	// le/quantile present and whether expfmt would accept them as floats.
 	hasLE, badLE, hasQuantile, badQuantile bool
 	// seen is the last round in which the sandbox exposed this series.
@@ -38,7 +39,7 @@ type entry struct {
 
 	// Push side, set only when the forwarder has appenders.
 	dropped bool           // removed by metric_relabel_configs
-	labels  []prompb.Label // final label set, sorted, __name__ included
+	labels  []prompb.Label // final label set, sorted, __name__ included; strings interned
 	hash    uint64         // of labels
 	ref     *seriesRef     // bound in the push phase of a scheduled round
 }
@@ -46,6 +47,7 @@ type entry struct {
 // entryEnv is what building an entry needs from the forwarder; immutable.
 type entryEnv struct {
 	push     bool
+	strs     *interner // shared strings of all sandboxes' entries; may be nil
 	relabel  []*relabel.Config
 	external []labels.Label // sorted by name
 }
@@ -57,8 +59,13 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) *entry {
 	if !validLabels(ls) {
 		return &entry{invalid: true}
 	}
-	e := &entry{name: ls.Get(model.MetricNameLabel)}
-	e.outName, _ = renamed(e.name)
+	// Interned: a substring of ls would keep all of ls alive.
+	e := &entry{name: env.strs.str(ls.Get(model.MetricNameLabel))}
+	if out, ok := renamed(e.name); ok {
+		e.outName = env.strs.str(out)
+	} else {
+		e.outName = e.name
+	}
 
 	lb := s.lb
 	lb.Reset(ls)
@@ -84,7 +91,8 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) *entry {
 	if v := final.Get(model.QuantileLabel); v != "" {
 		e.hasQuantile, e.badQuantile = true, !isTextFloat(v)
 	}
-	e.prefix = renderPrefix(make([]byte, 0, 32+len(e.outName)+final.Len()*40), e.outName, final)
+	s.scratch = renderPrefix(s.scratch[:0], e.outName, final)
+	e.prefix = string(s.scratch)
 
 	if env.push {
 		e.pushLabels(env, lb, final)
@@ -108,7 +116,7 @@ func (e *entry) pushLabels(env *entryEnv, lb *labels.Builder, final labels.Label
 	out := lb.Labels()
 	e.labels = make([]prompb.Label, 0, out.Len())
 	out.Range(func(l labels.Label) {
-		e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
+		e.labels = append(e.labels, prompb.Label{Name: env.strs.str(l.Name), Value: env.strs.str(l.Value)})
 	})
 	e.hash = out.Hash()
 }

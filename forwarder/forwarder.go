@@ -40,8 +40,8 @@ type Forwarder struct {
 	mu        sync.Mutex // guards the fields below
 	snap      *snapshot
 	inflight  *roundCall
-	free      []*rendered
-	refresher bool // refreshLoop is running: stale snapshots may be served
+	free      []*rendered // spare pull buffers, at most one round's worth
+	refresher bool        // refreshLoop is running: stale snapshots may be served
 }
 
 // roundCall is one round in flight; pull callers arriving meanwhile wait for
@@ -89,7 +89,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 	if f.now == nil {
 		f.now = time.Now
 	}
-	f.env = entryEnv{push: len(deps.Appenders) > 0, relabel: cfg.MetricRelabelConfigs}
+	f.env = entryEnv{push: len(deps.Appenders) > 0, strs: newInterner(), relabel: cfg.MetricRelabelConfigs}
 	for name, value := range cfg.ExternalLabels {
 		f.env.external = append(f.env.external, labels.Label{Name: name, Value: value})
 	}
@@ -324,32 +324,48 @@ func (f *Forwarder) release(s *snapshot) {
 	f.mu.Unlock()
 }
 
-// recycle returns a retired, unread snapshot's buffers to the free list.
-// Called with f.mu held.
+// recycle returns a retired, unread snapshot's buffers to the free list,
+// which keeps at most one round's worth (one spare set, ~30 MiB at 200
+// sandboxes): reusing them spares the GC a round's worth of allocation
+// every round, and more spares would only add live heap. Called with f.mu
+// held.
 func (f *Forwarder) recycle(s *snapshot) {
 	if !s.retired || s.readers > 0 || s.out == nil {
 		return
 	}
 	for _, r := range s.out {
-		if len(f.free) < 2*len(s.out)+16 {
+		// A buffer grown by doubling (a new sandbox, no size hint yet) or
+		// left oversized by a once-bigger exposition is dropped, so that a
+		// right-sized one replaces it.
+		if len(f.free) < len(s.out) && cap(r.buf) <= len(r.buf)+len(r.buf)/4+4<<10 {
 			f.free = append(f.free, r)
 		}
 	}
 	s.out = nil
 }
 
-// newRendered takes a buffer set from the free list.
-func (f *Forwarder) newRendered() *rendered {
+// newRendered takes a buffer set from the free list, or allocates one
+// sized from the sandbox's previous round so appending does not grow it by
+// doubling (which would leave up to half of it unused for the snapshot's
+// lifetime).
+func (f *Forwarder) newRendered(st *sandboxState) *rendered {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if n := len(f.free); n > 0 {
 		r := f.free[n-1]
 		f.free[n-1] = nil
 		f.free = f.free[:n-1]
+		f.mu.Unlock()
 		r.reset()
 		return r
 	}
-	return &rendered{}
+	f.mu.Unlock()
+	h := st.outHint
+	return &rendered{
+		buf:   make([]byte, 0, h.buf+h.buf/16),
+		fams:  make([]famMeta, 0, h.fams),
+		names: make([]string, 0, h.names),
+		spans: make([]span, 0, h.spans),
+	}
 }
 
 // Status returns the outcome of the last scrape of sandbox id in the latest

@@ -41,7 +41,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 			st.evictAll() // every series changes labels
 			st.pod, st.podKnown = pod, true
 		}
-		st.out = f.newRendered()
+		st.out = f.newRendered(st)
 		states[i] = st
 	}
 
@@ -74,6 +74,11 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	}
 	f.push.release(states)
 	f.push.release(gone)
+	live := 0
+	for _, st := range states {
+		live += len(st.byRaw)
+	}
+	f.env.strs.reset(4*live + 4096)
 	if fg, ok := f.deps.Scraper.(Forgetter); ok {
 		for _, st := range gone {
 			fg.Forget(st.socket)
@@ -84,6 +89,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		out: make([]*rendered, len(states))}
 	for i, st := range states {
 		snap.ids[i], snap.status[i], snap.out[i] = st.id, st.status, st.out
+		st.outHint = renderedSize{buf: len(st.out.buf), fams: len(st.out.fams), names: len(st.out.names), spans: len(st.out.spans)}
 		st.out = nil
 	}
 	snap.merge()

@@ -36,8 +36,9 @@ type sandboxState struct {
 	round      uint64 // last round that listed this sandbox
 
 	body     []byte            // scrape buffer, reused
-	byRaw    map[string]*entry // raw series text -> entry
-	byLabels map[string]*entry // rendered prefix (canonical label set) -> entry
+	byRaw    map[string]*entry // raw series text (interned) -> entry
+	byLabels map[string]*entry // entry.prefix (canonical label set) -> entry
+	scratch  []byte            // for rendering a new entry's prefix
 	live     int               // distinct valid entries seen this round
 	evicted  []*entry          // entries that disappeared, for the push phase
 	lb       *labels.Builder
@@ -46,8 +47,9 @@ type sandboxState struct {
 	curRound uint64
 	defs     []famDef // families of this round, in order of appearance
 
-	out     *rendered   // this round's pull lines
-	samples []sampleRec // this round's push samples (scheduled rounds only)
+	out     *rendered    // this round's pull lines
+	outHint renderedSize // sizes of the previous round's out
+	samples []sampleRec  // this round's push samples (scheduled rounds only)
 	status  SandboxStatus
 
 	failing, parseFailing bool // log once per streak
@@ -81,6 +83,9 @@ type rendered struct {
 	names []string
 	spans []span
 }
+
+// renderedSize is the lengths of a rendered's slices, to size the next.
+type renderedSize struct{ buf, fams, names, spans int }
 
 type famMeta struct {
 	name, help       string
@@ -227,13 +232,13 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 			if e == nil {
 				e = s.newEntry(env, p)
 				if !e.invalid {
-					if canon, ok := s.byLabels[string(e.prefix)]; ok {
+					if canon, ok := s.byLabels[e.prefix]; ok {
 						e = canon // same series, spelled differently
 					} else {
-						s.byLabels[string(e.prefix)] = e
+						s.byLabels[e.prefix] = e
 					}
 				}
-				s.byRaw[string(raw)] = e
+				s.byRaw[env.strs.bytes(raw)] = e
 			}
 			if e.invalid {
 				e.seen = round

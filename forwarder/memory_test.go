@@ -1,0 +1,111 @@
+package forwarder
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite"
+)
+
+// memRig is a forwarder over n in-memory shims (the shared exposition)
+// pushing into a real remotewrite.Queue (real WAL in a temp dir) whose
+// receiver answers 204, or 503 while down is set.
+type memRig struct {
+	*rig
+	q    *remotewrite.Queue
+	down atomic.Bool
+	reqs atomic.Int64
+	stop func()
+}
+
+func newMemRig(t testing.TB, n int) *memRig {
+	t.Helper()
+	m := &memRig{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		m.reqs.Add(1)
+		if m.down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := remotewrite.DefaultConfig()
+	cfg.URL, cfg.Name = srv.URL+"/api/v1/write", "mem"
+	cfg.QueueConfig.MinBackoff, cfg.QueueConfig.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	wcfg := remotewrite.DefaultWALConfig()
+	wcfg.Dir, wcfg.Fsync = t.TempDir(), "segment"
+	q, err := remotewrite.New(cfg, wcfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	m.q = q
+	m.rig = benchRig(t, n, func(_ *rig, _ *Config, d *Deps) { d.Appenders = []Appender{q} })
+	m.f.jitterMax = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	m.stop = func() {
+		cancel()
+		require.NoError(t, <-done)
+	}
+	t.Cleanup(func() {
+		if ctx.Err() == nil {
+			m.stop()
+		}
+	})
+	return m
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// TestMemoryProfile200 is a profiling harness, not a check: it runs
+// scheduled rounds of 200 sandboxes into a real queue plus pulls, and writes
+// the live heap to $KATA_MONITOR_HEAPPROFILE. Inspect with
+// `go tool pprof -top -inuse_space forwarder.test FILE`.
+func TestMemoryProfile200(t *testing.T) {
+	out := os.Getenv("KATA_MONITOR_HEAPPROFILE")
+	if out == "" {
+		t.Skip("set KATA_MONITOR_HEAPPROFILE=file to profile the live heap at 200 sandboxes")
+	}
+	m := newMemRig(t, envInt("MEM_SANDBOXES", 200))
+	ctx := context.Background()
+	m.down.Store(os.Getenv("MEM_DOWN") != "")
+	rounds := envInt("MEM_ROUNDS", 6)
+	for i := range rounds {
+		m.f.scheduledRound(ctx)
+		m.clock.Add(5 * time.Second)
+		require.NoError(t, m.f.WriteMetrics(ctx, io.Discard, nil))
+		t.Logf("round %d: live heap %.1f MiB", i+1, float64(liveHeap())/(1<<20))
+	}
+	f, err := os.Create(out)
+	require.NoError(t, err)
+	runtime.GC()
+	require.NoError(t, pprof.WriteHeapProfile(f))
+	require.NoError(t, f.Close())
+}
