@@ -3,6 +3,7 @@ package forwarder
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,7 +31,10 @@ type memRig struct {
 	stop func()
 }
 
-func newMemRig(t testing.TB, n int) *memRig {
+func newMemRig(t testing.TB, n int) *memRig { return newMemRigURL(t, n, "") }
+
+// newMemRigURL is newMemRig pushing to url instead, when url is not empty.
+func newMemRigURL(t testing.TB, n int, url string) *memRig {
 	t.Helper()
 	m := &memRig{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -45,6 +49,9 @@ func newMemRig(t testing.TB, n int) *memRig {
 	t.Cleanup(srv.Close)
 	cfg := remotewrite.DefaultConfig()
 	cfg.URL, cfg.Name = srv.URL+"/api/v1/write", "mem"
+	if url != "" {
+		cfg.URL = url
+	}
 	cfg.QueueConfig.MinBackoff, cfg.QueueConfig.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
 	wcfg := remotewrite.DefaultWALConfig()
 	wcfg.Dir, wcfg.Fsync = t.TempDir(), "segment"
@@ -108,4 +115,50 @@ func TestMemoryProfile200(t *testing.T) {
 	runtime.GC()
 	require.NoError(t, pprof.WriteHeapProfile(f))
 	require.NoError(t, f.Close())
+}
+
+// TestMemoryFlatDuringOutage: while the receiver is down every round goes
+// to the WAL's disk and the sender retries; the live heap must not grow
+// with the backlog (the WAL keeps a bounded in-memory tail, the rest is on
+// disk). The heap after GC at round 2N must be within 20% of round N, once
+// the memory tail is full (it is after a few rounds here).
+func TestMemoryFlatDuringOutage(t *testing.T) {
+	refused := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := l.Addr().String()
+		require.NoError(t, l.Close())
+		return "http://" + addr + "/api/v1/write"
+	}
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string // "" = the rig's receiver, answering 503
+	}{
+		{"503", func(*testing.T) string { return "" }},
+		{"connection refused", refused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const sandboxes, n = 10, 25
+			m := newMemRigURL(t, sandboxes, tc.url(t))
+			m.down.Store(true)
+			ctx := context.Background()
+			var atN uint64
+			for i := 1; i <= 2*n; i++ {
+				m.f.scheduledRound(ctx)
+				m.clock.Add(5 * time.Second)
+				require.NoError(t, m.f.WriteMetrics(ctx, io.Discard, nil))
+				switch i {
+				case n:
+					atN = liveHeap()
+				case 2 * n:
+					at2N := liveHeap()
+					t.Logf("live heap: round %d %.1f MiB, round %d %.1f MiB", n, float64(atN)/(1<<20), 2*n, float64(at2N)/(1<<20))
+					require.LessOrEqual(t, float64(at2N), 1.2*float64(atN), "live heap grew during the outage")
+				}
+			}
+			if tc.name == "503" {
+				require.Positive(t, m.reqs.Load(), "the sender never tried the receiver")
+			}
+		})
+	}
 }

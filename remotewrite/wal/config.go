@@ -26,8 +26,10 @@ const (
 	maxDerivedSegment = 64 << 20
 
 	// DefaultMemoryBytes is how much of the newest data a Queue also keeps
-	// in memory when Config.MemoryBytes is 0.
-	DefaultMemoryBytes = 32 << 20
+	// in memory when Config.MemoryBytes is 0. A caught-up reader needs only
+	// the last round or two (~4 MiB encoded at 200 sandboxes); more is live
+	// heap for nothing. (remotewrite sizes it from queue_config instead.)
+	DefaultMemoryBytes = 8 << 20
 )
 
 // Config configures one Queue. The zero value of every field except Dir
