@@ -5,8 +5,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -60,7 +60,7 @@ func run() error {
 		return fmt.Errorf("%s missing: run `make demo` (it builds first)", bin)
 	}
 
-	dir, err := os.MkdirTemp("", "kmdemo")
+	dir, err := os.MkdirTemp("", "km")
 	if err != nil {
 		return err
 	}
@@ -149,11 +149,17 @@ func progress(listen string, vm *receiver.Receiver) string {
 	m := scrapeSelf("http://" + listen + "/metrics")
 	series := "?"
 	if resp, err := http.Get(vm.BaseURL() + "/api/v1/query?query=count(%7Bsandbox_id!%3D%22%22%7D)"); err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if i := strings.LastIndex(string(b), `","`); i >= 0 {
-			series = strings.TrimRight(string(b[i+3:]), `"]}`)
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
 		}
+		if json.NewDecoder(resp.Body).Decode(&r) == nil && len(r.Data.Result) == 1 {
+			series, _ = r.Data.Result[0].Value[1].(string)
+		}
+		resp.Body.Close()
 	}
 	return fmt.Sprintf("sandboxes %-4s rounds %-5s samples sent %-10s dropped %-6s queue lag %ss  series in VictoriaMetrics %s   ",
 		m["kata_monitor_running_shim_count"], m["kata_monitor_rounds_total"], m["kata_monitor_remote_write_samples_sent_total"],

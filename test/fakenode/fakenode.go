@@ -39,6 +39,10 @@ type Node struct {
 // dir must be short (e.g. from os.MkdirTemp("", "km")).
 func Start(dir string, n int, opts fakeshim.Options) (*Node, error) {
 	root := filepath.Join(dir, "sbs")
+	// A unix socket path holds at most 107 bytes; a sandbox id is 64.
+	if sock := filepath.Join(root, ID(0), "shim-monitor.sock"); len(sock) > 107 {
+		return nil, fmt.Errorf("%s is too long for unix sockets under it (%d > 107 bytes): use a shorter dir", dir, len(sock))
+	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}

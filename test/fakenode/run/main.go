@@ -32,7 +32,7 @@ func run(n int, dir string) error {
 		return fmt.Errorf("-n %d: want at least one sandbox", n)
 	}
 	if dir == "" {
-		d, err := os.MkdirTemp("", "kmnode")
+		d, err := os.MkdirTemp("", "km")
 		if err != nil {
 			return err
 		}
