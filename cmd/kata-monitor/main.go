@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/template"
@@ -165,6 +166,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if limit, src := defaultMemoryLimit(os.Getenv, os.DirFS("/")); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		logger.Info("go memory limit set from the cgroup limit (GOMEMLIMIT overrides)", "bytes", limit, "source", src)
+	}
 	cfg, err := loadConfig(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: invalid config: %v\n", appName, strings.ReplaceAll(err.Error(), "\n", "; "))

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultMemoryLimit(t *testing.T) {
+	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
+	for _, tc := range []struct {
+		name       string
+		gomemlimit string
+		files      fstest.MapFS
+		want       int64
+		source     string
+	}{
+		{"no cgroup files", "", fstest.MapFS{}, 0, ""},
+		{"GOMEMLIMIT set wins", "1GiB", fstest.MapFS{"sys/fs/cgroup/memory.max": file("1000\n")}, 0, ""},
+		{"v2 namespaced root", "", fstest.MapFS{
+			"proc/self/cgroup":         file("0::/\n"),
+			"sys/fs/cgroup/memory.max": file("536870912\n"),
+		}, 483183820, "/sys/fs/cgroup/memory.max"},
+		{"v2 own group of a systemd unit", "", fstest.MapFS{
+			"proc/self/cgroup": file("0::/system.slice/kata-monitor.service\n"),
+			"sys/fs/cgroup/system.slice/kata-monitor.service/memory.max": file("1000\n"),
+			"sys/fs/cgroup/memory.max":                                   file("max\n"),
+		}, 900, "/sys/fs/cgroup/system.slice/kata-monitor.service/memory.max"},
+		{"v2 unlimited", "", fstest.MapFS{
+			"proc/self/cgroup":         file("0::/\n"),
+			"sys/fs/cgroup/memory.max": file("max\n"),
+		}, 0, ""},
+		{"v1 memory controller", "", fstest.MapFS{
+			"proc/self/cgroup": file("5:cpu,cpuacct:/\n4:memory:/pod1\n0::/\n"),
+			"sys/fs/cgroup/memory/pod1/memory.limit_in_bytes": file("2000\n"),
+		}, 1800, "/sys/fs/cgroup/memory/pod1/memory.limit_in_bytes"},
+		{"v1 unlimited", "", fstest.MapFS{
+			"proc/self/cgroup":                           file("4:memory:/\n"),
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": file("9223372036854771712\n"),
+		}, 0, ""},
+		{"garbage", "", fstest.MapFS{"sys/fs/cgroup/memory.max": file("lots\n")}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if k == "GOMEMLIMIT" {
+					return tc.gomemlimit
+				}
+				return ""
+			}
+			got, src := defaultMemoryLimit(getenv, tc.files)
+			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.source, src)
+		})
+	}
+}
