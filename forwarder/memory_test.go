@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
 // memRig is a forwarder over n in-memory shims (the shared exposition)
@@ -160,5 +162,38 @@ func TestMemoryFlatDuringOutage(t *testing.T) {
 				require.Positive(t, m.reqs.Load(), "the sender never tried the receiver")
 			}
 		})
+	}
+}
+
+// TestScrapeBufferShrinks: a sandbox's scrape buffer is reused across
+// rounds, but not when one exposition was much bigger than the current one,
+// so a single huge body does not stay pinned.
+func TestScrapeBufferShrinks(t *testing.T) {
+	r := newRig(t)
+	id := sandboxID(0)
+	small := sharedExposition(t)
+	var big strings.Builder
+	for big.Len() < 4<<20 {
+		big.WriteString(small)
+	}
+	r.sbs.set(id)
+	r.pods.set(id, cri.Pod{UID: "u", Name: "n", Namespace: "ns"})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		body           string
+		minCap, maxCap int
+		comment        string
+	}{
+		{small, len(small), 4 * len(small), "small body: buffer kept"},
+		{big.String(), big.Len(), 2 * big.Len(), "big body: its buffer fits it, kept"},
+		{small, 0, 0, "small body in the big buffer: buffer dropped"},
+		{small, len(small), 4 * len(small), "small again: a fitting buffer"},
+	} {
+		r.scraper.set(id, tc.body)
+		r.clock.Add(time.Minute) // every pull runs a round
+		require.NoError(t, r.f.WriteMetrics(ctx, io.Discard, nil))
+		got := cap(r.f.states[id].body)
+		require.GreaterOrEqual(t, got, tc.minCap, tc.comment)
+		require.LessOrEqual(t, got, tc.maxCap, tc.comment)
 	}
 }

@@ -194,7 +194,14 @@ func (f *Forwarder) scrape(ctx context.Context, st *sandboxState, sem chan struc
 	began := time.Now()
 	body, err := f.deps.Scraper.Metrics(sctx, st.socket, st.body)
 	dur := time.Since(began)
-	if body != nil {
+	switch {
+	case body == nil:
+	case cap(body) > 4*len(body)+64<<10:
+		// One huge exposition (up to the shim client's 32 MiB cap) must not
+		// pin its buffer for the sandbox's lifetime: the next scrape
+		// allocates one that fits. body stays valid for this round.
+		st.body = nil
+	default:
 		st.body = body
 	}
 	return body, dur, err
