@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	child "github.com/kata-containers/kata-monitor/test/daemon"
 )
 
 func TestFlagsAndConfigErrors(t *testing.T) {
@@ -73,7 +75,7 @@ func TestRunAndStop(t *testing.T) {
 	l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var errb syncBuffer
+	var errb child.Buffer
 	go func() {
 		done <- run(ctx, []string{"--listen-address", addr, "--sandbox-root", filepath.Join(dir, "sbs"),
 			"--runtime-endpoint", "unix://" + filepath.Join(dir, "none.sock")}, &bytes.Buffer{}, &errb)
@@ -100,7 +102,7 @@ func TestListenFailure(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 	dir := t.TempDir()
-	var errb syncBuffer
+	var errb child.Buffer
 	code := run(context.Background(), []string{"--listen-address", l.Addr().String(), "--sandbox-root", filepath.Join(dir, "sbs"),
 		"--runtime-endpoint", filepath.Join(dir, "none.sock")}, &bytes.Buffer{}, &errb)
 	require.Equal(t, exitFail, code)

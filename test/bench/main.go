@@ -20,10 +20,8 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -32,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
 	"github.com/kata-containers/kata-monitor/test/receiver"
@@ -121,18 +120,16 @@ func run() error {
 
 // instance is one kata-monitor process under test.
 type instance struct {
-	cmd  *exec.Cmd
+	proc *daemon.Process
 	addr string
 	dir  string
 }
 
 func startMonitor(bin string, node *fakenode.Node, dir, cfg string) (*instance, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := daemon.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	cfgPath := filepath.Join(dir, "km.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -141,36 +138,20 @@ func startMonitor(bin string, node *fakenode.Node, dir, cfg string) (*instance, 
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--listen-address", addr, "--runtime-endpoint", node.CRISocket, "--sandbox-root", node.Root, "--config", cfgPath, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := daemon.Launch(bin, []string{"--listen-address", addr, "--runtime-endpoint", node.CRISocket,
+		"--sandbox-root", node.Root, "--config", cfgPath, "--log-level", "warn"}, logf)
+	if err != nil {
 		return nil, err
 	}
-	in := &instance{cmd: cmd, addr: addr, dir: dir}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			return in, nil
-		}
-		time.Sleep(100 * time.Millisecond)
+	in := &instance{proc: p, addr: addr, dir: dir}
+	if err := p.WaitHealthy(addr, 30*time.Second, nil); err != nil {
+		in.stop()
+		return nil, fmt.Errorf("%w (log %s)", err, logf.Name())
 	}
-	in.stop()
-	return nil, fmt.Errorf("kata-monitor not healthy in 30s (log %s)", logf.Name())
+	return in, nil
 }
 
-func (in *instance) stop() {
-	_ = in.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = in.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = in.cmd.Process.Kill()
-		<-done
-	}
-}
+func (in *instance) stop() { in.proc.Stop(syscall.SIGTERM, 20*time.Second) }
 
 func (in *instance) self() selfmetrics.Values {
 	v, err := selfmetrics.Fetch("http://" + in.addr + "/metrics/self")
@@ -182,7 +163,7 @@ func (in *instance) self() selfmetrics.Values {
 
 // cpuSeconds is the process's user+system CPU time so far.
 func (in *instance) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", in.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", in.proc.Pid()))
 	if err != nil {
 		return 0
 	}
@@ -194,7 +175,7 @@ func (in *instance) cpuSeconds() float64 {
 
 // statusKiB reads a VmXxx field of /proc/<pid>/status.
 func (in *instance) statusKiB(field string) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.proc.Pid()))
 	if err != nil {
 		return 0
 	}

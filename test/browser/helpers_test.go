@@ -5,20 +5,18 @@ package browser
 import (
 	"bytes"
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 )
 
@@ -79,48 +77,27 @@ func (b *browser) screenshot(url, path string) {
 	b.run(url, "--screenshot="+path, "--window-size=1280,800")
 }
 
-// monitor is one kata-monitor process, killed at cleanup.
+// monitor is one kata-monitor process, stopped at cleanup.
 type monitor struct {
 	addr string
-	log  *lockedBuffer
+	log  *daemon.Buffer
 }
 
 func startMonitor(t *testing.T, node *fakenode.Node) *monitor {
 	t.Helper()
-	m := &monitor{addr: freeAddr(t), log: &lockedBuffer{}}
-	cmd := exec.Command(binary, "--listen-address", m.addr, "--runtime-endpoint", "unix://"+node.CRISocket,
-		"--sandbox-root", node.Root, "--log-level", "debug")
-	cmd.Stdout, cmd.Stderr = m.log, m.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	addr, err := daemon.FreeAddr()
+	require.NoError(t, err)
+	m := &monitor{addr: addr, log: &daemon.Buffer{}}
+	p, err := daemon.Launch(binary, []string{"--listen-address", m.addr, "--runtime-endpoint", "unix://" + node.CRISocket,
+		"--sandbox-root", node.Root, "--log-level", "debug"}, m.log)
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		p.Stop(syscall.SIGTERM, 30*time.Second)
 		if t.Failed() {
 			t.Logf("kata-monitor log:\n%s", tail(m.log.String(), 60))
 		}
 	})
-	require.Eventually(t, func() bool {
-		select {
-		case <-done:
-			return true // reported below
-		default:
-		}
-		code, _ := m.get("/healthz")
-		return code == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond)
-	select {
-	case <-done:
-		t.Fatalf("kata-monitor exited at start:\n%s", m.log.String())
-	default:
-	}
+	require.NoError(t, p.WaitHealthy(m.addr, 30*time.Second, nil), "kata-monitor at start:\n%s", m.log.String())
 	return m
 }
 
@@ -128,26 +105,7 @@ func (m *monitor) url(path string) string { return "http://" + m.addr + path }
 
 // get fetches path as a browser would (Accept: text/html).
 func (m *monitor) get(path string) (int, string) {
-	req, err := http.NewRequest(http.MethodGet, m.url(path), nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	req.Header.Set("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return daemon.Get(m.url(path), http.Header{"Accept": {"text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}})
 }
 
 // shortDir keeps <dir>/sbs/<64 hex>/shim-monitor.sock under 108 bytes.
@@ -159,28 +117,4 @@ func shortDir(t *testing.T) string {
 	return d
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func tail(s string, n int) string { return daemon.Tail(s, n) }

@@ -7,17 +7,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
 	"github.com/kata-containers/kata-monitor/test/receiver"
@@ -81,7 +80,7 @@ func run() error {
 	defer vm.Stop()
 	fmt.Printf("demo: VictoriaMetrics on %s\n", vm.BaseURL())
 
-	listen, err := freeAddr()
+	listen, err := daemon.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -102,16 +101,13 @@ remote_write:
 		return err
 	}
 	kmLog, _ := os.Create(filepath.Join(dir, "kata-monitor.log"))
-	cmd := exec.Command(bin, "--listen-address", listen, "--runtime-endpoint", node.CRISocket,
-		"--sandbox-root", node.Root, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = kmLog, kmLog
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	proc, err := daemon.Launch(bin, []string{"--listen-address", listen, "--runtime-endpoint", node.CRISocket,
+		"--sandbox-root", node.Root, "--config", cfgPath}, kmLog)
+	if err != nil {
 		return err
 	}
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		proc.Stop(syscall.SIGTERM, 20*time.Second)
 		fmt.Println("\ndemo: stopped kata-monitor, VictoriaMetrics and the fake node")
 	}()
 
@@ -128,14 +124,12 @@ Ctrl-C to stop.
 
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-exited:
-			return fmt.Errorf("kata-monitor exited: %v (see %s)", err, kmLog.Name())
+		case <-proc.Done():
+			return fmt.Errorf("kata-monitor exited (see %s)", kmLog.Name())
 		case <-t.C:
 			fmt.Printf("\r%s", progress(listen, vm))
 		}
@@ -173,13 +167,4 @@ func scrapeSelf(u string) map[string]string {
 		out[k] = strconv.FormatFloat(v[k], 'f', -1, 64)
 	}
 	return out
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

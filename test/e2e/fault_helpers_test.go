@@ -39,20 +39,10 @@ func pullConfig(t *testing.T, timeout, maxAge time.Duration, extra string) strin
 		timeout, maxAge, timeout, extra))
 }
 
-// alive reports whether the monitor process is still running.
-func (m *monitor) alive() bool {
-	select {
-	case <-m.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // procStatusKiB reads a "Field:  N kB" line of /proc/<pid>/status.
 func (m *monitor) procStatusKiB(t *testing.T, field string) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.proc.Pid()))
 	require.NoError(t, err)
 	defer f.Close()
 	sc := bufio.NewScanner(f)

@@ -3,23 +3,17 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
 )
@@ -32,11 +26,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "kata-monitor")
-	build := exec.Command("go", "build", "-o", binary, "github.com/kata-containers/kata-monitor/cmd/kata-monitor")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build kata-monitor:", err)
+	if binary, err = daemon.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -61,45 +52,26 @@ func startNode(t *testing.T, n int) *fakenode.Node {
 	return node
 }
 
-// monitor is one kata-monitor process.
+// monitor is one kata-monitor process (restartable with the same args).
 type monitor struct {
 	t    *testing.T
 	addr string
 	args []string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	proc *daemon.Process
+	log  *daemon.Buffer
 }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := daemon.FreeAddr()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // startMonitor runs kata-monitor against node with extra args and waits for /healthz.
 func startMonitor(t *testing.T, node *fakenode.Node, extra ...string) *monitor {
 	t.Helper()
-	m := &monitor{t: t, addr: freeAddr(t), log: &syncBuffer{}}
+	m := &monitor{t: t, addr: freeAddr(t), log: &daemon.Buffer{}}
 	m.args = append([]string{"--listen-address", m.addr, "--runtime-endpoint", "unix://" + node.CRISocket,
 		"--sandbox-root", node.Root, "--log-level", "debug"}, extra...)
 	m.start()
@@ -112,73 +84,39 @@ func startMonitor(t *testing.T, node *fakenode.Node, extra ...string) *monitor {
 	return m
 }
 
+// start launches the binary with m.args and waits until it is healthy.
 func (m *monitor) start() {
 	m.t.Helper()
-	m.cmd = exec.Command(binary, m.args...)
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(m.t, m.cmd.Start())
-	m.done = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(m.cmd, m.done)
-	require.Eventually(m.t, func() bool {
-		select {
-		case <-m.done:
-			return true
-		default:
-		}
-		code, _ := m.get("/healthz", nil)
-		return code == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond)
-	select {
-	case <-m.done:
-		m.t.Fatalf("kata-monitor exited at start: %s", m.log.String())
-	default:
+	m.launch()
+	if err := m.proc.WaitHealthy(m.addr, 30*time.Second, nil); err != nil {
+		m.t.Fatalf("kata-monitor at start: %v\n%s", err, m.log.String())
 	}
 }
+
+// launch starts the binary without waiting for it to serve.
+func (m *monitor) launch() {
+	m.t.Helper()
+	p, err := daemon.Launch(binary, m.args, m.log)
+	require.NoError(m.t, err)
+	m.proc = p
+}
+
+// alive reports whether the monitor process is still running.
+func (m *monitor) alive() bool { return m.proc != nil && m.proc.Alive() }
 
 // stop sends sig and waits for the exit; returns the exit code.
 func (m *monitor) stop(sig syscall.Signal) int {
-	if m.cmd == nil || m.cmd.Process == nil {
+	if m.proc == nil {
 		return -1
 	}
-	select {
-	case <-m.done:
-	default:
-		_ = m.cmd.Process.Signal(sig)
-		select {
-		case <-m.done:
-		case <-time.After(60 * time.Second):
-			_ = m.cmd.Process.Kill()
-			<-m.done
-		}
-	}
-	return m.cmd.ProcessState.ExitCode()
+	return m.proc.Stop(sig, 60*time.Second)
 }
 
 func (m *monitor) get(path string, hdr http.Header) (int, string) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+m.addr+path, nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return daemon.Get("http://"+m.addr+path, hdr)
 }
 
-func tail(s string, lines int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return strings.Join(l, "\n")
-}
+func tail(s string, lines int) string { return daemon.Tail(s, lines) }
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())

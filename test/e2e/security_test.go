@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +26,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kata-containers/kata-monitor/test/daemon"
 )
 
 // TestSecurityHostileRequests: hostile sandbox ids, huge queries and headers
@@ -211,7 +212,7 @@ func TestSecurityTLSBasicAuth(t *testing.T) {
 		"tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  admin: %s\n", certFile, keyFile, hash)), 0o600))
 
 	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	m := &monitor{t: t, addr: freeAddr(t), log: &syncBuffer{}}
+	m := &monitor{t: t, addr: freeAddr(t), log: &daemon.Buffer{}}
 	get := func(scheme, path, user, pass string) int {
 		req, err := http.NewRequest(http.MethodGet, scheme+"://"+m.addr+path, nil)
 		require.NoError(t, err)
@@ -226,13 +227,9 @@ func TestSecurityTLSBasicAuth(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode
 	}
-	m.cmd = exec.Command(binary, "--listen-address", m.addr, "--runtime-endpoint", "unix://"+node.CRISocket,
-		"--sandbox-root", node.Root, "--web.config.file", webCfg)
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, m.cmd.Start())
-	m.done = make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(m.done) }()
+	m.args = []string{"--listen-address", m.addr, "--runtime-endpoint", "unix://" + node.CRISocket,
+		"--sandbox-root", node.Root, "--web.config.file", webCfg}
+	m.launch()
 	t.Cleanup(func() {
 		m.stop(syscall.SIGKILL)
 		if t.Failed() {
