@@ -43,9 +43,11 @@ type Forgetter interface {
 }
 
 // Appender receives every scheduled round in push mode (remotewrite
-// implements it). The series, their label slices and sample slices belong to
-// the forwarder and are reused by the next round: Append must copy or encode
-// what it needs before returning and must not modify them. An error is
+// implements it), in order, in one or more calls of at most 8192 series (a
+// series appears at most once per round, so no call reorders a series). The
+// series, their label slices and sample slices belong to the forwarder and
+// are reused by the next call: Append must copy or encode what it needs
+// before returning and must not modify them. An error is
 // logged and counted by the forwarder; it never stops the schedule.
 type Appender interface {
 	Append(ctx context.Context, series []prompb.TimeSeries) error

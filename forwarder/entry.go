@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/textparse"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // Labels kata-monitor adds to every shim series (upstream's names).
@@ -38,10 +37,11 @@ type entry struct {
 	seen uint64
 
 	// Push side, set only when the forwarder has appenders.
-	dropped bool           // removed by metric_relabel_configs
-	labels  []prompb.Label // final label set, sorted, __name__ included; strings interned
-	hash    uint64         // of labels
-	ref     *seriesRef     // bound in the push phase of a scheduled round
+	dropped bool       // removed by metric_relabel_configs
+	tmpl    *labelTmpl // final label set, sorted, __name__ included, shared by all sandboxes
+	vals    *sbVals    // the sandbox values tmpl refers to
+	hash    uint64     // of the final label set
+	ref     *seriesRef // bound in the push phase of a scheduled round
 }
 
 // entryEnv is what building an entry needs from the forwarder; immutable.
@@ -95,14 +95,15 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) *entry {
 	e.prefix = string(s.scratch)
 
 	if env.push {
-		e.pushLabels(env, lb, final)
+		e.pushLabels(env, lb, final, s.vals)
 	}
 	return e
 }
 
 // pushLabels applies metric_relabel_configs and external labels to the
-// enriched label set and keeps the result for remote write.
-func (e *entry) pushLabels(env *entryEnv, lb *labels.Builder, final labels.Labels) {
+// enriched label set and keeps the result for remote write, as a template
+// shared by every sandbox exposing the same series plus the sandbox's values.
+func (e *entry) pushLabels(env *entryEnv, lb *labels.Builder, final labels.Labels, vals *sbVals) {
 	lb.Reset(final)
 	if !relabel.ProcessBuilder(lb, env.relabel...) || lb.Get(model.MetricNameLabel) == "" {
 		e.dropped = true
@@ -114,10 +115,7 @@ func (e *entry) pushLabels(env *entryEnv, lb *labels.Builder, final labels.Label
 		}
 	}
 	out := lb.Labels()
-	e.labels = make([]prompb.Label, 0, out.Len())
-	out.Range(func(l labels.Label) {
-		e.labels = append(e.labels, prompb.Label{Name: env.strs.str(l.Name), Value: env.strs.str(l.Value)})
-	})
+	e.tmpl, e.vals = env.strs.template(out, vals), vals
 	e.hash = out.Hash()
 }
 

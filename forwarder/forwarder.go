@@ -170,10 +170,10 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	snap, series, md := f.execRound(ctx, true)
+	snap, md := f.execRound(ctx, true)
 	f.publish(c, snap, false)
-	if series != nil || md != nil {
-		f.send(ctx, series, md)
+	if md != nil {
+		f.sendMetadata(md)
 	}
 }
 
@@ -281,7 +281,7 @@ func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
 	f.mu.Unlock()
 	// The round outlives this caller's ctx: others may be waiting for it,
 	// and it is bounded by scrape_timeout anyway.
-	snap, _, _ := f.execRound(context.WithoutCancel(ctx), false)
+	snap, _ := f.execRound(context.WithoutCancel(ctx), false)
 	f.publish(c, snap, true)
 	return snap, nil
 }
@@ -312,7 +312,7 @@ func (f *Forwarder) refreshLoop(ctx context.Context) {
 		f.inflight = c
 		f.mu.Unlock()
 		// Pull callers may join this round: finish it even on shutdown.
-		snap, _, _ := f.execRound(context.WithoutCancel(ctx), false)
+		snap, _ := f.execRound(context.WithoutCancel(ctx), false)
 		f.publish(c, snap, false)
 	}
 }

@@ -18,11 +18,14 @@ import (
 // without bound. Strings already handed out stay valid; only later equal
 // strings stop sharing with them. A nil *interner copies every string.
 type interner struct {
-	mu sync.Mutex
-	m  map[string]string
+	mu    sync.Mutex
+	m     map[string]string
+	tmpls map[string]*labelTmpl // push label templates (labeltmpl.go)
 }
 
-func newInterner() *interner { return &interner{m: make(map[string]string)} }
+func newInterner() *interner {
+	return &interner{m: make(map[string]string), tmpls: make(map[string]*labelTmpl)}
+}
 
 // str returns the shared copy of s, storing a copy of it if new.
 func (in *interner) str(s string) string {
@@ -64,5 +67,8 @@ func (in *interner) reset(limit int) {
 	defer in.mu.Unlock()
 	if len(in.m) > limit {
 		in.m = make(map[string]string)
+	}
+	if len(in.tmpls) > limit {
+		in.tmpls = make(map[string]*labelTmpl)
 	}
 }

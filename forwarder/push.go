@@ -14,10 +14,11 @@ import (
 // hash of its final label set (collisions of the 64-bit hash are ignored, as
 // Prometheus does for staleness tracking in its scrape cache).
 type seriesRef struct {
-	labels []prompb.Label
-	hash   uint64
-	refs   int    // entries currently bound to it
-	last   uint64 // last push round that sent a sample for it
+	tmpl *labelTmpl
+	vals *sbVals
+	hash uint64
+	refs int    // entries currently bound to it
+	last uint64 // last push round that sent a sample for it
 }
 
 // pushState is what the push phase keeps between scheduled rounds. Only the
@@ -25,9 +26,10 @@ type seriesRef struct {
 type pushState struct {
 	round      uint64
 	refs       map[uint64]*seriesRef
-	candidates []*seriesRef // lost an entry since the last push round
-	series     []prompb.TimeSeries
-	samples    []prompb.Sample
+	candidates []*seriesRef        // lost an entry since the last push round
+	series     []prompb.TimeSeries // one chunk, reused
+	samples    []prompb.Sample     // one chunk, reused
+	arena      []prompb.Label      // one chunk's labels, reused
 	md         []prompb.MetricMetadata
 	mdRound    uint64
 }
@@ -51,7 +53,7 @@ func (ps *pushState) release(states []*sandboxState) {
 func (ps *pushState) bind(e *entry) *seriesRef {
 	r := ps.refs[e.hash]
 	if r == nil {
-		r = &seriesRef{labels: e.labels, hash: e.hash}
+		r = &seriesRef{tmpl: e.tmpl, vals: e.vals, hash: e.hash}
 		ps.refs[e.hash] = r
 	}
 	r.refs++
@@ -59,26 +61,49 @@ func (ps *pushState) bind(e *entry) *seriesRef {
 	return r
 }
 
-// build converts a scheduled round into series: the samples of the live
-// sandboxes in id order, then one staleness marker for every series sent in
-// the previous push round and not in this one. Slices are reused across
-// rounds, so building allocates only for new series.
-func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics) []prompb.TimeSeries {
+// pushChunk is how many series build hands to emit at a time. The
+// series, samples and labels of one chunk are built into buffers reused for
+// the next (~2 MiB), instead of the whole round's (~80 MiB at 200
+// sandboxes) staying allocated between rounds.
+const pushChunk = 8192
+
+// build converts a scheduled round into series and hands them to emit in
+// chunks of at most pushChunk: the samples of the live sandboxes in id
+// order, then one staleness marker for every series sent in the previous
+// push round and not in this one. Each series appears once per round, so
+// chunking never reorders a series. The chunk passed to emit is reused
+// after it returns.
+func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit func([]prompb.TimeSeries)) {
 	ps.round++
-	total := len(ps.candidates)
-	for _, st := range states {
-		total += len(st.samples)
+	if cap(ps.samples) < pushChunk {
+		ps.samples = make([]prompb.Sample, pushChunk)
+		ps.series = make([]prompb.TimeSeries, 0, pushChunk)
 	}
-	if cap(ps.samples) < total {
-		ps.samples = make([]prompb.Sample, total)
-	}
-	ps.samples = ps.samples[:total]
-	clear(ps.series)
+	ps.samples = ps.samples[:pushChunk]
 	ps.series = ps.series[:0]
-	add := func(ls []prompb.Label, v float64, t int64) {
+	ps.arena = ps.arena[:0]
+	flush := func() {
+		if len(ps.series) == 0 {
+			return
+		}
+		emit(ps.series)
+		clear(ps.series)
+		ps.series = ps.series[:0]
+		ps.arena = ps.arena[:0]
+	}
+	add := func(r *seriesRef, v float64, t int64) {
+		n := len(r.tmpl.ls)
+		if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
+			flush()
+			if cap(ps.arena) < n {
+				ps.arena = make([]prompb.Label, 0, max(n, 16*pushChunk))
+			}
+		}
+		lo := len(ps.arena)
+		ps.arena = r.tmpl.appendTo(ps.arena, r.vals)
 		i := len(ps.series)
 		ps.samples[i] = prompb.Sample{Value: v, Timestamp: t}
-		ps.series = append(ps.series, prompb.TimeSeries{Labels: ls, Samples: ps.samples[i : i+1 : i+1]})
+		ps.series = append(ps.series, prompb.TimeSeries{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1]})
 	}
 	dropped, dups, stale := 0, 0, 0
 	for _, st := range states {
@@ -97,7 +122,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics) []promp
 				continue
 			}
 			r.last = ps.round
-			add(r.labels, rec.v, rec.ts)
+			add(r, rec.v, rec.ts)
 		}
 		clear(st.samples)
 		st.samples = st.samples[:0]
@@ -105,7 +130,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics) []promp
 	staleNaN := math.Float64frombits(value.StaleNaN)
 	for _, r := range ps.candidates {
 		if r.last == ps.round-1 && ps.round > 1 {
-			add(r.labels, staleNaN, ts)
+			add(r, staleNaN, ts)
 			r.last = 0 // once, even if listed twice
 			stale++
 		}
@@ -113,12 +138,12 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics) []promp
 			delete(ps.refs, r.hash)
 		}
 	}
+	flush()
 	clear(ps.candidates)
 	ps.candidates = ps.candidates[:0]
 	m.relabelDropped.Add(float64(dropped))
 	m.duplicates.Add(float64(dups))
 	m.stalenessMarks.Add(float64(stale))
-	return ps.series
 }
 
 // metadata returns the family metadata to send after this round, or nil
@@ -153,20 +178,22 @@ func metadataType(t model.MetricType) prompb.MetricMetadata_MetricType {
 	return prompb.MetricMetadata_UNKNOWN
 }
 
-// send hands one round to every appender in turn; a failing appender is
-// logged and counted and never stops the others.
-func (f *Forwarder) send(ctx context.Context, series []prompb.TimeSeries, md []prompb.MetricMetadata) {
+// sendSeries hands one chunk of a round to every appender in turn; a
+// failing appender is logged and counted and never stops the others.
+func (f *Forwarder) sendSeries(ctx context.Context, series []prompb.TimeSeries) {
 	for i, a := range f.deps.Appenders {
-		if len(series) > 0 {
-			if err := a.Append(ctx, series); err != nil {
-				f.m.appenderErrors.Inc()
-				f.log.Warn("appender rejected round", "appender", i, "series", len(series), "err", err)
-			}
+		if err := a.Append(ctx, series); err != nil {
+			f.m.appenderErrors.Inc()
+			f.log.Warn("appender rejected round", "appender", i, "series", len(series), "err", err)
 		}
-		if md != nil {
-			if ma, ok := a.(MetadataAppender); ok {
-				ma.AppendMetadata(md)
-			}
+	}
+}
+
+// sendMetadata hands the round's metadata to every appender that takes it.
+func (f *Forwarder) sendMetadata(md []prompb.MetricMetadata) {
+	for _, a := range f.deps.Appenders {
+		if ma, ok := a.(MetadataAppender); ok {
+			ma.AppendMetadata(md)
 		}
 	}
 }

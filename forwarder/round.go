@@ -14,9 +14,10 @@ import (
 )
 
 // execRound scrapes every live sandbox once and builds the snapshot; a
-// scheduled round in push mode also returns the series to push and the
-// metadata to send (nil when unchanged). The caller holds the baton.
-func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, []prompb.TimeSeries, []prompb.MetricMetadata) {
+// scheduled round in push mode also appends its series to the appenders
+// (in chunks, before the snapshot is published) and returns the metadata
+// to send (nil when unchanged). The caller holds the baton.
+func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, []prompb.MetricMetadata) {
 	began := time.Now()
 	start := f.now()
 	ts := start.UnixMilli()
@@ -40,6 +41,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		if pod, ok := f.deps.Pods.Lookup(sb.ID); ok && (!st.podKnown || pod != st.pod) {
 			st.evictAll() // every series changes labels
 			st.pod, st.podKnown = pod, true
+			st.vals = newSBVals(sb.ID, pod.UID, pod.Name, pod.Namespace)
 		}
 		st.out = f.newRendered(st)
 		states[i] = st
@@ -94,12 +96,11 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	}
 	snap.merge()
 
-	var series []prompb.TimeSeries
 	var md []prompb.MetricMetadata
 	// A round cut short by shutdown would turn every series into a
 	// staleness marker: push nothing from it.
 	if collect && ctx.Err() == nil {
-		series = f.push.build(states, ts, f.m)
+		f.push.build(states, ts, f.m, func(series []prompb.TimeSeries) { f.sendSeries(ctx, series) })
 		md = f.push.metadata(snap.all)
 	}
 	snap.done = f.now()
@@ -112,7 +113,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	f.m.roundDuration.Observe(time.Since(began).Seconds())
 	f.m.runningShims.Set(float64(len(states)))
 	f.m.lastRoundTstamp.Set(float64(start.UnixNano()) / 1e9)
-	return snap, series, md
+	return snap, md
 }
 
 // jitterFor spreads scheduled scrapes over the first part of the interval,

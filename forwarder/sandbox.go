@@ -32,6 +32,7 @@ type sandboxState struct {
 	id, socket string
 	pod        cri.Pod
 	podKnown   bool
+	vals       *sbVals // id and pod label values, replaced when the pod changes
 	jitter     time.Duration
 	round      uint64 // last round that listed this sandbox
 
@@ -103,6 +104,7 @@ func (r *rendered) reset() {
 func newSandboxState(id string) *sandboxState {
 	return &sandboxState{
 		id:       id,
+		vals:     newSBVals(id, "", "", ""),
 		byRaw:    make(map[string]*entry),
 		byLabels: make(map[string]*entry),
 		lb:       labels.NewBuilder(labels.EmptyLabels()),
