@@ -41,6 +41,7 @@ type Forwarder struct {
 	snap      *snapshot
 	inflight  *roundCall
 	free      []*rendered // spare pull buffers, at most one round's worth
+	lastPull  time.Time   // last WriteMetrics/View call (or New)
 	refresher bool        // refreshLoop is running: stale snapshots may be served
 }
 
@@ -89,6 +90,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 	if f.now == nil {
 		f.now = time.Now
 	}
+	f.lastPull = f.now()
 	f.env = entryEnv{push: len(deps.Appenders) > 0, strs: newInterner(), relabel: cfg.MetricRelabelConfigs}
 	for name, value := range cfg.ExternalLabels {
 		f.env.external = append(f.env.external, labels.Label{Name: name, Value: value})
@@ -201,11 +203,15 @@ func (f *Forwarder) takeBaton(ctx context.Context) (*roundCall, error) {
 // (and to the leader when leaderReads) and releases the baton.
 func (f *Forwarder) publish(c *roundCall, snap *snapshot, leaderReads bool) {
 	f.mu.Lock()
-	if old := f.snap; old != nil {
+	old := f.snap
+	f.snap = snap
+	if old != nil {
 		old.retired = true
 		f.recycle(old)
 	}
-	f.snap = snap
+	if snap.noPull {
+		f.free = nil // pulls are idle: keep no spare buffers either
+	}
 	snap.readers += c.waiters
 	if leaderReads {
 		snap.readers++
@@ -239,8 +245,21 @@ func (f *Forwarder) WriteMetrics(ctx context.Context, w io.Writer, prefixes []st
 
 // acquire returns a fresh snapshot with a reader reference held.
 func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
+	for {
+		snap, err := f.acquireOnce(ctx)
+		if err != nil || !snap.noPull {
+			return snap, err
+		}
+		// A scheduled round that started while pulls were idle has no
+		// pull lines: lastPull is now set, so the next try runs a pull round.
+		f.release(snap)
+	}
+}
+
+func (f *Forwarder) acquireOnce(ctx context.Context) (*snapshot, error) {
 	f.mu.Lock()
-	if s := f.snap; s != nil {
+	f.lastPull = f.now()
+	if s := f.snap; s != nil && !s.noPull {
 		age := f.now().Sub(s.done)
 		fresh := age < f.cfg.SnapshotMaxAge
 		if !fresh && f.refresher && age < 2*f.cfg.SnapshotMaxAge {
@@ -304,7 +323,7 @@ func (f *Forwarder) refreshLoop(ctx context.Context) {
 		case <-f.refresh:
 		}
 		f.mu.Lock()
-		if f.inflight != nil || (f.snap != nil && f.now().Sub(f.snap.done) < f.cfg.SnapshotMaxAge) {
+		if f.inflight != nil || (f.snap != nil && !f.snap.noPull && f.now().Sub(f.snap.done) < f.cfg.SnapshotMaxAge) {
 			f.mu.Unlock() // a round ran or runs meanwhile: nothing to do
 			continue
 		}
@@ -333,15 +352,31 @@ func (f *Forwarder) recycle(s *snapshot) {
 	if !s.retired || s.readers > 0 || s.out == nil {
 		return
 	}
+	if f.snap != nil && f.snap.noPull {
+		s.out = nil
+		return
+	}
 	for _, r := range s.out {
 		// A buffer grown by doubling (a new sandbox, no size hint yet) or
 		// left oversized by a once-bigger exposition is dropped, so that a
 		// right-sized one replaces it.
-		if len(f.free) < len(s.out) && cap(r.buf) <= len(r.buf)+len(r.buf)/4+4<<10 {
+		if !r.meta && len(f.free) < len(s.out) && cap(r.buf) <= len(r.buf)+len(r.buf)/4+4<<10 {
 			f.free = append(f.free, r)
 		}
 	}
 	s.out = nil
+}
+
+// pullIdle reports whether no pull request came for max(10 minutes, 4
+// scrape intervals): scheduled rounds then render no pull lines.
+func (f *Forwarder) pullIdle() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now().Sub(f.lastPull) >= pullIdleAfter(f.cfg.ScrapeInterval)
+}
+
+func pullIdleAfter(interval time.Duration) time.Duration {
+	return max(10*time.Minute, 4*interval)
 }
 
 // newRendered takes a buffer set from the free list, or allocates one

@@ -24,6 +24,8 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	f.round++
 	round := f.round
 	collect := scheduled && f.env.push
+	// Pulls idle: render no pull lines; the first pull runs a pull round.
+	noPull := scheduled && f.pullIdle()
 
 	list := slices.Clone(f.deps.Sandboxes.List())
 	slices.SortFunc(list, func(a, b sandbox.Sandbox) int { return strings.Compare(a.ID, b.ID) })
@@ -43,7 +45,11 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 			st.pod, st.podKnown = pod, true
 			st.vals = newSBVals(sb.ID, pod.UID, pod.Name, pod.Namespace)
 		}
-		st.out = f.newRendered(st)
+		if noPull {
+			st.out = &rendered{meta: true, fams: make([]famMeta, 0, st.outHint.fams)}
+		} else {
+			st.out = f.newRendered(st)
+		}
 		states[i] = st
 	}
 
@@ -87,11 +93,13 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		}
 	}
 
-	snap := &snapshot{seq: round, at: start, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states)),
+	snap := &snapshot{seq: round, at: start, noPull: noPull, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states)),
 		out: make([]*rendered, len(states))}
 	for i, st := range states {
 		snap.ids[i], snap.status[i], snap.out[i] = st.id, st.status, st.out
-		st.outHint = renderedSize{buf: len(st.out.buf), fams: len(st.out.fams), names: len(st.out.names), spans: len(st.out.spans)}
+		if !noPull {
+			st.outHint = renderedSize{buf: len(st.out.buf), fams: len(st.out.fams), names: len(st.out.names), spans: len(st.out.spans)}
+		}
 		st.out = nil
 	}
 	snap.merge()

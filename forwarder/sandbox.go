@@ -79,6 +79,7 @@ type sampleRec struct {
 // spans by family. It is owned by a snapshot and recycled once no reader
 // holds that snapshot.
 type rendered struct {
+	meta  bool // families only (no lines, no spans): pulls are idle
 	buf   []byte
 	fams  []famMeta
 	names []string
@@ -259,7 +260,7 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 			}
 			d := &s.defs[di]
 			d.locked = true
-			if renderable(d.typ, e, v) {
+			if !out.meta && renderable(d.typ, e, v) {
 				s.appendLine(out, di, e, v, tsp)
 			}
 			if collect {
@@ -282,6 +283,9 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 		}
 	}
 	for _, d := range s.defs {
+		if out.meta && !d.locked {
+			continue // as in a pull round: a family without samples has no lines
+		}
 		lo := len(out.names)
 		out.names = append(out.names, d.names...)
 		out.fams = append(out.fams, famMeta{name: d.name, help: d.help, hasHelp: d.hasHelp, typ: d.typ,

@@ -25,6 +25,9 @@ type snapshot struct {
 	all     []*mergedFam // every family, sorted by name (metadata)
 	readers int
 	retired bool
+	// noPull marks a scheduled round run while pulls were idle: out holds
+	// only the families (for metadata), fams is empty; never served.
+	noPull bool
 }
 
 // mergedFam is one family across all sandboxes: one HELP/TYPE header and
@@ -46,6 +49,23 @@ type seg struct{ sb, start, end int }
 // one TYPE must hold for all lines.
 func (s *snapshot) merge() {
 	byName := make(map[string]*mergedFam)
+	if s.noPull {
+		for _, r := range s.out {
+			for _, fm := range r.fams {
+				mf := byName[fm.name]
+				if mf == nil {
+					mf = &mergedFam{name: fm.name, help: fm.help, hasHelp: fm.hasHelp, typ: fm.typ}
+					byName[fm.name] = mf
+					s.all = append(s.all, mf)
+				}
+				if mf.typ == fm.typ && !mf.hasHelp && fm.hasHelp {
+					mf.help, mf.hasHelp = fm.help, true
+				}
+			}
+		}
+		slices.SortFunc(s.all, func(a, b *mergedFam) int { return strings.Compare(a.name, b.name) })
+		return
+	}
 	for sb, r := range s.out {
 		for _, sp := range r.spans {
 			fm := &r.fams[sp.fam]

@@ -1,0 +1,116 @@
+package forwarder
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func famNames(s *snapshot) []string {
+	var out []string
+	for _, mf := range s.all {
+		out = append(out, mf.name+"/"+string(mf.typ)+"/"+mf.help)
+	}
+	return out
+}
+
+// TestPullIdleSkipsRendering: without a pull for max(10m, 4 intervals),
+// scheduled rounds push as before but render no pull lines and keep no
+// spare buffers; the first pull after that runs a pull round and gets the
+// full exposition, and later scheduled rounds render again.
+func TestPullIdleSkipsRendering(t *testing.T) {
+	r := benchRig(t, 3, push)
+	r.f.jitterMax = 0
+	ctx := context.Background()
+
+	r.f.scheduledRound(ctx) // New counts as a pull: not idle yet
+	require.False(t, r.f.snap.noPull)
+	want := r.pull(t)
+	require.Positive(t, strings.Count(want, "\n"))
+	meta := famNames(r.f.snap)
+
+	tests := []struct {
+		name    string
+		advance bool
+		idle    bool
+	}{
+		{"just before idle", false, false},
+		{"idle", true, true},
+		{"still idle", false, true},
+	}
+	r.clock.Add(pullIdleAfter(r.f.cfg.ScrapeInterval) - 1)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.advance {
+				r.clock.Add(1)
+			}
+			r.f.scheduledRound(ctx)
+			snap := r.f.snap
+			require.Equal(t, tc.idle, snap.noPull)
+			require.Equal(t, meta, famNames(snap), "metadata families")
+			last := r.appender.rounds[len(r.appender.rounds)-1]
+			require.Len(t, last, 3*759, "push unchanged")
+			if tc.idle {
+				require.Empty(t, r.f.free, "no spare pull buffers")
+				for _, o := range snap.out {
+					require.True(t, o.meta)
+					require.Empty(t, o.buf)
+				}
+			}
+		})
+	}
+
+	rounds := r.counter(t, "kata_monitor_rounds_total")
+	got := r.pull(t)
+	require.Equal(t, rounds+1, r.counter(t, "kata_monitor_rounds_total"), "the first pull after idle runs a pull round")
+	require.Equal(t, strings.Count(want, "\n"), strings.Count(got, "\n"))
+	require.False(t, r.f.snap.noPull)
+
+	r.f.scheduledRound(ctx)
+	require.False(t, r.f.snap.noPull, "a pull resumes rendering")
+	require.Equal(t, strings.Count(want, "\n"), strings.Count(r.pull(t), "\n"))
+}
+
+// TestPullIdleWaiterGetsLines: a pull waiting for a scheduled round that
+// started while pulls were idle does not get that round's lines-less
+// snapshot: it runs a pull round.
+func TestPullIdleWaiterGetsLines(t *testing.T) {
+	r := benchRig(t, 2, push)
+	r.f.jitterMax = 0
+	ctx := context.Background()
+	r.clock.Add(pullIdleAfter(r.f.cfg.ScrapeInterval))
+	c, err := r.f.takeBaton(ctx)
+	require.NoError(t, err)
+	snap, _ := r.f.execRound(ctx, true)
+	require.True(t, snap.noPull)
+
+	done := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		_ = r.f.WriteMetrics(ctx, &b, nil)
+		done <- b.String()
+	}()
+	require.Eventually(t, func() bool {
+		r.f.mu.Lock()
+		defer r.f.mu.Unlock()
+		return c.waiters == 1
+	}, 5e9, 1e6)
+	r.f.publish(c, snap, false)
+	got := samples(<-done)
+	require.Positive(t, got)
+	require.False(t, r.f.snap.noPull)
+	require.Equal(t, samples(r.pull(t)), got)
+}
+
+// samples counts the sample lines of a text exposition.
+func samples(text string) int {
+	n := 0
+	for _, l := range strings.Split(text, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			n++
+		}
+	}
+	return n
+}
