@@ -7,7 +7,7 @@
 // Knobs (environment): BENCH_SANDBOXES (10,50,200,500), BENCH_INTERVAL (5s),
 // BENCH_PUSH_SECONDS (60), BENCH_PULL_REQUESTS (100), BENCH_CATCHUP_SANDBOXES
 // (200), BENCH_OUTAGE_ROUNDS (240: one hour of 15 s rounds, produced at a 1 s
-// interval; BENCH_CATCHUP=0 skips the catch-up run), BENCH_OUT (docs/bench),
+// interval; BENCH_CATCHUP=0 skips the catch-up run, BENCH_SANDBOXES=none runs only it), BENCH_OUT (docs/bench),
 // BENCH_BIN (bin/kata-monitor: another binary to compare, e.g. a baseline).
 //
 // Self-metrics are read from /metrics/self (falling back to /metrics for
@@ -88,6 +88,9 @@ func run() error {
 	}
 	var sizes []int
 	for _, s := range strings.Split(env("BENCH_SANDBOXES", "10,50,200,500"), ",") {
+		if s == "none" { // only the catch-up run
+			break
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
 			return fmt.Errorf("BENCH_SANDBOXES: bad size %q", s)
