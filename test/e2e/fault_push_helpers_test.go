@@ -26,9 +26,7 @@ const noMetadata = "    metadata_config: {send: false}\n"
 // URL kata-monitor must push to.
 func proxied(t *testing.T, kind receiver.Kind) (*receiver.Receiver, *faultproxy.Proxy, string) {
 	t.Helper()
-	r, err := receiver.Start(ctxT(t), kind, t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(r.Stop)
+	r := startReceiver(t, kind)
 	p, err := faultproxy.New(r.WriteURL())
 	require.NoError(t, err)
 	srv := httptest.NewServer(p)

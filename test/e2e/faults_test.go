@@ -17,9 +17,7 @@ import (
 // startProxied starts VictoriaMetrics behind a fault proxy.
 func startProxied(t *testing.T) (*receiver.Receiver, *faultproxy.Proxy, string) {
 	t.Helper()
-	vm, err := receiver.Start(ctxT(t), receiver.VictoriaMetrics, t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(vm.Stop)
+	vm := startReceiver(t, receiver.VictoriaMetrics)
 	p, err := faultproxy.New(vm.WriteURL())
 	require.NoError(t, err)
 	srv := httptest.NewServer(p)

@@ -16,6 +16,7 @@ import (
 	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
+	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
 var binary string
@@ -42,6 +43,16 @@ func shortDir(t *testing.T) string {
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
+}
+
+// startReceiver starts a real receiver of kind with data in a temp dir,
+// stopped at cleanup.
+func startReceiver(t *testing.T, kind receiver.Kind) *receiver.Receiver {
+	t.Helper()
+	r, err := receiver.Start(ctxT(t), kind, t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(r.Stop)
+	return r
 }
 
 func startNode(t *testing.T, n int) *fakenode.Node {

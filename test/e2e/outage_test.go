@@ -19,9 +19,7 @@ func TestReceiverStopped60s(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 3)
 	ctx := ctxT(t)
-	prom, err := receiver.Start(ctx, receiver.Prometheus, t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(prom.Stop)
+	prom := startReceiver(t, receiver.Prometheus)
 	start := time.Now()
 	cfg := writeConfig(t, "1s", t.TempDir(), "64MiB", endpoint{name: "prom", url: prom.WriteURL()})
 	m := startMonitor(t, node, "--config", cfg)
@@ -50,6 +48,7 @@ func TestReceiverStopped60s(t *testing.T) {
 
 	var got []receiver.Series
 	waitFor(t, 60*time.Second, 500*time.Millisecond, func() (bool, string) {
+		var err error
 		got, err = prom.Export(ctx, sel, start, time.Now())
 		if err != nil || len(got) != 1 {
 			return false, fmt.Sprintf("err=%v series=%d", err, len(got))

@@ -64,12 +64,8 @@ func TestPushIntoBothReceivers(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 20)
 	ctx := ctxT(t)
-	vm, err := receiver.Start(ctx, receiver.VictoriaMetrics, t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(vm.Stop)
-	prom, err := receiver.Start(ctx, receiver.Prometheus, t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(prom.Stop)
+	vm := startReceiver(t, receiver.VictoriaMetrics)
+	prom := startReceiver(t, receiver.Prometheus)
 
 	start := time.Now()
 	cfg := writeConfig(t, "1s", t.TempDir(), "64MiB", endpoint{name: "vm", url: vm.WriteURL()}, endpoint{name: "prom", url: prom.WriteURL()})
@@ -152,9 +148,7 @@ func TestOutageAndKill(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 3)
 	ctx := ctxT(t)
-	prom, err := receiver.Start(ctx, receiver.Prometheus, t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(prom.Stop)
+	prom := startReceiver(t, receiver.Prometheus)
 	start := time.Now()
 	walDir := t.TempDir()
 	cfg := writeConfig(t, "500ms", walDir, "64MiB", endpoint{name: "prom", url: prom.WriteURL()})
@@ -178,10 +172,14 @@ func TestOutageAndKill(t *testing.T) {
 	require.NoError(t, prom.Start(ctx))
 
 	var got []receiver.Series
-	require.Eventually(t, func() bool {
+	waitFor(t, 90*time.Second, 500*time.Millisecond, func() (bool, string) {
+		var err error
 		got, err = prom.Export(ctx, sel, start, time.Now())
-		return err == nil && len(got) == 1 && len(got[0].Values) >= 40
-	}, 90*time.Second, 500*time.Millisecond, "err=%v", err)
+		if err != nil || len(got) != 1 {
+			return false, fmt.Sprintf("err=%v series=%d", err, len(got))
+		}
+		return len(got[0].Values) >= 40, fmt.Sprintf("%d samples", len(got[0].Values))
+	})
 	s := got[0]
 	// Only the scrapes made while the process was dead are missing: values
 	// step by 1 except one gap between the kill and the restart.
@@ -204,9 +202,7 @@ func TestStaleness(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 3)
 	ctx := ctxT(t)
-	prom, err := receiver.Start(ctx, receiver.Prometheus, t.TempDir(), nil)
-	require.NoError(t, err)
-	t.Cleanup(prom.Stop)
+	prom := startReceiver(t, receiver.Prometheus)
 	cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB", endpoint{name: "prom", url: prom.WriteURL()})
 	startMonitor(t, node, "--config", cfg)
 	gone := node.IDs()[1]
