@@ -17,56 +17,97 @@ const (
 	labelCRINamespace = "cri_namespace"
 )
 
-// entry is one series of one sandbox, everything about it that does not
-// change from round to round: built once when the series first appears and
-// reused until it disappears, so a round costs a map lookup per sample.
-type entry struct {
-	// invalid marks a series we drop every round (bad names, non-UTF-8
-	// values, duplicate label names); such entries have nothing else set.
-	invalid bool
+// ours reports whether name is one of the labels kata-monitor sets: a
+// shim's own value for it is never kept.
+func ours(name string) bool {
+	switch name {
+	case labelSandboxID, labelCRIUID, labelCRIName, labelCRINamespace:
+		return true
+	}
+	return false
+}
+
+// seriesInfo is what does not depend on the sandbox exposing a series:
+// every shim exposes the same ~760 series, so at 200 sandboxes ~150k
+// entries share ~760 of these (interned) instead of each carrying its own
+// rendered names and labels. Immutable once built.
+type seriesInfo struct {
 	// name is the metric name as the shim exposed it (family membership is
 	// decided on the shim's names); outName is the name after renaming.
 	name, outName string
-	// prefix is the rendered `name{labels} ` of the pull exposition, with
-	// the sandbox's labels injected and everything escaped. It is also the
-	// entry's key in sandboxState.byLabels (the same string, not a copy).
-	prefix string
+	// head is the pull line up to the sandbox's labels, escaped:
+	// `name{l1="v1",l2="v2",` (`name{` without shim labels, `{"name",...,`
+	// for a name the legacy charset cannot spell). A line is head, the
+	// sandbox's labels, `} ` and the value.
+	head string
 	// le/quantile present and whether expfmt would accept them as floats.
 	hasLE, badLE, hasQuantile, badQuantile bool
-	// seen is the last round in which the sandbox exposed this series.
-	seen uint64
+}
 
-	// Push side, set only when the forwarder has appenders.
-	dropped bool       // removed by metric_relabel_configs
-	tmpl    *labelTmpl // final label set, sorted, __name__ included, shared by all sandboxes
-	vals    *sbVals    // the sandbox values tmpl refers to
-	hash    uint64     // of the final label set
-	ref     *seriesRef // bound in the push phase of a scheduled round
+// invalidInfo marks a series dropped every round (bad names, non-UTF-8
+// values, duplicate label names).
+var invalidInfo = &seriesInfo{}
+
+// entry is one series of one sandbox, what a round needs besides the shared
+// seriesInfo: built when the series first appears and reused until it
+// disappears, so a round costs a map lookup per sample. Entries live in
+// sandboxState.entries (no pointer per series for the GC to chase).
+type entry struct {
+	info *seriesInfo // nil: a free slot
+	// tmpl is the final push label set (sorted, __name__ included) with
+	// the sandbox's values as slots, shared by all sandboxes; nil when
+	// pushing is off or metric_relabel_configs dropped the series.
+	tmpl *labelTmpl
+	hash uint64 // of the final push label set
+	seen uint64 // the last round in which the sandbox exposed the series
+	sent uint64 // the last push round that sent a sample of it
 }
 
 // entryEnv is what building an entry needs from the forwarder; immutable.
 type entryEnv struct {
 	push     bool
-	strs     *interner // shared strings of all sandboxes' entries; may be nil
+	strs     *interner // shared strings and infos of all sandboxes; may be nil
 	relabel  []*relabel.Config
 	external []labels.Label // sorted by name
 }
 
 // newEntry builds the entry for the series the parser is positioned on.
-func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) *entry {
+func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) entry {
 	var ls labels.Labels
 	p.Labels(&ls)
 	if !validLabels(ls) {
-		return &entry{invalid: true}
+		return entry{info: invalidInfo}
 	}
-	// Interned: a substring of ls would keep all of ls alive.
-	e := &entry{name: env.strs.str(ls.Get(model.MetricNameLabel))}
-	if out, ok := renamed(e.name); ok {
-		e.outName = env.strs.str(out)
-	} else {
-		e.outName = e.name
+	name := ls.Get(model.MetricNameLabel)
+	outName, ok := renamed(name)
+	if !ok {
+		outName = name
 	}
+	s.scratch = renderHead(s.scratch[:0], outName, ls)
+	e := entry{info: env.strs.info(name, outName, s.scratch, ls)}
+	if env.push {
+		e.tmpl, e.hash = s.pushLabels(env, outName, ls)
+	}
+	return e
+}
 
+// newInfo builds the seriesInfo of ls with the rendered head.
+func newInfo(name, outName, head string, ls labels.Labels) *seriesInfo {
+	in := &seriesInfo{name: name, outName: outName, head: head}
+	if v := ls.Get(model.BucketLabel); v != "" {
+		in.hasLE, in.badLE = true, !isTextFloat(v)
+	}
+	if v := ls.Get(model.QuantileLabel); v != "" {
+		in.hasQuantile, in.badQuantile = true, !isTextFloat(v)
+	}
+	return in
+}
+
+// pushLabels enriches ls with the sandbox and pod labels, applies
+// metric_relabel_configs and external labels, and returns the result as a
+// template shared by every sandbox exposing the same series, with its
+// hash; a nil template when relabelling dropped the series.
+func (s *sandboxState) pushLabels(env *entryEnv, outName string, ls labels.Labels) (*labelTmpl, uint64) {
 	lb := s.lb
 	lb.Reset(ls)
 	ls.Range(func(l labels.Label) {
@@ -74,7 +115,7 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) *entry {
 			lb.Del(l.Name)
 		}
 	})
-	lb.Set(model.MetricNameLabel, e.outName)
+	lb.Set(model.MetricNameLabel, outName)
 	lb.Set(labelSandboxID, s.id)
 	if s.podKnown {
 		lb.Set(labelCRIUID, s.pod.UID)
@@ -83,31 +124,8 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) *entry {
 	} else { // ours win: a shim cannot claim a pod we do not know
 		lb.Del(labelCRIUID, labelCRIName, labelCRINamespace)
 	}
-	final := lb.Labels()
-
-	if v := final.Get(model.BucketLabel); v != "" {
-		e.hasLE, e.badLE = true, !isTextFloat(v)
-	}
-	if v := final.Get(model.QuantileLabel); v != "" {
-		e.hasQuantile, e.badQuantile = true, !isTextFloat(v)
-	}
-	s.scratch = renderPrefix(s.scratch[:0], e.outName, final)
-	e.prefix = string(s.scratch)
-
-	if env.push {
-		e.pushLabels(env, lb, final, s.vals)
-	}
-	return e
-}
-
-// pushLabels applies metric_relabel_configs and external labels to the
-// enriched label set and keeps the result for remote write, as a template
-// shared by every sandbox exposing the same series plus the sandbox's values.
-func (e *entry) pushLabels(env *entryEnv, lb *labels.Builder, final labels.Labels, vals *sbVals) {
-	lb.Reset(final)
 	if !relabel.ProcessBuilder(lb, env.relabel...) || lb.Get(model.MetricNameLabel) == "" {
-		e.dropped = true
-		return
+		return nil, 0
 	}
 	for _, l := range env.external {
 		if lb.Get(l.Name) == "" {
@@ -115,8 +133,7 @@ func (e *entry) pushLabels(env *entryEnv, lb *labels.Builder, final labels.Label
 		}
 	}
 	out := lb.Labels()
-	e.tmpl, e.vals = env.strs.template(out, vals), vals
-	e.hash = out.Hash()
+	return env.strs.template(out, s.vals), out.Hash()
 }
 
 // validLabels rejects what receivers and expfmt would reject: empty or
@@ -134,26 +151,22 @@ func validLabels(ls labels.Labels) bool {
 	return ok
 }
 
-// renderPrefix appends `name{l1="v1",...} ` with every label but __name__,
-// sorted by name. Non-legacy names use the quoted form `{"name",...}`.
-func renderPrefix(b []byte, name string, ls labels.Labels) []byte {
-	first := true
+// renderHead appends `name{l1="v1",...,` with the shim's labels but
+// __name__, empty ones and ours, sorted by name. Non-legacy names use the
+// quoted form `{"name",...`.
+func renderHead(b []byte, name string, ls labels.Labels) []byte {
 	if isLegacyMetricName(name) {
 		b = append(b, name...)
 		b = append(b, '{')
 	} else {
 		b = append(b, '{')
 		b = appendQuoted(b, name)
-		first = false
+		b = append(b, ',')
 	}
 	ls.Range(func(l labels.Label) {
-		if l.Name == model.MetricNameLabel {
+		if l.Name == model.MetricNameLabel || l.Value == "" || ours(l.Name) {
 			return
 		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
 		if isLegacyLabelName(l.Name) {
 			b = append(b, l.Name...)
 		} else {
@@ -161,6 +174,30 @@ func renderPrefix(b []byte, name string, ls labels.Labels) []byte {
 		}
 		b = append(b, '=')
 		b = appendQuoted(b, l.Value)
+		b = append(b, ',')
 	})
-	return append(b, '}', ' ')
+	return b
+}
+
+// renderSandboxLabels renders the labels kata-monitor adds to each pull
+// line of a sandbox, sorted by name: the pod's (when known and not empty)
+// and sandbox_id.
+func renderSandboxLabels(v *sbVals, podKnown bool) string {
+	var b []byte
+	if podKnown {
+		for _, l := range [...]struct{ name, value string }{
+			{labelCRIName, v[2]}, {labelCRINamespace, v[3]}, {labelCRIUID, v[1]},
+		} {
+			if l.value != "" {
+				b = append(b, l.name...)
+				b = append(b, '=')
+				b = appendQuoted(b, l.value)
+				b = append(b, ',')
+			}
+		}
+	}
+	b = append(b, labelSandboxID...)
+	b = append(b, '=')
+	b = appendQuoted(b, v[0])
+	return string(b)
 }

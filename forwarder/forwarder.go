@@ -37,6 +37,9 @@ type Forwarder struct {
 	// requests while one is pending coalesce).
 	refresh chan struct{}
 
+	bufMu sync.Mutex
+	bufs  [][]byte // scrape buffers, at most Concurrency
+
 	mu        sync.Mutex // guards the fields below
 	snap      *snapshot
 	inflight  *roundCall
@@ -84,7 +87,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		m:         m,
 		jitterMax: min(cfg.ScrapeInterval/10, time.Second),
 		states:    make(map[string]*sandboxState),
-		push:      pushState{refs: make(map[uint64]*seriesRef)},
+		push:      pushState{last: make(map[uint64]uint64), dedupe: len(cfg.MetricRelabelConfigs) > 0},
 		refresh:   make(chan struct{}, 1),
 	}
 	if f.now == nil {
@@ -344,7 +347,7 @@ func (f *Forwarder) release(s *snapshot) {
 }
 
 // recycle returns a retired, unread snapshot's buffers to the free list,
-// which keeps at most one round's worth (one spare set, ~30 MiB at 200
+// which keeps at most one round's worth (one spare set, ~5 MiB at 200
 // sandboxes): reusing them spares the GC a round's worth of allocation
 // every round, and more spares would only add live heap. Called with f.mu
 // held.
@@ -360,7 +363,7 @@ func (f *Forwarder) recycle(s *snapshot) {
 		// A buffer grown by doubling (a new sandbox, no size hint yet) or
 		// left oversized by a once-bigger exposition is dropped, so that a
 		// right-sized one replaces it.
-		if !r.meta && len(f.free) < len(s.out) && cap(r.buf) <= len(r.buf)+len(r.buf)/4+4<<10 {
+		if !r.meta && len(f.free) < len(s.out) && cap(r.buf) <= len(r.buf)+len(r.buf)/4+4<<10 && cap(r.infos) <= len(r.infos)+len(r.infos)/4+512 {
 			f.free = append(f.free, r)
 		}
 	}
@@ -396,6 +399,7 @@ func (f *Forwarder) newRendered(st *sandboxState) *rendered {
 	f.mu.Unlock()
 	h := st.outHint
 	return &rendered{
+		infos: make([]*seriesInfo, 0, h.lines+h.lines/16),
 		buf:   make([]byte, 0, h.buf+h.buf/16),
 		fams:  make([]famMeta, 0, h.fams),
 		names: make([]string, 0, h.names),

@@ -3,6 +3,8 @@ package forwarder
 import (
 	"strings"
 	"sync"
+
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // interner hands out one shared copy of equal strings. The cached series of
@@ -20,11 +22,12 @@ import (
 type interner struct {
 	mu    sync.Mutex
 	m     map[string]string
-	tmpls map[string]*labelTmpl // push label templates (labeltmpl.go)
+	tmpls map[string]*labelTmpl  // push label templates (labeltmpl.go)
+	infos map[string]*seriesInfo // by name and head (entry.go)
 }
 
 func newInterner() *interner {
-	return &interner{m: make(map[string]string), tmpls: make(map[string]*labelTmpl)}
+	return &interner{m: make(map[string]string), tmpls: make(map[string]*labelTmpl), infos: make(map[string]*seriesInfo)}
 }
 
 // str returns the shared copy of s, storing a copy of it if new.
@@ -71,4 +74,35 @@ func (in *interner) reset(limit int) {
 	if len(in.tmpls) > limit {
 		in.tmpls = make(map[string]*labelTmpl)
 	}
+	if len(in.infos) > limit {
+		in.infos = make(map[string]*seriesInfo)
+	}
+}
+
+// info returns the shared seriesInfo of the series named name (as exposed)
+// whose pull head is head, building it from ls if new. A hit does not
+// allocate.
+func (in *interner) info(name, outName string, head []byte, ls labels.Labels) *seriesInfo {
+	if in == nil {
+		return newInfo(strings.Clone(name), strings.Clone(outName), string(head), ls)
+	}
+	// The key is the head (it holds outName and the labels) then the
+	// exposed name, which differs from outName only for renamed families.
+	n := len(head)
+	key := append(head, name...)
+	in.mu.Lock()
+	if v, ok := in.infos[string(key)]; ok {
+		in.mu.Unlock()
+		return v
+	}
+	in.mu.Unlock()
+	k := string(key)
+	v := newInfo(in.str(name), in.str(outName), k[:n], ls)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if old, ok := in.infos[k]; ok {
+		return old
+	}
+	in.infos[k] = v
+	return v
 }

@@ -171,9 +171,10 @@ func TestMemoryFlatDuringOutage(t *testing.T) {
 	}
 }
 
-// TestScrapeBufferShrinks: a sandbox's scrape buffer is reused across
-// rounds, but not when one exposition was much bigger than the current one,
-// so a single huge body does not stay pinned.
+// TestScrapeBufferShrinks: scrape buffers are pooled across sandboxes
+// and rounds (at most one per concurrency slot), but a buffer much bigger
+// than what it held goes back to the GC, so one huge body does not stay
+// pinned.
 func TestScrapeBufferShrinks(t *testing.T) {
 	r := newRig(t)
 	id := sandboxID(0)
@@ -185,6 +186,14 @@ func TestScrapeBufferShrinks(t *testing.T) {
 	r.sbs.set(id)
 	r.pods.set(id, cri.Pod{UID: "u", Name: "n", Namespace: "ns"})
 	ctx := context.Background()
+	pooled := func() (n, maxCap int) {
+		r.f.bufMu.Lock()
+		defer r.f.bufMu.Unlock()
+		for _, b := range r.f.bufs {
+			maxCap = max(maxCap, cap(b))
+		}
+		return len(r.f.bufs), maxCap
+	}
 	for _, tc := range []struct {
 		body           string
 		minCap, maxCap int
@@ -198,8 +207,30 @@ func TestScrapeBufferShrinks(t *testing.T) {
 		r.scraper.set(id, tc.body)
 		r.clock.Add(time.Minute) // every pull runs a round
 		require.NoError(t, r.f.WriteMetrics(ctx, io.Discard, nil))
-		got := cap(r.f.states[id].body)
+		n, got := pooled()
+		require.LessOrEqual(t, n, 1, tc.comment)
 		require.GreaterOrEqual(t, got, tc.minCap, tc.comment)
 		require.LessOrEqual(t, got, tc.maxCap, tc.comment)
+	}
+}
+
+// TestScrapeBuffersBounded: however many sandboxes, the pool keeps at
+// most one buffer per concurrency slot.
+func TestScrapeBuffersBounded(t *testing.T) {
+	r := newRig(t, func(_ *rig, c *Config, _ *Deps) { c.Concurrency = 3 })
+	ids := make([]string, 20)
+	for i := range ids {
+		ids[i] = sandboxID(i)
+		r.scraper.set(ids[i], "up 1\n")
+	}
+	r.sbs.set(ids...)
+	for range 3 {
+		r.clock.Add(time.Minute)
+		require.NoError(t, r.f.WriteMetrics(context.Background(), io.Discard, nil))
+		r.f.bufMu.Lock()
+		n := len(r.f.bufs)
+		r.f.bufMu.Unlock()
+		require.Positive(t, n, "buffers are reused")
+		require.LessOrEqual(t, n, 3)
 	}
 }

@@ -317,12 +317,12 @@ func TestParseProblemsAreCounted(t *testing.T) {
 	}{{
 		name:      "invalid exposition keeps the series before the error",
 		body:      "# TYPE a gauge\na 1\na{x=\"1\"} 2\nthis is { not valid\na{x=\"2\"} 3\n",
-		want:      "# TYPE a gauge\na{sandbox_id=\"aaa\"} 1\na{sandbox_id=\"aaa\",x=\"1\"} 2\n",
+		want:      "# TYPE a gauge\na{sandbox_id=\"aaa\"} 1\na{x=\"1\",sandbox_id=\"aaa\"} 2\n",
 		wantParse: 1,
 	}, {
 		name:    "duplicate series keep the first",
 		body:    "# TYPE a gauge\na{x=\"1\",y=\"2\"} 1\na{y=\"2\",x=\"1\"} 2\na{x=\"1\",y=\"2\"} 3\n",
-		want:    "# TYPE a gauge\na{sandbox_id=\"aaa\",x=\"1\",y=\"2\"} 1\n",
+		want:    "# TYPE a gauge\na{x=\"1\",y=\"2\",sandbox_id=\"aaa\"} 1\n",
 		wantDup: 2,
 	}, {
 		name:        "duplicate label names are invalid",

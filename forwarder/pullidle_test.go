@@ -57,6 +57,7 @@ func TestPullIdleSkipsRendering(t *testing.T) {
 				for _, o := range snap.out {
 					require.True(t, o.meta)
 					require.Empty(t, o.buf)
+					require.Empty(t, o.infos)
 				}
 			}
 		})

@@ -10,23 +10,20 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 )
 
-// seriesRef is one pushed series across sandboxes and rounds, keyed by the
-// hash of its final label set (collisions of the 64-bit hash are ignored, as
-// Prometheus does for staleness tracking in its scrape cache).
-type seriesRef struct {
-	tmpl *labelTmpl
-	vals *sbVals
-	hash uint64
-	refs int    // entries currently bound to it
-	last uint64 // last push round that sent a sample for it
-}
-
 // pushState is what the push phase keeps between scheduled rounds. Only the
 // round holding the baton touches it.
 type pushState struct {
-	round      uint64
-	refs       map[uint64]*seriesRef
-	candidates []*seriesRef        // lost an entry since the last push round
+	round uint64
+	// dedupe is set when metric_relabel_configs can make two series equal
+	// (across sandboxes too): last then maps the hash of every series sent
+	// to the last push round that sent it (collisions of the 64-bit hash
+	// are ignored, as Prometheus does in its scrape cache). Without
+	// relabelling, sandbox_id keeps sandboxes apart and a sandbox's entries
+	// are distinct series: the entries' own sent rounds suffice.
+	dedupe     bool
+	last       map[uint64]uint64
+	candidates []gone              // disappeared since the last push round
+	pending    map[uint64]struct{} // candidates due a marker this round (no dedupe)
 	series     []prompb.TimeSeries // one chunk, reused
 	samples    []prompb.Sample     // one chunk, reused
 	arena      []prompb.Label      // one chunk's labels, reused
@@ -34,31 +31,14 @@ type pushState struct {
 	mdRound    uint64
 }
 
-// release moves the entries that disappeared into the staleness candidates.
-// Every round does it (pull rounds too), so refs stay balanced.
+// release moves the series that disappeared into the staleness candidates.
+// Every round does it (pull rounds too).
 func (ps *pushState) release(states []*sandboxState) {
 	for _, st := range states {
-		for _, e := range st.evicted {
-			if r := e.ref; r != nil {
-				r.refs--
-				ps.candidates = append(ps.candidates, r)
-				e.ref = nil
-			}
-		}
+		ps.candidates = append(ps.candidates, st.evicted...)
 		clear(st.evicted)
 		st.evicted = st.evicted[:0]
 	}
-}
-
-func (ps *pushState) bind(e *entry) *seriesRef {
-	r := ps.refs[e.hash]
-	if r == nil {
-		r = &seriesRef{tmpl: e.tmpl, vals: e.vals, hash: e.hash}
-		ps.refs[e.hash] = r
-	}
-	r.refs++
-	e.ref = r
-	return r
 }
 
 // pushChunk is how many series build hands to emit at a time. The
@@ -91,8 +71,8 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		ps.series = ps.series[:0]
 		ps.arena = ps.arena[:0]
 	}
-	add := func(r *seriesRef, v float64, t int64) {
-		n := len(r.tmpl.ls)
+	add := func(t *labelTmpl, vals *sbVals, v float64, ts int64) {
+		n := len(t.ls)
 		if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
 			flush()
 			if cap(ps.arena) < n {
@@ -100,44 +80,66 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 			}
 		}
 		lo := len(ps.arena)
-		ps.arena = r.tmpl.appendTo(ps.arena, r.vals)
+		ps.arena = t.appendTo(ps.arena, vals)
 		i := len(ps.series)
-		ps.samples[i] = prompb.Sample{Value: v, Timestamp: t}
+		ps.samples[i] = prompb.Sample{Value: v, Timestamp: ts}
 		ps.series = append(ps.series, prompb.TimeSeries{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1]})
+	}
+	// Without dedupe, a candidate may be back under a new entry (it
+	// vanished in a pull round and reappeared): it gets no marker then.
+	if !ps.dedupe && ps.round > 1 {
+		for _, g := range ps.candidates {
+			if g.sent == ps.round-1 {
+				if ps.pending == nil {
+					ps.pending = make(map[uint64]struct{})
+				}
+				ps.pending[g.hash] = struct{}{}
+			}
+		}
 	}
 	dropped, dups, stale := 0, 0, 0
 	for _, st := range states {
 		for _, rec := range st.samples {
-			e := rec.e
-			if e.dropped {
+			e := &st.entries[rec.e]
+			if e.tmpl == nil {
 				dropped++
 				continue
 			}
-			r := e.ref
-			if r == nil {
-				r = ps.bind(e)
+			if ps.dedupe {
+				if ps.last[e.hash] == ps.round { // two series made equal by relabelling
+					dups++
+					continue
+				}
+				ps.last[e.hash] = ps.round
 			}
-			if r.last == ps.round { // two series made equal by relabelling
-				dups++
-				continue
+			if len(ps.pending) > 0 {
+				delete(ps.pending, e.hash)
 			}
-			r.last = ps.round
-			add(r, rec.v, rec.ts)
+			e.sent = ps.round
+			add(e.tmpl, st.vals, rec.v, rec.ts)
 		}
 		clear(st.samples)
 		st.samples = st.samples[:0]
 	}
 	staleNaN := math.Float64frombits(value.StaleNaN)
-	for _, r := range ps.candidates {
-		if r.last == ps.round-1 && ps.round > 1 {
-			add(r, staleNaN, ts)
-			r.last = 0 // once, even if listed twice
+	for _, g := range ps.candidates {
+		due := false
+		if ps.dedupe {
+			sent := ps.last[g.hash]
+			if sent != ps.round {
+				delete(ps.last, g.hash) // no live series has this hash
+			}
+			due = sent == ps.round-1 && ps.round > 1
+		} else if _, ok := ps.pending[g.hash]; ok {
+			delete(ps.pending, g.hash) // once, even if listed twice
+			due = true
+		}
+		if due {
+			add(g.tmpl, g.vals, staleNaN, ts)
 			stale++
 		}
-		if r.refs == 0 && r.last != ps.round && ps.refs[r.hash] == r {
-			delete(ps.refs, r.hash)
-		}
 	}
+	clear(ps.pending)
 	flush()
 	clear(ps.candidates)
 	ps.candidates = ps.candidates[:0]

@@ -131,15 +131,33 @@ func TestPushRelabel(t *testing.T) {
 	}
 }
 
+// TestPushStaleness runs without relabelling (entries track what they
+// sent) and with a rule that changes nothing (series may collide: a map of
+// hashes tracks it); both must send the same markers.
 func TestPushStaleness(t *testing.T) {
+	noop := relabelRule(func(c *relabel.Config) {
+		c.SourceLabels, c.Regex, c.TargetLabel, c.Replacement = model.LabelNames{"__name__"}, relabel.MustNewRegexp("never"), "x", "y"
+	})
+	for _, tc := range []struct {
+		name  string
+		rules []*relabel.Config
+	}{{"entries", nil}, {"dedupe map", []*relabel.Config{noop}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			testPushStaleness(t, func(_ *rig, c *Config, _ *Deps) { c.MetricRelabelConfigs = tc.rules })
+		})
+	}
+}
+
+func testPushStaleness(t *testing.T, opt rigOpt) {
 	type step struct {
-		name    string
-		ids     []string
-		bodies  map[string]string
-		fail    string
-		pull    bool // a pull round before the scheduled one
-		want    []string
-		wantNaN []string
+		name     string
+		ids      []string
+		bodies   map[string]string
+		fail     string
+		pull     bool   // a pull round before the scheduled one
+		failPull string // fails during that pull round only
+		want     []string
+		wantNaN  []string
 	}
 	steps := []step{{
 		name:   "first round",
@@ -178,12 +196,18 @@ func TestPushStaleness(t *testing.T) {
 		want:    []string{"up/aaa", "up/bbb"},
 		wantNaN: []string{"x/aaa"},
 	}, {
+		name:     "scrape fails in a pull round only: no marker, the series is back",
+		ids:      []string{"aaa", "bbb"},
+		pull:     true,
+		failPull: "aaa",
+		want:     []string{"up/aaa", "up/bbb"},
+	}, {
 		name:    "pod metadata arrives: the labels change, old series end",
 		ids:     []string{"aaa", "bbb"},
 		want:    []string{"up/aaa/web", "up/bbb"},
 		wantNaN: []string{"up/aaa"},
 	}}
-	r := newRig(t, push)
+	r := newRig(t, push, opt)
 	for i, s := range steps {
 		r.clock.Add(15 * time.Second)
 		r.sbs.set(s.ids...)
@@ -196,8 +220,14 @@ func TestPushStaleness(t *testing.T) {
 		if i == len(steps)-1 {
 			r.pods.set("aaa", cri.Pod{UID: "u", Name: "web", Namespace: "ns"})
 		}
+		if s.failPull != "" {
+			r.scraper.fail(s.failPull, errors.New("boom"))
+		}
 		if s.pull {
 			r.pull(t)
+		}
+		if s.failPull != "" {
+			r.scraper.fail(s.failPull, nil)
 		}
 		var got, gotNaN []string
 		for _, ts := range r.scheduled(t) {
@@ -219,7 +249,10 @@ func TestPushStaleness(t *testing.T) {
 		assert.ElementsMatch(t, s.wantNaN, gotNaN, s.name)
 	}
 	assert.Equal(t, 5.0, r.counter(t, "kata_monitor_staleness_markers_total"))
-	assert.Len(t, r.f.push.refs, 2, "forgotten series leave the staleness map")
+	if r.f.push.dedupe {
+		assert.Len(t, r.f.push.last, 2, "forgotten series leave the staleness map")
+	}
+	assert.Empty(t, r.f.push.pending)
 }
 
 func TestPushMetadata(t *testing.T) {

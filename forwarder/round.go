@@ -41,15 +41,14 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		}
 		st.socket, st.round = sb.Socket, round
 		if pod, ok := f.deps.Pods.Lookup(sb.ID); ok && (!st.podKnown || pod != st.pod) {
-			st.evictAll() // every series changes labels
-			st.pod, st.podKnown = pod, true
-			st.vals = newSBVals(sb.ID, pod.UID, pod.Name, pod.Namespace)
+			st.setPod(pod)
 		}
 		if noPull {
 			st.out = &rendered{meta: true, fams: make([]famMeta, 0, st.outHint.fams)}
 		} else {
 			st.out = f.newRendered(st)
 		}
+		st.out.labels = st.labels
 		states[i] = st
 	}
 
@@ -98,7 +97,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	for i, st := range states {
 		snap.ids[i], snap.status[i], snap.out[i] = st.id, st.status, st.out
 		if !noPull {
-			st.outHint = renderedSize{buf: len(st.out.buf), fams: len(st.out.fams), names: len(st.out.names), spans: len(st.out.spans)}
+			st.outHint = renderedSize{lines: len(st.out.infos), buf: len(st.out.buf), fams: len(st.out.fams), names: len(st.out.names), spans: len(st.out.spans)}
 		}
 		st.out = nil
 	}
@@ -136,14 +135,18 @@ func jitterFor(id string, max time.Duration) time.Duration {
 }
 
 // scrapeSandbox scrapes and parses one sandbox; it runs in its own
-// goroutine and touches only st.
+// goroutine and touches only st. It waits for the sandbox's jitter
+// (scheduled rounds), then holds a concurrency slot for the scrape and the
+// parse, so at most concurrency scrape buffers are in use at once.
 func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled, collect bool, ts int64, round uint64) {
 	st.status = SandboxStatus{LastScrape: f.now()}
 	f.m.scrapes.Inc()
-	body, dur, err := f.scrape(ctx, st, sem, scheduled)
-	st.status.Duration = dur
-	if dur > 0 {
-		f.m.scrapeDuration.Observe(float64(dur) / float64(time.Millisecond))
+	err := waitSlot(ctx, st, sem, scheduled)
+	var body []byte
+	if err == nil {
+		defer func() { <-sem }()
+		body, err = f.fetch(ctx, st)
+		defer f.putBuf(body) // after the parse
 	}
 	if err != nil {
 		f.m.scrapesFailed.Inc()
@@ -180,38 +183,64 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 	st.parseFailing = perr != nil
 }
 
-// scrape waits for the sandbox's jitter (scheduled rounds) and a
-// concurrency slot, then fetches the exposition into st.body.
-func (f *Forwarder) scrape(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled bool) ([]byte, time.Duration, error) {
+// waitSlot waits for the sandbox's jitter (scheduled rounds) and takes a
+// concurrency slot; the caller releases it.
+func waitSlot(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled bool) error {
 	if scheduled && st.jitter > 0 {
 		t := time.NewTimer(st.jitter)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, 0, ctx.Err()
+			return ctx.Err()
 		case <-t.C:
 		}
 	}
 	select {
 	case sem <- struct{}{}:
+		return nil
 	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+		return ctx.Err()
 	}
-	defer func() { <-sem }()
+}
+
+// fetch gets the exposition into a pooled buffer.
+func (f *Forwarder) fetch(ctx context.Context, st *sandboxState) ([]byte, error) {
 	sctx, cancel := context.WithTimeout(ctx, f.cfg.ScrapeTimeout)
 	defer cancel()
 	began := time.Now()
-	body, err := f.deps.Scraper.Metrics(sctx, st.socket, st.body)
+	body, err := f.deps.Scraper.Metrics(sctx, st.socket, f.getBuf())
 	dur := time.Since(began)
-	switch {
-	case body == nil:
-	case cap(body) > 4*len(body)+64<<10:
-		// One huge exposition (up to the shim client's 32 MiB cap) must not
-		// pin its buffer for the sandbox's lifetime: the next scrape
-		// allocates one that fits. body stays valid for this round.
-		st.body = nil
-	default:
-		st.body = body
+	st.status.Duration = dur
+	f.m.scrapeDuration.Observe(float64(dur) / float64(time.Millisecond))
+	return body, err
+}
+
+// getBuf returns a scrape buffer from the pool, or nil (the scraper
+// allocates one).
+func (f *Forwarder) getBuf() []byte {
+	f.bufMu.Lock()
+	defer f.bufMu.Unlock()
+	n := len(f.bufs)
+	if n == 0 {
+		return nil
 	}
-	return body, dur, err
+	b := f.bufs[n-1]
+	f.bufs[n-1] = nil
+	f.bufs = f.bufs[:n-1]
+	return b
+}
+
+// putBuf returns a scrape buffer to the pool, which keeps at most one per
+// concurrency slot. One huge exposition (up to the shim client's 32 MiB
+// cap) must not stay pinned: a buffer much bigger than what it held is
+// dropped, and the next scrape allocates one that fits.
+func (f *Forwarder) putBuf(b []byte) {
+	if b == nil || cap(b) > 4*len(b)+64<<10 {
+		return
+	}
+	f.bufMu.Lock()
+	defer f.bufMu.Unlock()
+	if len(f.bufs) < f.cfg.Concurrency {
+		f.bufs = append(f.bufs, b[:0])
+	}
 }

@@ -33,15 +33,17 @@ type sandboxState struct {
 	pod        cri.Pod
 	podKnown   bool
 	vals       *sbVals // id and pod label values, replaced when the pod changes
+	labels     string  // the pull rendering of vals (renderSandboxLabels)
 	jitter     time.Duration
 	round      uint64 // last round that listed this sandbox
 
-	body     []byte            // scrape buffer, reused
-	byRaw    map[string]*entry // raw series text (interned) -> entry
-	byLabels map[string]*entry // entry.prefix (canonical label set) -> entry
-	scratch  []byte            // for rendering a new entry's prefix
-	live     int               // distinct valid entries seen this round
-	evicted  []*entry          // entries that disappeared, for the push phase
+	entries  []entry               // the sandbox's series; free slots have no info
+	free     []int32               // free slots of entries
+	byRaw    map[string]int32      // raw series text (interned) -> entry
+	byInfo   map[*seriesInfo]int32 // canonical series -> entry
+	scratch  []byte                // for rendering a new entry's head
+	live     int                   // distinct valid entries seen this round
+	evicted  []gone                // pushable series that disappeared, for the push phase
 	lb       *labels.Builder
 	families map[string]*family // by name as exposed
 
@@ -54,6 +56,14 @@ type sandboxState struct {
 	status  SandboxStatus
 
 	failing, parseFailing bool // log once per streak
+}
+
+// gone is a series that disappeared, with what its staleness marker needs.
+type gone struct {
+	tmpl *labelTmpl
+	vals *sbVals
+	hash uint64
+	sent uint64 // the last push round that sent it
 }
 
 // famDef is one family of one exposition in one round.
@@ -70,24 +80,29 @@ type famDef struct {
 
 // sampleRec is one sample of a round, for the push phase.
 type sampleRec struct {
-	e  *entry
+	e  int32 // index in sandboxState.entries
 	v  float64
 	ts int64
 }
 
 // rendered is one sandbox's pull exposition of one round: lines grouped in
-// spans by family. It is owned by a snapshot and recycled once no reader
-// holds that snapshot.
+// spans by family. A line is kept as its series' shared info (the head) and
+// its value: the sandbox's labels are written between the two when the
+// exposition is served, so a round holds ~20 bytes per line instead of the
+// ~190 of a rendered line. It is owned by a snapshot and recycled once no
+// reader holds that snapshot.
 type rendered struct {
-	meta  bool // families only (no lines, no spans): pulls are idle
-	buf   []byte
-	fams  []famMeta
-	names []string
-	spans []span
+	meta   bool   // families only (no lines, no spans): pulls are idle
+	labels string // the sandbox's labels, rendered
+	infos  []*seriesInfo
+	buf    []byte // per line: value [timestamp] newline
+	fams   []famMeta
+	names  []string
+	spans  []span
 }
 
 // renderedSize is the lengths of a rendered's slices, to size the next.
-type renderedSize struct{ buf, fams, names, spans int }
+type renderedSize struct{ lines, buf, fams, names, spans int }
 
 type famMeta struct {
 	name, help       string
@@ -96,18 +111,23 @@ type famMeta struct {
 	namesLo, namesHi int
 }
 
-type span struct{ fam, start, end int }
+// span is lines [lo, hi) of one family; start is the offset of line lo's
+// value in buf.
+type span struct{ fam, lo, hi, start int }
 
 func (r *rendered) reset() {
-	r.buf, r.fams, r.names, r.spans = r.buf[:0], r.fams[:0], r.names[:0], r.spans[:0]
+	clear(r.infos)
+	r.infos, r.buf, r.fams, r.names, r.spans = r.infos[:0], r.buf[:0], r.fams[:0], r.names[:0], r.spans[:0]
 }
 
 func newSandboxState(id string) *sandboxState {
+	vals := newSBVals(id, "", "", "")
 	return &sandboxState{
 		id:       id,
-		vals:     newSBVals(id, "", "", ""),
-		byRaw:    make(map[string]*entry),
-		byLabels: make(map[string]*entry),
+		vals:     vals,
+		labels:   renderSandboxLabels(vals, false),
+		byRaw:    make(map[string]int32),
+		byInfo:   make(map[*seriesInfo]int32),
 		lb:       labels.NewBuilder(labels.EmptyLabels()),
 		families: make(map[string]*family),
 	}
@@ -164,30 +184,103 @@ func (s *sandboxState) defOf(fam *family) int {
 	return n
 }
 
+// setPod gives the sandbox its pod's labels. Every series changes labels:
+// all are forgotten (the push phase turns them into staleness markers).
+func (s *sandboxState) setPod(pod cri.Pod) {
+	s.evictAll()
+	s.pod, s.podKnown = pod, true
+	s.vals = newSBVals(s.id, pod.UID, pod.Name, pod.Namespace)
+	s.labels = renderSandboxLabels(s.vals, true)
+}
+
 // evictAll forgets every series, e.g. when the scrape failed or the pod
 // labels changed; the push phase turns them into staleness markers.
 func (s *sandboxState) evictAll() {
-	for _, e := range s.byLabels {
-		s.evicted = append(s.evicted, e)
+	for i := range s.entries {
+		if e := &s.entries[i]; e.info != nil {
+			s.evict(e)
+		}
 	}
-	clear(s.byLabels)
+	clear(s.entries)
+	s.entries, s.free = s.entries[:0], s.free[:0]
+	clear(s.byInfo)
 	clear(s.byRaw)
 	s.live = 0
 }
 
-// sweep forgets series not seen in this round.
+// evict records a series that disappeared for its staleness marker.
+func (s *sandboxState) evict(e *entry) {
+	if e.tmpl != nil {
+		s.evicted = append(s.evicted, gone{tmpl: e.tmpl, vals: s.vals, hash: e.hash, sent: e.sent})
+	}
+}
+
+// add stores the entry of a series seen for the first time under this
+// spelling and returns its index: an existing entry when it is the same
+// series spelled differently.
+func (s *sandboxState) add(e entry) int32 {
+	if e.info != invalidInfo {
+		if i, ok := s.byInfo[e.info]; ok {
+			return i
+		}
+	}
+	var i int32
+	if n := len(s.free); n > 0 {
+		i = s.free[n-1]
+		s.free = s.free[:n-1]
+		s.entries[i] = e
+	} else {
+		i = int32(len(s.entries))
+		s.entries = append(s.entries, e)
+	}
+	if e.info != invalidInfo {
+		s.byInfo[e.info] = i
+	}
+	return i
+}
+
+// sweep forgets series not seen in this round, and compacts entries when
+// most of it is free (a sandbox whose series set shrank for good).
 func (s *sandboxState) sweep(round uint64) {
-	for k, e := range s.byRaw {
-		if e.seen != round {
+	for k, i := range s.byRaw {
+		if s.entries[i].seen != round {
 			delete(s.byRaw, k)
 		}
 	}
-	for k, e := range s.byLabels {
-		if e.seen != round {
-			delete(s.byLabels, k)
-			s.evicted = append(s.evicted, e)
+	for i := range s.entries {
+		e := &s.entries[i]
+		if e.info == nil || e.seen == round {
+			continue
+		}
+		if e.info != invalidInfo {
+			delete(s.byInfo, e.info)
+			s.evict(e)
+		}
+		*e = entry{}
+		s.free = append(s.free, int32(i))
+	}
+	if len(s.entries) > 1024 && len(s.free) > len(s.entries)/2 {
+		s.compact()
+	}
+}
+
+// compact moves the used entries to the front of a right-sized slice.
+func (s *sandboxState) compact() {
+	moved := make(map[int32]int32, len(s.entries)-len(s.free))
+	entries := make([]entry, 0, len(s.entries)-len(s.free))
+	for i, e := range s.entries {
+		if e.info != nil {
+			moved[int32(i)] = int32(len(entries))
+			entries = append(entries, e)
 		}
 	}
+	for k, i := range s.byRaw {
+		s.byRaw[k] = moved[i]
+	}
+	for k, i := range s.byInfo {
+		s.byInfo[k] = moved[i]
+	}
+	s.entries, s.free = entries, nil
 }
 
 // parseStats are counted per sandbox and added to the metrics once.
@@ -231,19 +324,13 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 			}
 		case textparse.EntrySeries:
 			raw, tsp, v := p.Series()
-			e := s.byRaw[string(raw)]
-			if e == nil {
-				e = s.newEntry(env, p)
-				if !e.invalid {
-					if canon, ok := s.byLabels[e.prefix]; ok {
-						e = canon // same series, spelled differently
-					} else {
-						s.byLabels[e.prefix] = e
-					}
-				}
-				s.byRaw[env.strs.bytes(raw)] = e
+			idx, ok := s.byRaw[string(raw)]
+			if !ok {
+				idx = s.add(s.newEntry(env, p))
+				s.byRaw[env.strs.bytes(raw)] = idx
 			}
-			if e.invalid {
+			e := &s.entries[idx]
+			if e.info == invalidInfo {
 				e.seen = round
 				st.invalid++
 				continue
@@ -254,25 +341,26 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 			}
 			e.seen = round
 			s.live++
+			in := e.info
 			di := cur
-			if di < 0 || !belongsTo(e.name, s.defs[di].raw) {
-				di = s.defName(e.name) // its own (untyped) family
+			if di < 0 || !belongsTo(in.name, s.defs[di].raw) {
+				di = s.defName(in.name) // its own (untyped) family
 			}
 			d := &s.defs[di]
 			d.locked = true
-			if !out.meta && renderable(d.typ, e, v) {
-				s.appendLine(out, di, e, v, tsp)
+			if !out.meta && renderable(d.typ, in, v) {
+				s.appendLine(out, di, in, v, tsp)
 			}
 			if collect {
 				t := ts
 				if tsp != nil {
 					t = *tsp
 				}
-				s.samples = append(s.samples, sampleRec{e: e, v: v, ts: t})
+				s.samples = append(s.samples, sampleRec{e: idx, v: v, ts: t})
 			}
 		}
 	}
-	if s.live < len(s.byLabels) || len(s.byRaw) != len(s.byLabels) {
+	if s.live < len(s.byInfo) || len(s.byRaw) != len(s.byInfo) {
 		s.sweep(round)
 	}
 	if len(s.families) > 2*len(s.defs)+16 {
@@ -294,33 +382,33 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 	return perr
 }
 
-func (s *sandboxState) appendLine(out *rendered, di int, e *entry, v float64, tsp *int64) {
-	start := len(out.buf)
-	out.buf = append(out.buf, e.prefix...)
+func (s *sandboxState) appendLine(out *rendered, di int, in *seriesInfo, v float64, tsp *int64) {
+	start, line := len(out.buf), len(out.infos)
+	out.infos = append(out.infos, in)
 	out.buf = appendValue(out.buf, v)
 	if tsp != nil {
 		out.buf = append(out.buf, ' ')
 		out.buf = strconv.AppendInt(out.buf, *tsp, 10)
 	}
 	out.buf = append(out.buf, '\n')
-	if n := len(out.spans); n > 0 && out.spans[n-1].fam == di && out.spans[n-1].end == start {
-		out.spans[n-1].end = len(out.buf)
+	if n := len(out.spans); n > 0 && out.spans[n-1].fam == di && out.spans[n-1].hi == line {
+		out.spans[n-1].hi++
 	} else {
-		out.spans = append(out.spans, span{fam: di, start: start, end: len(out.buf)})
+		out.spans = append(out.spans, span{fam: di, lo: line, hi: line + 1, start: start})
 	}
 	d := &s.defs[di]
 	for _, n := range d.names {
-		if n == e.outName {
+		if n == in.outName {
 			return
 		}
 	}
-	d.names = append(d.names, e.outName)
+	d.names = append(d.names, in.outName)
 }
 
 // renderable reports whether expfmt would accept the sample inside a family
 // of type t: histograms need float "le" values and non-negative counts,
 // summaries float "quantile" values. Such samples are still pushed.
-func renderable(t model.MetricType, e *entry, v float64) bool {
+func renderable(t model.MetricType, e *seriesInfo, v float64) bool {
 	switch t {
 	case model.MetricTypeHistogram:
 		if e.badLE {

@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -41,7 +42,9 @@ type mergedFam struct {
 	header     []byte
 }
 
-type seg struct{ sb, start, end int }
+// seg is lines [lo, hi) of sandbox sb; start is the offset of line lo's
+// value in its buf.
+type seg struct{ sb, lo, hi, start int }
 
 // merge builds the families of a snapshot from the sandboxes' outputs. The
 // first sandbox (in id order) to define a family sets its HELP and TYPE; a
@@ -81,10 +84,10 @@ func (s *snapshot) merge() {
 			if !mf.hasHelp && fm.hasHelp {
 				mf.help, mf.hasHelp = fm.help, true
 			}
-			if n := len(mf.segs); n > 0 && mf.segs[n-1].sb == sb && mf.segs[n-1].end == sp.start {
-				mf.segs[n-1].end = sp.end
+			if n := len(mf.segs); n > 0 && mf.segs[n-1].sb == sb && mf.segs[n-1].hi == sp.lo {
+				mf.segs[n-1].hi = sp.hi
 			} else {
-				mf.segs = append(mf.segs, seg{sb: sb, start: sp.start, end: sp.end})
+				mf.segs = append(mf.segs, seg{sb: sb, lo: sp.lo, hi: sp.hi, start: sp.start})
 			}
 			for _, n := range r.names[fm.namesLo:fm.namesHi] {
 				if !slices.Contains(mf.names, n) {
@@ -113,7 +116,8 @@ func (s *snapshot) merge() {
 }
 
 // write renders the families whose name starts with one of prefixes (all
-// when prefixes is empty).
+// when prefixes is empty). Each line is its series' head, the sandbox's
+// labels, and the value kept in the round.
 func (s *snapshot) write(w io.Writer, prefixes []string) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	for _, mf := range s.fams {
@@ -124,7 +128,18 @@ func (s *snapshot) write(w io.Writer, prefixes []string) error {
 			return fmt.Errorf("write metrics: %w", err)
 		}
 		for _, sg := range mf.segs {
-			if _, err := bw.Write(s.out[sg.sb].buf[sg.start:sg.end]); err != nil {
+			r := s.out[sg.sb]
+			off := sg.start
+			for _, in := range r.infos[sg.lo:sg.hi] {
+				n := bytes.IndexByte(r.buf[off:], '\n') + 1
+				_, _ = bw.WriteString(in.head)
+				_, _ = bw.WriteString(r.labels)
+				_, _ = bw.WriteString("} ")
+				_, _ = bw.Write(r.buf[off : off+n])
+				off += n
+			}
+			// bufio's errors stick: one check per segment sees them all.
+			if _, err := bw.Write(nil); err != nil {
 				return fmt.Errorf("write metrics: %w", err)
 			}
 		}
