@@ -34,7 +34,7 @@ func BenchmarkParseShim(b *testing.B) {
 				round++
 				st.out.reset()
 				buf = append(buf[:0], body...)
-				if err := st.parse(env, buf, 1, round, push, &ps); err != nil {
+				if err := st.parse(env, buf, round, push, &ps); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -51,7 +51,8 @@ var invalidInfo = &seriesInfo{}
 // entry is one series of one sandbox, what a round needs besides the shared
 // seriesInfo: built when the series first appears and reused until it
 // disappears, so a round costs a map lookup per sample. Entries live in
-// sandboxState.entries (no pointer per series for the GC to chase).
+// sandboxState.entries (no pointer per series for the GC to chase): 32
+// bytes each.
 type entry struct {
 	info *seriesInfo // nil: a free slot
 	// tmpl is the final push label set (sorted, __name__ included) with
@@ -59,8 +60,10 @@ type entry struct {
 	// pushing is off or metric_relabel_configs dropped the series.
 	tmpl *labelTmpl
 	hash uint64 // of the final push label set
-	seen uint64 // the last round in which the sandbox exposed the series
-	sent uint64 // the last push round that sent a sample of it
+	// Round numbers truncated to 32 bits (wrapping takes over a century of
+	// one-second rounds): the last round in which the sandbox exposed the
+	// series, and the last push round that sent a sample of it.
+	seen, sent uint32
 }
 
 // entryEnv is what building an entry needs from the forwarder; immutable.

@@ -27,8 +27,12 @@ type pushState struct {
 	series     []prompb.TimeSeries // one chunk, reused
 	samples    []prompb.Sample     // one chunk, reused
 	arena      []prompb.Label      // one chunk's labels, reused
-	md         []prompb.MetricMetadata
-	mdRound    uint64
+	// perSeries is the arena's size in labels per series of a chunk: the
+	// last round's average plus one. prompb.Label is 64 bytes; sizing for
+	// a worst case of 16 labels kept 8 MiB at 200 sandboxes, half unused.
+	perSeries int
+	md        []prompb.MetricMetadata
+	mdRound   uint64
 }
 
 // release moves the series that disappeared into the staleness candidates.
@@ -61,7 +65,15 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	}
 	ps.samples = ps.samples[:pushChunk]
 	ps.series = ps.series[:0]
+	if ps.perSeries == 0 {
+		ps.perSeries = 16
+	}
+	want := ps.perSeries * pushChunk
+	if cap(ps.arena) < want || cap(ps.arena) > want+want/2 {
+		ps.arena = make([]prompb.Label, 0, want)
+	}
 	ps.arena = ps.arena[:0]
+	nSeries, nLabels := 0, 0
 	flush := func() {
 		if len(ps.series) == 0 {
 			return
@@ -76,9 +88,11 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
 			flush()
 			if cap(ps.arena) < n {
-				ps.arena = make([]prompb.Label, 0, max(n, 16*pushChunk))
+				ps.arena = make([]prompb.Label, 0, max(n, want))
 			}
 		}
+		nSeries++
+		nLabels += n
 		lo := len(ps.arena)
 		ps.arena = t.appendTo(ps.arena, vals)
 		i := len(ps.series)
@@ -89,7 +103,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	// vanished in a pull round and reappeared): it gets no marker then.
 	if !ps.dedupe && ps.round > 1 {
 		for _, g := range ps.candidates {
-			if g.sent == ps.round-1 {
+			if g.sent == uint32(ps.round-1) {
 				if ps.pending == nil {
 					ps.pending = make(map[uint64]struct{})
 				}
@@ -115,8 +129,12 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 			if len(ps.pending) > 0 {
 				delete(ps.pending, e.hash)
 			}
-			e.sent = ps.round
-			add(e.tmpl, st.vals, rec.v, rec.ts)
+			e.sent = uint32(ps.round)
+			t := ts
+			if rec.ts >= 0 {
+				t = st.tss[rec.ts]
+			}
+			add(e.tmpl, st.vals, rec.v, t)
 		}
 		clear(st.samples)
 		st.samples = st.samples[:0]
@@ -141,6 +159,9 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	}
 	clear(ps.pending)
 	flush()
+	if nSeries > 0 {
+		ps.perSeries = (nLabels+nSeries-1)/nSeries + 1
+	}
 	clear(ps.candidates)
 	ps.candidates = ps.candidates[:0]
 	m.relabelDropped.Add(float64(dropped))

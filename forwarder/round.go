@@ -65,7 +65,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.scrapeSandbox(rctx, st, sem, scheduled, collect, ts, round)
+			f.scrapeSandbox(rctx, st, sem, scheduled, collect, round)
 		}()
 	}
 	wg.Wait()
@@ -138,7 +138,7 @@ func jitterFor(id string, max time.Duration) time.Duration {
 // goroutine and touches only st. It waits for the sandbox's jitter
 // (scheduled rounds), then holds a concurrency slot for the scrape and the
 // parse, so at most concurrency scrape buffers are in use at once.
-func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled, collect bool, ts int64, round uint64) {
+func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled, collect bool, round uint64) {
 	st.status = SandboxStatus{LastScrape: f.now()}
 	f.m.scrapes.Inc()
 	err := waitSlot(ctx, st, sem, scheduled)
@@ -165,7 +165,7 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 	st.failing = false
 
 	var ps parseStats
-	perr := st.parse(&f.env, body, ts, round, collect, &ps)
+	perr := st.parse(&f.env, body, round, collect, &ps)
 	st.status.Series = st.live
 	if ps.duplicates > 0 {
 		f.m.duplicates.Add(float64(ps.duplicates))

@@ -53,6 +53,7 @@ type sandboxState struct {
 	out     *rendered    // this round's pull lines
 	outHint renderedSize // sizes of the previous round's out
 	samples []sampleRec  // this round's push samples (scheduled rounds only)
+	tss     []int64      // timestamps given by the exposition, this round
 	status  SandboxStatus
 
 	failing, parseFailing bool // log once per streak
@@ -63,7 +64,7 @@ type gone struct {
 	tmpl *labelTmpl
 	vals *sbVals
 	hash uint64
-	sent uint64 // the last push round that sent it
+	sent uint32 // the last push round that sent it (truncated)
 }
 
 // famDef is one family of one exposition in one round.
@@ -78,11 +79,11 @@ type famDef struct {
 	names     []string // distinct rendered sample names (for the expfmt check)
 }
 
-// sampleRec is one sample of a round, for the push phase.
+// sampleRec is one sample of a round, for the push phase: 16 bytes.
 type sampleRec struct {
-	e  int32 // index in sandboxState.entries
 	v  float64
-	ts int64
+	e  int32 // index in sandboxState.entries
+	ts int32 // index in sandboxState.tss of its own timestamp, or -1: the round's
 }
 
 // rendered is one sandbox's pull exposition of one round: lines grouped in
@@ -143,25 +144,28 @@ type family struct {
 }
 
 // def returns the index of this round's family named raw, creating it.
-func (s *sandboxState) def(raw []byte) int {
+func (s *sandboxState) def(env *entryEnv, raw []byte) int {
 	fam := s.families[string(raw)]
 	if fam == nil {
-		fam = s.newFamily(string(raw))
+		fam = s.newFamily(env, env.strs.bytes(raw))
 	}
 	return s.defOf(fam)
 }
 
 // defName is def for a name that is already a long-lived string.
-func (s *sandboxState) defName(name string) int {
+func (s *sandboxState) defName(env *entryEnv, name string) int {
 	fam := s.families[name]
 	if fam == nil {
-		fam = s.newFamily(name)
+		fam = s.newFamily(env, name)
 	}
 	return s.defOf(fam)
 }
 
-func (s *sandboxState) newFamily(raw string) *family {
-	out, _ := renamed(raw)
+func (s *sandboxState) newFamily(env *entryEnv, raw string) *family {
+	out := raw
+	if r, ok := renamed(raw); ok {
+		out = env.strs.str(r)
+	}
 	fam := &family{raw: raw, name: out}
 	s.families[raw] = fam
 	return fam
@@ -242,14 +246,15 @@ func (s *sandboxState) add(e entry) int32 {
 // sweep forgets series not seen in this round, and compacts entries when
 // most of it is free (a sandbox whose series set shrank for good).
 func (s *sandboxState) sweep(round uint64) {
+	r := uint32(round)
 	for k, i := range s.byRaw {
-		if s.entries[i].seen != round {
+		if s.entries[i].seen != r {
 			delete(s.byRaw, k)
 		}
 	}
 	for i := range s.entries {
 		e := &s.entries[i]
-		if e.info == nil || e.seen == round {
+		if e.info == nil || e.seen == r {
 			continue
 		}
 		if e.info != invalidInfo {
@@ -289,10 +294,11 @@ type parseStats struct{ duplicates, invalid int }
 // parse turns one exposition into pull lines (s.out) and, when collect is
 // set, push samples (s.samples). It returns the error that stopped the
 // parser early; what was parsed before it is kept.
-func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64, collect bool, st *parseStats) error {
+func (s *sandboxState) parse(env *entryEnv, body []byte, round uint64, collect bool, st *parseStats) error {
 	s.defs = s.defs[:0]
 	s.curRound = round
-	s.samples = s.samples[:0]
+	r := uint32(round)
+	s.samples, s.tss = s.samples[:0], s.tss[:0]
 	s.live = 0
 	out := s.out
 	cur := -1
@@ -309,16 +315,16 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 		switch et {
 		case textparse.EntryHelp:
 			name, help := p.Help()
-			cur = s.def(name)
+			cur = s.def(env, name)
 			if d := &s.defs[cur]; !d.locked && !d.hasHelp {
 				if string(help) != d.fam.help {
-					d.fam.help = string(help)
+					d.fam.help = env.strs.bytes(help) // every sandbox has the same
 				}
 				d.help, d.hasHelp = d.fam.help, true
 			}
 		case textparse.EntryType:
 			name, typ := p.Type()
-			cur = s.def(name)
+			cur = s.def(env, name)
 			if d := &s.defs[cur]; !d.locked && !d.hasType {
 				d.typ, d.hasType = typ, true
 			}
@@ -331,20 +337,20 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 			}
 			e := &s.entries[idx]
 			if e.info == invalidInfo {
-				e.seen = round
+				e.seen = r
 				st.invalid++
 				continue
 			}
-			if e.seen == round {
+			if e.seen == r {
 				st.duplicates++ // keep the first
 				continue
 			}
-			e.seen = round
+			e.seen = r
 			s.live++
 			in := e.info
 			di := cur
 			if di < 0 || !belongsTo(in.name, s.defs[di].raw) {
-				di = s.defName(in.name) // its own (untyped) family
+				di = s.defName(env, in.name) // its own (untyped) family
 			}
 			d := &s.defs[di]
 			d.locked = true
@@ -352,11 +358,12 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, ts int64, round uint64,
 				s.appendLine(out, di, in, v, tsp)
 			}
 			if collect {
-				t := ts
+				ti := int32(-1)
 				if tsp != nil {
-					t = *tsp
+					ti = int32(len(s.tss))
+					s.tss = append(s.tss, *tsp)
 				}
-				s.samples = append(s.samples, sampleRec{e: idx, v: v, ts: t})
+				s.samples = append(s.samples, sampleRec{v: v, e: idx, ts: ti})
 			}
 		}
 	}
