@@ -166,6 +166,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if gc, ok := defaultGCPercent(os.Getenv); ok {
+		debug.SetGCPercent(gc)
+		logger.Debug("go GC percent set (GOGC overrides)", "percent", gc)
+	}
 	if limit, src := defaultMemoryLimit(os.Getenv, os.DirFS("/")); limit > 0 {
 		debug.SetMemoryLimit(limit)
 		logger.Info("go memory limit set from the cgroup limit (GOMEMLIMIT overrides)", "bytes", limit, "source", src)

@@ -54,3 +54,24 @@ func TestDefaultMemoryLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestDefaultGCPercent(t *testing.T) {
+	for _, tc := range []struct {
+		gogc string
+		want int
+		set  bool
+	}{
+		{"", gcPercent, true},
+		{"100", 0, false},
+		{"off", 0, false},
+	} {
+		got, set := defaultGCPercent(func(k string) string {
+			if k == "GOGC" {
+				return tc.gogc
+			}
+			return ""
+		})
+		require.Equal(t, tc.set, set, "GOGC=%q", tc.gogc)
+		require.Equal(t, tc.want, got, "GOGC=%q", tc.gogc)
+	}
+}

@@ -52,6 +52,9 @@ func TestPullDropIn(t *testing.T) {
 	require.Contains(t, fams, "kata_monitor_running_shim_count")
 	require.Contains(t, fams, "kata_monitor_scrape_count")
 	require.Contains(t, fams, "kata_monitor_go_goroutines")
+	if os.Getenv("GOGC") == "" {
+		require.Contains(t, body, "\nkata_monitor_go_gc_gogc_percent 50\n", "the daemon's GC default")
+	}
 	require.Equal(t, 1, strings.Count(body, "# TYPE kata_hypervisor_threads "), "one TYPE per family")
 	require.Contains(t, body, fmt.Sprintf(`sandbox_id="%s"`, id))
 
