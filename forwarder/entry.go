@@ -35,6 +35,9 @@ type seriesInfo struct {
 	// name is the metric name as the shim exposed it (family membership is
 	// decided on the shim's names); outName is the name after renaming.
 	name, outName string
+	// key identifies the series by content (head, then name): two infos
+	// with equal keys are the same series, also across an interner reset.
+	key string
 	// head is the pull line up to the sandbox's labels, escaped:
 	// `name{l1="v1",l2="v2",` (`name{` without shim labels, `{"name",...,`
 	// for a name the legacy charset cannot spell). A line is head, the
@@ -95,8 +98,8 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) entry {
 }
 
 // newInfo builds the seriesInfo of ls with the rendered head.
-func newInfo(name, outName, head string, ls labels.Labels) *seriesInfo {
-	in := &seriesInfo{name: name, outName: outName, head: head}
+func newInfo(name, outName, key string, headLen int, ls labels.Labels) *seriesInfo {
+	in := &seriesInfo{name: name, outName: outName, key: key, head: key[:headLen]}
 	if v := ls.Get(model.BucketLabel); v != "" {
 		in.hasLE, in.badLE = true, !isTextFloat(v)
 	}

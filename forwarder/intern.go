@@ -83,13 +83,13 @@ func (in *interner) reset(limit int) {
 // whose pull head is head, building it from ls if new. A hit does not
 // allocate.
 func (in *interner) info(name, outName string, head []byte, ls labels.Labels) *seriesInfo {
-	if in == nil {
-		return newInfo(strings.Clone(name), strings.Clone(outName), string(head), ls)
-	}
 	// The key is the head (it holds outName and the labels) then the
 	// exposed name, which differs from outName only for renamed families.
 	n := len(head)
 	key := append(head, name...)
+	if in == nil {
+		return newInfo(strings.Clone(name), strings.Clone(outName), string(key), n, ls)
+	}
 	in.mu.Lock()
 	if v, ok := in.infos[string(key)]; ok {
 		in.mu.Unlock()
@@ -97,7 +97,7 @@ func (in *interner) info(name, outName string, head []byte, ls labels.Labels) *s
 	}
 	in.mu.Unlock()
 	k := string(key)
-	v := newInfo(in.str(name), in.str(outName), k[:n], ls)
+	v := newInfo(in.str(name), in.str(outName), k, n, ls)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if old, ok := in.infos[k]; ok {

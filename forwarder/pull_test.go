@@ -343,6 +343,22 @@ func TestParseProblemsAreCounted(t *testing.T) {
 	}
 }
 
+// TestDuplicateAfterInternerReset: the interner drops its tables when
+// churn grows them; a series spelled anew after that is still the same
+// series as the entry built before (dedupe compares content, not the
+// shared pointers).
+func TestDuplicateAfterInternerReset(t *testing.T) {
+	r := newRig(t)
+	r.sbs.set("aaa")
+	r.scraper.set("aaa", "# TYPE a gauge\na{x=\"1\",y=\"2\"} 1\n")
+	r.pull(t)
+	r.f.env.strs.reset(0)
+	r.scraper.set("aaa", "# TYPE a gauge\na{y=\"2\",x=\"1\"} 5\na{x=\"1\",y=\"2\"} 6\n")
+	r.clock.Add(time.Minute)
+	assert.Equal(t, "# TYPE a gauge\na{x=\"1\",y=\"2\",sandbox_id=\"aaa\"} 5\n", r.pull(t))
+	assert.Equal(t, 1.0, r.counter(t, "kata_monitor_duplicate_series_total"))
+}
+
 func TestWriteMetricsScrapeError(t *testing.T) {
 	r := newRig(t)
 	r.sbs.set("aaa", "bbb")

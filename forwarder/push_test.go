@@ -3,8 +3,10 @@ package forwarder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -354,4 +356,33 @@ func TestPushNothingFromARoundCutByShutdown(t *testing.T) {
 	cancel()
 	<-done
 	assert.Equal(t, 1, r.appender.roundCount(), "no staleness markers for a shutdown")
+}
+
+// TestPushAfterCompaction: a sandbox whose series set shrinks for good has
+// its entries compacted in the middle of the round that noticed it; the
+// round's samples must still carry their own series' labels.
+func TestPushAfterCompaction(t *testing.T) {
+	r := newRig(t, push)
+	r.sbs.set("aaa")
+	var big strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&big, "a{i=\"%d\"} %d\n", i, i)
+	}
+	r.scraper.set("aaa", big.String())
+	r.clock.Add(15 * time.Second)
+	require.Len(t, r.scheduled(t), 3000)
+
+	r.scraper.set("aaa", "a{i=\"2990\"} 2990\na{i=\"2999\"} 2999\nb 7\n")
+	r.clock.Add(15 * time.Second)
+	got := map[string]float64{}
+	for _, ts := range r.scheduled(t) {
+		if v := ts.Samples[0].Value; !value.IsStaleNaN(v) {
+			l := labelsOf(ts)
+			got[l["__name__"]+"/"+l["i"]] = v
+		}
+	}
+	assert.Equal(t, map[string]float64{"a/2990": 2990, "a/2999": 2999, "b/": 7}, got)
+	st := r.f.states["aaa"]
+	assert.Len(t, st.entries, 3, "compacted")
+	assert.Empty(t, st.free)
 }

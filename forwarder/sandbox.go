@@ -37,13 +37,13 @@ type sandboxState struct {
 	jitter     time.Duration
 	round      uint64 // last round that listed this sandbox
 
-	entries  []entry               // the sandbox's series; free slots have no info
-	free     []int32               // free slots of entries
-	byRaw    map[string]int32      // raw series text (interned) -> entry
-	byInfo   map[*seriesInfo]int32 // canonical series -> entry
-	scratch  []byte                // for rendering a new entry's head
-	live     int                   // distinct valid entries seen this round
-	evicted  []gone                // pushable series that disappeared, for the push phase
+	entries  []entry          // the sandbox's series; free slots have no info
+	free     []int32          // free slots of entries
+	byRaw    map[string]int32 // raw series text (interned) -> entry
+	byInfo   map[string]int32 // seriesInfo.key (the canonical series) -> entry
+	scratch  []byte           // for rendering a new entry's head
+	live     int              // distinct valid entries seen this round
+	evicted  []gone           // pushable series that disappeared, for the push phase
 	lb       *labels.Builder
 	families map[string]*family // by name as exposed
 
@@ -128,7 +128,7 @@ func newSandboxState(id string) *sandboxState {
 		vals:     vals,
 		labels:   renderSandboxLabels(vals, false),
 		byRaw:    make(map[string]int32),
-		byInfo:   make(map[*seriesInfo]int32),
+		byInfo:   make(map[string]int32),
 		lb:       labels.NewBuilder(labels.EmptyLabels()),
 		families: make(map[string]*family),
 	}
@@ -224,7 +224,7 @@ func (s *sandboxState) evict(e *entry) {
 // series spelled differently.
 func (s *sandboxState) add(e entry) int32 {
 	if e.info != invalidInfo {
-		if i, ok := s.byInfo[e.info]; ok {
+		if i, ok := s.byInfo[e.info.key]; ok {
 			return i
 		}
 	}
@@ -238,7 +238,7 @@ func (s *sandboxState) add(e entry) int32 {
 		s.entries = append(s.entries, e)
 	}
 	if e.info != invalidInfo {
-		s.byInfo[e.info] = i
+		s.byInfo[e.info.key] = i
 	}
 	return i
 }
@@ -258,7 +258,7 @@ func (s *sandboxState) sweep(round uint64) {
 			continue
 		}
 		if e.info != invalidInfo {
-			delete(s.byInfo, e.info)
+			delete(s.byInfo, e.info.key)
 			s.evict(e)
 		}
 		*e = entry{}
@@ -269,7 +269,8 @@ func (s *sandboxState) sweep(round uint64) {
 	}
 }
 
-// compact moves the used entries to the front of a right-sized slice.
+// compact moves the used entries to the front of a right-sized slice,
+// renumbering the maps and this round's samples.
 func (s *sandboxState) compact() {
 	moved := make(map[int32]int32, len(s.entries)-len(s.free))
 	entries := make([]entry, 0, len(s.entries)-len(s.free))
@@ -284,6 +285,9 @@ func (s *sandboxState) compact() {
 	}
 	for k, i := range s.byInfo {
 		s.byInfo[k] = moved[i]
+	}
+	for i := range s.samples {
+		s.samples[i].e = moved[s.samples[i].e]
 	}
 	s.entries, s.free = entries, nil
 }

@@ -310,6 +310,9 @@ func TestFaultWALDamage(t *testing.T) {
 				v := m.selfMetrics(t)[`kata_monitor_wal_segments{endpoint="vm"}`]
 				return v >= 5, strconv.FormatFloat(v, 'f', 0, 64) + " segments"
 			})
+			// A scrape that timed out on a loaded machine leaves a one-round
+			// hole of its own; it is not what this test is about.
+			missed := int(m.account(t, "vm").unpushed)
 			first := pause(t, m, node, "vm")
 			require.Equal(t, 0, m.stop(syscall.SIGTERM))
 			f1 := p.Stats().ForwardedSamples
@@ -338,12 +341,12 @@ func TestFaultWALDamage(t *testing.T) {
 			if lossy {
 				require.Greater(t, lost, 0.0, "the damage cost data")
 				require.Less(t, lost, (first.appended-first.sent)/2, "only the damaged part is lost")
-				require.LessOrEqual(t, len(g), 2, "at most the damaged stretch (and the pause) is missing: %v", g)
+				require.LessOrEqual(t, len(g), 2+missed, "at most the damaged stretch (and the pause) is missing: %v (%d failed scrapes before)", g, missed)
 			} else {
 				// Resend rather than lose: the acked rounds still on disk
 				// are sent again.
 				require.LessOrEqual(t, lost, 0.0, "a corrupt ack file loses nothing")
-				require.LessOrEqual(t, len(g), 1, "only the pause may leave a gap: %v", g)
+				require.LessOrEqual(t, len(g), 1+missed, "only the pause may leave a gap: %v (%d failed scrapes before)", g, missed)
 			}
 			result(t, "before damage: appended %.0f, sent %.0f, %d segments; after restart: %s, received %d; lost to damage %.0f samples (negative = resent), duplicates in one series %d, gaps %v",
 				first.appended, first.sent, len(segs), a, f2, lost, dups, g)
