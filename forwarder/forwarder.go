@@ -44,7 +44,7 @@ type Forwarder struct {
 	snap      *snapshot
 	inflight  *roundCall
 	free      []*rendered // spare pull buffers, at most one round's worth
-	lastPull  time.Time   // last WriteMetrics/View call (or New)
+	lastPull  time.Time   // last WriteMetrics/View call (zero: none yet)
 	refresher bool        // refreshLoop is running: stale snapshots may be served
 }
 
@@ -93,7 +93,6 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 	if f.now == nil {
 		f.now = time.Now
 	}
-	f.lastPull = f.now()
 	f.env = entryEnv{push: len(deps.Appenders) > 0, strs: newInterner(), relabel: cfg.MetricRelabelConfigs}
 	for name, value := range cfg.ExternalLabels {
 		f.env.external = append(f.env.external, labels.Label{Name: name, Value: value})

@@ -25,9 +25,13 @@ func TestPullIdleSkipsRendering(t *testing.T) {
 	r.f.jitterMax = 0
 	ctx := context.Background()
 
-	r.f.scheduledRound(ctx) // New counts as a pull: not idle yet
+	r.f.scheduledRound(ctx) // no pull since start: idle
+	require.True(t, r.f.snap.noPull, "nobody pulled yet: no pull lines rendered")
+	want := r.pull(t) // runs a pull round
 	require.False(t, r.f.snap.noPull)
-	want := r.pull(t)
+	r.f.scheduledRound(ctx) // somebody pulls now: rounds render
+	require.False(t, r.f.snap.noPull)
+	require.Equal(t, want, r.pull(t))
 	require.Positive(t, strings.Count(want, "\n"))
 	meta := famNames(r.f.snap)
 

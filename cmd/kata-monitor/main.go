@@ -179,6 +179,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: invalid config: %v\n", appName, strings.ReplaceAll(err.Error(), "\n", "; "))
 		return exitConfig
 	}
+	stopProfile, err := startCPUProfile(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
+		return exitConfig
+	}
+	defer func() {
+		if err := stopProfile(); err != nil {
+			logger.Warn("cpu profile not written", "err", err)
+		}
+	}()
 	d, err := wire(cfg, o, logger)
 	if err != nil {
 		logger.Error("start failed", "err", err)

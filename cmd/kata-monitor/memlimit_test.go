@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"testing/fstest"
 
@@ -74,4 +76,29 @@ func TestDefaultGCPercent(t *testing.T) {
 		require.Equal(t, tc.set, set, "GOGC=%q", tc.gogc)
 		require.Equal(t, tc.want, got, "GOGC=%q", tc.gogc)
 	}
+}
+
+func TestStartCPUProfile(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "KATA_MONITOR_CPUPROFILE" {
+				return v
+			}
+			return ""
+		}
+	}
+	stop, err := startCPUProfile(env(""))
+	require.NoError(t, err)
+	require.NoError(t, stop())
+
+	path := filepath.Join(t.TempDir(), "cpu.pb.gz")
+	stop, err = startCPUProfile(env(path))
+	require.NoError(t, err)
+	require.NoError(t, stop())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Positive(t, fi.Size(), "a profile was written")
+
+	_, err = startCPUProfile(env(filepath.Join(t.TempDir(), "missing", "cpu.pb.gz")))
+	require.ErrorContains(t, err, "KATA_MONITOR_CPUPROFILE")
 }
