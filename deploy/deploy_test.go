@@ -158,7 +158,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 		{name: "no config flag", file: "daemonset.yaml",
 			old: "- --config=/etc/kata-monitor/config.yaml", new: "- --log-level=debug", wantProblem: "args lack --config="},
 		{name: "no memory limit", file: "daemonset.yaml",
-			old: "              memory: 768Mi\n", new: "", wantProblem: "memory request and limit must be set"},
+			old: "              memory: 512Mi\n", new: "", wantProblem: "memory request and limit must be set"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,7 +69,7 @@ func TestSystemdUnit(t *testing.T) {
 		{"Service", "RestrictRealtime", "yes"},
 		{"Service", "SystemCallArchitectures", "native"},
 		{"Service", "CapabilityBoundingSet", ""},
-		{"Service", "MemoryMax", "768M"},
+		{"Service", "MemoryMax", "512M"},
 		{"Install", "WantedBy", "multi-user.target"},
 	}
 	for _, w := range want {
