@@ -78,7 +78,7 @@ func (a account) String() string {
 
 func (m *monitor) account(t *testing.T, ep string) account {
 	t.Helper()
-	v := m.selfMetrics(t)
+	v := m.ownMetrics(t)
 	e := fmt.Sprintf("endpoint=%q", ep)
 	wal := func(reason string) float64 {
 		return v[fmt.Sprintf("kata_monitor_wal_dropped_samples_total{%s,reason=%q}", e, reason)]
@@ -110,7 +110,7 @@ func quiesce(t *testing.T, m *monitor, node *fakenode.Node, ep string, timeout t
 	stable := 0
 	waitFor(t, timeout, 500*time.Millisecond, func() (bool, string) {
 		a := m.account(t, ep)
-		shims := m.selfMetrics(t)["kata_monitor_running_shim_count"]
+		shims := m.ownMetrics(t)["kata_monitor_running_shim_count"]
 		if shims == 0 && a.pending == 0 && a.appended == last.appended && a.sent == last.sent {
 			stable++
 		} else {

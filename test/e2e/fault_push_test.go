@@ -154,8 +154,20 @@ func TestFaultDiskBudgetOutage(t *testing.T) {
 	for _, id := range ids {
 		s, dups := counterSeries(t, vm, id, start)
 		require.Zero(t, dups, "nothing sent twice")
-		g := gaps(t, s)
-		require.Len(t, g, 1, "one gap in %s: %v", id, g)
+		// The pulls above run a pull round when no fresh one exists (the
+		// first pull after start always does): a scrape that pushes
+		// nothing, a one-round hole in the fake shim's counter, counted in
+		// unpushed like a failed scrape. Anything else is the budget's.
+		var g [][2]float64
+		holes := 0
+		for _, r := range gaps(t, s) {
+			if r[0] == r[1] && holes < int(a.unpushed) {
+				holes++
+				continue
+			}
+			g = append(g, r)
+		}
+		require.Len(t, g, 1, "one gap in %s: %v (%d one-round holes of %.0f unpushed scrapes)", id, g, holes, a.unpushed)
 		// The rounds just before the receiver came back are present: the
 		// newest data is kept.
 		var after int
@@ -307,7 +319,7 @@ func TestFaultWALDamage(t *testing.T) {
 			})
 			down(p)
 			waitFor(t, 60*time.Second, 250*time.Millisecond, func() (bool, string) {
-				v := m.selfMetrics(t)[`kata_monitor_wal_segments{endpoint="vm"}`]
+				v := m.ownMetrics(t)[`kata_monitor_wal_segments{endpoint="vm"}`]
 				return v >= 5, strconv.FormatFloat(v, 'f', 0, 64) + " segments"
 			})
 			// A scrape that timed out on a loaded machine leaves a one-round

@@ -57,7 +57,7 @@ func TestRejectedBatchAndRetryAfter(t *testing.T) {
 	st := p.Stats()
 	require.Equal(t, rejected.Load(), st.RejectedSamples)
 	require.Eventually(t, func() bool {
-		self := m.selfMetrics(t)
+		self := m.ownMetrics(t)
 		return self[`kata_monitor_remote_write_samples_dropped_total{endpoint="vm",reason="http_4xx"}`] == float64(rejected.Load())
 	}, 10*time.Second, 100*time.Millisecond, "the dropped batch is counted exactly")
 	require.Greater(t, st.ForwardedSamples, rejected.Load()*3, "later batches went through")

@@ -59,7 +59,7 @@ func TestReceiverStopped60s(t *testing.T) {
 	})
 	consecutive(t, got[0])
 	require.GreaterOrEqual(t, int64(len(got[0].Values)), gapRounds+3)
-	self := m.selfMetrics(t)
+	self := m.ownMetrics(t)
 	require.Zero(t, self["kata_monitor_remote_write_samples_dropped_total"], "nothing refused (no out-of-order, no duplicate errors)")
 	t.Logf("FAULT-RESULT: receiver stopped 60s: %d rounds scraped during the gap, %d samples of the series delivered in order after restart, consecutive, dropped 0, drained %.1fs after restart",
 		gapRounds, len(got[0].Values), time.Since(restarted).Seconds())
