@@ -120,7 +120,7 @@ func TestAckFileOnOpen(t *testing.T) {
 			q, err := Open(cfg, nil, nil)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
-				q, err = Open(cfg, nil, nil)
+				_, err = Open(cfg, nil, nil)
 				require.Error(t, err, "still refused, and the failed Open released the lock")
 				require.NotContains(t, err.Error(), "lock")
 				return
