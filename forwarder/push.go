@@ -136,8 +136,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 			}
 			add(e.tmpl, st.vals, rec.v, t)
 		}
-		clear(st.samples)
-		st.samples = st.samples[:0]
+		st.samples = st.samples[:0] // no pointers in it: nothing to clear
 	}
 	staleNaN := math.Float64frombits(value.StaleNaN)
 	for _, g := range ps.candidates {
