@@ -44,13 +44,7 @@ func TestDefaultMemoryLimit(t *testing.T) {
 		{"garbage", "", fstest.MapFS{"sys/fs/cgroup/memory.max": file("lots\n")}, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			getenv := func(k string) string {
-				if k == "GOMEMLIMIT" {
-					return tc.gomemlimit
-				}
-				return ""
-			}
-			got, src := defaultMemoryLimit(getenv, tc.files)
+			got, src := defaultMemoryLimit(envWith("GOMEMLIMIT", tc.gomemlimit), tc.files)
 			require.Equal(t, tc.want, got)
 			require.Equal(t, tc.source, src)
 		})
@@ -67,38 +61,35 @@ func TestDefaultGCPercent(t *testing.T) {
 		{"100", 0, false},
 		{"off", 0, false},
 	} {
-		got, set := defaultGCPercent(func(k string) string {
-			if k == "GOGC" {
-				return tc.gogc
-			}
-			return ""
-		})
+		got, set := defaultGCPercent(envWith("GOGC", tc.gogc))
 		require.Equal(t, tc.set, set, "GOGC=%q", tc.gogc)
 		require.Equal(t, tc.want, got, "GOGC=%q", tc.gogc)
 	}
 }
 
 func TestStartCPUProfile(t *testing.T) {
-	env := func(v string) func(string) string {
-		return func(k string) string {
-			if k == "KATA_MONITOR_CPUPROFILE" {
-				return v
-			}
-			return ""
-		}
-	}
-	stop, err := startCPUProfile(env(""))
+	stop, err := startCPUProfile(envWith("KATA_MONITOR_CPUPROFILE", ""))
 	require.NoError(t, err)
 	require.NoError(t, stop())
 
 	path := filepath.Join(t.TempDir(), "cpu.pb.gz")
-	stop, err = startCPUProfile(env(path))
+	stop, err = startCPUProfile(envWith("KATA_MONITOR_CPUPROFILE", path))
 	require.NoError(t, err)
 	require.NoError(t, stop())
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	require.Positive(t, fi.Size(), "a profile was written")
 
-	_, err = startCPUProfile(env(filepath.Join(t.TempDir(), "missing", "cpu.pb.gz")))
+	_, err = startCPUProfile(envWith("KATA_MONITOR_CPUPROFILE", filepath.Join(t.TempDir(), "missing", "cpu.pb.gz")))
 	require.ErrorContains(t, err, "KATA_MONITOR_CPUPROFILE")
+}
+
+// envWith is an environment (os.Getenv's shape) where only key is set.
+func envWith(key, value string) func(string) string {
+	return func(k string) string {
+		if k == key {
+			return value
+		}
+		return ""
+	}
 }
