@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 )
 
 const (
@@ -74,8 +76,9 @@ func readAck(dir string) (ackState, error) {
 	return decodeAck(buf)
 }
 
-// writeAck replaces the ack file atomically: temp file, fsync, rename, fsync
-// of the directory, so a crash leaves either the old or the new position.
+// writeAck replaces the ack file atomically: temp file, fsync, then
+// fileutil.Rename (rename, fsync of the directory), so a crash leaves either
+// the old or the new position.
 func writeAck(dir string, a ackState) error {
 	tmp := filepath.Join(dir, ackTmpFileName)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
@@ -93,10 +96,10 @@ func writeAck(dir string, a ackState) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", ackTmpFileName, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, ackFileName)); err != nil {
+	if err := fileutil.Rename(tmp, filepath.Join(dir, ackFileName)); err != nil {
 		return fmt.Errorf("rename ack file: %w", err)
 	}
-	return syncDir(dir)
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -122,9 +122,11 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 		lock.Release()
 		return nil, err
 	}
-	// No registerer: wlog's metric names are global and would clash
-	// between endpoints.
-	w, err := wlog.NewSize(logger, nil, cfg.Dir, cfg.SegmentSize, compression.None)
+	// wlog's own metrics (prometheus_tsdb_wal_*: page flushes, failed
+	// writes, its fsync summary) have fixed names; the endpoint label keeps
+	// each queue's series apart. wlog unregisters them in Close.
+	wreg := prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": endpoint}, reg)
+	w, err := wlog.NewSize(logger, wreg, cfg.Dir, cfg.SegmentSize, compression.None)
 	if err != nil {
 		m.unregister()
 		lock.Release()

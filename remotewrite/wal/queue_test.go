@@ -162,3 +162,47 @@ func TestSameRegistryReopen(t *testing.T) {
 	require.NoError(t, err, "Close unregisters")
 	require.NoError(t, q.Close())
 }
+
+// TestWlogMetricsPerEndpoint: the segment writer's own metrics are exposed,
+// one series per endpoint on a shared registry, and leave with Close.
+func TestWlogMetricsPerEndpoint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	root := t.TempDir()
+	a, err := Open(Config{Dir: filepath.Join(root, "a")}, nil, reg)
+	require.NoError(t, err)
+	b, err := Open(Config{Dir: filepath.Join(root, "b")}, nil, reg)
+	require.NoError(t, err)
+	appendN(t, a, 3, 100)
+
+	flushes := func(endpoint string) (float64, bool) {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != "prometheus_tsdb_wal_page_flushes_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "endpoint" && l.GetValue() == endpoint {
+						return m.GetCounter().GetValue(), true
+					}
+				}
+			}
+		}
+		return 0, false
+	}
+	got, ok := flushes("a")
+	require.True(t, ok, "endpoint a's wlog metrics registered")
+	require.Positive(t, got, "the append flushed pages")
+	got, ok = flushes("b")
+	require.True(t, ok, "endpoint b's wlog metrics registered beside a's")
+	require.Zero(t, got)
+
+	require.NoError(t, a.Close())
+	_, ok = flushes("a")
+	require.False(t, ok, "Close unregisters wlog's metrics")
+	require.NoError(t, b.Close())
+	a, err = Open(Config{Dir: filepath.Join(root, "a")}, nil, reg)
+	require.NoError(t, err, "reopen on the same registry")
+	require.NoError(t, a.Close())
+}
