@@ -20,6 +20,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -170,9 +171,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		debug.SetGCPercent(gc)
 		logger.Debug("go GC percent set (GOGC overrides)", "percent", gc)
 	}
-	if limit, src := defaultMemoryLimit(os.Getenv, os.DirFS("/")); limit > 0 {
-		debug.SetMemoryLimit(limit)
-		logger.Info("go memory limit set from the cgroup limit (GOMEMLIMIT overrides)", "bytes", limit, "source", src)
+	if _, err := setMemoryLimit(logger, memlimit.FromCgroup); err != nil {
+		logger.Warn("go memory limit not set from the cgroup limit", "err", err)
 	}
 	cfg, err := loadConfig(o)
 	if err != nil {

@@ -1,54 +1,52 @@
 package main
 
 import (
+	"errors"
+	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
-	"testing/fstest"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/stretchr/testify/require"
 )
 
-func TestDefaultMemoryLimit(t *testing.T) {
-	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
-	for _, tc := range []struct {
-		name       string
-		gomemlimit string
-		files      fstest.MapFS
-		want       int64
-		source     string
-	}{
-		{"no cgroup files", "", fstest.MapFS{}, 0, ""},
-		{"GOMEMLIMIT set wins", "1GiB", fstest.MapFS{"sys/fs/cgroup/memory.max": file("1000\n")}, 0, ""},
-		{"v2 namespaced root", "", fstest.MapFS{
-			"proc/self/cgroup":         file("0::/\n"),
-			"sys/fs/cgroup/memory.max": file("536870912\n"),
-		}, 483183820, "/sys/fs/cgroup/memory.max"},
-		{"v2 own group of a systemd unit", "", fstest.MapFS{
-			"proc/self/cgroup": file("0::/system.slice/kata-monitor.service\n"),
-			"sys/fs/cgroup/system.slice/kata-monitor.service/memory.max": file("1000\n"),
-			"sys/fs/cgroup/memory.max":                                   file("max\n"),
-		}, 900, "/sys/fs/cgroup/system.slice/kata-monitor.service/memory.max"},
-		{"v2 unlimited", "", fstest.MapFS{
-			"proc/self/cgroup":         file("0::/\n"),
-			"sys/fs/cgroup/memory.max": file("max\n"),
-		}, 0, ""},
-		{"v1 memory controller", "", fstest.MapFS{
-			"proc/self/cgroup": file("5:cpu,cpuacct:/\n4:memory:/pod1\n0::/\n"),
-			"sys/fs/cgroup/memory/pod1/memory.limit_in_bytes": file("2000\n"),
-		}, 1800, "/sys/fs/cgroup/memory/pod1/memory.limit_in_bytes"},
-		{"v1 unlimited", "", fstest.MapFS{
-			"proc/self/cgroup":                           file("4:memory:/\n"),
-			"sys/fs/cgroup/memory/memory.limit_in_bytes": file("9223372036854771712\n"),
-		}, 0, ""},
-		{"garbage", "", fstest.MapFS{"sys/fs/cgroup/memory.max": file("lots\n")}, 0, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, src := defaultMemoryLimit(envWith("GOMEMLIMIT", tc.gomemlimit), tc.files)
-			require.Equal(t, tc.want, got)
-			require.Equal(t, tc.source, src)
-		})
-	}
+func TestSetMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	logger := slog.New(slog.DiscardHandler)
+	t.Setenv("AUTOMEMLIMIT", "") // set, so that t.Setenv restores it
+	os.Unsetenv("AUTOMEMLIMIT")
+	t.Setenv("GOMEMLIMIT", "")
+	os.Unsetenv("GOMEMLIMIT")
+
+	got, err := setMemoryLimit(logger, memlimit.Limit(1000))
+	require.NoError(t, err)
+	require.EqualValues(t, 900, got, "90% of the cgroup limit")
+	require.EqualValues(t, 900, debug.SetMemoryLimit(-1))
+
+	got, err = setMemoryLimit(logger, func() (uint64, error) { return 0, memlimit.ErrNoLimit })
+	require.NoError(t, err)
+	require.EqualValues(t, math.MaxInt64, got, "no cgroup limit: no runtime limit")
+
+	debug.SetMemoryLimit(123 << 20)
+	_, err = setMemoryLimit(logger, func() (uint64, error) { return 0, errors.New("unreadable") })
+	require.Error(t, err, "reported for a warning")
+	require.EqualValues(t, 123<<20, debug.SetMemoryLimit(-1), "an error leaves the limit alone")
+
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30)
+	_, err = setMemoryLimit(logger, memlimit.Limit(1000))
+	require.NoError(t, err)
+	require.EqualValues(t, 1<<30, debug.SetMemoryLimit(-1), "GOMEMLIMIT wins")
+	os.Unsetenv("GOMEMLIMIT")
+
+	t.Setenv("AUTOMEMLIMIT", "0.5")
+	got, err = setMemoryLimit(logger, memlimit.Limit(1000))
+	require.NoError(t, err)
+	require.EqualValues(t, 500, got, "AUTOMEMLIMIT sets the ratio")
 }
 
 func TestDefaultGCPercent(t *testing.T) {
