@@ -6,10 +6,12 @@
 package configs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -69,39 +71,79 @@ func Default() Config {
 	}
 }
 
-// LoadFile reads and validates the file at path.
+// LoadFile reads and validates the file at path. Its errors are Errors
+// (every problem, each with its line and key path) or the read error.
 func LoadFile(path string) (Config, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("open config: %w", err)
+		return Config{}, err // *fs.PathError already names the file
 	}
-	defer f.Close()
-	cfg, err := Load(f)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
+	return Load(bytes.NewReader(b))
 }
 
 // Load decodes r strictly over Default(), applies list-item defaults and
-// validates. An empty document yields Default().
+// validates. An empty document yields Default(). Every problem is reported
+// at once, as Errors: unknown keys, values of the wrong kind and invalid
+// settings, each with its line and key path.
 func Load(r io.Reader) (Config, error) {
-	cfg := Default()
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parse config: %w", err)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	// First the shape, as a node tree: all unknown keys and bad values at
+	// once, in the file's terms.
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, syntaxErrors(err).orNil()
 	}
 	// A second document in the file is almost certainly a mistake.
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return Config{}, errors.New("parse config: more than one YAML document")
+		return Config{}, Errors{{Line: extra.Line, Msg: "a second YAML document (after ---): put everything in one"}}
+	} else if !errors.Is(err, io.EOF) {
+		return Config{}, syntaxErrors(err).orNil()
+	}
+	sc := shapeChecker{lines: map[string]int{}}
+	sc.check(&doc, reflect.TypeFor[Config](), "")
+	errs := sc.errs
+	// Then the real, strict decode over the defaults. With shape errors it
+	// runs lax, only so that the other sections can still be validated:
+	// every problem is reported at once.
+	cfg := Default()
+	strict := yaml.NewDecoder(bytes.NewReader(raw))
+	strict.KnownFields(len(errs) == 0)
+	if err := strict.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if len(errs) == 0 {
+			return Config{}, syntaxErrors(err).orNil() // unexpected: the check passed
+		}
+		if !errors.As(err, &te) {
+			// A value's own unmarshaler stopped the decode half-way: what
+			// follows it is undecoded, so validating it would mislead.
+			return Config{}, errs.orNil()
+		}
 	}
 	cfg.applyListDefaults()
+	var later Errors
 	if err := cfg.expandExternalLabels(os.LookupEnv); err != nil {
-		return Config{}, err
+		later = append(later, asErrors(err)...)
 	}
 	if err := cfg.Validate(); err != nil {
+		later = append(later, asErrors(err)...)
+	}
+	for _, e := range later {
+		// A section with a bad value holds a default in its place:
+		// what Validate says about that section may be an echo of it.
+		if hasSection(sc.errs, e.Path) {
+			continue
+		}
+		if e.Line == 0 {
+			e.Line = lineOf(sc.lines, e.Path)
+		}
+		errs = append(errs, e)
+	}
+	if err := errs.orNil(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -128,49 +170,83 @@ func (c Config) ForwarderConfig() forwarder.Config {
 	return fc
 }
 
-// Validate checks every stage; errors carry the path of the field.
+// Validate checks every section, each on its own (the wal section too when
+// no remote_write uses it), and returns every problem found as Errors whose
+// paths are the file's keys (lines are added by Load, which has the file).
 func (c Config) Validate() error {
-	var errs []error
-	wrap := func(path string, err error) {
+	var errs Errors
+	section := func(path string, err error) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s.%w", path, err))
+			errs = append(errs, stageError(path, err))
 		}
 	}
-	wrap("global", c.Global.Validate())
+	section("global", c.Global.Validate())
 	// Roots live at the top level (sandbox_roots), the rest under sandbox:.
-	if err := c.SandboxWatcherConfig().Validate(); err != nil {
-		if strings.HasPrefix(err.Error(), "roots") {
-			errs = append(errs, fmt.Errorf("sandbox_%w", err))
+	// sandbox.Config.Validate stops at its first problem, so the roots are
+	// checked beside a valid rest and the rest beside valid roots.
+	roots, rest := c.SandboxWatcherConfig(), c.SandboxWatcherConfig()
+	roots.ResyncInterval = sandbox.DefaultConfig().ResyncInterval
+	rest.Roots = sandbox.DefaultConfig().Roots
+	if err := roots.Validate(); err != nil {
+		var re *sandbox.RootsError
+		if errors.As(err, &re) {
+			errs = append(errs, &Error{Path: rootsPath("sandbox_roots", re.Index), Msg: re.Reason})
 		} else {
-			errs = append(errs, fmt.Errorf("sandbox.%w", err))
+			section("sandbox_roots", err)
 		}
 	}
-	wrap("cri", c.CRI.Validate())
-	wrap("shim", c.Shim.Validate())
-	wrap("web", c.Web.Validate())
+	section("sandbox", rest.Validate())
+	section("cri", c.CRI.Validate())
+	section("shim", c.Shim.Validate())
+	section("web", c.Web.Validate())
 	for i, rc := range c.MetricRelabelConfigs {
+		path := fmt.Sprintf("metric_relabel_configs[%d]", i)
 		if rc == nil {
-			errs = append(errs, fmt.Errorf("metric_relabel_configs[%d]: empty rule", i))
+			errs = append(errs, &Error{Path: path, Msg: "empty rule"})
 			continue
 		}
 		if err := rc.Validate(model.UTF8Validation); err != nil {
-			errs = append(errs, fmt.Errorf("metric_relabel_configs[%d]: %w", i, err))
+			errs = append(errs, &Error{Path: path, Msg: err.Error()})
 		}
 	}
-	if len(c.RemoteWrite) > 0 {
-		wrap("wal", c.WAL.Validate())
-	}
+	section("wal", c.WAL.Validate())
 	names := map[string]int{}
 	for i, rw := range c.RemoteWrite {
-		if err := rw.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("remote_write[%d].%w", i, err))
-		}
+		section(fmt.Sprintf("remote_write[%d]", i), rw.Validate())
 		if j, dup := names[rw.Name]; dup {
-			errs = append(errs, fmt.Errorf("remote_write[%d].name: %q already used by remote_write[%d]", i, rw.Name, j))
+			errs = append(errs, &Error{Path: fmt.Sprintf("remote_write[%d].name", i),
+				Msg: fmt.Sprintf("%q already used by remote_write[%d]", rw.Name, j)})
 		}
 		names[rw.Name] = i
 	}
-	return errors.Join(errs...)
+	return errs.orNil()
+}
+
+// hasSection reports whether one of errs lies in the same top-level section
+// (or list item: remote_write[1]) as path.
+func hasSection(errs Errors, path string) bool {
+	for _, e := range errs {
+		if section(e.Path) == section(path) {
+			return true
+		}
+	}
+	return false
+}
+
+// section is the first element of a key path, with its list index.
+func section(path string) string {
+	if i := strings.IndexByte(path, '.'); i >= 0 {
+		return path[:i]
+	}
+	return path
+}
+
+// rootsPath names one root (index >= 0) or the whole list (index < 0).
+func rootsPath(list string, index int) string {
+	if index < 0 {
+		return list
+	}
+	return fmt.Sprintf("%s[%d]", list, index)
 }
 
 // expandExternalLabels replaces ${VAR} and $VAR in external label values from
@@ -178,6 +254,7 @@ func (c Config) Validate() error {
 // the downward API. An unset variable is an error: an empty node label would
 // merge every node's series.
 func (c *Config) expandExternalLabels(lookup func(string) (string, bool)) error {
+	var errs Errors
 	for name, v := range c.Global.ExternalLabels {
 		var missing []string
 		out := os.Expand(v, func(k string) string {
@@ -188,9 +265,11 @@ func (c *Config) expandExternalLabels(lookup func(string) (string, bool)) error 
 			return val
 		})
 		if len(missing) > 0 {
-			return fmt.Errorf("global.external_labels.%s: environment variable %s is not set", name, missing[0])
+			errs = append(errs, &Error{Path: "global.external_labels." + name,
+				Msg: fmt.Sprintf("environment variable %s is not set", strings.Join(missing, ", "))})
+			continue
 		}
 		c.Global.ExternalLabels[name] = out
 	}
-	return nil
+	return errs.orNil()
 }

@@ -51,26 +51,84 @@ func TestLoadErrors(t *testing.T) {
 		yaml string
 		want string
 	}{
-		{"unknown top-level key names key and line", "global:\n  scrape_interval: 15s\nremote_writes: []\n", "line 3: field remote_writes not found"},
-		{"unknown nested key", "remote_write:\n  - url: http://x/api/v1/write\n    queue_config:\n      max_shard: 3\n", "line 4: field max_shard not found"},
-		{"bad duration", "global:\n  scrape_interval: soon\n", "line 2"},
-		{"timeout above interval", "global:\n  scrape_interval: 5s\n  scrape_timeout: 10s\n", "global.scrape_timeout"},
-		{"bad url", "remote_write:\n  - url: 'ftp://x'\n", "remote_write[0].url"},
-		{"backoff order", "remote_write:\n  - url: http://x/api/v1/write\n    queue_config: {min_backoff: 10s, max_backoff: 1s}\n", "remote_write[0].queue_config.max_backoff"},
-		{"duplicate names", "remote_write:\n  - {url: 'http://a/w', name: x}\n  - {url: 'http://b/w', name: x}\n", `remote_write[1].name: "x" already used`},
-		{"bad relabel", "metric_relabel_configs:\n  - action: replace\n    regex: '('\n", "missing closing )"},
-		{"bad max_size", "wal:\n  max_size: lots\nremote_write:\n  - url: http://x/w\n", "line 2"},
-		{"relative root", "sandbox_roots: [run/vc/sbs]\n", "sandbox_roots[0]"},
-		{"resync", "sandbox: {resync_interval: 0s}\n", "sandbox.resync_interval"},
-		{"two documents", "global: {}\n---\nglobal: {}\n", "more than one YAML document"},
+		{"unknown top-level key names key and line", "global:\n  scrape_interval: 15s\nremote_writes: []\n", "line 3: remote_writes: unknown key (did you mean remote_write?)"},
+		{"unknown nested key", "remote_write:\n  - url: http://x/api/v1/write\n    queue_config:\n      max_shard: 3\n", "line 4: remote_write[0].queue_config.max_shard: unknown key (did you mean max_shards?)"},
+		{"bad duration", "global:\n  scrape_interval: fifteen\n", `line 2: global.scrape_interval: "fifteen" is not a duration`},
+		{"bad integer", "global:\n  concurrency: many\n", `line 2: global.concurrency: "many" is not an integer`},
+		{"bad bool", "web:\n  enable_debug: perhaps\n", `line 2: web.enable_debug: "perhaps" is not true or false`},
+		{"list for a section", "global: [1, 2]\n", "line 1: global: want a section of key: value lines, got a list"},
+		{"scalar for a list", "sandbox_roots: /run/vc/sbs\n", `line 1: sandbox_roots: want a list, got "/run/vc/sbs"`},
+		{"repeated key", "global:\n  scrape_interval: 15s\n  scrape_interval: 10s\n", "line 3: global.scrape_interval: key repeated (first at line 2)"},
+		{"timeout above interval", "global:\n  scrape_interval: 5s\n  scrape_timeout: 10s\n", "line 3: global.scrape_timeout: 10s must be <= scrape_interval 5s"},
+		{"bad url", "remote_write:\n  - url: 'ftp://x'\n", "line 2: remote_write[0].url:"},
+		{"backoff order", "remote_write:\n  - url: http://x/api/v1/write\n    queue_config: {min_backoff: 10s, max_backoff: 1s}\n", "line 3: remote_write[0].queue_config.max_backoff"},
+		{"duplicate names", "remote_write:\n  - {url: 'http://a/w', name: x}\n  - {url: 'http://b/w', name: x}\n", `line 3: remote_write[1].name: "x" already used by remote_write[0]`},
+		{"bad relabel", "metric_relabel_configs:\n  - action: replace\n    regex: '('\n", "line 3: metric_relabel_configs[0].regex: error parsing regexp: missing closing )"},
+		{"bad relabel action", "metric_relabel_configs:\n  - action: bogus\n", `line 2: metric_relabel_configs[0].action: unknown relabel action "bogus"`},
+		{"bad max_size", "wal:\n  max_size: lots\nremote_write:\n  - url: http://x/w\n", `line 2: wal.max_size: size "lots"`},
+		{"wal validated without remote_write", "wal:\n  fsync: always\n", `line 2: wal.fsync: "always" must be append or segment`},
+		{"relative root", "sandbox_roots: [run/vc/sbs]\n", `line 1: sandbox_roots[0]: "run/vc/sbs" is not an absolute path`},
+		{"resync", "sandbox: {resync_interval: 0s}\n", "line 1: sandbox.resync_interval: must be > 0"},
+		{"cri endpoint", "cri:\n  endpoint: tcp://x:1\n", `line 2: cri.endpoint: unsupported scheme "tcp"`},
+		{"two documents", "global: {}\n---\nglobal: {}\n", "line 2: a second YAML document"},
+		{"syntax", "global:\n  - x\n a: b\n", "line 2: syntax error: did not find expected key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(strings.NewReader(tc.yaml))
 			require.Error(t, err)
 			require.Contains(t, err.Error(), tc.want)
+			var errs Errors
+			require.ErrorAs(t, err, &errs)
+			for _, e := range errs {
+				require.NotZero(t, e.Line, "every error of a file names its line: %s", e)
+			}
+			requireFileTerms(t, err.Error())
 		})
 	}
+}
+
+// requireFileTerms fails on decoder internals in a message: Go type names,
+// YAML tags, the decoder's own phrasing, separators of joined errors.
+func requireFileTerms(t *testing.T, msg string) {
+	t.Helper()
+	for _, leak := range []string{"!!", "time.Duration", "model.Duration", "configs.", "remotewrite.", "forwarder.",
+		"cannot unmarshal", "not found in type", "unmarshal errors", ":;", "yaml:"} {
+		require.NotContains(t, msg, leak)
+	}
+}
+
+// TestLoadReportsEveryError: one bad value per section, all reported at once
+// with their lines, in file order.
+func TestLoadReportsEveryError(t *testing.T) {
+	const file = `global:
+  scrape_interval: fifteen
+  scrape_timeot: 5s
+wal:
+  fsync: always
+sandbox_roots: [rel]
+sandbox: {resync_interval: 0s}
+web: {max_query_bytes: 0}
+remote_write:
+  - url: ftp://x
+  - url: http://y/w
+    name: 'a b'
+`
+	_, err := Load(strings.NewReader(file))
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	got := strings.Split(err.Error(), "\n")
+	require.Equal(t, []string{
+		`line 2: global.scrape_interval: "fifteen" is not a duration (a number and a unit: 500ms, 15s, 1m30s, 2h)`,
+		`line 3: global.scrape_timeot: unknown key (did you mean scrape_timeout?)`,
+		`line 5: wal.fsync: "always" must be append or segment`,
+		`line 6: sandbox_roots[0]: "rel" is not an absolute path`,
+		`line 7: sandbox.resync_interval: must be > 0`,
+		`line 8: web.max_query_bytes: must be > 0`,
+		`line 10: remote_write[0].url: scheme "ftp": must be http or https`,
+		`line 12: remote_write[1].name: "a b" must match ^[a-zA-Z0-9_-]+$`,
+	}, got)
+	require.Len(t, errs, len(got))
 }
 
 // FuzzLoad: any input is either a config or an error, never a panic.
@@ -97,5 +155,5 @@ func TestExternalLabelsFromEnvironment(t *testing.T) {
 	require.Equal(t, map[string]string{"node": "worker-7", "site": "lyon-worker-7", "fixed": "x"}, cfg.Global.ExternalLabels)
 
 	_, err = Load(strings.NewReader("global:\n  external_labels: {node: '${KM_TEST_UNSET_VAR}'}\n"))
-	require.ErrorContains(t, err, "global.external_labels.node: environment variable KM_TEST_UNSET_VAR is not set")
+	require.ErrorContains(t, err, "line 2: global.external_labels.node: environment variable KM_TEST_UNSET_VAR is not set")
 }

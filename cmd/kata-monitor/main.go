@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -73,18 +74,26 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
+// errUsage is a flag error already explained; run prints it once with a
+// pointer to --help.
+func parseFlags(args []string, stdout io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet(appName, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package prints its error and the whole usage on every
+	// mistake; run prints the error once instead, and --help prints usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&o.listenAddress, "listen-address", "127.0.0.1:8090", "The address to listen on for HTTP requests.")
-	fs.StringVar(&o.runtimeEndpoint, "runtime-endpoint", "/run/containerd/containerd.sock", "Endpoint of CRI container runtime service.")
-	fs.StringVar(&o.logLevel, "log-level", "info", "Log level of logrus (trace/debug/info/warn/error/fatal/panic).")
-	fs.StringVar(&o.configFile, "config", "", "YAML config file (push, relabelling, tuning); without it kata-monitor is pull only, as upstream.")
+	fs.StringVar(&o.runtimeEndpoint, "runtime-endpoint", "/run/containerd/containerd.sock", "Endpoint of CRI container runtime service (a unix socket: /path or unix:///path).")
+	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: trace, debug, info, warn, error, fatal or panic.")
+	fs.StringVar(&o.configFile, "config", "", "YAML config file (push, relabelling, tuning); without it kata-monitor is pull only, as upstream. Check one with: kata-monitor check-config FILE")
 	fs.StringVar(&o.webConfigFile, "web.config.file", "", "Path to a web configuration file enabling TLS or basic authentication on the listener (exporter-toolkit format).")
 	fs.Var(&o.sandboxRoots, "sandbox-root", "Directory holding one directory per sandbox (repeatable; default /run/vc/sbs and /run/kata).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print version information and exit.")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs)
+		}
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -93,6 +102,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	return o, nil
+}
+
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: %s [flags]\n       %s check-config FILE...\n\nFlags:\n", appName, appName)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 var versionTemplate = template.Must(template.New("version").Parse(`{{.AppName}}
@@ -131,30 +147,73 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 // loadConfig reads the file (or the defaults) and lets explicit flags win.
+// An error names the file and every problem in it, or the flag at fault.
 func loadConfig(o options) (configs.Config, error) {
 	cfg := configs.Default()
 	if o.configFile != "" {
 		var err error
 		if cfg, err = configs.LoadFile(o.configFile); err != nil {
-			return cfg, err
+			return cfg, configError(o.configFile, err)
 		}
 	}
 	if len(o.sandboxRoots) > 0 {
+		sc := cfg.SandboxWatcherConfig()
+		sc.Roots = o.sandboxRoots
+		if err := sc.Validate(); err != nil {
+			var re *sandbox.RootsError
+			if errors.As(err, &re) && re.Index >= 0 {
+				return cfg, fmt.Errorf("--sandbox-root %s", re.Reason)
+			}
+			return cfg, fmt.Errorf("--sandbox-root: %w", err)
+		}
 		cfg.SandboxRoots = o.sandboxRoots
 	}
 	if o.set["runtime-endpoint"] || o.configFile == "" {
-		cfg.CRI.Endpoint = o.runtimeEndpoint
+		cc := cfg.CRI
+		cc.Endpoint = o.runtimeEndpoint
+		if err := cc.Validate(); err != nil {
+			// cri.Config.Validate wraps the endpoint's reason with its
+			// key; the flag is named here instead.
+			if inner := errors.Unwrap(err); inner != nil {
+				err = inner
+			}
+			return cfg, fmt.Errorf("--runtime-endpoint %q: %w", o.runtimeEndpoint, err)
+		}
+		cfg.CRI = cc
 	}
 	return cfg, cfg.Validate()
 }
 
+// configError says which file is at fault and lists every problem, one per
+// line, so an operator fixes them all in one pass.
+func configError(path string, err error) error {
+	var errs configs.Errors
+	if !errors.As(err, &errs) {
+		return fmt.Errorf("config: %w", err) // *fs.PathError: "open FILE: reason"
+	}
+	problems := "1 problem"
+	if len(errs) > 1 {
+		problems = fmt.Sprintf("%d problems", len(errs))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: %s", path, problems)
+	for _, e := range errs {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	return errors.New(b.String())
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkConfig(args[1:], stdout, stderr)
+	}
+	o, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", appName, err, appName)
 		return exitConfig
 	}
 	if o.showVersion {
@@ -163,7 +222,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	level, err := parseLevel(o.logLevel)
 	if err != nil {
+		fmt.Fprintf(stderr, "%s: --log-level: %v\n", appName, err)
+		return exitConfig
+	}
+	cfg, err := loadConfig(o)
+	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
+		return exitConfig
+	}
+	// A listen address that cannot be used is a bad flag: refuse it before
+	// anything starts. The listener is then handed to the server.
+	listener, err := listen(o.listenAddress, o.webConfigFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
+		if errors.Is(err, errListenBusy) {
+			return exitFail
+		}
 		return exitConfig
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -174,13 +248,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if _, err := setMemoryLimit(logger, memlimit.FromCgroup); err != nil {
 		logger.Warn("go memory limit not set from the cgroup limit", "err", err)
 	}
-	cfg, err := loadConfig(o)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid config: %v\n", appName, strings.ReplaceAll(err.Error(), "\n", "; "))
-		return exitConfig
-	}
 	stopProfile, err := startCPUProfile(os.Getenv)
 	if err != nil {
+		listener.Close()
 		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
 		return exitConfig
 	}
@@ -191,10 +261,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}()
 	d, err := wire(cfg, o, logger)
 	if err != nil {
+		listener.Close()
 		logger.Error("start failed", "err", err)
 		return exitFail
 	}
-	logger.Info("kata-monitor started", "version", version, "listen_address", o.listenAddress,
+	d.listener = listener
+	logger.Info("kata-monitor started", "version", version, "listen_address", listener.Addr().String(),
 		"sandbox_roots", cfg.SandboxRoots, "runtime_endpoint", cfg.CRI.Endpoint, "remote_write", len(cfg.RemoteWrite))
 	if err := d.run(ctx); err != nil {
 		logger.Error("stopped on error", "err", err)
@@ -206,13 +278,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // daemon is every component, built but not started.
 type daemon struct {
-	opts    options
-	watcher *sandbox.Watcher
-	pods    *cri.Cache
-	shims   *shim.Pool
-	queues  []*remotewrite.Queue
-	fwd     *forwarder.Forwarder
-	api     *httpapi.API
+	opts     options
+	listener net.Listener // bound by run before anything starts; served by api
+	cfg      configs.Config
+	logger   *slog.Logger
+	watcher  *sandbox.Watcher
+	pods     *cri.Cache
+	shims    *shim.Pool
+	queues   []*remotewrite.Queue
+	fwd      *forwarder.Forwarder
+	api      *httpapi.API
 }
 
 func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
@@ -221,7 +296,7 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 	self := prometheus.WrapRegistererWithPrefix("kata_monitor_", reg)
 	self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	d := &daemon{opts: o}
+	d := &daemon{opts: o, cfg: cfg, logger: logger}
 	var err error
 	if d.watcher, err = sandbox.New(cfg.SandboxWatcherConfig(), logger.With("component", "sandbox"), reg); err != nil {
 		return nil, fmt.Errorf("sandbox discovery: %w", err)
@@ -238,7 +313,7 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 			remotewrite.WithUserAgent(appName+"/"+version))
 		if err != nil {
 			d.closeQueues()
-			return nil, fmt.Errorf("remote_write %q: %w", rw.Name, err)
+			return nil, err // names the endpoint: remote_write "vm": ...
 		}
 		d.queues = append(d.queues, q)
 		appenders = append(appenders, q)
@@ -276,8 +351,11 @@ func (d *daemon) run(ctx context.Context) error {
 	// samples already carry cri_* labels in the common case instead of
 	// starting series that end one round later.
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_ = d.pods.Refresh(rctx) // the cache logs and counts its own failures
+	criErr := d.pods.Refresh(rctx) // the cache logs and counts its own failures
 	cancel()
+	if hint := startupHint(d.cfg.SandboxRoots, d.cfg.CRI.Endpoint, criErr); hint != "" {
+		d.logger.Warn("no Kata sandbox root and no CRI: is this a Kata Containers node?", "hint", hint)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.watcher.Run(ctx) })
 	g.Go(func() error { return d.pods.Run(ctx) })
@@ -285,7 +363,7 @@ func (d *daemon) run(ctx context.Context) error {
 	for _, q := range d.queues {
 		g.Go(func() error { return q.Run(ctx) })
 	}
-	g.Go(func() error { return d.api.Run(ctx, d.opts.listenAddress, d.opts.webConfigFile) })
+	g.Go(func() error { return d.api.Serve(ctx, d.listener, d.opts.webConfigFile) })
 	return g.Wait()
 }
 
@@ -301,4 +379,23 @@ func (a statusAdapter) Status(id string) (httpapi.Status, bool) {
 		return httpapi.Status{}, false
 	}
 	return httpapi.Status{LastScrape: s.LastScrape, Duration: s.Duration, Err: s.Err, Series: s.Series}, true
+}
+
+// startupHint says what to check when nothing on this host looks like Kata:
+// no sandbox root exists and the CRI did not answer. "" when either is fine.
+// kata-monitor keeps running (a root may appear with the first Kata pod).
+func startupHint(roots []string, endpoint string, criErr error) string {
+	if criErr == nil {
+		return ""
+	}
+	for _, r := range roots {
+		if _, err := os.Stat(r); err == nil {
+			return ""
+		}
+	}
+	return fmt.Sprintf("none of the sandbox roots %s exists and the CRI at %s did not answer (%v); "+
+		"check that Kata Containers runs here (its shims create /run/vc/sbs, or /run/kata for runtime-rs, with the first pod), "+
+		"that --sandbox-root names where they are, and that --runtime-endpoint is the runtime's socket "+
+		"(containerd: /run/containerd/containerd.sock, CRI-O: /run/crio/crio.sock); kata-monitor keeps watching",
+		strings.Join(roots, ", "), endpoint, criErr)
 }

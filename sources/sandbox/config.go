@@ -30,16 +30,16 @@ func DefaultConfig() Config {
 // Validate reports the first problem found, naming the offending field.
 func (c Config) Validate() error {
 	if len(c.Roots) == 0 {
-		return errors.New("roots: must list at least one directory")
+		return &RootsError{Index: -1, Reason: "must list at least one directory"}
 	}
 	seen := make(map[string]bool, len(c.Roots))
 	for i, r := range c.Roots {
 		if !filepath.IsAbs(r) {
-			return fmt.Errorf("roots[%d]: %q is not an absolute path", i, r)
+			return &RootsError{Index: i, Reason: fmt.Sprintf("%q is not an absolute path", r)}
 		}
 		clean := filepath.Clean(r)
 		if seen[clean] {
-			return fmt.Errorf("roots[%d]: %q is listed twice", i, r)
+			return &RootsError{Index: i, Reason: fmt.Sprintf("%q is listed twice", r)}
 		}
 		seen[clean] = true
 	}
@@ -47,4 +47,20 @@ func (c Config) Validate() error {
 		return errors.New("resync_interval: must be > 0")
 	}
 	return nil
+}
+
+// RootsError is a Validate error about Roots rather than another field, so
+// a caller that takes the roots from elsewhere (a top-level key, a
+// repeatable flag) can name them its own way.
+type RootsError struct {
+	Index  int    // the offending root; -1 for the list as a whole
+	Reason string // e.g. `"run/vc" is not an absolute path`
+}
+
+// Error renders "roots[1]: ..." (or "roots: ..." for the list).
+func (e *RootsError) Error() string {
+	if e.Index < 0 {
+		return "roots: " + e.Reason
+	}
+	return fmt.Sprintf("roots[%d]: %s", e.Index, e.Reason)
 }
