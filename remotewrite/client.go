@@ -18,9 +18,9 @@ const maxRetryAfterSeconds = 1 << 20
 // maxErrBody caps how much of a receiver's error answer we keep for logs.
 const maxErrBody = 512
 
-// recoverableError marks a failure worth retrying: network errors, 5xx,
-// 429 (when enabled) and unexpected 3xx. retryAfter is the receiver's
-// Retry-After hint, 0 when absent.
+// recoverableError marks a failure worth retrying: no answer (network
+// error, timeout) or a status the policy retries (see action). retryAfter
+// is the receiver's Retry-After hint, 0 when absent.
 type recoverableError struct {
 	err        error
 	retryAfter time.Duration
@@ -29,8 +29,10 @@ type recoverableError struct {
 func (e recoverableError) Error() string { return e.err.Error() }
 func (e recoverableError) Unwrap() error { return e.err }
 
-// httpStatusError is an answer we will not retry (4xx other than a
-// retried 429): the block is dropped.
+// httpStatusError is an answer the sender must act on instead of retrying
+// the same request: a refusal of the data (400, 409, 422: split), a
+// request too large (413: split) or a 429 with retry_on_http_429 false
+// (drop). action tells which.
 type httpStatusError struct {
 	code int
 	body string
@@ -38,6 +40,45 @@ type httpStatusError struct {
 
 func (e httpStatusError) Error() string {
 	return fmt.Sprintf("server returned HTTP status %d: %s", e.code, e.body)
+}
+
+// action is what the sender does with one answer. The table in
+// docs/remote-write.md ("Status policy") lists the same rows; statusAction
+// is the only place that decides.
+type action int
+
+const (
+	actDone     action = iota // 2xx: delivered
+	actRetry                  // resend the same request after a backoff
+	actRefused                // the data is refused: split down to the refused series, drop those
+	actTooLarge               // 413: split, lower the endpoint's request size
+	actDrop                   // 429 with retry_on_http_429: false: drop the request (the user's choice)
+)
+
+// statusAction maps an HTTP status code to the sender's action.
+//
+// Only 400, 409 and 422 say something about the data itself (Prometheus
+// answers 400 for an out-of-order or duplicate sample anywhere in a
+// request, Mimir and Cortex use 400 and 409, some gateways 422), so only
+// they lead to a drop, and only after splitting has isolated the refused
+// series. Every other status says the endpoint cannot take anything right
+// now (401, 403 and 407 until credentials are fixed, 404 until the URL
+// is, 408, 425, 429, 5xx) and is retried, since dropping would lose data
+// that the receiver would take once fixed. Redirects are never followed
+// (see httpconfig.go) and retried likewise.
+func statusAction(code int, retryOn429 bool) action {
+	switch {
+	case code/100 == 2:
+		return actDone
+	case code == http.StatusBadRequest, code == http.StatusConflict, code == http.StatusUnprocessableEntity:
+		return actRefused
+	case code == http.StatusRequestEntityTooLarge:
+		return actTooLarge
+	case code == http.StatusTooManyRequests && !retryOn429:
+		return actDrop
+	default:
+		return actRetry
+	}
 }
 
 // client POSTs encoded blocks to one endpoint. It is safe for concurrent
@@ -72,9 +113,10 @@ func newClient(cfg Config, rt http.RoundTripper, userAgent string, observe func(
 	}
 }
 
-// store sends one snappy-compressed WriteRequest. It returns nil on 2xx, a
-// recoverableError when a retry may succeed, an httpStatusError when the
-// receiver refused the data for good, or ctx's error when ctx ended.
+// store sends one snappy-compressed WriteRequest. It returns nil on 2xx,
+// a recoverableError when statusAction says retry (or nothing answered),
+// an httpStatusError for the other actions, or an error wrapping parent's
+// error when parent ended.
 func (c *client) store(parent context.Context, data []byte, contentType string) error {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
@@ -109,18 +151,17 @@ func (c *client) store(parent context.Context, data []byte, contentType string) 
 	c.observe(strconv.Itoa(resp.StatusCode), c.now().Sub(start))
 
 	code := resp.StatusCode
-	switch {
-	case code/100 == 2:
+	switch statusAction(code, c.retryOn429) {
+	case actDone:
 		return nil
-	case code/100 == 5, code == http.StatusTooManyRequests && c.retryOn429:
-		return recoverableError{
-			err:        httpStatusError{code: code, body: sanitize(body)},
-			retryAfter: retryAfter(resp.Header.Get("Retry-After"), c.now()),
+	case actRetry:
+		herr := httpStatusError{code: code, body: sanitize(body)}
+		if code/100 == 3 {
+			// A misconfigured URL behind a redirect: keep the data in the
+			// WAL until the config is fixed rather than drop it.
+			herr.body = "redirect to " + resp.Header.Get("Location") + " not followed"
 		}
-	case code/100 == 3:
-		// A misconfigured URL behind a redirect: keep the data in the WAL
-		// until the config is fixed rather than drop it.
-		return recoverableError{err: httpStatusError{code: code, body: "redirect to " + resp.Header.Get("Location") + " not followed"}}
+		return recoverableError{err: herr, retryAfter: retryAfter(resp.Header.Get("Retry-After"), c.now())}
 	default:
 		return httpStatusError{code: code, body: sanitize(body)}
 	}

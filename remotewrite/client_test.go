@@ -144,8 +144,11 @@ func TestClientStatusClassification(t *testing.T) {
 		{name: "503 retry-after seconds", code: 503, header: map[string]string{"Retry-After": "7"}, wantRecover: true, wantRetryAfter: 7 * time.Second},
 		{name: "429 retried", code: 429, wantRecover: true},
 		{name: "429 not retried when disabled", code: 429, no429: true, wantDrop: true},
-		{name: "400 dropped", code: 400, wantDrop: true},
-		{name: "404 dropped", code: 404, wantDrop: true},
+		{name: "400 refused", code: 400, wantDrop: true},
+		{name: "413 too large", code: 413, wantDrop: true},
+		{name: "404 retried", code: 404, wantRecover: true},
+		{name: "401 retried", code: 401, wantRecover: true},
+		{name: "408 retry-after", code: 408, header: map[string]string{"Retry-After": "3"}, wantRecover: true, wantRetryAfter: 3 * time.Second},
 		{name: "302 kept for retry", code: 302, header: map[string]string{"Location": "/elsewhere"}, wantRecover: true},
 	}
 	for _, tt := range tests {

@@ -186,3 +186,57 @@ func encodeMetadata(md []prompb.MetricMetadata) ([]byte, error) {
 	}
 	return snappy.Encode(nil, raw), nil
 }
+
+// decodeRequest decompresses and unmarshals one encoded request (a WAL
+// block or a part of one) back into its series, to split it. It allocates.
+func decodeRequest(data []byte) ([]prompb.TimeSeries, error) {
+	raw, err := snappy.Decode(nil, data)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, fmt.Errorf("unmarshal write request: %w", err)
+	}
+	return req.Timeseries, nil
+}
+
+// encodeRequest marshals and compresses series as one standalone request.
+// It allocates: only split parts go through it.
+func encodeRequest(ts []prompb.TimeSeries) ([]byte, error) {
+	req := prompb.WriteRequest{Timeseries: ts}
+	raw, err := req.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("marshal write request: %w", err)
+	}
+	return snappy.Encode(nil, raw), nil
+}
+
+// sampleCount counts what the encoder counts for a block: float samples
+// plus native histogram samples.
+func sampleCount(ts []prompb.TimeSeries) int {
+	n := 0
+	for i := range ts {
+		n += len(ts[i].Samples) + len(ts[i].Histograms)
+	}
+	return n
+}
+
+// chunkBySamples cuts ts into consecutive runs of at most limit samples
+// each, never splitting a series (a series above limit is a run alone).
+func chunkBySamples(ts []prompb.TimeSeries, limit int) [][]prompb.TimeSeries {
+	var out [][]prompb.TimeSeries
+	start, n := 0, 0
+	for i := range ts {
+		c := len(ts[i].Samples) + len(ts[i].Histograms)
+		if n > 0 && n+c > limit {
+			out = append(out, ts[start:i])
+			start, n = i, 0
+		}
+		n += c
+	}
+	if start < len(ts) {
+		out = append(out, ts[start:])
+	}
+	return out
+}

@@ -20,15 +20,40 @@
 // so the samples of a series reach the receiver in timestamp order even
 // while retrying.
 //
-// # Retry
+// # Status policy
 //
-// Network errors, 5xx, 429 (unless retry_on_http_429 is false) and
-// unexpected 3xx retry forever with exponential backoff (min_backoff
-// doubling to max_backoff, 10% jitter), or after the receiver's
-// Retry-After (seconds or HTTP date, capped at 10*max_backoff). Other 4xx
-// answers drop the block: its samples are counted in
-// samples_dropped_total{reason="http_4xx"} and the receiver's answer is
-// logged (at most once a minute, with the count of suppressed lines).
+// Every answer maps to one action (statusAction; the table is in
+// docs/remote-write.md):
+//
+//   - 2xx: delivered.
+//   - 400, 409, 422 (the data is refused): the request is split in two
+//     halves by series and each half delivered in turn, recursively, so
+//     only the series the receiver refuses on their own are dropped
+//     (samples_dropped_total{reason="refused"}, the answer logged at most
+//     once a minute). Prometheus answers 400 to a whole request for one
+//     out-of-order or duplicate sample; k such series among n cost about
+//     2*k*log2(n) extra requests.
+//   - 413: the request is split and the endpoint's request size (gauge
+//     max_samples_per_send) is lowered to half of it; later requests are
+//     cut to that size before sending. Only a single series that is too
+//     large alone is dropped (reason "too_large").
+//   - 429 with retry_on_http_429 false: dropped (reason "http_429").
+//   - Everything else (401, 403, 404, 407, 408, 425, other 4xx, 429, 5xx,
+//     unexpected 3xx, no answer): retried forever with exponential backoff
+//     (min_backoff doubling to max_backoff, 10% jitter), or after the
+//     receiver's Retry-After (seconds or HTTP date, capped at
+//     10*max_backoff). Credentials from files are re-read on every
+//     request, so a 401 ends once the file is fixed and nothing is lost.
+//     Failures are visible: requests_total{code}, samples_failed_total,
+//     failing_since_timestamp_seconds (first failure of the current
+//     streak, 0 after a success) and a log line at most once a minute.
+//
+// The halves of a split are sent one after the other inside the block's
+// slot, so the group (and every later one) waits for them: splitting never
+// reorders a series. A block's samples are counted as sent or dropped only
+// once the whole block is done, so a shutdown in the middle of a split
+// (the block is sent whole again after the next start) counts nothing
+// twice.
 //
 // # Shutdown and delivery guarantees
 //

@@ -35,6 +35,9 @@ type receiver struct {
 	t       *testing.T
 	srv     *httptest.Server
 	respond func(n int, r *http.Request) (code int, header map[string]string)
+	// decide, when set, replaces respond and also sees the decoded body.
+	// Code 0 closes the connection without an answer (a network error).
+	decide func(n int, r *http.Request, wr *prompb.WriteRequest) (code int, header map[string]string)
 
 	mu   sync.Mutex
 	all  []gotRequest
@@ -76,11 +79,18 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 	rc.mu.Lock()
 	n := len(rc.all)
 	code, hdr := http.StatusNoContent, map[string]string(nil)
-	if rc.respond != nil {
+	switch {
+	case rc.decide != nil:
+		code, hdr = rc.decide(n, r, &wr)
+	case rc.respond != nil:
 		code, hdr = rc.respond(n, r)
 	}
 	rc.all = append(rc.all, gotRequest{header: r.Header.Clone(), req: wr, code: code})
 	rc.mu.Unlock()
+	if code == 0 {
+		rc.signal()
+		panic(http.ErrAbortHandler) // closes the connection, no answer
+	}
 	for k, v := range hdr {
 		w.Header().Set(k, v)
 	}
@@ -88,6 +98,10 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 	if code/100 != 2 {
 		fmt.Fprintf(w, "answer %d to request %d", code, n)
 	}
+	rc.signal()
+}
+
+func (rc *receiver) signal() {
 	select {
 	case rc.seen <- struct{}{}:
 	default:

@@ -16,8 +16,13 @@ type queueMetrics struct {
 	sent            prometheus.Counter
 	failed          prometheus.Counter
 	retried         prometheus.Counter
-	droppedHTTP     prometheus.Counter
+	droppedRefused  prometheus.Counter
+	droppedTooLarge prometheus.Counter
+	dropped429      prometheus.Counter
 	droppedRelabel  prometheus.Counter
+	splits          *prometheus.CounterVec
+	failingSince    prometheus.Gauge
+	sendLimit       prometheus.Gauge
 	requests        *prometheus.CounterVec
 	sendDuration    prometheus.Histogram
 	bytesSent       prometheus.Counter
@@ -38,6 +43,7 @@ type queueMetrics struct {
 	highestAppendedMs   int64
 	highestSentSet      bool
 	highestAppendedSeen bool
+	failingSinceSec     float64 // 0: the last attempt succeeded
 }
 
 // newQueueMetrics builds and registers the metrics (reg nil: unregistered).
@@ -56,15 +62,23 @@ func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
 	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "kata_monitor", Subsystem: "remote_write", Name: "samples_dropped_total",
-		Help: "Samples dropped on purpose: refused by the receiver with a 4xx (http_4xx) or by write_relabel_configs (relabel).",
+		Help: "Samples dropped on purpose, by reason: refused (series a receiver refused with 400, 409 or 422 on their own, after splitting), too_large (a single series refused with 413), http_429 (429 with retry_on_http_429 false), relabel (write_relabel_configs).",
 	}, []string{"reason"})
 	m := &queueMetrics{
-		appended:       counter("samples_appended_total", "Samples queued in the WAL after relabeling."),
-		sent:           counter("samples_sent_total", "Samples the receiver acknowledged."),
-		failed:         counter("samples_failed_total", "Samples in send attempts that failed and will be retried."),
-		retried:        counter("samples_retried_total", "Samples sent again after a failed attempt."),
-		droppedHTTP:    dropped.WithLabelValues("http_4xx"),
-		droppedRelabel: dropped.WithLabelValues("relabel"),
+		appended:        counter("samples_appended_total", "Samples queued in the WAL after relabeling."),
+		sent:            counter("samples_sent_total", "Samples the receiver acknowledged."),
+		failed:          counter("samples_failed_total", "Samples in send attempts that failed and will be retried."),
+		retried:         counter("samples_retried_total", "Samples sent again after a failed attempt."),
+		droppedRefused:  dropped.WithLabelValues(reasonRefused),
+		droppedTooLarge: dropped.WithLabelValues(reasonTooLarge),
+		dropped429:      dropped.WithLabelValues(reason429),
+		droppedRelabel:  dropped.WithLabelValues(reasonRelabel),
+		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "request_splits_total",
+			Help: "Requests split in two halves to isolate refused series (400, 409, 422) or to fit the receiver's size limit (413), by the status code that caused the split.",
+		}, []string{"code"}),
+		failingSince: gauge("failing_since_timestamp_seconds", "Unix time of the first failed attempt (network error or a retried status) of the current failure streak; 0 once an attempt succeeds. Alert on time() - this > N and this > 0."),
+		sendLimit:    gauge("max_samples_per_send", "Samples per request now: queue_config.max_samples_per_send, lowered after a 413 answer."),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "requests_total",
 			Help: "Write requests by HTTP status code (\"error\": no answer).",
@@ -87,7 +101,7 @@ func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
 	}
 	m.reg = reg
 	for _, c := range []prometheus.Collector{m.appended, m.sent, m.failed, m.retried, dropped,
-		m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
+		m.splits, m.failingSince, m.sendLimit, m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
 		m.lastSuccess, m.metadataSent, m.metadataFailed} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
@@ -111,6 +125,47 @@ func (m *queueMetrics) unregister() {
 func (m *queueMetrics) observeRequest(code string, d time.Duration) {
 	m.requests.WithLabelValues(code).Inc()
 	m.sendDuration.Observe(d.Seconds())
+}
+
+// Values of samples_dropped_total's reason label set here (the WAL has
+// its own: disk_budget, write_error, corrupt).
+const (
+	reasonRefused  = "refused"
+	reasonTooLarge = "too_large"
+	reason429      = "http_429"
+	reasonRelabel  = "relabel"
+)
+
+// commit adds one finished block's tally.
+func (m *queueMetrics) commit(t tally) {
+	if t.sent > 0 {
+		m.sent.Add(float64(t.sent))
+		m.bytesSent.Add(float64(t.bytes))
+		m.sentUpTo(t.maxSentTs)
+	}
+	m.droppedRefused.Add(float64(t.refused))
+	m.droppedTooLarge.Add(float64(t.tooLarge))
+	m.dropped429.Add(float64(t.notRetried))
+}
+
+// succeeded records a 2xx answer at now: the failure streak ends.
+func (m *queueMetrics) succeeded(now time.Time) {
+	m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failingSinceSec = 0
+	m.failingSince.Set(0)
+}
+
+// failing records a failed attempt at now; the streak starts with the
+// first one.
+func (m *queueMetrics) failing(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failingSinceSec == 0 {
+		m.failingSinceSec = float64(now.UnixNano()) / 1e9
+		m.failingSince.Set(m.failingSinceSec)
+	}
 }
 
 // appendedUpTo records the newest timestamp (ms) just queued.

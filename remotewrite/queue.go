@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +62,10 @@ type Queue struct {
 	wal           blockQueue
 	client        *client
 	flushDeadline time.Duration
+
+	// sendLimit is the most samples one request may hold: max_samples_per_send,
+	// lowered when the receiver answers 413.
+	sendLimit atomic.Int64
 
 	appendMu sync.Mutex // serialises rounds: WAL order is round order
 	enc      *encoder
@@ -147,6 +152,8 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 		now:           time.Now,
 		sleep:         sleepCtx,
 	}
+	q.sendLimit.Store(int64(cfg.QueueConfig.MaxSamplesPerSend))
+	m.sendLimit.Set(float64(cfg.QueueConfig.MaxSamplesPerSend))
 	q.client = newClient(cfg, rt, o.userAgent, m.observeRequest)
 	q.retryLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
 	q.dropLog = newLogLimiter(logEvery, func() time.Time { return q.now() })

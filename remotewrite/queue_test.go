@@ -156,33 +156,6 @@ func TestRetryAfterHonoured(t *testing.T) {
 	}
 }
 
-func Test4xxDropsBlockAndContinues(t *testing.T) {
-	rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
-		if n == 0 {
-			return http.StatusBadRequest, nil
-		}
-		return http.StatusNoContent, nil
-	}).start()
-	mq := newMemQueue()
-	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
-	recordSleeps(q)
-	require.NoError(t, q.Append(context.Background(), roundOf(1, 4)))
-	require.NoError(t, q.Append(context.Background(), roundOf(2, 4)))
-	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return mq.ackedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, stop())
-
-	got := rc.stored()
-	require.Len(t, got, 4)
-	for _, ss := range got {
-		require.Equal(t, []prompb.Sample{sample(2000, 2)}, ss, "round 1 dropped, round 2 delivered")
-	}
-	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.droppedHTTP))
-	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.sent))
-	require.Zero(t, testutil.ToFloat64(q.metrics.failed))
-	require.Equal(t, 1.0, testutil.ToFloat64(q.metrics.requests.WithLabelValues("400")))
-}
-
 func TestOrderUnderRandomFailures(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	codes := []int{500, 502, 503, 429}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -19,13 +23,140 @@ const retryAfterCapFactor = 10
 // logEvery is how often a repeated failure of one kind is logged.
 const logEvery = time.Minute
 
-// sendBlock delivers one block, retrying recoverable failures forever with
-// exponential backoff, and reports whether the block is done: sent, or
-// refused for good (dropped and counted). It returns false only when the
-// caller is shutting down: stop (the Run context) ends the waits between
-// attempts, and sendCtx (stop plus the flush deadline) ends an attempt in
-// flight. A block not done stays in the WAL for the next start.
+// part is one request being delivered: a whole WAL block, or a piece of
+// one after a split. series is nil until the part has to be decoded.
+type part struct {
+	data    []byte
+	samples int
+	maxTs   int64 // newest sample (ms)
+	series  []prompb.TimeSeries
+}
+
+// decoded returns the part's series, decoding its data the first time.
+func (p *part) decoded() ([]prompb.TimeSeries, error) {
+	if p.series == nil {
+		ts, err := decodeRequest(p.data)
+		if err != nil {
+			return nil, err
+		}
+		p.series = ts
+	}
+	return p.series, nil
+}
+
+// tally is what became of one block's samples. It reaches the metrics only
+// once the whole block is done: a shutdown in the middle of a split leaves
+// the block in the WAL, to be sent whole after the next start, and its
+// samples must not be counted twice.
+type tally struct {
+	sent, bytes                   int
+	refused, tooLarge, notRetried int
+	maxSentTs                     int64
+}
+
+// sendBlock delivers one block and reports whether it is done: every
+// sample sent or dropped on purpose (see deliver). It returns false only
+// when the caller is shutting down: stop (the Run context) ends the waits
+// between attempts, and sendCtx (stop plus the flush deadline) ends an
+// attempt in flight. A block not done stays in the WAL for the next start.
 func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
+	t := tally{maxSentTs: math.MinInt64}
+	if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
+		return false
+	}
+	q.metrics.commit(t)
+	return true
+}
+
+// deliver sends p, applying the status policy (statusAction):
+//
+//   - retry: resend p itself with backoff until it is answered otherwise;
+//   - refused (400, 409, 422): split p in two halves by series and deliver
+//     each, so only the series the receiver refuses on their own are
+//     dropped (reason "refused"). k refused series among n cost about
+//     2*k*log2(n) extra requests;
+//   - too large (413): lower the endpoint's request size to half of p and
+//     deliver the halves; a single series refused for size is dropped
+//     (reason "too_large");
+//   - 429 with retry_on_http_429 false: drop p (reason "http_429").
+//
+// Parts larger than the lowered request size are cut before sending. The
+// halves are sent one after the other, inside the block's slot: the group
+// waits for them, so no later round overtakes a series. It returns false
+// on shutdown only.
+func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *tally) bool {
+	if limit := int(q.sendLimit.Load()); p.samples > limit {
+		if ts, err := p.decoded(); err == nil && len(ts) > 1 {
+			if chunks := chunkBySamples(ts, limit); len(chunks) > 1 {
+				return q.deliverEach(stop, sendCtx, seq, chunks, t)
+			}
+		}
+	}
+	err := q.attempt(stop, sendCtx, seq, p)
+	if err == nil {
+		t.sent += p.samples
+		t.bytes += len(p.data)
+		t.maxSentTs = max(t.maxSentTs, p.maxTs)
+		return true
+	}
+	var herr httpStatusError
+	if !errors.As(err, &herr) {
+		return false // shutdown cancelled the attempt or its wait
+	}
+	act := statusAction(herr.code, *q.cfg.QueueConfig.RetryOnHTTP429)
+	if act == actDrop {
+		t.notRetried += p.samples
+		q.logDrop("receiver throttled and retry_on_http_429 is false, dropped", herr, seq, p, nil)
+		return true
+	}
+	ts, derr := p.decoded()
+	if derr != nil || len(ts) <= 1 {
+		if act == actTooLarge {
+			t.tooLarge += p.samples
+			q.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
+		} else {
+			t.refused += p.samples
+			q.logDrop("receiver refused series, dropped", herr, seq, p, derr)
+		}
+		return true
+	}
+	if act == actTooLarge {
+		q.lowerSendLimit(max(1, p.samples/2), herr)
+	}
+	q.metrics.splits.WithLabelValues(strconv.Itoa(herr.code)).Inc()
+	mid := len(ts) / 2
+	return q.deliverEach(stop, sendCtx, seq, [][]prompb.TimeSeries{ts[:mid], ts[mid:]}, t)
+}
+
+// deliverEach encodes and delivers parts in order; false on shutdown.
+func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][]prompb.TimeSeries, t *tally) bool {
+	for _, ts := range parts {
+		data, err := encodeRequest(ts)
+		if err != nil {
+			// Series decoded from a request always encode again; this is
+			// a bug, not a receiver's answer: count and say so.
+			n := sampleCount(ts)
+			t.refused += n
+			q.logger.Error("cannot encode a split request, dropped", "err", err, "seq", seq, "samples", n)
+			continue
+		}
+		p := part{data: data, samples: sampleCount(ts), series: ts, maxTs: math.MinInt64}
+		for i := range ts {
+			p.maxTs = max(p.maxTs, seriesMaxTimestamp(&ts[i]))
+		}
+		if !q.deliver(stop, sendCtx, seq, p, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// attempt sends p until it is answered with anything but a retry: it
+// returns nil (2xx), an httpStatusError (an answer the caller acts on), or
+// another error when stop or sendCtx ended. Every failed attempt is
+// visible: samples_failed_total, requests_total{code}, the
+// failing_since gauge and a rate-limited log line.
+func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) error {
 	qc := q.cfg.QueueConfig
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(qc.MinBackoff),
@@ -34,50 +165,84 @@ func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 		backoff.WithRandomizationFactor(0.1),
 		backoff.WithMaxElapsedTime(0),
 	)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			q.metrics.retried.Add(float64(b.Samples))
+	for n := 0; ; n++ {
+		if n > 0 {
+			q.metrics.retried.Add(float64(p.samples))
 		}
-		err := q.client.store(sendCtx, b.Data, protoContentType)
+		err := q.client.store(sendCtx, p.data, protoContentType)
 		if err == nil {
-			q.metrics.sent.Add(float64(b.Samples))
-			q.metrics.bytesSent.Add(float64(len(b.Data)))
-			q.metrics.lastSuccess.Set(float64(q.now().UnixNano()) / 1e9)
-			q.metrics.sentUpTo(b.MaxTimestamp)
-			return true
+			q.metrics.succeeded(q.now())
+			return nil
 		}
-		var (
-			rerr recoverableError
-			herr httpStatusError
-		)
-		switch {
-		case errors.As(err, &rerr):
-			q.metrics.failed.Add(float64(b.Samples))
-			wait := rerr.retryAfter
-			if wait > 0 {
-				wait = min(wait, retryAfterCapFactor*qc.MaxBackoff)
-			} else {
-				wait = min(bo.NextBackOff(), qc.MaxBackoff)
-			}
-			if ok, suppressed := q.retryLog.allow(); ok {
-				q.logger.Warn("send failed, will retry", "err", err, "seq", b.Seq,
-					"samples", b.Samples, "retry_in", wait, "suppressed", suppressed)
-			}
-			if q.sleep(stop, wait) != nil {
-				return false
-			}
-		case errors.As(err, &herr):
-			q.metrics.droppedHTTP.Add(float64(b.Samples))
-			if ok, suppressed := q.dropLog.allow(); ok {
-				q.logger.Error("receiver refused block, dropped", "code", herr.code,
-					"answer", herr.body, "seq", b.Seq, "samples", b.Samples, "suppressed", suppressed)
-			}
-			return true
-		default:
-			// Shutdown cancelled the attempt.
-			return false
+		var rerr recoverableError
+		if !errors.As(err, &rerr) {
+			return err
+		}
+		q.metrics.failed.Add(float64(p.samples))
+		q.metrics.failing(q.now())
+		wait := rerr.retryAfter
+		if wait > 0 {
+			wait = min(wait, retryAfterCapFactor*qc.MaxBackoff)
+		} else {
+			wait = min(bo.NextBackOff(), qc.MaxBackoff)
+		}
+		if ok, suppressed := q.retryLog.allow(); ok {
+			q.logger.Warn("send failed, will retry", "err", err, "seq", seq,
+				"samples", p.samples, "retry_in", wait, "suppressed", suppressed)
+		}
+		if err := q.sleep(stop, wait); err != nil {
+			return err
 		}
 	}
+}
+
+// lowerSendLimit makes limit the endpoint's request size (in samples) if
+// it is below the current one, and says so once per change.
+func (q *Queue) lowerSendLimit(limit int, herr httpStatusError) {
+	for {
+		cur := q.sendLimit.Load()
+		if int64(limit) >= cur {
+			return
+		}
+		if q.sendLimit.CompareAndSwap(cur, int64(limit)) {
+			q.metrics.sendLimit.Set(float64(limit))
+			q.logger.Warn("receiver refused a request as too large; sending smaller requests from now on",
+				"code", herr.code, "answer", herr.body, "max_samples_per_send", limit, "was", cur)
+			return
+		}
+	}
+}
+
+// logDrop logs a deliberate drop, at most once per logEvery.
+func (q *Queue) logDrop(msg string, herr httpStatusError, seq uint64, p part, decodeErr error) {
+	ok, suppressed := q.dropLog.allow()
+	if !ok {
+		return
+	}
+	args := []any{"code", herr.code, "answer", herr.body, "seq", seq, "samples", p.samples, "suppressed", suppressed}
+	if len(p.series) == 1 {
+		args = append(args, "series", seriesString(p.series[0].Labels))
+	}
+	if decodeErr != nil {
+		args = append(args, "decode_err", decodeErr)
+	}
+	q.logger.Error(msg, args...)
+}
+
+// seriesString renders labels as {a="b", ...} for logs.
+func seriesString(ls []prompb.Label) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, l := range ls {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(l.Name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(l.Value))
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // sleepCtx waits d or until ctx ends, whichever is first; it is the default

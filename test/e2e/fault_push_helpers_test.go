@@ -56,7 +56,8 @@ func samplesIn(req *prompb.WriteRequest) int64 {
 type account struct {
 	appended    float64 // kata_monitor_wal_samples_appended_total
 	sent        float64 // kata_monitor_remote_write_samples_sent_total
-	dropped4xx  float64 // kata_monitor_remote_write_samples_dropped_total{reason="http_4xx"}
+	refused     float64 // kata_monitor_remote_write_samples_dropped_total{reason="refused"}
+	tooLarge    float64 // ...{reason="too_large"}
 	budget      float64 // kata_monitor_wal_dropped_samples_total{reason="disk_budget"}
 	writeError  float64 // ...{reason="write_error"}
 	corrupt     float64 // ...{reason="corrupt"}
@@ -69,11 +70,13 @@ type account struct {
 }
 
 // dropped is every sample the process gave up on, for any reason.
-func (a account) dropped() float64 { return a.dropped4xx + a.budget + a.writeError + a.corrupt }
+func (a account) dropped() float64 {
+	return a.refused + a.tooLarge + a.budget + a.writeError + a.corrupt
+}
 
 func (a account) String() string {
-	return fmt.Sprintf("appended=%.0f sent=%.0f dropped(http_4xx=%.0f disk_budget=%.0f write_error=%.0f corrupt=%.0f) pending=%.0f corruptions=%.0f rounds=%.0f unpushed-scrapes=%.0f",
-		a.appended, a.sent, a.dropped4xx, a.budget, a.writeError, a.corrupt, a.pending, a.corruptions, a.rounds, a.unpushed)
+	return fmt.Sprintf("appended=%.0f sent=%.0f dropped(refused=%.0f too_large=%.0f disk_budget=%.0f write_error=%.0f corrupt=%.0f) pending=%.0f corruptions=%.0f rounds=%.0f unpushed-scrapes=%.0f",
+		a.appended, a.sent, a.refused, a.tooLarge, a.budget, a.writeError, a.corrupt, a.pending, a.corruptions, a.rounds, a.unpushed)
 }
 
 func (m *monitor) account(t *testing.T, ep string) account {
@@ -86,7 +89,8 @@ func (m *monitor) account(t *testing.T, ep string) account {
 	return account{
 		appended:    v["kata_monitor_wal_samples_appended_total{"+e+"}"],
 		sent:        v["kata_monitor_remote_write_samples_sent_total{"+e+"}"],
-		dropped4xx:  v["kata_monitor_remote_write_samples_dropped_total{"+e+`,reason="http_4xx"}`],
+		refused:     v["kata_monitor_remote_write_samples_dropped_total{"+e+`,reason="refused"}`],
+		tooLarge:    v["kata_monitor_remote_write_samples_dropped_total{"+e+`,reason="too_large"}`],
 		budget:      wal("disk_budget"),
 		writeError:  wal("write_error"),
 		corrupt:     wal("corrupt"),

@@ -23,17 +23,18 @@ import (
 // TestFaultReceiverMisbehaves: a receiver that flaps, answers slower than
 // remote_timeout, or mixes 500/503/429/400 answers. Prometheus sits behind
 // the proxy: it refuses out-of-order samples with a 400 of its own, which
-// the proxy would count. Everything not refused by an injected 400 arrives,
-// and the accounting is exact:
-// appended = received + dropped(http_4xx = exactly the injected 400s).
+// the proxy would count. A request answered 400 is split and its halves
+// resent, so only a single series met by an injected 400 on its own is
+// dropped; everything else arrives, and the accounting is exact:
+// appended = received + dropped(refused = exactly the single-series 400s).
 func TestFaultReceiverMisbehaves(t *testing.T) {
 	t.Parallel()
-	type schedule func(since time.Duration, n int64, samples int64, rejected *atomicSum) faultproxy.Fault
+	type schedule func(since time.Duration, n int64) faultproxy.Fault
 	cases := []struct {
 		name  string
 		fault schedule
 	}{
-		{"flapping", func(since time.Duration, n, _ int64, _ *atomicSum) faultproxy.Fault {
+		{"flapping", func(since time.Duration, n int64) faultproxy.Fault {
 			// 1.5 s down out of every 3 s: 503s and hangups alternate.
 			if since%(3*time.Second) < 1500*time.Millisecond {
 				if n%2 == 0 {
@@ -43,7 +44,7 @@ func TestFaultReceiverMisbehaves(t *testing.T) {
 			}
 			return faultproxy.Fault{}
 		}},
-		{"slow", func(_ time.Duration, n, _ int64, _ *atomicSum) faultproxy.Fault {
+		{"slow", func(_ time.Duration, n int64) faultproxy.Fault {
 			switch n % 3 {
 			case 0:
 				return faultproxy.Fault{Delay: 2 * time.Second} // > remote_timeout: the client gives up
@@ -52,10 +53,9 @@ func TestFaultReceiverMisbehaves(t *testing.T) {
 			}
 			return faultproxy.Fault{}
 		}},
-		{"mix", func(_ time.Duration, n, samples int64, rejected *atomicSum) faultproxy.Fault {
+		{"mix", func(_ time.Duration, n int64) faultproxy.Fault {
 			switch {
 			case n%11 == 5:
-				rejected.add(samples)
 				return faultproxy.Fault{Status: http.StatusBadRequest}
 			case n%5 == 1:
 				return faultproxy.Fault{Status: http.StatusInternalServerError}
@@ -72,10 +72,9 @@ func TestFaultReceiverMisbehaves(t *testing.T) {
 			t.Parallel()
 			node := startNode(t, 2)
 			prom, p, url := proxied(t, receiver.Prometheus)
-			var rejected atomicSum
 			start := time.Now()
 			p.SetFaults(func(n int64, req *prompb.WriteRequest) faultproxy.Fault {
-				return tc.fault(time.Since(start), n, samplesIn(req), &rejected)
+				return tc.fault(time.Since(start), n)
 			})
 			cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB",
 				endpoint{name: "prom", url: url, extra: "    remote_timeout: 1s\n" + noMetadata})
@@ -89,23 +88,23 @@ func TestFaultReceiverMisbehaves(t *testing.T) {
 			a := quiesce(t, m, node, "prom", 60*time.Second)
 			st := p.Stats()
 			require.Zero(t, a.budget+a.writeError+a.corrupt, "WAL drops: %s", a)
-			require.Equal(t, float64(rejected.load()), a.dropped4xx, "dropped == exactly the injected 400s")
-			require.Equal(t, rejected.load(), st.RejectedSamples, "Prometheus refused nothing itself (no out-of-order, no duplicate)")
+			require.Equal(t, float64(st.RejectedAloneSamples), a.refused, "dropped == exactly the 400s met by a single series")
+			require.Zero(t, st.ReceiverRejectedSamples, "Prometheus refused nothing itself (no out-of-order, no duplicate)")
 			require.Equal(t, float64(st.ForwardedSamples), a.sent, "sent == received")
 			require.Equal(t, a.appended, float64(st.ForwardedSamples)+a.dropped(), "appended == received + dropped: %s", a)
 			require.Greater(t, st.FailedSamples, int64(0), "the fault was hit")
 			for _, id := range ids {
 				s, _ := counterSeries(t, prom, id, start)
 				g := gaps(t, s)
-				if rejected.load() == 0 {
+				if st.RejectedAloneSamples == 0 {
 					// A scrape that failed (timeout under load) or served a
 					// pull round leaves a hole in the shim's counter that is
 					// not a delivery loss.
 					require.LessOrEqual(t, missing(g), a.unpushed, "every round of %s arrived: gaps %v", id, g)
 				}
 			}
-			result(t, "appended %.0f = received %d + dropped(http_4xx) %.0f; injected 400s %d samples; retried-after-failure %d samples in %d requests; %s",
-				a.appended, st.ForwardedSamples, a.dropped4xx, rejected.load(), st.FailedSamples, st.Requests, a)
+			result(t, "appended %.0f = received %d + dropped(refused) %.0f; injected 400s met %d samples (split and resent), %d of them alone in a request (dropped); retried-after-failure %d samples in %d requests; %s",
+				a.appended, st.ForwardedSamples, a.refused, st.RejectedSamples, st.RejectedAloneSamples, st.FailedSamples, st.Requests, a)
 		})
 	}
 }
@@ -144,7 +143,7 @@ func TestFaultDiskBudgetOutage(t *testing.T) {
 	recovered := time.Now()
 	a := quiesce(t, m, node, "vm", 60*time.Second)
 	st := p.Stats()
-	require.Zero(t, a.dropped4xx+a.writeError+a.corrupt, "only the budget drops: %s", a)
+	require.Zero(t, a.refused+a.tooLarge+a.writeError+a.corrupt, "only the budget drops: %s", a)
 	require.Greater(t, a.budget, 0.0, "the budget overflowed")
 	require.Equal(t, float64(st.ForwardedSamples), a.sent, "sent == received")
 	require.Equal(t, a.appended, float64(st.ForwardedSamples)+a.budget, "appended == received + dropped(disk_budget): %s", a)
@@ -342,7 +341,7 @@ func TestFaultWALDamage(t *testing.T) {
 			})
 			a := quiesce(t, m, node, "vm", 60*time.Second)
 			require.GreaterOrEqual(t, a.corruptions, 1.0, "counted: %s", a)
-			require.Zero(t, a.dropped4xx+a.budget+a.writeError, "%s", a)
+			require.Zero(t, a.refused+a.tooLarge+a.budget+a.writeError, "%s", a)
 			f2 := p.Stats().ForwardedSamples - f1
 			// What the restarted queue found on disk and sent, against what
 			// was pending when it stopped.
@@ -456,7 +455,7 @@ func diskFull(t *testing.T, upWhileFull bool) {
 	})
 	a := quiesce(t, m, node, "vm", 60*time.Second)
 	st := p.Stats()
-	require.Zero(t, a.dropped4xx+a.corrupt, "%s", a)
+	require.Zero(t, a.refused+a.tooLarge+a.corrupt, "%s", a)
 	require.Equal(t, float64(st.ForwardedSamples), a.sent)
 	require.Equal(t, a.appended, float64(st.ForwardedSamples)+a.dropped(), "appended == received + dropped(write_error, disk_budget): %s", a)
 	require.Greater(t, a.writeError, 0.0)

@@ -33,8 +33,16 @@ type Fault struct {
 type Stats struct {
 	Requests         int64
 	ForwardedSamples int64 // forwarded and answered 2xx by the receiver
-	RejectedSamples  int64 // answered a 4xx (by the injection or the receiver)
-	FailedSamples    int64 // answered 5xx/429/hangup (the sender should retry them)
+	// RejectedSamples were answered 400, 409 or 422 (a refusal of the data,
+	// by the injection or the receiver): the sender splits such a request.
+	RejectedSamples int64
+	// RejectedAloneSamples are the part of RejectedSamples whose request
+	// held a single series: the sender drops those.
+	RejectedAloneSamples int64
+	// ReceiverRejectedSamples were forwarded and refused (any 4xx) by the
+	// receiver itself, not by an injected fault.
+	ReceiverRejectedSamples int64
+	FailedSamples           int64 // any other answer, or none: the sender retries or splits (413) them
 }
 
 // Proxy is an http.Handler. Concurrency-safe.
@@ -42,7 +50,7 @@ type Proxy struct {
 	rp *httputil.ReverseProxy
 
 	mu     sync.Mutex
-	decide func(n int64, req *prompb.WriteRequest) Fault
+	decide func(n int64, r *http.Request, req *prompb.WriteRequest) Fault
 	stats  Stats
 }
 
@@ -63,6 +71,16 @@ func New(target string) (*Proxy, error) {
 // SetFaults installs decide, called for the n-th request (from 1) with its
 // decoded body. nil forwards everything.
 func (p *Proxy) SetFaults(decide func(n int64, req *prompb.WriteRequest) Fault) {
+	if decide == nil {
+		p.SetHTTPFaults(nil)
+		return
+	}
+	p.SetHTTPFaults(func(n int64, _ *http.Request, req *prompb.WriteRequest) Fault { return decide(n, req) })
+}
+
+// SetHTTPFaults is SetFaults for decisions that need the HTTP request too
+// (e.g. its Authorization header).
+func (p *Proxy) SetHTTPFaults(decide func(n int64, r *http.Request, req *prompb.WriteRequest) Fault) {
 	p.mu.Lock()
 	p.decide = decide
 	p.mu.Unlock()
@@ -106,7 +124,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	var f Fault
 	if decide != nil {
-		f = decide(seq, &req)
+		f = decide(seq, r, &req)
 	}
 	if f.Delay > 0 {
 		t := time.NewTimer(f.Delay)
@@ -129,7 +147,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		panic(http.ErrAbortHandler)
 	case f.Status != 0:
-		p.account(f.Status, n)
+		p.account(f.Status, n, len(req.Timeseries), false)
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
@@ -140,19 +158,29 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.ContentLength = int64(len(body))
 	rec := &statusRecorder{ResponseWriter: w}
 	p.rp.ServeHTTP(rec, r)
-	p.account(rec.status(), n)
+	p.account(rec.status(), n, len(req.Timeseries), true)
 }
 
-func (p *Proxy) account(code int, n int64) {
+// account counts one answer: code for n samples in a request of series
+// series; forwarded tells the receiver answered, not an injection.
+func (p *Proxy) account(code int, n int64, series int, forwarded bool) {
 	p.count(func(s *Stats) {
-		switch {
-		case code/100 == 2:
-			s.ForwardedSamples += n
-		case code == http.StatusTooManyRequests || code/100 == 5:
-			s.FailedSamples += n
-		default:
-			s.RejectedSamples += n
+		if forwarded && code/100 == 4 {
+			s.ReceiverRejectedSamples += n
 		}
+		switch code {
+		case http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity:
+			s.RejectedSamples += n
+			if series == 1 {
+				s.RejectedAloneSamples += n
+			}
+			return
+		}
+		if code/100 == 2 {
+			s.ForwardedSamples += n
+			return
+		}
+		s.FailedSamples += n
 	})
 }
 

@@ -1,0 +1,301 @@
+package remotewrite
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// TestStatusAction pins the status policy table of docs/remote-write.md,
+// row by row.
+func TestStatusAction(t *testing.T) {
+	tests := []struct {
+		codes      []int
+		retryOn429 bool
+		want       action
+	}{
+		{codes: []int{200, 201, 204, 299}, retryOn429: true, want: actDone},
+		{codes: []int{400, 409, 422}, retryOn429: true, want: actRefused},
+		{codes: []int{413}, retryOn429: true, want: actTooLarge},
+		{codes: []int{401, 403, 404, 405, 407, 408, 410, 411, 415, 418, 425, 429, 431, 451, 499}, retryOn429: true, want: actRetry},
+		{codes: []int{500, 502, 503, 504, 507, 599}, retryOn429: true, want: actRetry},
+		{codes: []int{300, 301, 302, 307, 308}, retryOn429: true, want: actRetry},
+		{codes: []int{429}, retryOn429: false, want: actDrop},
+		{codes: []int{408, 503}, retryOn429: false, want: actRetry},
+	}
+	for _, tt := range tests {
+		for _, code := range tt.codes {
+			require.Equal(t, tt.want, statusAction(code, tt.retryOn429), "code %d retry_on_http_429 %v", code, tt.retryOn429)
+		}
+	}
+}
+
+// hasIdx reports whether wr holds the series idx=<idx>.
+func hasIdx(wr *prompb.WriteRequest, idx string) bool {
+	for _, ts := range wr.Timeseries {
+		for _, l := range ts.Labels {
+			if l.Name == "idx" && l.Value == idx {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func samplesOf(wr *prompb.WriteRequest) int { return sampleCount(wr.Timeseries) }
+
+// TestRetriedStatusesLoseNothing: every status that says nothing about the
+// data (and a connection closed without an answer) is retried with backoff
+// until the receiver takes the data: nothing is dropped, the failures are
+// counted by code, and failing_since is set during the streak and 0 after.
+func TestRetriedStatusesLoseNothing(t *testing.T) {
+	for _, code := range []int{401, 403, 404, 407, 408, 418, 425, 429, 431, 500, 502, 503, 504, 302, 0} {
+		name := strconv.Itoa(code)
+		if code == 0 {
+			name = "connection closed"
+		}
+		t.Run(name, func(t *testing.T) {
+			const failFirst = 3
+			rc := newReceiver(t, nil)
+			rc.decide = func(n int, _ *http.Request, _ *prompb.WriteRequest) (int, map[string]string) {
+				if n < failFirst {
+					return code, nil
+				}
+				return http.StatusNoContent, nil
+			}
+			rc.start()
+			cfg := Config{URL: rc.url()}
+			cfg.QueueConfig.MaxShards = 1
+			mq := newMemQueue()
+			q, _ := newTestQueue(t, cfg, mq)
+			now := time.Unix(1_700_000_000, 0)
+			q.now = func() time.Time { return now }
+			var mu sync.Mutex
+			var sinceDuringWaits []float64
+			q.sleep = func(ctx context.Context, d time.Duration) error {
+				mu.Lock()
+				sinceDuringWaits = append(sinceDuringWaits, testutil.ToFloat64(q.metrics.failingSince))
+				mu.Unlock()
+				now = now.Add(d) // only this goroutine reads now while failing
+				return ctx.Err()
+			}
+			const nSeries = 10
+			require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
+			stop := runQueue(t, q)
+			require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+
+			requireInOrder(t, rc.stored(), nSeries, 1)
+			require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent))
+			require.Zero(t, droppedTotal(q))
+			require.Equal(t, float64(failFirst*nSeries), testutil.ToFloat64(q.metrics.failed))
+			label := strconv.Itoa(code)
+			if code == 0 {
+				label = "error"
+			}
+			require.Equal(t, float64(failFirst), testutil.ToFloat64(q.metrics.requests.WithLabelValues(label)), "failed requests counted by code")
+			mu.Lock()
+			require.Equal(t, []float64{1_700_000_000, 1_700_000_000, 1_700_000_000}, sinceDuringWaits, "failing_since: the first failure of the streak")
+			mu.Unlock()
+			require.Zero(t, testutil.ToFloat64(q.metrics.failingSince), "healthy again")
+		})
+	}
+}
+
+func droppedTotal(q *Queue) float64 {
+	return testutil.ToFloat64(q.metrics.droppedRefused) + testutil.ToFloat64(q.metrics.droppedTooLarge) +
+		testutil.ToFloat64(q.metrics.dropped429) + testutil.ToFloat64(q.metrics.droppedRelabel)
+}
+
+// TestRefusedSeriesIsolated: a receiver that refuses a whole request
+// whenever it holds one bad series (as Prometheus does with 400 for an
+// out-of-order or duplicate sample) costs only that series: the request is
+// split down to it, it alone is dropped and counted, every other series
+// arrives, within about 2*log2(n) extra requests per refused series.
+func TestRefusedSeriesIsolated(t *testing.T) {
+	tests := []struct {
+		name    string
+		code    int
+		bad     []string // idx values refused
+		nSeries int
+	}{
+		{name: "400 one of 2000", code: 400, bad: []string{"1234"}, nSeries: 2000},
+		{name: "409 first of 100", code: 409, bad: []string{"0000"}, nSeries: 100},
+		{name: "422 last of 100", code: 422, bad: []string{"0099"}, nSeries: 100},
+		{name: "400 three of 500", code: 400, bad: []string{"0003", "0250", "0499"}, nSeries: 500},
+		{name: "400 the only series", code: 400, bad: []string{"0000"}, nSeries: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, nil)
+			rc.decide = func(_ int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+				for _, b := range tt.bad {
+					if hasIdx(wr, b) {
+						return tt.code, nil
+					}
+				}
+				return http.StatusNoContent, nil
+			}
+			rc.start()
+			cfg := Config{URL: rc.url()}
+			cfg.QueueConfig.MaxSamplesPerSend = 2000
+			mq := newMemQueue()
+			q, _ := newTestQueue(t, cfg, mq)
+			recordSleeps(q)
+			const rounds = 3
+			for r := range rounds {
+				round := make([]prompb.TimeSeries, tt.nSeries)
+				for i := range round {
+					round[i] = series("kata_metric", []prompb.Sample{sample(int64(r+1)*1000, float64(r))}, "idx", fmt.Sprintf("%04d", i))
+				}
+				require.NoError(t, q.Append(context.Background(), round))
+			}
+			stop := runQueue(t, q)
+			require.Eventually(t, func() bool { return mq.ackedSeq() == rounds }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+
+			got := rc.stored()
+			require.Len(t, got, tt.nSeries-len(tt.bad), "every good series arrived")
+			for _, b := range tt.bad {
+				require.NotContains(t, got, "__name__=kata_metric,idx="+b)
+			}
+			for k, ss := range got {
+				require.Len(t, ss, rounds, "series %s: every round", k)
+			}
+			require.Equal(t, float64(rounds*len(tt.bad)), testutil.ToFloat64(q.metrics.droppedRefused), "only the refused series dropped")
+			require.Equal(t, float64(rounds*(tt.nSeries-len(tt.bad))), testutil.ToFloat64(q.metrics.sent))
+			require.Equal(t, testutil.ToFloat64(q.metrics.appended), testutil.ToFloat64(q.metrics.sent)+droppedTotal(q), "appended = sent + dropped")
+			require.Zero(t, testutil.ToFloat64(q.metrics.failed), "a refusal is not retried")
+			// Bound: each refused series costs at most 2 requests per level
+			// of the split tree.
+			levels := int(math.Ceil(math.Log2(float64(tt.nSeries)))) + 1
+			perRound := 1 + 2*levels*len(tt.bad)
+			require.LessOrEqual(t, len(rc.requests()), rounds*perRound, "requests bounded by ~2*log2(n) per refused series")
+			require.Equal(t, float64(rounds*len(tt.bad)), testutil.ToFloat64(q.metrics.requests.WithLabelValues(strconv.Itoa(tt.code)))-
+				testutil.ToFloat64(q.metrics.splits.WithLabelValues(strconv.Itoa(tt.code))), "refusals = splits + isolated series")
+			t.Logf("%d series, %d refused: %d requests for %d rounds", tt.nSeries, len(tt.bad), len(rc.requests()), rounds)
+		})
+	}
+}
+
+// TestSplitKeepsSeriesOrder: a refusal in round r is resolved (split and
+// sent) before round r+1 goes out, so no series is reordered.
+func TestSplitKeepsSeriesOrder(t *testing.T) {
+	rc := newReceiver(t, nil)
+	rc.decide = func(_ int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+		if hasIdx(wr, "005") && len(wr.Timeseries) > 1 {
+			return http.StatusBadRequest, nil // refuse until isolated, then take it
+		}
+		return http.StatusNoContent, nil
+	}
+	rc.start()
+	cfg := Config{URL: rc.url()}
+	cfg.QueueConfig.MaxSamplesPerSend = 8
+	cfg.QueueConfig.MaxShards = 4
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, cfg, mq)
+	recordSleeps(q)
+	const rounds, nSeries = 30, 32
+	for r := range rounds {
+		require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
+	}
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return mq.ackedSeq() == rounds*4 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	requireInOrder(t, rc.stored(), nSeries, rounds)
+	require.Zero(t, droppedTotal(q))
+}
+
+// TestTooLargeSplitsAndRemembers: a receiver that answers 413 above 1,000
+// samples per request (the default sends 2,000) loses nothing: the
+// request is split, the endpoint remembers the smaller size (gauge), and
+// later requests are cut to it before sending. Only a single series that
+// alone is too large is dropped, under its own reason.
+func TestTooLargeSplitsAndRemembers(t *testing.T) {
+	const limit = 1000
+	rc := newReceiver(t, nil)
+	rc.decide = func(_ int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+		if samplesOf(wr) > limit {
+			return http.StatusRequestEntityTooLarge, nil
+		}
+		return http.StatusNoContent, nil
+	}
+	rc.start()
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+	recordSleeps(q)
+	const rounds, nSeries = 10, 5000
+	for r := range rounds {
+		require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
+	}
+	// One series with 1,500 samples: too large on its own.
+	big := make([]prompb.Sample, 1500)
+	for i := range big {
+		big[i] = sample(int64(20000+i), 1)
+	}
+	require.NoError(t, q.Append(context.Background(), []prompb.TimeSeries{series("kata_big", big)}))
+	stop := runQueue(t, q)
+	blocks := uint64(rounds*(nSeries/2000+1) + 1)
+	require.Eventually(t, func() bool { return mq.ackedSeq() == blocks }, 20*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+
+	requireInOrder(t, withoutName(rc.stored(), "__name__=kata_big"), nSeries, rounds)
+	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
+	require.Equal(t, 1500.0, testutil.ToFloat64(q.metrics.droppedTooLarge))
+	require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
+	require.Equal(t, testutil.ToFloat64(q.metrics.appended), testutil.ToFloat64(q.metrics.sent)+droppedTotal(q))
+	require.LessOrEqual(t, testutil.ToFloat64(q.metrics.sendLimit), float64(limit), "smaller size remembered")
+	// Only the oversized requests of the first group, sent concurrently
+	// before the limit was learnt (2 of 2,000), and the big series met a 413.
+	require.LessOrEqual(t, testutil.ToFloat64(q.metrics.requests.WithLabelValues("413")), 3.0)
+}
+
+func withoutName(m map[string][]prompb.Sample, prefix string) map[string][]prompb.Sample {
+	out := map[string][]prompb.Sample{}
+	for k, v := range m {
+		if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// TestNotRetried429Dropped: with retry_on_http_429 false the user chose
+// Prometheus's behaviour: a 429 drops the request, under its own reason.
+func TestNotRetried429Dropped(t *testing.T) {
+	rc := newReceiver(t, nil)
+	rc.decide = func(n int, _ *http.Request, _ *prompb.WriteRequest) (int, map[string]string) {
+		if n == 0 {
+			return http.StatusTooManyRequests, nil
+		}
+		return http.StatusNoContent, nil
+	}
+	rc.start()
+	no := false
+	cfg := Config{URL: rc.url()}
+	cfg.QueueConfig.RetryOnHTTP429 = &no
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, cfg, mq)
+	recordSleeps(q)
+	require.NoError(t, q.Append(context.Background(), roundOf(1, 4)))
+	require.NoError(t, q.Append(context.Background(), roundOf(2, 4)))
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return mq.ackedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	for _, ss := range rc.stored() {
+		require.Equal(t, []prompb.Sample{sample(2000, 2)}, ss, "round 1 dropped, round 2 delivered")
+	}
+	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.dropped429))
+	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.sent))
+	require.Zero(t, testutil.ToFloat64(q.metrics.splits.WithLabelValues("429")))
+}
