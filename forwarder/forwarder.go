@@ -46,6 +46,9 @@ type Forwarder struct {
 	free      []*rendered // spare pull buffers, at most one round's worth
 	lastPull  time.Time   // last WriteMetrics/View call (zero: none yet)
 	refresher bool        // refreshLoop is running: stale snapshots may be served
+
+	firstDone chan struct{} // closed by the first publish (readiness)
+	firstOnce sync.Once
 }
 
 // roundCall is one round in flight; pull callers arriving meanwhile wait for
@@ -89,6 +92,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		states:    make(map[string]*sandboxState),
 		push:      pushState{last: make(map[uint64]uint64), dedupe: len(cfg.MetricRelabelConfigs) > 0},
 		refresh:   make(chan struct{}, 1),
+		firstDone: make(chan struct{}),
 	}
 	if f.now == nil {
 		f.now = time.Now
@@ -222,7 +226,13 @@ func (f *Forwarder) publish(c *roundCall, snap *snapshot, leaderReads bool) {
 	f.inflight = nil
 	f.mu.Unlock()
 	close(c.done)
+	f.firstOnce.Do(func() { close(f.firstDone) })
 }
+
+// FirstRoundDone is closed once the first round (scheduled or pulled) has
+// finished and its snapshot is served: a readiness signal. Never closed if
+// no round ever runs (pull only, nobody pulling). Safe for concurrent use.
+func (f *Forwarder) FirstRoundDone() <-chan struct{} { return f.firstDone }
 
 // WriteMetrics writes the merged text exposition (format 0.0.4) of all
 // sandboxes: the latest round when it finished less than snapshot_max_age

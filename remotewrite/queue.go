@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -76,6 +77,7 @@ type Queue struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool // set by Close: the WAL is released (readiness)
 
 	// Replaceable in tests (set before Run).
 	now      func() time.Time
@@ -211,11 +213,22 @@ func (q *Queue) Run(ctx context.Context) error {
 	return err
 }
 
+// Ready reports whether the queue can take rounds: nil from New (which
+// opens the WAL) until Close, then an error saying the WAL is closed. For
+// readiness probes; safe for concurrent use.
+func (q *Queue) Ready() error {
+	if q.closed.Load() {
+		return errors.New("wal closed")
+	}
+	return nil
+}
+
 // Close releases the WAL and unregisters the metrics, so the endpoint can
 // be opened again. Run calls it on return; call it directly only if Run
 // will not be called. Idempotent; Append fails afterwards.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
+		q.closed.Store(true)
 		q.metrics.unregister()
 		if err := q.wal.Close(); err != nil {
 			q.closeErr = fmt.Errorf("close wal: %w", err)

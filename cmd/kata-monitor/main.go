@@ -328,7 +328,7 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 	}
 	d.api, err = httpapi.New(cfg.Web, httpapi.Deps{
 		Sandboxes: d.watcher, Pods: d.pods, Shims: shimsAdapter{d.shims}, Metrics: d.fwd,
-		Status: statusAdapter{d.fwd}, Gatherer: reg,
+		Status: statusAdapter{d.fwd}, Gatherer: reg, Ready: d.ready,
 		Logger: logger.With("component", "http"), Registerer: reg,
 	})
 	if err != nil {
@@ -336,6 +336,27 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
 	return d, nil
+}
+
+// ready is /readyz: the listener is up (or nothing would answer), the
+// sandbox roots were scanned (wire does it), every endpoint's WAL is open,
+// and, when pushing, the first scrape round is done, so a new pod reports
+// ready once its first round is on its way to the receivers. Pull only,
+// rounds run on demand, so none is awaited.
+func (d *daemon) ready() error {
+	for i, q := range d.queues {
+		if err := q.Ready(); err != nil {
+			return fmt.Errorf("remote_write %q: %w", d.cfg.RemoteWrite[i].Name, err)
+		}
+	}
+	if len(d.queues) > 0 {
+		select {
+		case <-d.fwd.FirstRoundDone():
+		default:
+			return errors.New("first scrape round not done yet")
+		}
+	}
+	return nil
 }
 
 func (d *daemon) closeQueues() {

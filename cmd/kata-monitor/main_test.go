@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	child "github.com/kata-containers/kata-monitor/test/daemon"
+	"github.com/kata-containers/kata-monitor/test/fakenode"
+	"github.com/kata-containers/kata-monitor/test/fakeshim"
 )
 
 func TestFlagsAndConfigErrors(t *testing.T) {
@@ -201,4 +207,52 @@ func TestListenFailure(t *testing.T) {
 		"--runtime-endpoint", filepath.Join(dir, "none.sock")}, &bytes.Buffer{}, &errb)
 	require.Equal(t, exitFail, code)
 	require.True(t, strings.Contains(errb.String(), "address already in use"), errb.String())
+}
+
+// TestReadiness: with remote_write, /readyz answers 503 with the reason until
+// the first round is done, 200 after, and names the endpoint whose WAL is
+// closed once the queues stopped.
+func TestReadiness(t *testing.T) {
+	dir, err := os.MkdirTemp("", "kmrdy")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	node, err := fakenode.Start(dir, 1, fakeshim.Options{})
+	require.NoError(t, err)
+	t.Cleanup(node.Close)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(recv.Close)
+	cfgPath := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("global: {scrape_interval: 250ms, scrape_timeout: 200ms}\nwal: {dir: "+filepath.Join(dir, "wal")+"}\n"+
+		"remote_write:\n  - {name: vm, url: '"+recv.URL+"/api/v1/write'}\n"), 0o644))
+	o, err := parseFlags([]string{"--config", cfgPath, "--sandbox-root", node.Root, "--runtime-endpoint", node.CRISocket, "--listen-address", "127.0.0.1:0"}, io.Discard)
+	require.NoError(t, err)
+	cfg, err := loadConfig(o)
+	require.NoError(t, err)
+	d, err := wire(cfg, o, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	d.listener, err = listen(o.listenAddress, "")
+	require.NoError(t, err)
+
+	// Built, not started: not ready, and /readyz says why.
+	rec := httptest.NewRecorder()
+	d.api.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	require.Equal(t, "not ready: first scrape round not done yet\n", rec.Body.String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	url := "http://" + d.listener.Addr().String() + "/readyz"
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && string(b) == "ready\n"
+	}, 20*time.Second, 20*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	require.EqualError(t, d.ready(), `remote_write "vm": wal closed`)
 }
