@@ -11,8 +11,8 @@ import (
 // Config says where the CRI runtime listens and how fresh the pod metadata
 // is kept.
 type Config struct {
-	// Endpoint is the runtime's unix socket, as "/path" or "unix:///path"
-	// (containerd and CRI-O both serve the same RuntimeService).
+	// Endpoint is the runtime's unix socket, as "/path", "unix:///path" or
+	// "unix:/path" (containerd and CRI-O both serve the same RuntimeService).
 	Endpoint string `yaml:"endpoint"`
 	// Timeout bounds each CRI call.
 	Timeout time.Duration `yaml:"timeout"`
@@ -57,15 +57,19 @@ func (c Config) Validate() error {
 // unixScheme is the only URL scheme a CRI endpoint may carry.
 const unixScheme = "unix://"
 
-// socketPath turns an endpoint ("/path" or "unix:///path") into the socket
-// path. Other schemes (tcp://, npipe://) are refused: CRI runtimes on a Kata
-// host listen on unix sockets.
+// socketPath turns an endpoint into the socket path: "/path",
+// "unix:///path" (kubelet's and crictl's form) or "unix:/path" (the form of
+// gRPC's naming doc, https://github.com/grpc/grpc/blob/master/doc/naming.md,
+// which kubelet also accepts). Other schemes (tcp://, npipe://) are
+// refused: CRI runtimes on a Kata host listen on unix sockets.
 func socketPath(endpoint string) (string, error) {
 	if endpoint == "" {
 		return "", errors.New("must not be empty")
 	}
 	path := endpoint
 	if rest, ok := strings.CutPrefix(endpoint, unixScheme); ok {
+		path = rest
+	} else if rest, ok := strings.CutPrefix(endpoint, "unix:"); ok && strings.HasPrefix(rest, "/") {
 		path = rest
 	} else if i := strings.Index(endpoint, "://"); i >= 0 {
 		return "", fmt.Errorf("unsupported scheme %q, want unix://", endpoint[:i])

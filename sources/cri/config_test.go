@@ -51,7 +51,10 @@ func TestSocketPath(t *testing.T) {
 		{endpoint: "", wantErr: true},
 		{endpoint: "unix://", wantErr: true},
 		{endpoint: "unix://run/crio.sock", wantErr: true},
-		{endpoint: "unix:/run/crio.sock", wantErr: true},
+		{endpoint: "unix:/run/crio.sock", want: "/run/crio.sock"},
+		{endpoint: "unix:/run/containerd/containerd.sock", want: "/run/containerd/containerd.sock"},
+		{endpoint: "unix:run/crio.sock", wantErr: true},
+		{endpoint: "unix:", wantErr: true},
 		{endpoint: "npipe:////./pipe/containerd", wantErr: true},
 		{endpoint: "/run/a\x00b", wantErr: true},
 	}
