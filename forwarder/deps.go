@@ -26,12 +26,14 @@ type Pods interface {
 	Lookup(id string) (cri.Pod, bool)
 }
 
-// Scraper fetches one shim's text exposition (sources/shim implements it).
-// Metrics appends the body to dst[:0] and returns it, so the forwarder can
-// reuse one buffer per sandbox across rounds; it must honour ctx and be safe
-// for concurrent calls on different sockets.
+// Scraper fetches one shim's exposition (sources/shim implements it).
+// Scrape appends the body to dst[:0] and returns it with the answer's
+// Content-Type, which picks the parser (text/plain, the default when empty,
+// or application/openmetrics-text), so the forwarder can reuse one buffer
+// per sandbox across rounds; it must honour ctx and be safe for concurrent
+// calls on different sockets.
 type Scraper interface {
-	Metrics(ctx context.Context, socket string, dst []byte) ([]byte, error)
+	Scrape(ctx context.Context, socket string, dst []byte) ([]byte, string, error)
 }
 
 // Forgetter is optionally implemented by a Scraper that keeps per-socket

@@ -38,6 +38,10 @@ type seriesInfo struct {
 	// key identifies the series by content (head, then name): two infos
 	// with equal keys are the same series, also across an interner reset.
 	key string
+	// canon is key with "le" and "quantile" as Prometheus 3 spells them
+	// (the same string as key unless the shim spelled them otherwise): two
+	// spellings of one series are one series (and one push series).
+	canon string
 	// head is the pull line up to the sandbox's labels, escaped:
 	// `name{l1="v1",l2="v2",` (`name{` without shim labels, `{"name",...,`
 	// for a name the legacy charset cannot spell). A line is head, the
@@ -89,8 +93,11 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) entry {
 	if !ok {
 		outName = name
 	}
-	s.scratch = renderHead(s.scratch[:0], outName, ls)
-	e := entry{info: env.strs.info(name, outName, s.scratch, ls)}
+	// Pull serves the shim's spelling; push and identity use textparse's.
+	raw, _, _ := p.Series()
+	pls, canon := shimSpelling(raw, outName, ls)
+	s.scratch = renderHead(s.scratch[:0], outName, pls)
+	e := entry{info: env.strs.info(name, outName, s.scratch, canon, pls)}
 	if env.push {
 		e.tmpl, e.hash = s.pushLabels(env, outName, ls)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ type fakeSandboxes struct {
 	mu      sync.Mutex
 	ids     []string
 	sockets map[string]string // optional real sockets by id
+	root    string            // optional sandbox root (default /run/vc/sbs)
 }
 
 func (s *fakeSandboxes) List() []sandbox.Sandbox {
@@ -37,7 +39,11 @@ func (s *fakeSandboxes) List() []sandbox.Sandbox {
 		if s.sockets[id] != "" {
 			sock = s.sockets[id]
 		}
-		out = append(out, sandbox.Sandbox{ID: id, Root: "/run/vc/sbs", Socket: sock})
+		root := "/run/vc/sbs"
+		if s.root != "" {
+			root = s.root
+		}
+		out = append(out, sandbox.Sandbox{ID: id, Root: root, Socket: sock})
 	}
 	return out
 }
@@ -77,6 +83,7 @@ type fakeScraper struct {
 	mu     sync.Mutex
 	bodies map[string]string
 	errs   map[string]error
+	types  map[string]string // Content-Type by id ("" when unset)
 	hang   map[string]bool
 	gate   chan struct{}
 	calls  map[string]int
@@ -90,34 +97,42 @@ func (s *fakeScraper) Forget(socket string) {
 }
 
 func newFakeScraper() *fakeScraper {
-	return &fakeScraper{bodies: map[string]string{}, errs: map[string]error{}, hang: map[string]bool{}, calls: map[string]int{}}
+	return &fakeScraper{bodies: map[string]string{}, errs: map[string]error{}, types: map[string]string{}, hang: map[string]bool{}, calls: map[string]int{}}
 }
 
 func idOf(socket string) string {
-	return strings.TrimSuffix(strings.TrimPrefix(socket, "/run/vc/sbs/"), "/shim-monitor.sock")
+	if strings.HasSuffix(socket, "/shim-monitor.sock") {
+		return filepath.Base(filepath.Dir(socket))
+	}
+	return socket
 }
 
-func (s *fakeScraper) Metrics(ctx context.Context, socket string, dst []byte) ([]byte, error) {
+func (s *fakeScraper) Scrape(ctx context.Context, socket string, dst []byte) ([]byte, string, error) {
 	id := idOf(socket)
 	s.mu.Lock()
 	s.calls[id]++
-	body, err, hang, gate := s.bodies[id], s.errs[id], s.hang[id], s.gate
+	body, err, hang, gate, ct := s.bodies[id], s.errs[id], s.hang[id], s.gate, s.types[id]
 	s.mu.Unlock()
 	if gate != nil {
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return dst[:0], ctx.Err()
+			return dst[:0], "", ctx.Err()
 		}
 	}
 	if hang {
 		<-ctx.Done()
-		return dst[:0], ctx.Err()
+		return dst[:0], "", ctx.Err()
 	}
+	s.mu.Lock()
+	if e := s.errs[id]; e != nil { // set while the scrape was held
+		err = e
+	}
+	s.mu.Unlock()
 	if err != nil {
-		return dst[:0], err
+		return dst[:0], "", err
 	}
-	return append(dst[:0], body...), nil
+	return append(dst[:0], body...), ct, nil
 }
 
 func (s *fakeScraper) set(id, body string) {

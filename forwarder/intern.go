@@ -80,15 +80,16 @@ func (in *interner) reset(limit int) {
 }
 
 // info returns the shared seriesInfo of the series named name (as exposed)
-// whose pull head is head, building it from ls if new. A hit does not
+// whose pull head is head, building it from ls if new. canon is the
+// canonical head (shimSpelling), "" when head is canonical. A hit does not
 // allocate.
-func (in *interner) info(name, outName string, head []byte, ls labels.Labels) *seriesInfo {
+func (in *interner) info(name, outName string, head []byte, canon string, ls labels.Labels) *seriesInfo {
 	// The key is the head (it holds outName and the labels) then the
 	// exposed name, which differs from outName only for renamed families.
 	n := len(head)
 	key := append(head, name...)
 	if in == nil {
-		return newInfo(strings.Clone(name), strings.Clone(outName), string(key), n, ls)
+		return withCanon(newInfo(strings.Clone(name), strings.Clone(outName), string(key), n, ls), canon, name)
 	}
 	in.mu.Lock()
 	if v, ok := in.infos[string(key)]; ok {
@@ -97,7 +98,7 @@ func (in *interner) info(name, outName string, head []byte, ls labels.Labels) *s
 	}
 	in.mu.Unlock()
 	k := string(key)
-	v := newInfo(in.str(name), in.str(outName), k, n, ls)
+	v := withCanon(newInfo(in.str(name), in.str(outName), k, n, ls), canon, name)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if old, ok := in.infos[k]; ok {
@@ -105,4 +106,13 @@ func (in *interner) info(name, outName string, head []byte, ls labels.Labels) *s
 	}
 	in.infos[k] = v
 	return v
+}
+
+// withCanon sets in.canon: the key itself, or canon plus the name.
+func withCanon(in *seriesInfo, canon, name string) *seriesInfo {
+	in.canon = in.key
+	if canon != "" {
+		in.canon = canon + name
+	}
+	return in
 }

@@ -2,7 +2,11 @@ package forwarder
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
+	"github.com/kata-containers/kata-monitor/sources/shim"
 )
 
 // execRound scrapes every live sandbox once and builds the snapshot; a
@@ -31,6 +36,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	slices.SortFunc(list, func(a, b sandbox.Sandbox) int { return strings.Compare(a.ID, b.ID) })
 	list = slices.CompactFunc(list, func(a, b sandbox.Sandbox) bool { return a.ID == b.ID })
 
+	f.lookupNewPods(ctx, list)
 	states := make([]*sandboxState, len(list))
 	for i, sb := range list {
 		st := f.states[sb.ID]
@@ -39,7 +45,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 			st.jitter = jitterFor(sb.ID, f.jitterMax)
 			f.states[sb.ID] = st
 		}
-		st.socket, st.round = sb.Socket, round
+		st.socket, st.root, st.round = sb.Socket, sb.Root, round
 		if pod, ok := f.deps.Pods.Lookup(sb.ID); ok && (!st.podKnown || pod != st.pod) {
 			st.setPod(pod)
 		}
@@ -70,6 +76,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	}
 	wg.Wait()
 	cancel()
+	f.judgeFailures(states)
 
 	var gone []*sandboxState
 	for id, st := range f.states {
@@ -143,28 +150,34 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 	f.m.scrapes.Inc()
 	err := waitSlot(ctx, st, sem, scheduled)
 	var body []byte
+	var ct string
 	if err == nil {
 		defer func() { <-sem }()
-		body, err = f.fetch(ctx, st)
+		body, ct, err = f.fetch(ctx, st)
 		defer f.putBuf(body) // after the parse
+		if err == nil {
+			if _, perr := isOpenMetrics(ct); perr != nil {
+				err = perr // a format we did not ask for: the scrape failed
+			}
+		}
 	}
 	if err != nil {
-		f.m.scrapesFailed.Inc()
-		st.status.Err = err.Error()
+		// Counted and logged by judgeFailures once the round knows
+		// whether the sandbox still exists.
+		st.scrapeErr = err
+		st.status.Err = shim.Printable(err.Error())
 		st.evictAll()
 		st.samples = st.samples[:0]
-		if !st.failing {
-			f.log.Warn("scrape shim failed", "sandbox", st.id, "err", err)
-		}
-		st.failing = true
 		return
 	}
+	st.scrapeErr = nil
 	if st.failing {
 		f.log.Info("scrape shim recovered", "sandbox", st.id)
 	}
 	st.failing = false
 
 	var ps parseStats
+	st.format = ct
 	perr := st.parse(&f.env, body, round, collect, &ps)
 	st.status.Series = st.live
 	if ps.duplicates > 0 {
@@ -175,7 +188,7 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 	}
 	if perr != nil {
 		f.m.parseErrors.Inc()
-		st.status.Err = "parse: " + perr.Error()
+		st.status.Err = shim.Printable("parse: " + perr.Error())
 		if !st.parseFailing {
 			f.log.Warn("invalid shim exposition, keeping the series before the error", "sandbox", st.id, "err", perr)
 		}
@@ -203,16 +216,99 @@ func waitSlot(ctx context.Context, st *sandboxState, sem chan struct{}, schedule
 	}
 }
 
-// fetch gets the exposition into a pooled buffer.
-func (f *Forwarder) fetch(ctx context.Context, st *sandboxState) ([]byte, error) {
+// fetch gets the exposition into a pooled buffer, with its Content-Type.
+func (f *Forwarder) fetch(ctx context.Context, st *sandboxState) ([]byte, string, error) {
 	sctx, cancel := context.WithTimeout(ctx, f.cfg.ScrapeTimeout)
 	defer cancel()
 	began := time.Now()
-	body, err := f.deps.Scraper.Metrics(sctx, st.socket, f.getBuf())
+	body, ct, err := f.deps.Scraper.Scrape(sctx, st.socket, f.getBuf())
 	dur := time.Since(began)
 	st.status.Duration = dur
 	f.m.scrapeDuration.Observe(float64(dur) / float64(time.Millisecond))
-	return body, err
+	return body, ct, err
+}
+
+// judgeFailures counts and logs the failed scrapes of a round, except
+// those of sandboxes that are gone (the pod was deleted while its scrape
+// was in flight): a vanished shim is the end of a sandbox, not a failure.
+// Runs in the round's sequential phase.
+func (f *Forwarder) judgeFailures(states []*sandboxState) {
+	var live map[string]bool
+	for _, st := range states {
+		if st.scrapeErr == nil {
+			continue
+		}
+		if live == nil {
+			list := f.deps.Sandboxes.List()
+			live = make(map[string]bool, len(list))
+			for _, sb := range list {
+				live[sb.ID] = true
+			}
+		}
+		if !live[st.id] || dirGone(st.root, st.socket) {
+			f.log.Debug("sandbox went away during its scrape", "sandbox", st.id, "err", st.scrapeErr)
+			st.status.Err = ""
+			st.scrapeErr = nil
+			continue
+		}
+		f.m.scrapesFailed.Inc()
+		if !st.failing {
+			f.log.Warn("scrape shim failed", "sandbox", st.id, "err", st.status.Err)
+		}
+		st.failing = true
+	}
+}
+
+// dirGone reports whether the sandbox directory holding socket vanished
+// from a sandbox root that still exists: the runtime removes it when the
+// pod is deleted, before the shim exits. The watcher's live set learns it
+// a moment later.
+func dirGone(root, socket string) bool {
+	if root == "" {
+		return false
+	}
+	if _, err := os.Lstat(filepath.Dir(socket)); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	_, err := os.Lstat(root)
+	return err == nil
+}
+
+// podRefresher is implemented by a Pods source that can ask the CRI at
+// once (sources/cri.Cache).
+type podRefresher interface {
+	Refresh(ctx context.Context) error
+}
+
+// newPodLookupTimeout bounds the CRI call a round makes for new sandboxes.
+const newPodLookupTimeout = time.Second
+
+// lookupNewPods asks the CRI once, before the scrape, when the round has a
+// sandbox it never saw whose pod the cache does not know: the very first
+// sample of a new pod then carries its cri_* labels (the CRI usually lists
+// the pod before the shim's directory appears). One call per round at
+// most, bounded by newPodLookupTimeout; on failure the sandbox is scraped
+// without pod labels and the cache's own refresh fills them in later.
+func (f *Forwarder) lookupNewPods(ctx context.Context, list []sandbox.Sandbox) {
+	pr, ok := f.deps.Pods.(podRefresher)
+	if !ok {
+		return
+	}
+	for _, sb := range list {
+		if f.states[sb.ID] != nil {
+			continue
+		}
+		if _, known := f.deps.Pods.Lookup(sb.ID); known {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, min(newPodLookupTimeout, f.cfg.ScrapeTimeout))
+		err := pr.Refresh(lctx)
+		cancel()
+		if err != nil {
+			f.log.Debug("cri lookup for a new sandbox failed", "sandbox", sb.ID, "err", err)
+		}
+		return
+	}
 }
 
 // getBuf returns a scrape buffer from the pool, or nil (the scraper

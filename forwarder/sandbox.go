@@ -2,8 +2,10 @@ package forwarder
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/sources/shim"
 )
 
 // SandboxStatus is the outcome of the last scrape of one sandbox.
@@ -30,6 +33,7 @@ type SandboxStatus struct {
 // between rounds only the round's sequential phase does.
 type sandboxState struct {
 	id, socket string
+	root       string // the sandbox root holding its directory
 	pod        cri.Pod
 	podKnown   bool
 	vals       *sbVals // id and pod label values, replaced when the pod changes
@@ -40,7 +44,7 @@ type sandboxState struct {
 	entries  []entry          // the sandbox's series; free slots have no info
 	free     []int32          // free slots of entries
 	byRaw    map[string]int32 // raw series text (interned) -> entry
-	byInfo   map[string]int32 // seriesInfo.key (the canonical series) -> entry
+	byInfo   map[string]int32 // seriesInfo.canon (the canonical series) -> entry
 	scratch  []byte           // for rendering a new entry's head
 	live     int              // distinct valid entries seen this round
 	evicted  []gone           // pushable series that disappeared, for the push phase
@@ -56,7 +60,9 @@ type sandboxState struct {
 	tss     []int64      // timestamps given by the exposition, this round
 	status  SandboxStatus
 
-	failing, parseFailing bool // log once per streak
+	failing, parseFailing bool   // log once per streak
+	scrapeErr             error  // this round's scrape error, judged after the round
+	format                string // Content-Type of this round's exposition
 }
 
 // gone is a series that disappeared, with what its staleness marker needs.
@@ -224,7 +230,7 @@ func (s *sandboxState) evict(e *entry) {
 // series spelled differently.
 func (s *sandboxState) add(e entry) int32 {
 	if e.info != invalidInfo {
-		if i, ok := s.byInfo[e.info.key]; ok {
+		if i, ok := s.byInfo[e.info.canon]; ok {
 			return i
 		}
 	}
@@ -238,7 +244,7 @@ func (s *sandboxState) add(e entry) int32 {
 		s.entries = append(s.entries, e)
 	}
 	if e.info != invalidInfo {
-		s.byInfo[e.info.key] = i
+		s.byInfo[e.info.canon] = i
 	}
 	return i
 }
@@ -258,7 +264,7 @@ func (s *sandboxState) sweep(round uint64) {
 			continue
 		}
 		if e.info != invalidInfo {
-			delete(s.byInfo, e.info.key)
+			delete(s.byInfo, e.info.canon)
 			s.evict(e)
 		}
 		*e = entry{}
@@ -295,9 +301,10 @@ func (s *sandboxState) compact() {
 // parseStats are counted per sandbox and added to the metrics once.
 type parseStats struct{ duplicates, invalid int }
 
-// parse turns one exposition into pull lines (s.out) and, when collect is
-// set, push samples (s.samples). It returns the error that stopped the
-// parser early; what was parsed before it is kept.
+// parse turns one exposition (in the format s.format names) into pull
+// lines (s.out) and, when collect is set, push samples (s.samples). It
+// returns the error that stopped the parser early; what was parsed before
+// it is kept.
 func (s *sandboxState) parse(env *entryEnv, body []byte, round uint64, collect bool, st *parseStats) error {
 	s.defs = s.defs[:0]
 	s.curRound = round
@@ -307,7 +314,10 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, round uint64, collect b
 	out := s.out
 	cur := -1
 	var perr error
-	p := textparse.NewPromParser(body, labels.NewSymbolTable(), false)
+	p, err := newParser(body, s.format)
+	if err != nil {
+		return err
+	}
 	for {
 		et, err := p.Next()
 		if err != nil {
@@ -391,6 +401,40 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, round uint64, collect b
 			namesLo: lo, namesHi: len(out.names)})
 	}
 	return perr
+}
+
+// errFormat is wrapped by the error for an exposition in a format the
+// scrape did not ask for.
+var errFormat = errors.New("unsupported exposition format")
+
+// newParser picks the parser by the answer's Content-Type, as Prometheus's
+// scrape does (textparse.New): the text format (also when the shim sent no
+// Content-Type, as upstream kata-monitor assumes) or OpenMetrics 1.0
+// (exemplars are ignored; _created lines are series, as Prometheus ingests
+// them without the created-timestamps feature). Anything else, e.g. the
+// protobuf format nobody asked for, is an error wrapping errFormat.
+func newParser(body []byte, contentType string) (textparse.Parser, error) {
+	om, err := isOpenMetrics(contentType)
+	switch {
+	case err != nil:
+		return nil, err
+	case om:
+		return textparse.NewOpenMetricsParser(body, labels.NewSymbolTable()), nil
+	}
+	return textparse.NewPromParser(body, labels.NewSymbolTable(), false), nil
+}
+
+// isOpenMetrics tells the two formats newParser reads apart, and refuses
+// the others.
+func isOpenMetrics(contentType string) (bool, error) {
+	mt, _, _ := strings.Cut(contentType, ";")
+	switch mt = strings.TrimSpace(mt); {
+	case mt == "" || strings.EqualFold(mt, "text/plain"):
+		return false, nil
+	case strings.EqualFold(mt, "application/openmetrics-text"):
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: Content-Type %q", errFormat, shim.Printable(contentType))
 }
 
 func (s *sandboxState) appendLine(out *rendered, di int, in *seriesInfo, v float64, tsp *int64) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 )
 
 // Text exposition format 0.0.4 writing helpers. Names that are not legacy
@@ -148,4 +150,31 @@ func renamed(name string) (string, bool) {
 		return "kata_shim_" + name, true
 	}
 	return name, false
+}
+
+// shimSpelling returns the labels to render for pull, and the canonical
+// head when they differ from ls ("" otherwise). textparse rewrites "le" in
+// histograms and "quantile" in summaries to Prometheus 3's float spelling
+// (le="1" becomes le="1.0"); pull serves what the shim served, as upstream
+// kata-monitor does, so a Prometheus 2 keeps its series identity. raw is
+// the series text as the parser returned it; it is parsed again without a
+// TYPE line, which keeps the values as written. Costs nothing for series
+// without le or quantile; runs only when a series is first seen.
+func shimSpelling(raw []byte, outName string, ls labels.Labels) (labels.Labels, string) {
+	le, q := ls.Get(model.BucketLabel), ls.Get(model.QuantileLabel)
+	if le == "" && q == "" {
+		return ls, ""
+	}
+	line := make([]byte, 0, len(raw)+3)
+	line = append(append(line, raw...), " 0\n"...)
+	p := textparse.NewPromParser(line, labels.NewSymbolTable(), false)
+	if et, err := p.Next(); err != nil || et != textparse.EntrySeries {
+		return ls, ""
+	}
+	var shim labels.Labels
+	p.Labels(&shim)
+	if shim.Len() != ls.Len() || (shim.Get(model.BucketLabel) == le && shim.Get(model.QuantileLabel) == q) {
+		return ls, ""
+	}
+	return shim, string(renderHead(nil, outName, ls))
 }

@@ -41,8 +41,9 @@ type Pods interface {
 
 // Shim is a client of one shim's monitor socket (sources/shim.Client).
 type Shim interface {
-	// Metrics appends the shim's exposition to dst[:0] and returns it.
-	Metrics(ctx context.Context, dst []byte) ([]byte, error)
+	// Scrape appends the shim's exposition to dst[:0] and returns it,
+	// decoded, with the Content-Type the shim sent ("" when none).
+	Scrape(ctx context.Context, dst []byte) ([]byte, string, error)
 	// AgentURL returns the shim's agent URL.
 	AgentURL(ctx context.Context) (string, error)
 	// ServeDebug proxies one debug path (already validated here; the client

@@ -249,7 +249,10 @@ func reencode(out, text *bytes.Buffer, own []*dto.MetricFamily, format expfmt.Fo
 }
 
 // serveSandboxMetrics answers one shim's exposition unchanged (upstream's
-// ?sandbox=ID). A shim error is a 502: the shim, not the request, failed.
+// ?sandbox=ID), with the shim's Content-Type. The shim is asked as a scrape
+// asks (text first, then OpenMetrics; gzip decoded); a shim error,
+// including an encoding the scrape did not ask for, is a 502: the shim, not
+// the request, failed.
 func (a *API) serveSandboxMetrics(w http.ResponseWriter, r *http.Request, q url.Values) {
 	sb, ok := a.sandboxFromQuery(w, q)
 	if !ok {
@@ -261,14 +264,19 @@ func (a *API) serveSandboxMetrics(w http.ResponseWriter, r *http.Request, q url.
 			a.pools.raw.Put(raw)
 		}
 	}()
-	body, err := a.deps.Shims.Shim(sb.Socket).Metrics(r.Context(), *raw)
+	body, ct, err := a.deps.Shims.Shim(sb.Socket).Scrape(r.Context(), *raw)
 	*raw = body[:0] // keep the grown backing array for the next request
 	if err != nil {
 		a.logger.Warn("shim metrics", "sandbox", sb.ID, "err", err)
 		writeText(w, http.StatusBadGateway, "shim metrics unavailable\n")
 		return
 	}
-	a.writeBody(w, r, "text/plain; version="+expfmt.TextVersion, body)
+	if ct == "" { // what upstream assumes of a shim
+		ct = "text/plain; version=" + expfmt.TextVersion
+	}
+	// The body is as the shim served it, decoded: its Content-Type goes
+	// with it, and Content-Encoding says only what writeBody applies.
+	a.writeBody(w, r, ct, body)
 }
 
 // writeBody writes a complete 200 body, gzip-compressed when the client

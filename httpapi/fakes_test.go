@@ -58,6 +58,8 @@ type fakeShims struct {
 	metrics   string
 	agentURL  string
 	err       error
+	// contentType is what Scrape reports ("" like a shim sending none).
+	contentType string
 	// debugDelay makes ServeDebug answer only after this long (a profile).
 	debugDelay time.Duration
 }
@@ -80,11 +82,11 @@ type fakeShim struct {
 	socket string
 }
 
-func (s *fakeShim) Metrics(_ context.Context, dst []byte) ([]byte, error) {
+func (s *fakeShim) Scrape(_ context.Context, dst []byte) ([]byte, string, error) {
 	if s.parent.err != nil {
-		return dst[:0], s.parent.err
+		return dst[:0], "", s.parent.err
 	}
-	return append(dst[:0], s.parent.metrics...), nil
+	return append(dst[:0], s.parent.metrics...), s.parent.contentType, nil
 }
 
 func (s *fakeShim) AgentURL(context.Context) (string, error) {

@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrTooLarge is wrapped by errors for bodies over Config.MaxResponseBytes.
@@ -86,22 +88,48 @@ func newClient(socket string, cfg Config, m *metrics) *Client {
 // Socket returns the monitor socket path this client dials.
 func (c *Client) Socket() string { return c.socket }
 
-// Metrics fetches the shim's /metrics exposition, appending it to dst[:0]
-// so the caller can reuse one buffer per shim across rounds. It blocks for at
-// most Config.Timeout (less if ctx ends first). A status other than 200
-// returns a *StatusError; a body over Config.MaxResponseBytes returns an
-// error wrapping ErrTooLarge, having read at most one byte more. On error
-// the returned slice is empty but keeps dst's (possibly grown) storage.
+// ScrapeAccept is the Accept header of a scrape, modelled on Prometheus's
+// scrape (scrape/scrape.go, acceptHeader): the text format, first in its
+// UTF-8 form (version 1.0.0 with escaping=allow-utf-8, so a shim built with a
+// newer client serves its names unescaped), then 0.0.4, then OpenMetrics.
+// Text comes first because it is what upstream kata-monitor reads and
+// /metrics?sandbox= passes through.
+const ScrapeAccept = "text/plain;version=1.0.0;escaping=allow-utf-8;q=1," +
+	"text/plain;version=0.0.4;q=0.9," +
+	"application/openmetrics-text;version=1.0.0;q=0.5," +
+	"application/openmetrics-text;version=0.0.1;q=0.4," +
+	"*/*;q=0.1"
+
+// ErrEncoding is wrapped by errors for answers in a Content-Encoding the
+// scrape did not ask for (the scrape asks for gzip only, and decodes it).
+var ErrEncoding = errors.New("unrequested content encoding")
+
+// Metrics is Scrape without the content type.
 func (c *Client) Metrics(ctx context.Context, dst []byte) ([]byte, error) {
-	out, err := c.get(ctx, "/metrics", dst)
-	c.m.observe(endpointMetrics, err)
+	out, _, err := c.Scrape(ctx, dst)
 	return out, err
+}
+
+// Scrape fetches the shim's /metrics exposition, appending it to dst[:0]
+// so the caller can reuse one buffer per shim across rounds, and returns it
+// with the Content-Type the shim sent ("" when none), which says how to
+// parse it. The request sends ScrapeAccept and Accept-Encoding gzip; a gzip
+// answer is decoded, any other Content-Encoding is an error wrapping
+// ErrEncoding (never binary bytes handed on as text). It blocks for at most
+// Config.Timeout (less if ctx ends first). A status other than 200 returns
+// a *StatusError; a body over Config.MaxResponseBytes returns an error
+// wrapping ErrTooLarge, having read at most one byte more. On error the
+// returned slice is empty but keeps dst's (possibly grown) storage.
+func (c *Client) Scrape(ctx context.Context, dst []byte) ([]byte, string, error) {
+	out, ct, err := c.get(ctx, "/metrics", ScrapeAccept, dst)
+	c.m.observe(endpointMetrics, err)
+	return out, ct, err
 }
 
 // AgentURL fetches /agent-url: the address of the Kata agent in the guest
 // (e.g. "vsock://830455376:1024"), trimmed. Bounded like Metrics.
 func (c *Client) AgentURL(ctx context.Context) (string, error) {
-	b, err := c.get(ctx, "/agent-url", nil)
+	b, _, err := c.get(ctx, "/agent-url", "", nil)
 	if err == nil && len(strings.TrimSpace(string(b))) == 0 {
 		err = errors.New("get /agent-url: empty answer")
 	}
@@ -113,17 +141,22 @@ func (c *Client) AgentURL(ctx context.Context) (string, error) {
 }
 
 // get fetches path within Config.Timeout and appends a body of at most
-// Config.MaxResponseBytes to dst[:0].
-func (c *Client) get(ctx context.Context, path string, dst []byte) ([]byte, error) {
+// Config.MaxResponseBytes to dst[:0]; it returns the answer's Content-Type.
+// Go's transport asks for gzip and decodes it (resp.Uncompressed); any
+// other encoding left on the answer was not asked for.
+func (c *Client) get(ctx context.Context, path, accept string, dst []byte) ([]byte, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shim"+path, nil)
 	if err != nil {
-		return dst[:0], fmt.Errorf("get %s: %w", path, err)
+		return dst[:0], "", fmt.Errorf("get %s: %w", path, err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return dst[:0], fmt.Errorf("get %s: %w", path, unwrapURLError(err))
+		return dst[:0], "", fmt.Errorf("get %s: %w", path, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 
@@ -131,17 +164,33 @@ func (c *Client) get(ctx context.Context, path string, dst []byte) ([]byte, erro
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxStatusBody)) // best effort: the status is the news
 		// Drain a little so a small error page does not cost the connection.
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		return dst[:0], fmt.Errorf("get %s: %w", path, &StatusError{Code: resp.StatusCode, Body: strings.ToValidUTF8(string(body), "?")})
+		return dst[:0], "", fmt.Errorf("get %s: %w", path, &StatusError{Code: resp.StatusCode, Body: Printable(string(body))})
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		return dst[:0], "", fmt.Errorf("get %s: shim answered Content-Encoding %q, asked for gzip or none: %w", path, Printable(enc), ErrEncoding)
 	}
 	limit := c.cfg.MaxResponseBytes
 	if resp.ContentLength > limit {
-		return dst[:0], fmt.Errorf("get %s: body of %d bytes over %d: %w", path, resp.ContentLength, limit, ErrTooLarge)
+		return dst[:0], "", fmt.Errorf("get %s: body of %d bytes over %d: %w", path, resp.ContentLength, limit, ErrTooLarge)
 	}
 	out, err := readCapped(resp.Body, dst[:0], limit, resp.ContentLength)
 	if err != nil {
-		return out[:0], fmt.Errorf("get %s: %w", path, unwrapURLError(err))
+		return out[:0], "", fmt.Errorf("get %s: %w", path, unwrapURLError(err))
 	}
-	return out, nil
+	return out, resp.Header.Get("Content-Type"), nil
+}
+
+// Printable returns s as valid UTF-8 with every non-printable character
+// (control bytes, invalid sequences) replaced by '?': what a shim sends
+// ends up in logs and on the /sandboxes page, never as raw binary.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || (!unicode.IsPrint(r) && r != ' ') {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // readCapped appends r to dst until EOF, failing with ErrTooLarge as soon as

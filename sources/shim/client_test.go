@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"errors"
 	"io"
@@ -321,5 +322,81 @@ func BenchmarkMetrics(b *testing.B) {
 		if buf, err = p.Metrics(ctx, fake.Socket(), buf); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestScrapeFormatsAndEncodings(t *testing.T) {
+	exposition := fakeshim.ExpositionAt(nil, 1)
+	var deflated bytes.Buffer
+	fw, err := flate.NewWriter(&deflated, flate.BestSpeed)
+	require.NoError(t, err)
+	_, _ = fw.Write(exposition)
+	require.NoError(t, fw.Close())
+	const om = "# TYPE x counter\nx_total 1 # {trace_id=\"a\"} 1\nx_created 1.7e9\n# EOF\n"
+
+	tests := []struct {
+		name    string
+		set     func(*fakeshim.Shim)
+		want    string
+		wantCT  string
+		wantErr error
+	}{
+		{name: "text", set: func(*fakeshim.Shim) {}, want: string(exposition), wantCT: "text/plain; version=0.0.4; charset=utf-8"},
+		{name: "gzip asked for and decoded", set: func(s *fakeshim.Shim) { s.SetGzip(true) },
+			want: string(exposition), wantCT: "text/plain; version=0.0.4; charset=utf-8"},
+		{name: "openmetrics content type handed on", set: func(s *fakeshim.Shim) {
+			s.SetBody([]byte(om))
+			s.SetHeaders(http.Header{"Content-Type": {"application/openmetrics-text; version=1.0.0; charset=utf-8"}})
+		}, want: om, wantCT: "application/openmetrics-text; version=1.0.0; charset=utf-8"},
+		{name: "no content type", set: func(s *fakeshim.Shim) {
+			s.SetHeaders(http.Header{"Content-Type": nil})
+		}, want: string(exposition), wantCT: ""},
+		{name: "deflate not asked for", set: func(s *fakeshim.Shim) {
+			s.SetBody(deflated.Bytes())
+			s.SetHeaders(http.Header{"Content-Encoding": {"deflate"}})
+		}, wantErr: ErrEncoding},
+		{name: "br not asked for", set: func(s *fakeshim.Shim) {
+			s.SetHeaders(http.Header{"Content-Encoding": {"br"}})
+		}, wantErr: ErrEncoding},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testPool(t, DefaultConfig())
+			fake := startFake(t)
+			tt.set(fake)
+			out, ct, err := p.Scrape(t.Context(), fake.Socket(), nil)
+			require.Equal(t, ScrapeAccept, fake.LastAccept(), "the scrape says what it accepts")
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				require.Equal(t, Printable(err.Error()), err.Error(), "printable error")
+				require.Empty(t, out)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, string(out))
+			require.Equal(t, tt.wantCT, ct)
+		})
+	}
+}
+
+func TestStatusErrorBodyPrintable(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("boom\x1f\x8b\x08\x00\xff\xfe\x07"))
+	})
+	sock := serveUnix(t, mux, nil)
+	p := testPool(t, DefaultConfig())
+	_, _, err := p.Scrape(t.Context(), sock, nil)
+	var serr *StatusError
+	require.ErrorAs(t, err, &serr)
+	require.Equal(t, "boom???????", serr.Body)
+}
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text": "plain text", "tab\there": "tab?here", "\xff\xfe": "??", "é ü 日本": "é ü 日本", "nul\x00": "nul?",
+	} {
+		require.Equal(t, want, Printable(in), "%q", in)
 	}
 }

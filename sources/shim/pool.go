@@ -58,6 +58,11 @@ func (p *Pool) Forget(socket string) {
 	}
 }
 
+// Scrape is p.Client(socket).Scrape(ctx, dst).
+func (p *Pool) Scrape(ctx context.Context, socket string, dst []byte) ([]byte, string, error) {
+	return p.Client(socket).Scrape(ctx, dst)
+}
+
 // Metrics is p.Client(socket).Metrics(ctx, dst).
 func (p *Pool) Metrics(ctx context.Context, socket string, dst []byte) ([]byte, error) {
 	return p.Client(socket).Metrics(ctx, dst)

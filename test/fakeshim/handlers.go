@@ -1,6 +1,8 @@
 package fakeshim
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -42,6 +44,8 @@ func (s *Shim) routes() http.Handler {
 // serveMetrics answers /metrics according to the knobs.
 func (s *Shim) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	n := s.scrapes.Add(1)
+	accept := r.Header.Get("Accept")
+	s.accept.Store(&accept)
 	if d := time.Duration(s.latency.Load()); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -82,6 +86,19 @@ func (s *Shim) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if s.gzip.Load() && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		body = zb.Bytes()
+		w.Header().Set("Content-Encoding", "gzip")
+	}
+	if h := s.headers.Load(); h != nil {
+		for k, v := range *h {
+			w.Header()[k] = v
+		}
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	if s.cutOff.Load() {
 		breakOff(w, body)

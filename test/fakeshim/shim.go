@@ -42,6 +42,9 @@ type Shim struct {
 	status  atomic.Int64
 	body    atomic.Pointer[[]byte]
 	cutOff  atomic.Bool
+	headers atomic.Pointer[http.Header]
+	gzip    atomic.Bool
+	accept  atomic.Pointer[string]
 
 	// mu guards closed against wg.Add racing Close's wg.Wait.
 	mu       sync.Mutex
@@ -125,6 +128,30 @@ func (s *Shim) SetBody(b []byte) {
 // SetCloseMidResponse makes /metrics announce the full length, write half
 // the body, then drop the connection.
 func (s *Shim) SetCloseMidResponse(on bool) { s.cutOff.Store(on) }
+
+// SetHeaders makes /metrics answer with these headers set on top of (and
+// replacing) the usual ones, e.g. another Content-Type, or a
+// Content-Encoding the body given to SetBody is already in. nil restores
+// the defaults. h must not be modified afterwards.
+func (s *Shim) SetHeaders(h http.Header) {
+	if h == nil {
+		s.headers.Store(nil)
+		return
+	}
+	s.headers.Store(&h)
+}
+
+// SetGzip makes /metrics compress its answer with gzip when the request's
+// Accept-Encoding allows it, as promhttp does.
+func (s *Shim) SetGzip(on bool) { s.gzip.Store(on) }
+
+// LastAccept returns the Accept header of the last /metrics request.
+func (s *Shim) LastAccept() string {
+	if p := s.accept.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // Scrapes returns how many /metrics requests arrived, whatever their outcome.
 func (s *Shim) Scrapes() int64 { return s.scrapes.Load() }
