@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"compress/flate"
 	"compress/gzip"
+	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/html"
 
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 	"github.com/kata-containers/kata-monitor/sources/shim"
@@ -99,6 +104,54 @@ func TestSandboxPassthroughHeaders(t *testing.T) {
 				require.Empty(t, w.Header().Get("Content-Encoding"))
 			}
 			require.Equal(t, tt.wantBody, string(body))
+		})
+	}
+}
+
+// TestPprofIndexLinksWork follows every link of the proxied pprof index:
+// each carries the sandbox and answers 200 from the shim.
+func TestPprofIndexLinksWork(t *testing.T) {
+	env, _ := realShimEnv(t)
+	srv := httptest.NewServer(env.api.Handler())
+	t.Cleanup(srv.Close)
+	base, err := url.Parse(srv.URL + "/debug/pprof/?sandbox=" + url.QueryEscape(idA))
+	require.NoError(t, err)
+	resp, err := http.Get(base.String())
+	require.NoError(t, err)
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode, string(page))
+
+	var links []string
+	z := html.NewTokenizer(bytes.NewReader(page))
+	for tt := z.Next(); tt != html.ErrorToken; tt = z.Next() {
+		if tok := z.Token(); tok.Data == "a" {
+			for _, a := range tok.Attr {
+				if a.Key == "href" {
+					links = append(links, a.Val)
+				}
+			}
+		}
+	}
+	require.GreaterOrEqual(t, len(links), 9, string(page))
+	for _, l := range links {
+		ref, err := url.Parse(l)
+		require.NoError(t, err)
+		u := base.ResolveReference(ref)
+		require.Equal(t, idA, u.Query().Get("sandbox"), l)
+		t.Run(u.Path, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			first := make([]byte, 1)
+			_, err = io.ReadFull(resp.Body, first) // profile and trace stream: the first byte will do
+			require.NoError(t, err)
+			require.Equal(t, 200, resp.StatusCode, "%s", u)
 		})
 	}
 }

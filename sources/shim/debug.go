@@ -47,9 +47,13 @@ func (c *Client) ServeDebug(w http.ResponseWriter, r *http.Request, path string)
 	}
 
 	query := r.URL.Query()
+	sandboxID := query.Get("sandbox")
 	query.Del("sandbox")
 	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.Timeout+debugExtra(path, query))
 	defer cancel()
+	if path == "/debug/pprof/" && sandboxID != "" {
+		ctx = context.WithValue(ctx, indexSandboxKey{}, sandboxID)
+	}
 
 	out := r.WithContext(ctx)
 	out.URL = &url.URL{Path: path, RawQuery: query.Encode()}
@@ -60,6 +64,9 @@ func (c *Client) ServeDebug(w http.ResponseWriter, r *http.Request, path string)
 		if v := r.Header.Values(h); len(v) > 0 {
 			out.Header[h] = v
 		}
+	}
+	if path == "/debug/pprof/" {
+		out.Header.Del("Accept-Encoding") // the index is rewritten: plain text, please
 	}
 	if r.Method == http.MethodPost {
 		out.Body = http.MaxBytesReader(w, r.Body, maxDebugRequestBody)
@@ -81,8 +88,11 @@ func (c *Client) newProxy() *httputil.ReverseProxy {
 		FlushInterval: -1, // profiles stream: flush every write
 		// Failures are answered to the client and counted; nothing to log.
 		ErrorLog: log.New(io.Discard, "", 0),
-		ModifyResponse: func(*http.Response) error {
+		ModifyResponse: func(resp *http.Response) error {
 			c.m.observe(endpointDebug, nil)
+			if id, ok := resp.Request.Context().Value(indexSandboxKey{}).(string); ok {
+				return rewriteIndex(resp, id)
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

@@ -258,3 +258,18 @@ func FuzzDebugExtra(f *testing.F) {
 		require.LessOrEqual(t, d, maxDebugExtra)
 	})
 }
+
+func TestRewriteLinks(t *testing.T) {
+	const id = `a&b"<c>`
+	tests := []struct{ in, want string }{
+		{in: `<a href="heap?debug=1">heap</a>`, want: `<a href="heap?debug=1&amp;sandbox=a%26b%22%3Cc%3E">heap</a>`},
+		{in: `<a href="profile">p</a>`, want: `<a href="profile?sandbox=a%26b%22%3Cc%3E">p</a>`},
+		{in: `<a href="/debug/pprof/goroutine?debug=2">g</a>`, want: `<a href="/debug/pprof/goroutine?debug=2&amp;sandbox=a%26b%22%3Cc%3E">g</a>`},
+		{in: `<a href="https://pkg.go.dev/net/http/pprof">doc</a>`, want: `<a href="https://pkg.go.dev/net/http/pprof">doc</a>`},
+		{in: `<a href="#top">top</a>`, want: `<a href="#top">top</a>`},
+		{in: `<p title="x">text &amp; more</p><br>`, want: `<p title="x">text &amp; more</p><br>`},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, string(rewriteLinks([]byte(tt.in), id)), tt.in)
+	}
+}
