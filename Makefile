@@ -15,7 +15,7 @@ all: build
 
 ## build: a static binary in bin/
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kata-monitor
+	@CGO_ENABLED=0 bash scripts/gobuild.sh $(BIN) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kata-monitor
 
 ## deps: install the real receivers (and chromium for the browser test) from Debian when missing
 deps:
@@ -38,7 +38,8 @@ fuzz:
 
 ## demo: kata-monitor on a simulated node pushing into VictoriaMetrics (DEMO_SECONDS=N to stop by itself)
 demo: receivers build
-	$(GO) run ./test/demo
+	@bash scripts/gobuild.sh "the demo (simulated node, fake CRI, VictoriaMetrics launcher)" -o bin/demo ./test/demo
+	bin/demo
 
 ## bench: the benchmark harness (BENCH_SANDBOXES=10,50,200,500)
 bench: receivers build

@@ -50,7 +50,11 @@ func run() error {
 		}
 		sandboxes = n
 	}
-	bin, err := filepath.Abs("bin/kata-monitor")
+	bin := os.Getenv("DEMO_BIN") // the test builds its own
+	if bin == "" {
+		bin = "bin/kata-monitor"
+	}
+	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
 	}
@@ -78,7 +82,7 @@ func run() error {
 		return err
 	}
 	defer vm.Stop()
-	fmt.Printf("demo: VictoriaMetrics on %s\n", vm.BaseURL())
+	fmt.Printf("demo: VictoriaMetrics listening on %s (data in %s)\n", vm.Addr, filepath.Join(dir, "vm"))
 
 	listen, err := daemon.FreeAddr()
 	if err != nil {
@@ -111,16 +115,31 @@ remote_write:
 		fmt.Println("\ndemo: stopped kata-monitor, VictoriaMetrics and the fake node")
 	}()
 
-	q := url.Values{"g0.expr": {`sum by (cri_namespace, cri_name) (rate(kata_hypervisor_proc_stat{item="utime"}[1m]))`}}
+	if err := proc.WaitHealthy(listen, 30*time.Second, func() bool {
+		code, _ := daemon.Get("http://"+listen+"/readyz", nil)
+		return code == http.StatusOK
+	}); err != nil {
+		return fmt.Errorf("kata-monitor not ready (see %s): %w", kmLog.Name(), err)
+	}
+	// Every URL printed here answers 200 with kata data within a few
+	// seconds (test/demo's test fetches each). Debian's VictoriaMetrics
+	// 1.79 has no web UI (/vmui/): its query API answers JSON, its
+	// federation endpoint the text format, both readable in a browser.
+	vmURL := func(path string, q url.Values) string { return vm.BaseURL() + path + "?" + q.Encode() }
 	fmt.Printf(`
-kata-monitor is running (config %s, log %s):
-  sandboxes:        http://%s/sandboxes   (open in a browser for the HTML page)
-  merged metrics:   http://%s/metrics?filter_family=kata_hypervisor
-  pushed, by pod:   %s/vmui/?%s
-  raw series:       %s/api/v1/series?match[]=kata_shim_threads
+kata-monitor is running (config %s, log %s). Open:
+  kata-monitor, sandboxes:         http://%s/sandboxes
+  kata-monitor, merged metrics:    http://%s/metrics?filter_family=kata_hypervisor
+  kata-monitor, own metrics:       http://%s/metrics/self
+  VictoriaMetrics, CPU by pod:     %s
+  VictoriaMetrics, one pod's data: %s
+  VictoriaMetrics, raw samples:    %s
 Ctrl-C to stop.
 
-`, cfgPath, kmLog.Name(), listen, listen, vm.BaseURL(), q.Encode(), vm.BaseURL())
+`, cfgPath, kmLog.Name(), listen, listen, listen,
+		vmURL("/api/v1/query", url.Values{"query": {`sum by (cri_namespace, cri_name) (rate(kata_hypervisor_proc_stat{item="utime"}[1m]))`}}),
+		vmURL("/federate", url.Values{"match[]": {`{cri_name="pod-0000"}`}}),
+		vmURL("/api/v1/export", url.Values{"match[]": {`kata_shim_threads{cri_name="pod-0000"}`}}))
 
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()

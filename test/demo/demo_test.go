@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/daemon"
+	"github.com/kata-containers/kata-monitor/test/fakenode"
+)
+
+// TestDemoURLs runs the demo as `make demo` does (DEMO_SECONDS set, a few
+// sandboxes), reads the URLs it prints and fetches every one: each must
+// answer 200 with data of the simulated node (a sandbox id, a pod name or
+// kata-monitor's own series), not a 404 page.
+func TestDemoURLs(t *testing.T) {
+	dir := t.TempDir()
+	bin, err := daemon.Build(dir)
+	require.NoError(t, err)
+	demo := filepath.Join(dir, "demo")
+	out, err := exec.Command("go", "build", "-o", demo, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	cmd := exec.Command(demo)
+	cmd.Env = append(os.Environ(), "DEMO_SECONDS=120", "DEMO_SANDBOXES=3", "DEMO_BIN="+bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr daemon.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+	})
+
+	// The URL block ends with "Ctrl-C to stop."; what follows is progress.
+	lines := bufio.NewReader(stdout)
+	var printed strings.Builder
+	var urls []string
+	urlRE := regexp.MustCompile(`https?://\S+`)
+	for {
+		line, err := lines.ReadString('\n')
+		printed.WriteString(line)
+		require.NoError(t, err, "demo output so far:\n%s\nstderr:\n%s", printed.String(), stderr.String())
+		urls = append(urls, urlRE.FindAllString(line, -1)...)
+		if strings.HasPrefix(line, "Ctrl-C to stop.") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, lines); exited <- cmd.Wait() }()
+	require.GreaterOrEqual(t, len(urls), 6, printed.String())
+
+	markers := []string{fakenode.ID(0), `pod-0000`, "kata_monitor_running_shim_count"}
+	for _, u := range urls {
+		var last string
+		require.Eventually(t, func() bool {
+			resp, err := http.Get(u)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			last = resp.Status + "\n" + daemon.Tail(string(b), 5)
+			if resp.StatusCode != http.StatusOK {
+				return false
+			}
+			for _, m := range markers {
+				if strings.Contains(string(b), m) {
+					return true
+				}
+			}
+			return false
+		}, 60*time.Second, 250*time.Millisecond, "%s: last answer: %s", u, last)
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop within 30s of SIGINT")
+	}
+}
