@@ -26,16 +26,29 @@ type Config struct {
 	// SnapshotMaxAge is how long a finished round is served to pull requests
 	// before a new round is started.
 	SnapshotMaxAge time.Duration `yaml:"snapshot_max_age"`
+	// HonorTimestamps keeps the timestamp a shim gives a sample (as
+	// Prometheus's honor_timestamps does); false stamps every sample with
+	// the round's start time. Either way a pushed sample whose timestamp
+	// does not advance its series is not queued (see TimestampRules).
+	HonorTimestamps bool `yaml:"honor_timestamps"`
+	// PushSelfMetrics pushes kata-monitor's own metrics (what Deps.Self
+	// gathers, /metrics/self) with every scheduled round, with the
+	// external labels, so a push-only node is observable from the
+	// receiver alone.
+	PushSelfMetrics bool `yaml:"push_self_metrics"`
 }
 
 // DefaultConfig returns the defaults: 15s interval, 5s timeout, 32 parallel
-// scrapes, 5s snapshot reuse.
+// scrapes, 5s snapshot reuse, shims' timestamps honoured, self-metrics
+// pushed.
 func DefaultConfig() Config {
 	return Config{
-		ScrapeInterval: 15 * time.Second,
-		ScrapeTimeout:  5 * time.Second,
-		Concurrency:    32,
-		SnapshotMaxAge: 5 * time.Second,
+		ScrapeInterval:  15 * time.Second,
+		ScrapeTimeout:   5 * time.Second,
+		Concurrency:     32,
+		SnapshotMaxAge:  5 * time.Second,
+		HonorTimestamps: true,
+		PushSelfMetrics: true,
 	}
 }
 

@@ -97,6 +97,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 	if f.now == nil {
 		f.now = time.Now
 	}
+	f.push.ts = tsGuard{honor: cfg.HonorTimestamps, log: f.log, sandboxes: make(map[string]*sandboxTS)}
 	f.env = entryEnv{push: len(deps.Appenders) > 0, strs: newInterner(), relabel: cfg.MetricRelabelConfigs}
 	for name, value := range cfg.ExternalLabels {
 		f.env.external = append(f.env.external, labels.Label{Name: name, Value: value})

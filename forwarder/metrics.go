@@ -21,6 +21,9 @@ type metrics struct {
 	stalenessMarks  prometheus.Counter
 	appenderErrors  prometheus.Counter
 	lastRoundTstamp prometheus.Gauge
+	samplesDropped  *prometheus.CounterVec
+	samplesRepeated prometheus.Counter
+	selfSamples     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,12 +53,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stalenessMarks:  counter("staleness_markers_total", "Staleness markers pushed for series that disappeared."),
 		appenderErrors:  counter("appender_errors_total", "Rounds an appender failed to accept."),
 		lastRoundTstamp: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_round_timestamp_seconds", Help: "Unix time of the start of the last finished round."}),
+		samplesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "forwarder",
+			Name: "samples_dropped_total",
+			Help: "Samples not queued for push because their timestamp does not advance their series: duplicate_timestamp (same time, other value), out_of_order (earlier, or the clock stepped back), too_far_in_future (more than 10m ahead)."},
+			[]string{"reason"}),
+		samplesRepeated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "forwarder",
+			Name: "samples_repeated_total",
+			Help: "Samples not queued again because they repeat their series' last queued sample (same own timestamp, same value): nothing lost."}),
+		selfSamples: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "forwarder",
+			Name: "self_samples_pushed_total",
+			Help: "Samples of kata-monitor's own metrics handed to the remote-write queues (push_self_metrics), staleness markers included."}),
+	}
+	for _, r := range tsReasons {
+		m.samplesDropped.WithLabelValues(r)
 	}
 	m.rounds.WithLabelValues("schedule")
 	m.rounds.WithLabelValues("pull")
 	for _, c := range []prometheus.Collector{m.runningShims, m.scrapes, m.scrapesFailed, m.scrapeDuration,
 		m.rounds, m.roundDuration, m.roundsSkipped, m.relabelDropped, m.duplicates, m.parseErrors,
-		m.invalidSeries, m.stalenessMarks, m.appenderErrors, m.lastRoundTstamp} {
+		m.invalidSeries, m.stalenessMarks, m.appenderErrors, m.lastRoundTstamp, m.samplesDropped, m.samplesRepeated,
+		m.selfSamples} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -33,13 +33,21 @@ type pushState struct {
 	perSeries int
 	md        []prompb.MetricMetadata
 	mdRound   uint64
+	// ts applies the timestamp rules (timestamps.go) before a sample is
+	// queued.
+	ts tsGuard
 }
 
-// release moves the series that disappeared into the staleness candidates.
-// Every round does it (pull rounds too).
+// release moves the series that disappeared into the staleness candidates,
+// but for those whose last queued sample had its own timestamp (no marker
+// for them, as in Prometheus). Every round does it (pull rounds too).
 func (ps *pushState) release(states []*sandboxState) {
 	for _, st := range states {
-		ps.candidates = append(ps.candidates, st.evicted...)
+		for _, g := range st.evicted {
+			if !ps.ts.noMarker(st.id, g.hash) {
+				ps.candidates = append(ps.candidates, g)
+			}
+		}
 		clear(st.evicted)
 		st.evicted = st.evicted[:0]
 	}
@@ -112,7 +120,9 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		}
 	}
 	dropped, dups, stale := 0, 0, 0
+	roundOK := ps.ts.roundOK(ts)
 	for _, st := range states {
+		sbTS := ps.ts.sandbox(st.id, ps.round)
 		for _, rec := range st.samples {
 			e := &st.entries[rec.e]
 			if e.tmpl == nil {
@@ -126,14 +136,20 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 				}
 				ps.last[e.hash] = ps.round
 			}
+			t, explicit := ts, rec.ts >= 0 && ps.ts.honor
+			if explicit {
+				t = st.tss[rec.ts]
+			}
+			// The common case (round time, clock advancing, no series of
+			// the sandbox ever had its own timestamp) needs no check.
+			if (explicit || !roundOK || sbTS != nil) &&
+				!ps.ts.check(&sbTS, st.id, ps.round, e.hash, e.tmpl, st.vals, ts, t, rec.v, explicit, roundOK) {
+				continue
+			}
 			if len(ps.pending) > 0 {
 				delete(ps.pending, e.hash)
 			}
 			e.sent = uint32(ps.round)
-			t := ts
-			if rec.ts >= 0 {
-				t = st.tss[rec.ts]
-			}
 			add(e.tmpl, st.vals, rec.v, t)
 		}
 		st.samples = st.samples[:0] // no pointers in it: nothing to clear
@@ -151,7 +167,9 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 			delete(ps.pending, g.hash) // once, even if listed twice
 			due = true
 		}
-		if due {
+		if due && !roundOK {
+			ps.ts.dropped[1]++ // a marker before the series' last sample
+		} else if due {
 			add(g.tmpl, g.vals, staleNaN, ts)
 			stale++
 		}
@@ -163,6 +181,9 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	}
 	clear(ps.candidates)
 	ps.candidates = ps.candidates[:0]
+	ps.ts.roundDone(ts, roundOK)
+	ps.ts.prune(ps.round)
+	ps.ts.flush(m)
 	m.relabelDropped.Add(float64(dropped))
 	m.duplicates.Add(float64(dups))
 	m.stalenessMarks.Add(float64(stale))

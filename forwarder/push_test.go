@@ -53,12 +53,16 @@ func TestPushSeriesLabelsAndTimestamps(t *testing.T) {
 		"cri_uid": "u1", "node": "n1", "sandbox_id": "aaa"}, labelsOf(series[1]), "external labels never override")
 	assert.Equal(t, prompb.Sample{Value: 5, Timestamp: 1600000000000}, series[1].Samples[0])
 
-	// The next round reuses the cache: same labels, new time.
+	// The next round reuses the cache: same labels, new time. x repeats
+	// its last queued sample (same own timestamp, same value): not queued
+	// again, counted as repeated, not as dropped.
 	r.clock.Add(15 * time.Second)
 	series = r.scheduled(t)
-	require.Len(t, series, 2)
+	require.Len(t, series, 1)
 	assert.Equal(t, r.clock.Now().UnixMilli(), series[0].Samples[0].Timestamp)
 	assert.Equal(t, "up", labelsOf(series[0])["__name__"])
+	assert.Equal(t, 1.0, r.counter(t, "kata_monitor_forwarder_samples_repeated_total"))
+	assert.Equal(t, 0.0, r.counter(t, "kata_monitor_forwarder_samples_dropped_total"))
 }
 
 func relabelRule(mod func(c *relabel.Config)) *relabel.Config {
@@ -287,6 +291,7 @@ func TestPushAppenderErrorDoesNotStop(t *testing.T) {
 	r.sbs.set("aaa")
 	r.scraper.set("aaa", "up 1\n")
 	r.scheduled(t)
+	r.clock.Add(time.Second)
 	r.scheduled(t)
 	assert.Equal(t, 2, r.appender.roundCount())
 	assert.Equal(t, 2.0, r.counter(t, "kata_monitor_appender_errors_total"))
