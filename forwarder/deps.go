@@ -72,6 +72,10 @@ type Deps struct {
 	Appenders  []Appender
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Self gathers kata-monitor's own metrics (what /metrics/self serves),
+	// pushed after every scheduled round when Config.PushSelfMetrics is
+	// set; nil pushes none.
+	Self prometheus.Gatherer
 	// Now is the clock for round timestamps, snapshot age and the schedule;
 	// nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time

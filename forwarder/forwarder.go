@@ -32,6 +32,8 @@ type Forwarder struct {
 	states map[string]*sandboxState
 	round  uint64
 	push   pushState
+	// self is touched only by the schedule goroutine.
+	self selfPush
 
 	// refresh asks refreshLoop for a background pull round (capacity 1:
 	// requests while one is pending coalesce).
@@ -181,6 +183,9 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 	}
 	snap, md := f.execRound(ctx, true)
 	f.publish(c, snap, false)
+	if f.cfg.PushSelfMetrics && f.deps.Self != nil && f.env.push && ctx.Err() == nil {
+		f.pushSelf(ctx, snap.at.UnixMilli())
+	}
 	if md != nil {
 		f.sendMetadata(md)
 	}

@@ -320,7 +320,7 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 	}
 	d.fwd, err = forwarder.New(cfg.ForwarderConfig(), forwarder.Deps{
 		Sandboxes: d.watcher, Pods: d.pods, Scraper: d.shims, Appenders: appenders,
-		Logger: logger.With("component", "forwarder"), Registerer: reg,
+		Logger: logger.With("component", "forwarder"), Registerer: reg, Self: reg,
 	})
 	if err != nil {
 		d.closeQueues()
