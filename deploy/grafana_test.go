@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/dashboard"
 )
 
 // selfMetric is one of kata-monitor's own families a dashboard may use, as
@@ -46,6 +48,7 @@ var selfMetrics = []selfMetric{
 	{name: "sandboxes", typ: "gauge"},
 	{subsystem: "remote_write", name: "samples_sent_total", typ: "counter"},
 	{subsystem: "remote_write", name: "samples_dropped_total", typ: "counter"},
+	{subsystem: "forwarder", name: "samples_dropped_total", typ: "counter"},
 	{subsystem: "remote_write", name: "samples_failed_total", typ: "counter"},
 	{subsystem: "remote_write", name: "queue_lag_seconds", typ: "gauge"},
 	{subsystem: "remote_write", name: "last_send_success_timestamp_seconds", typ: "gauge"},
@@ -239,46 +242,14 @@ func TestCheckMatcherValues(t *testing.T) {
 	}
 }
 
-type grafanaDashboard struct {
-	UID        string `json:"uid"`
-	Title      string `json:"title"`
-	Templating struct {
-		List []struct {
-			Name  string          `json:"name"`
-			Type  string          `json:"type"`
-			Query json.RawMessage `json:"query"`
-		} `json:"list"`
-	} `json:"templating"`
-	Panels []grafanaPanel `json:"panels"`
-}
+// The dashboard model is shared with the end-to-end test that runs every
+// query against a receiver.
+type (
+	grafanaDashboard = dashboard.Dashboard
+	grafanaPanel     = dashboard.Panel
+)
 
-type grafanaPanel struct {
-	ID         int    `json:"id"`
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Datasource *struct {
-		Type string `json:"type"`
-		UID  string `json:"uid"`
-	} `json:"datasource"`
-	Targets []struct {
-		RefID string `json:"refId"`
-		Expr  string `json:"expr"`
-	} `json:"targets"`
-	Panels []grafanaPanel `json:"panels"` // inside collapsed rows
-}
-
-// queryText is a variable's query, a string or {"query": "..."}.
-func queryText(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var o struct {
-		Query string `json:"query"`
-	}
-	_ = json.Unmarshal(raw, &o)
-	return o.Query
-}
+func queryText(raw json.RawMessage) string { return dashboard.QueryText(raw) }
 
 func TestDashboards(t *testing.T) {
 	known := knownSeriesNames(t)

@@ -23,10 +23,22 @@ type endpoint struct {
 	extra     string // more YAML lines, indented 4 spaces
 }
 
+// writeConfig writes a push config with push_self_metrics off: the push
+// tests count what the shims served, and their quiesce/pause helpers wait
+// for a node whose counters stop moving once its shims are gone or
+// failing, which a node pushing its own metrics every round never is.
+// writeConfigWith(t, "", ...) keeps the default (self-metrics pushed).
 func writeConfig(t *testing.T, interval string, walDir string, maxSize string, eps ...endpoint) string {
 	t.Helper()
+	return writeConfigWith(t, "  push_self_metrics: false\n", interval, walDir, maxSize, eps...)
+}
+
+// writeConfigWith is writeConfig with global adding lines (indented 2
+// spaces) to the global section.
+func writeConfigWith(t *testing.T, global, interval string, walDir string, maxSize string, eps ...endpoint) string {
+	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  external_labels: {node: e2e-node}\n", interval, interval)
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  external_labels: {node: e2e-node}\n%s", interval, interval, global)
 	fmt.Fprintf(&b, "wal:\n  dir: %s\n  max_size: %s\nremote_write:\n", walDir, maxSize)
 	for _, e := range eps {
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    queue_config: {min_backoff: 50ms, max_backoff: 500ms}\n%s", e.name, e.url, e.extra)

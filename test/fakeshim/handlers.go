@@ -75,6 +75,8 @@ func (s *Shim) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	var body []byte
 	if b := s.body.Load(); b != nil {
 		body = *b
+	} else if fn := s.bodyFn.Load(); fn != nil {
+		body = (*fn)(n)
 	} else {
 		bp, _ := s.bufs.Get().(*[]byte)
 		if bp == nil {

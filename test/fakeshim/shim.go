@@ -41,6 +41,7 @@ type Shim struct {
 	hang    atomic.Bool
 	status  atomic.Int64
 	body    atomic.Pointer[[]byte]
+	bodyFn  atomic.Pointer[func(n int64) []byte]
 	cutOff  atomic.Bool
 	headers atomic.Pointer[http.Header]
 	gzip    atomic.Bool
@@ -123,6 +124,18 @@ func (s *Shim) SetBody(b []byte) {
 		return
 	}
 	s.body.Store(&b)
+}
+
+// SetBodyFunc makes /metrics serve fn(n) on its n-th request (n counts
+// every request, as in ExpositionAt), e.g. an exposition whose explicit
+// timestamps freeze or step back; nil restores the exposition. SetBody
+// wins over it. fn must be safe for concurrent calls.
+func (s *Shim) SetBodyFunc(fn func(n int64) []byte) {
+	if fn == nil {
+		s.bodyFn.Store(nil)
+		return
+	}
+	s.bodyFn.Store(&fn)
 }
 
 // SetCloseMidResponse makes /metrics announce the full length, write half

@@ -3,6 +3,7 @@ package fakeshim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,6 +110,14 @@ func TestKnobs(t *testing.T) {
 			set:      func(s *Shim) { s.SetBody([]byte("x")); s.SetBody(nil) },
 			wantCode: http.StatusOK,
 			wantBody: func(n int64) string { return string(ExpositionAt(nil, n)) },
+		},
+		{
+			name: "body per scrape",
+			set: func(s *Shim) {
+				s.SetBodyFunc(func(n int64) []byte { return []byte(fmt.Sprintf("g %d 1000\n", n)) })
+			},
+			wantCode: http.StatusOK,
+			wantBody: func(n int64) string { return fmt.Sprintf("g %d 1000\n", n) },
 		},
 	}
 	for _, tt := range tests {
