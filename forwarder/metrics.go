@@ -24,6 +24,7 @@ type metrics struct {
 	samplesDropped  *prometheus.CounterVec
 	samplesRepeated prometheus.Counter
 	selfSamples     prometheus.Counter
+	dropped         *prometheus.CounterVec // by dropReason (drops.go)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,6 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		invalidSeries:   counter("invalid_series_total", "Samples dropped because their names or label values are invalid (e.g. not UTF-8)."),
 		stalenessMarks:  counter("staleness_markers_total", "Staleness markers pushed for series that disappeared."),
 		appenderErrors:  counter("appender_errors_total", "Rounds an appender failed to accept."),
+		dropped:         newDroppedCounter(),
 		lastRoundTstamp: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_round_timestamp_seconds", Help: "Unix time of the start of the last finished round."}),
 		samplesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "forwarder",
 			Name: "samples_dropped_total",
@@ -72,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.runningShims, m.scrapes, m.scrapesFailed, m.scrapeDuration,
 		m.rounds, m.roundDuration, m.roundsSkipped, m.relabelDropped, m.duplicates, m.parseErrors,
 		m.invalidSeries, m.stalenessMarks, m.appenderErrors, m.lastRoundTstamp, m.samplesDropped, m.samplesRepeated,
-		m.selfSamples} {
+		m.selfSamples, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -108,7 +108,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		}
 		st.out = nil
 	}
-	snap.merge()
+	f.countDrops(states, snap, snap.merge())
 
 	var md []prompb.MetricMetadata
 	// A round cut short by shutdown would turn every series into a
@@ -147,6 +147,7 @@ func jitterFor(id string, max time.Duration) time.Duration {
 // parse, so at most concurrency scrape buffers are in use at once.
 func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled, collect bool, round uint64) {
 	st.status = SandboxStatus{LastScrape: f.now()}
+	st.drops = dropCounts{}
 	f.m.scrapes.Inc()
 	err := waitSlot(ctx, st, sem, scheduled)
 	var body []byte
@@ -186,6 +187,7 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 	if ps.invalid > 0 {
 		f.m.invalidSeries.Add(float64(ps.invalid))
 	}
+	st.drops[dropDuplicate], st.drops[dropInvalid], st.drops[dropInvalidForType] = ps.duplicates, ps.invalid, ps.unrenderable
 	if perr != nil {
 		f.m.parseErrors.Inc()
 		st.status.Err = shim.Printable("parse: " + perr.Error())
@@ -338,5 +340,34 @@ func (f *Forwarder) putBuf(b []byte) {
 	defer f.bufMu.Unlock()
 	if len(f.bufs) < f.cfg.Concurrency {
 		f.bufs = append(f.bufs, b[:0])
+	}
+}
+
+// countDrops adds the round's dropped samples (parse and merge) to each
+// sandbox's status and to kata_monitor_series_dropped_total, and logs a
+// reason the first round it appears for a sandbox (again only after a
+// round without it).
+func (f *Forwarder) countDrops(states []*sandboxState, snap *snapshot, merged []dropCounts) {
+	for i, st := range states {
+		d := st.drops
+		if merged != nil {
+			for r, n := range merged[i] {
+				d[r] += n
+			}
+		}
+		var logged uint16
+		for r, n := range d {
+			if n == 0 {
+				continue
+			}
+			bit := uint16(1) << r
+			logged |= bit
+			f.m.dropped.WithLabelValues(dropReason(r).String()).Add(float64(n))
+			if st.dropLogged&bit == 0 {
+				f.log.Warn("shim samples left out", "sandbox", st.id, "reason", dropReason(r).String(), "samples", n)
+			}
+		}
+		st.dropLogged = logged
+		snap.status[i].Dropped = d.byName()
 	}
 }

@@ -26,6 +26,10 @@ type SandboxStatus struct {
 	Err string
 	// Series is the number of series kept from the exposition.
 	Series int
+	// Dropped counts the round's samples of this sandbox that were left
+	// out, by reason (duplicate, invalid, invalid_for_type, type_conflict,
+	// name_clash; see kata_monitor_series_dropped_total); nil when none.
+	Dropped map[string]int
 }
 
 // sandboxState is everything the forwarder keeps about one sandbox across
@@ -60,9 +64,11 @@ type sandboxState struct {
 	tss     []int64      // timestamps given by the exposition, this round
 	status  SandboxStatus
 
-	failing, parseFailing bool   // log once per streak
-	scrapeErr             error  // this round's scrape error, judged after the round
-	format                string // Content-Type of this round's exposition
+	failing, parseFailing bool       // log once per streak
+	scrapeErr             error      // this round's scrape error, judged after the round
+	drops                 dropCounts // this round's samples left out at parse
+	dropLogged            uint16     // reasons already logged (bit per dropReason)
+	format                string     // Content-Type of this round's exposition
 }
 
 // gone is a series that disappeared, with what its staleness marker needs.
@@ -299,7 +305,7 @@ func (s *sandboxState) compact() {
 }
 
 // parseStats are counted per sandbox and added to the metrics once.
-type parseStats struct{ duplicates, invalid int }
+type parseStats struct{ duplicates, invalid, unrenderable int }
 
 // parse turns one exposition (in the format s.format names) into pull
 // lines (s.out) and, when collect is set, push samples (s.samples). It
@@ -368,8 +374,12 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, round uint64, collect b
 			}
 			d := &s.defs[di]
 			d.locked = true
-			if !out.meta && renderable(d.typ, in, v) {
-				s.appendLine(out, di, in, v, tsp)
+			if !out.meta {
+				if renderable(d.typ, in, v) {
+					s.appendLine(out, di, in, v, tsp)
+				} else {
+					st.unrenderable++
+				}
 			}
 			if collect {
 				ti := int32(-1)

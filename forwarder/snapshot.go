@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,48 +47,63 @@ type mergedFam struct {
 // value in its buf.
 type seg struct{ sb, lo, hi, start int }
 
-// merge builds the families of a snapshot from the sandboxes' outputs. The
-// first sandbox (in id order) to define a family sets its HELP and TYPE; a
-// sandbox exposing the family with another type is left out of it, since
-// one TYPE must hold for all lines.
-func (s *snapshot) merge() {
+// merge builds the families of a snapshot from the sandboxes' outputs and
+// returns the samples it had to leave out, per sandbox (nil when none).
+// It keeps every line it can: a family's TYPE is the first typed one in
+// sandbox (id) order, so an untyped exposition of a family never hides the
+// typed ones, and its HELP the first one given. A sandbox's lines whose own
+// type differs are written under the family's type when the text format
+// can carry them (always for counter, gauge and untyped; for a histogram
+// or summary when le/quantile are floats and counts not negative); the
+// others are counted as type_conflict. Families the text format cannot
+// express next to the others (textCompatible) are counted as name_clash.
+func (s *snapshot) merge() []dropCounts {
 	byName := make(map[string]*mergedFam)
+	family := func(fm *famMeta) *mergedFam {
+		mf := byName[fm.name]
+		if mf == nil {
+			mf = &mergedFam{name: fm.name, help: fm.help, hasHelp: fm.hasHelp, typ: fm.typ}
+			byName[fm.name] = mf
+			s.all = append(s.all, mf)
+			return mf
+		}
+		if mf.typ == model.MetricTypeUnknown && fm.typ != model.MetricTypeUnknown {
+			mf.typ = fm.typ // typed wins over untyped
+		}
+		if !mf.hasHelp && fm.hasHelp {
+			mf.help, mf.hasHelp = fm.help, true
+		}
+		return mf
+	}
 	if s.noPull {
 		for _, r := range s.out {
-			for _, fm := range r.fams {
-				mf := byName[fm.name]
-				if mf == nil {
-					mf = &mergedFam{name: fm.name, help: fm.help, hasHelp: fm.hasHelp, typ: fm.typ}
-					byName[fm.name] = mf
-					s.all = append(s.all, mf)
-				}
-				if mf.typ == fm.typ && !mf.hasHelp && fm.hasHelp {
-					mf.help, mf.hasHelp = fm.help, true
-				}
+			for i := range r.fams {
+				family(&r.fams[i])
 			}
 		}
 		slices.SortFunc(s.all, func(a, b *mergedFam) int { return strings.Compare(a.name, b.name) })
-		return
+		return nil
+	}
+	for _, r := range s.out {
+		for _, sp := range r.spans {
+			family(&r.fams[sp.fam])
+		}
+	}
+	var drops []dropCounts
+	drop := func(sb int, why dropReason, n int) {
+		if drops == nil {
+			drops = make([]dropCounts, len(s.out))
+		}
+		drops[sb][why] += n
 	}
 	for sb, r := range s.out {
 		for _, sp := range r.spans {
 			fm := &r.fams[sp.fam]
 			mf := byName[fm.name]
-			if mf == nil {
-				mf = &mergedFam{name: fm.name, help: fm.help, hasHelp: fm.hasHelp, typ: fm.typ}
-				byName[fm.name] = mf
-				s.all = append(s.all, mf)
-			}
-			if mf.typ != fm.typ {
-				continue
-			}
-			if !mf.hasHelp && fm.hasHelp {
-				mf.help, mf.hasHelp = fm.help, true
-			}
-			if n := len(mf.segs); n > 0 && mf.segs[n-1].sb == sb && mf.segs[n-1].hi == sp.lo {
-				mf.segs[n-1].hi = sp.hi
-			} else {
-				mf.segs = append(mf.segs, seg{sb: sb, lo: sp.lo, hi: sp.hi, start: sp.start})
+			if fm.typ == mf.typ || !needsCheck(mf.typ) {
+				mf.addSeg(sb, sp.lo, sp.hi, sp.start)
+			} else if kept := mf.addFitting(sb, r, sp); kept < sp.hi-sp.lo {
+				drop(sb, dropTypeConflict, sp.hi-sp.lo-kept)
 			}
 			for _, n := range r.names[fm.namesLo:fm.namesHi] {
 				if !slices.Contains(mf.names, n) {
@@ -98,6 +114,16 @@ func (s *snapshot) merge() {
 	}
 	slices.SortFunc(s.all, func(a, b *mergedFam) int { return strings.Compare(a.name, b.name) })
 	s.fams = textCompatible(s.all)
+	if len(s.fams) < len(s.all) {
+		for _, mf := range s.all {
+			if _, ok := slices.BinarySearchFunc(s.fams, mf.name, func(a *mergedFam, n string) int { return strings.Compare(a.name, n) }); ok {
+				continue
+			}
+			for _, sg := range mf.segs {
+				drop(sg.sb, dropNameClash, sg.hi-sg.lo)
+			}
+		}
+	}
 	for _, mf := range s.fams {
 		h := make([]byte, 0, 32+len(mf.name)*2+len(mf.help))
 		if mf.hasHelp && mf.help != "" {
@@ -113,6 +139,42 @@ func (s *snapshot) merge() {
 		h = append(h, typeString(mf.typ)...)
 		mf.header = append(h, '\n')
 	}
+	return drops
+}
+
+// needsCheck reports whether lines rendered under another type must be
+// checked one by one before they go under type t.
+func needsCheck(t model.MetricType) bool {
+	return t == model.MetricTypeHistogram || t == model.MetricTypeSummary
+}
+
+// addSeg appends lines [lo, hi) of sandbox sb, merging with the previous
+// segment when contiguous.
+func (mf *mergedFam) addSeg(sb, lo, hi, start int) {
+	if n := len(mf.segs); n > 0 && mf.segs[n-1].sb == sb && mf.segs[n-1].hi == lo {
+		mf.segs[n-1].hi = hi
+		return
+	}
+	mf.segs = append(mf.segs, seg{sb: sb, lo: lo, hi: hi, start: start})
+}
+
+// addFitting appends the lines of span sp (rendered under another type)
+// that the text format accepts under mf's type, and returns how many.
+// Rare: only for a family typed differently across sandboxes.
+func (mf *mergedFam) addFitting(sb int, r *rendered, sp span) int {
+	kept := 0
+	off := sp.start
+	for i := sp.lo; i < sp.hi; i++ {
+		n := bytes.IndexByte(r.buf[off:], '\n') + 1
+		val, _, _ := strings.Cut(string(r.buf[off:off+n-1]), " ")
+		v, err := strconv.ParseFloat(val, 64)
+		if err == nil && renderable(mf.typ, r.infos[i], v) {
+			mf.addSeg(sb, i, i+1, off)
+			kept++
+		}
+		off += n
+	}
+	return kept
 }
 
 // write renders the families whose name starts with one of prefixes (all

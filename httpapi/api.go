@@ -78,6 +78,9 @@ type Status struct {
 	Duration   time.Duration // how long it took
 	Err        string        // why it failed; empty on success
 	Series     int           // series it yielded
+	// Dropped counts the samples of that scrape left out, by reason
+	// (forwarder.SandboxStatus.Dropped); nil when none.
+	Dropped map[string]int
 }
 
 // StatusSource reports the last scrape of a sandbox, for the /sandboxes page.

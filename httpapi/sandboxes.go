@@ -35,6 +35,7 @@ type sandboxRow struct {
 	HasStatus         bool
 	Err               string
 	Series            int
+	Dropped           string // "type_conflict 6, duplicate 1": samples left out, by reason
 	LastScrape        string
 	Ago               string // "12s ago"; empty when never scraped
 	Duration          time.Duration
@@ -108,6 +109,7 @@ func (a *API) row(sb sandbox.Sandbox, now time.Time) sandboxRow {
 	if a.deps.Status != nil {
 		if st, ok := a.deps.Status.Status(sb.ID); ok {
 			row.HasStatus, row.Err, row.Series = true, st.Err, st.Series
+			row.Dropped = formatDropped(st.Dropped)
 			row.LastScrape = "never"
 			if !st.LastScrape.IsZero() {
 				row.LastScrape = st.LastScrape.UTC().Format(time.RFC3339)
@@ -190,4 +192,21 @@ func wantsHTML(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// formatDropped renders the dropped-sample counts by reason, sorted.
+func formatDropped(d map[string]int) string {
+	reasons := make([]string, 0, len(d))
+	for r := range d {
+		reasons = append(reasons, r)
+	}
+	slices.Sort(reasons)
+	var b strings.Builder
+	for i, r := range reasons {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", r, d[r])
+	}
+	return b.String()
 }

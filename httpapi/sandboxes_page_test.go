@@ -74,9 +74,10 @@ func TestSandboxesPage(t *testing.T) {
 			idNew:  {UID: "u3", Name: "batch", Namespace: "jobs"},
 		}
 		d.Status = fakeStatus{
-			idA:     {LastScrape: recent, Duration: 12 * time.Millisecond, Series: 759},
-			idFail:  {LastScrape: recent, Duration: 5 * time.Second, Err: "context deadline exceeded"},
-			idNoPod: {LastScrape: recent, Duration: 3 * time.Millisecond, Series: 10},
+			idA:    {LastScrape: recent, Duration: 12 * time.Millisecond, Series: 759},
+			idFail: {LastScrape: recent, Duration: 5 * time.Second, Err: "context deadline exceeded"},
+			idNoPod: {LastScrape: recent, Duration: 3 * time.Millisecond, Series: 10,
+				Dropped: map[string]int{"type_conflict": 6, "duplicate": 1}},
 		}
 	})
 	w := do(t, env.api.Handler(), http.MethodGet, "/sandboxes", acceptHTML)
@@ -109,6 +110,8 @@ func TestSandboxesPage(t *testing.T) {
 		assert.Contains(t, body, "took 5s")
 		assert.Contains(t, body, `<span class="badge wait">pending</span>`)
 		assert.Equal(t, 2, strings.Count(body, `<span class="badge ok">ok</span>`))
+		assert.Contains(t, body, `10 series<br><span class="err" title="samples left out this scrape; see kata_monitor_series_dropped_total">left out: duplicate 1, type_conflict 6</span>`)
+		assert.Equal(t, 1, strings.Count(body, "left out:"))
 	})
 	t.Run("links", func(t *testing.T) {
 		for _, id := range []string{idA, idFail, idNew, idNoPod} {

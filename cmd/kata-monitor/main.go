@@ -399,7 +399,7 @@ func (a statusAdapter) Status(id string) (httpapi.Status, bool) {
 	if !ok {
 		return httpapi.Status{}, false
 	}
-	return httpapi.Status{LastScrape: s.LastScrape, Duration: s.Duration, Err: s.Err, Series: s.Series}, true
+	return httpapi.Status{LastScrape: s.LastScrape, Duration: s.Duration, Err: s.Err, Series: s.Series, Dropped: s.Dropped}, true
 }
 
 // startupHint says what to check when nothing on this host looks like Kata:
