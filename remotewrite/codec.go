@@ -68,6 +68,7 @@ func (e *encoder) encode(series []prompb.TimeSeries) ([]wal.Block, roundStats, e
 		blocks   []wal.Block
 		start, n int
 		blockMax = int64(math.MinInt64)
+		blockMin = int64(math.MaxInt64)
 		flush    = func(end int) error {
 			if n == 0 {
 				return nil
@@ -76,10 +77,10 @@ func (e *encoder) encode(series []prompb.TimeSeries) ([]wal.Block, roundStats, e
 			if err != nil {
 				return err
 			}
-			blocks = append(blocks, wal.Block{Samples: n, MaxTimestamp: blockMax, Data: data})
+			blocks = append(blocks, wal.Block{Samples: n, MinTimestamp: blockMin, MaxTimestamp: blockMax, Data: data})
 			st.samples += n
 			st.maxTimestamp = max(st.maxTimestamp, blockMax)
-			start, n, blockMax = end, 0, math.MinInt64
+			start, n, blockMax, blockMin = end, 0, math.MinInt64, math.MaxInt64
 			return nil
 		}
 	)
@@ -93,6 +94,7 @@ func (e *encoder) encode(series []prompb.TimeSeries) ([]wal.Block, roundStats, e
 		}
 		n += cnt
 		blockMax = max(blockMax, seriesMaxTimestamp(ts))
+		blockMin = min(blockMin, seriesMinTimestamp(ts))
 	}
 	if err := flush(len(src)); err != nil {
 		return nil, st, err
@@ -172,6 +174,17 @@ func seriesMaxTimestamp(ts *prompb.TimeSeries) int64 {
 	}
 	for _, h := range ts.Histograms {
 		m = max(m, h.Timestamp)
+	}
+	return m
+}
+
+func seriesMinTimestamp(ts *prompb.TimeSeries) int64 {
+	m := int64(math.MaxInt64)
+	for _, s := range ts.Samples {
+		m = min(m, s.Timestamp)
+	}
+	for _, h := range ts.Histograms {
+		m = min(m, h.Timestamp)
 	}
 	return m
 }

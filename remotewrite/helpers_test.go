@@ -210,6 +210,24 @@ func (m *memQueue) Ack(seq uint64) error {
 	return nil
 }
 
+func (m *memQueue) Stats() wal.Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var st wal.Stats
+	for _, b := range m.blocks {
+		if b.Seq <= m.acked {
+			continue
+		}
+		if st.PendingBlocks == 0 {
+			st.OldestPending = b.MinTimestamp
+		}
+		st.PendingBlocks++
+		st.PendingSamples += b.Samples
+	}
+	st.AckedSeq, st.LastSeq = m.acked, m.seq
+	return st
+}
+
 func (m *memQueue) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -2,7 +2,6 @@ package remotewrite
 
 import (
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -28,7 +27,7 @@ type queueMetrics struct {
 	bytesSent       prometheus.Counter
 	highestSent     prometheus.Gauge
 	highestAppended prometheus.Gauge
-	lag             prometheus.Gauge
+	lag             prometheus.GaugeFunc
 	lastSuccess     prometheus.Gauge
 	metadataSent    prometheus.Counter
 	metadataFailed  prometheus.Counter
@@ -36,8 +35,7 @@ type queueMetrics struct {
 	reg        prometheus.Registerer
 	registered []prometheus.Collector
 
-	// mu guards the two highest timestamps so the lag gauge is computed
-	// from a consistent pair.
+	// mu guards the highest timestamps and the failure streak.
 	mu                  sync.Mutex
 	highestSentMs       int64
 	highestAppendedMs   int64
@@ -46,10 +44,10 @@ type queueMetrics struct {
 	failingSinceSec     float64 // 0: the last attempt succeeded
 }
 
-// newQueueMetrics builds and registers the metrics (reg nil: unregistered).
-// A registration conflict (two endpoints with one name) is an error, not a
-// panic.
-func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
+// newQueueMetrics builds and registers the metrics (reg nil: unregistered);
+// lag computes queue_lag_seconds when it is collected. A registration
+// conflict (two endpoints with one name) is an error, not a panic.
+func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetrics, error) {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: name, Help: help,
@@ -91,10 +89,13 @@ func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
 		bytesSent:       counter("bytes_sent_total", "Compressed request bytes the receiver acknowledged."),
 		highestSent:     gauge("highest_sent_timestamp_seconds", "Newest sample timestamp the receiver acknowledged."),
 		highestAppended: gauge("highest_appended_timestamp_seconds", "Newest sample timestamp queued in the WAL."),
-		lag:             gauge("queue_lag_seconds", "highest_appended - highest_sent timestamp; 0 before the first successful send of this process."),
-		lastSuccess:     gauge("last_send_success_timestamp_seconds", "Wall-clock time of the last successful request."),
-		metadataSent:    counter("metadata_sent_total", "Metric metadata entries the receiver acknowledged."),
-		metadataFailed:  counter("metadata_failed_total", "Metric metadata entries whose request failed (not retried)."),
+		lag: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "queue_lag_seconds",
+			Help: "Age (wall clock) of the oldest sample in the WAL not yet sent or dropped; 0 only when nothing is pending. Read from the WAL: counts from the first round and across restarts.",
+		}, lag),
+		lastSuccess:    gauge("last_send_success_timestamp_seconds", "Wall-clock time of the last successful request."),
+		metadataSent:   counter("metadata_sent_total", "Metric metadata entries the receiver acknowledged."),
+		metadataFailed: counter("metadata_failed_total", "Metric metadata entries whose request failed (not retried)."),
 	}
 	if reg == nil {
 		return m, nil
@@ -176,7 +177,6 @@ func (m *queueMetrics) appendedUpTo(ms int64) {
 		m.highestAppendedMs, m.highestAppendedSeen = ms, true
 		m.highestAppended.Set(float64(ms) / 1e3)
 	}
-	m.updateLagLocked()
 }
 
 // sentUpTo records the newest timestamp (ms) the receiver acknowledged.
@@ -187,12 +187,4 @@ func (m *queueMetrics) sentUpTo(ms int64) {
 		m.highestSentMs, m.highestSentSet = ms, true
 		m.highestSent.Set(float64(ms) / 1e3)
 	}
-	m.updateLagLocked()
-}
-
-func (m *queueMetrics) updateLagLocked() {
-	if !m.highestSentSet || !m.highestAppendedSeen {
-		return
-	}
-	m.lag.Set(math.Max(0, float64(m.highestAppendedMs-m.highestSentMs)/1e3))
 }

@@ -32,6 +32,7 @@ type blockQueue interface {
 	Append(blocks []wal.Block) error
 	Next(ctx context.Context, max int) ([]wal.Block, error)
 	Ack(seq uint64) error
+	Stats() wal.Stats
 	Close() error
 }
 
@@ -139,11 +140,12 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 	if reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": cfg.Name}, reg)
 	}
-	m, err := newQueueMetrics(reg)
+	var q *Queue
+	m, err := newQueueMetrics(reg, func() float64 { return q.lag() })
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{
+	q = &Queue{
 		cfg:           cfg,
 		logger:        logger,
 		metrics:       m,
@@ -319,6 +321,18 @@ func (q *Queue) sendGroup(ctx context.Context, blocks []wal.Block) int {
 		n++
 	}
 	return n
+}
+
+// lag is the age in seconds of the oldest sample not yet sent or
+// dropped, on the wall clock: 0 only when nothing is pending (or the
+// oldest pending sample has a future timestamp). It is read from the WAL,
+// so it counts from the first round appended and survives restarts.
+func (q *Queue) lag() float64 {
+	st := q.wal.Stats()
+	if st.PendingBlocks == 0 {
+		return 0
+	}
+	return max(0, float64(q.now().UnixMilli()-st.OldestPending)/1e3)
 }
 
 var _ blockQueue = (*wal.Queue)(nil)

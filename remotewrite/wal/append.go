@@ -141,7 +141,7 @@ func (q *Queue) index(blocks []Block, recs [][]byte, prev *segment) {
 		if where != nil && where[i] != nil {
 			s = where[i]
 		}
-		s.blocks = append(s.blocks, blockMeta{seq: blocks[i].Seq, samples: blocks[i].Samples})
+		s.blocks = append(s.blocks, blockMeta{seq: blocks[i].Seq, samples: blocks[i].Samples, minTs: blocks[i].MinTimestamp})
 		b := blocks[i]
 		b.Data = recs[i][recordHeaderSize:] // the record is our own copy of Data
 		q.mem = append(q.mem, b)

@@ -82,7 +82,7 @@ func TestUnknownRecordVersionSkipped(t *testing.T) {
 		return encodeRecord(&Block{Seq: seq, Group: seq, Samples: int(seq%7) + 1, MaxTimestamp: int64(seq) * 1000, Data: payload(seq, 64)})
 	}
 	future := good(2)
-	future[0] = 2
+	future[0] = recordVersion + 1
 	require.NoError(t, w.Log(good(1), future, good(3)))
 	require.NoError(t, w.Close())
 

@@ -110,7 +110,7 @@ func (q *Queue) takeMem(max int) []Block {
 // handOut moves the read position past out. Called with q.mu held.
 func (q *Queue) handOut(out []Block) {
 	for _, b := range out {
-		q.inflight = append(q.inflight, blockMeta{seq: b.Seq, samples: b.Samples})
+		q.inflight = append(q.inflight, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
 	}
 	q.readPos = out[len(out)-1].Seq
 	q.trimMem()

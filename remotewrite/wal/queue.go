@@ -30,7 +30,11 @@ type Block struct {
 	Group uint64
 	// Samples is provided by the caller and used for drop accounting.
 	Samples int
-	// MaxTimestamp (ms) is provided by the caller, for lag metrics.
+	// MinTimestamp and MaxTimestamp (ms) are provided by the caller: the
+	// oldest and newest sample of the block, for lag metrics. Blocks
+	// written by record version 1 read back with MinTimestamp =
+	// MaxTimestamp.
+	MinTimestamp int64
 	MaxTimestamp int64
 	// Data is the payload. Append copies it; a Block returned by Next owns
 	// its Data.
@@ -45,6 +49,9 @@ type Stats struct {
 	PendingSamples int    // samples of PendingBlocks
 	AckedSeq       uint64 // every block <= AckedSeq is done
 	LastSeq        uint64 // highest Seq assigned so far
+	// OldestPending is the MinTimestamp (ms) of the oldest pending block
+	// (handed out or not); meaningful only when PendingBlocks > 0.
+	OldestPending int64
 }
 
 // segmentLog is the part of *wlog.WL the queue writes through. It is an
@@ -211,7 +218,7 @@ func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 	for {
 		b, err := c.next()
 		if err == nil {
-			s.blocks = append(s.blocks, blockMeta{seq: b.Seq, samples: b.Samples})
+			s.blocks = append(s.blocks, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
 			continue
 		}
 		if errors.Is(err, io.EOF) {
@@ -284,7 +291,24 @@ func (q *Queue) Stats() Stats {
 		PendingSamples: q.pendingSamples,
 		AckedSeq:       q.acked,
 		LastSeq:        q.nextSeq - 1,
+		OldestPending:  q.oldestPending(),
 	}
+}
+
+// oldestPending returns the MinTimestamp of the oldest pending block: the
+// first one handed out and not acked, else the first one not handed out
+// (blocks dropped by the budget or lost to corruption are behind readPos).
+// 0 when nothing is pending. Called with q.mu held.
+func (q *Queue) oldestPending() int64 {
+	if len(q.inflight) > 0 {
+		return q.inflight[0].minTs
+	}
+	for _, s := range q.segs {
+		if i := firstAfter(s.blocks, q.readPos); i < len(s.blocks) {
+			return s.blocks[i].minTs
+		}
+	}
+	return 0
 }
 
 func (q *Queue) diskBytes() int64 {

@@ -8,8 +8,12 @@ import (
 )
 
 const (
-	recordVersion    = 1
-	recordHeaderSize = 1 + 8 + 8 + 4 + 8 // version, seq, group, samples, maxTimestamp
+	// recordVersion is what encodeRecord writes; decodeHeader also reads
+	// recordVersion1 (written before 2026-11-30, without minTimestamp).
+	recordVersion      = 2
+	recordVersion1     = 1
+	recordHeaderSizeV1 = 1 + 8 + 8 + 4 + 8     // version, seq, group, samples, maxTimestamp
+	recordHeaderSize   = recordHeaderSizeV1 + 8 // ..., minTimestamp
 )
 
 // errUnknownRecordVersion marks a record written by a newer (or broken)
@@ -24,6 +28,7 @@ func encodeRecord(b *Block) []byte {
 	binary.BigEndian.PutUint64(rec[9:], b.Group)
 	binary.BigEndian.PutUint32(rec[17:], uint32(b.Samples))
 	binary.BigEndian.PutUint64(rec[21:], uint64(b.MaxTimestamp))
+	binary.BigEndian.PutUint64(rec[29:], uint64(b.MinTimestamp))
 	copy(rec[recordHeaderSize:], b.Data)
 	return rec
 }
@@ -31,25 +36,30 @@ func encodeRecord(b *Block) []byte {
 // decodeRecord parses a wlog payload. The returned Data is a copy: wlog
 // readers reuse their buffers.
 func decodeRecord(rec []byte) (Block, error) {
-	b, err := decodeHeader(rec)
+	b, n, err := decodeHeader(rec)
 	if err != nil {
 		return Block{}, err
 	}
-	b.Data = append([]byte(nil), rec[recordHeaderSize:]...)
+	b.Data = append([]byte(nil), rec[n:]...)
 	return b, nil
 }
 
 // decodeHeader parses everything but the payload, for scans that only
-// rebuild the index.
-func decodeHeader(rec []byte) (Block, error) {
+// rebuild the index, and returns the header's size (where Data starts).
+func decodeHeader(rec []byte) (Block, int, error) {
 	if len(rec) == 0 {
-		return Block{}, errors.New("empty record")
+		return Block{}, 0, errors.New("empty record")
 	}
-	if rec[0] != recordVersion {
-		return Block{}, fmt.Errorf("%w %d", errUnknownRecordVersion, rec[0])
+	size := recordHeaderSize
+	switch rec[0] {
+	case recordVersion:
+	case recordVersion1:
+		size = recordHeaderSizeV1
+	default:
+		return Block{}, 0, fmt.Errorf("%w %d", errUnknownRecordVersion, rec[0])
 	}
-	if len(rec) < recordHeaderSize {
-		return Block{}, fmt.Errorf("short record: %d bytes", len(rec))
+	if len(rec) < size {
+		return Block{}, 0, fmt.Errorf("short record: %d bytes", len(rec))
 	}
 	b := Block{
 		Seq:          binary.BigEndian.Uint64(rec[1:]),
@@ -57,10 +67,14 @@ func decodeHeader(rec []byte) (Block, error) {
 		Samples:      int(binary.BigEndian.Uint32(rec[17:])),
 		MaxTimestamp: int64(binary.BigEndian.Uint64(rec[21:])),
 	}
-	if b.Seq == 0 || b.Group == 0 || b.Group > b.Seq {
-		return Block{}, fmt.Errorf("invalid seq %d / group %d", b.Seq, b.Group)
+	b.MinTimestamp = b.MaxTimestamp
+	if rec[0] == recordVersion {
+		b.MinTimestamp = int64(binary.BigEndian.Uint64(rec[29:]))
 	}
-	return b, nil
+	if b.Seq == 0 || b.Group == 0 || b.Group > b.Seq {
+		return Block{}, 0, fmt.Errorf("invalid seq %d / group %d", b.Seq, b.Group)
+	}
+	return b, size, nil
 }
 
 // validSamples reports whether n fits the record's samples field.

@@ -8,8 +8,8 @@ import (
 
 func TestRecordRoundTrip(t *testing.T) {
 	for _, b := range []Block{
-		{Seq: 1, Group: 1, Samples: 0, MaxTimestamp: -5, Data: nil},
-		{Seq: 1<<64 - 1, Group: 7, Samples: 1<<32 - 1, MaxTimestamp: 1 << 62, Data: []byte("snappy bytes")},
+		{Seq: 1, Group: 1, Samples: 0, MinTimestamp: -9, MaxTimestamp: -5, Data: nil},
+		{Seq: 1<<64 - 1, Group: 7, Samples: 1<<32 - 1, MinTimestamp: 1 << 61, MaxTimestamp: 1 << 62, Data: []byte("snappy bytes")},
 	} {
 		got, err := decodeRecord(encodeRecord(&b))
 		require.NoError(t, err)
@@ -27,8 +27,9 @@ func TestDecodeRecordErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "empty record"},
-		{"version", append([]byte{2}, ok[1:]...), "unknown record version 2"},
+		{"version", append([]byte{3}, ok[1:]...), "unknown record version 3"},
 		{"short", ok[:20], "short record"},
+		{"short v2", ok[:recordHeaderSize-1], "short record"},
 		{"zero_seq", encodeRecord(&Block{Seq: 0, Group: 0}), "invalid seq"},
 		{"group_after_seq", encodeRecord(&Block{Seq: 3, Group: 4}), "invalid seq"},
 	} {
@@ -39,9 +40,27 @@ func TestDecodeRecordErrors(t *testing.T) {
 	}
 }
 
+// encodeRecordV1 writes the version 1 layout (no minTimestamp), as
+// kata-monitor did before record version 2.
+func encodeRecordV1(b *Block) []byte {
+	rec := encodeRecord(b)
+	v1 := append([]byte{recordVersion1}, rec[1:recordHeaderSizeV1]...)
+	return append(v1, b.Data...)
+}
+
+// TestRecordVersion1StillReads: WALs written before version 2 replay, with
+// MinTimestamp taken from MaxTimestamp.
+func TestRecordVersion1StillReads(t *testing.T) {
+	b := Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 100, MaxTimestamp: 250, Data: []byte("payload")}
+	got, err := decodeRecord(encodeRecordV1(&b))
+	require.NoError(t, err)
+	require.Equal(t, Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 250, MaxTimestamp: 250, Data: []byte("payload")}, got)
+}
+
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(&Block{Seq: 1, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("payload")}))
 	f.Add(encodeRecord(&Block{Seq: 9, Group: 2}))
+	f.Add(encodeRecordV1(&Block{Seq: 2, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("v1")}))
 	f.Add([]byte{1, 2, 3})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, rec []byte) {
@@ -52,7 +71,14 @@ func FuzzDecodeRecord(f *testing.F) {
 		if b.Seq == 0 || b.Group == 0 || b.Group > b.Seq || b.Samples < 0 {
 			t.Fatalf("decoded an invalid block: %+v", b)
 		}
-		if got := encodeRecord(&b); string(got) != string(rec) {
+		want := encodeRecord
+		if rec[0] == recordVersion1 {
+			want = encodeRecordV1
+			if b.MinTimestamp != b.MaxTimestamp {
+				t.Fatalf("version 1 record with its own MinTimestamp: %+v", b)
+			}
+		}
+		if got := want(&b); string(got) != string(rec) {
 			t.Fatalf("re-encoding differs:\n%x\n%x", got, rec)
 		}
 	})

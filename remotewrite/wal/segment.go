@@ -19,6 +19,7 @@ import (
 type blockMeta struct {
 	seq     uint64
 	samples int
+	minTs   int64 // oldest sample (ms), for the age of the oldest pending block
 }
 
 // segment is the in-memory index of one segment file. blocks only grows by
@@ -150,11 +151,15 @@ func (c *cursor) next() (Block, error) {
 		return Block{}, c.err
 	}
 	for c.lr.Next() {
-		decode := decodeHeader
+		var (
+			b   Block
+			err error
+		)
 		if c.data {
-			decode = decodeRecord
+			b, err = decodeRecord(c.lr.Record())
+		} else {
+			b, _, err = decodeHeader(c.lr.Record())
 		}
-		b, err := decode(c.lr.Record())
 		if err != nil || b.Seq <= c.lastSeq {
 			c.bad++
 			continue

@@ -1,0 +1,82 @@
+package remotewrite
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLagGrowsFromStartAndAcrossRestarts: with a receiver that never
+// answered 2xx since start, queue_lag_seconds is the age of the oldest
+// unsent sample (it used to read 0 until the first successful send), it
+// survives a restart (read from the WAL), and it is 0 once everything is
+// sent.
+func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
+	var up atomic.Bool
+	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
+		if up.Load() {
+			return http.StatusNoContent, nil
+		}
+		return http.StatusServiceUnavailable, nil
+	}).start()
+	cfg := Config{URL: rc.url(), Name: "lag"}
+	cfg.QueueConfig.MinBackoff = time.Millisecond
+	cfg.QueueConfig.MaxBackoff = 5 * time.Millisecond
+	walCfg := DefaultWALConfig()
+	walCfg.Dir = t.TempDir()
+	reg := prometheus.NewRegistry()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	var now atomic.Int64 // ms
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	lagMetric := func() float64 {
+		return gathered(t, reg, "kata_monitor_remote_write_queue_lag_seconds")
+	}
+
+	q1, err := New(cfg, walCfg, testLogger(t), reg)
+	require.NoError(t, err)
+	q1.now = clock
+	require.Zero(t, lagMetric(), "nothing pending")
+	stop1 := runQueue(t, q1)
+	for r := range 5 {
+		// Rounds 1 s apart, scraped "now".
+		require.NoError(t, q1.Append(context.Background(), roundOf(int(t0.Unix())+r, 3)))
+	}
+	require.Eventually(t, func() bool { return testutil.ToFloat64(q1.metrics.failed) > 0 }, 10*time.Second, 5*time.Millisecond)
+	now.Add(10_000)
+	require.Equal(t, 10.0, lagMetric(), "age of the oldest unsent sample")
+	now.Add(50_000)
+	require.Equal(t, 60.0, lagMetric(), "grows while nothing is sent")
+	require.NoError(t, stop1())
+
+	q2, err := New(cfg, walCfg, testLogger(t), reg)
+	require.NoError(t, err)
+	q2.now = clock
+	require.Equal(t, 60.0, lagMetric(), "after a restart, before anything is sent")
+	up.Store(true)
+	stop2 := runQueue(t, q2)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(q2.metrics.sent) == 15 }, 10*time.Second, 5*time.Millisecond)
+	require.Zero(t, lagMetric(), "nothing pending")
+	require.NoError(t, stop2())
+}
+
+// gathered returns the value of the one sample of family name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			require.Len(t, mf.GetMetric(), 1)
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
