@@ -25,7 +25,14 @@
 //     and scheduled rounds render again.
 //   - push: Run scrapes on a fixed schedule and converts each round into
 //     remote-write series (metric relabelling, external labels, staleness
-//     markers for series that vanished) for every configured Appender.
+//     markers for series that vanished) for every configured Appender. A
+//     sample whose timestamp does not advance its series is never handed
+//     over (timestamps.go: counted per reason, logged once per series), so
+//     one shim with frozen or backwards timestamps costs no other sample.
+//     After each scheduled round kata-monitor's own metrics (Deps.Self)
+//     follow, with the external labels and their own staleness markers
+//     (selfpush.go), so a node nobody scrapes is observable from the
+//     receiver alone.
 //
 // The data path is built around a per-sandbox cache keyed by the raw series
 // text of the exposition: a shim exposes the same series every round with new

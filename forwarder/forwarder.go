@@ -184,7 +184,11 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 	snap, md := f.execRound(ctx, true)
 	f.publish(c, snap, false)
 	if f.cfg.PushSelfMetrics && f.deps.Self != nil && f.env.push && ctx.Err() == nil {
-		f.pushSelf(ctx, snap.at.UnixMilli())
+		// The shims' metadata set is f.push.md whether or not this round
+		// resends it; the self families join it.
+		if f.pushSelf(ctx, snap.at.UnixMilli()) || md != nil {
+			md = f.selfMetadata(f.push.md)
+		}
 	}
 	if md != nil {
 		f.sendMetadata(md)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
@@ -31,18 +32,21 @@ type selfPush struct {
 	series    []prompb.TimeSeries
 	samples   []prompb.Sample
 	failed    bool // the last gather failed (logged once per streak)
+	// md is the HELP/TYPE of the families last pushed, sorted by name.
+	md []prompb.MetricMetadata
 }
 
 // pushSelf gathers the own metrics and hands them to the appenders with
-// timestamp ts (ms), then staleness markers for series that vanished.
-func (f *Forwarder) pushSelf(ctx context.Context, ts int64) {
+// timestamp ts (ms), then staleness markers for series that vanished. It
+// reports whether the families' metadata changed (see selfMetadata).
+func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 	sp := &f.self
 	if sp.prev == nil {
 		sp.prev, sp.cur = make(map[uint64][]prompb.Label), make(map[uint64][]prompb.Label)
 	}
 	if ts <= sp.lastTS { // the clock stepped back: the receiver would refuse them
 		f.m.samplesDropped.WithLabelValues(reasonOutOfOrder).Add(float64(len(sp.prev)))
-		return
+		return false
 	}
 	fams, err := f.deps.Self.Gather()
 	if err != nil && !sp.failed {
@@ -89,8 +93,10 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) {
 		sp.series = append(sp.series, prompb.TimeSeries{Labels: pl})
 		sp.samples = append(sp.samples, prompb.Sample{Value: v, Timestamp: ts})
 	}
+	md := make([]prompb.MetricMetadata, 0, len(fams))
 	for _, mf := range fams {
 		name := mf.GetName()
+		md = append(md, prompb.MetricMetadata{Type: selfType(mf.GetType()), MetricFamilyName: name, Help: mf.GetHelp()})
 		for _, m := range mf.GetMetric() {
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
@@ -139,6 +145,50 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) {
 	}
 	f.m.selfSamples.Add(float64(len(sp.series)))
 	f.m.stalenessMarks.Add(float64(stale))
+	slices.SortFunc(md, func(a, b prompb.MetricMetadata) int { return strings.Compare(a.MetricFamilyName, b.MetricFamilyName) })
+	if slices.EqualFunc(md, sp.md, sameMetadata) {
+		return false
+	}
+	sp.md = md
+	return true
+}
+
+// selfMetadata merges the shims' family metadata (sorted by name) with the
+// self families' into a new slice sorted by name; a name in both keeps the
+// shims' entry (they cannot clash: shims' families are never kata_monitor_*).
+func (f *Forwarder) selfMetadata(shims []prompb.MetricMetadata) []prompb.MetricMetadata {
+	out := make([]prompb.MetricMetadata, 0, len(shims)+len(f.self.md))
+	i, j := 0, 0
+	for i < len(shims) || j < len(f.self.md) {
+		switch {
+		case j == len(f.self.md) || (i < len(shims) && shims[i].MetricFamilyName <= f.self.md[j].MetricFamilyName):
+			if j < len(f.self.md) && shims[i].MetricFamilyName == f.self.md[j].MetricFamilyName {
+				j++
+			}
+			out = append(out, shims[i])
+			i++
+		default:
+			out = append(out, f.self.md[j])
+			j++
+		}
+	}
+	return out
+}
+
+func selfType(t dto.MetricType) prompb.MetricMetadata_MetricType {
+	switch t {
+	case dto.MetricType_COUNTER:
+		return prompb.MetricMetadata_COUNTER
+	case dto.MetricType_GAUGE:
+		return prompb.MetricMetadata_GAUGE
+	case dto.MetricType_HISTOGRAM:
+		return prompb.MetricMetadata_HISTOGRAM
+	case dto.MetricType_GAUGE_HISTOGRAM:
+		return prompb.MetricMetadata_GAUGEHISTOGRAM
+	case dto.MetricType_SUMMARY:
+		return prompb.MetricMetadata_SUMMARY
+	}
+	return prompb.MetricMetadata_UNKNOWN
 }
 
 // formatFloat writes le and quantile values as the text exposition does.

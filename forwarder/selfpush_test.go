@@ -81,6 +81,14 @@ func TestPushSelfMetrics(t *testing.T) {
 			"__name__=kata_monitor_gc_seconds_count,endpoint=ext,":         1,
 		}, got)
 		assert.Equal(t, float64(len(series)-1), r.counter(t, "kata_monitor_forwarder_self_samples_pushed_total"))
+		// Metadata: the shims' families and the self families, sorted.
+		require.NotEmpty(t, r.appender.md)
+		var md []string
+		for _, m := range r.appender.md[len(r.appender.md)-1] {
+			md = append(md, m.MetricFamilyName+":"+m.Type.String())
+		}
+		assert.Equal(t, []string{"kata_monitor_gc_seconds:SUMMARY", "kata_monitor_queue_lag_seconds:GAUGE",
+			"kata_monitor_scrape_ms:HISTOGRAM", "up:UNKNOWN"}, md)
 
 		// A self series that vanishes gets one staleness marker.
 		gauge.DeleteLabelValues("vm")
