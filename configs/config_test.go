@@ -17,7 +17,7 @@ func TestExamples(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(files), 6)
 	etc := t.TempDir()
-	for _, f := range []string{"secrets/mimir-password", "secrets/thanos-token", "tls/ca.crt", "tls/client.crt", "tls/client.key"} {
+	for _, f := range []string{"secrets/mimir-password", "secrets/thanos-token", "secrets/oauth2-client-secret", "secrets/gcp-service-account.json", "tls/ca.crt", "tls/client.crt", "tls/client.key"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(etc, filepath.Dir(f)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(etc, f), []byte("x\n"), 0o600))
 	}

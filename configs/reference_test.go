@@ -14,8 +14,12 @@ import (
 	"time"
 	"unicode"
 
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/prometheus/storage/remote/googleiam"
+	"github.com/prometheus/sigv4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
@@ -35,21 +39,43 @@ type configKey struct {
 }
 
 var (
-	durationType = reflect.TypeFor[time.Duration]()
-	bytesType    = reflect.TypeFor[remotewrite.Bytes]()
-	secretType   = reflect.TypeFor[remotewrite.Secret]()
-	relabelType  = reflect.TypeFor[relabel.Config]()
+	durationType     = reflect.TypeFor[time.Duration]()
+	promDurationType = reflect.TypeFor[model.Duration]()
+	bytesType        = reflect.TypeFor[remotewrite.Bytes]()
+	secretType       = reflect.TypeFor[commoncfg.Secret]()
+	urlType          = reflect.TypeFor[commoncfg.URL]()
+	tlsVersionType   = reflect.TypeFor[commoncfg.TLSVersion]()
+	proxyHeaderType  = reflect.TypeFor[commoncfg.ProxyHeader]()
+	relabelType      = reflect.TypeFor[relabel.Config]()
 )
+
+// prometheusSections are library blocks documented by reference to
+// Prometheus's configuration page rather than key by key: they are leaves
+// here, as relabel rules are.
+var prometheusSections = map[reflect.Type]bool{
+	reflect.TypeFor[commoncfg.OAuth2]():      true,
+	reflect.TypeFor[commoncfg.Headers]():     true,
+	reflect.TypeFor[sigv4.SigV4Config]():     true,
+	reflect.TypeFor[azuread.AzureADConfig](): true,
+	reflect.TypeFor[googleiam.Config]():      true,
+}
 
 // typeName is the type column of the reference.
 func typeName(t reflect.Type) string {
 	switch t {
-	case durationType:
+	case durationType, promDurationType:
 		return "duration"
 	case bytesType:
 		return "size"
 	case secretType:
 		return "secret"
+	case urlType, tlsVersionType:
+		return "string"
+	case proxyHeaderType:
+		return "map of secret lists"
+	}
+	if prometheusSections[deref(t)] {
+		return "Prometheus section"
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
@@ -92,8 +118,21 @@ func renderDefault(v reflect.Value) string {
 	switch v.Type() {
 	case durationType:
 		return model.Duration(v.Interface().(time.Duration)).String()
+	case promDurationType:
+		return v.Interface().(model.Duration).String()
 	case bytesType:
 		return v.Interface().(remotewrite.Bytes).String()
+	case urlType:
+		if u := v.Interface().(commoncfg.URL); u.URL != nil {
+			return u.String()
+		}
+		return ""
+	case tlsVersionType:
+		if v.Uint() == 0 {
+			return ""
+		}
+		s, _ := v.Interface().(commoncfg.TLSVersion).MarshalYAML()
+		return fmt.Sprint(s)
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -127,21 +166,29 @@ func renderDefault(v reflect.Value) string {
 func walk(tb testing.TB, t reflect.Type, v reflect.Value, prefix string, out map[string]configKey) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" || !f.IsExported() {
+			continue
+		}
+		var fv reflect.Value
+		if v.IsValid() {
+			fv = v.Field(i)
+		}
+		ft := f.Type
+		if name == "" && strings.Contains(","+opts+",", ",inline,") {
+			// An inline struct (prometheus/common's HTTPClientConfig and
+			// its ProxyConfig) adds its keys to the enclosing section.
+			walk(tb, ft, fv, prefix, out)
 			continue
 		}
 		if name == "" {
 			tb.Fatalf("%s%s has no yaml tag", prefix, f.Name) // house rule: every field is tagged
 		}
 		path := prefix + name
-		var fv reflect.Value
-		if v.IsValid() {
-			fv = v.Field(i)
-		}
-		ft := f.Type
 		switch {
-		case deref(ft).Kind() == reflect.Struct && deref(ft) != relabelType:
+		case prometheusSections[deref(ft)]:
+			out[path] = configKey{path: path, typ: typeName(ft), leaf: true}
+		case deref(ft).Kind() == reflect.Struct && deref(ft) != relabelType && ft != urlType:
 			out[path] = configKey{path: path, typ: "section", section: true}
 			if fv.IsValid() && fv.Kind() == reflect.Pointer {
 				if fv.IsNil() {
@@ -166,7 +213,9 @@ func itemDefaults(path string) reflect.Value {
 	if path != "remote_write" {
 		return reflect.Value{}
 	}
-	rw := remotewrite.Config{BasicAuth: &remotewrite.BasicAuth{}, Authorization: &remotewrite.Authorization{}}
+	rw := remotewrite.Config{HTTPClientConfig: commoncfg.HTTPClientConfig{
+		BasicAuth: &commoncfg.BasicAuth{}, Authorization: &commoncfg.Authorization{},
+	}}
 	rw.ApplyDefaults()
 	return reflect.ValueOf(rw)
 }
@@ -305,6 +354,16 @@ func TestSchemaWalk(t *testing.T) {
 		{"remote_write[].authorization.type", "string", "Bearer"},
 		{"remote_write[].basic_auth.password", "secret", ""},
 		{"remote_write[].metadata_config.send_interval", "duration", "1m"},
+		// prometheus/common's HTTPClientConfig, inline, and its nested blocks.
+		{"remote_write[].follow_redirects", "bool", "false"},
+		{"remote_write[].proxy_url", "string", ""},
+		{"remote_write[].proxy_from_environment", "bool", "false"},
+		{"remote_write[].tls_config.min_version", "string", ""},
+		{"remote_write[].bearer_token", "secret", ""},
+		{"remote_write[].oauth2", "Prometheus section", ""},
+		{"remote_write[].sigv4", "Prometheus section", ""},
+		{"remote_write[].azuread", "Prometheus section", ""},
+		{"remote_write[].google_iam", "Prometheus section", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

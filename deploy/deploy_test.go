@@ -304,9 +304,9 @@ func TestShippedConfigsLoad(t *testing.T) {
 			require.Equal(t, "/var/lib/kata-monitor/wal", cfg.WAL.Dir, "the WAL must be under the writable /var/lib/kata-monitor")
 			require.NotEmpty(t, cfg.RemoteWrite)
 			if tc.wantPassword != "" {
-				require.NotNil(t, cfg.RemoteWrite[0].BasicAuth)
+				require.NotNil(t, cfg.RemoteWrite[0].HTTPClientConfig.BasicAuth)
 				require.Equal(t, strings.ReplaceAll(tc.wantPassword, "/etc/kata-monitor/", etc+"/"),
-					cfg.RemoteWrite[0].BasicAuth.PasswordFile)
+					cfg.RemoteWrite[0].HTTPClientConfig.BasicAuth.PasswordFile)
 			}
 		})
 	}

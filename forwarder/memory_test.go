@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
@@ -54,7 +55,7 @@ func newMemRigURL(t testing.TB, n int, url string) *memRig {
 	if url != "" {
 		cfg.URL = url
 	}
-	cfg.QueueConfig.MinBackoff, cfg.QueueConfig.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	cfg.QueueConfig.MinBackoff, cfg.QueueConfig.MaxBackoff = model.Duration(5*time.Millisecond), model.Duration(20*time.Millisecond)
 	wcfg := remotewrite.DefaultWALConfig()
 	wcfg.Dir, wcfg.Fsync = t.TempDir(), "segment"
 	q, err := remotewrite.New(cfg, wcfg, nil, prometheus.NewRegistry())

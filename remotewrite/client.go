@@ -100,11 +100,10 @@ func newClient(cfg Config, rt http.RoundTripper, userAgent string, observe func(
 	return &client{
 		url: cfg.URL,
 		hc: &http.Client{
-			Transport: rt,
-			// Never follow: see httpClientConfig.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Transport:     rt,
+			CheckRedirect: checkRedirect(cfg.HTTPClientConfig.FollowRedirects),
 		},
-		timeout:    cfg.RemoteTimeout,
+		timeout:    time.Duration(cfg.RemoteTimeout),
 		headers:    cfg.Headers,
 		userAgent:  userAgent,
 		retryOn429: *cfg.QueueConfig.RetryOnHTTP429,

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
@@ -81,17 +82,21 @@ func TestClientHeadersAndAuth(t *testing.T) {
 		},
 		{
 			name: "basic auth password from file",
-			cfg:  func(c *Config) { c.BasicAuth = &BasicAuth{Username: "alice", PasswordFile: pwFile} },
+			cfg: func(c *Config) {
+				c.HTTPClientConfig.BasicAuth = &commoncfg.BasicAuth{Username: "alice", PasswordFile: pwFile}
+			},
 			want: []map[string]string{{"Authorization": basic("alice", "pw-from-file")}},
 		},
 		{
 			name: "basic auth inline",
-			cfg:  func(c *Config) { c.BasicAuth = &BasicAuth{Username: "bob", Password: "inline"} },
+			cfg: func(c *Config) {
+				c.HTTPClientConfig.BasicAuth = &commoncfg.BasicAuth{Username: "bob", Password: "inline"}
+			},
 			want: []map[string]string{{"Authorization": basic("bob", "inline")}},
 		},
 		{
 			name:   "bearer from credentials_file, re-read after rotation",
-			cfg:    func(c *Config) { c.Authorization = &Authorization{CredentialsFile: tokFile} },
+			cfg:    func(c *Config) { c.HTTPClientConfig.Authorization = &commoncfg.Authorization{CredentialsFile: tokFile} },
 			rotate: func(t *testing.T) { writeFile(t, tokFile, "token-v2") },
 			want: []map[string]string{
 				{"Authorization": "Bearer token-v1"},
@@ -100,7 +105,9 @@ func TestClientHeadersAndAuth(t *testing.T) {
 		},
 		{
 			name: "custom authorization type",
-			cfg:  func(c *Config) { c.Authorization = &Authorization{Type: "Token", Credentials: "abc"} },
+			cfg: func(c *Config) {
+				c.HTTPClientConfig.Authorization = &commoncfg.Authorization{Type: "Token", Credentials: "abc"}
+			},
 			want: []map[string]string{{"Authorization": "Token abc"}},
 		},
 	}
@@ -261,13 +268,13 @@ func TestClientTLS(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		tls     TLSConfig
+		tls     commoncfg.TLSConfig
 		wantErr string
 	}{
-		{name: "ca and server_name", tls: TLSConfig{CAFile: caFile, ServerName: "receiver.test", MinVersion: "TLS12"}},
-		{name: "wrong server_name", tls: TLSConfig{CAFile: caFile, ServerName: "other.test"}, wantErr: "certificate"},
-		{name: "no ca", tls: TLSConfig{ServerName: "receiver.test"}, wantErr: "certificate"},
-		{name: "insecure skip verify", tls: TLSConfig{InsecureSkipVerify: true}},
+		{name: "ca and server_name", tls: commoncfg.TLSConfig{CAFile: caFile, ServerName: "receiver.test", MinVersion: tls.VersionTLS12}},
+		{name: "wrong server_name", tls: commoncfg.TLSConfig{CAFile: caFile, ServerName: "other.test"}, wantErr: "certificate"},
+		{name: "no ca", tls: commoncfg.TLSConfig{ServerName: "receiver.test"}, wantErr: "certificate"},
+		{name: "insecure skip verify", tls: commoncfg.TLSConfig{InsecureSkipVerify: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,7 +282,7 @@ func TestClientTLS(t *testing.T) {
 			rc.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 			rc.srv.StartTLS()
 			t.Cleanup(rc.srv.Close)
-			err := testClient(t, Config{URL: rc.url(), TLSConfig: tt.tls}).store(context.Background(), oneBlock(t), protoContentType)
+			err := testClient(t, Config{URL: rc.url(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), protoContentType)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				require.Empty(t, rc.requests())

@@ -5,20 +5,29 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/prometheus/storage/remote/googleiam"
+	"github.com/prometheus/sigv4"
+	"gopkg.in/yaml.v3"
 )
 
-// Config is one remote_write endpoint. Its YAML mirrors Prometheus's
-// remote_write entry so users can paste the block they already have; keys
-// Prometheus has and we do not (oauth2, sigv4, ...) are unknown keys and
-// therefore refused by the strict decoder in package configs.
+// Config is one remote_write endpoint. Its YAML is Prometheus's remote_write
+// entry (config.RemoteWriteConfig): the HTTP client block is
+// prometheus/common's HTTPClientConfig, inline, and sigv4, azuread and
+// google_iam are the types Prometheus uses, so a block pasted from
+// prometheus.yml decodes unchanged. Keys Prometheus has and kata-monitor
+// does not (send_exemplars, protobuf_message, ...) are unknown keys, refused
+// by the strict decoder in package configs.
 type Config struct {
 	// URL is the receiver's write endpoint, http or https.
 	URL string `yaml:"url"`
@@ -27,22 +36,33 @@ type Config struct {
 	// the directory stays stable while the URL does.
 	Name string `yaml:"name"`
 	// RemoteTimeout bounds one HTTP request, including reading the answer.
-	RemoteTimeout time.Duration `yaml:"remote_timeout"`
+	RemoteTimeout model.Duration `yaml:"remote_timeout"`
 	// Headers are added to every request (e.g. X-Scope-OrgID). Protocol
 	// headers and Authorization are refused; User-Agent may be overridden.
 	Headers map[string]string `yaml:"headers"`
-	// BasicAuth and Authorization are mutually exclusive.
-	BasicAuth     *BasicAuth     `yaml:"basic_auth"`
-	Authorization *Authorization `yaml:"authorization"`
-	TLSConfig     TLSConfig      `yaml:"tls_config"`
-	// ProxyURL is an http, https or socks5 proxy for this endpoint.
-	ProxyURL string `yaml:"proxy_url"`
 	// WriteRelabelConfigs run on every series before it is queued; a
 	// series they drop (or leave without labels) is counted as dropped
 	// with reason "relabel".
 	WriteRelabelConfigs []*relabel.Config `yaml:"write_relabel_configs"`
-	QueueConfig         QueueConfig       `yaml:"queue_config"`
-	MetadataConfig      MetadataConfig    `yaml:"metadata_config"`
+	// HTTPClientConfig is basic_auth, authorization, oauth2, tls_config,
+	// the proxy keys, follow_redirects, enable_http2 and http_headers. Its
+	// round trippers re-read *_file secrets on every request (rotation
+	// without restart) and reload changed TLS files. Defaults differ from
+	// Prometheus's in follow_redirects (false: a redirect would replay the
+	// body, and the credentials the round trippers add, to another host);
+	// enable_http2 is false as in Prometheus's remote_write.
+	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
+	QueueConfig      QueueConfig                `yaml:"queue_config"`
+	MetadataConfig   MetadataConfig             `yaml:"metadata_config"`
+	// SigV4Config signs requests with AWS Signature Version 4 (Amazon
+	// Managed Service for Prometheus), through github.com/prometheus/sigv4.
+	SigV4Config *sigv4.SigV4Config `yaml:"sigv4"`
+	// AzureADConfig authenticates to Azure Monitor through Prometheus's
+	// storage/remote/azuread.
+	AzureADConfig *azuread.AzureADConfig `yaml:"azuread"`
+	// GoogleIAMConfig authenticates to Google Cloud Managed Service for
+	// Prometheus through Prometheus's storage/remote/googleiam.
+	GoogleIAMConfig *googleiam.Config `yaml:"google_iam"`
 }
 
 // QueueConfig tunes batching, concurrency and retry. It keeps Prometheus's
@@ -66,10 +86,10 @@ type QueueConfig struct {
 	// BatchSendDeadline is accepted for compatibility and has no effect:
 	// blocks are cut at the end of every scrape round, so a round never
 	// waits for a batch to fill.
-	BatchSendDeadline time.Duration `yaml:"batch_send_deadline"`
+	BatchSendDeadline model.Duration `yaml:"batch_send_deadline"`
 	// MinBackoff is the first retry delay; it doubles up to MaxBackoff.
-	MinBackoff time.Duration `yaml:"min_backoff"`
-	MaxBackoff time.Duration `yaml:"max_backoff"`
+	MinBackoff model.Duration `yaml:"min_backoff"`
+	MaxBackoff model.Duration `yaml:"max_backoff"`
 	// RetryOnHTTP429 retries "429 Too Many Requests" (default true); when
 	// false a 429 drops the block like any other 4xx.
 	RetryOnHTTP429 *bool `yaml:"retry_on_http_429"`
@@ -81,82 +101,27 @@ type MetadataConfig struct {
 	// Send enables metadata (default true).
 	Send *bool `yaml:"send"`
 	// SendInterval is how often the latest metadata set is sent.
-	SendInterval time.Duration `yaml:"send_interval"`
-}
-
-// BasicAuth sends HTTP basic authentication. The *_file variants are
-// re-read on every request, so rotated credentials apply without a restart.
-type BasicAuth struct {
-	Username     string `yaml:"username"`
-	UsernameFile string `yaml:"username_file"`
-	Password     Secret `yaml:"password"`
-	PasswordFile string `yaml:"password_file"`
-}
-
-// Authorization sends "Authorization: <type> <credentials>". The
-// credentials file is re-read on every request (token rotation).
-type Authorization struct {
-	// Type defaults to Bearer.
-	Type            string `yaml:"type"`
-	Credentials     Secret `yaml:"credentials"`
-	CredentialsFile string `yaml:"credentials_file"`
-}
-
-// TLSConfig configures the client side of TLS. Files are reloaded when
-// their content changes (certificate rotation).
-type TLSConfig struct {
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-	// MinVersion is one of TLS10, TLS11, TLS12, TLS13 (empty: Go's default).
-	MinVersion string `yaml:"min_version"`
-}
-
-// Secret is a string that never shows itself: String, GoString, LogValue
-// and the YAML/JSON encodings all yield "<secret>", so a config can be
-// logged or dumped safely.
-type Secret string
-
-const secretMask = "<secret>"
-
-// String implements fmt.Stringer without revealing the value.
-func (s Secret) String() string { return mask(s) }
-
-// GoString implements fmt.GoStringer (%#v) without revealing the value.
-func (s Secret) GoString() string { return mask(s) }
-
-// MarshalYAML implements yaml.Marshaler without revealing the value.
-func (s Secret) MarshalYAML() (any, error) { return mask(s), nil }
-
-// MarshalJSON implements json.Marshaler without revealing the value.
-func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + mask(s) + `"`), nil }
-
-func mask(s Secret) string {
-	if s == "" {
-		return ""
-	}
-	return secretMask
+	SendInterval model.Duration `yaml:"send_interval"`
 }
 
 // DefaultConfig returns the defaults of one endpoint (URL and Name empty).
-// They match Prometheus's remote_write defaults where both have the field.
+// They match Prometheus's remote_write defaults where both have the field,
+// except follow_redirects (see Config.HTTPClientConfig).
 func DefaultConfig() Config {
 	yes := true
 	return Config{
-		RemoteTimeout: 30 * time.Second,
+		RemoteTimeout: model.Duration(30 * time.Second),
 		QueueConfig: QueueConfig{
 			Capacity:          10000,
 			MaxShards:         8,
 			MinShards:         1,
 			MaxSamplesPerSend: 2000,
-			BatchSendDeadline: 5 * time.Second,
-			MinBackoff:        30 * time.Millisecond,
-			MaxBackoff:        5 * time.Second,
+			BatchSendDeadline: model.Duration(5 * time.Second),
+			MinBackoff:        model.Duration(30 * time.Millisecond),
+			MaxBackoff:        model.Duration(5 * time.Second),
 			RetryOnHTTP429:    &yes,
 		},
-		MetadataConfig: MetadataConfig{Send: &yes, SendInterval: time.Minute},
+		MetadataConfig: MetadataConfig{Send: &yes, SendInterval: model.Duration(time.Minute)},
 	}
 }
 
@@ -181,8 +146,14 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&q.RetryOnHTTP429, dq.RetryOnHTTP429)
 	setIfZero(&c.MetadataConfig.Send, d.MetadataConfig.Send)
 	setIfZero(&c.MetadataConfig.SendInterval, d.MetadataConfig.SendInterval)
-	if c.Authorization != nil && strings.TrimSpace(c.Authorization.Type) == "" {
-		c.Authorization.Type = "Bearer"
+	if a := c.HTTPClientConfig.Authorization; a != nil {
+		a.Type = strings.TrimSpace(a.Type)
+		if a.Type == "" {
+			a.Type = "Bearer" // as common's HTTPClientConfig.Validate does
+		}
+	}
+	if az := c.AzureADConfig; az != nil && az.Cloud == "" {
+		az.Cloud = azuread.AzurePublic
 	}
 }
 
@@ -192,6 +163,23 @@ func setIfZero[T comparable](dst *T, def T) {
 		*dst = def
 	}
 }
+
+// String renders the endpoint as YAML with every secret shown as <secret>
+// (prometheus/common's Secret marshals so), so a Config can be logged.
+// fmt's %v, %+v, %s and %#v all use it.
+func (c Config) String() string {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Sprintf("remote_write %q (%v)", c.Name, err)
+	}
+	return string(b)
+}
+
+// GoString makes %#v use String: the derived form would print secrets.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue makes slog print String, never the fields.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // forbiddenHeader reports headers that the protocol or an auth block sets;
 // letting a user override them would corrupt requests or put credentials in
@@ -207,9 +195,12 @@ func forbiddenHeader(canonical string) bool {
 }
 
 // Validate checks one endpoint after ApplyDefaults. Errors name the field
-// (e.g. "queue_config.max_backoff: below min_backoff"); the caller prefixes
-// the list position. Files named by *_file fields must be readable now, so
-// a typo fails at start rather than at the first send.
+// as the file spells it (e.g. "queue_config.max_backoff: below
+// min_backoff", "sigv4: ..."); the caller prefixes the list position. Files
+// named by *_file keys must be readable now, so a typo fails at start
+// rather than at the first send. The checks are Prometheus's
+// (RemoteWriteConfig, HTTPClientConfig, SigV4Config and AzureADConfig
+// validation) plus ours.
 func (c Config) Validate() error {
 	if err := validateURL(c.URL); err != nil {
 		return fmt.Errorf("url: %w", err)
@@ -228,16 +219,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("headers: invalid header name %q", k)
 		}
 	}
-	if err := c.validateAuth(); err != nil {
+	if err := c.validateHTTPClient(); err != nil {
 		return err
-	}
-	if err := c.TLSConfig.validate(); err != nil {
-		return fmt.Errorf("tls_config.%w", err)
-	}
-	if c.ProxyURL != "" {
-		if err := validateProxy(c.ProxyURL); err != nil {
-			return fmt.Errorf("proxy_url: %w", err)
-		}
 	}
 	for i, rc := range c.WriteRelabelConfigs {
 		if rc == nil {
@@ -252,56 +235,6 @@ func (c Config) Validate() error {
 	}
 	if c.MetadataConfig.Send != nil && *c.MetadataConfig.Send && c.MetadataConfig.SendInterval <= 0 {
 		return errors.New("metadata_config.send_interval: must be > 0")
-	}
-	return nil
-}
-
-func (c Config) validateAuth() error {
-	if c.BasicAuth != nil && c.Authorization != nil {
-		return errors.New("basic_auth: at most one of basic_auth and authorization")
-	}
-	if b := c.BasicAuth; b != nil {
-		if b.Username != "" && b.UsernameFile != "" {
-			return errors.New("basic_auth.username_file: at most one of username and username_file")
-		}
-		if b.Password != "" && b.PasswordFile != "" {
-			return errors.New("basic_auth.password_file: at most one of password and password_file")
-		}
-		if err := readable(b.UsernameFile); err != nil {
-			return fmt.Errorf("basic_auth.username_file: %w", err)
-		}
-		if err := readable(b.PasswordFile); err != nil {
-			return fmt.Errorf("basic_auth.password_file: %w", err)
-		}
-	}
-	if a := c.Authorization; a != nil {
-		if strings.EqualFold(strings.TrimSpace(a.Type), "basic") {
-			return errors.New(`authorization.type: "basic" is not allowed, use basic_auth`)
-		}
-		if a.Credentials != "" && a.CredentialsFile != "" {
-			return errors.New("authorization.credentials_file: at most one of credentials and credentials_file")
-		}
-		if err := readable(a.CredentialsFile); err != nil {
-			return fmt.Errorf("authorization.credentials_file: %w", err)
-		}
-	}
-	return nil
-}
-
-// validate returns errors without the "tls_config." prefix.
-func (t TLSConfig) validate() error {
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return errors.New("cert_file: cert_file and key_file go together")
-	}
-	for _, f := range []struct{ name, path string }{
-		{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile},
-	} {
-		if err := readable(f.path); err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
-		}
-	}
-	if _, ok := tlsVersion(t.MinVersion); !ok {
-		return fmt.Errorf("min_version: unknown TLS version %q (want TLS10, TLS11, TLS12 or TLS13)", t.MinVersion)
 	}
 	return nil
 }
@@ -337,22 +270,6 @@ func validateURL(raw string) error {
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("scheme %q: must be http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("must have a host")
-	}
-	return nil
-}
-
-func validateProxy(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("parse: %w", err)
-	}
-	switch u.Scheme {
-	case "http", "https", "socks5":
-	default:
-		return fmt.Errorf("scheme %q: must be http, https or socks5", u.Scheme)
 	}
 	if u.Host == "" {
 		return errors.New("must have a host")

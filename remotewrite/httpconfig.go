@@ -1,97 +1,281 @@
 package remotewrite
 
 import (
-	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/prometheus/storage/remote/googleiam"
+	"github.com/prometheus/sigv4"
 )
 
-// tlsVersion maps a min_version name to its value; "" means Go's default.
-func tlsVersion(name string) (commoncfg.TLSVersion, bool) {
-	switch name {
-	case "":
-		return 0, true
-	case "TLS10":
-		return commoncfg.TLSVersion(tls.VersionTLS10), true
-	case "TLS11":
-		return commoncfg.TLSVersion(tls.VersionTLS11), true
-	case "TLS12":
-		return commoncfg.TLSVersion(tls.VersionTLS12), true
-	case "TLS13":
-		return commoncfg.TLSVersion(tls.VersionTLS13), true
+// authKeys lists the authentication blocks an endpoint has set, in the
+// file's order of keys. bearer_token and bearer_token_file are common's
+// deprecated spelling of authorization and count as such.
+func (c Config) authKeys() []string {
+	hc := c.HTTPClientConfig
+	var set []string
+	add := func(on bool, key string) {
+		if on {
+			set = append(set, key)
+		}
 	}
-	return 0, false
+	add(hc.BasicAuth != nil, "basic_auth")
+	add(hc.Authorization != nil, "authorization")
+	add(hc.BearerToken != "", "bearer_token")
+	add(hc.BearerTokenFile != "", "bearer_token_file")
+	add(hc.OAuth2 != nil, "oauth2")
+	add(c.SigV4Config != nil, "sigv4")
+	add(c.AzureADConfig != nil, "azuread")
+	add(c.GoogleIAMConfig != nil, "google_iam")
+	return set
 }
 
-// httpClientConfig converts our Prometheus-shaped blocks into
-// prometheus/common's HTTPClientConfig, whose round trippers already do TLS
-// (with reload of changed files), basic auth and authorization (re-reading
-// *_file secrets per request) and proxies. Custom headers are not passed
-// here: common refuses User-Agent, which we allow, so the client sets them.
-func (c Config) httpClientConfig() (commoncfg.HTTPClientConfig, error) {
-	minVersion, ok := tlsVersion(c.TLSConfig.MinVersion)
-	if !ok {
-		return commoncfg.HTTPClientConfig{}, fmt.Errorf("tls_config.min_version: unknown %q", c.TLSConfig.MinVersion)
+// validateHTTPClient checks the HTTP client and authentication blocks;
+// errors start with the key at fault. At most one authentication block, as
+// Prometheus's validateAuthConfigs requires. Secret-manager references
+// (*_ref) are refused: kata-monitor has no secret manager, so common would
+// fail on them at the first request.
+func (c Config) validateHTTPClient() error {
+	hc := c.HTTPClientConfig
+	if set := c.authKeys(); len(set) > 1 {
+		return fmt.Errorf("%s: at most one of basic_auth, authorization, oauth2, sigv4, azuread and google_iam may be set (found %s)",
+			set[1], strings.Join(set, " and "))
 	}
-	hc := commoncfg.HTTPClientConfig{
-		TLSConfig: commoncfg.TLSConfig{
-			CAFile:             c.TLSConfig.CAFile,
-			CertFile:           c.TLSConfig.CertFile,
-			KeyFile:            c.TLSConfig.KeyFile,
-			ServerName:         c.TLSConfig.ServerName,
-			InsecureSkipVerify: c.TLSConfig.InsecureSkipVerify,
-			MinVersion:         minVersion,
-		},
-		// A redirect would replay the body to a host the auth round
-		// trippers would also authenticate to; receivers do not redirect
-		// writes, so a 3xx is treated as an error instead.
-		FollowRedirects: false,
-	}
-	if b := c.BasicAuth; b != nil {
-		hc.BasicAuth = &commoncfg.BasicAuth{
-			Username:     b.Username,
-			UsernameFile: b.UsernameFile,
-			Password:     commoncfg.Secret(b.Password),
-			PasswordFile: b.PasswordFile,
+	if b := hc.BasicAuth; b != nil {
+		if err := validateBasicAuth(b); err != nil {
+			return fmt.Errorf("basic_auth.%w", err)
 		}
 	}
-	if a := c.Authorization; a != nil {
-		typ := strings.TrimSpace(a.Type)
-		if typ == "" {
-			typ = "Bearer"
-		}
-		hc.Authorization = &commoncfg.Authorization{
-			Type:            typ,
-			Credentials:     commoncfg.Secret(a.Credentials),
-			CredentialsFile: a.CredentialsFile,
+	if a := hc.Authorization; a != nil {
+		if err := validateAuthorization(a); err != nil {
+			return fmt.Errorf("authorization.%w", err)
 		}
 	}
-	if c.ProxyURL != "" {
-		u, err := url.Parse(c.ProxyURL)
-		if err != nil {
-			return commoncfg.HTTPClientConfig{}, fmt.Errorf("proxy_url: %w", err)
-		}
-		hc.ProxyURL = commoncfg.URL{URL: u}
+	if err := readable(hc.BearerTokenFile); err != nil {
+		return fmt.Errorf("bearer_token_file: %w", err)
 	}
+	if o := hc.OAuth2; o != nil {
+		if err := validateOAuth2(o); err != nil {
+			return fmt.Errorf("oauth2.%w", err)
+		}
+	}
+	if err := validateTLS(hc.TLSConfig); err != nil {
+		return fmt.Errorf("tls_config.%w", err)
+	}
+	if err := validateProxy(hc.ProxyConfig); err != nil {
+		return err
+	}
+	if h := hc.HTTPHeaders; h != nil {
+		if err := h.Validate(); err != nil {
+			return fmt.Errorf("http_headers: %w", err)
+		}
+		for name, v := range h.Headers {
+			for _, f := range v.Files {
+				if err := readable(f); err != nil {
+					return fmt.Errorf("http_headers.%s.files: %w", name, err)
+				}
+			}
+		}
+	}
+	if s := c.SigV4Config; s != nil {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("sigv4: %w", err)
+		}
+	}
+	if az := c.AzureADConfig; az != nil {
+		if err := az.Validate(); err != nil {
+			return fmt.Errorf("azuread: %w", err)
+		}
+	}
+	if g := c.GoogleIAMConfig; g != nil {
+		if err := readable(g.CredentialsFile); err != nil {
+			return fmt.Errorf("google_iam.credentials_file: %w", err)
+		}
+	}
+	// Whatever common checks beyond the above (it is the code that builds
+	// the round trippers). Validate normalises, so it runs on a copy.
 	if err := hc.Validate(); err != nil {
-		return commoncfg.HTTPClientConfig{}, fmt.Errorf("http client: %w", err)
+		return fmt.Errorf("http client: %w", err)
 	}
-	return hc, nil
+	return nil
 }
 
-// newRoundTripper builds the endpoint's transport from its config.
+// both reports the error for a value given inline and from a file.
+func both(inline, file string) error {
+	return fmt.Errorf("%s: at most one of %s and %s", file, inline, file)
+}
+
+// noRef refuses a secret-manager reference.
+func noRef(key, value, instead string) error {
+	if value == "" {
+		return nil
+	}
+	return fmt.Errorf("%s: secret references need a secret manager, which kata-monitor has not: use %s", key, instead)
+}
+
+func validateBasicAuth(b *commoncfg.BasicAuth) error {
+	if err := errors.Join(noRef("username_ref", b.UsernameRef, "username_file"), noRef("password_ref", b.PasswordRef, "password_file")); err != nil {
+		return err
+	}
+	if b.Username != "" && b.UsernameFile != "" {
+		return both("username", "username_file")
+	}
+	if b.Password != "" && b.PasswordFile != "" {
+		return both("password", "password_file")
+	}
+	if err := readable(b.UsernameFile); err != nil {
+		return fmt.Errorf("username_file: %w", err)
+	}
+	if err := readable(b.PasswordFile); err != nil {
+		return fmt.Errorf("password_file: %w", err)
+	}
+	return nil
+}
+
+func validateAuthorization(a *commoncfg.Authorization) error {
+	if err := noRef("credentials_ref", a.CredentialsRef, "credentials_file"); err != nil {
+		return err
+	}
+	if strings.EqualFold(strings.TrimSpace(a.Type), "basic") {
+		return errors.New(`type: "basic" is not allowed, use basic_auth`)
+	}
+	if a.Credentials != "" && a.CredentialsFile != "" {
+		return both("credentials", "credentials_file")
+	}
+	if err := readable(a.CredentialsFile); err != nil {
+		return fmt.Errorf("credentials_file: %w", err)
+	}
+	return nil
+}
+
+func validateOAuth2(o *commoncfg.OAuth2) error {
+	if err := errors.Join(noRef("client_secret_ref", o.ClientSecretRef, "client_secret_file"),
+		noRef("client_certificate_key_ref", o.ClientCertificateKeyRef, "client_certificate_key_file")); err != nil {
+		return err
+	}
+	if o.ClientID == "" {
+		return errors.New("client_id: must be set")
+	}
+	if o.TokenURL == "" {
+		return errors.New("token_url: must be set")
+	}
+	if err := validateURL(o.TokenURL); err != nil {
+		return fmt.Errorf("token_url: %w", err)
+	}
+	if o.ClientSecret != "" && o.ClientSecretFile != "" {
+		return both("client_secret", "client_secret_file")
+	}
+	if o.ClientCertificateKey != "" && o.ClientCertificateKeyFile != "" {
+		return both("client_certificate_key", "client_certificate_key_file")
+	}
+	if err := readable(o.ClientSecretFile); err != nil {
+		return fmt.Errorf("client_secret_file: %w", err)
+	}
+	if err := readable(o.ClientCertificateKeyFile); err != nil {
+		return fmt.Errorf("client_certificate_key_file: %w", err)
+	}
+	if err := validateTLS(o.TLSConfig); err != nil {
+		return fmt.Errorf("tls_config.%w", err)
+	}
+	return validateProxy(o.ProxyConfig)
+}
+
+// validateTLS returns errors without the "tls_config." prefix.
+func validateTLS(t commoncfg.TLSConfig) error {
+	if err := errors.Join(noRef("ca_ref", t.CARef, "ca_file"), noRef("cert_ref", t.CertRef, "cert_file"), noRef("key_ref", t.KeyRef, "key_file")); err != nil {
+		return err
+	}
+	switch {
+	case t.CA != "" && t.CAFile != "":
+		return both("ca", "ca_file")
+	case t.Cert != "" && t.CertFile != "":
+		return both("cert", "cert_file")
+	case t.Key != "" && t.KeyFile != "":
+		return both("key", "key_file")
+	case (t.Cert == "" && t.CertFile == "") != (t.Key == "" && t.KeyFile == ""):
+		return errors.New("cert_file: a client certificate and its key go together (cert or cert_file with key or key_file)")
+	}
+	for _, f := range []struct{ name, path string }{
+		{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile},
+	} {
+		if err := readable(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	if t.MaxVersion != 0 && t.MinVersion > t.MaxVersion {
+		return errors.New("min_version: above max_version")
+	}
+	return nil
+}
+
+// validateProxy checks the inline proxy keys; errors name the key.
+func validateProxy(p commoncfg.ProxyConfig) error {
+	if u := p.ProxyURL.URL; u != nil && u.String() != "" {
+		switch u.Scheme {
+		case "http", "https", "socks5":
+		default:
+			return fmt.Errorf("proxy_url: scheme %q: must be http, https or socks5", u.Scheme)
+		}
+		if u.Host == "" {
+			return errors.New("proxy_url: must have a host")
+		}
+	}
+	if err := p.Validate(); err != nil {
+		key := "proxy_from_environment"
+		switch {
+		case len(p.ProxyConnectHeader) > 0:
+			key = "proxy_connect_header"
+		case p.NoProxy != "":
+			key = "no_proxy"
+		}
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// newRoundTripper builds the endpoint's transport from its config:
+// prometheus/common's round trippers (TLS with reload of changed files,
+// proxies, http_headers, and basic_auth, authorization or oauth2, which
+// re-read their *_file secrets on every request), wrapped in the sigv4,
+// azuread or google_iam round tripper when one is set, in the order
+// Prometheus's storage/remote NewWriteClient uses. Building a sigv4,
+// azuread or google_iam round tripper may read credentials from the
+// environment, files or the cloud's metadata service.
 func (c Config) newRoundTripper() (http.RoundTripper, error) {
-	hc, err := c.httpClientConfig()
-	if err != nil {
-		return nil, err
+	hc := c.HTTPClientConfig
+	if err := hc.Validate(); err != nil {
+		return nil, fmt.Errorf("http client: %w", err)
 	}
 	rt, err := commoncfg.NewRoundTripperFromConfig(hc, "remote_write_"+c.Name)
 	if err != nil {
 		return nil, fmt.Errorf("http client: %w", err)
 	}
+	switch {
+	case c.SigV4Config != nil:
+		if rt, err = sigv4.NewSigV4RoundTripper(c.SigV4Config, rt); err != nil {
+			return nil, fmt.Errorf("sigv4: %w", err)
+		}
+	case c.AzureADConfig != nil:
+		if rt, err = azuread.NewAzureADRoundTripper(c.AzureADConfig, rt); err != nil {
+			return nil, fmt.Errorf("azuread: %w", err)
+		}
+	case c.GoogleIAMConfig != nil:
+		if rt, err = googleiam.NewRoundTripper(c.GoogleIAMConfig, rt); err != nil {
+			return nil, fmt.Errorf("google_iam: %w", err)
+		}
+	}
 	return rt, nil
+}
+
+// checkRedirect is the http.Client policy for follow_redirects: nil
+// (follow, up to Go's 10) when set, else hand the 3xx back to the caller.
+func checkRedirect(follow bool) func(*http.Request, []*http.Request) error {
+	if follow {
+		return nil
+	}
+	return func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -26,8 +27,8 @@ func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
 		return http.StatusServiceUnavailable, nil
 	}).start()
 	cfg := Config{URL: rc.url(), Name: "lag"}
-	cfg.QueueConfig.MinBackoff = time.Millisecond
-	cfg.QueueConfig.MaxBackoff = 5 * time.Millisecond
+	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
+	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
 	walCfg := DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()

@@ -29,7 +29,7 @@ func (q *Queue) AppendMetadata(md []prompb.MetricMetadata) {
 
 // metadataLoop sends the latest metadata set every interval until ctx ends.
 func (q *Queue) metadataLoop(ctx context.Context) error {
-	t := time.NewTicker(q.cfg.MetadataConfig.SendInterval)
+	t := time.NewTicker(time.Duration(q.cfg.MetadataConfig.SendInterval))
 	defer t.Stop()
 	for {
 		select {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
@@ -95,7 +96,7 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 			prev := time.Duration(0)
 			for _, w := range waits() {
 				// Backoff doubles from min (±10% jitter), never above max.
-				require.GreaterOrEqual(t, w, q.cfg.QueueConfig.MinBackoff*9/10)
+				require.GreaterOrEqual(t, w, time.Duration(q.cfg.QueueConfig.MinBackoff)*9/10)
 				require.Greater(t, w, prev)
 				prev = w
 			}
@@ -136,7 +137,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 				return http.StatusTooManyRequests, map[string]string{"Retry-After": v}
 			}).start()
 			cfg := Config{URL: rc.url()}
-			cfg.QueueConfig.MaxBackoff = tt.maxBackoff
+			cfg.QueueConfig.MaxBackoff = model.Duration(tt.maxBackoff)
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
 			q.client.now = func() time.Time { return now }
@@ -148,7 +149,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 			got := waits()
 			require.Len(t, got, 1)
 			if tt.want == 0 {
-				require.InDelta(t, q.cfg.QueueConfig.MinBackoff, got[0], float64(q.cfg.QueueConfig.MinBackoff)/10+1, "first backoff step")
+				require.InDelta(t, time.Duration(q.cfg.QueueConfig.MinBackoff), got[0], float64(q.cfg.QueueConfig.MinBackoff)/10+1, "first backoff step")
 				return
 			}
 			require.Equal(t, tt.want, got[0])
@@ -270,7 +271,7 @@ func TestMetadataSent(t *testing.T) {
 			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, nil }).start()
 			cfg := Config{URL: rc.url()}
 			cfg.QueueConfig.MaxSamplesPerSend = 2 // metadata goes in 2 requests
-			cfg.MetadataConfig.SendInterval = time.Hour
+			cfg.MetadataConfig.SendInterval = model.Duration(time.Hour)
 			q, _ := newTestQueue(t, cfg, newMemQueue())
 			md := []prompb.MetricMetadata{
 				{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "a_total", Help: "A."},

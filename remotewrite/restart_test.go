@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -28,8 +29,8 @@ func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 
 	cfg := Config{URL: rc.url(), Name: "primary"}
 	cfg.QueueConfig.MaxSamplesPerSend = 5
-	cfg.QueueConfig.MinBackoff = time.Millisecond
-	cfg.QueueConfig.MaxBackoff = 5 * time.Millisecond
+	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
+	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
 	walCfg := DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()

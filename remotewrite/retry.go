@@ -159,8 +159,8 @@ func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][
 func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) error {
 	qc := q.cfg.QueueConfig
 	bo := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(qc.MinBackoff),
-		backoff.WithMaxInterval(qc.MaxBackoff),
+		backoff.WithInitialInterval(time.Duration(qc.MinBackoff)),
+		backoff.WithMaxInterval(time.Duration(qc.MaxBackoff)),
 		backoff.WithMultiplier(2),
 		backoff.WithRandomizationFactor(0.1),
 		backoff.WithMaxElapsedTime(0),
@@ -182,9 +182,9 @@ func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) error
 		q.metrics.failing(q.now())
 		wait := rerr.retryAfter
 		if wait > 0 {
-			wait = min(wait, retryAfterCapFactor*qc.MaxBackoff)
+			wait = min(wait, retryAfterCapFactor*time.Duration(qc.MaxBackoff))
 		} else {
-			wait = min(bo.NextBackOff(), qc.MaxBackoff)
+			wait = min(bo.NextBackOff(), time.Duration(qc.MaxBackoff))
 		}
 		if ok, suppressed := q.retryLog.allow(); ok {
 			q.logger.Warn("send failed, will retry", "err", err, "seq", seq,
