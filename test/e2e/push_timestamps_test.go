@@ -87,7 +87,7 @@ func TestPushOnlyHealthDashboard(t *testing.T) {
 	vm := startReceiver(t, receiver.VictoriaMetrics)
 	// The default push_self_metrics (true); /metrics is never requested.
 	cfg := writeConfigWith(t, "", "250ms", t.TempDir(), "64MiB", endpoint{name: "vm", url: vm.WriteURL()})
-	startMonitor(t, node, "--config", cfg)
+	m := startMonitor(t, node, "--config", cfg)
 
 	d, err := dashboard.Load("../../deploy/grafana/kata-monitor-health.json")
 	require.NoError(t, err)
@@ -125,5 +125,8 @@ func TestPushOnlyHealthDashboard(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Equal(t, map[string]string{"__name__": "kata_monitor_running_shim_count", "node": "e2e-node"}, got[0])
-	result(t, "push-only node, VictoriaMetrics: all %d health dashboard queries answered", len(exprs))
+	v := m.ownMetrics(t)
+	result(t, "push-only node, VictoriaMetrics: all %d health dashboard queries answered; %.0f self samples per round (%.0f rounds)",
+		len(exprs), v["kata_monitor_forwarder_self_samples_pushed_total"]/v[`kata_monitor_rounds_total{trigger="schedule"}`],
+		v[`kata_monitor_rounds_total{trigger="schedule"}`])
 }
