@@ -49,6 +49,12 @@ type seriesInfo struct {
 	head string
 	// le/quantile present and whether expfmt would accept them as floats.
 	hasLE, badLE, hasQuantile, badQuantile bool
+	// utf8 is set when the name or a label name is outside the legacy
+	// charset (the head quotes it); quoted then holds the labels the head
+	// was rendered from, to render it escaped for clients that cannot read
+	// UTF-8 names (escapedHead).
+	utf8   bool
+	quoted labels.Labels
 }
 
 // invalidInfo marks a series dropped every round (bad names, non-UTF-8
@@ -107,6 +113,9 @@ func (s *sandboxState) newEntry(env *entryEnv, p textparse.Parser) entry {
 // newInfo builds the seriesInfo of ls with the rendered head.
 func newInfo(name, outName, key string, headLen int, ls labels.Labels) *seriesInfo {
 	in := &seriesInfo{name: name, outName: outName, key: key, head: key[:headLen]}
+	if needsQuotes(outName, ls) {
+		in.utf8, in.quoted = true, ls
+	}
 	if v := ls.Get(model.BucketLabel); v != "" {
 		in.hasLE, in.badLE = true, !isTextFloat(v)
 	}

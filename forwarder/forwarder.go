@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"golang.org/x/sync/errgroup"
 )
@@ -262,7 +263,7 @@ func (f *Forwarder) WriteMetrics(ctx context.Context, w io.Writer, prefixes []st
 		return err
 	}
 	defer f.release(snap)
-	return snap.write(w, prefixes)
+	return snap.write(w, prefixes, model.NoEscaping)
 }
 
 // acquire returns a fresh snapshot with a reader reference held.

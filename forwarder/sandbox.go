@@ -88,6 +88,7 @@ type famDef struct {
 	typ       model.MetricType
 	hasType   bool
 	locked    bool     // a sample was assigned: later HELP/TYPE lines are ignored
+	utf8      bool     // a line's name or label name needs quoting
 	names     []string // distinct rendered sample names (for the expfmt check)
 }
 
@@ -119,7 +120,7 @@ type renderedSize struct{ lines, buf, fams, names, spans int }
 
 type famMeta struct {
 	name, help       string
-	hasHelp          bool
+	hasHelp, utf8    bool
 	typ              model.MetricType
 	namesLo, namesHi int
 }
@@ -407,7 +408,7 @@ func (s *sandboxState) parse(env *entryEnv, body []byte, round uint64, collect b
 		}
 		lo := len(out.names)
 		out.names = append(out.names, d.names...)
-		out.fams = append(out.fams, famMeta{name: d.name, help: d.help, hasHelp: d.hasHelp, typ: d.typ,
+		out.fams = append(out.fams, famMeta{name: d.name, help: d.help, hasHelp: d.hasHelp, utf8: d.utf8, typ: d.typ,
 			namesLo: lo, namesHi: len(out.names)})
 	}
 	return perr
@@ -462,6 +463,9 @@ func (s *sandboxState) appendLine(out *rendered, di int, in *seriesInfo, v float
 		out.spans = append(out.spans, span{fam: di, lo: line, hi: line + 1, start: start})
 	}
 	d := &s.defs[di]
+	if in.utf8 {
+		d.utf8 = true
+	}
 	for _, n := range d.names {
 		if n == in.outName {
 			return

@@ -27,6 +27,12 @@ type snapshot struct {
 	all     []*mergedFam // every family, sorted by name (metadata)
 	readers int
 	retired bool
+	// utf8 is set when a family or label name needs quoting: answers to
+	// clients that did not ask for UTF-8 names then escape them (escFams,
+	// escaped). escUnderscores is escaped(UnderscoreEscaping), the scheme
+	// of clients that say nothing (Prometheus 2), built by merge.
+	utf8           bool
+	escUnderscores []*mergedFam
 	// noPull marks a scheduled round run while pulls were idle: out holds
 	// only the families (for metadata), fams is empty; never served.
 	noPull bool
@@ -37,10 +43,12 @@ type snapshot struct {
 type mergedFam struct {
 	name, help string
 	hasHelp    bool
+	utf8       bool // a line quotes a name (seriesInfo.utf8)
 	typ        model.MetricType
 	names      []string
 	segs       []seg
 	header     []byte
+	raw        string // in escaped copies (snapshot.escaped): the unescaped name
 }
 
 // seg is lines [lo, hi) of sandbox sb; start is the offset of line lo's
@@ -62,7 +70,7 @@ func (s *snapshot) merge() []dropCounts {
 	family := func(fm *famMeta) *mergedFam {
 		mf := byName[fm.name]
 		if mf == nil {
-			mf = &mergedFam{name: fm.name, help: fm.help, hasHelp: fm.hasHelp, typ: fm.typ}
+			mf = &mergedFam{name: fm.name, help: fm.help, hasHelp: fm.hasHelp, typ: fm.typ, utf8: fm.utf8}
 			byName[fm.name] = mf
 			s.all = append(s.all, mf)
 			return mf
@@ -73,6 +81,7 @@ func (s *snapshot) merge() []dropCounts {
 		if !mf.hasHelp && fm.hasHelp {
 			mf.help, mf.hasHelp = fm.help, true
 		}
+		mf.utf8 = mf.utf8 || fm.utf8
 		return mf
 	}
 	if s.noPull {
@@ -125,21 +134,68 @@ func (s *snapshot) merge() []dropCounts {
 		}
 	}
 	for _, mf := range s.fams {
-		h := make([]byte, 0, 32+len(mf.name)*2+len(mf.help))
-		if mf.hasHelp && mf.help != "" {
-			h = append(h, "# HELP "...)
-			h = appendFamilyName(h, mf.name)
-			h = append(h, ' ')
-			h = appendHelp(h, mf.help)
-			h = append(h, '\n')
+		mf.header = familyHeader(mf)
+		s.utf8 = s.utf8 || mf.utf8 || !isLegacyMetricName(mf.name)
+	}
+	if s.utf8 {
+		// What a client without UTF-8 names misses, counted per sandbox
+		// for the scheme such clients get by default.
+		s.escUnderscores = s.escaped(model.UnderscoreEscaping)
+		if len(s.escUnderscores) < len(s.fams) {
+			kept := make(map[string]bool, len(s.escUnderscores))
+			for _, e := range s.escUnderscores {
+				kept[e.raw] = true
+			}
+			for _, mf := range s.fams {
+				if !kept[mf.name] {
+					for _, sg := range mf.segs {
+						drop(sg.sb, dropEscapeClash, sg.hi-sg.lo)
+					}
+				}
+			}
 		}
-		h = append(h, "# TYPE "...)
-		h = appendFamilyName(h, mf.name)
-		h = append(h, ' ')
-		h = append(h, typeString(mf.typ)...)
-		mf.header = append(h, '\n')
 	}
 	return drops
+}
+
+// familyHeader renders the HELP and TYPE lines of mf.
+func familyHeader(mf *mergedFam) []byte {
+	h := make([]byte, 0, 32+len(mf.name)*2+len(mf.help))
+	if mf.hasHelp && mf.help != "" {
+		h = append(h, "# HELP "...)
+		h = appendFamilyName(h, mf.name)
+		h = append(h, ' ')
+		h = appendHelp(h, mf.help)
+		h = append(h, '\n')
+	}
+	h = append(h, "# TYPE "...)
+	h = appendFamilyName(h, mf.name)
+	h = append(h, ' ')
+	h = append(h, typeString(mf.typ)...)
+	return append(h, '\n')
+}
+
+// escaped returns the families as a client that cannot read UTF-8 names
+// gets them: every name escaped with scheme (model.EscapeName), sorted by
+// the escaped name, without the families that would then clash with
+// another in the text format (two names that escape alike: the first
+// keeps it). raw is the family's unescaped name. Allocates; only for
+// snapshots with such names.
+func (s *snapshot) escaped(scheme model.EscapingScheme) []*mergedFam {
+	out := make([]*mergedFam, 0, len(s.fams))
+	for _, mf := range s.fams {
+		e := *mf
+		e.raw = mf.name
+		e.name = escapeMetricName(mf.name, scheme)
+		e.names = make([]string, len(mf.names))
+		for i, n := range mf.names {
+			e.names[i] = escapeMetricName(n, scheme)
+		}
+		e.header = familyHeader(&e)
+		out = append(out, &e)
+	}
+	slices.SortStableFunc(out, func(a, b *mergedFam) int { return strings.Compare(a.name, b.name) })
+	return textCompatible(out)
 }
 
 // needsCheck reports whether lines rendered under another type must be
@@ -178,11 +234,20 @@ func (mf *mergedFam) addFitting(sb int, r *rendered, sp span) int {
 }
 
 // write renders the families whose name starts with one of prefixes (all
-// when prefixes is empty). Each line is its series' head, the sandbox's
-// labels, and the value kept in the round.
-func (s *snapshot) write(w io.Writer, prefixes []string) error {
+// when prefixes is empty), with names escaped by scheme when some need
+// quoting (model.NoEscaping: the UTF-8 syntax). Each line is its series'
+// head, the sandbox's labels, and the value kept in the round.
+func (s *snapshot) write(w io.Writer, prefixes []string, scheme model.EscapingScheme) error {
+	fams := s.fams
+	esc := s.utf8 && scheme != model.NoEscaping
+	if esc {
+		fams = s.escUnderscores
+		if scheme != model.UnderscoreEscaping {
+			fams = s.escaped(scheme)
+		}
+	}
 	bw := bufio.NewWriterSize(w, 64<<10)
-	for _, mf := range s.fams {
+	for _, mf := range fams {
 		if len(prefixes) > 0 && !hasAnyPrefix(mf.name, prefixes) {
 			continue
 		}
@@ -194,7 +259,11 @@ func (s *snapshot) write(w io.Writer, prefixes []string) error {
 			off := sg.start
 			for _, in := range r.infos[sg.lo:sg.hi] {
 				n := bytes.IndexByte(r.buf[off:], '\n') + 1
-				_, _ = bw.WriteString(in.head)
+				if esc && in.utf8 {
+					_, _ = bw.WriteString(escapedHead(in, scheme))
+				} else {
+					_, _ = bw.WriteString(in.head)
+				}
 				_, _ = bw.WriteString(r.labels)
 				_, _ = bw.WriteString("} ")
 				_, _ = bw.Write(r.buf[off : off+n])

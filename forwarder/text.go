@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -177,4 +178,71 @@ func shimSpelling(raw []byte, outName string, ls labels.Labels) (labels.Labels, 
 		return ls, ""
 	}
 	return shim, string(renderHead(nil, outName, ls))
+}
+
+// needsQuotes reports whether the head of a series named name with labels
+// ls uses the quoted (UTF-8) syntax for a name.
+func needsQuotes(name string, ls labels.Labels) bool {
+	if !isLegacyMetricName(name) {
+		return true
+	}
+	quote := false
+	ls.Range(func(l labels.Label) {
+		if l.Name != model.MetricNameLabel && !isLegacyLabelName(l.Name) {
+			quote = true
+		}
+	})
+	return quote
+}
+
+// escapedHead renders the head of a series whose names need quotes with
+// every name escaped by scheme (model.EscapeName, as client_golang escapes
+// for clients that did not ask for UTF-8 names). Allocates: only for such
+// series, only for such clients.
+func escapedHead(in *seriesInfo, scheme model.EscapingScheme) string {
+	b := make([]byte, 0, len(in.head)+16)
+	b = append(b, escapeMetricName(in.outName, scheme)...)
+	b = append(b, '{')
+	var seen []string
+	in.quoted.Range(func(l labels.Label) {
+		if l.Name == model.MetricNameLabel || l.Value == "" || ours(l.Name) {
+			return
+		}
+		name := escapeLabelName(l.Name, scheme)
+		// Two names that escape alike, or one that escapes to a label
+		// kata-monitor sets, would repeat a label: the line would not
+		// parse. The first keeps it.
+		if ours(name) || slices.Contains(seen, name) {
+			return
+		}
+		seen = append(seen, name)
+		b = append(b, name...)
+		b = append(b, '=')
+		b = appendQuoted(b, l.Value)
+		b = append(b, ',')
+	})
+	return string(b)
+}
+
+// escapeMetricName escapes a metric name outside the legacy charset with
+// scheme and leaves legacy names alone, as model.EscapeMetricFamily does
+// (DotsEscaping would otherwise double every underscore).
+func escapeMetricName(name string, scheme model.EscapingScheme) string {
+	if isLegacyMetricName(name) {
+		return name
+	}
+	return model.EscapeName(name, scheme)
+}
+
+// escapeLabelName is escapeMetricName for a label name; a colon, legal in
+// metric names only, becomes an underscore.
+func escapeLabelName(name string, scheme model.EscapingScheme) string {
+	if isLegacyLabelName(name) {
+		return name
+	}
+	e := model.EscapeName(name, scheme)
+	if !isLegacyLabelName(e) {
+		e = strings.ReplaceAll(e, ":", "_")
+	}
+	return e
 }

@@ -3,6 +3,8 @@ package forwarder
 import (
 	"context"
 	"io"
+
+	"github.com/prometheus/common/model"
 )
 
 // View acquires a snapshot exactly as WriteMetrics does (the latest round
@@ -17,11 +19,22 @@ import (
 // View returns the acquisition error without calling fn (nothing was
 // written), else fn's error. Safe for concurrent use; it blocks like
 // WriteMetrics plus the time fn takes.
-func (f *Forwarder) View(ctx context.Context, fn func(round uint64, write func(w io.Writer, prefixes []string) error) error) error {
+//
+// scheme is how names outside the legacy charset are written: NoEscaping
+// (the UTF-8 syntax, for clients whose Accept says escaping=allow-utf-8),
+// else escaped with model.EscapeName (underscores, dots, values). The round
+// number then also tells the schemes apart when the snapshot has such names
+// (it is the snapshot's sequence times 4 plus the scheme), so a cache keyed
+// on it never serves one scheme's rendering to another.
+func (f *Forwarder) View(ctx context.Context, scheme model.EscapingScheme, fn func(round uint64, write func(w io.Writer, prefixes []string) error) error) error {
 	snap, err := f.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer f.release(snap)
-	return fn(snap.seq, snap.write)
+	key := snap.seq << 2
+	if snap.utf8 && scheme != model.NoEscaping {
+		key |= uint64(scheme) & 3
+	}
+	return fn(key, func(w io.Writer, prefixes []string) error { return snap.write(w, prefixes, scheme) })
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +21,7 @@ func TestView(t *testing.T) {
 	view := func() (uint64, string, string) {
 		var round uint64
 		var all, some bytes.Buffer
-		require.NoError(t, r.f.View(ctx, func(n uint64, write func(io.Writer, []string) error) error {
+		require.NoError(t, r.f.View(ctx, model.NoEscaping, func(n uint64, write func(io.Writer, []string) error) error {
 			round = n
 			if err := write(&all, nil); err != nil {
 				return err
@@ -41,14 +42,14 @@ func TestView(t *testing.T) {
 	assert.Greater(t, next, first, "a new round has a larger number")
 
 	boom := errors.New("boom")
-	assert.ErrorIs(t, r.f.View(ctx, func(uint64, func(io.Writer, []string) error) error { return boom }), boom)
+	assert.ErrorIs(t, r.f.View(ctx, model.NoEscaping, func(uint64, func(io.Writer, []string) error) error { return boom }), boom)
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	r.clock.Add(5 * time.Second)
 	r.scraper.fail("aaa", context.Canceled)
 	called := false
-	err := r.f.View(cctx, func(uint64, func(io.Writer, []string) error) error { called = true; return nil })
+	err := r.f.View(cctx, model.NoEscaping, func(uint64, func(io.Writer, []string) error) error { called = true; return nil })
 	// A round started by this caller finishes regardless of its ctx.
 	require.NoError(t, err)
 	assert.True(t, called)

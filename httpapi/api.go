@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
@@ -68,8 +69,10 @@ type MetricsSource interface {
 	// a larger one. write renders the text exposition (0.0.4) of all shims,
 	// without kata-monitor's own families, keeping only families whose name
 	// starts with one of prefixes (all when empty); it is valid only while
-	// fn runs and may be called from several goroutines at once.
-	View(ctx context.Context, fn func(round uint64, write func(w io.Writer, prefixes []string) error) error) error
+	// fn runs and may be called from several goroutines at once. Names
+	// outside the legacy charset are written as scheme says (NoEscaping:
+	// quoted UTF-8); round then also tells schemes apart.
+	View(ctx context.Context, scheme model.EscapingScheme, fn func(round uint64, write func(w io.Writer, prefixes []string) error) error) error
 }
 
 // Status is the outcome of the last scrape of one sandbox.

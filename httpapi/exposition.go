@@ -28,6 +28,40 @@ const maxPooledBuffer = 16 << 20
 // textContentType is what upstream serves for the text exposition.
 const textContentType = "text/plain; version=" + expfmt.TextVersion + "; charset=utf-8"
 
+// fmtTextUTF8 is the text format as Prometheus 3 asks for it with UTF-8
+// names (its PrometheusText1.0.0 scrape protocol,
+// "text/plain;version=1.0.0;escaping=allow-utf-8"): the same syntax as
+// 0.0.4 with quoted names.
+const fmtTextUTF8 expfmt.Format = "text/plain; version=1.0.0; charset=utf-8"
+
+// negotiate picks the format of a merged /metrics answer from Accept, as
+// promhttp does (expfmt.NegotiateAccept over the protobuf formats and the
+// text format, plus text 1.0.0). The escaping term comes from the matching
+// Accept clause (allow-utf-8, underscores, dots, values); a client that
+// names none, e.g. Prometheus 2, gets model.NameEscapingScheme
+// (underscores), so names outside the legacy charset never reach a client
+// that cannot read them.
+func negotiate(h http.Header) expfmt.Format {
+	return expfmt.NegotiateAccept(h, append(expfmt.DefaultAcceptedFormats(), fmtTextUTF8)...)
+}
+
+// isText reports whether format is the text format, 0.0.4 or 1.0.0
+// (expfmt's FormatType knows only the former).
+func isText(format expfmt.Format) bool {
+	return format.FormatType() == expfmt.TypeTextPlain || strings.HasPrefix(string(format), string(fmtTextUTF8))
+}
+
+// textType is the Content-Type of a text answer in format: upstream's, or
+// version 1.0.0 when that was asked for, with the escaping term as
+// promhttp sends it.
+func textType(format expfmt.Format) string {
+	ct := textContentType
+	if format.Version() == "1.0.0" {
+		ct = string(fmtTextUTF8)
+	}
+	return ct + "; escaping=" + format.ToEscapingScheme().String()
+}
+
 // pools are per-API (not package-level) reusable buffers and gzip writers.
 type pools struct {
 	buf   sync.Pool // *bytes.Buffer
@@ -77,20 +111,21 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prefixes := familyPrefixes(q)
-	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
-	if format.FormatType() != expfmt.TypeTextPlain {
+	format := negotiate(r.Header)
+	if !isText(format) {
 		a.serveReencoded(w, r, prefixes, format)
 		return
 	}
+	scheme := format.ToEscapingScheme()
 	gz := acceptsGzip(r.Header.Values("Accept-Encoding"))
 	started := false
-	err := a.deps.Metrics.View(r.Context(), func(round uint64, write func(io.Writer, []string) error) error {
+	err := a.deps.Metrics.View(r.Context(), scheme, func(round uint64, write func(io.Writer, []string) error) error {
 		started = true
 		// Gathered after the round, so its counters include it.
 		own := a.ownText(prefixes)
 		defer a.pools.putBuf(own)
 		h := w.Header()
-		h.Set("Content-Type", textContentType)
+		h.Set("Content-Type", textType(format))
 		h.Add("Vary", "Accept-Encoding")
 		if !gz {
 			w.WriteHeader(http.StatusOK)
@@ -170,7 +205,9 @@ func (a *API) serveReencoded(w http.ResponseWriter, r *http.Request, prefixes []
 	buf := a.pools.getBuf()
 	defer a.pools.putBuf(buf)
 	var own []*dto.MetricFamily
-	err := a.deps.Metrics.View(r.Context(), func(_ uint64, write func(io.Writer, []string) error) error {
+	// The text is rendered in UTF-8 syntax; the encoder escapes names by
+	// the negotiated scheme.
+	err := a.deps.Metrics.View(r.Context(), model.NoEscaping, func(_ uint64, write func(io.Writer, []string) error) error {
 		if err := write(buf, prefixes); err != nil {
 			return err
 		}

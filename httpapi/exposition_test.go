@@ -82,7 +82,7 @@ func TestMetricsMerged(t *testing.T) {
 			env := newTestEnv(t, DefaultConfig(), nil)
 			w := do(t, env.api.Handler(), http.MethodGet, "/metrics"+tt.query, nil)
 			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-			assert.Equal(t, textContentType, w.Header().Get("Content-Type"))
+			assert.Equal(t, textContentType+"; escaping=underscores", w.Header().Get("Content-Type"))
 			require.Len(t, env.metrics.prefixes, 1)
 			assert.Equal(t, tt.wantPrefixes, env.metrics.prefixes[0])
 			names := familyNames(t, w.Body.String())
@@ -263,4 +263,42 @@ func FuzzAcceptsGzip(f *testing.F) {
 			t.Fatalf("acceptsGzip(%q) = true without gzip or *", s)
 		}
 	})
+}
+
+// TestMetricsNameEscapingNegotiated: the escaping term of Accept decides
+// how names outside the legacy charset are written, as Prometheus 3 asks;
+// a client that says nothing (Prometheus 2, curl) gets underscores.
+func TestMetricsNameEscapingNegotiated(t *testing.T) {
+	tests := []struct {
+		name, accept string
+		wantCT       string
+		wantScheme   model.EscapingScheme
+	}{
+		{name: "no accept", wantCT: textContentType + "; escaping=underscores", wantScheme: model.UnderscoreEscaping},
+		{name: "prometheus 2.42",
+			accept: "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+			wantCT: textContentType + "; escaping=underscores", wantScheme: model.UnderscoreEscaping},
+		{name: "prometheus 3 with UTF-8 names",
+			accept: "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+			wantCT: "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8", wantScheme: model.NoEscaping},
+		{name: "text 0.0.4 asking allow-utf-8", accept: "text/plain;version=0.0.4;escaping=allow-utf-8",
+			wantCT: textContentType + "; escaping=allow-utf-8", wantScheme: model.NoEscaping},
+		{name: "dots", accept: "text/plain;version=0.0.4;escaping=dots",
+			wantCT: textContentType + "; escaping=dots", wantScheme: model.DotsEscaping},
+		{name: "values", accept: "text/plain;version=1.0.0;escaping=values",
+			wantCT: "text/plain; version=1.0.0; charset=utf-8; escaping=values", wantScheme: model.ValueEncodingEscaping},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, DefaultConfig(), nil)
+			hdr := http.Header{}
+			if tt.accept != "" {
+				hdr.Set("Accept", tt.accept)
+			}
+			w := do(t, env.api.Handler(), http.MethodGet, "/metrics", hdr)
+			require.Equal(t, http.StatusOK, w.Code)
+			assert.Equal(t, tt.wantCT, w.Header().Get("Content-Type"))
+			assert.Equal(t, []model.EscapingScheme{tt.wantScheme}, env.metrics.schemes)
+		})
+	}
 }

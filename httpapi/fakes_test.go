@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
@@ -114,18 +115,20 @@ func (s *fakeShim) ServeDebug(w http.ResponseWriter, r *http.Request, path strin
 // forwarder does.
 type fakeMetrics struct {
 	mu       sync.Mutex
-	families []string   // complete text blocks, one family each
-	prefixes [][]string // one per render
-	views    int        // View calls
-	round    uint64     // the snapshot's round number View reports
+	families []string               // complete text blocks, one family each
+	prefixes [][]string             // one per render
+	views    int                    // View calls
+	schemes  []model.EscapingScheme // per View call
+	round    uint64                 // the snapshot's round number View reports
 	err      error
 	// hook, when set, runs first; its error is returned.
 	hook func(ctx context.Context) error
 }
 
-func (f *fakeMetrics) View(ctx context.Context, fn func(uint64, func(io.Writer, []string) error) error) error {
+func (f *fakeMetrics) View(ctx context.Context, scheme model.EscapingScheme, fn func(uint64, func(io.Writer, []string) error) error) error {
 	f.mu.Lock()
 	f.views++
+	f.schemes = append(f.schemes, scheme)
 	round := f.round
 	f.mu.Unlock()
 	if f.hook != nil {
