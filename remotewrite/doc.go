@@ -55,6 +55,15 @@
 // (the block is sent whole again after the next start) counts nothing
 // twice.
 //
+// # Queue lag and stranded queues
+//
+// queue_lag_seconds is read from the WAL when collected: the age of the
+// oldest sample neither sent nor dropped (0 only when nothing is pending),
+// so it grows from the first round when the receiver was never reachable,
+// and across restarts. ReportStranded, called once at start, reports every
+// queue directory under wal.dir that no endpoint owns (read-only, no lock):
+// setting an endpoint's name to the directory's name adopts it.
+//
 // # Shutdown and delivery guarantees
 //
 // When Run's context ends no new group starts, requests in flight get up

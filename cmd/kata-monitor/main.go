@@ -318,6 +318,11 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 		d.queues = append(d.queues, q)
 		appenders = append(appenders, q)
 	}
+	// Queues of endpoints no longer configured (a renamed endpoint, or a
+	// URL spelled differently without name) are reported, never dropped.
+	if _, err := remotewrite.ReportStranded(cfg.WAL, cfg.RemoteWrite, logger.With("component", "remote_write"), reg); err != nil {
+		logger.Warn("cannot look for stranded queues under wal.dir", "err", err)
+	}
 	d.fwd, err = forwarder.New(cfg.ForwarderConfig(), forwarder.Deps{
 		Sandboxes: d.watcher, Pods: d.pods, Scraper: d.shims, Appenders: appenders,
 		Logger: logger.With("component", "forwarder"), Registerer: reg, Self: reg,

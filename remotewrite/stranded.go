@@ -1,0 +1,102 @@
+package remotewrite
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+)
+
+// StrandedQueue is a queue directory under wal.dir that no configured
+// endpoint owns, as found at start.
+type StrandedQueue struct {
+	Dir            string // the directory's name: the endpoint `name` that adopts it
+	PendingSamples int
+	PendingBlocks  int
+	OldestPending  time.Time // zero when nothing is pending
+}
+
+// ReportStranded finds every queue directory under walCfg.Dir that none of
+// endpoints owns (endpoints must be defaulted: Name set), logs a warning
+// for each one that still holds samples (pending samples, oldest sample
+// time, how to adopt it) and sets the gauges
+// kata_monitor_remote_write_orphaned_queue_pending_samples{dir} and
+// kata_monitor_remote_write_orphaned_queue_oldest_timestamp_seconds{dir}
+// on reg (nil: none). This happens when an endpoint's name changes, or
+// its URL does while name is unset (the directory name is then a hash of
+// the URL). Setting the endpoint's `name` to the directory's name adopts
+// the queue: it is replayed and sent like the endpoint's own.
+//
+// It only reads (no lock is taken, files are opened read-only), so a
+// directory another process uses is not disturbed; it never deletes
+// anything. A missing wal.dir is not an error; other errors reading it
+// are returned for the caller to log, and should not stop the daemon.
+func ReportStranded(walCfg WALConfig, endpoints []Config, logger *slog.Logger, reg prometheus.Registerer) ([]StrandedQueue, error) {
+	if logger == nil {
+		logger = discardLogger()
+	}
+	entries, err := os.ReadDir(walCfg.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list wal.dir: %w", err)
+	}
+	owned := map[string]bool{}
+	for _, e := range endpoints {
+		owned[e.Name] = true
+	}
+	var out []StrandedQueue
+	var errs []error
+	for _, e := range entries {
+		dir := filepath.Join(walCfg.Dir, e.Name())
+		if !e.IsDir() || owned[e.Name()] || !wal.IsQueueDir(dir) {
+			continue
+		}
+		s, err := wal.Inspect(dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inspect %s: %w", dir, err))
+			continue
+		}
+		sq := StrandedQueue{Dir: e.Name(), PendingSamples: s.PendingSamples, PendingBlocks: s.PendingBlocks}
+		if s.PendingBlocks > 0 {
+			sq.OldestPending = time.UnixMilli(s.OldestPending)
+			logger.Warn("queue directory owned by no remote_write endpoint; its samples are not sent. To send them, set the endpoint's name to the directory's name",
+				"dir", dir, "name", e.Name(), "pending_samples", s.PendingSamples,
+				"oldest_sample", sq.OldestPending.UTC().Format(time.RFC3339))
+		} else {
+			logger.Info("queue directory owned by no remote_write endpoint, nothing pending; it can be deleted", "dir", dir)
+		}
+		out = append(out, sq)
+	}
+	if reg != nil && len(out) > 0 {
+		pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "orphaned_queue_pending_samples",
+			Help: "Samples pending, at start, in a queue directory under wal.dir that no remote_write endpoint owns (dir: its name). Set an endpoint's name to dir to send them.",
+		}, []string{"dir"})
+		oldest := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "orphaned_queue_oldest_timestamp_seconds",
+			Help: "Timestamp of the oldest pending sample, at start, in a queue directory no remote_write endpoint owns; 0 when none is pending.",
+		}, []string{"dir"})
+		for _, sq := range out {
+			pending.WithLabelValues(sq.Dir).Set(float64(sq.PendingSamples))
+			ts := 0.0
+			if !sq.OldestPending.IsZero() {
+				ts = float64(sq.OldestPending.UnixMilli()) / 1e3
+			}
+			oldest.WithLabelValues(sq.Dir).Set(ts)
+		}
+		for _, c := range []prometheus.Collector{pending, oldest} {
+			if err := reg.Register(c); err != nil {
+				errs = append(errs, fmt.Errorf("register stranded queue metrics: %w", err))
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
