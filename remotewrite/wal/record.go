@@ -12,7 +12,7 @@ const (
 	// recordVersion1 (written before 2026-11-30, without minTimestamp).
 	recordVersion      = 2
 	recordVersion1     = 1
-	recordHeaderSizeV1 = 1 + 8 + 8 + 4 + 8     // version, seq, group, samples, maxTimestamp
+	recordHeaderSizeV1 = 1 + 8 + 8 + 4 + 8      // version, seq, group, samples, maxTimestamp
 	recordHeaderSize   = recordHeaderSizeV1 + 8 // ..., minTimestamp
 )
 
