@@ -361,3 +361,55 @@ func TestAuthGoogleIAM(t *testing.T) {
 	require.Equal(t, []string{"urn:ietf:params:oauth:grant-type:jwt-bearer"}, grants)
 	mu.Unlock()
 }
+
+// TestFollowRedirects: by default a 308 is handed back (the block stays
+// queued for retry and nothing reaches the other path); with
+// follow_redirects: true the body is replayed to the new location.
+func TestFollowRedirects(t *testing.T) {
+	for _, follow := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "follow_redirects"}[follow], func(t *testing.T) {
+			rc := newReceiver(t, func(_ int, r *http.Request) (int, map[string]string) {
+				if r.URL.Path == "/old/write" {
+					return http.StatusPermanentRedirect, map[string]string{"Location": "/api/v1/write"}
+				}
+				return http.StatusNoContent, nil
+			}).start()
+			block := "url: " + rc.srv.URL + "/old/write\n"
+			if follow {
+				block += "follow_redirects: true\n"
+			}
+			_, c := loadBlock(t, block)
+			err := c.store(context.Background(), oneBlock(t), protoContentType)
+			got := rc.requests()
+			if !follow {
+				var rerr recoverableError
+				require.ErrorAs(t, err, &rerr, "a redirect is retried, not dropped")
+				require.ErrorContains(t, err, "redirect to /api/v1/write not followed")
+				require.Len(t, got, 1)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, got, 2)
+			require.Equal(t, http.StatusNoContent, got[1].code)
+			require.Len(t, got[1].req.Timeseries, 1, "the body was replayed")
+		})
+	}
+}
+
+// TestHTTPHeadersFiles: http_headers values, secrets and files (files read
+// on every request) reach the receiver.
+func TestHTTPHeadersFiles(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "tenant")
+	writeFile(t, f, "tenant-1")
+	rc := newReceiver(t, nil).start()
+	_, c := loadBlock(t, "url: "+rc.url()+"\nhttp_headers:\n  X-Team:\n    values: [kata]\n  X-Api-Key:\n    secrets: [k3y]\n  X-Tenant:\n    files: ["+f+"]\n")
+	require.NoError(t, c.store(context.Background(), oneBlock(t), protoContentType))
+	writeFile(t, f, "tenant-2")
+	require.NoError(t, c.store(context.Background(), oneBlock(t), protoContentType))
+	got := rc.requests()
+	require.Len(t, got, 2)
+	require.Equal(t, "kata", got[0].header.Get("X-Team"))
+	require.Equal(t, "k3y", got[0].header.Get("X-Api-Key"))
+	require.Equal(t, "tenant-1", got[0].header.Get("X-Tenant"))
+	require.Equal(t, "tenant-2", got[1].header.Get("X-Tenant"), "header files are read per request")
+}

@@ -131,8 +131,11 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 	}
 	// wlog's own metrics (prometheus_tsdb_wal_*: page flushes, failed
 	// writes, its fsync summary) have fixed names; the endpoint label keeps
-	// each queue's series apart. wlog unregisters them in Close.
-	wreg := prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": endpoint}, reg)
+	// each queue's series apart, and the kata_monitor_ prefix keeps them
+	// from mixing with a receiving Prometheus's own WAL metrics once pushed.
+	// wlog unregisters them in Close.
+	wreg := prometheus.WrapRegistererWithPrefix("kata_monitor_",
+		prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": endpoint}, reg))
 	w, err := wlog.NewSize(logger, wreg, cfg.Dir, cfg.SegmentSize, compression.None)
 	if err != nil {
 		m.unregister()

@@ -178,7 +178,7 @@ func TestWlogMetricsPerEndpoint(t *testing.T) {
 		mfs, err := reg.Gather()
 		require.NoError(t, err)
 		for _, mf := range mfs {
-			if mf.GetName() != "prometheus_tsdb_wal_page_flushes_total" {
+			if mf.GetName() != "kata_monitor_prometheus_tsdb_wal_page_flushes_total" {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
