@@ -1,8 +1,11 @@
 // Command run serves a simulated Kata node until interrupted, for trying
-// kata-monitor by hand:
+// kata-monitor by hand (README "Quick start"):
 //
-//	go run ./test/fakenode/run -n 20
-//	bin/kata-monitor --sandbox-root <root> --runtime-endpoint <cri socket>
+//	go build -o bin/fakenode ./test/fakenode/run && bin/fakenode -n 5 -dir /tmp/km-node &
+//	bin/kata-monitor --sandbox-root /tmp/km-node/sbs --runtime-endpoint /tmp/km-node/cri.sock
+//
+// With -dir, a previous run's sandboxes and CRI socket there are replaced,
+// and removed again on exit.
 package main
 
 import (
@@ -11,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/kata-containers/kata-monitor/test/fakenode"
@@ -38,6 +42,20 @@ func run(n int, dir string) error {
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	} else {
+		// What a previous run left (after a kill) would make the sockets
+		// fail to bind: this node owns dir/sbs and dir/cri.sock.
+		owned := []string{filepath.Join(dir, "sbs"), filepath.Join(dir, "cri.sock")}
+		for _, p := range owned {
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
+		}
+		defer func() {
+			for _, p := range owned {
+				_ = os.RemoveAll(p)
+			}
+		}()
 	}
 	node, err := fakenode.Start(dir, n, fakeshim.Options{})
 	if err != nil {
