@@ -1,8 +1,11 @@
-// Package receiver starts the real remote-write receivers from Debian
-// (prometheus with --web.enable-remote-write-receiver, victoria-metrics) on
-// 127.0.0.1 with their data under a caller-owned directory, for end-to-end
-// tests, the demo and the benchmark. Nothing here is a mock: what a test reads
-// back went through the receiver's own ingestion and storage.
+// Package receiver starts real remote-write receivers on 127.0.0.1 with their
+// data under a caller-owned directory, for end-to-end tests, the demo and the
+// benchmark: the Debian ones (prometheus 2.42 with
+// --web.enable-remote-write-receiver, victoria-metrics 1.79) and the newer
+// ones scripts/build-receiver.sh builds once into a cache (Prometheus 3, a
+// remote write 2.0 receiver; VictoriaMetrics 1.151, which takes zstd).
+// Nothing here is a mock: what a test reads back went through the
+// receiver's own ingestion and storage.
 package receiver
 
 import (
@@ -18,7 +21,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,16 +38,64 @@ const (
 	Prometheus Kind = "prometheus"
 	// VictoriaMetrics is Debian's victoria-metrics single-node server.
 	VictoriaMetrics Kind = "victoria-metrics"
+	// Prometheus3 is Prometheus v3 (module v0.316.0) built by
+	// scripts/build-receiver.sh: it takes remote write 1.0 and 2.0
+	// (--web.remote-write-receiver.accepted-protobuf-messages) and answers
+	// 2.0 requests with the X-Prometheus-Remote-Write-*-Written headers.
+	Prometheus3 Kind = "prometheus3"
+	// VictoriaMetrics151 is VictoriaMetrics v1.151.0 built by
+	// scripts/build-receiver.sh: it takes Content-Encoding zstd.
+	VictoriaMetrics151 Kind = "victoriametrics"
 )
+
+// isPrometheus reports a Prometheus of any version.
+func (k Kind) isPrometheus() bool { return k == Prometheus || k == Prometheus3 }
+
+// isVictoriaMetrics reports a VictoriaMetrics of any version.
+func (k Kind) isVictoriaMetrics() bool { return k == VictoriaMetrics || k == VictoriaMetrics151 }
+
+// Binary returns the path of kind's program. The Debian ones come from
+// PATH (scripts/install-deps.sh installs them); the others from
+// scripts/build-receiver.sh, which prints the cached binary at once and
+// builds it only when the cache lacks it (minutes: `make deps` does it
+// ahead of the tests).
+func Binary(kind Kind) (string, error) {
+	switch kind {
+	case Prometheus, VictoriaMetrics:
+		p, err := exec.LookPath(string(kind))
+		if err != nil {
+			return "", fmt.Errorf("%s not installed (run scripts/install-deps.sh): %w", kind, err)
+		}
+		return p, nil
+	case Prometheus3, VictoriaMetrics151:
+		_, self, _, ok := runtime.Caller(0)
+		if !ok {
+			return "", errors.New("cannot locate scripts/build-receiver.sh")
+		}
+		script := filepath.Join(filepath.Dir(self), "..", "..", "scripts", "build-receiver.sh")
+		cmd := exec.Command("bash", script, string(kind))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("scripts/build-receiver.sh %s: %w: %s", kind, err, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return lines[len(lines)-1], nil
+	}
+	return "", fmt.Errorf("unknown receiver kind %q", kind)
+}
 
 // Receiver is one running receiver process. Stop and Start may be called
 // repeatedly to simulate outages; the data dir and port stay the same.
 type Receiver struct {
 	Kind Kind
 	// Addr is host:port it listens on.
-	Addr string
-	dir  string
-	out  io.Writer
+	Addr  string
+	dir   string
+	out   io.Writer
+	bin   string
+	extra []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -53,8 +106,17 @@ type Receiver struct {
 // waits until it answers its readiness endpoint. out receives its logs (nil
 // discards them).
 func Start(ctx context.Context, kind Kind, dir string, out io.Writer) (*Receiver, error) {
-	if _, err := exec.LookPath(string(kind)); err != nil {
-		return nil, fmt.Errorf("%s not installed (run scripts/install-deps.sh): %w", kind, err)
+	return StartArgs(ctx, kind, dir, out)
+}
+
+// StartArgs is Start with extra command-line flags, e.g.
+// --enable-feature=type-and-unit-labels for Prometheus 3, which then stores
+// the type and unit of a remote write 2.0 series' metadata as the labels
+// __type__ and __unit__.
+func StartArgs(ctx context.Context, kind Kind, dir string, out io.Writer, extra ...string) (*Receiver, error) {
+	bin, err := Binary(kind)
+	if err != nil {
+		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
@@ -63,7 +125,7 @@ func Start(ctx context.Context, kind Kind, dir string, out io.Writer) (*Receiver
 	if out == nil {
 		out = io.Discard
 	}
-	r := &Receiver{Kind: kind, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, out: out}
+	r := &Receiver{Kind: kind, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, out: out, bin: bin, extra: extra}
 	if err := r.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -77,27 +139,32 @@ func (r *Receiver) WriteURL() string { return "http://" + r.Addr + "/api/v1/writ
 func (r *Receiver) BaseURL() string { return "http://" + r.Addr }
 
 func (r *Receiver) args() []string {
-	switch r.Kind {
-	case Prometheus:
-		return []string{
+	var args []string
+	switch {
+	case r.Kind.isPrometheus():
+		args = []string{
 			"--config.file=" + filepath.Join(r.dir, "prometheus.yml"),
 			"--storage.tsdb.path=" + filepath.Join(r.dir, "data"),
 			"--web.listen-address=" + r.Addr,
 			"--web.enable-remote-write-receiver",
 			"--log.level=warn",
 		}
+		if r.Kind == Prometheus3 {
+			args = append(args, "--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest,io.prometheus.write.v2.Request")
+		}
 	default:
-		return []string{
+		args = []string{
 			"-storageDataPath=" + filepath.Join(r.dir, "data"),
 			"-httpListenAddr=" + r.Addr,
 			"-search.latencyOffset=0s",
 			"-loggerLevel=WARN",
 		}
 	}
+	return append(args, r.extra...)
 }
 
 func (r *Receiver) readyPath() string {
-	if r.Kind == Prometheus {
+	if r.Kind.isPrometheus() {
 		return "/-/ready"
 	}
 	return "/health"
@@ -114,14 +181,14 @@ func (r *Receiver) Start(ctx context.Context) error {
 		return err
 	}
 	// A caller may have written its own prometheus.yml (e.g. a scrape job).
-	if cfgPath := filepath.Join(r.dir, "prometheus.yml"); r.Kind == Prometheus {
+	if cfgPath := filepath.Join(r.dir, "prometheus.yml"); r.Kind.isPrometheus() {
 		if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
 			if err := os.WriteFile(cfgPath, []byte("global:\n  scrape_interval: 15s\n"), 0o644); err != nil {
 				return err
 			}
 		}
 	}
-	cmd := exec.Command(string(r.Kind), r.args()...)
+	cmd := exec.Command(r.bin, r.args()...)
 	cmd.Stdout, cmd.Stderr = r.out, r.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -185,7 +252,7 @@ type Series struct {
 // instant query over a window (`selector[window]`), which also returns raw
 // samples.
 func (r *Receiver) Export(ctx context.Context, selector string, start, end time.Time) ([]Series, error) {
-	if r.Kind == VictoriaMetrics {
+	if r.Kind.isVictoriaMetrics() {
 		q := url.Values{"match[]": {selector}, "start": {strconv.FormatInt(start.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix()+1, 10)}}
 		body, err := r.get(ctx, "/api/v1/export?"+q.Encode())
 		if err != nil {
@@ -270,6 +337,9 @@ func (r *Receiver) Instant(ctx context.Context, query string, at time.Time) ([]m
 	}
 	return out, nil
 }
+
+// Get answers GET path (e.g. "/metrics") with the body of a 200 answer.
+func (r *Receiver) Get(ctx context.Context, path string) ([]byte, error) { return r.get(ctx, path) }
 
 func (r *Receiver) get(ctx context.Context, path string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.BaseURL()+path, nil)

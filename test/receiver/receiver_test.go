@@ -13,9 +13,9 @@ import (
 )
 
 // TestRoundTrip proves the harness itself: a sample written with remote write
-// is read back with its labels, value and timestamp from both receivers.
+// is read back with its labels, value and timestamp from every receiver.
 func TestRoundTrip(t *testing.T) {
-	for _, kind := range []Kind{VictoriaMetrics, Prometheus} {
+	for _, kind := range []Kind{VictoriaMetrics, Prometheus, VictoriaMetrics151, Prometheus3} {
 		t.Run(string(kind), func(t *testing.T) {
 			ctx := context.Background()
 			r, err := Start(ctx, kind, t.TempDir(), nil)
