@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,12 +205,6 @@ func missing(g [][2]float64) float64 {
 	}
 	return n
 }
-
-// atomicSum is a concurrency-safe sample counter for fault callbacks.
-type atomicSum struct{ n atomic.Int64 }
-
-func (s *atomicSum) add(n int64) { s.n.Add(n) }
-func (s *atomicSum) load() int64 { return s.n.Load() }
 
 // result logs the one-line summary docs/faults.md quotes.
 func result(t *testing.T, format string, args ...any) {
