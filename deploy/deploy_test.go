@@ -217,7 +217,10 @@ func TestPodMonitor(t *testing.T) {
 	require.True(t, ok && len(eps) > 0, "spec.podMetricsEndpoints must be a non-empty list")
 	for i := range eps {
 		require.Equal(t, "metrics", path(eps, i, "port"), "endpoint %d", i)
-		require.Equal(t, "/metrics", path(eps, i, "path"), "endpoint %d", i)
+		// The shim series are pushed: the scrape reads kata-monitor's own
+		// families only, which /metrics/self serves without a shim round.
+		require.Equal(t, "/metrics/self", path(eps, i, "path"), "endpoint %d", i)
+		require.Nil(t, path(eps, i, "metricRelabelings"), "endpoint %d: /metrics/self needs no filter", i)
 	}
 
 	ds := readManifest(t, "daemonset.yaml")
@@ -232,6 +235,84 @@ func TestPodMonitor(t *testing.T) {
 		portNames = append(portNames, path(p, "name"))
 	}
 	require.Contains(t, portNames, "metrics")
+}
+
+// TestShippedConfigsReuseRounds: with remote_write, pulls reuse the
+// scheduled round (snapshot_max_age = scrape_interval), as README advises.
+func TestShippedConfigsReuseRounds(t *testing.T) {
+	cm := readManifest(t, "configmap.yaml")
+	embedded := path(cm, "data", "config.yaml").(string)
+	host, err := os.ReadFile(filepath.Join("systemd", "config.yaml"))
+	require.NoError(t, err)
+	for name, text := range map[string]string{"configmap": embedded, "systemd": string(host)} {
+		var c struct {
+			Global struct {
+				ScrapeInterval string `yaml:"scrape_interval"`
+				SnapshotMaxAge string `yaml:"snapshot_max_age"`
+			} `yaml:"global"`
+			RemoteWrite []any `yaml:"remote_write"`
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(text), &c), name)
+		require.NotEmpty(t, c.RemoteWrite, name)
+		require.NotEmpty(t, c.Global.ScrapeInterval, name)
+		require.Equal(t, c.Global.ScrapeInterval, c.Global.SnapshotMaxAge, "%s: snapshot_max_age must equal scrape_interval", name)
+	}
+}
+
+// TestSecretRecipe runs deploy/kubernetes/README.md's secret recipe as
+// written, from the repository root (a copy of deploy/kubernetes in a temp
+// dir), with `kubectl kustomize` standing in for `kubectl apply -k` (no
+// cluster here), and checks that the render carries the password from
+// ./password, not the placeholder.
+func TestSecretRecipe(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skipf("kubectl not on PATH: %v", err)
+	}
+	readme, err := os.ReadFile(filepath.Join(k8sDir, "README.md"))
+	require.NoError(t, err)
+	_, block, ok := strings.Cut(string(readme), "```sh\n")
+	require.True(t, ok, "README has no sh block")
+	block, _, ok = strings.Cut(block, "```")
+	require.True(t, ok)
+	require.Contains(t, block, "kubectl apply -k deploy/kubernetes")
+
+	root := t.TempDir()
+	dst := filepath.Join(root, "deploy", "kubernetes")
+	require.NoError(t, os.MkdirAll(dst, 0o755))
+	files, err := filepath.Glob(filepath.Join(k8sDir, "*.yaml"))
+	require.NoError(t, err)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, filepath.Base(f)), data, 0o644))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(root, "password"), []byte("s3cret-from-file"), 0o600))
+	// kubectl on PATH: apply -k renders instead of applying.
+	bin := filepath.Join(root, "bin")
+	require.NoError(t, os.MkdirAll(bin, 0o755))
+	shim := "#!/bin/sh\nif [ \"$1\" = apply ] && [ \"$2\" = -k ]; then exec " + kubectl + " kustomize \"$3\" > rendered.yaml; fi\nexec " + kubectl + " \"$@\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "kubectl"), []byte(shim), 0o755))
+
+	cmd := exec.CommandContext(t.Context(), "bash", "-e", "-c", block)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "recipe failed:\n%s", out)
+
+	rendered, err := os.ReadFile(filepath.Join(root, "rendered.yaml"))
+	require.NoError(t, err)
+	var secret map[string]any
+	for _, d := range readYAMLDocs(t, rendered) {
+		if d["kind"] == "Secret" {
+			secret = d
+		}
+	}
+	require.NotNil(t, secret, "no Secret rendered")
+	require.Equal(t, "kata-monitor-remote-write", path(secret, "metadata", "name"))
+	require.Equal(t, "kata-monitor", path(secret, "metadata", "namespace"))
+	require.Equal(t, "czNjcmV0LWZyb20tZmlsZQ==", path(secret, "data", "password")) // base64("s3cret-from-file")
+	require.NotContains(t, string(rendered), "change-me")
 }
 
 func TestKustomizeRenders(t *testing.T) {
