@@ -245,9 +245,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		debug.SetGCPercent(gc)
 		logger.Debug("go GC percent set (GOGC overrides)", "percent", gc)
 	}
-	if _, err := setMemoryLimit(logger, memlimit.FromCgroup); err != nil {
-		logger.Warn("go memory limit not set from the cgroup limit", "err", err)
-	}
+	// The library logs the limit it set, or why it set none.
+	_, _ = setMemoryLimit(logger, memlimit.FromCgroup)
 	stopProfile, err := startCPUProfile(os.Getenv)
 	if err != nil {
 		listener.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
@@ -37,13 +38,21 @@ func defaultGCPercent(getenv func(string) string) (int, bool) {
 // and AUTOMEMLIMIT sets another ratio or "off". Without a finite limit the
 // runtime keeps its default (no limit): a fixed default (say 128 MiB) would
 // be wrong, as the live heap grows with the number of sandboxes and a limit
-// below it makes the GC run back to back. It returns the limit now in force;
-// the library logs what it did on logger, and the error (no cgroup, an
-// unreadable file) is only worth a warning: the daemon runs without a limit.
+// below it makes the GC run back to back; so does a process outside any
+// cgroup or on a system without cgroups. It returns the limit now in force
+// and the error that left the limit unchanged (an unreadable cgroup file);
+// the library has logged both on logger already.
 func setMemoryLimit(logger *slog.Logger, provider memlimit.Provider) (int64, error) {
+	noCgroupIsNoLimit := func() (uint64, error) {
+		n, err := provider()
+		if errors.Is(err, memlimit.ErrNoCgroup) || errors.Is(err, memlimit.ErrCgroupsNotSupported) {
+			return 0, memlimit.ErrNoLimit
+		}
+		return n, err
+	}
 	return memlimit.Set(
 		memlimit.WithRatio(memLimitRatio),
-		memlimit.WithProvider(provider),
+		memlimit.WithProvider(noCgroupIsNoLimit),
 		memlimit.WithLogger(logger),
 	)
 }

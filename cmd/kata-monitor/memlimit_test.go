@@ -31,6 +31,10 @@ func TestSetMemoryLimit(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, math.MaxInt64, got, "no cgroup limit: no runtime limit")
 
+	got, err = setMemoryLimit(logger, func() (uint64, error) { return 0, memlimit.ErrNoCgroup })
+	require.NoError(t, err, "outside any cgroup: no limit, not an error")
+	require.EqualValues(t, math.MaxInt64, got)
+
 	debug.SetMemoryLimit(123 << 20)
 	_, err = setMemoryLimit(logger, func() (uint64, error) { return 0, errors.New("unreadable") })
 	require.Error(t, err, "reported for a warning")
