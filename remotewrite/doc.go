@@ -32,7 +32,10 @@
 //     (samples_dropped_total{reason="refused"}, the answer logged at most
 //     once a minute). Prometheus answers 400 to a whole request for one
 //     out-of-order or duplicate sample; k such series among n cost about
-//     2*k*log2(n) extra requests.
+//     2*k*log2(n) extra requests. A block spends at most
+//     8*(log2(n)+1) splits on refusals; past that a refused part is
+//     dropped whole, so a receiver refusing everything costs a bounded
+//     number of requests, not two per series.
 //   - 413: the request is split and the endpoint's request size (gauge
 //     max_samples_per_send) is lowered to half of it; later requests are
 //     cut to that size before sending. Only a single series that is too

@@ -299,3 +299,29 @@ func TestNotRetried429Dropped(t *testing.T) {
 	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.sent))
 	require.Zero(t, testutil.ToFloat64(q.metrics.splits.WithLabelValues("429")))
 }
+
+// TestRefusedEverythingBounded: a receiver that refuses every series (as
+// Prometheus does with "out of bounds" for a backlog older than its head
+// block) costs a bounded number of requests per block, not two per series,
+// and the accounting stays exact.
+func TestRefusedEverythingBounded(t *testing.T) {
+	rc := newReceiver(t, nil)
+	rc.decide = func(int, *http.Request, *prompb.WriteRequest) (int, map[string]string) {
+		return http.StatusBadRequest, nil
+	}
+	rc.start()
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+	recordSleeps(q)
+	const nSeries = 2000
+	require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.droppedRefused))
+	require.Zero(t, testutil.ToFloat64(q.metrics.sent))
+	budget := refusalSplitBudget(nSeries)
+	require.Equal(t, float64(budget), testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")), "the budget is spent, no more")
+	require.LessOrEqual(t, len(rc.requests()), 1+2*budget, "bounded, not ~2 per series (%d)", 2*nSeries)
+	t.Logf("%d series all refused: %d requests", nSeries, len(rc.requests()))
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,22 @@ type tally struct {
 	sent, bytes                   int
 	refused, tooLarge, notRetried int
 	maxSentTs                     int64
+	// splits left for refusals (400, 409, 422) in this block: see
+	// refusalSplitBudget.
+	splitsLeft int
+}
+
+// isolateSeries is how many refused series per block the split isolates
+// exactly. A receiver that refuses (almost) everything, such as
+// Prometheus answering "out of bounds" to a backlog older than its head
+// block, would otherwise cost about two requests per series; past this
+// budget a refused part is dropped whole.
+const isolateSeries = 8
+
+// refusalSplitBudget is the number of splits a block of samples samples
+// may spend on refusals: isolateSeries times the depth of the split tree.
+func refusalSplitBudget(samples int) int {
+	return isolateSeries * (bits.Len(uint(max(samples, 1))) + 1)
 }
 
 // sendBlock delivers one block and reports whether it is done: every
@@ -60,7 +77,7 @@ type tally struct {
 // between attempts, and sendCtx (stop plus the flush deadline) ends an
 // attempt in flight. A block not done stays in the WAL for the next start.
 func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
-	t := tally{maxSentTs: math.MinInt64}
+	t := tally{maxSentTs: math.MinInt64, splitsLeft: refusalSplitBudget(b.Samples)}
 	if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
 		return false
 	}
@@ -74,7 +91,8 @@ func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 //   - refused (400, 409, 422): split p in two halves by series and deliver
 //     each, so only the series the receiver refuses on their own are
 //     dropped (reason "refused"). k refused series among n cost about
-//     2*k*log2(n) extra requests;
+//     2*k*log2(n) extra requests; past isolateSeries series' worth of
+//     splits in one block, a refused part is dropped whole;
 //   - too large (413): lower the endpoint's request size to half of p and
 //     deliver the halves; a single series refused for size is dropped
 //     (reason "too_large");
@@ -110,6 +128,11 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 		return true
 	}
 	ts, derr := p.decoded()
+	if act == actRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
+		t.refused += p.samples
+		q.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole", herr, seq, p, nil)
+		return true
+	}
 	if derr != nil || len(ts) <= 1 {
 		if act == actTooLarge {
 			t.tooLarge += p.samples
@@ -122,6 +145,8 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 	}
 	if act == actTooLarge {
 		q.lowerSendLimit(max(1, p.samples/2), herr)
+	} else {
+		t.splitsLeft--
 	}
 	q.metrics.splits.WithLabelValues(strconv.Itoa(herr.code)).Inc()
 	mid := len(ts) / 2
