@@ -325,3 +325,40 @@ func TestRefusedEverythingBounded(t *testing.T) {
 	require.LessOrEqual(t, len(rc.requests()), 1+2*budget, "bounded, not ~2 per series (%d)", 2*nSeries)
 	t.Logf("%d series all refused: %d requests", nSeries, len(rc.requests()))
 }
+
+// TestShutdownMidSplitCountsNothing: a block whose split is cut short by
+// shutdown stays in the WAL (sent whole after the next start), so none of
+// its samples may be counted as sent or dropped now, even those of halves
+// already delivered: appended = sent + dropped + pending stays exact.
+func TestShutdownMidSplitCountsNothing(t *testing.T) {
+	rc := newReceiver(t, nil)
+	rc.decide = func(n int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+		switch {
+		case n == 0:
+			return http.StatusBadRequest, nil // split it
+		case hasIdx(wr, "000"):
+			return http.StatusBadRequest, nil // the first half splits further, down to 000
+		case hasIdx(wr, "007"):
+			return http.StatusServiceUnavailable, nil // this part never gets through
+		}
+		return http.StatusNoContent, nil
+	}
+	rc.start()
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+	failedOnce := make(chan struct{})
+	var once sync.Once
+	q.sleep = func(ctx context.Context, d time.Duration) error {
+		once.Do(func() { close(failedOnce) })
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	require.NoError(t, q.Append(context.Background(), roundOf(1, 8)))
+	stop := runQueue(t, q)
+	<-failedOnce
+	require.NoError(t, stop())
+	require.Zero(t, mq.ackedSeq(), "the block stays for the next start")
+	require.Zero(t, testutil.ToFloat64(q.metrics.sent), "nothing counted as sent")
+	require.Zero(t, droppedTotal(q), "nothing counted as dropped")
+	require.NotEmpty(t, rc.stored(), "although some halves were delivered")
+}
