@@ -47,7 +47,7 @@ func TestSandboxesHTML(t *testing.T) {
 	body := w.Body.String()
 
 	assert.NotContains(t, body, evil)
-	assert.Contains(t, body, html.EscapeString("default/"+evil))
+	assert.Contains(t, body, `<td class="ns">default</td><td class="pod">`+html.EscapeString(evil)+`</td>`)
 	assert.NotContains(t, body, "<b>shim down</b>")
 	assert.Contains(t, body, "&lt;b&gt;shim down&lt;/b&gt;")
 	assert.NotContains(t, body, `ns"onmouseover`)

@@ -19,7 +19,7 @@ var templateFS embed.FS
 // parsePages parses the HTML pages once. html/template escapes every value
 // by context, unlike upstream, which pastes ids and pod names raw.
 func parsePages() (*template.Template, error) {
-	t, err := template.ParseFS(templateFS, "templates/*.html")
+	t, err := template.New("pages").Funcs(template.FuncMap{"sortHeader": sortHeader}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse html templates: %w", err)
 	}
@@ -49,7 +49,72 @@ type sandboxesPage struct {
 	Rows                   []sandboxRow
 	Debug                  bool
 	Now                    string
-	Failing, NoPod, NoScan int // rows whose last scrape failed, without pod metadata, never scraped
+	Failing, NoPod, NoScan int    // rows whose last scrape failed, without pod metadata, never scraped
+	Sort                   string // the sort key in force: id, namespace or pod
+}
+
+// Sort keys of the /sandboxes page (?sort=...), links in its column
+// headers: no JavaScript needed.
+const (
+	sortNamespace = "namespace" // namespace, pod name, id (the default)
+	sortPod       = "pod"       // pod name, namespace, id
+	sortID        = "id"
+)
+
+// sortHeaderData is one sortable column header: a link to ?sort=Key.
+type sortHeaderData struct {
+	Key, Label string
+	Current    bool
+}
+
+func sortHeader(current, key, label string) sortHeaderData {
+	return sortHeaderData{Key: key, Label: label, Current: current == key}
+}
+
+// rowRank orders rows by state before the sort key: failing first (they
+// need a look), then not yet scraped, then healthy.
+func rowRank(r *sandboxRow) int {
+	switch {
+	case r.HasStatus && r.Err != "":
+		return 0
+	case !r.HasStatus:
+		return 1
+	}
+	return 2
+}
+
+// sortRows sorts rows in place: failing first, then by key. Rows without
+// pod metadata come after those with, within a state.
+func sortRows(rows []sandboxRow, key string) {
+	slices.SortStableFunc(rows, func(x, y sandboxRow) int {
+		if c := rowRank(&x) - rowRank(&y); c != 0 {
+			return c
+		}
+		if key != sortID && x.HasPod != y.HasPod {
+			if x.HasPod {
+				return -1
+			}
+			return 1
+		}
+		var c int
+		switch key {
+		case sortNamespace:
+			c = cmpChain(x.Namespace, y.Namespace, x.Name, y.Name)
+		case sortPod:
+			c = cmpChain(x.Name, y.Name, x.Namespace, y.Namespace)
+		}
+		if c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+}
+
+func cmpChain(a1, b1, a2, b2 string) int {
+	if c := strings.Compare(a1, b1); c != 0 {
+		return c
+	}
+	return strings.Compare(a2, b2)
 }
 
 // shortIDLen is how much of an id the page shows, as docker and crictl do.
@@ -69,8 +134,17 @@ func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, b.String())
 		return
 	}
+	key := r.URL.Query().Get("sort")
+	switch key {
+	case "":
+		key = sortNamespace
+	case sortNamespace, sortPod, sortID:
+	default:
+		a.badRequest(w, http.StatusBadRequest, reasonBadQuery, "sort: want id, namespace or pod")
+		return
+	}
 	now := time.Now()
-	page := sandboxesPage{Debug: a.cfg.EnableDebug, Now: now.UTC().Format(time.RFC3339)}
+	page := sandboxesPage{Debug: a.cfg.EnableDebug, Now: now.UTC().Format(time.RFC3339), Sort: key}
 	page.Rows = make([]sandboxRow, 0, len(list))
 	for _, sb := range list {
 		row := a.row(sb, now)
@@ -85,6 +159,7 @@ func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
 		}
 		page.Rows = append(page.Rows, row)
 	}
+	sortRows(page.Rows, key)
 	a.renderHTML(w, "sandboxes.html", page)
 }
 

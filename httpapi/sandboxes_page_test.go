@@ -98,9 +98,9 @@ func TestSandboxesPage(t *testing.T) {
 		assert.NotContains(t, body, ">"+idA+"<", "the full id is only in the title and the links")
 	})
 	t.Run("pods", func(t *testing.T) {
-		assert.Contains(t, body, "shop/web-7d9f")
-		assert.Contains(t, body, "shop/db-0")
-		assert.Contains(t, body, "jobs/batch")
+		assert.Contains(t, body, `<td class="ns">shop</td><td class="pod">web-7d9f</td>`)
+		assert.Contains(t, body, `<td class="ns">shop</td><td class="pod">db-0</td>`)
+		assert.Contains(t, body, `<td class="ns">jobs</td><td class="pod">batch</td>`)
 		assert.Equal(t, 1, strings.Count(body, "unknown to the CRI"))
 	})
 	t.Run("scrape status", func(t *testing.T) {
@@ -124,6 +124,76 @@ func TestSandboxesPage(t *testing.T) {
 		assert.NotContains(t, body, "<script")
 		assert.NotContains(t, body, "onclick")
 	})
+	// Failing first, then not yet scraped, then healthy; within a state by
+	// the key (rows without pod metadata last); the headers link the keys.
+	order := func(body string) []string {
+		re := regexp.MustCompile(`<code class="id" title="([^"]+)">`)
+		var ids []string
+		for _, m := range re.FindAllStringSubmatch(body, -1) {
+			ids = append(ids, m[1])
+		}
+		return ids
+	}
+	t.Run("sorted failing first", func(t *testing.T) {
+		for _, tc := range []struct {
+			query string
+			want  []string
+		}{
+			{"", []string{idFail, idNew, idA, idNoPod}},
+			{"?sort=namespace", []string{idFail, idNew, idA, idNoPod}},
+			{"?sort=pod", []string{idFail, idNew, idA, idNoPod}},
+			{"?sort=id", []string{idFail, idNew, idA, idNoPod}},
+		} {
+			w := do(t, env.api.Handler(), http.MethodGet, "/sandboxes"+tc.query, acceptHTML)
+			require.Equal(t, http.StatusOK, w.Code, tc.query)
+			assert.Equal(t, tc.want, order(w.Body.String()), tc.query)
+		}
+		assert.Contains(t, body, `<a href="/sandboxes?sort=id"`)
+		assert.Contains(t, body, `<th aria-sort="ascending"><a href="/sandboxes?sort=namespace"`)
+		assert.Contains(t, body, `<a href="/sandboxes?sort=pod"`)
+		w := do(t, env.api.Handler(), http.MethodGet, "/sandboxes?sort=size", acceptHTML)
+		assert.Equal(t, http.StatusBadRequest, w.Code)
+		assert.Equal(t, "sort: want id, namespace or pod\n", w.Body.String())
+	})
+}
+
+// TestSandboxesSortKeys: healthy pods in several namespaces, ordered by each
+// key; the plain-text list stays in id order (upstream's).
+func TestSandboxesSortKeys(t *testing.T) {
+	pods := fakePods{
+		"a1": {Name: "zeta", Namespace: "alpha"},
+		"b2": {Name: "alpha", Namespace: "zulu"},
+		"c3": {Name: "mid", Namespace: "alpha"},
+		"d4": {Name: "alpha", Namespace: "beta"},
+	}
+	st := fakeStatus{}
+	for id := range pods {
+		st[id] = Status{LastScrape: time.Now(), Series: 1}
+	}
+	env := newTestEnv(t, DefaultConfig(), func(d *Deps) {
+		d.Sandboxes = newFakeSandboxes("a1", "b2", "c3", "d4")
+		d.Pods = pods
+		d.Status = st
+	})
+	re := regexp.MustCompile(`<code class="id" title="([^"]+)">`)
+	for _, tc := range []struct {
+		key  string
+		want []string
+	}{
+		{"namespace", []string{"c3", "a1", "d4", "b2"}}, // alpha/mid, alpha/zeta, beta/alpha, zulu/alpha
+		{"pod", []string{"d4", "b2", "c3", "a1"}},       // alpha(beta), alpha(zulu), mid, zeta
+		{"id", []string{"a1", "b2", "c3", "d4"}},
+	} {
+		w := do(t, env.api.Handler(), http.MethodGet, "/sandboxes?sort="+tc.key, acceptHTML)
+		var got []string
+		for _, m := range re.FindAllStringSubmatch(w.Body.String(), -1) {
+			got = append(got, m[1])
+		}
+		assert.Equal(t, tc.want, got, tc.key)
+		assert.Contains(t, w.Body.String(), `<th aria-sort="ascending"><a href="/sandboxes?sort=`+tc.key+`"`)
+	}
+	w := do(t, env.api.Handler(), http.MethodGet, "/sandboxes?sort=pod", nil)
+	assert.Equal(t, "a1\nb2\nc3\nd4\n", w.Body.String())
 }
 
 func TestSandboxesPageEmptyAndSingular(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,11 +96,41 @@ func TestSandboxesPageInChromium(t *testing.T) {
 				continue
 			}
 			pod := fakenode.PodFor(i)
-			assert.Contains(t, dom, pod.Namespace+"/"+pod.Name, "sandbox %d", i)
+			assert.Contains(t, dom, `<td class="ns">`+pod.Namespace+`</td><td class="pod">`+pod.Name+`</td>`, "sandbox %d", i)
 		}
 		assert.NotContains(t, dom, fakenode.PodFor(4).Name, "the CRI never knew this pod")
 		assert.Regexp(t, `<span class="badge bad">failed</span> <span class="err">[^<]*500[^<]*</span>`, dom)
 		assert.NotContains(t, dom, "<script")
+	})
+
+	// The failing sandbox is the first row whatever the order, so it is
+	// never below the fold; the column headers sort by plain links the
+	// browser follows (the page's Content-Security-Policy, default-src
+	// 'none', would block any script anyway).
+	t.Run("failing first, sortable by links", func(t *testing.T) {
+		rows := func(dom string) []string {
+			var got []string
+			for _, m := range regexp.MustCompile(`<code class="id" title="([0-9a-f]+)">`).FindAllStringSubmatch(dom, -1) {
+				got = append(got, m[1])
+			}
+			return got
+		}
+		healthy := []string{ids[0], ids[1], ids[2]} // pod-0000..2 in ns-0..2: one order by namespace and by pod
+		want := append(append([]string{failing}, healthy...), noPod)
+		assert.Equal(t, want, rows(dom), "default order: failing, then by namespace, no pod metadata last")
+		byID := append(append([]string(nil), healthy...), noPod) // by id, pod metadata or not
+		slices.Sort(byID)
+		byID = append([]string{failing}, byID...)
+		for _, h := range []struct {
+			label, key string
+			want       []string
+		}{{"pod", "pod", want}, {"namespace", "namespace", want}, {"sandbox", "id", byID}} {
+			link := regexp.MustCompile(`<a href="(/sandboxes\?sort=` + h.key + `)"[^>]*>` + h.label + `</a>`).FindStringSubmatch(dom)
+			require.NotNil(t, link, "no %s header link in the DOM", h.label)
+			sorted := b.dumpDOM(m.url(link[1]))
+			assert.Equal(t, h.want, rows(sorted), "sorted by %s", h.key)
+			assert.Contains(t, sorted, `<th aria-sort="ascending"><a href="/sandboxes?sort=`+h.key+`"`)
+		}
 	})
 
 	t.Run("follow agent-url link", func(t *testing.T) {
