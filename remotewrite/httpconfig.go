@@ -237,6 +237,16 @@ func validateProxy(p commoncfg.ProxyConfig) error {
 	return nil
 }
 
+// Cost of the cloud authentications. Linking sigv4, azuread and googleiam
+// (the AWS, Azure and Google SDK clients they use) is what the brief of
+// issue 15 trades for pasted blocks working: the binary grows from 19.5 to
+// 26.8 MB (make build), the package inits allocate 0.8 MB more heap
+// (GODEBUG=inittrace=1) and peak RSS is 4 to 6 MiB higher (65, 63 -> 69,
+// 69 MiB at 50 sandboxes, test/bench, two runs each on a shared 2-core VM),
+// while push CPU is unchanged (2.75, 2.84 -> 2.71, 2.62 CPU-s per million
+// samples): the round trippers are only in the path of an endpoint that
+// configures them.
+
 // newRoundTripper builds the endpoint's transport from its config:
 // prometheus/common's round trippers (TLS with reload of changed files,
 // proxies, http_headers, and basic_auth, authorization or oauth2, which
