@@ -215,7 +215,7 @@ func itemDefaults(path string) reflect.Value {
 	}
 	rw := remotewrite.Config{HTTPClientConfig: commoncfg.HTTPClientConfig{
 		BasicAuth: &commoncfg.BasicAuth{}, Authorization: &commoncfg.Authorization{},
-	}}
+	}, Tenant: &remotewrite.TenantConfig{}}
 	rw.ApplyDefaults()
 	return reflect.ValueOf(rw)
 }

@@ -63,6 +63,11 @@ type Config struct {
 	// GoogleIAMConfig authenticates to Google Cloud Managed Service for
 	// Prometheus through Prometheus's storage/remote/googleiam.
 	GoogleIAMConfig *googleiam.Config `yaml:"google_iam"`
+	// Tenant, when set, routes each series to a tenant taken from one of
+	// its labels (e.g. cri_namespace), sent in a tenant header, with a WAL
+	// and a sender per tenant (see TenantConfig, NewRouter). Not in
+	// Prometheus's remote_write.
+	Tenant *TenantConfig `yaml:"tenant"`
 }
 
 // QueueConfig tunes batching, concurrency and retry. It keeps Prometheus's
@@ -155,6 +160,9 @@ func (c *Config) ApplyDefaults() {
 	if az := c.AzureADConfig; az != nil && az.Cloud == "" {
 		az.Cloud = azuread.AzurePublic
 	}
+	if c.Tenant != nil {
+		c.Tenant.applyDefaults()
+	}
 }
 
 func setIfZero[T comparable](dst *T, def T) {
@@ -235,6 +243,11 @@ func (c Config) Validate() error {
 	}
 	if c.MetadataConfig.Send != nil && *c.MetadataConfig.Send && c.MetadataConfig.SendInterval <= 0 {
 		return errors.New("metadata_config.send_interval: must be > 0")
+	}
+	if c.Tenant != nil {
+		if err := c.Tenant.validate(c.Headers); err != nil {
+			return fmt.Errorf("tenant.%w", err)
+		}
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ type queueMetrics struct {
 	droppedTooLarge prometheus.Counter
 	dropped429      prometheus.Counter
 	droppedRelabel  prometheus.Counter
+	dropped         *prometheus.CounterVec // by reason, for refusal reasons (reason.go)
 	splits          *prometheus.CounterVec
 	failingSince    prometheus.Gauge
 	sendLimit       prometheus.Gauge
@@ -60,8 +61,11 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "kata_monitor", Subsystem: "remote_write", Name: "samples_dropped_total",
-		Help: "Samples dropped on purpose, by reason: refused (series a receiver refused with 400, 409 or 422 on their own, after splitting), too_large (a single series refused with 413), http_429 (429 with retry_on_http_429 false), relabel (write_relabel_configs).",
+		Help: "Samples dropped on purpose, by reason: series a receiver refused with 400, 409 or 422 on their own, after splitting, by the cause its answer names: too_old (outside the accepted time window), out_of_order, duplicate, too_new, limit (a per-tenant limit), invalid, or refused (no known cause); too_large (a single series refused with 413), http_429 (429 with retry_on_http_429 false), relabel (write_relabel_configs).",
 	}, []string{"reason"})
+	for _, r := range refusalReasons {
+		dropped.WithLabelValues(r)
+	}
 	m := &queueMetrics{
 		appended:        counter("samples_appended_total", "Samples queued in the WAL after relabeling."),
 		sent:            counter("samples_sent_total", "Samples the receiver acknowledged."),
@@ -71,6 +75,7 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 		droppedTooLarge: dropped.WithLabelValues(reasonTooLarge),
 		dropped429:      dropped.WithLabelValues(reason429),
 		droppedRelabel:  dropped.WithLabelValues(reasonRelabel),
+		dropped:         dropped,
 		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "request_splits_total",
 			Help: "Requests split in two halves to isolate refused series (400, 409, 422) or to fit the receiver's size limit (413), by the status code that caused the split.",
@@ -145,6 +150,9 @@ func (m *queueMetrics) commit(t tally) {
 		m.sentUpTo(t.maxSentTs)
 	}
 	m.droppedRefused.Add(float64(t.refused))
+	for reason, n := range t.refusedBy {
+		m.dropped.WithLabelValues(reason).Add(float64(n))
+	}
 	m.droppedTooLarge.Add(float64(t.tooLarge))
 	m.dropped429.Add(float64(t.notRetried))
 }

@@ -110,17 +110,28 @@ func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Regis
 		logger = discardLogger()
 	}
 	logger = logger.With("endpoint", cfg.Name)
-	rt, err := cfg.newRoundTripper()
-	if err != nil {
-		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	if cfg.Tenant != nil {
+		return nil, fmt.Errorf("remote_write %q: tenant routing needs NewRouter", cfg.Name)
 	}
 	qc := cfg.QueueConfig
-	w, err := wal.Open(wal.Config{
+	return open(cfg, wal.Config{
 		Dir:         filepath.Join(walCfg.Dir, cfg.Name),
 		MaxSize:     int64(walCfg.MaxSize),
 		MemoryBytes: int64(qc.Capacity) * int64(qc.MaxShards) * bytesPerSample,
 		Fsync:       wal.FsyncPolicy(walCfg.Fsync),
-	}, logger, reg) // the WAL labels its metrics endpoint=<dir base name> itself
+	}, logger, reg, o)
+}
+
+// open builds the round tripper, opens the WAL wcfg and assembles the
+// Queue (cfg defaulted and valid). A tenant's queue (tenant.go) passes its
+// own directory and a registerer carrying the tenant label.
+func open(cfg Config, wcfg wal.Config, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
+	rt, err := cfg.newRoundTripper()
+	if err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	wcfg.Name = cfg.Name
+	w, err := wal.Open(wcfg, logger, reg) // the WAL labels its metrics endpoint=<name> itself
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
 	}

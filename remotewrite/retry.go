@@ -56,6 +56,21 @@ type tally struct {
 	// splits left for refusals (400, 409, 422) in this block: see
 	// refusalSplitBudget.
 	splitsLeft int
+	// refusedBy counts refused samples by the reason the receiver's
+	// answer gives (refusalReason), beside refused (unclassified).
+	refusedBy map[string]int
+}
+
+// refuse counts n samples refused for reason.
+func (t *tally) refuse(reason string, n int) {
+	if reason == reasonRefused {
+		t.refused += n
+		return
+	}
+	if t.refusedBy == nil {
+		t.refusedBy = map[string]int{}
+	}
+	t.refusedBy[reason] += n
 }
 
 // isolateSeries is how many refused series per block the split isolates
@@ -129,7 +144,7 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 	}
 	ts, derr := p.decoded()
 	if act == actRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
-		t.refused += p.samples
+		t.refuse(refusalReason(herr.body), p.samples)
 		q.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole", herr, seq, p, nil)
 		return true
 	}
@@ -138,7 +153,7 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 			t.tooLarge += p.samples
 			q.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
 		} else {
-			t.refused += p.samples
+			t.refuse(refusalReason(herr.body), p.samples)
 			q.logDrop("receiver refused series, dropped", herr, seq, p, derr)
 		}
 		return true

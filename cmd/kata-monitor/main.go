@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"text/template"
@@ -284,7 +285,7 @@ type daemon struct {
 	watcher  *sandbox.Watcher
 	pods     *cri.Cache
 	shims    *shim.Pool
-	queues   []*remotewrite.Queue
+	queues   []endpoint
 	fwd      *forwarder.Forwarder
 	api      *httpapi.API
 }
@@ -307,9 +308,22 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 		return nil, fmt.Errorf("shim client: %w", err)
 	}
 	var appenders []forwarder.Appender
+	// Tenant-routed endpoints label their queues' metrics with tenant; the
+	// others then carry tenant="" so every queue metric has the same label
+	// names (the registry refuses a mix).
+	qreg := prometheus.Registerer(reg)
+	if slices.ContainsFunc(cfg.RemoteWrite, func(rw remotewrite.Config) bool { return rw.Tenant != nil }) {
+		qreg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, reg)
+	}
 	for _, rw := range cfg.RemoteWrite {
-		q, err := remotewrite.New(rw, cfg.WAL, logger.With("component", "remote_write"), reg,
-			remotewrite.WithUserAgent(appName+"/"+version))
+		var q endpoint
+		var err error
+		rwLogger, ua := logger.With("component", "remote_write"), remotewrite.WithUserAgent(appName+"/"+version)
+		if rw.Tenant != nil {
+			q, err = remotewrite.NewRouter(rw, cfg.WAL, rwLogger, reg, ua)
+		} else {
+			q, err = remotewrite.New(rw, cfg.WAL, rwLogger, qreg, ua)
+		}
 		if err != nil {
 			d.closeQueues()
 			return nil, err // names the endpoint: remote_write "vm": ...
@@ -390,6 +404,16 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return d.api.Serve(ctx, d.listener, d.opts.webConfigFile) })
 	return g.Wait()
+}
+
+// endpoint is one remote_write endpoint: a remotewrite.Queue, or a
+// remotewrite.Router when it routes series to tenants.
+type endpoint interface {
+	forwarder.Appender
+	forwarder.MetadataAppender
+	Run(ctx context.Context) error
+	Ready() error
+	Close() error
 }
 
 type shimsAdapter struct{ p *shim.Pool }

@@ -37,8 +37,13 @@ const (
 // DefaultConfig() and one built in code behave the same.
 type Config struct {
 	// Dir is this queue's own directory (the caller passes
-	// <wal.dir>/<endpoint name>). Its base name becomes the "endpoint" label.
+	// <wal.dir>/<endpoint name>). Its base name becomes the "endpoint" label
+	// unless Name is set.
 	Dir string `yaml:"dir"`
+	// Name, when set, is the "endpoint" label and log field instead of
+	// Dir's base name (a tenant's queue lives in <wal.dir>/<endpoint
+	// name>/<tenant>/ and is labelled with its endpoint).
+	Name string `yaml:"-"`
 	// MaxSize is the disk budget in bytes for segment files; 0 = unlimited.
 	// Past it the oldest segments are deleted and their unsent samples counted
 	// as dropped.

@@ -110,6 +110,9 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 		logger = slog.New(slog.DiscardHandler)
 	}
 	endpoint := filepath.Base(cfg.Dir)
+	if cfg.Name != "" {
+		endpoint = cfg.Name
+	}
 	logger = logger.With("endpoint", endpoint)
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create wal dir: %w", err)

@@ -1,0 +1,475 @@
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+)
+
+// minTenantMemory is the least in-memory WAL tail a tenant's queue gets.
+const minTenantMemory = 256 << 10
+
+// Values of tenant_samples_dropped_total's reason label.
+const (
+	reasonTenantLimit   = "tenant_limit"
+	reasonTenantInvalid = "tenant_invalid"
+)
+
+// Router is one remote_write endpoint with tenant routing (Config.Tenant):
+// a Queue per tenant, each with its own WAL in wal.dir/<endpoint>/<escaped
+// tenant>/, its own sender and its own metrics (label tenant=<tenant>
+// beside endpoint). Append splits every round by tenant; a tenant's queue
+// is opened on first sight (and at start for every tenant directory left
+// on disk, so a backlog is never abandoned), and closed, its directory
+// removed, once it is empty and idle for tenant.idle_timeout. Because each
+// tenant waits on its own receiver answers, one tenant's refusals, 429s
+// and Retry-After never delay another's samples.
+//
+// Append, AppendMetadata, Ready and Close are safe for concurrent use.
+type Router struct {
+	cfg     Config
+	walCfg  WALConfig
+	baseDir string
+	logger  *slog.Logger
+	reg     prometheus.Registerer // as passed to NewRouter (tenant queues wrap it)
+	opts    options
+	metrics *routerMetrics
+	now     func() time.Time
+	dropLog *logLimiter
+
+	mu      sync.Mutex
+	tenants map[string]*tenantQueue
+	buckets map[string]*tenantBucket // Append's scratch, per tenant
+	order   []*tenantBucket          // Append's scratch: tenants in first-seen order
+	md      []prompb.MetricMetadata
+	runCtx  context.Context // set by Run; nil before
+	closed  bool
+
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     error
+	failed  chan struct{}
+}
+
+type tenantQueue struct {
+	name       string
+	dir        string
+	q          *Queue
+	cancel     context.CancelFunc // set when started
+	done       chan struct{}      // closed when its Run returned
+	lastAppend time.Time
+}
+
+type tenantBucket struct {
+	tenant string
+	series []prompb.TimeSeries
+}
+
+// NewRouter validates cfg (which must have a tenant block) like New, and
+// opens the queue of every tenant whose directory exists under
+// walCfg.Dir/<name>/. It starts nothing; call Run, or Close if Run will
+// not be called. Metrics are registered on reg with the label
+// endpoint=<name> (and tenant=<tenant> for each tenant's queue); reg may be
+// nil.
+func NewRouter(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Router, error) {
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	if cfg.Tenant == nil {
+		return nil, fmt.Errorf("remote_write %q: no tenant block: use New", cfg.Name)
+	}
+	if err := walCfg.Validate(); err != nil {
+		return nil, fmt.Errorf("wal.%w", err)
+	}
+	o := options{userAgent: "kata-monitor", flushDeadline: DefaultFlushDeadline}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if logger == nil {
+		logger = discardLogger()
+	}
+	logger = logger.With("endpoint", cfg.Name)
+	r := &Router{
+		cfg: cfg, walCfg: walCfg, baseDir: filepath.Join(walCfg.Dir, cfg.Name),
+		logger: logger, reg: reg, opts: o, now: time.Now,
+		tenants: map[string]*tenantQueue{}, buckets: map[string]*tenantBucket{},
+		failed: make(chan struct{}),
+	}
+	r.dropLog = newLogLimiter(logEvery, func() time.Time { return r.now() })
+	var err error
+	if r.metrics, err = newRouterMetrics(reg, cfg.Name); err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	if err := r.openExisting(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	return r, nil
+}
+
+// openExisting opens the queue of every tenant directory on disk: they may
+// hold a backlog from before a restart.
+func (r *Router) openExisting() error {
+	if err := os.MkdirAll(r.baseDir, 0o750); err != nil {
+		return fmt.Errorf("create wal dir: %w", err)
+	}
+	if wal.IsQueueDir(r.baseDir) {
+		r.logger.Warn("the endpoint's queue from before tenant routing was enabled is not sent while tenant routing is on; "+
+			"disable tenant routing until it is empty, or move it away", "dir", r.baseDir)
+	}
+	entries, err := os.ReadDir(r.baseDir)
+	if err != nil {
+		return fmt.Errorf("list wal dir: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		t, ok := tenantFromDir(e.Name())
+		dir := filepath.Join(r.baseDir, e.Name())
+		if !ok || !wal.IsQueueDir(dir) {
+			continue
+		}
+		if _, err := r.openTenant(t); err != nil {
+			return err
+		}
+	}
+	if n := len(r.tenants); n > r.cfg.Tenant.MaxTenants {
+		r.logger.Warn("more tenant queues on disk than tenant.max_tenants; all are sent, new tenants are dropped until some close",
+			"tenants", n, "max_tenants", r.cfg.Tenant.MaxTenants)
+	}
+	return nil
+}
+
+// openTenant opens tenant's queue (r.mu held, or before sharing r).
+func (r *Router) openTenant(tenant string) (*tenantQueue, error) {
+	tc := r.cfg.Tenant
+	cfg := r.cfg
+	cfg.Tenant = nil
+	cfg.Headers = maps.Clone(cfg.Headers)
+	if cfg.Headers == nil {
+		cfg.Headers = map[string]string{}
+	}
+	cfg.Headers[tc.Header] = tenant
+	n := int64(tc.MaxTenants)
+	qc := cfg.QueueConfig
+	dir := filepath.Join(r.baseDir, tenantDir(tenant))
+	var reg prometheus.Registerer
+	if r.reg != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": tenant}, r.reg)
+	}
+	q, err := open(cfg, wal.Config{
+		Dir:         dir,
+		MaxSize:     max(int64(r.walCfg.MaxSize)/n, int64(minWALSize)),
+		MemoryBytes: max(int64(qc.Capacity)*int64(qc.MaxShards)*bytesPerSample/n, minTenantMemory),
+		Fsync:       wal.FsyncPolicy(r.walCfg.Fsync),
+	}, r.logger.With("tenant", tenant), reg, r.opts)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
+	}
+	if r.md != nil {
+		q.AppendMetadata(r.md)
+	}
+	tq := &tenantQueue{name: tenant, dir: dir, q: q, lastAppend: r.now()}
+	r.tenants[tenant] = tq
+	r.metrics.tenants.Set(float64(len(r.tenants)))
+	if r.runCtx != nil {
+		r.start(tq)
+	}
+	return tq, nil
+}
+
+// start runs tq's queue until Run ends or the tenant is closed (r.mu held).
+func (r *Router) start(tq *tenantQueue) {
+	ctx, cancel := context.WithCancel(r.runCtx)
+	tq.cancel, tq.done = cancel, make(chan struct{})
+	r.wg.Go(func() {
+		defer close(tq.done)
+		if err := tq.q.Run(ctx); err != nil {
+			r.fail(fmt.Errorf("tenant %q: %w", tq.name, err))
+		}
+	})
+}
+
+func (r *Router) fail(err error) {
+	r.errOnce.Do(func() {
+		r.err = err
+		close(r.failed)
+	})
+}
+
+// Append splits one round (or one chunk of it) by tenant and appends each
+// tenant's series, in their order, to that tenant's queue, opening it on
+// first sight. Series of a tenant that cannot have a queue (invalid name,
+// or tenant.max_tenants reached) are dropped and counted. It does not
+// retain series and blocks only on the local disk. Errors of several
+// tenants are joined; the other tenants' series are appended regardless.
+func (r *Router) Append(ctx context.Context, series []prompb.TimeSeries) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("wal closed")
+	}
+	label, def := r.cfg.Tenant.Label, r.cfg.Tenant.Default
+	r.order = r.order[:0]
+	var last *tenantBucket
+	for i := range series {
+		t := def
+		for _, l := range series[i].Labels {
+			if l.Name == label {
+				if l.Value != "" {
+					t = l.Value
+				}
+				break
+			}
+		}
+		// A sandbox's series come one after the other: most series hit
+		// the bucket of the one before.
+		b := last
+		if b == nil || b.tenant != t {
+			b = r.buckets[t]
+			if b == nil {
+				b = &tenantBucket{tenant: t}
+				r.buckets[t] = b
+			}
+			if len(b.series) == 0 {
+				r.order = append(r.order, b)
+			}
+			last = b
+		}
+		b.series = append(b.series, series[i])
+	}
+	var errs []error
+	now := r.now()
+	for _, b := range r.order {
+		if err := r.appendTenant(ctx, b, now); err != nil {
+			errs = append(errs, err)
+		}
+		clear(b.series) // holds the caller's slices
+		b.series = b.series[:0]
+	}
+	// Scratch for tenants that are gone (invalid, over the limit, closed)
+	// must not grow without bound.
+	if len(r.buckets) > 2*r.cfg.Tenant.MaxTenants {
+		for t := range r.buckets {
+			if r.tenants[t] == nil {
+				delete(r.buckets, t)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// appendTenant appends one tenant's bucket (r.mu held).
+func (r *Router) appendTenant(ctx context.Context, b *tenantBucket, now time.Time) error {
+	tq := r.tenants[b.tenant]
+	if tq == nil {
+		reason := ""
+		var cause error
+		switch err := validTenant(b.tenant); {
+		case err != nil:
+			reason, cause = reasonTenantInvalid, err
+		case len(r.tenants) >= r.cfg.Tenant.MaxTenants:
+			reason, cause = reasonTenantLimit, fmt.Errorf("tenant.max_tenants (%d) queues open", r.cfg.Tenant.MaxTenants)
+		default:
+			var err error
+			if tq, err = r.openTenant(b.tenant); err != nil {
+				return err
+			}
+		}
+		if reason != "" {
+			n := sampleCount(b.series)
+			r.metrics.dropped.WithLabelValues(reason).Add(float64(n))
+			if ok, suppressed := r.dropLog.allow(); ok {
+				r.logger.Error("series of a tenant that cannot have a queue, dropped", "tenant", b.tenant,
+					"reason", reason, "err", cause, "samples", n, "suppressed", suppressed)
+			}
+			return nil
+		}
+	}
+	tq.lastAppend = now
+	if err := tq.q.Append(ctx, b.series); err != nil {
+		return fmt.Errorf("tenant %q: %w", b.tenant, err)
+	}
+	return nil
+}
+
+// AppendMetadata hands md to every tenant's queue (each tenant gets the
+// whole set) and to tenants opened later.
+func (r *Router) AppendMetadata(md []prompb.MetricMetadata) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.md = md
+	for _, tq := range r.tenants {
+		tq.q.AppendMetadata(md)
+	}
+}
+
+// Run runs every tenant's queue (and those opened later) until ctx ends,
+// closing idle tenants on the way, then waits for them all to stop softly
+// (each as Queue.Run does). It returns the first error of a tenant's
+// queue (a failing WAL), which stops the others too, or nil. Call it once.
+func (r *Router) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	if r.runCtx != nil || r.closed {
+		r.mu.Unlock()
+		return errors.New("router already run or closed")
+	}
+	r.runCtx = runCtx
+	for _, tq := range r.tenants {
+		r.start(tq)
+	}
+	r.mu.Unlock()
+
+	every := min(time.Duration(r.cfg.Tenant.IdleTimeout)/4, time.Minute)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-r.failed:
+			break loop
+		case <-tick.C:
+			r.closeIdle()
+		}
+	}
+	cancel()
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.metrics.unregister()
+	return r.err
+}
+
+// closeIdle closes the queue of every tenant that is empty and got no
+// series for tenant.idle_timeout, and removes its directory, so its place
+// under max_tenants is free. The default tenant is kept.
+func (r *Router) closeIdle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	idle := time.Duration(r.cfg.Tenant.IdleTimeout)
+	for t, tq := range r.tenants {
+		if t == r.cfg.Tenant.Default || now.Sub(tq.lastAppend) < idle || tq.q.wal.Stats().PendingBlocks > 0 {
+			continue
+		}
+		// Under r.mu no Append can reach this tenant meanwhile; its
+		// sender is idle (nothing pending), so it stops at once.
+		tq.cancel()
+		<-tq.done
+		delete(r.tenants, t)
+		delete(r.buckets, t)
+		r.metrics.tenants.Set(float64(len(r.tenants)))
+		if err := os.RemoveAll(tq.dir); err != nil {
+			r.logger.Warn("cannot remove an idle tenant's queue directory", "tenant", t, "dir", tq.dir, "err", err)
+			continue
+		}
+		r.logger.Info("closed an idle tenant's queue", "tenant", t, "idle", now.Sub(tq.lastAppend).Round(time.Second))
+	}
+}
+
+// Ready is nil until the router is closed (readiness probes).
+func (r *Router) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("wal closed")
+	}
+	return nil
+}
+
+// Close releases every tenant's WAL and the metrics when Run will not be
+// called (Run does it on return). Idempotent; Append fails afterwards.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	qs := make([]*Queue, 0, len(r.tenants))
+	for _, tq := range r.tenants {
+		qs = append(qs, tq.q)
+	}
+	running := r.runCtx != nil
+	r.mu.Unlock()
+	if running {
+		return nil // Run closes them
+	}
+	var errs []error
+	for _, q := range qs {
+		errs = append(errs, q.Close())
+	}
+	r.metrics.unregister()
+	return errors.Join(errs...)
+}
+
+// Tenants returns the tenants with an open queue, for tests and status.
+func (r *Router) Tenants() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Sorted(maps.Keys(r.tenants))
+}
+
+// routerMetrics are the router's own: tenants open and series it could
+// not give to any tenant. Each tenant's queue has the Queue metrics.
+type routerMetrics struct {
+	tenants    prometheus.Gauge
+	dropped    *prometheus.CounterVec
+	reg        prometheus.Registerer
+	registered []prometheus.Collector
+	once       sync.Once
+}
+
+func newRouterMetrics(reg prometheus.Registerer, endpoint string) (*routerMetrics, error) {
+	labels := prometheus.Labels{"endpoint": endpoint}
+	m := &routerMetrics{
+		tenants: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "tenants", ConstLabels: labels,
+			Help: "Tenants with an open queue (tenant routing).",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "tenant_samples_dropped_total", ConstLabels: labels,
+			Help: "Samples dropped before any tenant's queue, by reason: tenant_limit (tenant.max_tenants queues open), tenant_invalid (the label value is not a valid tenant name).",
+		}, []string{"reason"}),
+	}
+	m.dropped.WithLabelValues(reasonTenantLimit)
+	m.dropped.WithLabelValues(reasonTenantInvalid)
+	if reg == nil {
+		return m, nil
+	}
+	m.reg = reg
+	for _, c := range []prometheus.Collector{m.tenants, m.dropped} {
+		if err := reg.Register(c); err != nil {
+			m.unregister()
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		m.registered = append(m.registered, c)
+	}
+	return m, nil
+}
+
+func (m *routerMetrics) unregister() {
+	m.once.Do(func() {
+		for _, c := range m.registered {
+			m.reg.Unregister(c)
+		}
+	})
+}
