@@ -151,15 +151,9 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 	if reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": cfg.Name}, reg)
 	}
-	var q *Queue
-	m, err := newQueueMetrics(reg, func() float64 { return q.lag() })
-	if err != nil {
-		return nil, err
-	}
-	q = &Queue{
+	q := &Queue{
 		cfg:           cfg,
 		logger:        logger,
-		metrics:       m,
 		wal:           bq,
 		flushDeadline: o.flushDeadline,
 		enc:           newEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs),
@@ -167,6 +161,12 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 		now:           time.Now,
 		sleep:         sleepCtx,
 	}
+	// q is complete enough for lag before the gauge can be collected.
+	m, err := newQueueMetrics(reg, q.lag)
+	if err != nil {
+		return nil, err
+	}
+	q.metrics = m
 	q.sendLimit.Store(int64(cfg.QueueConfig.MaxSamplesPerSend))
 	m.sendLimit.Set(float64(cfg.QueueConfig.MaxSamplesPerSend))
 	q.client = newClient(cfg, rt, o.userAgent, m.observeRequest)
