@@ -4,18 +4,24 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN         := bin/kata-monitor
+# The image the DaemonSet names; make image IMAGE=registry.example.com/kata-monitor:v1
+IMAGE       ?= ghcr.io/kata-containers/kata-monitor:latest
 # Fuzz targets run briefly in CI (FUZZTIME each, after the seed corpora ran in go test); longer: make fuzz FUZZTIME=5m
 FUZZTIME    ?= 5s
 # Long soaks are off in CI: make soak SOAK=1
 SOAK        ?=
 
-.PHONY: all build test fuzz deps receivers demo bench soak vet clean
+.PHONY: all build image test fuzz deps receivers demo bench soak vet clean
 
 all: build
 
 ## build: a static binary in bin/
 build:
 	@CGO_ENABLED=0 bash scripts/gobuild.sh $(BIN) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kata-monitor
+
+## image: the container image (FROM scratch: static binary, CA bundle, user 65532, no shell) built with buildah, no Docker engine
+image: build
+	@bash scripts/image.sh $(BIN) $(IMAGE) $(VERSION) $(COMMIT)
 
 ## deps: install the real receivers (and chromium for the browser test) from Debian when missing
 deps:

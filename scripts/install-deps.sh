@@ -3,7 +3,7 @@
 # only when they are missing: the remote-write receivers (prometheus,
 # victoria-metrics) and curl (README's quick start) and, with --browser (what
 # `make test` uses), chromium for the /sandboxes page test, kubectl for
-# rendering deploy/kubernetes and buildah + crun for `make image` and its
+# rendering deploy/kubernetes and buildah + runc for `make image` and its
 # test. Idempotent and quiet when everything is there already.
 #
 # Fresh cloud machines often run apt at boot (unattended-upgrades,
@@ -32,7 +32,7 @@ else
 		command -v chromium >/dev/null 2>&1 || want+=(chromium)
 		command -v kubectl >/dev/null 2>&1 || want+=(kubernetes-client)
 		command -v buildah >/dev/null 2>&1 || want+=(buildah)
-		command -v crun >/dev/null 2>&1 || want+=(crun)
+		command -v runc >/dev/null 2>&1 || want+=(runc)
 	fi
 fi
 [[ ${#want[@]} -eq 0 ]] && exit 0
