@@ -256,3 +256,33 @@ func TestReadiness(t *testing.T) {
 	require.NoError(t, <-done)
 	require.EqualError(t, d.ready(), `remote_write "vm": wal closed`)
 }
+
+// TestCheckConfigDocumentedExample runs check-config on the file shown in
+// docs/configuration.md and compares with the output shown there and in
+// README.md, so the documented errors are the real ones.
+func TestCheckConfigDocumentedExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(doc), "(`kata-monitor.yaml`, deliberately wrong):\n\n```text\n")
+	require.True(t, ok, "docs/configuration.md lost its check-config example")
+	file, rest, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	const prompt = "$ kata-monitor check-config kata-monitor.yaml\n"
+	_, rest, ok = strings.Cut(rest, prompt)
+	require.True(t, ok)
+	want, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kata-monitor.yaml"), []byte(file), 0o644))
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	t.Chdir(dir)
+	var out, errb bytes.Buffer
+	require.Equal(t, exitConfig, run(context.Background(), []string{"check-config", "kata-monitor.yaml"}, &out, &errb))
+	require.Equal(t, want, errb.String())
+
+	readme, err := os.ReadFile(filepath.Join(wd, "../../README.md"))
+	require.NoError(t, err)
+	require.Contains(t, string(readme), prompt+want, "README.md shows the same output")
+}
