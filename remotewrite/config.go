@@ -96,7 +96,8 @@ type QueueConfig struct {
 	MinBackoff model.Duration `yaml:"min_backoff"`
 	MaxBackoff model.Duration `yaml:"max_backoff"`
 	// RetryOnHTTP429 retries "429 Too Many Requests" (default true); when
-	// false a 429 drops the block like any other 4xx.
+	// false a 429 drops the request, counted as
+	// samples_dropped_total{reason="http_429"} (docs/remote-write.md).
 	RetryOnHTTP429 *bool `yaml:"retry_on_http_429"`
 }
 
