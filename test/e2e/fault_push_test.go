@@ -47,9 +47,12 @@ func TestFaultReceiverMisbehaves(t *testing.T) {
 		{"slow", func(_ time.Duration, n int64) faultproxy.Fault {
 			switch n % 3 {
 			case 0:
-				return faultproxy.Fault{Delay: 2 * time.Second} // > remote_timeout: the client gives up
+				return faultproxy.Fault{Delay: 4 * time.Second} // > remote_timeout: the client gives up
 			case 1:
-				return faultproxy.Fault{Delay: 300 * time.Millisecond} // slow but in time
+				// Slow but in time, with room to spare: a forward the
+				// receiver answers after the client gave up is stored but
+				// resent (at-least-once), which would count it twice here.
+				return faultproxy.Fault{Delay: 300 * time.Millisecond}
 			}
 			return faultproxy.Fault{}
 		}},
@@ -77,7 +80,7 @@ func TestFaultReceiverMisbehaves(t *testing.T) {
 				return tc.fault(time.Since(start), n)
 			})
 			cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB",
-				endpoint{name: "prom", url: url, extra: "    remote_timeout: 1s\n" + noMetadata})
+				endpoint{name: "prom", url: url, extra: "    remote_timeout: 3s\n" + noMetadata})
 			m := startMonitor(t, node, "--config", cfg)
 			ids := node.IDs()
 			// Enough rounds for every phase of the schedule to repeat.
