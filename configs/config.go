@@ -226,11 +226,18 @@ func (c Config) Validate() error {
 // (or list item: remote_write[1]) as path.
 func hasSection(errs Errors, path string) bool {
 	for _, e := range errs {
-		if section(e.Path) == section(path) {
+		if section(e.Path) == section(path) || within(e.Path, path) || within(path, e.Path) {
 			return true
 		}
 	}
 	return false
+}
+
+// within reports whether path is ancestor or equal to descendant, as
+// key paths: sandbox_roots is an ancestor of sandbox_roots[0].
+func within(ancestor, descendant string) bool {
+	rest, ok := strings.CutPrefix(descendant, ancestor)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
 }
 
 // section is the first element of a key path, with its list index.

@@ -72,6 +72,7 @@ func TestLoadErrors(t *testing.T) {
 		{"cri endpoint", "cri:\n  endpoint: tcp://x:1\n", `line 2: cri.endpoint: unsupported scheme "tcp"`},
 		{"two documents", "global: {}\n---\nglobal: {}\n", "line 2: a second YAML document"},
 		{"syntax", "global:\n  - x\n a: b\n", "line 2: syntax error: did not find expected key"},
+		{"merge key of the wrong section", "global: &g {scrape_interval: 1s}\nweb: {<<: *g}\n", "line 1: web.scrape_interval: unknown key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +97,13 @@ func requireFileTerms(t *testing.T, msg string) {
 		"cannot unmarshal", "not found in type", "unmarshal errors", ":;", "yaml:"} {
 		require.NotContains(t, msg, leak)
 	}
+}
+
+// TestNoEcho: a list item of the wrong kind is reported once, not again as
+// the list being empty.
+func TestNoEcho(t *testing.T) {
+	_, err := Load(strings.NewReader("sandbox_roots: [[/run/vc/sbs]]\n"))
+	require.EqualError(t, err, "line 1: sandbox_roots[0]: want a string, got a list")
 }
 
 // TestLoadReportsEveryError: one bad value per section, all reported at once

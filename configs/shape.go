@@ -26,6 +26,7 @@ type shapeChecker struct {
 	// lines maps every key path present in the file to its line, so the
 	// errors of Validate (which knows paths, not lines) can carry one.
 	lines map[string]int
+	depth int // of the current check call
 }
 
 var (
@@ -42,8 +43,18 @@ func (c *shapeChecker) add(n *yaml.Node, path, format string, args ...any) {
 	c.errs = append(c.errs, &Error{Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// maxDepth bounds the walk: the config is a few levels deep, and aliases
+// could otherwise lead it round in circles.
+const maxDepth = 32
+
 // check walks node n (to be decoded into a value of type t at path).
 func (c *shapeChecker) check(n *yaml.Node, t reflect.Type, path string) {
+	c.depth++
+	defer func() { c.depth-- }()
+	if c.depth > maxDepth {
+		c.add(n, path, "nested too deeply (an alias that refers to itself?)")
+		return
+	}
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
