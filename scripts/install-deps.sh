@@ -4,7 +4,11 @@
 # victoria-metrics) and curl (README's quick start) and, with --browser (what
 # `make test` uses), chromium for the /sandboxes page test, kubectl for
 # rendering deploy/kubernetes and buildah + runc for `make image` and its
-# test. Idempotent and quiet when everything is there already.
+# test. Then the receivers Debian does not ship (Prometheus 3 for remote
+# write 2.0, VictoriaMetrics 1.151 for zstd), built once from the Go module
+# proxy into the cache of scripts/build-receiver.sh (about 10 minutes on 2
+# cores the first time, nothing after). Idempotent and quiet when everything
+# is there already.
 #
 # Fresh cloud machines often run apt at boot (unattended-upgrades,
 # cloud-init): when another process holds the apt/dpkg lock, this waits for
@@ -14,8 +18,18 @@
 #
 # For tests: INSTALL_DEPS_WANT="pkg ..." replaces the computed list,
 # INSTALL_DEPS_LOCKS="file ..." the lock files watched, and
-# INSTALL_DEPS_DRY_RUN=1 prints the apt-get commands instead of running them.
+# INSTALL_DEPS_DRY_RUN=1 prints the apt-get commands instead of running them
+# (and builds no receiver).
 set -euo pipefail
+
+build_receivers() {
+	[[ -n ${INSTALL_DEPS_DRY_RUN:-} ]] && return 0
+	local here
+	here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+	for r in victoriametrics prometheus3; do
+		bash "$here/build-receiver.sh" "$r" >/dev/null
+	done
+}
 
 timeout=${INSTALL_DEPS_LOCK_TIMEOUT:-600}
 read -r -a locks <<<"${INSTALL_DEPS_LOCKS:-/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock}"
@@ -35,7 +49,10 @@ else
 		command -v runc >/dev/null 2>&1 || want+=(runc)
 	fi
 fi
-[[ ${#want[@]} -eq 0 ]] && exit 0
+if [[ ${#want[@]} -eq 0 ]]; then
+	build_receivers
+	exit 0
+fi
 
 if [[ -z $dry && $(id -u) -ne 0 ]]; then
 	echo "install-deps: missing ${want[*]}; run as root or install them: apt-get install -y ${want[*]}" >&2
@@ -94,3 +111,4 @@ export DEBIAN_FRONTEND=noninteractive
 wait_for_apt
 apt -o DPkg::Lock::Timeout="$timeout" update -qq >/dev/null
 apt -o DPkg::Lock::Timeout="$timeout" install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+build_receivers
