@@ -12,40 +12,6 @@ import (
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
-func BenchmarkParseShim(b *testing.B) {
-	body := []byte(sharedExposition(b))
-	for _, push := range []bool{false, true} {
-		name := "pull"
-		if push {
-			name = "push"
-		}
-		b.Run(name, func(b *testing.B) {
-			env := &entryEnv{push: push}
-			st := newSandboxState(sandboxID(0))
-			st.pod, st.podKnown = cri.Pod{UID: "0b5c7c0e-5d1a-4a5e-9b1c-1f7e9d3a2c11", Name: "web-7d9f8c6b5-x2k4q", Namespace: "default"}, true
-			st.out = &rendered{}
-			var ps parseStats
-			buf := make([]byte, 0, len(body)+1)
-			b.ReportAllocs()
-			b.SetBytes(int64(len(body)))
-			round := uint64(0)
-			cpu0 := cpuTime()
-			for b.Loop() {
-				round++
-				st.out.reset()
-				buf = append(buf[:0], body...)
-				if err := st.parse(env, buf, round, push, &ps); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if st.live != 759 {
-				b.Fatalf("parsed %d series", st.live)
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/759, "cpu-ns/sample")
-		})
-	}
-}
-
 // discardAppender counts the series it was given (a round may come in
 // several calls).
 type discardAppender struct{ series int }

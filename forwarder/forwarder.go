@@ -14,6 +14,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
 )
 
 // Forwarder schedules scrape rounds and serves their results. Build it with
@@ -25,7 +28,9 @@ type Forwarder struct {
 	log       *slog.Logger
 	now       func() time.Time
 	m         *metrics
-	env       entryEnv
+	env       *scrapecache.Env
+	pushing   bool           // there are Appenders: scheduled rounds run and push
+	external  []labels.Label // external_labels, sorted by name
 	jitterMax time.Duration
 
 	// Round state: touched only by the holder of the baton (the goroutine
@@ -46,9 +51,9 @@ type Forwarder struct {
 	mu        sync.Mutex // guards the fields below
 	snap      *snapshot
 	inflight  *roundCall
-	free      []*rendered // spare pull buffers, at most one round's worth
-	lastPull  time.Time   // last WriteMetrics/View call (zero: none yet)
-	refresher bool        // refreshLoop is running: stale snapshots may be served
+	free      []*exposition.Lines // spare pull buffers, at most one round's worth
+	lastPull  time.Time           // last WriteMetrics/View call (zero: none yet)
+	refresher bool                // refreshLoop is running: stale snapshots may be served
 
 	firstDone chan struct{} // closed by the first publish (readiness)
 	firstOnce sync.Once
@@ -101,11 +106,12 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		f.now = time.Now
 	}
 	f.push.ts = tsGuard{honor: cfg.HonorTimestamps, log: f.log, sandboxes: make(map[string]*sandboxTS)}
-	f.env = entryEnv{push: len(deps.Appenders) > 0, strs: newInterner(), relabel: cfg.MetricRelabelConfigs}
 	for name, value := range cfg.ExternalLabels {
-		f.env.external = append(f.env.external, labels.Label{Name: name, Value: value})
+		f.external = append(f.external, labels.Label{Name: name, Value: value})
 	}
-	slices.SortFunc(f.env.external, func(a, b labels.Label) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(f.external, func(a, b labels.Label) int { return cmp.Compare(a.Name, b.Name) })
+	f.pushing = len(deps.Appenders) > 0
+	f.env = scrapecache.NewEnv(f.pushing, cfg.MetricRelabelConfigs, f.external)
 	return f, nil
 }
 
@@ -125,7 +131,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		f.refreshLoop(ctx)
 		return nil
 	})
-	if f.env.push {
+	if f.pushing {
 		g.Go(func() error {
 			f.schedule(ctx)
 			return nil
@@ -184,7 +190,7 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 	}
 	snap, md := f.execRound(ctx, true)
 	f.publish(c, snap, false)
-	if f.cfg.PushSelfMetrics && f.deps.Self != nil && f.env.push && ctx.Err() == nil {
+	if f.cfg.PushSelfMetrics && f.deps.Self != nil && f.pushing && ctx.Err() == nil {
 		// The shims' metadata set is f.push.md whether or not this round
 		// resends it; the self families join it.
 		if f.pushSelf(ctx, snap.at.UnixMilli()) || md != nil {
@@ -226,7 +232,7 @@ func (f *Forwarder) publish(c *roundCall, snap *snapshot, leaderReads bool) {
 		old.retired = true
 		f.recycle(old)
 	}
-	if snap.noPull {
+	if snap.NoPull {
 		f.free = nil // pulls are idle: keep no spare buffers either
 	}
 	snap.readers += c.waiters
@@ -263,14 +269,14 @@ func (f *Forwarder) WriteMetrics(ctx context.Context, w io.Writer, prefixes []st
 		return err
 	}
 	defer f.release(snap)
-	return snap.write(w, prefixes, model.NoEscaping)
+	return snap.Write(w, prefixes, model.NoEscaping)
 }
 
 // acquire returns a fresh snapshot with a reader reference held.
 func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
 	for {
 		snap, err := f.acquireOnce(ctx)
-		if err != nil || !snap.noPull {
+		if err != nil || !snap.NoPull {
 			return snap, err
 		}
 		// A scheduled round that started while pulls were idle has no
@@ -282,7 +288,7 @@ func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
 func (f *Forwarder) acquireOnce(ctx context.Context) (*snapshot, error) {
 	f.mu.Lock()
 	f.lastPull = f.now()
-	if s := f.snap; s != nil && !s.noPull {
+	if s := f.snap; s != nil && !s.NoPull {
 		age := f.now().Sub(s.done)
 		fresh := age < f.cfg.SnapshotMaxAge
 		if !fresh && f.refresher && age < 2*f.cfg.SnapshotMaxAge {
@@ -346,7 +352,7 @@ func (f *Forwarder) refreshLoop(ctx context.Context) {
 		case <-f.refresh:
 		}
 		f.mu.Lock()
-		if f.inflight != nil || (f.snap != nil && !f.snap.noPull && f.now().Sub(f.snap.done) < f.cfg.SnapshotMaxAge) {
+		if f.inflight != nil || (f.snap != nil && !f.snap.NoPull && f.now().Sub(f.snap.done) < f.cfg.SnapshotMaxAge) {
 			f.mu.Unlock() // a round ran or runs meanwhile: nothing to do
 			continue
 		}
@@ -372,22 +378,19 @@ func (f *Forwarder) release(s *snapshot) {
 // every round, and more spares would only add live heap. Called with f.mu
 // held.
 func (f *Forwarder) recycle(s *snapshot) {
-	if !s.retired || s.readers > 0 || s.out == nil {
+	if !s.retired || s.readers > 0 || s.Out == nil {
 		return
 	}
-	if f.snap != nil && f.snap.noPull {
-		s.out = nil
+	if f.snap != nil && f.snap.NoPull {
+		s.Out = nil
 		return
 	}
-	for _, r := range s.out {
-		// A buffer grown by doubling (a new sandbox, no size hint yet) or
-		// left oversized by a once-bigger exposition is dropped, so that a
-		// right-sized one replaces it.
-		if !r.meta && len(f.free) < len(s.out) && cap(r.buf) <= len(r.buf)+len(r.buf)/4+4<<10 && cap(r.infos) <= len(r.infos)+len(r.infos)/4+512 {
+	for _, r := range s.Out {
+		if len(f.free) < len(s.Out) && r.Tight() {
 			f.free = append(f.free, r)
 		}
 	}
-	s.out = nil
+	s.Out = nil
 }
 
 // pullIdle reports whether no pull request came for max(10 minutes, 4
@@ -402,29 +405,20 @@ func pullIdleAfter(interval time.Duration) time.Duration {
 	return max(10*time.Minute, 4*interval)
 }
 
-// newRendered takes a buffer set from the free list, or allocates one
-// sized from the sandbox's previous round so appending does not grow it by
-// doubling (which would leave up to half of it unused for the snapshot's
-// lifetime).
-func (f *Forwarder) newRendered(st *sandboxState) *rendered {
+// newLines takes a buffer set from the free list, or allocates one sized
+// from the sandbox's previous round (exposition.NewLines).
+func (f *Forwarder) newLines(st *sandboxState) *exposition.Lines {
 	f.mu.Lock()
 	if n := len(f.free); n > 0 {
 		r := f.free[n-1]
 		f.free[n-1] = nil
 		f.free = f.free[:n-1]
 		f.mu.Unlock()
-		r.reset()
+		r.Reset()
 		return r
 	}
 	f.mu.Unlock()
-	h := st.outHint
-	return &rendered{
-		infos: make([]*seriesInfo, 0, h.lines+h.lines/16),
-		buf:   make([]byte, 0, h.buf+h.buf/16),
-		fams:  make([]famMeta, 0, h.fams),
-		names: make([]string, 0, h.names),
-		spans: make([]span, 0, h.spans),
-	}
+	return exposition.NewLines(st.outHint)
 }
 
 // Status returns the outcome of the last scrape of sandbox id in the latest

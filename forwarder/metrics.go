@@ -1,6 +1,10 @@
 package forwarder
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+)
 
 const namespace = "kata_monitor"
 
@@ -80,4 +84,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+func newDroppedCounter() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "series_dropped_total",
+		Help: "Samples of shim series left out, by reason: duplicate and invalid (pull and push); invalid_for_type, " +
+			"type_conflict and name_clash (pull only: such samples are still pushed); escape_clash (pull answers to " +
+			"clients without UTF-8 names). Per sandbox on /sandboxes."},
+		[]string{"reason"})
+	for r := range exposition.NumDropReasons {
+		c.WithLabelValues(r.String())
+	}
+	return c
 }

@@ -352,7 +352,7 @@ func TestDuplicateAfterInternerReset(t *testing.T) {
 	r.sbs.set("aaa")
 	r.scraper.set("aaa", "# TYPE a gauge\na{x=\"1\",y=\"2\"} 1\n")
 	r.pull(t)
-	r.f.env.strs.reset(0)
+	r.f.env.Reset(0)
 	r.scraper.set("aaa", "# TYPE a gauge\na{y=\"2\",x=\"1\"} 5\na{x=\"1\",y=\"2\"} 6\n")
 	r.clock.Add(time.Minute)
 	assert.Equal(t, "# TYPE a gauge\na{x=\"1\",y=\"2\",sandbox_id=\"aaa\"} 5\n", r.pull(t))

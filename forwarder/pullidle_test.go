@@ -10,8 +10,8 @@ import (
 
 func famNames(s *snapshot) []string {
 	var out []string
-	for _, mf := range s.all {
-		out = append(out, mf.name+"/"+string(mf.typ)+"/"+mf.help)
+	for _, mf := range s.Families() {
+		out = append(out, mf.Name+"/"+string(mf.Type)+"/"+mf.Help)
 	}
 	return out
 }
@@ -26,11 +26,11 @@ func TestPullIdleSkipsRendering(t *testing.T) {
 	ctx := context.Background()
 
 	r.f.scheduledRound(ctx) // no pull since start: idle
-	require.True(t, r.f.snap.noPull, "nobody pulled yet: no pull lines rendered")
+	require.True(t, r.f.snap.NoPull, "nobody pulled yet: no pull lines rendered")
 	want := r.pull(t) // runs a pull round
-	require.False(t, r.f.snap.noPull)
+	require.False(t, r.f.snap.NoPull)
 	r.f.scheduledRound(ctx) // somebody pulls now: rounds render
-	require.False(t, r.f.snap.noPull)
+	require.False(t, r.f.snap.NoPull)
 	require.Equal(t, want, r.pull(t))
 	require.Positive(t, strings.Count(want, "\n"))
 	meta := famNames(r.f.snap)
@@ -52,16 +52,15 @@ func TestPullIdleSkipsRendering(t *testing.T) {
 			}
 			r.f.scheduledRound(ctx)
 			snap := r.f.snap
-			require.Equal(t, tc.idle, snap.noPull)
+			require.Equal(t, tc.idle, snap.NoPull)
 			require.Equal(t, meta, famNames(snap), "metadata families")
 			last := r.appender.rounds[len(r.appender.rounds)-1]
 			require.Len(t, last, 3*759, "push unchanged")
 			if tc.idle {
 				require.Empty(t, r.f.free, "no spare pull buffers")
-				for _, o := range snap.out {
-					require.True(t, o.meta)
-					require.Empty(t, o.buf)
-					require.Empty(t, o.infos)
+				for _, o := range snap.Out {
+					require.True(t, o.Meta)
+					require.Zero(t, o.Len())
 				}
 			}
 		})
@@ -71,10 +70,10 @@ func TestPullIdleSkipsRendering(t *testing.T) {
 	got := r.pull(t)
 	require.Equal(t, rounds+1, r.counter(t, "kata_monitor_rounds_total"), "the first pull after idle runs a pull round")
 	require.Equal(t, strings.Count(want, "\n"), strings.Count(got, "\n"))
-	require.False(t, r.f.snap.noPull)
+	require.False(t, r.f.snap.NoPull)
 
 	r.f.scheduledRound(ctx)
-	require.False(t, r.f.snap.noPull, "a pull resumes rendering")
+	require.False(t, r.f.snap.NoPull, "a pull resumes rendering")
 	require.Equal(t, strings.Count(want, "\n"), strings.Count(r.pull(t), "\n"))
 }
 
@@ -89,7 +88,7 @@ func TestPullIdleWaiterGetsLines(t *testing.T) {
 	c, err := r.f.takeBaton(ctx)
 	require.NoError(t, err)
 	snap, _ := r.f.execRound(ctx, true)
-	require.True(t, snap.noPull)
+	require.True(t, snap.NoPull)
 
 	done := make(chan string, 1)
 	go func() {
@@ -105,7 +104,7 @@ func TestPullIdleWaiterGetsLines(t *testing.T) {
 	r.f.publish(c, snap, false)
 	got := samples(<-done)
 	require.Positive(t, got)
-	require.False(t, r.f.snap.noPull)
+	require.False(t, r.f.snap.NoPull)
 	require.Equal(t, samples(r.pull(t)), got)
 }
 

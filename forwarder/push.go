@@ -8,6 +8,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
 )
 
 // pushState is what the push phase keeps between scheduled rounds. Only the
@@ -22,7 +25,7 @@ type pushState struct {
 	// are distinct series: the entries' own sent rounds suffice.
 	dedupe     bool
 	last       map[uint64]uint64
-	candidates []gone              // disappeared since the last push round
+	candidates []scrapecache.Gone  // disappeared since the last push round
 	pending    map[uint64]struct{} // candidates due a marker this round (no dedupe)
 	series     []prompb.TimeSeries // one chunk, reused
 	samples    []prompb.Sample     // one chunk, reused
@@ -43,13 +46,11 @@ type pushState struct {
 // for them, as in Prometheus). Every round does it (pull rounds too).
 func (ps *pushState) release(states []*sandboxState) {
 	for _, st := range states {
-		for _, g := range st.evicted {
-			if !ps.ts.noMarker(st.id, g.hash) {
+		st.cache.TakeEvicted(func(g scrapecache.Gone) {
+			if !ps.ts.noMarker(st.id, g.Hash) {
 				ps.candidates = append(ps.candidates, g)
 			}
-		}
-		clear(st.evicted)
-		st.evicted = st.evicted[:0]
+		})
 	}
 }
 
@@ -91,8 +92,8 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		ps.series = ps.series[:0]
 		ps.arena = ps.arena[:0]
 	}
-	add := func(t *labelTmpl, vals *sbVals, v float64, ts int64) {
-		n := len(t.ls)
+	add := func(t *scrapecache.Template, vals *scrapecache.Values, v float64, ts int64) {
+		n := t.Len()
 		if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
 			flush()
 			if cap(ps.arena) < n {
@@ -102,7 +103,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		nSeries++
 		nLabels += n
 		lo := len(ps.arena)
-		ps.arena = t.appendTo(ps.arena, vals)
+		ps.arena = t.AppendTo(ps.arena, vals)
 		i := len(ps.series)
 		ps.samples[i] = prompb.Sample{Value: v, Timestamp: ts}
 		ps.series = append(ps.series, prompb.TimeSeries{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1]})
@@ -111,11 +112,11 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	// vanished in a pull round and reappeared): it gets no marker then.
 	if !ps.dedupe && ps.round > 1 {
 		for _, g := range ps.candidates {
-			if g.sent == uint32(ps.round-1) {
+			if g.Sent == uint32(ps.round-1) {
 				if ps.pending == nil {
 					ps.pending = make(map[uint64]struct{})
 				}
-				ps.pending[g.hash] = struct{}{}
+				ps.pending[g.Hash] = struct{}{}
 			}
 		}
 	}
@@ -123,54 +124,55 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	roundOK := ps.ts.roundOK(ts)
 	for _, st := range states {
 		sbTS := ps.ts.sandbox(st.id, ps.round)
-		for _, rec := range st.samples {
-			e := &st.entries[rec.e]
-			if e.tmpl == nil {
+		vals := st.cache.Values()
+		for _, rec := range st.cache.Samples() {
+			e := st.cache.Entry(rec.Entry)
+			if e.Tmpl == nil {
 				dropped++
 				continue
 			}
 			if ps.dedupe {
-				if ps.last[e.hash] == ps.round { // two series made equal by relabelling
+				if ps.last[e.Hash] == ps.round { // two series made equal by relabelling
 					dups++
 					continue
 				}
-				ps.last[e.hash] = ps.round
+				ps.last[e.Hash] = ps.round
 			}
-			t, explicit := ts, rec.ts >= 0 && ps.ts.honor
+			t, explicit := ts, rec.TS >= 0 && ps.ts.honor
 			if explicit {
-				t = st.tss[rec.ts]
+				t = st.cache.Timestamp(rec.TS)
 			}
 			// The common case (round time, clock advancing, no series of
 			// the sandbox ever had its own timestamp) needs no check.
 			if (explicit || !roundOK || sbTS != nil) &&
-				!ps.ts.check(&sbTS, st.id, ps.round, e.hash, e.tmpl, st.vals, ts, t, rec.v, explicit, roundOK) {
+				!ps.ts.check(&sbTS, st.id, ps.round, e.Hash, e.Tmpl, vals, ts, t, rec.Value, explicit, roundOK) {
 				continue
 			}
 			if len(ps.pending) > 0 {
-				delete(ps.pending, e.hash)
+				delete(ps.pending, e.Hash)
 			}
-			e.sent = uint32(ps.round)
-			add(e.tmpl, st.vals, rec.v, t)
+			e.Sent = uint32(ps.round)
+			add(e.Tmpl, vals, rec.Value, t)
 		}
-		st.samples = st.samples[:0] // no pointers in it: nothing to clear
+		st.cache.ClearSamples()
 	}
 	staleNaN := math.Float64frombits(value.StaleNaN)
 	for _, g := range ps.candidates {
 		due := false
 		if ps.dedupe {
-			sent := ps.last[g.hash]
+			sent := ps.last[g.Hash]
 			if sent != ps.round {
-				delete(ps.last, g.hash) // no live series has this hash
+				delete(ps.last, g.Hash) // no live series has this hash
 			}
 			due = sent == ps.round-1 && ps.round > 1
-		} else if _, ok := ps.pending[g.hash]; ok {
-			delete(ps.pending, g.hash) // once, even if listed twice
+		} else if _, ok := ps.pending[g.Hash]; ok {
+			delete(ps.pending, g.Hash) // once, even if listed twice
 			due = true
 		}
 		if due && !roundOK {
 			ps.ts.dropped[1]++ // a marker before the series' last sample
 		} else if due {
-			add(g.tmpl, g.vals, staleNaN, ts)
+			add(g.Tmpl, g.Vals, staleNaN, ts)
 			stale++
 		}
 	}
@@ -191,10 +193,10 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 
 // metadata returns the family metadata to send after this round, or nil
 // when it is unchanged and was sent less than 10 rounds ago.
-func (ps *pushState) metadata(all []*mergedFam) []prompb.MetricMetadata {
+func (ps *pushState) metadata(all []*exposition.Family) []prompb.MetricMetadata {
 	md := make([]prompb.MetricMetadata, 0, len(all))
 	for _, mf := range all {
-		md = append(md, prompb.MetricMetadata{Type: metadataType(mf.typ), MetricFamilyName: mf.name, Help: mf.help})
+		md = append(md, prompb.MetricMetadata{Type: metadataType(mf.Type), MetricFamilyName: mf.Name, Help: mf.Help})
 	}
 	if slices.EqualFunc(md, ps.md, sameMetadata) && ps.round-ps.mdRound < 10 && ps.mdRound != 0 {
 		return nil

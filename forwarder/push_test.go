@@ -387,7 +387,7 @@ func TestPushAfterCompaction(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"a/2990": 2990, "a/2999": 2999, "b/": 7}, got)
-	st := r.f.states["aaa"]
-	assert.Len(t, st.entries, 3, "compacted")
-	assert.Empty(t, st.free)
+	slots, free := r.f.states["aaa"].cache.Footprint()
+	assert.Equal(t, 3, slots, "compacted")
+	assert.Zero(t, free)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 	"github.com/kata-containers/kata-monitor/sources/shim"
 )
@@ -21,17 +23,47 @@ import (
 // execRound scrapes every live sandbox once and builds the snapshot; a
 // scheduled round in push mode also appends its series to the appenders
 // (in chunks, before the snapshot is published) and returns the metadata
-// to send (nil when unchanged). The caller holds the baton.
+// to send (nil when unchanged). The caller holds the baton. Each phase is
+// its own function: prepare, scrapeAll, forgetGone, newSnapshot, and the
+// push phase.
 func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, []prompb.MetricMetadata) {
 	began := time.Now()
 	start := f.now()
-	ts := start.UnixMilli()
 	f.round++
 	round := f.round
-	collect := scheduled && f.env.push
+	collect := scheduled && f.pushing
 	// Pulls idle: render no pull lines; the first pull runs a pull round.
 	noPull := scheduled && f.pullIdle()
 
+	states := f.prepare(ctx, round, noPull)
+	f.scrapeAll(ctx, states, scheduled, collect, round)
+	f.forgetGone(states, round)
+	snap := f.newSnapshot(states, round, start, noPull)
+
+	var md []prompb.MetricMetadata
+	// A round cut short by shutdown would turn every series into a
+	// staleness marker: push nothing from it.
+	if collect && ctx.Err() == nil {
+		f.push.build(states, start.UnixMilli(), f.m, func(series []prompb.TimeSeries) { f.sendSeries(ctx, series) })
+		md = f.push.metadata(snap.Families())
+	}
+	snap.done = f.now()
+
+	trigger := "pull"
+	if scheduled {
+		trigger = "schedule"
+	}
+	f.m.rounds.WithLabelValues(trigger).Inc()
+	f.m.roundDuration.Observe(time.Since(began).Seconds())
+	f.m.runningShims.Set(float64(len(states)))
+	f.m.lastRoundTstamp.Set(float64(start.UnixNano()) / 1e9)
+	return snap, md
+}
+
+// prepare lists the live sandboxes (sorted by id, once each), asks the CRI
+// about new ones, and readies their states for the round: pod labels and
+// an empty pull buffer (families only when noPull).
+func (f *Forwarder) prepare(ctx context.Context, round uint64, noPull bool) []*sandboxState {
 	list := slices.Clone(f.deps.Sandboxes.List())
 	slices.SortFunc(list, func(a, b sandbox.Sandbox) int { return strings.Compare(a.ID, b.ID) })
 	list = slices.CompactFunc(list, func(a, b sandbox.Sandbox) bool { return a.ID == b.ID })
@@ -46,18 +78,25 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 			f.states[sb.ID] = st
 		}
 		st.socket, st.root, st.round = sb.Socket, sb.Root, round
-		if pod, ok := f.deps.Pods.Lookup(sb.ID); ok && (!st.podKnown || pod != st.pod) {
-			st.setPod(pod)
+		if pod, ok := f.deps.Pods.Lookup(sb.ID); ok {
+			if old, known := st.cache.Pod(); !known || pod != old {
+				st.cache.SetPod(pod)
+			}
 		}
 		if noPull {
-			st.out = &rendered{meta: true, fams: make([]famMeta, 0, st.outHint.fams)}
+			st.out = exposition.NewMeta(st.outHint.Fams())
 		} else {
-			st.out = f.newRendered(st)
+			st.out = f.newLines(st)
 		}
-		st.out.labels = st.labels
+		st.out.Labels = st.cache.Labels()
 		states[i] = st
 	}
+	return states
+}
 
+// scrapeAll scrapes and parses every sandbox of the round in parallel
+// (at most concurrency at once), then judges the failures.
+func (f *Forwarder) scrapeAll(ctx context.Context, states []*sandboxState, scheduled, collect bool, round uint64) {
 	// One hung shim costs only its own series: the whole round ends at
 	// scrape_timeout (plus the jitter of scheduled rounds) at worst.
 	budget := f.cfg.ScrapeTimeout
@@ -65,23 +104,25 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 		budget += f.jitterMax
 	}
 	rctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
 	sem := make(chan struct{}, f.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, st := range states {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f.scrapeSandbox(rctx, st, sem, scheduled, collect, round)
-		}()
+		wg.Go(func() { f.scrapeSandbox(rctx, st, sem, scheduled, collect, round) })
 	}
 	wg.Wait()
-	cancel()
 	f.judgeFailures(states)
+}
 
+// forgetGone drops the sandboxes the round did not list (their series
+// become staleness candidates, their scraper state is forgotten), moves
+// every sandbox's vanished series to the push phase, and trims the
+// interner to what the live series can use.
+func (f *Forwarder) forgetGone(states []*sandboxState, round uint64) {
 	var gone []*sandboxState
 	for id, st := range f.states {
 		if st.round != round {
-			st.evictAll()
+			st.cache.EvictAll()
 			gone = append(gone, st)
 			delete(f.states, id)
 		}
@@ -90,44 +131,31 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	f.push.release(gone)
 	live := 0
 	for _, st := range states {
-		live += len(st.byRaw)
+		live += st.cache.Len()
 	}
-	f.env.strs.reset(4*live + 4096)
+	f.env.Reset(4*live + 4096)
 	if fg, ok := f.deps.Scraper.(Forgetter); ok {
 		for _, st := range gone {
 			fg.Forget(st.socket)
 		}
 	}
+}
 
-	snap := &snapshot{seq: round, at: start, noPull: noPull, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states)),
-		out: make([]*rendered, len(states))}
+// newSnapshot builds the round's snapshot from the sandboxes' pull lines,
+// merges it and counts what the parse and the merge left out.
+func (f *Forwarder) newSnapshot(states []*sandboxState, round uint64, start time.Time, noPull bool) *snapshot {
+	snap := &snapshot{seq: round, at: start, ids: make([]string, len(states)), status: make([]SandboxStatus, len(states))}
+	snap.NoPull = noPull
+	snap.Out = make([]*exposition.Lines, len(states))
 	for i, st := range states {
-		snap.ids[i], snap.status[i], snap.out[i] = st.id, st.status, st.out
+		snap.ids[i], snap.status[i], snap.Out[i] = st.id, st.status, st.out
 		if !noPull {
-			st.outHint = renderedSize{lines: len(st.out.infos), buf: len(st.out.buf), fams: len(st.out.fams), names: len(st.out.names), spans: len(st.out.spans)}
+			st.outHint = st.out.Size()
 		}
 		st.out = nil
 	}
-	f.countDrops(states, snap, snap.merge())
-
-	var md []prompb.MetricMetadata
-	// A round cut short by shutdown would turn every series into a
-	// staleness marker: push nothing from it.
-	if collect && ctx.Err() == nil {
-		f.push.build(states, ts, f.m, func(series []prompb.TimeSeries) { f.sendSeries(ctx, series) })
-		md = f.push.metadata(snap.all)
-	}
-	snap.done = f.now()
-
-	trigger := "pull"
-	if scheduled {
-		trigger = "schedule"
-	}
-	f.m.rounds.WithLabelValues(trigger).Inc()
-	f.m.roundDuration.Observe(time.Since(began).Seconds())
-	f.m.runningShims.Set(float64(len(states)))
-	f.m.lastRoundTstamp.Set(float64(start.UnixNano()) / 1e9)
-	return snap, md
+	f.countDrops(states, snap, snap.Merge())
+	return snap
 }
 
 // jitterFor spreads scheduled scrapes over the first part of the interval,
@@ -147,7 +175,7 @@ func jitterFor(id string, max time.Duration) time.Duration {
 // parse, so at most concurrency scrape buffers are in use at once.
 func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem chan struct{}, scheduled, collect bool, round uint64) {
 	st.status = SandboxStatus{LastScrape: f.now()}
-	st.drops = dropCounts{}
+	st.drops = exposition.DropCounts{}
 	f.m.scrapes.Inc()
 	err := waitSlot(ctx, st, sem, scheduled)
 	var body []byte
@@ -157,9 +185,7 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 		body, ct, err = f.fetch(ctx, st)
 		defer f.putBuf(body) // after the parse
 		if err == nil {
-			if _, perr := isOpenMetrics(ct); perr != nil {
-				err = perr // a format we did not ask for: the scrape failed
-			}
+			err = scrapecache.CheckFormat(ct) // a format we did not ask for: the scrape failed
 		}
 	}
 	if err != nil {
@@ -167,8 +193,7 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 		// whether the sandbox still exists.
 		st.scrapeErr = err
 		st.status.Err = shim.Printable(err.Error())
-		st.evictAll()
-		st.samples = st.samples[:0]
+		st.cache.EvictAll()
 		return
 	}
 	st.scrapeErr = nil
@@ -176,18 +201,21 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 		f.log.Info("scrape shim recovered", "sandbox", st.id)
 	}
 	st.failing = false
+	f.parse(st, body, ct, round, collect)
+}
 
-	var ps parseStats
-	st.format = ct
-	perr := st.parse(&f.env, body, round, collect, &ps)
-	st.status.Series = st.live
-	if ps.duplicates > 0 {
-		f.m.duplicates.Add(float64(ps.duplicates))
+// parse reads one sandbox's exposition into its cache and pull lines and
+// counts what it left out.
+func (f *Forwarder) parse(st *sandboxState, body []byte, contentType string, round uint64, collect bool) {
+	ps, perr := st.cache.Parse(f.env, body, contentType, round, collect, st.out)
+	st.status.Series = st.cache.Live()
+	if ps.Duplicates > 0 {
+		f.m.duplicates.Add(float64(ps.Duplicates))
 	}
-	if ps.invalid > 0 {
-		f.m.invalidSeries.Add(float64(ps.invalid))
+	if ps.Invalid > 0 {
+		f.m.invalidSeries.Add(float64(ps.Invalid))
 	}
-	st.drops[dropDuplicate], st.drops[dropInvalid], st.drops[dropInvalidForType] = ps.duplicates, ps.invalid, ps.unrenderable
+	st.drops[exposition.DropDuplicate], st.drops[exposition.DropInvalid], st.drops[exposition.DropInvalidForType] = ps.Duplicates, ps.Invalid, ps.Unrenderable
 	if perr != nil {
 		f.m.parseErrors.Inc()
 		st.status.Err = shim.Printable("parse: " + perr.Error())
@@ -347,7 +375,7 @@ func (f *Forwarder) putBuf(b []byte) {
 // sandbox's status and to kata_monitor_series_dropped_total, and logs a
 // reason the first round it appears for a sandbox (again only after a
 // round without it).
-func (f *Forwarder) countDrops(states []*sandboxState, snap *snapshot, merged []dropCounts) {
+func (f *Forwarder) countDrops(states []*sandboxState, snap *snapshot, merged []exposition.DropCounts) {
 	for i, st := range states {
 		d := st.drops
 		if merged != nil {
@@ -362,12 +390,12 @@ func (f *Forwarder) countDrops(states []*sandboxState, snap *snapshot, merged []
 			}
 			bit := uint16(1) << r
 			logged |= bit
-			f.m.dropped.WithLabelValues(dropReason(r).String()).Add(float64(n))
+			f.m.dropped.WithLabelValues(exposition.DropReason(r).String()).Add(float64(n))
 			if st.dropLogged&bit == 0 {
-				f.log.Warn("shim samples left out", "sandbox", st.id, "reason", dropReason(r).String(), "samples", n)
+				f.log.Warn("shim samples left out", "sandbox", st.id, "reason", exposition.DropReason(r).String(), "samples", n)
 			}
 		}
 		st.dropLogged = logged
-		snap.status[i].Dropped = d.byName()
+		snap.status[i].Dropped = d.ByName()
 	}
 }

@@ -71,9 +71,9 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 		}
 		lb.Sort()
 		ls := lb.Labels()
-		if len(f.env.external) > 0 {
+		if len(f.external) > 0 {
 			b := labels.NewBuilder(ls)
-			for _, l := range f.env.external {
+			for _, l := range f.external {
 				if ls.Get(l.Name) == "" {
 					b.Set(l.Name, l.Value)
 				}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
 )
 
 // Timestamp rules of the push path. Receivers refuse a sample whose
@@ -119,7 +121,7 @@ func (g *tsGuard) sandbox(id string, round uint64) *sandboxTS {
 // returns false for a sample not to queue (counted here), and records a
 // queued sample of a tracked series. sbp is the sandbox's tracked series,
 // created on first use; tmpl and vals render the series for the log.
-func (g *tsGuard) check(sbp **sandboxTS, id string, round uint64, h uint64, tmpl *labelTmpl, vals *sbVals,
+func (g *tsGuard) check(sbp **sandboxTS, id string, round uint64, h uint64, tmpl *scrapecache.Template, vals *scrapecache.Values,
 	roundTS, t int64, v float64, explicit, roundOK bool) bool {
 	sb := *sbp
 	var s *seriesTS
@@ -221,11 +223,11 @@ func (g *tsGuard) flush(m *metrics) {
 }
 
 // seriesName renders a push series as name{label="value",...} for a log.
-func seriesName(t *labelTmpl, v *sbVals) string {
+func seriesName(t *scrapecache.Template, v *scrapecache.Values) string {
 	var b strings.Builder
 	var name string
 	first := true
-	for _, l := range t.appendTo(nil, v) {
+	for _, l := range t.AppendTo(nil, v) {
 		if l.Name == "__name__" {
 			name = l.Value
 			continue

@@ -33,8 +33,8 @@ func (f *Forwarder) View(ctx context.Context, scheme model.EscapingScheme, fn fu
 	}
 	defer f.release(snap)
 	key := snap.seq << 2
-	if snap.utf8 && scheme != model.NoEscaping {
+	if snap.UTF8() && scheme != model.NoEscaping {
 		key |= uint64(scheme) & 3
 	}
-	return fn(key, func(w io.Writer, prefixes []string) error { return snap.write(w, prefixes, scheme) })
+	return fn(key, func(w io.Writer, prefixes []string) error { return snap.Write(w, prefixes, scheme) })
 }

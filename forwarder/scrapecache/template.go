@@ -1,4 +1,4 @@
-package forwarder
+package scrapecache
 
 import (
 	"strings"
@@ -7,16 +7,12 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 )
 
-// sbVals are the label values that differ between sandboxes exposing the
+// Values are the label values that differ between sandboxes exposing the
 // same series: sandbox_id, cri_uid, cri_name, cri_namespace ("" when
 // unknown). A value is immutable once built; a sandbox gets a new one when
 // its pod changes, so series of the old pod keep theirs for their
 // staleness markers.
-type sbVals [4]string
-
-func newSBVals(id string, uid, name, namespace string) *sbVals {
-	return &sbVals{id, uid, name, namespace}
-}
+type Values [4]string
 
 // tmplLabel is one label of a template: a literal value, or (slot >= 0)
 // the sandbox value in that slot.
@@ -25,18 +21,18 @@ type tmplLabel struct {
 	slot        int
 }
 
-// labelTmpl is a final push label set (sorted, __name__ included) with
+// Template is a final push label set (sorted, __name__ included) with
 // every value equal to one of the sandbox's values replaced by a slot. The
 // ~150k series of 200 sandboxes share ~760 templates (one per series of
 // the exposition), instead of keeping a []prompb.Label each (~60 MiB):
 // labels are built per push round from the template and the sandbox's
 // values. Immutable once built.
-type labelTmpl struct {
+type Template struct {
 	ls []tmplLabel
 }
 
-// appendTo appends the label set of the sandbox with values v.
-func (t *labelTmpl) appendTo(dst []prompb.Label, v *sbVals) []prompb.Label {
+// AppendTo appends the label set of the sandbox with values v.
+func (t *Template) AppendTo(dst []prompb.Label, v *Values) []prompb.Label {
 	for _, l := range t.ls {
 		val := l.value
 		if l.slot >= 0 {
@@ -50,8 +46,8 @@ func (t *labelTmpl) appendTo(dst []prompb.Label, v *sbVals) []prompb.Label {
 // template returns the shared template of ls for a sandbox with values v.
 // A literal value that happens to equal a sandbox value becomes a slot too,
 // which rebuilds the same label set for that sandbox.
-func (in *interner) template(ls labels.Labels, v *sbVals) *labelTmpl {
-	t := &labelTmpl{ls: make([]tmplLabel, 0, ls.Len())}
+func (in *interner) template(ls labels.Labels, v *Values) *Template {
+	t := &Template{ls: make([]tmplLabel, 0, ls.Len())}
 	var key strings.Builder
 	ls.Range(func(l labels.Label) {
 		tl := tmplLabel{name: l.Name, value: l.Value, slot: -1}
@@ -96,3 +92,6 @@ func (in *interner) template(ls labels.Labels, v *sbVals) *labelTmpl {
 	in.tmpls[k] = t
 	return t
 }
+
+// Len is the number of labels of the template's label sets.
+func (t *Template) Len() int { return len(t.ls) }

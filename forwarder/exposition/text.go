@@ -1,4 +1,4 @@
-package forwarder
+package exposition
 
 import (
 	"math"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/textparse"
 )
 
 // Text exposition format 0.0.4 writing helpers. Names that are not legacy
@@ -126,60 +125,6 @@ func hasSuffix(name, suffix string) bool {
 	return len(name) > len(suffix) && name[len(name)-len(suffix):] == suffix
 }
 
-// belongsTo is the family rule of the text format: a sample is part of the
-// current family when its name is the family's, or the family's plus one of
-// the suffixes client libraries add.
-func belongsTo(sample, family string) bool {
-	if sample == family {
-		return true
-	}
-	if len(sample) <= len(family) || sample[:len(family)] != family {
-		return false
-	}
-	switch sample[len(family):] {
-	case "_bucket", "_sum", "_count", "_total", "_created", "_info":
-		return true
-	}
-	return false
-}
-
-// renamed applies upstream's rule: the shim's own Go client families go_*
-// and process_* become kata_shim_go_* and kata_shim_process_* so they do not
-// clash with kata-monitor's.
-func renamed(name string) (string, bool) {
-	if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
-		return "kata_shim_" + name, true
-	}
-	return name, false
-}
-
-// shimSpelling returns the labels to render for pull, and the canonical
-// head when they differ from ls ("" otherwise). textparse rewrites "le" in
-// histograms and "quantile" in summaries to Prometheus 3's float spelling
-// (le="1" becomes le="1.0"); pull serves what the shim served, as upstream
-// kata-monitor does, so a Prometheus 2 keeps its series identity. raw is
-// the series text as the parser returned it; it is parsed again without a
-// TYPE line, which keeps the values as written. Costs nothing for series
-// without le or quantile; runs only when a series is first seen.
-func shimSpelling(raw []byte, outName string, ls labels.Labels) (labels.Labels, string) {
-	le, q := ls.Get(model.BucketLabel), ls.Get(model.QuantileLabel)
-	if le == "" && q == "" {
-		return ls, ""
-	}
-	line := make([]byte, 0, len(raw)+3)
-	line = append(append(line, raw...), " 0\n"...)
-	p := textparse.NewPromParser(line, labels.NewSymbolTable(), false)
-	if et, err := p.Next(); err != nil || et != textparse.EntrySeries {
-		return ls, ""
-	}
-	var shim labels.Labels
-	p.Labels(&shim)
-	if shim.Len() != ls.Len() || (shim.Get(model.BucketLabel) == le && shim.Get(model.QuantileLabel) == q) {
-		return ls, ""
-	}
-	return shim, string(renderHead(nil, outName, ls))
-}
-
 // needsQuotes reports whether the head of a series named name with labels
 // ls uses the quoted (UTF-8) syntax for a name.
 func needsQuotes(name string, ls labels.Labels) bool {
@@ -199,20 +144,20 @@ func needsQuotes(name string, ls labels.Labels) bool {
 // every name escaped by scheme (model.EscapeName, as client_golang escapes
 // for clients that did not ask for UTF-8 names). Allocates: only for such
 // series, only for such clients.
-func escapedHead(in *seriesInfo, scheme model.EscapingScheme) string {
+func escapedHead(in *Series, scheme model.EscapingScheme) string {
 	b := make([]byte, 0, len(in.head)+16)
-	b = append(b, escapeMetricName(in.outName, scheme)...)
+	b = append(b, escapeMetricName(in.OutName, scheme)...)
 	b = append(b, '{')
 	var seen []string
 	in.quoted.Range(func(l labels.Label) {
-		if l.Name == model.MetricNameLabel || l.Value == "" || ours(l.Name) {
+		if l.Name == model.MetricNameLabel || l.Value == "" || Ours(l.Name) {
 			return
 		}
 		name := escapeLabelName(l.Name, scheme)
 		// Two names that escape alike, or one that escapes to a label
 		// kata-monitor sets, would repeat a label: the line would not
 		// parse. The first keeps it.
-		if ours(name) || slices.Contains(seen, name) {
+		if Ours(name) || slices.Contains(seen, name) {
 			return
 		}
 		seen = append(seen, name)

@@ -1,10 +1,12 @@
-package forwarder
+package scrapecache
 
 import (
 	"strings"
 	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 )
 
 // interner hands out one shared copy of equal strings. The cached series of
@@ -22,12 +24,12 @@ import (
 type interner struct {
 	mu    sync.Mutex
 	m     map[string]string
-	tmpls map[string]*labelTmpl  // push label templates (labeltmpl.go)
-	infos map[string]*seriesInfo // by name and head (entry.go)
+	tmpls map[string]*Template          // push label templates (template.go)
+	infos map[string]*exposition.Series // by head and name (entry.go)
 }
 
 func newInterner() *interner {
-	return &interner{m: make(map[string]string), tmpls: make(map[string]*labelTmpl), infos: make(map[string]*seriesInfo)}
+	return &interner{m: make(map[string]string), tmpls: make(map[string]*Template), infos: make(map[string]*exposition.Series)}
 }
 
 // str returns the shared copy of s, storing a copy of it if new.
@@ -72,24 +74,24 @@ func (in *interner) reset(limit int) {
 		in.m = make(map[string]string)
 	}
 	if len(in.tmpls) > limit {
-		in.tmpls = make(map[string]*labelTmpl)
+		in.tmpls = make(map[string]*Template)
 	}
 	if len(in.infos) > limit {
-		in.infos = make(map[string]*seriesInfo)
+		in.infos = make(map[string]*exposition.Series)
 	}
 }
 
-// info returns the shared seriesInfo of the series named name (as exposed)
+// info returns the shared Series of the series named name (as exposed)
 // whose pull head is head, building it from ls if new. canon is the
 // canonical head (shimSpelling), "" when head is canonical. A hit does not
 // allocate.
-func (in *interner) info(name, outName string, head []byte, canon string, ls labels.Labels) *seriesInfo {
+func (in *interner) info(name, outName string, head []byte, canon string, ls labels.Labels) *exposition.Series {
 	// The key is the head (it holds outName and the labels) then the
 	// exposed name, which differs from outName only for renamed families.
 	n := len(head)
 	key := append(head, name...)
 	if in == nil {
-		return withCanon(newInfo(strings.Clone(name), strings.Clone(outName), string(key), n, ls), canon, name)
+		return exposition.NewSeries(strings.Clone(name), strings.Clone(outName), string(key), n, canon, ls)
 	}
 	in.mu.Lock()
 	if v, ok := in.infos[string(key)]; ok {
@@ -98,7 +100,7 @@ func (in *interner) info(name, outName string, head []byte, canon string, ls lab
 	}
 	in.mu.Unlock()
 	k := string(key)
-	v := withCanon(newInfo(in.str(name), in.str(outName), k, n, ls), canon, name)
+	v := exposition.NewSeries(in.str(name), in.str(outName), k, n, canon, ls)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if old, ok := in.infos[k]; ok {
@@ -106,13 +108,4 @@ func (in *interner) info(name, outName string, head []byte, canon string, ls lab
 	}
 	in.infos[k] = v
 	return v
-}
-
-// withCanon sets in.canon: the key itself, or canon plus the name.
-func withCanon(in *seriesInfo, canon, name string) *seriesInfo {
-	in.canon = in.key
-	if canon != "" {
-		in.canon = canon + name
-	}
-	return in
 }

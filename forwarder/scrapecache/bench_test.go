@@ -1,0 +1,61 @@
+package scrapecache
+
+import (
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/sources/cri"
+)
+
+func sharedExposition(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../test/testdata/kata-shim-metrics.prom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkParseShim is one sandbox's parse of the shared exposition in
+// steady state (every series cached), for pull only and for pull and push.
+func BenchmarkParseShim(b *testing.B) {
+	body := sharedExposition(b)
+	for _, push := range []bool{false, true} {
+		name := "pull"
+		if push {
+			name = "push"
+		}
+		b.Run(name, func(b *testing.B) {
+			env := NewEnv(push, nil, nil)
+			s := New("0000000000000000000000000000000000000000000000000000000000000001")
+			s.SetPod(cri.Pod{UID: "0b5c7c0e-5d1a-4a5e-9b1c-1f7e9d3a2c11", Name: "web-7d9f8c6b5-x2k4q", Namespace: "default"})
+			out := exposition.NewLines(exposition.LinesSize{})
+			buf := make([]byte, 0, len(body)+1)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			round := uint64(0)
+			cpu0 := cpuTime()
+			for b.Loop() {
+				round++
+				out.Reset()
+				buf = append(buf[:0], body...)
+				if _, err := s.Parse(env, buf, "", round, push, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if s.Live() != 759 {
+				b.Fatalf("parsed %d series", s.Live())
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/759, "cpu-ns/sample")
+		})
+	}
+}

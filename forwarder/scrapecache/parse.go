@@ -1,0 +1,272 @@
+package scrapecache
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/sources/shim"
+)
+
+// Stats are what one Parse left out, by reason (exposition.DropReason):
+// the same series twice (the first is kept), invalid names or values, and
+// lines the text format cannot carry under their family's type (pushed
+// all the same).
+type Stats struct{ Duplicates, Invalid, Unrenderable int }
+
+// parsing is the state of one Parse.
+type parsing struct {
+	s       *Sandbox
+	env     *Env
+	out     *exposition.Lines
+	collect bool
+	r       uint32 // the round, truncated as Entry.seen is
+	cur     int    // the family of the last HELP/TYPE line, -1: none
+	stats   Stats
+}
+
+// Parse reads one exposition of round (in the format contentType names,
+// see CheckFormat) into the cache: pull lines into out (only families when
+// out.Meta) and, when collect is set, push samples (Samples). It returns
+// what it left out, and the error that stopped the parser early; what was
+// parsed before it is kept. A series not seen in this round is forgotten
+// (TakeEvicted hands it to the push phase).
+func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64, collect bool, out *exposition.Lines) (Stats, error) {
+	s.defs = s.defs[:0]
+	s.curRound = round
+	s.samples, s.tss = s.samples[:0], s.tss[:0]
+	s.live = 0
+	ps := parsing{s: s, env: env, out: out, collect: collect, r: uint32(round), cur: -1}
+	p, err := newParser(body, contentType)
+	if err != nil {
+		return ps.stats, err
+	}
+	var perr error
+	for {
+		et, err := p.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				perr = err
+			}
+			break
+		}
+		switch et {
+		case textparse.EntryHelp:
+			ps.help(p)
+		case textparse.EntryType:
+			ps.typ(p)
+		case textparse.EntrySeries:
+			ps.series(p)
+		}
+	}
+	s.finish(round, out)
+	return ps.stats, perr
+}
+
+// help takes a HELP line: the family's help unless a sample or an earlier
+// HELP fixed it.
+func (ps *parsing) help(p textparse.Parser) {
+	name, help := p.Help()
+	s := ps.s
+	ps.cur = s.def(ps.env, name)
+	if d := &s.defs[ps.cur]; !d.locked && !d.hasHelp {
+		if string(help) != d.fam.help {
+			d.fam.help = ps.env.strs.bytes(help) // every sandbox has the same
+		}
+		d.help, d.hasHelp = d.fam.help, true
+	}
+}
+
+// typ takes a TYPE line, as help does.
+func (ps *parsing) typ(p textparse.Parser) {
+	name, typ := p.Type()
+	s := ps.s
+	ps.cur = s.def(ps.env, name)
+	if d := &s.defs[ps.cur]; !d.locked && !d.hasType {
+		d.typ, d.hasType = typ, true
+	}
+}
+
+// series takes a sample: looks its raw text up (building the entry the
+// first time), drops invalid and repeated series, and records the pull
+// line and the push sample.
+func (ps *parsing) series(p textparse.Parser) {
+	s := ps.s
+	raw, tsp, v := p.Series()
+	idx, ok := s.byRaw[string(raw)]
+	if !ok {
+		idx = s.add(s.newEntry(ps.env, p))
+		s.byRaw[ps.env.strs.bytes(raw)] = idx
+	}
+	e := &s.entries[idx]
+	switch {
+	case e.Info == invalid:
+		e.seen = ps.r
+		ps.stats.Invalid++
+		return
+	case e.seen == ps.r:
+		ps.stats.Duplicates++ // keep the first
+		return
+	}
+	e.seen = ps.r
+	s.live++
+	in := e.Info
+	di := ps.cur
+	if di < 0 || !belongsTo(in.Name, s.defs[di].raw) {
+		di = s.defName(ps.env, in.Name) // its own (untyped) family
+	}
+	d := &s.defs[di]
+	d.locked = true
+	if !ps.out.Meta {
+		if exposition.Renderable(d.typ, in, v) {
+			ps.out.Append(di, in, v, tsp)
+			d.addName(in)
+		} else {
+			ps.stats.Unrenderable++
+		}
+	}
+	if ps.collect {
+		ti := int32(-1)
+		if tsp != nil {
+			ti = int32(len(s.tss))
+			s.tss = append(s.tss, *tsp)
+		}
+		s.samples = append(s.samples, Sample{Value: v, Entry: idx, TS: ti})
+	}
+}
+
+// addName notes a line of series in in the family: its quoting and its
+// sample name.
+func (d *famDef) addName(in *exposition.Series) {
+	if in.UTF8 {
+		d.utf8 = true
+	}
+	for _, n := range d.names {
+		if n == in.OutName {
+			return
+		}
+	}
+	d.names = append(d.names, in.OutName)
+}
+
+// finish ends a Parse: forgets the series and families the round did not
+// show and hands the round's families to out, in order of appearance.
+func (s *Sandbox) finish(round uint64, out *exposition.Lines) {
+	if s.live < len(s.byInfo) || len(s.byRaw) != len(s.byInfo) {
+		s.sweep(round)
+	}
+	if len(s.families) > 2*len(s.defs)+16 {
+		for k, fam := range s.families {
+			if fam.round != round {
+				delete(s.families, k)
+			}
+		}
+	}
+	for _, d := range s.defs {
+		if out.Meta && !d.locked {
+			continue // as in a pull round: a family without samples has no lines
+		}
+		out.AddFamily(exposition.FamilyMeta{Name: d.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
+	}
+}
+
+// errFormat is wrapped by the error for an exposition in a format the
+// scrape did not ask for.
+var errFormat = errors.New("unsupported exposition format")
+
+// newParser picks the parser by the answer's Content-Type, as Prometheus's
+// scrape does (textparse.New): the text format (also when the shim sent no
+// Content-Type, as upstream kata-monitor assumes) or OpenMetrics 1.0
+// (exemplars are ignored; _created lines are series, as Prometheus ingests
+// them without the created-timestamps feature). Anything else, e.g. the
+// protobuf format nobody asked for, is an error wrapping errFormat.
+func newParser(body []byte, contentType string) (textparse.Parser, error) {
+	om, err := isOpenMetrics(contentType)
+	switch {
+	case err != nil:
+		return nil, err
+	case om:
+		return textparse.NewOpenMetricsParser(body, labels.NewSymbolTable()), nil
+	}
+	return textparse.NewPromParser(body, labels.NewSymbolTable(), false), nil
+}
+
+// CheckFormat returns an error when contentType names an exposition format
+// Parse cannot read (Parse would return the same error).
+func CheckFormat(contentType string) error {
+	_, err := isOpenMetrics(contentType)
+	return err
+}
+
+// isOpenMetrics tells the two formats newParser reads apart, and refuses
+// the others.
+func isOpenMetrics(contentType string) (bool, error) {
+	mt, _, _ := strings.Cut(contentType, ";")
+	switch mt = strings.TrimSpace(mt); {
+	case mt == "" || strings.EqualFold(mt, "text/plain"):
+		return false, nil
+	case strings.EqualFold(mt, "application/openmetrics-text"):
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: Content-Type %q", errFormat, shim.Printable(contentType))
+}
+
+// belongsTo is the family rule of the text format: a sample is part of the
+// current family when its name is the family's, or the family's plus one of
+// the suffixes client libraries add.
+func belongsTo(sample, family string) bool {
+	if sample == family {
+		return true
+	}
+	if len(sample) <= len(family) || sample[:len(family)] != family {
+		return false
+	}
+	switch sample[len(family):] {
+	case "_bucket", "_sum", "_count", "_total", "_created", "_info":
+		return true
+	}
+	return false
+}
+
+// renamed applies upstream's rule: the shim's own Go client families go_*
+// and process_* become kata_shim_go_* and kata_shim_process_* so they do not
+// clash with kata-monitor's.
+func renamed(name string) (string, bool) {
+	if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
+		return "kata_shim_" + name, true
+	}
+	return name, false
+}
+
+// shimSpelling returns the labels to render for pull, and the canonical
+// head when they differ from ls ("" otherwise). textparse rewrites "le" in
+// histograms and "quantile" in summaries to Prometheus 3's float spelling
+// (le="1" becomes le="1.0"); pull serves what the shim served, as upstream
+// kata-monitor does, so a Prometheus 2 keeps its series identity. raw is
+// the series text as the parser returned it; it is parsed again without a
+// TYPE line, which keeps the values as written. Costs nothing for series
+// without le or quantile; runs only when a series is first seen.
+func shimSpelling(raw []byte, outName string, ls labels.Labels) (labels.Labels, string) {
+	le, q := ls.Get(model.BucketLabel), ls.Get(model.QuantileLabel)
+	if le == "" && q == "" {
+		return ls, ""
+	}
+	line := make([]byte, 0, len(raw)+3)
+	line = append(append(line, raw...), " 0\n"...)
+	p := textparse.NewPromParser(line, labels.NewSymbolTable(), false)
+	if et, err := p.Next(); err != nil || et != textparse.EntrySeries {
+		return ls, ""
+	}
+	var shim labels.Labels
+	p.Labels(&shim)
+	if shim.Len() != ls.Len() || (shim.Get(model.BucketLabel) == le && shim.Get(model.QuantileLabel) == q) {
+		return ls, ""
+	}
+	return shim, string(exposition.RenderHead(nil, outName, ls))
+}

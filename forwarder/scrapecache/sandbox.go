@@ -1,0 +1,288 @@
+package scrapecache
+
+import (
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/sources/cri"
+)
+
+// Sandbox is the scrape cache of one sandbox: its series across rounds,
+// keyed by their raw text in the exposition, with the families seen and
+// this round's push samples. One goroutine at a time uses it (the
+// sandbox's scrape during a round, the round's sequential phase between
+// them); methods are not safe for concurrent use.
+type Sandbox struct {
+	id       string
+	pod      cri.Pod
+	podKnown bool
+	vals     *Values // id and pod label values, replaced when the pod changes
+	labels   string  // the pull rendering of vals (exposition.SandboxLabels)
+
+	entries  []Entry          // the sandbox's series; free slots have no Info
+	free     []int32          // free slots of entries
+	byRaw    map[string]int32 // raw series text (interned) -> entry
+	byInfo   map[string]int32 // Series.Canon (the canonical series) -> entry
+	scratch  []byte           // for rendering a new entry's head
+	live     int              // distinct valid entries seen this round
+	evicted  []Gone           // pushable series that disappeared, for the push phase
+	lb       *labels.Builder
+	families map[string]*family // by name as exposed
+
+	curRound uint64
+	defs     []famDef // families of this round, in order of appearance
+
+	samples []Sample // this round's push samples (collect only)
+	tss     []int64  // timestamps given by the exposition, this round
+}
+
+// Gone is a series that disappeared, with what its staleness marker needs.
+type Gone struct {
+	Tmpl *Template
+	Vals *Values
+	Hash uint64
+	Sent uint32 // the last push round that sent it (truncated)
+}
+
+// Sample is one sample of a round, for the push phase: 16 bytes.
+type Sample struct {
+	Value float64
+	Entry int32 // index of its entry (Sandbox.Entry)
+	TS    int32 // index of its own timestamp (Sandbox.Timestamp), or -1: the round's
+}
+
+// famDef is one family of one exposition in one round.
+type famDef struct {
+	fam       *family
+	raw, name string // as exposed, and after renaming
+	help      string
+	hasHelp   bool
+	typ       model.MetricType
+	hasType   bool
+	locked    bool     // a sample was assigned: later HELP/TYPE lines are ignored
+	utf8      bool     // a line's name or label name needs quoting
+	names     []string // distinct rendered sample names (for the expfmt check)
+}
+
+// family is what a sandbox keeps about one family name across rounds, so a
+// round neither re-renames nor re-allocates names and unchanged help texts.
+type family struct {
+	raw, name string // as exposed, and after renaming
+	help      string // the last help text seen
+	round     uint64 // the round idx belongs to
+	idx       int    // index in defs in that round
+}
+
+// New returns the empty cache of sandbox id, pod unknown.
+func New(id string) *Sandbox {
+	s := &Sandbox{
+		id:       id,
+		byRaw:    make(map[string]int32),
+		byInfo:   make(map[string]int32),
+		lb:       labels.NewBuilder(labels.EmptyLabels()),
+		families: make(map[string]*family),
+	}
+	s.setVals(cri.Pod{}, false)
+	return s
+}
+
+// ID is the sandbox id.
+func (s *Sandbox) ID() string { return s.id }
+
+// Pod returns the pod the sandbox's labels name, and whether one was set.
+func (s *Sandbox) Pod() (cri.Pod, bool) { return s.pod, s.podKnown }
+
+// Labels is the sandbox's own labels as every pull line carries them
+// (exposition.SandboxLabels).
+func (s *Sandbox) Labels() string { return s.labels }
+
+// Values is the sandbox's label values for push label templates.
+func (s *Sandbox) Values() *Values { return s.vals }
+
+// Live is the number of distinct valid series of the last Parse.
+func (s *Sandbox) Live() int { return s.live }
+
+// Len is the number of series spellings cached.
+func (s *Sandbox) Len() int { return len(s.byRaw) }
+
+// Footprint returns the entry slots in use or free and the free ones
+// (tests check that a shrunk sandbox gives memory back).
+func (s *Sandbox) Footprint() (slots, free int) { return len(s.entries), len(s.free) }
+
+// Samples is the last Parse's push samples (collect), in exposition
+// order; valid until the next Parse or ClearSamples.
+func (s *Sandbox) Samples() []Sample { return s.samples }
+
+// ClearSamples forgets the push samples once the push phase used them.
+func (s *Sandbox) ClearSamples() { s.samples = s.samples[:0] }
+
+// Entry returns the entry of a Sample; the push phase sets its Sent.
+func (s *Sandbox) Entry(i int32) *Entry { return &s.entries[i] }
+
+// Timestamp returns a Sample's own timestamp (its TS >= 0), in ms.
+func (s *Sandbox) Timestamp(i int32) int64 { return s.tss[i] }
+
+// TakeEvicted calls fn with every pushable series that disappeared since
+// the last call (for its staleness marker), then forgets them.
+func (s *Sandbox) TakeEvicted(fn func(Gone)) {
+	for _, g := range s.evicted {
+		fn(g)
+	}
+	clear(s.evicted)
+	s.evicted = s.evicted[:0]
+}
+
+// SetPod gives the sandbox its pod's labels. Every series changes labels:
+// all are forgotten (TakeEvicted hands them to the push phase).
+func (s *Sandbox) SetPod(pod cri.Pod) {
+	s.EvictAll()
+	s.setVals(pod, true)
+}
+
+func (s *Sandbox) setVals(pod cri.Pod, known bool) {
+	s.pod, s.podKnown = pod, known
+	s.vals = &Values{s.id, pod.UID, pod.Name, pod.Namespace}
+	s.labels = exposition.SandboxLabels(s.id, pod.UID, pod.Name, pod.Namespace, known)
+}
+
+// EvictAll forgets every series, e.g. when the scrape failed or the pod
+// labels changed; TakeEvicted hands them to the push phase.
+func (s *Sandbox) EvictAll() {
+	for i := range s.entries {
+		if e := &s.entries[i]; e.Info != nil {
+			s.evict(e)
+		}
+	}
+	clear(s.entries)
+	s.entries, s.free = s.entries[:0], s.free[:0]
+	clear(s.byInfo)
+	clear(s.byRaw)
+	s.live = 0
+	s.samples = s.samples[:0]
+}
+
+// evict records a series that disappeared for its staleness marker.
+func (s *Sandbox) evict(e *Entry) {
+	if e.Tmpl != nil {
+		s.evicted = append(s.evicted, Gone{Tmpl: e.Tmpl, Vals: s.vals, Hash: e.Hash, Sent: e.Sent})
+	}
+}
+
+// add stores the entry of a series seen for the first time under this
+// spelling and returns its index: an existing entry when it is the same
+// series spelled differently.
+func (s *Sandbox) add(e Entry) int32 {
+	if e.Info != invalid {
+		if i, ok := s.byInfo[e.Info.Canon]; ok {
+			return i
+		}
+	}
+	var i int32
+	if n := len(s.free); n > 0 {
+		i = s.free[n-1]
+		s.free = s.free[:n-1]
+		s.entries[i] = e
+	} else {
+		i = int32(len(s.entries))
+		s.entries = append(s.entries, e)
+	}
+	if e.Info != invalid {
+		s.byInfo[e.Info.Canon] = i
+	}
+	return i
+}
+
+// sweep forgets series not seen in this round, and compacts entries when
+// most of it is free (a sandbox whose series set shrank for good).
+func (s *Sandbox) sweep(round uint64) {
+	r := uint32(round)
+	for k, i := range s.byRaw {
+		if s.entries[i].seen != r {
+			delete(s.byRaw, k)
+		}
+	}
+	for i := range s.entries {
+		e := &s.entries[i]
+		if e.Info == nil || e.seen == r {
+			continue
+		}
+		if e.Info != invalid {
+			delete(s.byInfo, e.Info.Canon)
+			s.evict(e)
+		}
+		*e = Entry{}
+		s.free = append(s.free, int32(i))
+	}
+	if len(s.entries) > 1024 && len(s.free) > len(s.entries)/2 {
+		s.compact()
+	}
+}
+
+// compact moves the used entries to the front of a right-sized slice,
+// renumbering the maps and this round's samples.
+func (s *Sandbox) compact() {
+	moved := make(map[int32]int32, len(s.entries)-len(s.free))
+	entries := make([]Entry, 0, len(s.entries)-len(s.free))
+	for i, e := range s.entries {
+		if e.Info != nil {
+			moved[int32(i)] = int32(len(entries))
+			entries = append(entries, e)
+		}
+	}
+	for k, i := range s.byRaw {
+		s.byRaw[k] = moved[i]
+	}
+	for k, i := range s.byInfo {
+		s.byInfo[k] = moved[i]
+	}
+	for i := range s.samples {
+		s.samples[i].Entry = moved[s.samples[i].Entry]
+	}
+	s.entries, s.free = entries, nil
+}
+
+// def returns the index of this round's family named raw, creating it.
+func (s *Sandbox) def(env *Env, raw []byte) int {
+	fam := s.families[string(raw)]
+	if fam == nil {
+		fam = s.newFamily(env, env.strs.bytes(raw))
+	}
+	return s.defOf(fam)
+}
+
+// defName is def for a name that is already a long-lived string.
+func (s *Sandbox) defName(env *Env, name string) int {
+	fam := s.families[name]
+	if fam == nil {
+		fam = s.newFamily(env, name)
+	}
+	return s.defOf(fam)
+}
+
+func (s *Sandbox) newFamily(env *Env, raw string) *family {
+	out := raw
+	if r, ok := renamed(raw); ok {
+		out = env.strs.str(r)
+	}
+	fam := &family{raw: raw, name: out}
+	s.families[raw] = fam
+	return fam
+}
+
+func (s *Sandbox) defOf(fam *family) int {
+	if fam.round == s.curRound {
+		return fam.idx
+	}
+	n := len(s.defs)
+	if n < cap(s.defs) {
+		s.defs = s.defs[:n+1]
+		s.defs[n] = famDef{names: s.defs[n].names[:0]}
+	} else {
+		s.defs = append(s.defs, famDef{})
+	}
+	d := &s.defs[n]
+	d.fam, d.raw, d.name, d.typ = fam, fam.raw, fam.name, model.MetricTypeUnknown
+	fam.round, fam.idx = s.curRound, n
+	return n
+}
