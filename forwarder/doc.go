@@ -34,11 +34,12 @@
 //     (selfpush.go), so a node nobody scrapes is observable from the
 //     receiver alone.
 //
-// The data path is built around a per-sandbox cache keyed by the raw series
-// text of the exposition: a shim exposes the same series every round with new
-// values, so label parsing, escaping, relabelling and hashing happen once per
-// series, not once per sample. What does not depend on the sandbox (names,
-// the pull head, push label templates) is interned and shared by all
-// sandboxes; a sandbox keeps a 40-byte entry per series. Scrape buffers
+// The data path is built around a per-sandbox scrape cache keyed by the
+// raw series text of the exposition (forwarder/scrapecache): a shim exposes
+// the same series every round with new values, so label parsing, escaping,
+// relabelling and hashing happen once per series, not once per sample. The
+// pull rendering (merge across sandboxes, text writer, escaping) is
+// forwarder/exposition. This package schedules rounds, shares them between
+// pull callers, keeps the snapshots and runs the push phase. Scrape buffers
 // are pooled, one per concurrency slot, and the parse runs inside the slot.
 package forwarder
