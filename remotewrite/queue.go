@@ -43,6 +43,9 @@ type Option func(*options)
 type options struct {
 	userAgent     string
 	flushDeadline time.Duration
+	// wrapWAL, when set, wraps the WAL the queue uses (tenant queues
+	// coalesce acknowledgements: router.go).
+	wrapWAL func(blockQueue) blockQueue
 }
 
 // WithUserAgent sets the User-Agent of requests (default "kata-monitor";
@@ -135,7 +138,11 @@ func open(cfg Config, wcfg wal.Config, logger *slog.Logger, reg prometheus.Regis
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
 	}
-	q, err := newQueue(cfg, w, rt, logger, reg, o)
+	var bq blockQueue = w
+	if o.wrapWAL != nil {
+		bq = o.wrapWAL(w)
+	}
+	q, err := newQueue(cfg, bq, rt, logger, reg, o)
 	if err != nil {
 		// Handing the error back is the decision; the close error adds nothing.
 		_ = w.Close()
