@@ -121,6 +121,7 @@ type API struct {
 	pools   *pools
 	gzip    *gzipCache
 	pages   *template.Template
+	routes  *routes
 	handler http.Handler
 }
 
@@ -155,6 +156,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 	p := newPools()
 	a := &API{cfg: cfg, deps: deps, logger: logger, metrics: m, pools: p, pages: pages,
 		gzip: &gzipCache{workers: gzipWorkers(), flate: &p.flate}}
+	a.routes = a.newRoutes()
 	a.handler = http.HandlerFunc(a.route)
 	return a, nil
 }
@@ -176,11 +178,56 @@ const (
 	routeNotFound  = "not_found"
 )
 
-// route picks the handler by exact path (no ServeMux: its 404/405 and path
-// cleaning redirects would bypass the instrumentation and the limits).
+// routes holds every route's handler, instrumented once at New. Routing is
+// by exact path (no ServeMux: its 404/405 and path cleaning redirects would
+// bypass the instrumentation and the limits).
+type routes struct {
+	byPath   map[string]http.Handler
+	debug    http.Handler // any /debug/ path, when enabled
+	notFound http.Handler
+}
+
+func (a *API) newRoutes() *routes {
+	rt := &routes{byPath: make(map[string]http.Handler)}
+	for path, r := range map[string]struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		"/":             {routeIndex, a.serveIndex},
+		"/metrics":      {routeMetrics, a.serveMetrics},
+		"/metrics/self": {routeSelf, a.serveSelf},
+		"/sandboxes":    {routeSandboxes, a.serveSandboxes},
+		"/agent-url":    {routeAgentURL, a.serveAgentURL},
+		"/healthz":      {routeHealthz, serveHealthz},
+		"/readyz":       {routeReadyz, a.serveReadyz},
+	} {
+		rt.byPath[path] = a.instrument(r.name, a.limited(r.h))
+	}
+	rt.notFound = a.instrument(routeNotFound, a.limited(http.NotFound))
+	rt.debug = rt.notFound
+	if a.cfg.EnableDebug {
+		rt.debug = a.instrument(routeDebug, a.limited(a.serveDebug))
+	}
+	return rt
+}
+
+// route picks the handler by exact path.
 func (a *API) route(w http.ResponseWriter, r *http.Request) {
-	name, h := a.lookup(r.URL.Path)
-	a.instrument(name, w, r, func(w http.ResponseWriter, r *http.Request) {
+	h, ok := a.routes.byPath[r.URL.Path]
+	switch {
+	case ok:
+	case isDebugPath(r.URL.Path):
+		h = a.routes.debug
+	default:
+		h = a.routes.notFound
+	}
+	h.ServeHTTP(w, r)
+}
+
+// limited refuses, before h runs, methods other than GET and HEAD and query
+// strings over Config.MaxQueryBytes.
+func (a *API) limited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			a.badRequest(w, http.StatusMethodNotAllowed, reasonMethod, "method not allowed")
@@ -191,33 +238,7 @@ func (a *API) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h(w, r)
-	})
-}
-
-func (a *API) lookup(path string) (string, http.HandlerFunc) {
-	switch path {
-	case "/":
-		return routeIndex, a.serveIndex
-	case "/metrics":
-		return routeMetrics, a.serveMetrics
-	case "/metrics/self":
-		return routeSelf, a.serveSelf
-	case "/sandboxes":
-		return routeSandboxes, a.serveSandboxes
-	case "/agent-url":
-		return routeAgentURL, a.serveAgentURL
-	case "/healthz":
-		return routeHealthz, serveHealthz
-	case "/readyz":
-		return routeReadyz, a.serveReadyz
 	}
-	if isDebugPath(path) {
-		if !a.cfg.EnableDebug {
-			return routeNotFound, http.NotFound
-		}
-		return routeDebug, a.serveDebug
-	}
-	return routeNotFound, http.NotFound
 }
 
 func serveHealthz(w http.ResponseWriter, _ *http.Request) {

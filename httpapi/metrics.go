@@ -3,10 +3,10 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Reasons of kata_monitor_http_bad_requests_total: a fixed set, so request
@@ -25,6 +25,7 @@ const (
 type httpMetrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
+	inFlight    prometheus.Gauge
 	badRequests *prometheus.CounterVec
 }
 
@@ -39,12 +40,16 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Help:    "Time to answer an HTTP request, by route.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"handler"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "kata_monitor", Subsystem: "http", Name: "requests_in_flight",
+			Help: "HTTP requests being answered.",
+		}),
 		badRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "http", Name: "bad_requests_total",
 			Help: "Requests refused before reaching a shim, by reason.",
 		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.badRequests} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight, m.badRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register http metrics: %w", err)
 		}
@@ -59,24 +64,25 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 	return m, nil
 }
 
-// instrument runs h under route name, counting its status code and duration,
-// under a write deadline (see Config.WriteTimeout).
-func (a *API) instrument(name string, w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
-	// The ordinary bound first; /metrics and the debug proxy extend it.
+// instrument wraps h, the handler of route name, in the listener's metrics
+// (promhttp's middleware: requests_total{handler,code},
+// request_duration_seconds{handler}, requests_in_flight) and the ordinary
+// write deadline (see Config.WriteTimeout). A handler that writes nothing
+// counts as 200, as net/http answers.
+func (a *API) instrument(name string, h http.HandlerFunc) http.Handler {
+	route := prometheus.Labels{"handler": name}
 	d := a.cfg.WriteTimeout
 	if d == 0 {
 		d = defaultHandlerDeadline
 	}
-	setWriteDeadline(sw, d)
-	h(sw, r)
-	code := sw.code
-	if code == 0 {
-		code = http.StatusOK // nothing written: net/http answers 200
-	}
-	a.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
-	a.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	deadline := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The ordinary bound first; /metrics and the debug proxy extend it.
+		setWriteDeadline(w, d)
+		h(w, r)
+	})
+	return promhttp.InstrumentHandlerInFlight(a.metrics.inFlight,
+		promhttp.InstrumentHandlerCounter(a.metrics.requests.MustCurryWith(route),
+			promhttp.InstrumentHandlerDuration(a.metrics.duration.MustCurryWith(route), deadline)))
 }
 
 // badRequest answers code with a fixed message and counts reason. The
@@ -96,32 +102,3 @@ func setWriteDeadline(w http.ResponseWriter, d time.Duration) {
 	// ErrNotSupported (e.g. a recorder in tests) only loses the bound.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
-
-// statusWriter records the status code for the metrics. It unwraps for
-// http.ResponseController and flushes, so proxied streams are not held back.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 && code >= 200 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Flush implements http.Flusher for handlers that type-assert it.
-func (s *statusWriter) Flush() {
-	_ = http.NewResponseController(s.ResponseWriter).Flush()
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

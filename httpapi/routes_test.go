@@ -201,6 +201,17 @@ func TestOwnMetrics(t *testing.T) {
 	body := do(t, h, http.MethodGet, "/metrics", nil).Body.String()
 	assert.NotContains(t, body, "random")
 	assert.Contains(t, body, `kata_monitor_http_requests_total{code="200",handler="healthz"} 2`)
+	// The request serving this body is the one in flight.
+	assert.Contains(t, body, "kata_monitor_http_requests_in_flight 1\n")
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.inFlight))
+}
+
+// A handler that writes nothing is counted as the 200 net/http answers.
+func TestOwnMetricsEmptyAnswer(t *testing.T) {
+	env := newTestEnv(t, DefaultConfig(), nil)
+	h := env.api.instrument("empty", func(http.ResponseWriter, *http.Request) {})
+	do(t, h, http.MethodGet, "/", nil)
+	assert.Equal(t, 1.0, testutil.ToFloat64(env.api.metrics.requests.WithLabelValues("empty", "200")))
 }
 
 func TestNewRejects(t *testing.T) {
