@@ -32,12 +32,14 @@ func fidelityBody(untyped bool, extra string) []byte {
 	return []byte(b.String())
 }
 
-// TestFidelityPrometheus242 has the Debian Prometheus 2.42 scrape the
-// daemon while one shim serves kata_guest_load untyped (lowest id), one
-// serves UTF-8 names and all serve le="1" and quantile="0": the scrape
-// succeeds (up 1) and every series is found with the shims' exact label
-// values (issue 11, kinds 1, 2, 3).
-func TestFidelityPrometheus242(t *testing.T) {
+// TestFidelityPrometheusScrape has the Debian Prometheus 2.42, and
+// Prometheus 3, scrape the daemon while one shim serves kata_guest_load
+// untyped (lowest id), one serves UTF-8 names and all serve le="1" and
+// quantile="0": the scrape succeeds (up 1) and every series is found with
+// the shims' exact label values: as served for Prometheus 2, which keeps
+// them; Prometheus 3 normalises le/quantile on scrape and reads UTF-8
+// names (issue 11, kinds 1, 2, 3).
+func TestFidelityPrometheusScrape(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 3)
 	ids := append([]string(nil), node.IDs()...)
@@ -49,34 +51,51 @@ func TestFidelityPrometheus242(t *testing.T) {
 	// The CRI endpoint in the form without slashes (issue 11, kind 5).
 	m := startMonitorEndpoint(t, node, "unix:"+node.CRISocket)
 
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: kata\n    static_configs:\n      - targets: ['%s']\n", m.addr)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644))
-	prom, err := receiver.Start(ctxT(t), receiver.Prometheus, dir, nil)
-	require.NoError(t, err)
-	t.Cleanup(prom.Stop)
-
-	queries := []struct {
+	type query struct {
 		query string
 		want  int
-	}{
-		{`up{job="kata"} == 1`, 1},
-		{`kata_test_latency_bucket{le="1",cri_name!=""}`, 3},
-		{`kata_test_latency_bucket{le="10"}`, 3},
-		{`kata_test_latency_bucket{le="1.0"}`, 0},
-		{`kata_test_rpc{quantile="0"}`, 3},
-		{`kata_test_rpc{quantile="0.0"}`, 0},
-		{`kata_guest_load`, 6},
-		{`kata_guest_custom{disk_name="vda",sandbox_id="` + ids[2] + `"}`, 1},
 	}
-	for _, q := range queries {
-		var got []map[string]string
-		waitFor(t, 60*time.Second, 250*time.Millisecond, func() (bool, string) {
-			got, err = prom.Instant(ctxT(t), q.query, time.Now())
-			return err == nil && len(got) == q.want, fmt.Sprintf("%s: err=%v, %d series, want %d: %v", q.query, err, len(got), q.want, got)
+	tests := []struct {
+		kind    receiver.Kind
+		queries []query
+	}{
+		{kind: receiver.Prometheus, queries: []query{
+			{`up{job="kata"} == 1`, 1},
+			{`kata_test_latency_bucket{le="1",cri_name!=""}`, 3},
+			{`kata_test_latency_bucket{le="10"}`, 3},
+			{`kata_test_latency_bucket{le="1.0"}`, 0},
+			{`kata_test_rpc{quantile="0"}`, 3},
+			{`kata_test_rpc{quantile="0.0"}`, 0},
+			{`kata_guest_load`, 6},
+			{`kata_guest_custom{disk_name="vda",sandbox_id="` + ids[2] + `"}`, 1},
+		}},
+		{kind: receiver.Prometheus3, queries: []query{
+			{`up{job="kata"} == 1`, 1},
+			{`kata_test_latency_bucket{le="1.0",cri_name!=""}`, 3},
+			{`kata_test_rpc{quantile="0.0"}`, 3},
+			{`kata_guest_load`, 6},
+			{`{"kata.guest.custom","disk.name"="vda",sandbox_id="` + ids[2] + `"}`, 1},
+			{`kata_guest_custom`, 0},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: kata\n    static_configs:\n      - targets: ['%s']\n", m.addr)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644))
+			prom, err := receiver.Start(ctxT(t), tt.kind, dir, nil)
+			require.NoError(t, err)
+			t.Cleanup(prom.Stop)
+			for _, q := range tt.queries {
+				var got []map[string]string
+				waitFor(t, 60*time.Second, 250*time.Millisecond, func() (bool, string) {
+					got, err = prom.Instant(ctxT(t), q.query, time.Now())
+					return err == nil && len(got) == q.want, fmt.Sprintf("%s: err=%v, %d series, want %d: %v", q.query, err, len(got), q.want, got)
+				})
+			}
 		})
 	}
-	// Prometheus records the type of the family: the typed one won.
+	// The typed family won the merge.
 	_, body := m.get("/metrics?filter_family=kata_guest_load", nil)
 	require.Contains(t, body, "# TYPE kata_guest_load gauge\n")
 	require.Equal(t, 6, strings.Count(body, "\nkata_guest_load{"))
