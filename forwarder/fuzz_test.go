@@ -3,6 +3,7 @@ package forwarder
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,10 @@ import (
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
-// FuzzParse feeds arbitrary bytes to two sandboxes as their exposition:
-// nothing panics and the merged pull output always parses with expfmt.
+// FuzzParse feeds arbitrary bytes to two sandboxes as their exposition,
+// one as text and one as OpenMetrics: nothing panics and the merged pull
+// output always parses with expfmt, in UTF-8 syntax and escaped for a
+// client without UTF-8 names.
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		"# HELP a A.\n# TYPE a gauge\na 1\n",
@@ -29,6 +32,8 @@ func FuzzParse(f *testing.F) {
 		"# TYPE \"\" gauge\n{\"\"} 1\n",
 		"a{b=\"\xff\"} 1\n",
 		"a 1\na 2\nbad line {\n",
+		"# TYPE x counter\nx_total 1 # {trace_id=\"a\"} 1\nx_created 1.7e9\n# EOF\n",
+		"# TYPE \"a.b\" gauge\n{\"a.b\"} 1\n# TYPE a_b gauge\na_b 2\nm{\"sandbox.id\"=\"x\"} 3\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -40,11 +45,20 @@ func FuzzParse(f *testing.F) {
 		r.pods.set("bbb", cri.Pod{UID: "u", Name: "n", Namespace: "ns"})
 		r.scraper.set("aaa", string(body))
 		r.scraper.set("bbb", string(body))
+		r.scraper.types["bbb"] = "application/openmetrics-text; version=1.0.0"
 		r.f.scheduledRound(context.Background())
 		var out bytes.Buffer
 		require.NoError(t, r.f.WriteMetrics(context.Background(), &out, nil))
 		p := expfmt.NewTextParser(model.UTF8Validation)
 		_, err := p.TextToMetricFamilies(strings.NewReader(out.String()))
 		require.NoError(t, err, "input %q\noutput:\n%s", body, out.String())
+
+		out.Reset()
+		require.NoError(t, r.f.View(context.Background(), model.UnderscoreEscaping, func(_ uint64, write func(io.Writer, []string) error) error {
+			return write(&out, nil)
+		}))
+		legacy := expfmt.NewTextParser(model.LegacyValidation)
+		_, err = legacy.TextToMetricFamilies(strings.NewReader(out.String()))
+		require.NoError(t, err, "escaped: input %q\noutput:\n%s", body, out.String())
 	})
 }

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/html"
 )
 
 // debugFront serves ServeDebug for socket on an httptest server, the way
@@ -272,4 +274,39 @@ func TestRewriteLinks(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, string(rewriteLinks([]byte(tt.in), id)), tt.in)
 	}
+}
+
+// FuzzRewriteLinks: whatever the shim's index page holds, the rewrite
+// never panics and every link to this host in its output carries the
+// sandbox, exactly.
+func FuzzRewriteLinks(f *testing.F) {
+	for _, seed := range []string{
+		`<a href="heap?debug=1">heap</a>`,
+		`<html><body><a href="/debug/pprof/goroutine?debug=2">g</a><br><a href='x?a=%zz'>bad</a></body></html>`,
+		`<a href="https://example.com/x">doc</a><a href="#top">t</a><a href="?sandbox=other">o</a>`,
+		`<a href="a&amp;b">x</a><script>"<a href=\"y\">"</script>`,
+	} {
+		f.Add([]byte(seed))
+	}
+	const id = `a&b"<c>`
+	f.Fuzz(func(t *testing.T, page []byte) {
+		out := rewriteLinks(page, id)
+		z := html.NewTokenizer(bytes.NewReader(out))
+		for tt := z.Next(); tt != html.ErrorToken; tt = z.Next() {
+			tok := z.Token()
+			if tok.Data != "a" || (tt != html.StartTagToken && tt != html.SelfClosingTagToken) {
+				continue
+			}
+			for _, a := range tok.Attr {
+				if a.Namespace != "" || !strings.EqualFold(a.Key, "href") {
+					continue
+				}
+				u, err := url.Parse(a.Val)
+				if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || (u.Path == "" && u.RawQuery == "") {
+					continue
+				}
+				require.Equal(t, id, u.Query().Get("sandbox"), "href %q in %q", a.Val, out)
+			}
+		}
+	})
 }
