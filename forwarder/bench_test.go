@@ -7,17 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/prompb"
-
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
 // discardAppender counts the series it was given (a round may come in
 // several calls).
-type discardAppender struct{ series int }
+type discardAppender struct{ ss int }
 
-func (d *discardAppender) Append(_ context.Context, s []prompb.TimeSeries) error {
-	d.series += len(s)
+func (d *discardAppender) Append(_ context.Context, s []series.Series) error {
+	d.ss += len(s)
 	return nil
 }
 
@@ -59,13 +58,13 @@ func BenchmarkRound200(b *testing.B) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	for b.Loop() {
-		d.series = 0
+		d.ss = 0
 		r.f.scheduledRound(ctx)
 		r.clock.Add(15 * time.Second)
 	}
 	cpu := cpuTime() - cpu0
-	if d.series != 200*759 {
-		b.Fatalf("pushed %d series", d.series)
+	if d.ss != 200*759 {
+		b.Fatalf("pushed %d series", d.ss)
 	}
 	b.ReportMetric(cpu.Seconds()/float64(b.N)/(200*759)*1e6, "cpu-s/Msamples")
 }

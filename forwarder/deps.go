@@ -5,11 +5,10 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/prompb"
-
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Sandboxes is the live set of sandboxes (sources/sandbox implements it).
@@ -46,13 +45,17 @@ type Forgetter interface {
 
 // Appender receives every scheduled round in push mode (remotewrite
 // implements it), in order, in one or more calls of at most 8192 series (a
-// series appears at most once per round, so no call reorders a series). The
-// series, their label slices and sample slices belong to the forwarder and
-// are reused by the next call: Append must copy or encode what it needs
-// before returning and must not modify them. An error is
-// logged and counted by the forwarder; it never stops the schedule.
+// series appears at most once per round, so no call reorders a series), as
+// protocol-neutral series: labels, samples and the family's metadata (every
+// series of a family shares one *series.Metadata; nil when the family is
+// unknown, e.g. renamed by metric_relabel_configs). The series, their label
+// slices and sample slices belong to the forwarder and are reused by the
+// next call: Append must copy or encode what it needs before returning and
+// must not modify them. The Metadata values are not modified after the
+// call. An error is logged and counted by the forwarder; it never stops the
+// schedule.
 type Appender interface {
-	Append(ctx context.Context, series []prompb.TimeSeries) error
+	Append(ctx context.Context, ss []series.Series) error
 }
 
 // MetadataAppender is optionally implemented by an Appender. It receives the
@@ -60,7 +63,7 @@ type Appender interface {
 // whose set changed, and at least every 10 rounds. The slice is not modified
 // after the call and may be retained.
 type MetadataAppender interface {
-	AppendMetadata(md []prompb.MetricMetadata)
+	AppendMetadata(md []series.Metadata)
 }
 
 // Deps are the forwarder's collaborators. Sandboxes, Pods, Scraper, Logger

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/prometheus/prometheus/model/labels"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,9 +16,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 )
@@ -157,17 +158,18 @@ func (s *fakeScraper) callCount(id string) int {
 // fakeAppender records deep copies of every round.
 type fakeAppender struct {
 	mu     sync.Mutex
-	rounds [][]prompb.TimeSeries
-	md     [][]prompb.MetricMetadata
+	rounds [][]series.Series
+	md     [][]series.Metadata
 	err    error
 }
 
-func (a *fakeAppender) Append(_ context.Context, series []prompb.TimeSeries) error {
-	cp := make([]prompb.TimeSeries, len(series))
-	for i, s := range series {
-		cp[i] = prompb.TimeSeries{
-			Labels:  append([]prompb.Label(nil), s.Labels...),
-			Samples: append([]prompb.Sample(nil), s.Samples...),
+func (a *fakeAppender) Append(_ context.Context, ss []series.Series) error {
+	cp := make([]series.Series, len(ss))
+	for i, s := range ss {
+		cp[i] = series.Series{
+			Labels:   append([]labels.Label(nil), s.Labels...),
+			Samples:  append([]series.Sample(nil), s.Samples...),
+			Metadata: s.Metadata,
 		}
 	}
 	a.mu.Lock()
@@ -176,13 +178,13 @@ func (a *fakeAppender) Append(_ context.Context, series []prompb.TimeSeries) err
 	return a.err
 }
 
-func (a *fakeAppender) AppendMetadata(md []prompb.MetricMetadata) {
+func (a *fakeAppender) AppendMetadata(md []series.Metadata) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.md = append(a.md, md)
 }
 
-func (a *fakeAppender) round(i int) []prompb.TimeSeries {
+func (a *fakeAppender) round(i int) []series.Series {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.rounds[i]
@@ -318,7 +320,7 @@ func sharedExposition(t testing.TB) string {
 
 func sandboxID(i int) string { return fmt.Sprintf("%064x", i+1) }
 
-func labelsOf(ts prompb.TimeSeries) map[string]string {
+func labelsOf(ts series.Series) map[string]string {
 	m := make(map[string]string, len(ts.Labels))
 	for _, l := range ts.Labels {
 		m[l.Name] = l.Value

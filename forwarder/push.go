@@ -4,13 +4,14 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strings"
 
-	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
-	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
 // pushState is what the push phase keeps between scheduled rounds. Only the
@@ -27,15 +28,20 @@ type pushState struct {
 	last       map[uint64]uint64
 	candidates []scrapecache.Gone  // disappeared since the last push round
 	pending    map[uint64]struct{} // candidates due a marker this round (no dedupe)
-	series     []prompb.TimeSeries // one chunk, reused
-	samples    []prompb.Sample     // one chunk, reused
-	arena      []prompb.Label      // one chunk's labels, reused
+	series     []series.Series     // one chunk, reused
+	samples    []series.Sample     // one chunk, reused
+	arena      []labels.Label      // one chunk's labels, reused
 	// perSeries is the arena's size in labels per series of a chunk: the
-	// last round's average plus one. prompb.Label is 64 bytes; sizing for
-	// a worst case of 16 labels kept 8 MiB at 200 sandboxes, half unused.
+	// last round's average plus one. labels.Label is 32 bytes; sizing for
+	// a worst case of 16 labels kept 4 MiB at 200 sandboxes, half unused.
 	perSeries int
-	md        []prompb.MetricMetadata
+	md        []series.Metadata
 	mdRound   uint64
+	// famMD maps this round's family names to their metadata, which every
+	// pushed series of the family carries (familyMetadata, metadataOf);
+	// prevMD is the previous round's, for the staleness markers of
+	// families that vanished.
+	famMD, prevMD map[string]*series.Metadata
 	// ts applies the timestamp rules (timestamps.go) before a sample is
 	// queued.
 	ts tsGuard
@@ -66,11 +72,11 @@ const pushChunk = 8192
 // push round and not in this one. Each series appears once per round, so
 // chunking never reorders a series. The chunk passed to emit is reused
 // after it returns.
-func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit func([]prompb.TimeSeries)) {
+func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit func([]series.Series)) {
 	ps.round++
 	if cap(ps.samples) < pushChunk {
-		ps.samples = make([]prompb.Sample, pushChunk)
-		ps.series = make([]prompb.TimeSeries, 0, pushChunk)
+		ps.samples = make([]series.Sample, pushChunk)
+		ps.series = make([]series.Series, 0, pushChunk)
 	}
 	ps.samples = ps.samples[:pushChunk]
 	ps.series = ps.series[:0]
@@ -79,7 +85,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	}
 	want := ps.perSeries * pushChunk
 	if cap(ps.arena) < want || cap(ps.arena) > want+want/2 {
-		ps.arena = make([]prompb.Label, 0, want)
+		ps.arena = make([]labels.Label, 0, want)
 	}
 	ps.arena = ps.arena[:0]
 	nSeries, nLabels := 0, 0
@@ -92,12 +98,12 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		ps.series = ps.series[:0]
 		ps.arena = ps.arena[:0]
 	}
-	add := func(t *scrapecache.Template, vals *scrapecache.Values, v float64, ts int64) {
+	add := func(t *scrapecache.Template, vals *scrapecache.Values, md *series.Metadata, v float64, ts int64) {
 		n := t.Len()
 		if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
 			flush()
 			if cap(ps.arena) < n {
-				ps.arena = make([]prompb.Label, 0, max(n, want))
+				ps.arena = make([]labels.Label, 0, max(n, want))
 			}
 		}
 		nSeries++
@@ -105,8 +111,8 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		lo := len(ps.arena)
 		ps.arena = t.AppendTo(ps.arena, vals)
 		i := len(ps.series)
-		ps.samples[i] = prompb.Sample{Value: v, Timestamp: ts}
-		ps.series = append(ps.series, prompb.TimeSeries{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1]})
+		ps.samples[i] = series.Sample{Value: v, Timestamp: ts}
+		ps.series = append(ps.series, series.Series{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1], Metadata: md})
 	}
 	// Without dedupe, a candidate may be back under a new entry (it
 	// vanished in a pull round and reappeared): it gets no marker then.
@@ -152,7 +158,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 				delete(ps.pending, e.Hash)
 			}
 			e.Sent = uint32(ps.round)
-			add(e.Tmpl, vals, rec.Value, t)
+			add(e.Tmpl, vals, ps.metadataOf(e.Info.OutName), rec.Value, t)
 		}
 		st.cache.ClearSamples()
 	}
@@ -172,7 +178,7 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		if due && !roundOK {
 			ps.ts.dropped[1]++ // a marker before the series' last sample
 		} else if due {
-			add(g.Tmpl, g.Vals, staleNaN, ts)
+			add(g.Tmpl, g.Vals, ps.metadataOf(g.Tmpl.Name()), staleNaN, ts)
 			stale++
 		}
 	}
@@ -191,51 +197,75 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	m.stalenessMarks.Add(float64(stale))
 }
 
+// familyMetadata indexes this round's families by name, for the metadata
+// each pushed series carries. A metadata value is reused
+// while its family's is unchanged, so the pointers stay stable across
+// rounds; a changed family gets a new value (the old one is never
+// modified: appenders may hold it).
+func (ps *pushState) familyMetadata(all []*exposition.Family) {
+	old := ps.famMD
+	ps.prevMD, ps.famMD = old, make(map[string]*series.Metadata, len(old))
+	for _, mf := range all {
+		md := &series.Metadata{Family: mf.Name, Type: mf.Type, Help: mf.Help}
+		if prev := old[mf.Name]; prev != nil && *prev == *md {
+			md = prev
+		}
+		ps.famMD[mf.Name] = md
+	}
+}
+
+// familySuffixes are the sample name suffixes of a family's series in the
+// text and OpenMetrics expositions (histogram and summary series, counter
+// _total and _created, info, gauge histogram).
+var familySuffixes = []string{"_bucket", "_sum", "_count", "_total", "_created", "_info", "_gsum", "_gcount"}
+
+// metadataOf returns the metadata of the family a sample name belongs to:
+// the family of that name, else of the name without its suffix; nil when
+// neither is a family of this round (a name metric_relabel_configs
+// changed, say).
+func (ps *pushState) metadataOf(name string) *series.Metadata {
+	for _, m := range [2]map[string]*series.Metadata{ps.famMD, ps.prevMD} {
+		if md, ok := m[name]; ok {
+			return md
+		}
+		for _, suf := range familySuffixes {
+			if base, ok := strings.CutSuffix(name, suf); ok {
+				if md, ok := m[base]; ok {
+					return md
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // metadata returns the family metadata to send after this round, or nil
 // when it is unchanged and was sent less than 10 rounds ago.
-func (ps *pushState) metadata(all []*exposition.Family) []prompb.MetricMetadata {
-	md := make([]prompb.MetricMetadata, 0, len(all))
+func (ps *pushState) metadata(all []*exposition.Family) []series.Metadata {
+	md := make([]series.Metadata, 0, len(all))
 	for _, mf := range all {
-		md = append(md, prompb.MetricMetadata{Type: metadataType(mf.Type), MetricFamilyName: mf.Name, Help: mf.Help})
+		md = append(md, series.Metadata{Type: mf.Type, Family: mf.Name, Help: mf.Help})
 	}
-	if slices.EqualFunc(md, ps.md, sameMetadata) && ps.round-ps.mdRound < 10 && ps.mdRound != 0 {
+	if slices.Equal(md, ps.md) && ps.round-ps.mdRound < 10 && ps.mdRound != 0 {
 		return nil
 	}
 	ps.md, ps.mdRound = md, ps.round
 	return md
 }
 
-func sameMetadata(a, b prompb.MetricMetadata) bool {
-	return a.Type == b.Type && a.MetricFamilyName == b.MetricFamilyName && a.Help == b.Help && a.Unit == b.Unit
-}
-
-func metadataType(t model.MetricType) prompb.MetricMetadata_MetricType {
-	switch t {
-	case model.MetricTypeCounter:
-		return prompb.MetricMetadata_COUNTER
-	case model.MetricTypeGauge:
-		return prompb.MetricMetadata_GAUGE
-	case model.MetricTypeHistogram:
-		return prompb.MetricMetadata_HISTOGRAM
-	case model.MetricTypeSummary:
-		return prompb.MetricMetadata_SUMMARY
-	}
-	return prompb.MetricMetadata_UNKNOWN
-}
-
 // sendSeries hands one chunk of a round to every appender in turn; a
 // failing appender is logged and counted and never stops the others.
-func (f *Forwarder) sendSeries(ctx context.Context, series []prompb.TimeSeries) {
+func (f *Forwarder) sendSeries(ctx context.Context, ss []series.Series) {
 	for i, a := range f.deps.Appenders {
-		if err := a.Append(ctx, series); err != nil {
+		if err := a.Append(ctx, ss); err != nil {
 			f.m.appenderErrors.Inc()
-			f.log.Warn("appender rejected round", "appender", i, "series", len(series), "err", err)
+			f.log.Warn("appender rejected round", "appender", i, "series", len(ss), "err", err)
 		}
 	}
 }
 
 // sendMetadata hands the round's metadata to every appender that takes it.
-func (f *Forwarder) sendMetadata(md []prompb.MetricMetadata) {
+func (f *Forwarder) sendMetadata(md []series.Metadata) {
 	for _, a := range f.deps.Appenders {
 		if ma, ok := a.(MetadataAppender); ok {
 			ma.AppendMetadata(md)

@@ -13,15 +13,15 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
 // scheduled runs one scheduled round the way Run does.
-func (r *rig) scheduled(t testing.TB) []prompb.TimeSeries {
+func (r *rig) scheduled(t testing.TB) []series.Series {
 	t.Helper()
 	before := r.appender.roundCount()
 	r.f.scheduledRound(context.Background())
@@ -39,28 +39,28 @@ func TestPushSeriesLabelsAndTimestamps(t *testing.T) {
 	r.pods.set("aaa", cri.Pod{UID: "u1", Name: "web", Namespace: "default"})
 	r.scraper.set("aaa", "# TYPE up gauge\nup 1\n# TYPE x counter\nx{b=\"2\",a=\"1\"} 5 1600000000000\n")
 
-	series := r.scheduled(t)
-	require.Len(t, series, 2)
+	ss := r.scheduled(t)
+	require.Len(t, ss, 2)
 	now := r.clock.Now().UnixMilli()
-	for _, s := range series {
+	for _, s := range ss {
 		assert.True(t, sort.SliceIsSorted(s.Labels, func(i, j int) bool { return s.Labels[i].Name < s.Labels[j].Name }))
 		require.Len(t, s.Samples, 1)
 	}
 	assert.Equal(t, map[string]string{"__name__": "up", "a": "ext", "cri_name": "web", "cri_namespace": "default",
-		"cri_uid": "u1", "node": "n1", "sandbox_id": "aaa"}, labelsOf(series[0]))
-	assert.Equal(t, prompb.Sample{Value: 1, Timestamp: now}, series[0].Samples[0])
+		"cri_uid": "u1", "node": "n1", "sandbox_id": "aaa"}, labelsOf(ss[0]))
+	assert.Equal(t, series.Sample{Value: 1, Timestamp: now}, ss[0].Samples[0])
 	assert.Equal(t, map[string]string{"__name__": "x", "a": "1", "b": "2", "cri_name": "web", "cri_namespace": "default",
-		"cri_uid": "u1", "node": "n1", "sandbox_id": "aaa"}, labelsOf(series[1]), "external labels never override")
-	assert.Equal(t, prompb.Sample{Value: 5, Timestamp: 1600000000000}, series[1].Samples[0])
+		"cri_uid": "u1", "node": "n1", "sandbox_id": "aaa"}, labelsOf(ss[1]), "external labels never override")
+	assert.Equal(t, series.Sample{Value: 5, Timestamp: 1600000000000}, ss[1].Samples[0])
 
 	// The next round reuses the cache: same labels, new time. x repeats
 	// its last queued sample (same own timestamp, same value): not queued
 	// again, counted as repeated, not as dropped.
 	r.clock.Add(15 * time.Second)
-	series = r.scheduled(t)
-	require.Len(t, series, 1)
-	assert.Equal(t, r.clock.Now().UnixMilli(), series[0].Samples[0].Timestamp)
-	assert.Equal(t, "up", labelsOf(series[0])["__name__"])
+	ss = r.scheduled(t)
+	require.Len(t, ss, 1)
+	assert.Equal(t, r.clock.Now().UnixMilli(), ss[0].Samples[0].Timestamp)
+	assert.Equal(t, "up", labelsOf(ss[0])["__name__"])
 	assert.Equal(t, 1.0, r.counter(t, "kata_monitor_forwarder_samples_repeated_total"))
 	assert.Equal(t, 0.0, r.counter(t, "kata_monitor_forwarder_samples_dropped_total"))
 }
@@ -267,22 +267,64 @@ func TestPushMetadata(t *testing.T) {
 	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n# HELP go_goroutines G.\n# TYPE go_goroutines gauge\ngo_goroutines 3\n")
 	r.scheduled(t)
 	require.Len(t, r.appender.md, 1)
-	assert.Equal(t, []prompb.MetricMetadata{
-		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "kata_shim_go_goroutines", Help: "G."},
-		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "up", Help: "Up."},
+	assert.Equal(t, []series.Metadata{
+		{Type: model.MetricTypeGauge, Family: "kata_shim_go_goroutines", Help: "G."},
+		{Type: model.MetricTypeGauge, Family: "up", Help: "Up."},
 	}, r.appender.md[0])
 	r.scheduled(t)
 	assert.Len(t, r.appender.md, 1, "unchanged metadata is not resent at once")
 	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n# TYPE c counter\nc 1\n")
 	r.scheduled(t)
 	require.Len(t, r.appender.md, 2, "a changed family set is sent")
-	assert.Equal(t, []string{"c", "up"}, []string{r.appender.md[1][0].MetricFamilyName, r.appender.md[1][1].MetricFamilyName})
+	assert.Equal(t, []string{"c", "up"}, []string{r.appender.md[1][0].Family, r.appender.md[1][1].Family})
 	for range 9 {
 		r.scheduled(t)
 	}
 	assert.Len(t, r.appender.md, 2)
 	r.scheduled(t)
 	assert.Len(t, r.appender.md, 3, "resent every 10 rounds")
+}
+
+// TestPushSeriesCarryFamilyMetadata: every pushed series carries its
+// family's type and help (remote write 2.0 sends them with each series),
+// classic histogram and summary series included, staleness markers too.
+func TestPushSeriesCarryFamilyMetadata(t *testing.T) {
+	r := newRig(t, push)
+	r.sbs.set("aaa")
+	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n"+
+		"# HELP lat_seconds Latency.\n# TYPE lat_seconds histogram\nlat_seconds_bucket{le=\"1\"} 1\nlat_seconds_bucket{le=\"+Inf\"} 2\nlat_seconds_sum 3\nlat_seconds_count 2\n"+
+		"# HELP q Quantiles.\n# TYPE q summary\nq{quantile=\"0.5\"} 1\nq_sum 2\nq_count 3\n"+
+		"# TYPE c counter\nc_total 4\n"+
+		"untyped_one 5\n")
+	want := map[string]series.Metadata{
+		"up":                 {Family: "up", Type: model.MetricTypeGauge, Help: "Up."},
+		"lat_seconds_bucket": {Family: "lat_seconds", Type: model.MetricTypeHistogram, Help: "Latency."},
+		"lat_seconds_sum":    {Family: "lat_seconds", Type: model.MetricTypeHistogram, Help: "Latency."},
+		"lat_seconds_count":  {Family: "lat_seconds", Type: model.MetricTypeHistogram, Help: "Latency."},
+		"q":                  {Family: "q", Type: model.MetricTypeSummary, Help: "Quantiles."},
+		"q_sum":              {Family: "q", Type: model.MetricTypeSummary, Help: "Quantiles."},
+		"q_count":            {Family: "q", Type: model.MetricTypeSummary, Help: "Quantiles."},
+		"c_total":            {Family: "c", Type: model.MetricTypeCounter},
+		"untyped_one":        {Family: "untyped_one", Type: model.MetricTypeUnknown},
+	}
+	check := func(ss []series.Series) {
+		t.Helper()
+		for _, s := range ss {
+			name := labelsOf(s)["__name__"]
+			w, ok := want[name]
+			require.True(t, ok, "unexpected series %s", name)
+			require.NotNil(t, s.Metadata, "series %s has no metadata", name)
+			assert.Equal(t, w, *s.Metadata, "series %s", name)
+		}
+	}
+	first := r.scheduled(t)
+	require.Len(t, first, 10)
+	check(first)
+	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n")
+	r.clock.Add(15 * time.Second)
+	second := r.scheduled(t)
+	require.Len(t, second, 10, "up and 9 staleness markers")
+	check(second)
 }
 
 func TestPushAppenderErrorDoesNotStop(t *testing.T) {
@@ -335,7 +377,7 @@ type clockAppender struct {
 	calls   int
 }
 
-func (a *clockAppender) Append(context.Context, []prompb.TimeSeries) error {
+func (a *clockAppender) Append(context.Context, []series.Series) error {
 	if a.calls == 0 {
 		a.clock.Add(a.advance)
 	}

@@ -12,10 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/prometheus/prompb"
-
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 	"github.com/kata-containers/kata-monitor/sources/shim"
 )
@@ -26,7 +25,7 @@ import (
 // to send (nil when unchanged). The caller holds the baton. Each phase is
 // its own function: prepare, scrapeAll, forgetGone, newSnapshot, and the
 // push phase.
-func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, []prompb.MetricMetadata) {
+func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, []series.Metadata) {
 	began := time.Now()
 	start := f.now()
 	f.round++
@@ -40,11 +39,12 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	f.forgetGone(states, round)
 	snap := f.newSnapshot(states, round, start, noPull)
 
-	var md []prompb.MetricMetadata
+	var md []series.Metadata
 	// A round cut short by shutdown would turn every series into a
 	// staleness marker: push nothing from it.
 	if collect && ctx.Err() == nil {
-		f.push.build(states, start.UnixMilli(), f.m, func(series []prompb.TimeSeries) { f.sendSeries(ctx, series) })
+		f.push.familyMetadata(snap.Families())
+		f.push.build(states, start.UnixMilli(), f.m, func(ss []series.Series) { f.sendSeries(ctx, ss) })
 		md = f.push.metadata(snap.Families())
 	}
 	snap.done = f.now()

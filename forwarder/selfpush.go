@@ -11,7 +11,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
-	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
 // selfPush pushes kata-monitor's own metrics (Deps.Self, what /metrics/self
@@ -27,13 +28,19 @@ import (
 // are about shim series, do not apply. Samples carry the round's start
 // time; a series that vanishes gets one staleness marker.
 type selfPush struct {
-	prev, cur map[uint64][]prompb.Label // series of the last push and this one
+	prev, cur map[uint64]selfSeries // series of the last push and this one
 	lastTS    int64
-	series    []prompb.TimeSeries
-	samples   []prompb.Sample
+	series    []series.Series
+	samples   []series.Sample
 	failed    bool // the last gather failed (logged once per streak)
 	// md is the HELP/TYPE of the families last pushed, sorted by name.
-	md []prompb.MetricMetadata
+	md []series.Metadata
+}
+
+// selfSeries is one pushed own series: its labels and family metadata.
+type selfSeries struct {
+	ls []labels.Label
+	md *series.Metadata
 }
 
 // pushSelf gathers the own metrics and hands them to the appenders with
@@ -42,7 +49,7 @@ type selfPush struct {
 func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 	sp := &f.self
 	if sp.prev == nil {
-		sp.prev, sp.cur = make(map[uint64][]prompb.Label), make(map[uint64][]prompb.Label)
+		sp.prev, sp.cur = make(map[uint64]selfSeries), make(map[uint64]selfSeries)
 	}
 	if ts <= sp.lastTS { // the clock stepped back: the receiver would refuse them
 		f.m.samplesDropped.WithLabelValues(reasonOutOfOrder).Add(float64(len(sp.prev)))
@@ -58,6 +65,7 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 	sp.series, sp.samples = sp.series[:0], sp.samples[:0]
 	clear(sp.cur)
 	lb := labels.NewScratchBuilder(16)
+	var famMD *series.Metadata
 	add := func(name string, m *dto.Metric, extraName, extraValue string, v float64) {
 		lb.Reset()
 		lb.Add(model.MetricNameLabel, name)
@@ -84,19 +92,20 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 		if _, dup := sp.cur[h]; dup {
 			return
 		}
-		pl := sp.prev[h]
+		pl := sp.prev[h].ls
 		if pl == nil {
-			pl = make([]prompb.Label, 0, ls.Len())
-			ls.Range(func(l labels.Label) { pl = append(pl, prompb.Label{Name: l.Name, Value: l.Value}) })
+			pl = make([]labels.Label, 0, ls.Len())
+			ls.Range(func(l labels.Label) { pl = append(pl, l) })
 		}
-		sp.cur[h] = pl
-		sp.series = append(sp.series, prompb.TimeSeries{Labels: pl})
-		sp.samples = append(sp.samples, prompb.Sample{Value: v, Timestamp: ts})
+		sp.cur[h] = selfSeries{ls: pl, md: famMD}
+		sp.series = append(sp.series, series.Series{Labels: pl, Metadata: famMD})
+		sp.samples = append(sp.samples, series.Sample{Value: v, Timestamp: ts})
 	}
-	md := make([]prompb.MetricMetadata, 0, len(fams))
+	md := make([]series.Metadata, 0, len(fams))
 	for _, mf := range fams {
 		name := mf.GetName()
-		md = append(md, prompb.MetricMetadata{Type: selfType(mf.GetType()), MetricFamilyName: name, Help: mf.GetHelp()})
+		md = append(md, series.Metadata{Type: selfType(mf.GetType()), Family: name, Help: mf.GetHelp()})
+		famMD = &series.Metadata{Type: selfType(mf.GetType()), Family: name, Help: mf.GetHelp()}
 		for _, m := range mf.GetMetric() {
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
@@ -129,10 +138,10 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 	}
 	staleNaN := math.Float64frombits(value.StaleNaN)
 	stale := 0
-	for h, pl := range sp.prev {
+	for h, ps := range sp.prev {
 		if _, ok := sp.cur[h]; !ok {
-			sp.series = append(sp.series, prompb.TimeSeries{Labels: pl})
-			sp.samples = append(sp.samples, prompb.Sample{Value: staleNaN, Timestamp: ts})
+			sp.series = append(sp.series, series.Series{Labels: ps.ls, Metadata: ps.md})
+			sp.samples = append(sp.samples, series.Sample{Value: staleNaN, Timestamp: ts})
 			stale++
 		}
 	}
@@ -145,8 +154,8 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 	}
 	f.m.selfSamples.Add(float64(len(sp.series)))
 	f.m.stalenessMarks.Add(float64(stale))
-	slices.SortFunc(md, func(a, b prompb.MetricMetadata) int { return strings.Compare(a.MetricFamilyName, b.MetricFamilyName) })
-	if slices.EqualFunc(md, sp.md, sameMetadata) {
+	slices.SortFunc(md, func(a, b series.Metadata) int { return strings.Compare(a.Family, b.Family) })
+	if slices.Equal(md, sp.md) {
 		return false
 	}
 	sp.md = md
@@ -156,13 +165,13 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 // selfMetadata merges the shims' family metadata (sorted by name) with the
 // self families' into a new slice sorted by name; a name in both keeps the
 // shims' entry (they cannot clash: shims' families are never kata_monitor_*).
-func (f *Forwarder) selfMetadata(shims []prompb.MetricMetadata) []prompb.MetricMetadata {
-	out := make([]prompb.MetricMetadata, 0, len(shims)+len(f.self.md))
+func (f *Forwarder) selfMetadata(shims []series.Metadata) []series.Metadata {
+	out := make([]series.Metadata, 0, len(shims)+len(f.self.md))
 	i, j := 0, 0
 	for i < len(shims) || j < len(f.self.md) {
 		switch {
-		case j == len(f.self.md) || (i < len(shims) && shims[i].MetricFamilyName <= f.self.md[j].MetricFamilyName):
-			if j < len(f.self.md) && shims[i].MetricFamilyName == f.self.md[j].MetricFamilyName {
+		case j == len(f.self.md) || (i < len(shims) && shims[i].Family <= f.self.md[j].Family):
+			if j < len(f.self.md) && shims[i].Family == f.self.md[j].Family {
 				j++
 			}
 			out = append(out, shims[i])
@@ -175,20 +184,20 @@ func (f *Forwarder) selfMetadata(shims []prompb.MetricMetadata) []prompb.MetricM
 	return out
 }
 
-func selfType(t dto.MetricType) prompb.MetricMetadata_MetricType {
+func selfType(t dto.MetricType) model.MetricType {
 	switch t {
 	case dto.MetricType_COUNTER:
-		return prompb.MetricMetadata_COUNTER
+		return model.MetricTypeCounter
 	case dto.MetricType_GAUGE:
-		return prompb.MetricMetadata_GAUGE
+		return model.MetricTypeGauge
 	case dto.MetricType_HISTOGRAM:
-		return prompb.MetricMetadata_HISTOGRAM
+		return model.MetricTypeHistogram
 	case dto.MetricType_GAUGE_HISTOGRAM:
-		return prompb.MetricMetadata_GAUGEHISTOGRAM
+		return model.MetricTypeGaugeHistogram
 	case dto.MetricType_SUMMARY:
-		return prompb.MetricMetadata_SUMMARY
+		return model.MetricTypeSummary
 	}
-	return prompb.MetricMetadata_UNKNOWN
+	return model.MetricTypeUnknown
 }
 
 // formatFloat writes le and quantile values as the text exposition does.

@@ -8,18 +8,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/value"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
 // scheduledAll runs one scheduled round and returns every series the
 // appender received for it (shim series, then the self-metrics).
-func (r *rig) scheduledAll(t testing.TB) []prompb.TimeSeries {
+func (r *rig) scheduledAll(t testing.TB) []series.Series {
 	t.Helper()
 	before := r.appender.roundCount()
 	r.f.scheduledRound(context.Background())
-	var out []prompb.TimeSeries
+	var out []series.Series
 	for i := before; i < r.appender.roundCount(); i++ {
 		out = append(out, r.appender.round(i)...)
 	}
@@ -27,7 +28,7 @@ func (r *rig) scheduledAll(t testing.TB) []prompb.TimeSeries {
 }
 
 // selfKey renders a series by all its labels but node (checked apart).
-func selfKey(s prompb.TimeSeries) string {
+func selfKey(s series.Series) string {
 	k := ""
 	for _, l := range s.Labels {
 		if l.Name != "node" {
@@ -56,14 +57,14 @@ func TestPushSelfMetrics(t *testing.T) {
 		}), func(_ *rig, _ *Config, d *Deps) { d.Self = self })
 		r.sbs.set("aaa")
 		r.scraper.set("aaa", "up 1\n")
-		series := r.scheduledAll(t)
+		ss := r.scheduledAll(t)
 		now := r.clock.Now().UnixMilli()
 		if optOut {
-			require.Len(t, series, 1, "push_self_metrics: false pushes the shim series only")
+			require.Len(t, ss, 1, "push_self_metrics: false pushes the shim series only")
 			continue
 		}
 		got := map[string]float64{}
-		for _, s := range series[1:] {
+		for _, s := range ss[1:] {
 			require.Len(t, s.Samples, 1)
 			assert.Equal(t, now, s.Samples[0].Timestamp, "the round's time")
 			assert.Equal(t, "n1", labelsOf(s)["node"], "external labels")
@@ -80,15 +81,15 @@ func TestPushSelfMetrics(t *testing.T) {
 			"__name__=kata_monitor_gc_seconds_sum,endpoint=ext,":           1,
 			"__name__=kata_monitor_gc_seconds_count,endpoint=ext,":         1,
 		}, got)
-		assert.Equal(t, float64(len(series)-1), r.counter(t, "kata_monitor_forwarder_self_samples_pushed_total"))
+		assert.Equal(t, float64(len(ss)-1), r.counter(t, "kata_monitor_forwarder_self_samples_pushed_total"))
 		// Metadata: the shims' families and the self families, sorted.
 		require.NotEmpty(t, r.appender.md)
 		var md []string
 		for _, m := range r.appender.md[len(r.appender.md)-1] {
-			md = append(md, m.MetricFamilyName+":"+m.Type.String())
+			md = append(md, m.Family+":"+string(m.Type))
 		}
-		assert.Equal(t, []string{"kata_monitor_gc_seconds:SUMMARY", "kata_monitor_queue_lag_seconds:GAUGE",
-			"kata_monitor_scrape_ms:HISTOGRAM", "up:UNKNOWN"}, md)
+		assert.Equal(t, []string{"kata_monitor_gc_seconds:summary", "kata_monitor_queue_lag_seconds:gauge",
+			"kata_monitor_scrape_ms:histogram", "up:unknown"}, md)
 
 		// A self series that vanishes gets one staleness marker.
 		gauge.DeleteLabelValues("vm")

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/value"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
 // syncBuffer is a log sink safe for the scrape goroutines.
@@ -38,9 +39,9 @@ func withLog(buf *syncBuffer) rigOpt {
 }
 
 // pushedBy returns the samples of the round by metric name and sandbox.
-func pushedBy(series []prompb.TimeSeries) map[string]prompb.Sample {
-	out := map[string]prompb.Sample{}
-	for _, s := range series {
+func pushedBy(ss []series.Series) map[string]series.Sample {
+	out := map[string]series.Sample{}
+	for _, s := range ss {
 		l := labelsOf(s)
 		out[l["__name__"]+"/"+l["sandbox_id"]] = s.Samples[0]
 	}
@@ -111,8 +112,8 @@ func TestPushTimestampRules(t *testing.T) {
 				r.scraper.set("bad", fmt.Sprintf("# TYPE g gauge\ng %v %d\nup 1\n", s.v, ts))
 				r.scraper.set("ok", "up 1\n")
 				got := pushedBy(r.scheduled(t))
-				assert.Equal(t, prompb.Sample{Value: 1, Timestamp: now}, got["up/ok"], "round %d: the healthy sandbox loses nothing", i)
-				assert.Equal(t, prompb.Sample{Value: 1, Timestamp: now}, got["up/bad"], "round %d: nor the bad one's other series", i)
+				assert.Equal(t, series.Sample{Value: 1, Timestamp: now}, got["up/ok"], "round %d: the healthy sandbox loses nothing", i)
+				assert.Equal(t, series.Sample{Value: 1, Timestamp: now}, got["up/bad"], "round %d: nor the bad one's other series", i)
 				smp, ok := got["g/bad"]
 				require.Equal(t, s.queued, ok, "round %d: g queued", i)
 				if ok {
@@ -120,7 +121,7 @@ func TestPushTimestampRules(t *testing.T) {
 					if !tc.honor {
 						want = now
 					}
-					assert.Equal(t, prompb.Sample{Value: s.v, Timestamp: want}, smp, "round %d", i)
+					assert.Equal(t, series.Sample{Value: s.v, Timestamp: want}, smp, "round %d", i)
 				}
 				r.clock.Add(15 * time.Second)
 			}
@@ -172,7 +173,7 @@ func TestPushClockSteppingBack(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(logs.String(), "wall clock stepped back"), "logged once per streak")
 	r.clock.Add(31 * time.Second)
 	got := pushedBy(r.scheduled(t))
-	assert.Equal(t, prompb.Sample{Value: 1, Timestamp: r.clock.Now().UnixMilli()}, got["up/aaa"])
+	assert.Equal(t, series.Sample{Value: 1, Timestamp: r.clock.Now().UnixMilli()}, got["up/aaa"])
 	assert.Equal(t, 3.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", reasonOutOfOrder))
 }
 

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,8 +35,9 @@ func (e recoverableError) Unwrap() error { return e.err }
 // request too large (413: split) or a 429 with retry_on_http_429 false
 // (drop). action tells which.
 type httpStatusError struct {
-	code int
-	body string
+	code    int
+	body    string
+	written written // the receiver's Written headers, if any
 }
 
 func (e httpStatusError) Error() string {
@@ -48,11 +50,12 @@ func (e httpStatusError) Error() string {
 type action int
 
 const (
-	actDone     action = iota // 2xx: delivered
-	actRetry                  // resend the same request after a backoff
-	actRefused                // the data is refused: split down to the refused series, drop those
-	actTooLarge               // 413: split, lower the endpoint's request size
-	actDrop                   // 429 with retry_on_http_429: false: drop the request (the user's choice)
+	actDone        action = iota // 2xx: delivered
+	actUnsupported               // 415 to a 2.0 request: fall back to 1.0 (see Queue.fallBack)
+	actRetry                     // resend the same request after a backoff
+	actRefused                   // the data is refused: split down to the refused series, drop those
+	actTooLarge                  // 413: split, lower the endpoint's request size
+	actDrop                      // 429 with retry_on_http_429: false: drop the request (the user's choice)
 )
 
 // statusAction maps an HTTP status code to the sender's action.
@@ -65,11 +68,17 @@ const (
 // now (401, 403 and 407 until credentials are fixed, 404 until the URL
 // is, 408, 425, 429, 5xx) and is retried, since dropping would lose data
 // that the receiver would take once fixed. Redirects are never followed
-// (see httpconfig.go) and retried likewise.
-func statusAction(code int, retryOn429 bool) action {
+// (see httpconfig.go) and retried likewise. 415 to a 2.0 request means the
+// receiver does not take that message: the sender falls back to 1.0, as
+// the remote write 2.0 specification allows ("Unsupported Request
+// Content"); 415 to a 1.0 request is retried like any other answer that
+// says nothing about the data.
+func statusAction(code int, retryOn429, v2 bool) action {
 	switch {
 	case code/100 == 2:
 		return actDone
+	case code == http.StatusUnsupportedMediaType && v2:
+		return actUnsupported
 	case code == http.StatusBadRequest, code == http.StatusConflict, code == http.StatusUnprocessableEntity:
 		return actRefused
 	case code == http.StatusRequestEntityTooLarge:
@@ -112,21 +121,76 @@ func newClient(cfg Config, rt http.RoundTripper, userAgent string, observe func(
 	}
 }
 
-// store sends one snappy-compressed WriteRequest. It returns nil on 2xx,
-// a recoverableError when statusAction says retry (or nothing answered),
-// an httpStatusError for the other actions, or an error wrapping parent's
-// error when parent ended.
-func (c *client) store(parent context.Context, data []byte, contentType string) error {
+// Response headers of remote write 2.0 ("Required Written Response
+// Headers"): how many elements of the request the receiver wrote.
+const (
+	hdrSamplesWritten    = "X-Prometheus-Remote-Write-Samples-Written"
+	hdrHistogramsWritten = "X-Prometheus-Remote-Write-Histograms-Written"
+	hdrExemplarsWritten  = "X-Prometheus-Remote-Write-Exemplars-Written"
+)
+
+// written is what a receiver says it wrote of one request.
+type written struct {
+	// known is set when the answer carried at least one of the Written
+	// headers; the counts are then exact (a missing header counts 0).
+	known bool
+	// samples is float samples plus histogram samples (this sender sends
+	// no histograms or exemplars, so both count as samples written).
+	samples int64
+}
+
+// parseWritten reads the Written headers. A value that is not a single
+// non-negative 64-bit integer is ignored (the header counts as absent).
+func parseWritten(h http.Header) written {
+	var w written
+	for _, k := range []string{hdrSamplesWritten, hdrHistogramsWritten} {
+		v := h.Get(k)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 0 {
+			continue
+		}
+		w.known, w.samples = true, w.samples+n
+	}
+	if h.Get(hdrExemplarsWritten) != "" {
+		w.known = true
+	}
+	return w
+}
+
+// errNoWrittenHeaders is a 2xx answer to a 2.0 request without any Written
+// header: a 1.x receiver that decoded the 2.0 message as a 1.0 one (an
+// empty request: nothing written). The specification says to treat it as
+// 415.
+var errNoWrittenHeaders = errors.New("2xx without X-Prometheus-Remote-Write-*-Written headers: a remote write 1.0 receiver that ignores Content-Type (nothing was written)")
+
+// unsupportedError asks the sender to fall back to 1.0: a 415 to a 2.0
+// request, or errNoWrittenHeaders.
+type unsupportedError struct{ err error }
+
+func (e unsupportedError) Error() string { return e.err.Error() }
+func (e unsupportedError) Unwrap() error { return e.err }
+
+// store sends one encoded request of format f, with the headers f needs
+// (Content-Encoding, Content-Type, X-Prometheus-Remote-Write-Version) and
+// User-Agent. It returns what the receiver says it wrote and nil on 2xx,
+// an unsupportedError when a 2.0 request is refused as such (415, or 2xx
+// without Written headers), a recoverableError when statusAction says
+// retry (or nothing answered), an httpStatusError for the other actions,
+// or an error wrapping parent's error when parent ended.
+func (c *client) send(parent context.Context, data []byte, f format) (written, error) {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(data))
 	if err != nil {
 		// Only a malformed URL gets here, which Validate prevents.
-		return fmt.Errorf("build request: %w", err)
+		return written{}, fmt.Errorf("build request: %w", err)
 	}
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	req.Header.Set("Content-Encoding", f.encoding())
+	req.Header.Set("Content-Type", f.contentType())
+	req.Header.Set("X-Prometheus-Remote-Write-Version", f.version())
 	req.Header.Set("User-Agent", c.userAgent)
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
@@ -138,9 +202,9 @@ func (c *client) store(parent context.Context, data []byte, contentType string) 
 		c.observe("error", c.now().Sub(start))
 		if perr := parent.Err(); perr != nil {
 			// Our caller gave up (shutdown); not the receiver's fault.
-			return fmt.Errorf("post: %w", perr)
+			return written{}, fmt.Errorf("post: %w", perr)
 		}
-		return recoverableError{err: fmt.Errorf("post: %w", err)}
+		return written{}, recoverableError{err: fmt.Errorf("post: %w", err)}
 	}
 	defer resp.Body.Close()
 	// Read a little of the body for error messages, then drain a bounded
@@ -150,9 +214,15 @@ func (c *client) store(parent context.Context, data []byte, contentType string) 
 	c.observe(strconv.Itoa(resp.StatusCode), c.now().Sub(start))
 
 	code := resp.StatusCode
-	switch statusAction(code, c.retryOn429) {
+	w := parseWritten(resp.Header)
+	switch statusAction(code, c.retryOn429, f.v2()) {
 	case actDone:
-		return nil
+		if f.v2() && !w.known {
+			return w, unsupportedError{err: errNoWrittenHeaders}
+		}
+		return w, nil
+	case actUnsupported:
+		return w, unsupportedError{err: httpStatusError{code: code, body: sanitize(body)}}
 	case actRetry:
 		herr := httpStatusError{code: code, body: sanitize(body)}
 		if code/100 == 3 {
@@ -160,10 +230,16 @@ func (c *client) store(parent context.Context, data []byte, contentType string) 
 			// WAL until the config is fixed rather than drop it.
 			herr.body = "redirect to " + resp.Header.Get("Location") + " not followed"
 		}
-		return recoverableError{err: herr, retryAfter: retryAfter(resp.Header.Get("Retry-After"), c.now())}
+		return w, recoverableError{err: herr, retryAfter: retryAfter(resp.Header.Get("Retry-After"), c.now())}
 	default:
-		return httpStatusError{code: code, body: sanitize(body)}
+		return w, httpStatusError{code: code, body: sanitize(body), written: w}
 	}
+}
+
+// store is send without the Written counts.
+func (c *client) store(ctx context.Context, data []byte, f format) error {
+	_, err := c.send(ctx, data, f)
+	return err
 }
 
 // sanitize makes a receiver's answer safe for one log field.

@@ -1,36 +1,183 @@
 package remotewrite
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 
 	"github.com/golang/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
-// protoContentType is the remote-write 1.0 request body type.
-const protoContentType = "application/x-protobuf"
+// Protobuf messages (protobuf_message) and compressions (compression), as
+// Prometheus spells them.
+const (
+	MessageV1 = "prometheus.WriteRequest"
+	MessageV2 = "io.prometheus.write.v2.Request"
+
+	CompressionSnappy = "snappy"
+	CompressionZstd   = "zstd"
+)
+
+// Content types and protocol versions of the two messages (remote write
+// 2.0 specification, "Content-Type" and "X-Prometheus-Remote-Write-Version":
+// 1.x receivers get the 1.0 values).
+const (
+	contentTypeV1 = "application/x-protobuf"
+	contentTypeV2 = "application/x-protobuf;proto=" + MessageV2
+	versionV1     = "0.1.0"
+	versionV2     = "2.0.0"
+)
+
+// format is how one WAL block (or one request) is encoded: the protobuf
+// message and the compression. It is stored with every block (wal.Block's
+// Format), so a block is sent as it was written whatever the config says
+// now; only a receiver refusing 2.0 makes the sender transcode it. Format 0
+// is what every WAL record before record version 3 holds.
+type format uint8
+
+const (
+	fmtV1   format = 0      // prometheus.WriteRequest, snappy: every WAL record before version 3
+	fmtV2   format = 1 << 0 // io.prometheus.write.v2.Request, else prometheus.WriteRequest
+	fmtZstd format = 1 << 1 // zstd, else snappy (block format)
+	fmtMask        = fmtV2 | fmtZstd
+)
+
+func (f format) v2() bool   { return f&fmtV2 != 0 }
+func (f format) zstd() bool { return f&fmtZstd != 0 }
+
+func (f format) contentType() string {
+	if f.v2() {
+		return contentTypeV2
+	}
+	return contentTypeV1
+}
+
+func (f format) version() string {
+	if f.v2() {
+		return versionV2
+	}
+	return versionV1
+}
+
+func (f format) encoding() string {
+	if f.zstd() {
+		return CompressionZstd
+	}
+	return CompressionSnappy
+}
+
+// String names the format for logs, e.g. "io.prometheus.write.v2.Request+zstd".
+func (f format) String() string {
+	m := MessageV1
+	if f.v2() {
+		m = MessageV2
+	}
+	return m + "+" + f.encoding()
+}
+
+// configFormat is the format an endpoint's config asks for.
+func configFormat(c Config) format {
+	var f format
+	if c.ProtobufMessage == MessageV2 {
+		f |= fmtV2
+	}
+	if c.Compression == CompressionZstd {
+		f |= fmtZstd
+	}
+	return f
+}
+
+// compressor compresses and decompresses requests. One per Queue, safe for
+// concurrent use: the zstd encoder and decoder are reused (klauspost's
+// EncodeAll and DecodeAll may be called concurrently).
+type compressor struct {
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
+}
+
+func newCompressor() (*compressor, error) {
+	// One goroutine each: requests are compressed by the caller's
+	// goroutine, and EncodeAll does not need more.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return nil, fmt.Errorf("zstd encoder: %w", err)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxDecodedRequest))
+	if err != nil {
+		return nil, fmt.Errorf("zstd decoder: %w", err)
+	}
+	return &compressor{zenc: enc, zdec: dec}, nil
+}
+
+// maxDecodedRequest bounds a decompressed request read back from the WAL.
+const maxDecodedRequest = 1 << 30
+
+// compress appends raw, compressed as f says, to dst.
+func (c *compressor) compress(dst, raw []byte, f format) []byte {
+	if f.zstd() {
+		return c.zenc.EncodeAll(raw, dst)
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, snappy.MaxEncodedLen(len(raw)))
+	enc := snappy.Encode(dst[start:cap(dst)], raw)
+	return dst[:start+len(enc)]
+}
+
+func (c *compressor) decompress(data []byte, f format) ([]byte, error) {
+	if f.zstd() {
+		raw, err := c.zdec.DecodeAll(data, nil)
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return raw, nil
+	}
+	raw, err := snappy.Decode(nil, data)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	return raw, nil
+}
 
 // encoder turns one scrape round into ready-to-send WAL blocks: relabel,
 // cut into blocks of at most maxSamples samples without splitting a
-// series, marshal each as a prompb.WriteRequest, snappy-compress it.
-// Its scratch buffers are reused across rounds, so it is not safe for
+// series, marshal each as the block's protobuf message, compress it. Its
+// scratch buffers are reused across rounds, so it is not safe for
 // concurrent use; Queue.Append serialises calls.
 type encoder struct {
 	maxSamples int
 	rules      []*relabel.Config
+	comp       *compressor
 
 	lb    *labels.Builder
-	kept  []prompb.TimeSeries // relabelled shallow copies (only with rules)
-	arena []prompb.Label      // backing store for relabelled label sets
-	pbBuf []byte              // marshal scratch
-	out   []byte              // compressed blocks of the current round
+	kept  []series.Series // relabelled shallow copies (only with rules)
+	arena []labels.Label  // backing store for relabelled label sets
+	out   []byte          // compressed blocks of the current round
+	m     marshaler
+}
+
+// marshaler holds the scratch of one protobuf marshalling; reused.
+type marshaler struct {
+	raw []byte
+	// 1.0
+	ts1 []prompb.TimeSeries
+	ls1 []prompb.Label
+	ss1 []prompb.Sample
+	// 2.0
+	syms writev2.SymbolsTable
+	ts2  []writev2.TimeSeries
+	refs []uint32
+	ss2  []writev2.Sample
 }
 
 // roundStats summarises one encode call for metrics.
@@ -40,25 +187,26 @@ type roundStats struct {
 	maxTimestamp   int64 // newest timestamp in blocks (ms); MinInt64 if none
 }
 
-func newEncoder(maxSamples int, rules []*relabel.Config) *encoder {
-	return &encoder{maxSamples: maxSamples, rules: rules, lb: labels.NewBuilder(labels.EmptyLabels())}
+func newEncoder(maxSamples int, rules []*relabel.Config, comp *compressor) *encoder {
+	return &encoder{maxSamples: maxSamples, rules: rules, comp: comp, lb: labels.NewBuilder(labels.EmptyLabels())}
 }
 
-// encode builds the blocks of one round. Nothing returned aliases series.
-// The blocks' Data share a buffer that the next encode call overwrites:
-// wal.Queue.Append copies Data, so the buffer is reused every round.
-func (e *encoder) encode(series []prompb.TimeSeries) ([]wal.Block, roundStats, error) {
+// encode builds the blocks of one round in format f. Nothing returned
+// aliases ss. The blocks' Data share a buffer that the next encode call
+// overwrites: wal.Queue.Append copies Data, so the buffer is reused every
+// round.
+func (e *encoder) encode(ss []series.Series, f format) ([]wal.Block, roundStats, error) {
 	st := roundStats{maxTimestamp: math.MinInt64}
 	e.out = e.out[:0]
-	src := series
+	src := ss
 	switch {
 	case len(e.rules) > 0:
-		src = e.relabel(series, &st)
-	case slices.ContainsFunc(series, isEmpty):
+		src = e.relabel(ss, &st)
+	case slices.ContainsFunc(ss, isEmpty):
 		// Rare: keep blocks contiguous by copying the non-empty headers.
-		for i := range series {
-			if !isEmpty(series[i]) {
-				e.kept = append(e.kept, series[i])
+		for i := range ss {
+			if !isEmpty(ss[i]) {
+				e.kept = append(e.kept, ss[i])
 			}
 		}
 		src = e.kept
@@ -73,11 +221,17 @@ func (e *encoder) encode(series []prompb.TimeSeries) ([]wal.Block, roundStats, e
 			if n == 0 {
 				return nil
 			}
-			data, err := e.marshal(src[start:end])
+			raw, err := e.m.marshal(src[start:end], f)
 			if err != nil {
 				return err
 			}
-			blocks = append(blocks, wal.Block{Samples: n, MinTimestamp: blockMin, MaxTimestamp: blockMax, Data: data})
+			// Earlier blocks of this round keep pointing at the old array
+			// if this grows it; they are never written again, so that is
+			// safe.
+			at := len(e.out)
+			e.out = e.comp.compress(e.out, raw, f)
+			data := e.out[at:len(e.out):len(e.out)]
+			blocks = append(blocks, wal.Block{Samples: n, MinTimestamp: blockMin, MaxTimestamp: blockMax, Format: uint8(f), Data: data})
 			st.samples += n
 			st.maxTimestamp = max(st.maxTimestamp, blockMax)
 			start, n, blockMax, blockMin = end, 0, math.MinInt64, math.MaxInt64
@@ -85,16 +239,16 @@ func (e *encoder) encode(series []prompb.TimeSeries) ([]wal.Block, roundStats, e
 		}
 	)
 	for i := range src {
-		ts := &src[i]
-		cnt := len(ts.Samples) + len(ts.Histograms)
+		s := &src[i]
+		cnt := len(s.Samples)
 		if n > 0 && n+cnt > e.maxSamples {
 			if err := flush(i); err != nil {
 				return nil, st, err
 			}
 		}
 		n += cnt
-		blockMax = max(blockMax, seriesMaxTimestamp(ts))
-		blockMin = min(blockMin, seriesMinTimestamp(ts))
+		lo, hi := timeRange(s)
+		blockMax, blockMin = max(blockMax, hi), min(blockMin, lo)
 	}
 	if err := flush(len(src)); err != nil {
 		return nil, st, err
@@ -104,152 +258,271 @@ func (e *encoder) encode(series []prompb.TimeSeries) ([]wal.Block, roundStats, e
 	e.kept = e.kept[:0]
 	clear(e.arena)
 	e.arena = e.arena[:0]
+	e.m.release()
 	return blocks, st, nil
 }
 
 // relabel applies the write rules, returning the kept series with new
 // label sets (sorted by name, as receivers expect).
-func (e *encoder) relabel(series []prompb.TimeSeries, st *roundStats) []prompb.TimeSeries {
+func (e *encoder) relabel(ss []series.Series, st *roundStats) []series.Series {
 	e.kept = e.kept[:0]
-	for i := range series {
-		ts := &series[i]
-		e.lb.Reset(labels.EmptyLabels())
-		for _, l := range ts.Labels {
-			e.lb.Set(l.Name, l.Value)
-		}
-		cnt := len(ts.Samples) + len(ts.Histograms)
+	for i := range ss {
+		s := &ss[i]
+		cnt := len(s.Samples)
 		if cnt == 0 {
 			continue // nothing to send
+		}
+		e.lb.Reset(labels.EmptyLabels())
+		for _, l := range s.Labels {
+			e.lb.Set(l.Name, l.Value)
 		}
 		if !relabel.ProcessBuilder(e.lb, e.rules...) {
 			st.droppedRelabel += cnt
 			continue
 		}
 		first := len(e.arena)
-		e.lb.Range(func(l labels.Label) {
-			e.arena = append(e.arena, prompb.Label{Name: l.Name, Value: l.Value})
-		})
+		e.lb.Range(func(l labels.Label) { e.arena = append(e.arena, l) })
 		if len(e.arena) == first {
 			st.droppedRelabel += cnt
 			continue
 		}
 		ls := e.arena[first:len(e.arena):len(e.arena)]
-		slices.SortFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
-		e.kept = append(e.kept, prompb.TimeSeries{
-			Labels: ls, Samples: ts.Samples, Exemplars: ts.Exemplars, Histograms: ts.Histograms,
-		})
+		slices.SortFunc(ls, func(a, b labels.Label) int { return strings.Compare(a.Name, b.Name) })
+		e.kept = append(e.kept, series.Series{Labels: ls, Samples: s.Samples, Metadata: s.Metadata})
 	}
 	return e.kept
 }
 
-// marshal encodes one block's WriteRequest and appends it, compressed, to
-// the round's buffer, returning that part of it.
-func (e *encoder) marshal(ts []prompb.TimeSeries) ([]byte, error) {
-	req := prompb.WriteRequest{Timeseries: ts}
-	size := req.Size()
-	if cap(e.pbBuf) < size {
-		e.pbBuf = make([]byte, size)
+// marshal encodes ss as one request of format f's message into m.raw and
+// returns it (valid until the next call).
+func (m *marshaler) marshal(ss []series.Series, f format) ([]byte, error) {
+	if f.v2() {
+		return m.marshalV2(ss)
 	}
-	n, err := req.MarshalToSizedBuffer(e.pbBuf[:size])
+	return m.marshalV1(ss)
+}
+
+// marshalV1 builds a prometheus.WriteRequest in reused scratch (the
+// generated types carry protobuf bookkeeping, so labels and samples are
+// copied into them) and marshals it.
+func (m *marshaler) marshalV1(ss []series.Series) ([]byte, error) {
+	m.ts1, m.ls1, m.ss1 = m.ts1[:0], m.ls1[:0], m.ss1[:0]
+	nl, ns := 0, 0
+	for i := range ss {
+		nl += len(ss[i].Labels)
+		ns += len(ss[i].Samples)
+	}
+	m.ls1 = slices.Grow(m.ls1, nl)
+	m.ss1 = slices.Grow(m.ss1, ns)
+	for i := range ss {
+		s := &ss[i]
+		l0, s0 := len(m.ls1), len(m.ss1)
+		for _, l := range s.Labels {
+			m.ls1 = append(m.ls1, prompb.Label{Name: l.Name, Value: l.Value})
+		}
+		for _, x := range s.Samples {
+			m.ss1 = append(m.ss1, prompb.Sample{Value: x.Value, Timestamp: x.Timestamp})
+		}
+		m.ts1 = append(m.ts1, prompb.TimeSeries{Labels: m.ls1[l0:len(m.ls1):len(m.ls1)], Samples: m.ss1[s0:len(m.ss1):len(m.ss1)]})
+	}
+	req := prompb.WriteRequest{Timeseries: m.ts1}
+	size := req.Size()
+	if cap(m.raw) < size {
+		m.raw = make([]byte, size)
+	}
+	n, err := req.MarshalToSizedBuffer(m.raw[:size])
 	if err != nil {
 		return nil, fmt.Errorf("marshal write request: %w", err)
 	}
-	raw := e.pbBuf[size-n : size]
-	// Earlier blocks of this round keep pointing at the old array if this
-	// grows it; they are never written again, so that is safe.
-	start := len(e.out)
-	e.out = slices.Grow(e.out, snappy.MaxEncodedLen(len(raw)))
-	enc := snappy.Encode(e.out[start:cap(e.out)], raw)
-	e.out = e.out[:start+len(enc)]
-	return e.out[start:len(e.out):len(e.out)], nil
+	return m.raw[size-n : size], nil
+}
+
+// marshalV2 builds an io.prometheus.write.v2.Request: one symbols table
+// per request (its first symbol is "", as the specification requires;
+// writev2.SymbolsTable keeps it), label references in the series' label
+// order (sorted by name), the family's type, help and unit with every
+// series, and marshals it.
+func (m *marshaler) marshalV2(ss []series.Series) ([]byte, error) {
+	if m.syms.Symbols() == nil {
+		m.syms = writev2.NewSymbolTable()
+	}
+	m.syms.Reset()
+	m.ts2, m.refs, m.ss2 = m.ts2[:0], m.refs[:0], m.ss2[:0]
+	nr, ns := 0, 0
+	for i := range ss {
+		nr += 2 * len(ss[i].Labels)
+		ns += len(ss[i].Samples)
+	}
+	m.refs = slices.Grow(m.refs, nr)
+	m.ss2 = slices.Grow(m.ss2, ns)
+	for i := range ss {
+		s := &ss[i]
+		r0, s0 := len(m.refs), len(m.ss2)
+		for _, l := range s.Labels {
+			m.refs = append(m.refs, m.syms.Symbolize(l.Name), m.syms.Symbolize(l.Value))
+		}
+		for _, x := range s.Samples {
+			m.ss2 = append(m.ss2, writev2.Sample{Value: x.Value, Timestamp: x.Timestamp})
+		}
+		ts := writev2.TimeSeries{LabelsRefs: m.refs[r0:len(m.refs):len(m.refs)], Samples: m.ss2[s0:len(m.ss2):len(m.ss2)]}
+		if md := s.Metadata; md != nil {
+			ts.Metadata = writev2.Metadata{Type: writev2.FromMetadataType(md.Type), HelpRef: m.syms.Symbolize(md.Help), UnitRef: m.syms.Symbolize(md.Unit)}
+		}
+		m.ts2 = append(m.ts2, ts)
+	}
+	req := writev2.Request{Symbols: m.syms.Symbols(), Timeseries: m.ts2}
+	raw, err := req.OptimizedMarshal(m.raw)
+	if err != nil {
+		return nil, fmt.Errorf("marshal write request: %w", err)
+	}
+	m.raw = raw
+	return raw, nil
+}
+
+// release drops the references to the caller's strings that the scratch
+// holds, keeping the capacity.
+func (m *marshaler) release() {
+	clear(m.ts1)
+	clear(m.ls1)
+	clear(m.ts2)
+	if m.syms.Symbols() != nil {
+		m.syms.Reset()
+	}
 }
 
 // isEmpty reports a series without samples: nothing to send.
-func isEmpty(ts prompb.TimeSeries) bool { return len(ts.Samples) == 0 && len(ts.Histograms) == 0 }
+func isEmpty(s series.Series) bool { return len(s.Samples) == 0 }
 
-func seriesMaxTimestamp(ts *prompb.TimeSeries) int64 {
-	m := int64(math.MinInt64)
-	for _, s := range ts.Samples {
-		m = max(m, s.Timestamp)
+// timeRange returns the oldest and newest timestamp of s (MaxInt64 and
+// MinInt64 when it has no sample).
+func timeRange(s *series.Series) (lo, hi int64) {
+	lo, hi = math.MaxInt64, math.MinInt64
+	for _, x := range s.Samples {
+		lo, hi = min(lo, x.Timestamp), max(hi, x.Timestamp)
 	}
-	for _, h := range ts.Histograms {
-		m = max(m, h.Timestamp)
-	}
-	return m
+	return lo, hi
 }
 
-func seriesMinTimestamp(ts *prompb.TimeSeries) int64 {
-	m := int64(math.MaxInt64)
-	for _, s := range ts.Samples {
-		m = min(m, s.Timestamp)
+// encodeMetadata compresses one metadata-only prometheus.WriteRequest (1.0:
+// 2.0 sends metadata with every series). It allocates: metadata goes out
+// once a minute.
+func (c *compressor) encodeMetadata(md []series.Metadata, f format) ([]byte, error) {
+	pm := make([]prompb.MetricMetadata, len(md))
+	for i, m := range md {
+		pm[i] = prompb.MetricMetadata{Type: prompb.FromMetadataType(m.Type), MetricFamilyName: m.Family, Help: m.Help, Unit: m.Unit}
 	}
-	for _, h := range ts.Histograms {
-		m = min(m, h.Timestamp)
-	}
-	return m
-}
-
-// encodeMetadata compresses one metadata-only WriteRequest. It allocates:
-// metadata goes out once a minute.
-func encodeMetadata(md []prompb.MetricMetadata) ([]byte, error) {
-	req := prompb.WriteRequest{Metadata: md}
+	req := prompb.WriteRequest{Metadata: pm}
 	raw, err := req.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("marshal metadata: %w", err)
 	}
-	return snappy.Encode(nil, raw), nil
+	return c.compress(nil, raw, f&^fmtV2), nil
 }
 
 // decodeRequest decompresses and unmarshals one encoded request (a WAL
-// block or a part of one) back into its series, to split it. It allocates.
-func decodeRequest(data []byte) ([]prompb.TimeSeries, error) {
-	raw, err := snappy.Decode(nil, data)
+// block or a part of one) back into its series, to split or transcode it.
+// It allocates. Series of one 2.0 family share one *series.Metadata.
+func (c *compressor) decodeRequest(data []byte, f format) ([]series.Series, error) {
+	raw, err := c.decompress(data, f)
 	if err != nil {
-		return nil, fmt.Errorf("snappy: %w", err)
+		return nil, err
 	}
-	var req prompb.WriteRequest
+	if !f.v2() {
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			return nil, fmt.Errorf("unmarshal write request: %w", err)
+		}
+		out := make([]series.Series, len(req.Timeseries))
+		for i, ts := range req.Timeseries {
+			s := series.Series{Labels: make([]labels.Label, len(ts.Labels)), Samples: make([]series.Sample, len(ts.Samples))}
+			for j, l := range ts.Labels {
+				s.Labels[j] = labels.Label{Name: l.Name, Value: l.Value}
+			}
+			for j, x := range ts.Samples {
+				s.Samples[j] = series.Sample{Value: x.Value, Timestamp: x.Timestamp}
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	var req writev2.Request
 	if err := req.Unmarshal(raw); err != nil {
 		return nil, fmt.Errorf("unmarshal write request: %w", err)
 	}
-	return req.Timeseries, nil
+	sym := func(ref uint32) (string, error) {
+		if int(ref) >= len(req.Symbols) {
+			return "", fmt.Errorf("symbol reference %d outside the table (%d symbols)", ref, len(req.Symbols))
+		}
+		return req.Symbols[ref], nil
+	}
+	type mdKey struct {
+		typ        writev2.Metadata_MetricType
+		help, unit uint32
+	}
+	mds := map[mdKey]*series.Metadata{}
+	out := make([]series.Series, len(req.Timeseries))
+	for i, ts := range req.Timeseries {
+		if len(ts.LabelsRefs)%2 != 0 {
+			return nil, errors.New("odd number of label references")
+		}
+		s := series.Series{Labels: make([]labels.Label, len(ts.LabelsRefs)/2), Samples: make([]series.Sample, len(ts.Samples))}
+		for j := range s.Labels {
+			if s.Labels[j].Name, err = sym(ts.LabelsRefs[2*j]); err != nil {
+				return nil, err
+			}
+			if s.Labels[j].Value, err = sym(ts.LabelsRefs[2*j+1]); err != nil {
+				return nil, err
+			}
+		}
+		for j, x := range ts.Samples {
+			s.Samples[j] = series.Sample{Value: x.Value, Timestamp: x.Timestamp}
+		}
+		if k := (mdKey{ts.Metadata.Type, ts.Metadata.HelpRef, ts.Metadata.UnitRef}); k != (mdKey{}) {
+			md, ok := mds[k]
+			if !ok {
+				m, err := ts.ToMetadata(req.Symbols)
+				if err != nil {
+					return nil, err
+				}
+				md = &series.Metadata{Type: m.Type, Help: m.Help, Unit: m.Unit}
+				if md.Type == model.MetricTypeUnknown {
+					md.Type = ""
+				}
+				mds[k] = md
+			}
+			s.Metadata = md
+		}
+		out[i] = s
+	}
+	return out, nil
 }
 
-// encodeRequest marshals and compresses series as one standalone request.
-// It allocates: only split parts go through it.
-func encodeRequest(ts []prompb.TimeSeries) ([]byte, error) {
-	req := prompb.WriteRequest{Timeseries: ts}
-	raw, err := req.Marshal()
+// encodeRequest marshals and compresses ss as one standalone request of
+// format f. It allocates: only split and transcoded parts go through it.
+func (c *compressor) encodeRequest(ss []series.Series, f format) ([]byte, error) {
+	var m marshaler
+	raw, err := m.marshal(ss, f)
 	if err != nil {
-		return nil, fmt.Errorf("marshal write request: %w", err)
+		return nil, err
 	}
-	return snappy.Encode(nil, raw), nil
+	return c.compress(nil, raw, f), nil
 }
 
-// sampleCount counts what the encoder counts for a block: float samples
-// plus native histogram samples.
-func sampleCount(ts []prompb.TimeSeries) int {
-	n := 0
-	for i := range ts {
-		n += len(ts[i].Samples) + len(ts[i].Histograms)
-	}
-	return n
-}
-
-// chunkBySamples cuts ts into consecutive runs of at most limit samples
+// chunkBySamples cuts ss into consecutive runs of at most limit samples
 // each, never splitting a series (a series above limit is a run alone).
-func chunkBySamples(ts []prompb.TimeSeries, limit int) [][]prompb.TimeSeries {
-	var out [][]prompb.TimeSeries
+func chunkBySamples(ss []series.Series, limit int) [][]series.Series {
+	var out [][]series.Series
 	start, n := 0, 0
-	for i := range ts {
-		c := len(ts[i].Samples) + len(ts[i].Histograms)
+	for i := range ss {
+		c := len(ss[i].Samples)
 		if n > 0 && n+c > limit {
-			out = append(out, ts[start:i])
+			out = append(out, ss[start:i])
 			start, n = i, 0
 		}
 		n += c
 	}
-	if start < len(ts) {
-		out = append(out, ts[start:])
+	if start < len(ss) {
+		out = append(out, ss[start:])
 	}
 	return out
 }

@@ -2,24 +2,22 @@ package remotewrite
 
 import (
 	"fmt"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
+	"github.com/prometheus/prometheus/model/labels"
 	"math"
 	"testing"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
-func decodeBlock(t testing.TB, b wal.Block) prompb.WriteRequest {
+func decodeBlock(t testing.TB, b wal.Block) wreq {
 	t.Helper()
-	raw, err := snappy.Decode(nil, b.Data)
+	wr, err := decodeWreq(b.Data, format(b.Format))
 	require.NoError(t, err)
-	var wr prompb.WriteRequest
-	require.NoError(t, wr.Unmarshal(raw))
 	return wr
 }
 
@@ -41,17 +39,17 @@ func mustRelabel(t *testing.T, rc relabel.Config) *relabel.Config {
 }
 
 func TestEncodeRoundTrip(t *testing.T) {
-	in := []prompb.TimeSeries{
-		series("kata_a", []prompb.Sample{sample(1000, 1), sample(2000, 2)}, "sandbox_id", "s1"),
-		series("kata_b", []prompb.Sample{sample(1500, math.Float64frombits(0x7ff0000000000002))}, "sandbox_id", "s1"), // staleness NaN
-		series("go_gc", []prompb.Sample{sample(1000, 3)}, "sandbox_id", "s2"),
-		series("kata_c", []prompb.Sample{sample(3000, 4)}, "sandbox_id", "s2", "zone", "z"),
-		{Labels: []prompb.Label{{Name: "__name__", Value: "empty"}}}, // no samples: skipped
+	in := []series.Series{
+		mkSeries("kata_a", []series.Sample{sample(1000, 1), sample(2000, 2)}, "sandbox_id", "s1"),
+		mkSeries("kata_b", []series.Sample{sample(1500, math.Float64frombits(0x7ff0000000000002))}, "sandbox_id", "s1"), // staleness NaN
+		mkSeries("go_gc", []series.Sample{sample(1000, 3)}, "sandbox_id", "s2"),
+		mkSeries("kata_c", []series.Sample{sample(3000, 4)}, "sandbox_id", "s2", "zone", "z"),
+		{Labels: []labels.Label{{Name: "__name__", Value: "empty"}}}, // no samples: skipped
 	}
 	tests := []struct {
 		name        string
 		rules       func(t *testing.T) []*relabel.Config
-		want        []prompb.TimeSeries
+		want        []series.Series
 		wantDropped int
 	}{
 		{
@@ -67,10 +65,10 @@ func TestEncodeRoundTrip(t *testing.T) {
 					mustRelabel(t, relabel.Config{Action: relabel.LabelDrop, Regex: relabel.MustNewRegexp("zone")}),
 				}
 			},
-			want: []prompb.TimeSeries{
-				{Labels: []prompb.Label{{Name: "__name__", Value: "kata_a"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s1"}}, Samples: in[0].Samples},
-				{Labels: []prompb.Label{{Name: "__name__", Value: "kata_b"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s1"}}, Samples: in[1].Samples},
-				{Labels: []prompb.Label{{Name: "__name__", Value: "kata_c"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s2"}}, Samples: in[3].Samples},
+			want: []series.Series{
+				{Labels: []labels.Label{{Name: "__name__", Value: "kata_a"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s1"}}, Samples: in[0].Samples},
+				{Labels: []labels.Label{{Name: "__name__", Value: "kata_b"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s1"}}, Samples: in[1].Samples},
+				{Labels: []labels.Label{{Name: "__name__", Value: "kata_c"}, {Name: "a_node", Value: "n1"}, {Name: "sandbox_id", Value: "s2"}}, Samples: in[3].Samples},
 			},
 			wantDropped: 1,
 		},
@@ -89,14 +87,14 @@ func TestEncodeRoundTrip(t *testing.T) {
 			if tt.rules != nil {
 				rules = tt.rules(t)
 			}
-			enc := newEncoder(2, rules)
+			enc := newEncoder(2, rules, testComp(t))
 			// Encode twice: the second round reuses the scratch buffers and
 			// must give the same result.
 			for round := range 2 {
-				blocks, st, err := enc.encode(in)
+				blocks, st, err := enc.encode(in, fmtV1)
 				require.NoError(t, err)
 				require.Equal(t, tt.wantDropped, st.droppedRelabel, "round %d", round)
-				var got []prompb.TimeSeries
+				var got []series.Series
 				total := 0
 				for _, b := range blocks {
 					wr := decodeBlock(t, b)
@@ -117,7 +115,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 }
 
 // requireSeriesEqual compares labels and samples, NaN bits included.
-func requireSeriesEqual(t *testing.T, want, got []prompb.TimeSeries) {
+func requireSeriesEqual(t *testing.T, want, got []series.Series) {
 	t.Helper()
 	require.Len(t, got, len(want))
 	for i := range want {
@@ -132,14 +130,14 @@ func requireSeriesEqual(t *testing.T, want, got []prompb.TimeSeries) {
 }
 
 func TestBlockCutting(t *testing.T) {
-	mk := func(sizes ...int) []prompb.TimeSeries {
-		var out []prompb.TimeSeries
+	mk := func(sizes ...int) []series.Series {
+		var out []series.Series
 		for i, n := range sizes {
-			s := make([]prompb.Sample, n)
+			s := make([]series.Sample, n)
 			for j := range s {
 				s[j] = sample(int64(1000*i+j), float64(j))
 			}
-			out = append(out, series(fmt.Sprintf("m%d", i), s))
+			out = append(out, mkSeries(fmt.Sprintf("m%d", i), s))
 		}
 		return out
 	}
@@ -159,7 +157,7 @@ func TestBlockCutting(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := mk(tt.sizes...)
-			blocks, st, err := newEncoder(tt.max, nil).encode(in)
+			blocks, st, err := newEncoder(tt.max, nil, testComp(t)).encode(in, fmtV1)
 			require.NoError(t, err)
 			require.Len(t, blocks, len(tt.wantBlocks))
 			total := 0
@@ -186,13 +184,13 @@ func TestBlockCutting(t *testing.T) {
 
 // benchRound builds one realistic round: sandboxes x seriesPer series of
 // ~8 labels with one sample each.
-func benchRound(sandboxes, seriesPer int) []prompb.TimeSeries {
-	out := make([]prompb.TimeSeries, 0, sandboxes*seriesPer)
+func benchRound(sandboxes, seriesPer int) []series.Series {
+	out := make([]series.Series, 0, sandboxes*seriesPer)
 	for sb := range sandboxes {
 		id := fmt.Sprintf("%064x", sb*7919)
 		for s := range seriesPer {
-			out = append(out, prompb.TimeSeries{
-				Labels: []prompb.Label{
+			out = append(out, series.Series{
+				Labels: []labels.Label{
 					{Name: "__name__", Value: fmt.Sprintf("kata_hypervisor_netdev_%d", s%75)},
 					{Name: "cri_name", Value: fmt.Sprintf("pod-%d", sb)},
 					{Name: "cri_namespace", Value: "default"},
@@ -202,7 +200,7 @@ func benchRound(sandboxes, seriesPer int) []prompb.TimeSeries {
 					{Name: "node", Value: "worker-1"},
 					{Name: "sandbox_id", Value: id},
 				},
-				Samples: []prompb.Sample{{Timestamp: 1_700_000_000_000, Value: float64(s * sb)}},
+				Samples: []series.Sample{{Timestamp: 1_700_000_000_000, Value: float64(s * sb)}},
 			})
 		}
 	}
@@ -213,12 +211,12 @@ func benchRound(sandboxes, seriesPer int) []prompb.TimeSeries {
 // sandboxes x 759 series) into compressed blocks with default settings.
 func BenchmarkAppendEncode(b *testing.B) {
 	round := benchRound(200, 759)
-	enc := newEncoder(DefaultConfig().QueueConfig.MaxSamplesPerSend, nil)
+	enc := newEncoder(DefaultConfig().QueueConfig.MaxSamplesPerSend, nil, testComp(b))
 	b.ReportAllocs()
 	b.ResetTimer()
 	var bytes int
 	for b.Loop() {
-		blocks, st, err := enc.encode(round)
+		blocks, st, err := enc.encode(round, fmtV1)
 		if err != nil || st.samples != len(round) {
 			b.Fatalf("encode: %v, %d samples", err, st.samples)
 		}

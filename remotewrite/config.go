@@ -26,8 +26,8 @@ import (
 // prometheus/common's HTTPClientConfig, inline, and sigv4, azuread and
 // google_iam are the types Prometheus uses, so a block pasted from
 // prometheus.yml decodes unchanged. Keys Prometheus has and kata-monitor
-// does not (send_exemplars, protobuf_message, ...) are unknown keys, refused
-// by the strict decoder in package configs.
+// does not (send_exemplars, send_native_histograms, ...) are unknown keys,
+// refused by the strict decoder in package configs.
 type Config struct {
 	// URL is the receiver's write endpoint, http or https.
 	URL string `yaml:"url"`
@@ -40,6 +40,19 @@ type Config struct {
 	// Headers are added to every request (e.g. X-Scope-OrgID). Protocol
 	// headers and Authorization are refused; User-Agent may be overridden.
 	Headers map[string]string `yaml:"headers"`
+	// ProtobufMessage is the remote write message: "prometheus.WriteRequest"
+	// (remote write 1.0, the default) or "io.prometheus.write.v2.Request"
+	// (2.0: a symbols table per request, type, help and unit with every
+	// series, exact accounting from the receiver's Written headers), as in
+	// Prometheus's remote_write. An endpoint set to 2.0 whose receiver
+	// answers 415 (or 2xx without Written headers, or 400 before any 2.0
+	// request was written) falls back to 1.0 until the next start.
+	ProtobufMessage string `yaml:"protobuf_message"`
+	// Compression is the request body's Content-Encoding: "snappy" (the
+	// default, the only one the remote write specifications allow) or
+	// "zstd" (klauspost/compress, default level), for receivers that take it
+	// (VictoriaMetrics on /api/v1/write); about half the bytes of snappy.
+	Compression string `yaml:"compression"`
 	// WriteRelabelConfigs run on every series before it is queued; a
 	// series they drop (or leave without labels) is counted as dropped
 	// with reason "relabel".
@@ -99,6 +112,14 @@ type QueueConfig struct {
 	// false a 429 drops the request, counted as
 	// samples_dropped_total{reason="http_429"} (docs/remote-write.md).
 	RetryOnHTTP429 *bool `yaml:"retry_on_http_429"`
+	// MaxBytesPerSecond caps the request bodies sent to the endpoint, in
+	// bytes per second over all shards (0, the default: no cap), so that
+	// catching up a backlog after an outage does not fill a small uplink.
+	// A token bucket (golang.org/x/time/rate) of one second's bytes; a
+	// request larger than that waits for its bytes in one-second pieces.
+	// HTTP headers (a few hundred bytes per request) are not counted.
+	// Not a Prometheus key.
+	MaxBytesPerSecond Bytes `yaml:"max_bytes_per_second"`
 }
 
 // MetadataConfig controls the best-effort metric metadata (HELP/TYPE) sent
@@ -116,7 +137,9 @@ type MetadataConfig struct {
 func DefaultConfig() Config {
 	yes := true
 	return Config{
-		RemoteTimeout: model.Duration(30 * time.Second),
+		RemoteTimeout:   model.Duration(30 * time.Second),
+		ProtobufMessage: MessageV1,
+		Compression:     CompressionSnappy,
 		QueueConfig: QueueConfig{
 			Capacity:          10000,
 			MaxShards:         8,
@@ -141,6 +164,8 @@ func (c *Config) ApplyDefaults() {
 		c.Name = hex.EncodeToString(sum[:])[:6]
 	}
 	setIfZero(&c.RemoteTimeout, d.RemoteTimeout)
+	setIfZero(&c.ProtobufMessage, d.ProtobufMessage)
+	setIfZero(&c.Compression, d.Compression)
 	q, dq := &c.QueueConfig, d.QueueConfig
 	setIfZero(&q.Capacity, dq.Capacity)
 	setIfZero(&q.MaxShards, dq.MaxShards)
@@ -220,9 +245,25 @@ func (c Config) Validate() error {
 	if c.RemoteTimeout <= 0 {
 		return errors.New("remote_timeout: must be > 0")
 	}
+	switch c.ProtobufMessage {
+	case MessageV1, MessageV2:
+	default:
+		return fmt.Errorf("protobuf_message: %q must be %s or %s", c.ProtobufMessage, MessageV1, MessageV2)
+	}
+	switch c.Compression {
+	case CompressionSnappy, CompressionZstd:
+	default:
+		return fmt.Errorf("compression: %q must be %s or %s", c.Compression, CompressionSnappy, CompressionZstd)
+	}
 	for k := range c.Headers {
 		if ck := http.CanonicalHeaderKey(k); forbiddenHeader(ck) {
 			return fmt.Errorf("headers: %q may not be set here", ck)
+		}
+		if ck := http.CanonicalHeaderKey(k); ck == "User-Agent" && c.ProtobufMessage == MessageV2 {
+			// Remote write 2.0: senders "MUST NOT allow users to
+			// configure [custom headers] in such a way as to send
+			// reserved headers", User-Agent included.
+			return fmt.Errorf("headers: %q may not be set with protobuf_message %s", ck, MessageV2)
 		}
 		if strings.TrimSpace(k) == "" || strings.ContainsAny(k, " :\r\n") {
 			return fmt.Errorf("headers: invalid header name %q", k)
@@ -270,6 +311,8 @@ func (q QueueConfig) validate() error {
 		return errors.New("min_backoff: must be > 0")
 	case q.MaxBackoff < q.MinBackoff:
 		return errors.New("max_backoff: below min_backoff")
+	case q.MaxBytesPerSecond < 0:
+		return errors.New("max_bytes_per_second: must be >= 0")
 	}
 	return nil
 }

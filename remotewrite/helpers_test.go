@@ -9,22 +9,28 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/golang/snappy"
+	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
 // gotRequest is one request a test receiver decoded.
 type gotRequest struct {
 	header http.Header
-	req    prompb.WriteRequest
+	req    wreq
 	code   int
 }
 
@@ -37,7 +43,13 @@ type receiver struct {
 	respond func(n int, r *http.Request) (code int, header map[string]string)
 	// decide, when set, replaces respond and also sees the decoded body.
 	// Code 0 closes the connection without an answer (a network error).
-	decide func(n int, r *http.Request, wr *prompb.WriteRequest) (code int, header map[string]string)
+	decide func(n int, r *http.Request, wr *wreq) (code int, header map[string]string)
+
+	// tap, when set, gets every request body as sent (under mu).
+	tap func(body []byte)
+	// v1Only answers 415 to 2.0 requests; noWritten leaves out the Written
+	// headers (a 1.x receiver that ignores Content-Type). Set before start.
+	v1Only, noWritten bool
 
 	mu   sync.Mutex
 	all  []gotRequest
@@ -66,14 +78,24 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	raw, err := snappy.Decode(nil, body)
-	if err != nil {
-		http.Error(w, "snappy: "+err.Error(), http.StatusBadRequest)
+	f := fmtV1
+	if r.Header.Get("Content-Encoding") == "zstd" {
+		f |= fmtZstd
+	}
+	if r.Header.Get("Content-Type") == contentTypeV2 {
+		f |= fmtV2
+	}
+	if rc.v1Only && f.v2() {
+		http.Error(w, "unsupported", http.StatusUnsupportedMediaType)
+		rc.mu.Lock()
+		rc.all = append(rc.all, gotRequest{header: r.Header.Clone(), code: http.StatusUnsupportedMediaType})
+		rc.mu.Unlock()
+		rc.signal()
 		return
 	}
-	var wr prompb.WriteRequest
-	if err := wr.Unmarshal(raw); err != nil {
-		http.Error(w, "proto: "+err.Error(), http.StatusBadRequest)
+	wr, err := decodeWreq(body, f)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	rc.mu.Lock()
@@ -86,7 +108,17 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 		code, hdr = rc.respond(n, r)
 	}
 	rc.all = append(rc.all, gotRequest{header: r.Header.Clone(), req: wr, code: code})
+	if rc.tap != nil {
+		rc.tap(body)
+	}
 	rc.mu.Unlock()
+	if f.v2() && code/100 == 2 && !rc.noWritten {
+		// A 2.0 receiver counts what it wrote; a decide or respond
+		// function may override it through hdr.
+		w.Header().Set(hdrSamplesWritten, strconv.Itoa(series.Count(wr.Timeseries)))
+		w.Header().Set(hdrHistogramsWritten, "0")
+		w.Header().Set(hdrExemplarsWritten, "0")
+	}
 	if code == 0 {
 		rc.signal()
 		panic(http.ErrAbortHandler) // closes the connection, no answer
@@ -117,8 +149,8 @@ func (rc *receiver) requests() []gotRequest {
 
 // stored returns, per series (labels rendered), the samples of requests
 // answered 2xx, in arrival order.
-func (rc *receiver) stored() map[string][]prompb.Sample {
-	out := map[string][]prompb.Sample{}
+func (rc *receiver) stored() map[string][]series.Sample {
+	out := map[string][]series.Sample{}
 	for _, g := range rc.requests() {
 		if g.code/100 != 2 {
 			continue
@@ -131,7 +163,7 @@ func (rc *receiver) stored() map[string][]prompb.Sample {
 	return out
 }
 
-func labelKey(ls []prompb.Label) string {
+func labelKey(ls []labels.Label) string {
 	var b strings.Builder
 	for i, l := range ls {
 		if i > 0 {
@@ -276,13 +308,114 @@ func runQueue(t *testing.T, q *Queue) (stop func() error) {
 	return stop
 }
 
-// series builds a TimeSeries with a __name__ and extra label pairs.
-func series(name string, samples []prompb.Sample, kv ...string) prompb.TimeSeries {
-	ls := []prompb.Label{{Name: "__name__", Value: name}}
-	for i := 0; i+1 < len(kv); i += 2 {
-		ls = append(ls, prompb.Label{Name: kv[i], Value: kv[i+1]})
-	}
-	return prompb.TimeSeries{Labels: ls, Samples: samples}
+// wreq is a decoded request of either message, in neutral types.
+type wreq struct {
+	Timeseries []series.Series
+	Metadata   []series.Metadata // 1.0 metadata requests
+	V2         bool
+	Symbols    []string // 2.0
 }
 
-func sample(ts int64, v float64) prompb.Sample { return prompb.Sample{Timestamp: ts, Value: v} }
+// decodeWreq decodes a request body independently of the sender's codec:
+// with the generated types of both messages and the compressions' own
+// libraries.
+func decodeWreq(body []byte, f format) (wreq, error) {
+	var raw []byte
+	var err error
+	if f.zstd() {
+		dec, derr := zstd.NewReader(nil)
+		if derr != nil {
+			return wreq{}, derr
+		}
+		defer dec.Close()
+		raw, err = dec.DecodeAll(body, nil)
+	} else {
+		raw, err = snappy.Decode(nil, body)
+	}
+	if err != nil {
+		return wreq{}, fmt.Errorf("decompress: %w", err)
+	}
+	var out wreq
+	if !f.v2() {
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			return wreq{}, fmt.Errorf("proto: %w", err)
+		}
+		for _, ts := range req.Timeseries {
+			s := series.Series{}
+			for _, l := range ts.Labels {
+				s.Labels = append(s.Labels, labels.Label{Name: l.Name, Value: l.Value})
+			}
+			for _, x := range ts.Samples {
+				s.Samples = append(s.Samples, series.Sample{Value: x.Value, Timestamp: x.Timestamp})
+			}
+			out.Timeseries = append(out.Timeseries, s)
+		}
+		for _, m := range req.Metadata {
+			out.Metadata = append(out.Metadata, series.Metadata{Family: m.MetricFamilyName, Type: metadataTypeV1(m.Type), Help: m.Help, Unit: m.Unit})
+		}
+		return out, nil
+	}
+	var req writev2.Request
+	if err := req.Unmarshal(raw); err != nil {
+		return wreq{}, fmt.Errorf("proto: %w", err)
+	}
+	out.V2, out.Symbols = true, req.Symbols
+	var sb labels.ScratchBuilder
+	for _, ts := range req.Timeseries {
+		ls, err := ts.ToLabels(&sb, req.Symbols)
+		if err != nil {
+			return wreq{}, err
+		}
+		md, err := ts.ToMetadata(req.Symbols)
+		if err != nil {
+			return wreq{}, err
+		}
+		s := series.Series{Metadata: &series.Metadata{Type: md.Type, Help: md.Help, Unit: md.Unit}}
+		ls.Range(func(l labels.Label) { s.Labels = append(s.Labels, l) })
+		for _, x := range ts.Samples {
+			s.Samples = append(s.Samples, series.Sample{Value: x.Value, Timestamp: x.Timestamp})
+		}
+		out.Timeseries = append(out.Timeseries, s)
+	}
+	return out, nil
+}
+
+func metadataTypeV1(t prompb.MetricMetadata_MetricType) model.MetricType {
+	switch t {
+	case prompb.MetricMetadata_COUNTER:
+		return model.MetricTypeCounter
+	case prompb.MetricMetadata_GAUGE:
+		return model.MetricTypeGauge
+	case prompb.MetricMetadata_HISTOGRAM:
+		return model.MetricTypeHistogram
+	case prompb.MetricMetadata_GAUGEHISTOGRAM:
+		return model.MetricTypeGaugeHistogram
+	case prompb.MetricMetadata_SUMMARY:
+		return model.MetricTypeSummary
+	case prompb.MetricMetadata_INFO:
+		return model.MetricTypeInfo
+	case prompb.MetricMetadata_STATESET:
+		return model.MetricTypeStateset
+	}
+	return model.MetricTypeUnknown
+}
+
+// mkSeries builds a Series with a __name__ and extra label pairs.
+func mkSeries(name string, samples []series.Sample, kv ...string) series.Series {
+	ls := []labels.Label{{Name: "__name__", Value: name}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		ls = append(ls, labels.Label{Name: kv[i], Value: kv[i+1]})
+	}
+	return series.Series{Labels: ls, Samples: samples}
+}
+
+func sample(ts int64, v float64) series.Sample { return series.Sample{Timestamp: ts, Value: v} }
+
+// testComp is a compressor for tests.
+func testComp(t testing.TB) *compressor {
+	t.Helper()
+	c, err := newCompressor()
+	require.NoError(t, err)
+	return c
+}

@@ -6,15 +6,17 @@ import (
 	"slices"
 	"time"
 
-	"github.com/prometheus/prometheus/prompb"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// AppendMetadata replaces the metadata set sent every
-// metadata_config.send_interval. Metadata is best effort: it bypasses the
-// WAL, is not retried, and failures are counted. The first non-empty set
-// is sent right away. It does not retain md. Safe for concurrent use; it
-// never blocks on the network.
-func (q *Queue) AppendMetadata(md []prompb.MetricMetadata) {
+// AppendMetadata replaces the family metadata set sent every
+// metadata_config.send_interval in remote write 1.0 metadata requests.
+// Metadata is best effort: it bypasses the WAL, is not retried, and
+// failures are counted. The first non-empty set is sent right away. It
+// does not retain md. Safe for concurrent use; it never blocks on the
+// network. An endpoint sending 2.0 sends no metadata requests: every
+// series carries its family's metadata (series.Series.Metadata).
+func (q *Queue) AppendMetadata(md []series.Metadata) {
 	q.mdMu.Lock()
 	first := len(q.md) == 0 && len(md) > 0
 	q.md = slices.Clone(md)
@@ -48,13 +50,19 @@ func (q *Queue) sendMetadata(ctx context.Context) {
 	q.mdMu.Lock()
 	md := q.md // replaced, never mutated, by AppendMetadata
 	q.mdMu.Unlock()
+	f := q.currentFormat()
+	if f.v2() {
+		return // inline with every series
+	}
 	for chunk := range slices.Chunk(md, q.cfg.QueueConfig.MaxSamplesPerSend) {
 		if ctx.Err() != nil {
 			return
 		}
-		data, err := encodeMetadata(chunk)
+		data, err := q.comp.encodeMetadata(chunk, f)
 		if err == nil {
-			err = q.client.store(ctx, data, protoContentType)
+			if err = q.waitRate(ctx, len(data)); err == nil {
+				err = q.client.store(ctx, data, f)
+			}
 		}
 		if err != nil {
 			q.metrics.metadataFailed.Add(float64(len(chunk)))

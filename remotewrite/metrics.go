@@ -20,6 +20,8 @@ type queueMetrics struct {
 	dropped429      prometheus.Counter
 	droppedRelabel  prometheus.Counter
 	dropped         *prometheus.CounterVec // by reason, for refusal reasons (reason.go)
+	droppedPartial  prometheus.Counter
+	fallbacks       prometheus.Counter
 	splits          *prometheus.CounterVec
 	failingSince    prometheus.Gauge
 	sendLimit       prometheus.Gauge
@@ -61,7 +63,7 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "kata_monitor", Subsystem: "remote_write", Name: "samples_dropped_total",
-		Help: "Samples dropped on purpose, by reason: series a receiver refused with 400, 409 or 422 on their own, after splitting, by the cause its answer names: too_old (outside the accepted time window), out_of_order, duplicate, too_new, limit (a per-tenant limit), invalid, or refused (no known cause); too_large (a single series refused with 413), http_429 (429 with retry_on_http_429 false), relabel (write_relabel_configs).",
+		Help: "Samples dropped on purpose, by reason: series a receiver refused with 400, 409 or 422 on their own, after splitting, by the cause its answer names: too_old (outside the accepted time window), out_of_order, duplicate, too_new, limit (a per-tenant limit), invalid, or refused (no known cause); too_large (a single series refused with 413), http_429 (429 with retry_on_http_429 false), relabel (write_relabel_configs), receiver_partial_write (a remote write 2.0 receiver answered 2xx but its X-Prometheus-Remote-Write-Samples-Written header counts fewer samples than sent).",
 	}, []string{"reason"})
 	for _, r := range refusalReasons {
 		dropped.WithLabelValues(r)
@@ -76,6 +78,8 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 		dropped429:      dropped.WithLabelValues(reason429),
 		droppedRelabel:  dropped.WithLabelValues(reasonRelabel),
 		dropped:         dropped,
+		droppedPartial:  dropped.WithLabelValues(reasonPartial),
+		fallbacks:       counter("protocol_fallbacks_total", "Times the endpoint fell back from remote write 2.0 to 1.0 because the receiver refused 2.0 (415, 2xx without Written headers, or 400 before any 2.0 request was written); at most 1 per start."),
 		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "request_splits_total",
 			Help: "Requests split in two halves to isolate refused series (400, 409, 422) or to fit the receiver's size limit (413), by the status code that caused the split.",
@@ -106,7 +110,7 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 		return m, nil
 	}
 	m.reg = reg
-	for _, c := range []prometheus.Collector{m.appended, m.sent, m.failed, m.retried, dropped,
+	for _, c := range []prometheus.Collector{m.appended, m.sent, m.failed, m.retried, dropped, m.fallbacks,
 		m.splits, m.failingSince, m.sendLimit, m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
 		m.lastSuccess, m.metadataSent, m.metadataFailed} {
 		if err := reg.Register(c); err != nil {
@@ -140,6 +144,7 @@ const (
 	reasonTooLarge = "too_large"
 	reason429      = "http_429"
 	reasonRelabel  = "relabel"
+	reasonPartial  = "receiver_partial_write"
 )
 
 // commit adds one finished block's tally.
@@ -155,6 +160,7 @@ func (m *queueMetrics) commit(t tally) {
 	}
 	m.droppedTooLarge.Add(float64(t.tooLarge))
 	m.dropped429.Add(float64(t.notRetried))
+	m.droppedPartial.Add(float64(t.partial))
 }
 
 // succeeded records a 2xx answer at now: the failure streak ends.

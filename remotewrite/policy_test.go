@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"context"
 	"fmt"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"math"
 	"net/http"
 	"strconv"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,13 +34,13 @@ func TestStatusAction(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, code := range tt.codes {
-			require.Equal(t, tt.want, statusAction(code, tt.retryOn429), "code %d retry_on_http_429 %v", code, tt.retryOn429)
+			require.Equal(t, tt.want, statusAction(code, tt.retryOn429, false), "code %d retry_on_http_429 %v", code, tt.retryOn429)
 		}
 	}
 }
 
 // hasIdx reports whether wr holds the series idx=<idx>.
-func hasIdx(wr *prompb.WriteRequest, idx string) bool {
+func hasIdx(wr *wreq, idx string) bool {
 	for _, ts := range wr.Timeseries {
 		for _, l := range ts.Labels {
 			if l.Name == "idx" && l.Value == idx {
@@ -51,7 +51,7 @@ func hasIdx(wr *prompb.WriteRequest, idx string) bool {
 	return false
 }
 
-func samplesOf(wr *prompb.WriteRequest) int { return sampleCount(wr.Timeseries) }
+func samplesOf(wr *wreq) int { return series.Count(wr.Timeseries) }
 
 // TestRetriedStatusesLoseNothing: every status that says nothing about the
 // data (and a connection closed without an answer) is retried with backoff
@@ -66,7 +66,7 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			const failFirst = 3
 			rc := newReceiver(t, nil)
-			rc.decide = func(n int, _ *http.Request, _ *prompb.WriteRequest) (int, map[string]string) {
+			rc.decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
 				if n < failFirst {
 					return code, nil
 				}
@@ -137,7 +137,7 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, nil)
-			rc.decide = func(_ int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+			rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
 				for _, b := range tt.bad {
 					if hasIdx(wr, b) {
 						return tt.code, nil
@@ -153,9 +153,9 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 			recordSleeps(q)
 			const rounds = 3
 			for r := range rounds {
-				round := make([]prompb.TimeSeries, tt.nSeries)
+				round := make([]series.Series, tt.nSeries)
 				for i := range round {
-					round[i] = series("kata_metric", []prompb.Sample{sample(int64(r+1)*1000, float64(r))}, "idx", fmt.Sprintf("%04d", i))
+					round[i] = mkSeries("kata_metric", []series.Sample{sample(int64(r+1)*1000, float64(r))}, "idx", fmt.Sprintf("%04d", i))
 				}
 				require.NoError(t, q.Append(context.Background(), round))
 			}
@@ -191,7 +191,7 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 // sent) before round r+1 goes out, so no series is reordered.
 func TestSplitKeepsSeriesOrder(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(_ int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+	rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
 		if hasIdx(wr, "005") && len(wr.Timeseries) > 1 {
 			return http.StatusBadRequest, nil // refuse until isolated, then take it
 		}
@@ -223,7 +223,7 @@ func TestSplitKeepsSeriesOrder(t *testing.T) {
 func TestTooLargeSplitsAndRemembers(t *testing.T) {
 	const limit = 1000
 	rc := newReceiver(t, nil)
-	rc.decide = func(_ int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+	rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
 		if samplesOf(wr) > limit {
 			return http.StatusRequestEntityTooLarge, nil
 		}
@@ -238,11 +238,11 @@ func TestTooLargeSplitsAndRemembers(t *testing.T) {
 		require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
 	}
 	// One series with 1,500 samples: too large on its own.
-	big := make([]prompb.Sample, 1500)
+	big := make([]series.Sample, 1500)
 	for i := range big {
 		big[i] = sample(int64(20000+i), 1)
 	}
-	require.NoError(t, q.Append(context.Background(), []prompb.TimeSeries{series("kata_big", big)}))
+	require.NoError(t, q.Append(context.Background(), []series.Series{mkSeries("kata_big", big)}))
 	stop := runQueue(t, q)
 	blocks := uint64(rounds*(nSeries/2000+1) + 1)
 	require.Eventually(t, func() bool { return mq.ackedSeq() == blocks }, 20*time.Second, 5*time.Millisecond)
@@ -259,8 +259,8 @@ func TestTooLargeSplitsAndRemembers(t *testing.T) {
 	require.LessOrEqual(t, testutil.ToFloat64(q.metrics.requests.WithLabelValues("413")), 3.0)
 }
 
-func withoutName(m map[string][]prompb.Sample, prefix string) map[string][]prompb.Sample {
-	out := map[string][]prompb.Sample{}
+func withoutName(m map[string][]series.Sample, prefix string) map[string][]series.Sample {
+	out := map[string][]series.Sample{}
 	for k, v := range m {
 		if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
 			continue
@@ -274,7 +274,7 @@ func withoutName(m map[string][]prompb.Sample, prefix string) map[string][]promp
 // Prometheus's behaviour: a 429 drops the request, under its own reason.
 func TestNotRetried429Dropped(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(n int, _ *http.Request, _ *prompb.WriteRequest) (int, map[string]string) {
+	rc.decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
 		if n == 0 {
 			return http.StatusTooManyRequests, nil
 		}
@@ -293,7 +293,7 @@ func TestNotRetried429Dropped(t *testing.T) {
 	require.Eventually(t, func() bool { return mq.ackedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
 	for _, ss := range rc.stored() {
-		require.Equal(t, []prompb.Sample{sample(2000, 2)}, ss, "round 1 dropped, round 2 delivered")
+		require.Equal(t, []series.Sample{sample(2000, 2)}, ss, "round 1 dropped, round 2 delivered")
 	}
 	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.dropped429))
 	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.sent))
@@ -306,7 +306,7 @@ func TestNotRetried429Dropped(t *testing.T) {
 // and the accounting stays exact.
 func TestRefusedEverythingBounded(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(int, *http.Request, *prompb.WriteRequest) (int, map[string]string) {
+	rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
 		return http.StatusBadRequest, nil
 	}
 	rc.start()
@@ -332,7 +332,7 @@ func TestRefusedEverythingBounded(t *testing.T) {
 // already delivered: appended = sent + dropped + pending stays exact.
 func TestShutdownMidSplitCountsNothing(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(n int, _ *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+	rc.decide = func(n int, _ *http.Request, wr *wreq) (int, map[string]string) {
 		switch {
 		case n == 0:
 			return http.StatusBadRequest, nil // split it

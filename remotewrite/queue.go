@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/prompb"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
@@ -74,9 +75,19 @@ type Queue struct {
 
 	appendMu sync.Mutex // serialises rounds: WAL order is round order
 	enc      *encoder
+	comp     *compressor
+	// format is what the config asks for; fellBack is set once a receiver
+	// refused 2.0 (see fallBack): new rounds are then written, and queued
+	// 2.0 blocks sent, as 1.0. confirmedV2 is set once a 2.0 request was
+	// written.
+	format      format
+	fellBack    atomic.Bool
+	confirmedV2 atomic.Bool
+	// limiter is queue_config.max_bytes_per_second; nil without a cap.
+	limiter *rate.Limiter
 
 	mdMu   sync.Mutex
-	md     []prompb.MetricMetadata
+	md     []series.Metadata
 	mdKick chan struct{} // cap 1: the first metadata set goes out at once
 
 	closeOnce sync.Once
@@ -158,12 +169,18 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 	if reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": cfg.Name}, reg)
 	}
+	comp, err := newCompressor()
+	if err != nil {
+		return nil, err
+	}
 	q := &Queue{
 		cfg:           cfg,
 		logger:        logger,
 		wal:           bq,
 		flushDeadline: o.flushDeadline,
-		enc:           newEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs),
+		enc:           newEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp),
+		comp:          comp,
+		format:        configFormat(cfg),
 		mdKick:        make(chan struct{}, 1),
 		now:           time.Now,
 		sleep:         sleepCtx,
@@ -174,6 +191,9 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 		return nil, err
 	}
 	q.metrics = m
+	if bps := int(cfg.QueueConfig.MaxBytesPerSecond); bps > 0 {
+		q.limiter = rate.NewLimiter(rate.Limit(bps), bps)
+	}
 	q.sendLimit.Store(int64(cfg.QueueConfig.MaxSamplesPerSend))
 	m.sendLimit.Set(float64(cfg.QueueConfig.MaxSamplesPerSend))
 	q.client = newClient(cfg, rt, o.userAgent, m.observeRequest)
@@ -184,19 +204,20 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 	return q, nil
 }
 
-// Append queues one scrape round: it applies write_relabel_configs, cuts
-// the series into blocks of at most max_samples_per_send samples (never
-// splitting a series), encodes them and appends them to the WAL as one
-// group. It does not retain series. It blocks only on the local disk,
+// Append queues one scrape round (or one chunk of one, see doc.go): it
+// applies write_relabel_configs, cuts the series into blocks of at most
+// max_samples_per_send samples (never splitting a series), encodes them in
+// the endpoint's message and compression and appends them to the WAL as
+// one group. It does not retain ss. It blocks only on the local disk,
 // never on the receiver. Safe for concurrent use; concurrent rounds are
 // queued in the order they take the lock.
-func (q *Queue) Append(ctx context.Context, series []prompb.TimeSeries) error {
+func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	q.appendMu.Lock()
 	defer q.appendMu.Unlock()
-	blocks, st, err := q.enc.encode(series)
+	blocks, st, err := q.enc.encode(ss, q.currentFormat())
 	if err != nil {
 		return fmt.Errorf("encode round: %w", err)
 	}
@@ -339,6 +360,51 @@ func (q *Queue) sendGroup(ctx context.Context, blocks []wal.Block) int {
 		n++
 	}
 	return n
+}
+
+// currentFormat is the format new rounds are written in: the config's,
+// without 2.0 once the endpoint fell back.
+func (q *Queue) currentFormat() format {
+	if q.fellBack.Load() {
+		return q.format &^ fmtV2
+	}
+	return q.format
+}
+
+// fallBack switches the endpoint to remote write 1.0 after a receiver
+// refused a 2.0 request as such (remote write 2.0 specification, "2.x vs
+// 1.x Compatibility": senders "MAY automatically fall back to different
+// content types, if the Receiver returns 415"). New rounds are written as
+// 1.0, queued 2.0 blocks are transcoded when sent, metadata goes in 1.0
+// metadata requests again. It lasts until the next start, which tries 2.0
+// again (one refused request). Logged and counted once.
+func (q *Queue) fallBack(why error) {
+	if q.fellBack.Swap(true) {
+		return
+	}
+	q.metrics.fallbacks.Inc()
+	q.logger.Warn("receiver does not take remote write 2.0; sending 1.0 (prometheus.WriteRequest) until restart",
+		"reason", why, "protobuf_message", MessageV1)
+	select { // metadata now goes in its own requests
+	case q.mdKick <- struct{}{}:
+	default:
+	}
+}
+
+// waitRate waits until the rate cap lets n more bytes go (at once without
+// a cap); it returns ctx's error if ctx ends first.
+func (q *Queue) waitRate(ctx context.Context, n int) error {
+	if q.limiter == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, q.limiter.Burst())
+		if err := q.limiter.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }
 
 // lag is the age in seconds of the oldest sample not yet sent or

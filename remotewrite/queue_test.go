@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"context"
 	"fmt"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -11,15 +12,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
 
 // roundOf builds round r of nSeries series, one sample each at ts r*1000.
-func roundOf(r, nSeries int) []prompb.TimeSeries {
-	out := make([]prompb.TimeSeries, nSeries)
+func roundOf(r, nSeries int) []series.Series {
+	out := make([]series.Series, nSeries)
 	for i := range out {
-		out[i] = series("kata_metric", []prompb.Sample{sample(int64(r)*1000, float64(r))}, "idx", fmt.Sprintf("%03d", i))
+		out[i] = mkSeries("kata_metric", []series.Sample{sample(int64(r)*1000, float64(r))}, "idx", fmt.Sprintf("%03d", i))
 	}
 	return out
 }
@@ -44,7 +44,7 @@ func recordSleeps(q *Queue) func() []time.Duration {
 
 // requireInOrder checks every series got exactly rounds samples with
 // strictly increasing timestamps.
-func requireInOrder(t *testing.T, got map[string][]prompb.Sample, nSeries, rounds int) {
+func requireInOrder(t *testing.T, got map[string][]series.Sample, nSeries, rounds int) {
 	t.Helper()
 	require.Len(t, got, nSeries)
 	for k, ss := range got {
@@ -273,10 +273,10 @@ func TestMetadataSent(t *testing.T) {
 			cfg.QueueConfig.MaxSamplesPerSend = 2 // metadata goes in 2 requests
 			cfg.MetadataConfig.SendInterval = model.Duration(time.Hour)
 			q, _ := newTestQueue(t, cfg, newMemQueue())
-			md := []prompb.MetricMetadata{
-				{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "a_total", Help: "A."},
-				{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "b", Help: "B."},
-				{Type: prompb.MetricMetadata_HISTOGRAM, MetricFamilyName: "c", Help: "C.", Unit: "seconds"},
+			md := []series.Metadata{
+				{Type: model.MetricTypeCounter, Family: "a_total", Help: "A."},
+				{Type: model.MetricTypeGauge, Family: "b", Help: "B."},
+				{Type: model.MetricTypeHistogram, Family: "c", Help: "C.", Unit: "seconds"},
 			}
 			stop := runQueue(t, q)
 			q.AppendMetadata(md)
@@ -287,7 +287,7 @@ func TestMetadataSent(t *testing.T) {
 			require.NoError(t, stop())
 			require.Equal(t, tt.wantSent, testutil.ToFloat64(q.metrics.metadataSent))
 			require.Equal(t, tt.wantFailed, testutil.ToFloat64(q.metrics.metadataFailed))
-			var got []prompb.MetricMetadata
+			var got []series.Metadata
 			for _, r := range rc.requests() {
 				require.Empty(t, r.req.Timeseries)
 				got = append(got, r.req.Metadata...)

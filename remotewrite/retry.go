@@ -6,14 +6,16 @@ import (
 	"log/slog"
 	"math"
 	"math/bits"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
@@ -28,19 +30,20 @@ const logEvery = time.Minute
 // one after a split. series is nil until the part has to be decoded.
 type part struct {
 	data    []byte
+	format  format
 	samples int
 	maxTs   int64 // newest sample (ms)
-	series  []prompb.TimeSeries
+	series  []series.Series
 }
 
 // decoded returns the part's series, decoding its data the first time.
-func (p *part) decoded() ([]prompb.TimeSeries, error) {
+func (q *Queue) decoded(p *part) ([]series.Series, error) {
 	if p.series == nil {
-		ts, err := decodeRequest(p.data)
+		ss, err := q.comp.decodeRequest(p.data, p.format)
 		if err != nil {
 			return nil, err
 		}
-		p.series = ts
+		p.series = ss
 	}
 	return p.series, nil
 }
@@ -52,7 +55,10 @@ func (p *part) decoded() ([]prompb.TimeSeries, error) {
 type tally struct {
 	sent, bytes                   int
 	refused, tooLarge, notRetried int
-	maxSentTs                     int64
+	// partial is samples a receiver answered 2xx to but, by its Written
+	// headers, did not write (remote write 2.0 only).
+	partial   int
+	maxSentTs int64
 	// splits left for refusals (400, 409, 422) in this block: see
 	// refusalSplitBudget.
 	splitsLeft int
@@ -93,7 +99,7 @@ func refusalSplitBudget(samples int) int {
 // attempt in flight. A block not done stays in the WAL for the next start.
 func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 	t := tally{maxSentTs: math.MinInt64, splitsLeft: refusalSplitBudget(b.Samples)}
-	if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
+	if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, format: format(b.Format) & fmtMask, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
 		return false
 	}
 	q.metrics.commit(t)
@@ -115,34 +121,69 @@ func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 //
 // Parts larger than the lowered request size are cut before sending. The
 // halves are sent one after the other, inside the block's slot: the group
-// waits for them, so no later round overtakes a series. It returns false
-// on shutdown only.
+// waits for them, so no later round overtakes a series. A 2.0 part is sent
+// as 1.0 (transcoded) once the endpoint fell back (see fallBack). It
+// returns false on shutdown only.
 func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *tally) bool {
+	if p.format.v2() && q.fellBack.Load() {
+		ss, err := q.decoded(&p)
+		if err != nil {
+			t.refused += p.samples
+			q.logger.Error("cannot decode a queued 2.0 request to send it as 1.0, dropped", "err", err, "seq", seq, "samples", p.samples)
+			return true
+		}
+		return q.deliverEach(stop, sendCtx, seq, [][]series.Series{ss}, p.format&^fmtV2, t)
+	}
 	if limit := int(q.sendLimit.Load()); p.samples > limit {
-		if ts, err := p.decoded(); err == nil && len(ts) > 1 {
-			if chunks := chunkBySamples(ts, limit); len(chunks) > 1 {
-				return q.deliverEach(stop, sendCtx, seq, chunks, t)
+		if ss, err := q.decoded(&p); err == nil && len(ss) > 1 {
+			if chunks := chunkBySamples(ss, limit); len(chunks) > 1 {
+				return q.deliverEach(stop, sendCtx, seq, chunks, p.format, t)
 			}
 		}
 	}
-	err := q.attempt(stop, sendCtx, seq, p)
+	w, err := q.attempt(stop, sendCtx, seq, p)
 	if err == nil {
-		t.sent += p.samples
+		n := p.samples
+		if w.known && w.samples < int64(n) {
+			// A 2.0 receiver answered 2xx but wrote fewer samples than
+			// sent: never silent.
+			lost := n - int(w.samples)
+			n -= lost
+			t.partial += lost
+			q.logPartial(seq, p, w)
+		}
+		if p.format.v2() {
+			q.confirmedV2.Store(true)
+		}
+		t.sent += n
 		t.bytes += len(p.data)
 		t.maxSentTs = max(t.maxSentTs, p.maxTs)
 		return true
+	}
+	var uerr unsupportedError
+	if errors.As(err, &uerr) {
+		q.fallBack(uerr)
+		return q.deliver(stop, sendCtx, seq, p, t)
 	}
 	var herr httpStatusError
 	if !errors.As(err, &herr) {
 		return false // shutdown cancelled the attempt or its wait
 	}
-	act := statusAction(herr.code, *q.cfg.QueueConfig.RetryOnHTTP429)
+	act := statusAction(herr.code, *q.cfg.QueueConfig.RetryOnHTTP429, p.format.v2())
+	if act == actRefused && p.format.v2() && !q.confirmedV2.Load() && herr.code == http.StatusBadRequest && !herr.written.known {
+		// The specification: "Senders SHOULD expect 400 ... from 1.x
+		// Receivers" for a message they cannot read. Before any 2.0
+		// request was written, a 400 without Written headers is taken as
+		// that, not as a refusal of the data: fall back, resend as 1.0.
+		q.fallBack(unsupportedError{err: herr})
+		return q.deliver(stop, sendCtx, seq, p, t)
+	}
 	if act == actDrop {
 		t.notRetried += p.samples
 		q.logDrop("receiver throttled and retry_on_http_429 is false, dropped", herr, seq, p, nil)
 		return true
 	}
-	ts, derr := p.decoded()
+	ts, derr := q.decoded(&p)
 	if act == actRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
 		t.refuse(refusalReason(herr.body), p.samples)
 		q.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole", herr, seq, p, nil)
@@ -165,24 +206,26 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 	}
 	q.metrics.splits.WithLabelValues(strconv.Itoa(herr.code)).Inc()
 	mid := len(ts) / 2
-	return q.deliverEach(stop, sendCtx, seq, [][]prompb.TimeSeries{ts[:mid], ts[mid:]}, t)
+	return q.deliverEach(stop, sendCtx, seq, [][]series.Series{ts[:mid], ts[mid:]}, p.format, t)
 }
 
-// deliverEach encodes and delivers parts in order; false on shutdown.
-func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][]prompb.TimeSeries, t *tally) bool {
-	for _, ts := range parts {
-		data, err := encodeRequest(ts)
+// deliverEach encodes parts in format f and delivers them in order; false
+// on shutdown.
+func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][]series.Series, f format, t *tally) bool {
+	for _, ss := range parts {
+		data, err := q.comp.encodeRequest(ss, f)
 		if err != nil {
 			// Series decoded from a request always encode again; this is
 			// a bug, not a receiver's answer: count and say so.
-			n := sampleCount(ts)
+			n := series.Count(ss)
 			t.refused += n
 			q.logger.Error("cannot encode a split request, dropped", "err", err, "seq", seq, "samples", n)
 			continue
 		}
-		p := part{data: data, samples: sampleCount(ts), series: ts, maxTs: math.MinInt64}
-		for i := range ts {
-			p.maxTs = max(p.maxTs, seriesMaxTimestamp(&ts[i]))
+		p := part{data: data, format: f, samples: series.Count(ss), series: ss, maxTs: math.MinInt64}
+		for i := range ss {
+			_, hi := timeRange(&ss[i])
+			p.maxTs = max(p.maxTs, hi)
 		}
 		if !q.deliver(stop, sendCtx, seq, p, t) {
 			return false
@@ -192,11 +235,13 @@ func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][
 }
 
 // attempt sends p until it is answered with anything but a retry: it
-// returns nil (2xx), an httpStatusError (an answer the caller acts on), or
+// returns nil (2xx) with what the receiver says it wrote, an
+// httpStatusError or unsupportedError (an answer the caller acts on), or
 // another error when stop or sendCtx ended. Every failed attempt is
-// visible: samples_failed_total, requests_total{code}, the
-// failing_since gauge and a rate-limited log line.
-func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) error {
+// visible: samples_failed_total, requests_total{code}, the failing_since
+// gauge and a rate-limited log line. The endpoint's rate cap
+// (queue_config.max_bytes_per_second) is waited for before every attempt.
+func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) (written, error) {
 	qc := q.cfg.QueueConfig
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(time.Duration(qc.MinBackoff)),
@@ -209,14 +254,17 @@ func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) error
 		if n > 0 {
 			q.metrics.retried.Add(float64(p.samples))
 		}
-		err := q.client.store(sendCtx, p.data, protoContentType)
+		if err := q.waitRate(stop, len(p.data)); err != nil {
+			return written{}, err
+		}
+		w, err := q.client.send(sendCtx, p.data, p.format)
 		if err == nil {
 			q.metrics.succeeded(q.now())
-			return nil
+			return w, nil
 		}
 		var rerr recoverableError
 		if !errors.As(err, &rerr) {
-			return err
+			return w, err
 		}
 		q.metrics.failed.Add(float64(p.samples))
 		q.metrics.failing(q.now())
@@ -231,7 +279,7 @@ func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) error
 				"samples", p.samples, "retry_in", wait, "suppressed", suppressed)
 		}
 		if err := q.sleep(stop, wait); err != nil {
-			return err
+			return written{}, err
 		}
 	}
 }
@@ -269,8 +317,17 @@ func (q *Queue) logDrop(msg string, herr httpStatusError, seq uint64, p part, de
 	q.logger.Error(msg, args...)
 }
 
+// logPartial says, at most once per logEvery, that a receiver wrote fewer
+// samples than a 2xx answer covered.
+func (q *Queue) logPartial(seq uint64, p part, w written) {
+	if ok, suppressed := q.dropLog.allow(); ok {
+		q.logger.Error("receiver answered 2xx but wrote fewer samples than sent (X-Prometheus-Remote-Write-Samples-Written); the rest are counted as dropped, reason receiver_partial_write",
+			"seq", seq, "sent", p.samples, "written", w.samples, "suppressed", suppressed)
+	}
+}
+
 // seriesString renders labels as {a="b", ...} for logs.
-func seriesString(ls []prompb.Label) string {
+func seriesString(ls []labels.Label) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	for i, l := range ls {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
@@ -53,7 +53,7 @@ type Router struct {
 	tenants map[string]*tenantQueue
 	buckets map[string]*tenantBucket // Append's scratch, per tenant
 	order   []*tenantBucket          // Append's scratch: tenants in first-seen order
-	md      []prompb.MetricMetadata
+	md      []series.Metadata
 	runCtx  context.Context // set by Run; nil before
 	closed  bool
 
@@ -74,7 +74,7 @@ type tenantQueue struct {
 
 type tenantBucket struct {
 	tenant string
-	series []prompb.TimeSeries
+	series []series.Series
 }
 
 // NewRouter validates cfg (which must have a tenant block) like New, and
@@ -224,7 +224,7 @@ func (r *Router) fail(err error) {
 // or tenant.max_tenants reached) are dropped and counted. It does not
 // retain series and blocks only on the local disk. Errors of several
 // tenants are joined; the other tenants' series are appended regardless.
-func (r *Router) Append(ctx context.Context, series []prompb.TimeSeries) error {
+func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -236,10 +236,10 @@ func (r *Router) Append(ctx context.Context, series []prompb.TimeSeries) error {
 	label, def := r.cfg.Tenant.Label, r.cfg.Tenant.Default
 	r.order = r.order[:0]
 	var last *tenantBucket
-	for i := range series {
+	for i := range ss {
 		t := def
-		ls := series[i].Labels
-		for j := range ls { // by index: a prompb.Label is 64 bytes
+		ls := ss[i].Labels
+		for j := range ls {
 			if ls[j].Name == label {
 				if ls[j].Value != "" {
 					t = ls[j].Value
@@ -261,7 +261,7 @@ func (r *Router) Append(ctx context.Context, series []prompb.TimeSeries) error {
 			}
 			last = b
 		}
-		b.series = append(b.series, series[i])
+		b.series = append(b.series, ss[i])
 	}
 	var errs []error
 	now := r.now()
@@ -302,7 +302,7 @@ func (r *Router) appendTenant(ctx context.Context, b *tenantBucket, now time.Tim
 			}
 		}
 		if reason != "" {
-			n := sampleCount(b.series)
+			n := series.Count(b.series)
 			r.metrics.dropped.WithLabelValues(reason).Add(float64(n))
 			if ok, suppressed := r.dropLog.allow(); ok {
 				r.logger.Error("series of a tenant that cannot have a queue, dropped", "tenant", b.tenant,
@@ -320,7 +320,7 @@ func (r *Router) appendTenant(ctx context.Context, b *tenantBucket, now time.Tim
 
 // AppendMetadata hands md to every tenant's queue (each tenant gets the
 // whole set) and to tenants opened later.
-func (r *Router) AppendMetadata(md []prompb.MetricMetadata) {
+func (r *Router) AppendMetadata(md []series.Metadata) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.md = md

@@ -13,7 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
 // BenchmarkPushTenants is the whole push path of one endpoint for rounds of
@@ -52,21 +54,21 @@ func benchPushTenants(b *testing.B, url string, sandboxes int) {
 	// one reused arena just before, as the forwarder does
 	// (forwarder/push.go: pushState.build).
 	const chunk = 8192
-	arena := make([]prompb.Label, 0, chunk*8)
-	buf := make([]prompb.TimeSeries, 0, chunk)
+	arena := make([]labels.Label, 0, chunk*8)
+	buf := make([]series.Series, 0, chunk)
 	emit := func(ctx context.Context, p interface {
-		Append(context.Context, []prompb.TimeSeries) error
-	}, part []prompb.TimeSeries) error {
+		Append(context.Context, []series.Series) error
+	}, part []series.Series) error {
 		arena, buf = arena[:0], buf[:0]
 		for _, ts := range part {
 			lo := len(arena)
 			arena = append(arena, ts.Labels...)
-			buf = append(buf, prompb.TimeSeries{Labels: arena[lo:len(arena):len(arena)], Samples: ts.Samples})
+			buf = append(buf, series.Series{Labels: arena[lo:len(arena):len(arena)], Samples: ts.Samples})
 		}
 		return p.Append(ctx, buf)
 	}
 	type pusher interface {
-		Append(context.Context, []prompb.TimeSeries) error
+		Append(context.Context, []series.Series) error
 		Run(context.Context) error
 	}
 	for _, mode := range []string{"off", "on"} {

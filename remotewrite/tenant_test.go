@@ -13,8 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
 func TestTenantConfigValidate(t *testing.T) {
@@ -181,8 +182,8 @@ func metric(t *testing.T, reg prometheus.Gatherer, name string, want map[string]
 
 // nsRound is one round: per namespace, n series with one sample at ts;
 // namespace "" leaves the label out.
-func nsRound(ts int64, n int, namespaces ...string) []prompb.TimeSeries {
-	var out []prompb.TimeSeries
+func nsRound(ts int64, n int, namespaces ...string) []series.Series {
+	var out []series.Series
 	for _, ns := range namespaces {
 		for i := range n {
 			kv := []string{"idx", fmt.Sprint(i)}
@@ -191,13 +192,13 @@ func nsRound(ts int64, n int, namespaces ...string) []prompb.TimeSeries {
 			} else {
 				kv = append(kv, "own", "1")
 			}
-			out = append(out, series("m", []prompb.Sample{sample(ts, float64(ts))}, kv...))
+			out = append(out, mkSeries("m", []series.Sample{sample(ts, float64(ts))}, kv...))
 		}
 	}
 	return out
 }
 
-func namespaceOf(ts prompb.TimeSeries) string {
+func namespaceOf(ts series.Series) string {
 	for _, l := range ts.Labels {
 		if l.Name == "cri_namespace" {
 			return l.Value
@@ -265,7 +266,7 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 	rc := newReceiver(t, nil)
 	var mu sync.Mutex
 	throttle := true
-	rc.decide = func(_ int, r *http.Request, _ *prompb.WriteRequest) (int, map[string]string) {
+	rc.decide = func(_ int, r *http.Request, _ *wreq) (int, map[string]string) {
 		switch r.Header.Get("X-Scope-OrgID") {
 		case "slow":
 			mu.Lock()
@@ -319,7 +320,7 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 // the refused series of that tenant, under reason "limit".
 func TestRouterRefusalReasonPerTenant(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(_ int, r *http.Request, wr *prompb.WriteRequest) (int, map[string]string) {
+	rc.decide = func(_ int, r *http.Request, wr *wreq) (int, map[string]string) {
 		if r.Header.Get("X-Scope-OrgID") == "small" && (hasIdx(wr, "3") || hasIdx(wr, "4")) {
 			return http.StatusBadRequest, nil
 		}

@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // Values are the label values that differ between sandboxes exposing the
@@ -24,7 +23,7 @@ type tmplLabel struct {
 // Template is a final push label set (sorted, __name__ included) with
 // every value equal to one of the sandbox's values replaced by a slot. The
 // ~150k series of 200 sandboxes share ~760 templates (one per series of
-// the exposition), instead of keeping a []prompb.Label each (~60 MiB):
+// the exposition), instead of keeping a []labels.Label each (~30 MiB):
 // labels are built per push round from the template and the sandbox's
 // values. Immutable once built.
 type Template struct {
@@ -32,15 +31,25 @@ type Template struct {
 }
 
 // AppendTo appends the label set of the sandbox with values v.
-func (t *Template) AppendTo(dst []prompb.Label, v *Values) []prompb.Label {
+func (t *Template) AppendTo(dst []labels.Label, v *Values) []labels.Label {
 	for _, l := range t.ls {
 		val := l.value
 		if l.slot >= 0 {
 			val = v[l.slot]
 		}
-		dst = append(dst, prompb.Label{Name: l.name, Value: val})
+		dst = append(dst, labels.Label{Name: l.name, Value: val})
 	}
 	return dst
+}
+
+// Name returns the template's metric name (its __name__ value).
+func (t *Template) Name() string {
+	for _, l := range t.ls {
+		if l.name == labels.MetricName {
+			return l.value
+		}
+	}
+	return ""
 }
 
 // template returns the shared template of ls for a sandbox with values v.

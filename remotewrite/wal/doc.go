@@ -24,18 +24,23 @@
 // Each block is one wlog record, all integers big-endian:
 //
 //	offset size
-//	0      1    version (2)
+//	0      1    version (3)
 //	1      8    seq          strictly increasing, never reused
 //	9      8    group        seq of the first block of the same Append
 //	17     4    samples      caller's sample count, for drop accounting
 //	21     8    maxTimestamp caller's newest timestamp (ms)
 //	29     8    minTimestamp caller's oldest timestamp (ms), for the age of
 //	                         the oldest pending block (queue lag)
-//	37     n    data         opaque payload
+//	37     1    format       caller's encoding of data (opaque here)
+//	38     n    data         opaque payload
 //
-// Version 1 (before 2026-11-30) is the same without minTimestamp (data at
-// offset 29); it is still read, with minTimestamp = maxTimestamp, so a WAL
-// written by an older kata-monitor replays after an upgrade. Version policy:
+// Version 2 (until 2026-11-30) is the same without format (data at offset
+// 37) and reads back with format 0; version 1 (before 2026-11-30) also
+// lacks minTimestamp (data at offset 29) and reads back with minTimestamp =
+// maxTimestamp. Both are still read, so a WAL written by an older
+// kata-monitor replays after an upgrade (remotewrite's
+// TestUpgradeReplaysWALOfPreviousRelease replays one kept as test data).
+// Version policy:
 // a new field means a new version, appended after the existing ones;
 // readers keep reading every older version; a record of an unknown
 // (newer) version is counted as corrupt and skipped, never interpreted, so

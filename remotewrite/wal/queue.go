@@ -36,6 +36,11 @@ type Block struct {
 	// MaxTimestamp.
 	MinTimestamp int64
 	MaxTimestamp int64
+	// Format is provided by the caller and opaque to the queue: how Data
+	// is encoded (remotewrite uses it for the protobuf message and the
+	// compression). Blocks written by record versions 1 and 2 read back
+	// with Format 0.
+	Format uint8
 	// Data is the payload. Append copies it; a Block returned by Next owns
 	// its Data.
 	Data []byte

@@ -9,11 +9,14 @@ import (
 
 const (
 	// recordVersion is what encodeRecord writes; decodeHeader also reads
-	// recordVersion1 (written before 2026-11-30, without minTimestamp).
-	recordVersion      = 2
+	// recordVersion1 (written before 2026-11-30, without minTimestamp) and
+	// recordVersion2 (written until 2026-11-30, without format).
+	recordVersion      = 3
+	recordVersion2     = 2
 	recordVersion1     = 1
 	recordHeaderSizeV1 = 1 + 8 + 8 + 4 + 8      // version, seq, group, samples, maxTimestamp
-	recordHeaderSize   = recordHeaderSizeV1 + 8 // ..., minTimestamp
+	recordHeaderSizeV2 = recordHeaderSizeV1 + 8 // ..., minTimestamp
+	recordHeaderSize   = recordHeaderSizeV2 + 1 // ..., format
 )
 
 // errUnknownRecordVersion marks a record written by a newer (or broken)
@@ -29,6 +32,7 @@ func encodeRecord(b *Block) []byte {
 	binary.BigEndian.PutUint32(rec[17:], uint32(b.Samples))
 	binary.BigEndian.PutUint64(rec[21:], uint64(b.MaxTimestamp))
 	binary.BigEndian.PutUint64(rec[29:], uint64(b.MinTimestamp))
+	rec[37] = b.Format
 	copy(rec[recordHeaderSize:], b.Data)
 	return rec
 }
@@ -53,6 +57,8 @@ func decodeHeader(rec []byte) (Block, int, error) {
 	size := recordHeaderSize
 	switch rec[0] {
 	case recordVersion:
+	case recordVersion2:
+		size = recordHeaderSizeV2
 	case recordVersion1:
 		size = recordHeaderSizeV1
 	default:
@@ -68,8 +74,11 @@ func decodeHeader(rec []byte) (Block, int, error) {
 		MaxTimestamp: int64(binary.BigEndian.Uint64(rec[21:])),
 	}
 	b.MinTimestamp = b.MaxTimestamp
-	if rec[0] == recordVersion {
+	if rec[0] >= recordVersion2 {
 		b.MinTimestamp = int64(binary.BigEndian.Uint64(rec[29:]))
+	}
+	if rec[0] >= recordVersion {
+		b.Format = rec[37]
 	}
 	if b.Seq == 0 || b.Group == 0 || b.Group > b.Seq {
 		return Block{}, 0, fmt.Errorf("invalid seq %d / group %d", b.Seq, b.Group)

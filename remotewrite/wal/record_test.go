@@ -9,7 +9,7 @@ import (
 func TestRecordRoundTrip(t *testing.T) {
 	for _, b := range []Block{
 		{Seq: 1, Group: 1, Samples: 0, MinTimestamp: -9, MaxTimestamp: -5, Data: nil},
-		{Seq: 1<<64 - 1, Group: 7, Samples: 1<<32 - 1, MinTimestamp: 1 << 61, MaxTimestamp: 1 << 62, Data: []byte("snappy bytes")},
+		{Seq: 1<<64 - 1, Group: 7, Samples: 1<<32 - 1, MinTimestamp: 1 << 61, MaxTimestamp: 1 << 62, Format: 3, Data: []byte("snappy bytes")},
 	} {
 		got, err := decodeRecord(encodeRecord(&b))
 		require.NoError(t, err)
@@ -27,9 +27,10 @@ func TestDecodeRecordErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "empty record"},
-		{"version", append([]byte{3}, ok[1:]...), "unknown record version 3"},
+		{"version", append([]byte{4}, ok[1:]...), "unknown record version 4"},
 		{"short", ok[:20], "short record"},
-		{"short v2", ok[:recordHeaderSize-1], "short record"},
+		{"short v3", ok[:recordHeaderSize-1], "short record"},
+		{"short v2", encodeRecordV2(&Block{Seq: 5, Group: 3})[:recordHeaderSizeV2-1], "short record"},
 		{"zero_seq", encodeRecord(&Block{Seq: 0, Group: 0}), "invalid seq"},
 		{"group_after_seq", encodeRecord(&Block{Seq: 3, Group: 4}), "invalid seq"},
 	} {
@@ -48,6 +49,23 @@ func encodeRecordV1(b *Block) []byte {
 	return append(v1, b.Data...)
 }
 
+// encodeRecordV2 writes the version 2 layout (no format), as kata-monitor
+// did until record version 3.
+func encodeRecordV2(b *Block) []byte {
+	rec := encodeRecord(b)
+	v2 := append([]byte{recordVersion2}, rec[1:recordHeaderSizeV2]...)
+	return append(v2, b.Data...)
+}
+
+// TestRecordVersion2StillReads: WALs written before version 3 replay, with
+// Format 0 (remote write 1.0, snappy: all they could hold).
+func TestRecordVersion2StillReads(t *testing.T) {
+	b := Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 100, MaxTimestamp: 250, Format: 9, Data: []byte("payload")}
+	got, err := decodeRecord(encodeRecordV2(&b))
+	require.NoError(t, err)
+	require.Equal(t, Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 100, MaxTimestamp: 250, Data: []byte("payload")}, got)
+}
+
 // TestRecordVersion1StillReads: WALs written before version 2 replay, with
 // MinTimestamp taken from MaxTimestamp.
 func TestRecordVersion1StillReads(t *testing.T) {
@@ -61,6 +79,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(&Block{Seq: 1, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("payload")}))
 	f.Add(encodeRecord(&Block{Seq: 9, Group: 2}))
 	f.Add(encodeRecordV1(&Block{Seq: 2, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("v1")}))
+	f.Add(encodeRecordV2(&Block{Seq: 2, Group: 1, Samples: 3, MinTimestamp: 40, MaxTimestamp: 42, Data: []byte("v2")}))
 	f.Add([]byte{1, 2, 3})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, rec []byte) {
@@ -72,6 +91,12 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("decoded an invalid block: %+v", b)
 		}
 		want := encodeRecord
+		if rec[0] == recordVersion2 {
+			want = encodeRecordV2
+			if b.Format != 0 {
+				t.Fatalf("version 2 record with a format: %+v", b)
+			}
+		}
 		if rec[0] == recordVersion1 {
 			want = encodeRecordV1
 			if b.MinTimestamp != b.MaxTimestamp {

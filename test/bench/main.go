@@ -8,7 +8,11 @@
 // BENCH_PUSH_SECONDS (60), BENCH_PULL_REQUESTS (100), BENCH_CATCHUP_SANDBOXES
 // (200), BENCH_OUTAGE_ROUNDS (240: one hour of 15 s rounds, produced at a 1 s
 // interval; BENCH_CATCHUP=0 skips the catch-up run, BENCH_SANDBOXES=none runs only it), BENCH_OUT (docs/bench),
-// BENCH_BIN (bin/kata-monitor: another binary to compare, e.g. a baseline).
+// BENCH_BIN (bin/kata-monitor: another binary to compare, e.g. a baseline),
+// BENCH_WIRE=1 (only the wire bandwidth per remote write encoding, at
+// BENCH_WIRE_SANDBOXES=200, measured by a counting proxy in front of the
+// receiver: wire.go; BENCH_WIRE_ONLY=zstd runs the variants whose name
+// contains it).
 //
 // Self-metrics are read from /metrics/self (falling back to /metrics for
 // binaries without it), so observing the daemon costs no shim scrape and
@@ -85,6 +89,15 @@ func run() error {
 	interval, err := time.ParseDuration(env("BENCH_INTERVAL", "5s"))
 	if err != nil {
 		return fmt.Errorf("BENCH_INTERVAL: %w", err)
+	}
+	if env("BENCH_WIRE", "0") == "1" {
+		n := envInt("BENCH_WIRE_SANDBOXES", 200)
+		rs, err := wire(bin, n, interval, time.Duration(envInt("BENCH_PUSH_SECONDS", 60))*time.Second)
+		if err != nil {
+			return err
+		}
+		fmt.Print(wireReport(rs, n))
+		return nil
 	}
 	var sizes []int
 	for _, s := range strings.Split(env("BENCH_SANDBOXES", "10,50,200,500"), ",") {

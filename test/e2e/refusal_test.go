@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/faultproxy"
 	"github.com/kata-containers/kata-monitor/test/receiver"
@@ -56,8 +58,8 @@ func TestRefusalPrometheusIsolatesSeries(t *testing.T) {
 
 	const nSeries, outOfOrder, duplicate = 200, 17, 150
 	base := time.Now().Add(-time.Minute).Truncate(time.Second)
-	round := func(r int) []prompb.TimeSeries {
-		out := make([]prompb.TimeSeries, nSeries)
+	round := func(r int) []series.Series {
+		out := make([]series.Series, nSeries)
 		for i := range out {
 			ts := base.Add(time.Duration(r) * time.Second).UnixMilli()
 			v := float64(r)
@@ -67,9 +69,9 @@ func TestRefusalPrometheusIsolatesSeries(t *testing.T) {
 			case r == 2 && i == duplicate:
 				ts, v = base.Add(time.Second).UnixMilli(), 99 // round 1's timestamp, another value
 			}
-			out[i] = prompb.TimeSeries{
-				Labels:  []prompb.Label{{Name: "__name__", Value: "e2e_refusal"}, {Name: "idx", Value: fmt.Sprintf("%03d", i)}},
-				Samples: []prompb.Sample{{Timestamp: ts, Value: v}},
+			out[i] = series.Series{
+				Labels:  []labels.Label{{Name: "__name__", Value: "e2e_refusal"}, {Name: "idx", Value: fmt.Sprintf("%03d", i)}},
+				Samples: []series.Sample{{Timestamp: ts, Value: v}},
 			}
 		}
 		return out
