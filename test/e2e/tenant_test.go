@@ -8,10 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
@@ -42,12 +43,12 @@ func TestOutageWindowPrometheus(t *testing.T) {
 
 	const nSeries, oldRounds, newRounds = 10, 30, 30
 	now := time.Now().Truncate(time.Second)
-	round := func(name string, ts time.Time, v float64) []prompb.TimeSeries {
-		out := make([]prompb.TimeSeries, nSeries)
+	round := func(name string, ts time.Time, v float64) []series.Series {
+		out := make([]series.Series, nSeries)
 		for i := range out {
-			out[i] = prompb.TimeSeries{
-				Labels:  []prompb.Label{{Name: "__name__", Value: name}, {Name: "idx", Value: fmt.Sprint(i)}, {Name: "ns", Value: "team-a"}},
-				Samples: []prompb.Sample{{Timestamp: ts.UnixMilli(), Value: v}},
+			out[i] = series.Series{
+				Labels:  []labels.Label{{Name: "__name__", Value: name}, {Name: "idx", Value: fmt.Sprint(i)}, {Name: "ns", Value: "team-a"}},
+				Samples: []series.Sample{{Timestamp: ts.UnixMilli(), Value: v}},
 			}
 		}
 		return out
