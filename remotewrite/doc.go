@@ -1,24 +1,61 @@
 // Package remotewrite pushes samples to Prometheus remote-write receivers
 // (Prometheus, Mimir, Thanos, VictoriaMetrics), one Queue per endpoint. It
-// knows nothing of Kata: it receives one []prompb.TimeSeries per scrape
-// round.
+// knows nothing of Kata: it receives protocol-neutral series
+// (remotewrite/series: labels, float samples, the family's metadata) and
+// encodes them as remote write 1.0 (prometheus.WriteRequest) or 2.0
+// (io.prometheus.write.v2.Request), snappy or zstd, as the endpoint's
+// protobuf_message and compression say.
 //
 // # Data flow
 //
-// Append (called by the forwarder once per round) applies the endpoint's
-// write_relabel_configs, cuts the round into blocks of at most
-// max_samples_per_send samples without ever splitting a series, encodes
-// each block as a remote-write 1.0 request (prompb.WriteRequest, gogo
-// protobuf, snappy) and appends all of them to the endpoint's WAL
-// (package wal) in one call: one group. Append touches only the local disk,
-// so a dead receiver never slows scraping; the WAL absorbs it, up to
-// wal.max_size.
+// Append (called by the forwarder once per chunk of a round, see "Chunks,
+// groups and shards") applies the endpoint's write_relabel_configs, cuts
+// the series into blocks of at most max_samples_per_send samples without
+// ever splitting a series, encodes each block as one ready-to-send request
+// (codec.go) and appends all of them to the endpoint's WAL (package wal)
+// in one call: one group. Each block's format (message and compression)
+// is stored with it, so a block is sent as written whatever the config
+// says after a restart. Append touches only the local disk, so a dead
+// receiver never slows scraping; the WAL absorbs it, up to wal.max_size.
 //
 // Run reads one group at a time, sends its blocks concurrently (at most
 // max_shards requests; the blocks of a group hold disjoint series) and
 // acknowledges the group once every block is done. Groups are sequential,
 // so the samples of a series reach the receiver in timestamp order even
-// while retrying.
+// while retrying. queue_config.max_bytes_per_second, when set, is waited
+// for before every attempt (a token bucket shared by the shards).
+//
+// # Chunks, groups and shards
+//
+// The forwarder hands a round over in chunks of at most 8,192 series
+// (forwarder's pushChunk: its buffers stay small), one Append each, so one
+// round of 200 sandboxes (about 152,000 series of one sample) is about 19
+// groups, each one WAL write (and one fsync with wal.fsync "append") of at
+// most ceil(8192 / max_samples_per_send) blocks: 5 with the default 2,000.
+// Since groups go out one after the other, at most that many requests
+// are in flight: max_shards above it (the default 8) is not reached with
+// the default max_samples_per_send. It is the contract, kept on purpose:
+// a group is the unit of fsync, of acknowledgement and of ordering, and
+// sending the next group before the previous one is done could reorder a
+// series whose block of the previous group is being retried. To use more
+// shards, lower max_samples_per_send (1,000 gives 9 blocks per group);
+// catch-up at the defaults already runs at about 50 times the production
+// rate (docs/benchmarks.md), and a receiver gets fewer, larger requests.
+//
+// # Remote write 2.0
+//
+// With protobuf_message io.prometheus.write.v2.Request each request has
+// its own symbols table and every series its family's type, help and unit
+// (no metadata requests); the receiver's X-Prometheus-Remote-Write-*-Written
+// headers are checked, and a 2xx that wrote fewer samples than sent is
+// counted (samples_dropped_total{reason="receiver_partial_write"}). A
+// receiver that does not read 2.0 (415; 2xx without Written headers, which
+// is what 1.x receivers that ignore Content-Type answer; 400 before any
+// 2.0 request was written) makes the endpoint fall back to 1.0 until the
+// next start: queued 2.0 blocks are transcoded when sent, new rounds are
+// written as 1.0, metadata requests resume (fallBack).
+// docs/remote-write-2.md lists the specification's sender requirements
+// with their tests.
 //
 // # Status policy
 //
@@ -83,5 +120,5 @@
 // per round, and concurrency is always up to max_shards. capacity sizes
 // the WAL's in-memory tail. Metadata (HELP, TYPE, unit) from
 // AppendMetadata is sent every metadata_config.send_interval outside the
-// WAL, best effort.
+// WAL, best effort, in 1.0 metadata requests (2.0 carries it inline).
 package remotewrite

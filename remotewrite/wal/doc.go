@@ -1,5 +1,6 @@
 // Package wal is the durable block queue behind each remote-write endpoint:
-// blocks (opaque, ready-to-send payloads) are appended in order, survive
+// blocks (opaque, ready-to-send payloads with the caller's format tag) are
+// appended in order, survive
 // restarts and crashes, are handed to one reader in order, and are deleted
 // once acknowledged or when a disk budget forces it. It knows nothing of
 // Kata or HTTP.
@@ -46,6 +47,18 @@
 // (newer) version is counted as corrupt and skipped, never interpreted, so
 // a downgrade loses the blocks written by the newer version and nothing
 // else.
+//
+// # What a block holds
+//
+// remotewrite stores requests ready to send (encoded and compressed once,
+// at append), not protocol-neutral records encoded at send time: the
+// sender's work per sample is then the encoder's and nothing more, the WAL
+// holds the bytes the wire will carry (2.0 and zstd shrink the disk budget's
+// use too), and a block goes out as written. The price is paid only when a
+// receiver refuses remote write 2.0: remotewrite then decodes the queued
+// 2.0 blocks and encodes them as 1.0 when it sends them, once, for the
+// backlog at that moment. The format byte says how to read a block, so a
+// config change (message, compression) never makes old blocks unreadable.
 //
 // # Ack file
 //
