@@ -26,16 +26,18 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkParseShim is one sandbox's parse of the shared exposition in
-// steady state (every series cached), for pull only and for pull and push.
+// steady state (every series cached), for pull only and for pull and push,
+// by the replay path (layout.go) and by the full parser.
 func BenchmarkParseShim(b *testing.B) {
 	body := sharedExposition(b)
-	for _, push := range []bool{false, true} {
-		name := "pull"
-		if push {
-			name = "push"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, bc := range []struct {
+		name           string
+		push, noReplay bool
+	}{{"pull", false, false}, {"push", true, false}, {"pull-full", false, true}, {"push-full", true, true}} {
+		push := bc.push
+		b.Run(bc.name, func(b *testing.B) {
 			env := NewEnv(push, nil, nil)
+			env.noReplay = bc.noReplay
 			s := New("0000000000000000000000000000000000000000000000000000000000000001")
 			s.SetPod(cri.Pod{UID: "0b5c7c0e-5d1a-4a5e-9b1c-1f7e9d3a2c11", Name: "web-7d9f8c6b5-x2k4q", Namespace: "default"})
 			out := exposition.NewLines(exposition.LinesSize{})

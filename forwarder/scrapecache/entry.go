@@ -47,6 +47,8 @@ type Env struct {
 	strs     *interner // shared strings and infos of all sandboxes
 	relabel  []*relabel.Config
 	external []labels.Label // sorted by name
+	layouts  layouts        // shared layouts of the replay path
+	noReplay bool           // tests: always run the full parser
 }
 
 // NewEnv returns an Env. With push, every new series gets its push label

@@ -29,6 +29,7 @@ type parsing struct {
 	r       uint32 // the round, truncated as Entry.seen is
 	cur     int    // the family of the last HELP/TYPE line, -1: none
 	stats   Stats
+	rec     recorder
 }
 
 // Parse reads one exposition of round (in the format contentType names,
@@ -36,74 +37,150 @@ type parsing struct {
 // out.Meta) and, when collect is set, push samples (Samples). It returns
 // what it left out, and the error that stopped the parser early; what was
 // parsed before it is kept. A series not seen in this round is forgotten
-// (TakeEvicted hands it to the push phase).
+// (TakeEvicted hands it to the push phase). An exposition that matches the
+// last one but for its values is replayed without the lexer (layout.go),
+// with the same result.
 func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64, collect bool, out *exposition.Lines) (Stats, error) {
 	s.defs = s.defs[:0]
 	s.curRound = round
 	s.samples, s.tss = s.samples[:0], s.tss[:0]
 	s.live = 0
-	ps := parsing{s: s, env: env, out: out, collect: collect, r: uint32(round), cur: -1}
-	p, err := newParser(body, contentType)
+	ps := &parsing{s: s, env: env, out: out, collect: collect, r: uint32(round), cur: -1}
+	om, err := isOpenMetrics(contentType)
 	if err != nil {
 		return ps.stats, err
 	}
-	var perr error
+	s.replayed = !om && ps.replay(body)
+	if s.replayed {
+		s.finish(round, out)
+		return ps.stats, nil
+	}
+	perr := ps.full(body, contentType, !om && !env.noReplay)
+	compacted := s.finish(round, out)
+	s.layout = nil
+	if text, steps, ok := ps.rec.finish(); ok && perr == nil && !compacted {
+		s.layout, s.idx = env.layouts.intern(text, steps), ps.rec.idx
+	}
+	return ps.stats, perr
+}
+
+// full runs the full parser over body, recording its layout when record.
+func (ps *parsing) full(body []byte, contentType string, record bool) error {
+	p, err := newParser(body, contentType)
+	if err != nil {
+		return err
+	}
+	if record {
+		ps.rec.start(body, ps.s.idx)
+	}
 	for {
 		et, err := p.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				perr = err
+				return err
 			}
-			break
+			return nil
 		}
 		switch et {
 		case textparse.EntryHelp:
-			ps.help(p)
+			name, help := p.Help()
+			ps.cur = ps.s.def(ps.env, name)
+			if d := &ps.s.defs[ps.cur]; !d.locked && !d.hasHelp && string(help) != d.fam.help {
+				d.fam.help = ps.env.strs.bytes(help) // every sandbox has the same
+			}
+			ps.setHelp(ps.s.defs[ps.cur].fam.help)
+			if ps.rec.ok {
+				ps.rec.meta(step{kind: stepHelp, name: ps.env.strs.bytes(name), help: ps.env.strs.bytes(help)}, name)
+			}
 		case textparse.EntryType:
-			ps.typ(p)
+			name, typ := p.Type()
+			ps.cur = ps.s.def(ps.env, name)
+			ps.setType(typ)
+			if ps.rec.ok {
+				ps.rec.meta(step{kind: stepType, name: ps.env.strs.bytes(name), typ: typ}, name)
+			}
 		case textparse.EntrySeries:
-			ps.series(p)
+			raw, tsp, v := p.Series()
+			idx := ps.lookup(p, raw)
+			if ps.rec.ok {
+				ps.rec.series(raw, idx)
+			}
+			ps.sample(idx, v, tsp)
+		case textparse.EntryComment:
+		default:
+			ps.rec.ok = false
 		}
-	}
-	s.finish(round, out)
-	return ps.stats, perr
-}
-
-// help takes a HELP line: the family's help unless a sample or an earlier
-// HELP fixed it.
-func (ps *parsing) help(p textparse.Parser) {
-	name, help := p.Help()
-	s := ps.s
-	ps.cur = s.def(ps.env, name)
-	if d := &s.defs[ps.cur]; !d.locked && !d.hasHelp {
-		if string(help) != d.fam.help {
-			d.fam.help = ps.env.strs.bytes(help) // every sandbox has the same
-		}
-		d.help, d.hasHelp = d.fam.help, true
 	}
 }
 
-// typ takes a TYPE line, as help does.
-func (ps *parsing) typ(p textparse.Parser) {
-	name, typ := p.Type()
-	s := ps.s
-	ps.cur = s.def(ps.env, name)
-	if d := &s.defs[ps.cur]; !d.locked && !d.hasType {
+// replay applies the sandbox's layout to body when body matches it (see
+// layout.go), and reports whether it did.
+func (ps *parsing) replay(body []byte) bool {
+	s, l := ps.s, ps.s.layout
+	if l == nil || ps.env.noReplay {
+		return false
+	}
+	vals, _ := ps.env.layouts.scratch.Get().(*replayVals)
+	if vals == nil {
+		vals = &replayVals{}
+	}
+	defer ps.env.layouts.scratch.Put(vals)
+	if !l.match(body, vals) {
+		return false
+	}
+	k := 0
+	for i := range l.steps {
+		switch st := &l.steps[i]; st.kind {
+		case stepHelp:
+			ps.cur = s.defName(ps.env, st.name)
+			ps.setHelp(st.help)
+		case stepType:
+			ps.cur = s.defName(ps.env, st.name)
+			ps.setType(st.typ)
+		case stepSeries:
+			var tsp *int64
+			if vals.ts[k] >= 0 {
+				tsp = &vals.ts[k]
+			}
+			ps.sample(s.idx[k], vals.v[k], tsp)
+			k++
+		}
+	}
+	return true
+}
+
+// setHelp gives the current family its help text unless a sample or an
+// earlier HELP fixed it; help is long-lived.
+func (ps *parsing) setHelp(help string) {
+	if d := &ps.s.defs[ps.cur]; !d.locked && !d.hasHelp {
+		d.fam.help = help
+		d.help, d.hasHelp = help, true
+	}
+}
+
+// setType gives the current family its type, as setHelp does.
+func (ps *parsing) setType(typ model.MetricType) {
+	if d := &ps.s.defs[ps.cur]; !d.locked && !d.hasType {
 		d.typ, d.hasType = typ, true
 	}
 }
 
-// series takes a sample: looks its raw text up (building the entry the
-// first time), drops invalid and repeated series, and records the pull
-// line and the push sample.
-func (ps *parsing) series(p textparse.Parser) {
+// lookup returns the entry of the series the parser is on, whose text is
+// raw, building it the first time.
+func (ps *parsing) lookup(p textparse.Parser, raw []byte) int32 {
 	s := ps.s
-	raw, tsp, v := p.Series()
 	idx, ok := s.byRaw[string(raw)]
 	if !ok {
 		idx = s.add(s.newEntry(ps.env, p))
 		s.byRaw[ps.env.strs.bytes(raw)] = idx
 	}
+	return idx
+}
+
+// sample takes a sample of entry idx: drops invalid and repeated series,
+// and records the pull line and the push sample.
+func (ps *parsing) sample(idx int32, v float64, tsp *int64) {
+	s := ps.s
 	e := &s.entries[idx]
 	switch {
 	case e.Info == invalid:
@@ -156,10 +233,12 @@ func (d *famDef) addName(in *exposition.Series) {
 }
 
 // finish ends a Parse: forgets the series and families the round did not
-// show and hands the round's families to out, in order of appearance.
-func (s *Sandbox) finish(round uint64, out *exposition.Lines) {
+// show and hands the round's families to out, in order of appearance. It
+// reports whether the entries were renumbered (compact).
+func (s *Sandbox) finish(round uint64, out *exposition.Lines) bool {
+	compacted := false
 	if s.live < len(s.byInfo) || len(s.byRaw) != len(s.byInfo) {
-		s.sweep(round)
+		compacted = s.sweep(round)
 	}
 	if len(s.families) > 2*len(s.defs)+16 {
 		for k, fam := range s.families {
@@ -174,6 +253,7 @@ func (s *Sandbox) finish(round uint64, out *exposition.Lines) {
 		}
 		out.AddFamily(exposition.FamilyMeta{Name: d.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
 	}
+	return compacted
 }
 
 // errFormat is wrapped by the error for an exposition in a format the

@@ -35,6 +35,13 @@ type Sandbox struct {
 
 	samples []Sample // this round's push samples (collect only)
 	tss     []int64  // timestamps given by the exposition, this round
+
+	// layout is the last exposition but its values, for the replay path
+	// (layout.go), nil when the last parse could not record one; idx is
+	// the entry of each of its series steps.
+	layout   *layout
+	idx      []int32
+	replayed bool // the last Parse took the replay path
 }
 
 // Gone is a series that disappeared, with what its staleness marker needs.
@@ -160,6 +167,7 @@ func (s *Sandbox) EvictAll() {
 	clear(s.byRaw)
 	s.live = 0
 	s.samples = s.samples[:0]
+	s.layout = nil
 }
 
 // evict records a series that disappeared for its staleness marker.
@@ -194,8 +202,9 @@ func (s *Sandbox) add(e Entry) int32 {
 }
 
 // sweep forgets series not seen in this round, and compacts entries when
-// most of it is free (a sandbox whose series set shrank for good).
-func (s *Sandbox) sweep(round uint64) {
+// most of it is free (a sandbox whose series set shrank for good): it
+// reports whether it did.
+func (s *Sandbox) sweep(round uint64) bool {
 	r := uint32(round)
 	for k, i := range s.byRaw {
 		if s.entries[i].seen != r {
@@ -216,7 +225,9 @@ func (s *Sandbox) sweep(round uint64) {
 	}
 	if len(s.entries) > 1024 && len(s.free) > len(s.entries)/2 {
 		s.compact()
+		return true
 	}
+	return false
 }
 
 // compact moves the used entries to the front of a right-sized slice,
