@@ -156,7 +156,9 @@ func New(cfg Config, deps Deps) (*API, error) {
 	p := newPools()
 	a := &API{cfg: cfg, deps: deps, logger: logger, metrics: m, pools: p, pages: pages,
 		gzip: &gzipCache{workers: gzipWorkers(), flate: &p.flate}}
-	a.routes = a.newRoutes()
+	if a.routes, err = a.newRoutes(); err != nil {
+		return nil, err
+	}
 	a.handler = http.HandlerFunc(a.route)
 	return a, nil
 }
@@ -187,28 +189,37 @@ type routes struct {
 	notFound http.Handler
 }
 
-func (a *API) newRoutes() *routes {
+func (a *API) newRoutes() (*routes, error) {
+	gz, err := newGzipWrap()
+	if err != nil {
+		return nil, fmt.Errorf("gzip handler: %w", err)
+	}
 	rt := &routes{byPath: make(map[string]http.Handler)}
 	for path, r := range map[string]struct {
 		name string
 		h    http.HandlerFunc
+		gzip bool // the answer can be large: negotiate gzip
 	}{
-		"/":             {routeIndex, a.serveIndex},
-		"/metrics":      {routeMetrics, a.serveMetrics},
-		"/metrics/self": {routeSelf, a.serveSelf},
-		"/sandboxes":    {routeSandboxes, a.serveSandboxes},
-		"/agent-url":    {routeAgentURL, a.serveAgentURL},
-		"/healthz":      {routeHealthz, serveHealthz},
-		"/readyz":       {routeReadyz, a.serveReadyz},
+		"/":             {routeIndex, a.serveIndex, false},
+		"/metrics":      {routeMetrics, a.serveMetrics, true},
+		"/metrics/self": {routeSelf, a.serveSelf, true},
+		"/sandboxes":    {routeSandboxes, a.serveSandboxes, true},
+		"/agent-url":    {routeAgentURL, a.serveAgentURL, false},
+		"/healthz":      {routeHealthz, serveHealthz, false},
+		"/readyz":       {routeReadyz, a.serveReadyz, false},
 	} {
-		rt.byPath[path] = a.instrument(r.name, a.limited(r.h))
+		h := r.h
+		if r.gzip {
+			h = gz(h)
+		}
+		rt.byPath[path] = a.instrument(r.name, a.limited(h))
 	}
 	rt.notFound = a.instrument(routeNotFound, a.limited(http.NotFound))
 	rt.debug = rt.notFound
 	if a.cfg.EnableDebug {
 		rt.debug = a.instrument(routeDebug, a.limited(a.serveDebug))
 	}
-	return rt
+	return rt, nil
 }
 
 // route picks the handler by exact path.

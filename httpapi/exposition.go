@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/gzhttp"
+	"github.com/klauspost/compress/gzip"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -62,22 +63,18 @@ func textType(format expfmt.Format) string {
 	return ct + "; escaping=" + format.ToEscapingScheme().String()
 }
 
-// pools are per-API (not package-level) reusable buffers and gzip writers.
+// pools are per-API (not package-level) reusable buffers and deflate
+// writers (gzhttp pools its own gzip writers).
 type pools struct {
 	buf   sync.Pool // *bytes.Buffer
 	raw   sync.Pool // *[]byte, for Shim.Metrics
-	gzip  sync.Pool // *gzip.Writer
-	flate sync.Pool // *flate.Writer, for the gzip cache's final stream
+	flate sync.Pool // *flate.Writer, for the gzip cache
 }
 
 func newPools() *pools {
 	return &pools{
 		buf: sync.Pool{New: func() any { return new(bytes.Buffer) }},
 		raw: sync.Pool{New: func() any { return new([]byte) }},
-		gzip: sync.Pool{New: func() any {
-			zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // the level is valid: no error
-			return zw
-		}},
 		flate: sync.Pool{New: func() any {
 			zw, _ := flate.NewWriter(nil, flate.BestSpeed) // the level is valid: no error
 			return zw
@@ -117,28 +114,19 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scheme := format.ToEscapingScheme()
-	gz := acceptsGzip(r.Header.Values("Accept-Encoding"))
+	gz := gzipChosen(w)
 	started := false
 	err := a.deps.Metrics.View(r.Context(), scheme, func(round uint64, write func(io.Writer, []string) error) error {
 		started = true
 		// Gathered after the round, so its counters include it.
 		own := a.ownText(prefixes)
 		defer a.pools.putBuf(own)
-		h := w.Header()
-		h.Set("Content-Type", textType(format))
-		h.Add("Vary", "Accept-Encoding")
-		if !gz {
-			w.WriteHeader(http.StatusOK)
-			if err := write(w, prefixes); err != nil {
-				return err
-			}
-			_, err := w.Write(own.Bytes())
-			return err
-		}
-		h.Set("Content-Encoding", "gzip")
-		if len(prefixes) == 0 {
+		w.Header().Set("Content-Type", textType(format))
+		if gz && len(prefixes) == 0 {
 			body := a.gzip.get(r.Context(), round, func(w io.Writer) error { return write(w, nil) })
 			if body != nil && body.err == nil {
+				// An encoding already set makes gzhttp pass the bytes through.
+				w.Header().Set("Content-Encoding", "gzip")
 				w.WriteHeader(http.StatusOK)
 				zw := a.pools.flate.Get().(*flate.Writer)
 				defer a.pools.flate.Put(zw)
@@ -146,18 +134,13 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
 				return writeGzip(w, zw, body, own.Bytes())
 			}
 		}
+		// Plain, or compressed by gzhttp on the way.
 		w.WriteHeader(http.StatusOK)
-		zw := a.pools.gzip.Get().(*gzip.Writer)
-		defer a.pools.gzip.Put(zw)
-		defer zw.Reset(nil)
-		zw.Reset(w)
-		if err := write(zw, prefixes); err != nil {
+		if err := write(w, prefixes); err != nil {
 			return err
 		}
-		if _, err := zw.Write(own.Bytes()); err != nil {
-			return err
-		}
-		return zw.Close()
+		_, err := w.Write(own.Bytes())
+		return err
 	})
 	switch {
 	case err != nil && !started:
@@ -228,7 +211,7 @@ func (a *API) serveReencoded(w http.ResponseWriter, r *http.Request, prefixes []
 		writeText(w, http.StatusInternalServerError, "cannot encode metrics\n")
 		return
 	}
-	a.writeBody(w, r, string(format), out.Bytes())
+	a.writeBody(w, string(format), out.Bytes())
 }
 
 // serveSelf answers /metrics/self: only kata-monitor's own families, in
@@ -250,7 +233,7 @@ func (a *API) serveSelf(w http.ResponseWriter, r *http.Request) {
 	if format.FormatType() == expfmt.TypeTextPlain {
 		ct = textContentType
 	}
-	a.writeBody(w, r, ct, buf.Bytes())
+	a.writeBody(w, ct, buf.Bytes())
 }
 
 // reencode is the slow path for non-text formats: parse the merged text and
@@ -313,67 +296,51 @@ func (a *API) serveSandboxMetrics(w http.ResponseWriter, r *http.Request, q url.
 	}
 	// The body is as the shim served it, decoded: its Content-Type goes
 	// with it, and Content-Encoding says only what writeBody applies.
-	a.writeBody(w, r, ct, body)
+	a.writeBody(w, ct, body)
 }
 
-// writeBody writes a complete 200 body, gzip-compressed when the client
-// accepts it.
-func (a *API) writeBody(w http.ResponseWriter, r *http.Request, contentType string, body []byte) {
+// writeBody writes a complete 200 body (gzhttp compresses it for a client
+// that accepts gzip).
+func (a *API) writeBody(w http.ResponseWriter, contentType string, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", contentType)
-	h.Add("Vary", "Accept-Encoding")
-	if !acceptsGzip(r.Header.Values("Accept-Encoding")) {
-		h.Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body) // a write error is the client leaving
-		return
-	}
-	h.Set("Content-Encoding", "gzip")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
-	zw := a.pools.gzip.Get().(*gzip.Writer)
-	zw.Reset(w)
-	_, err := zw.Write(body)
-	if err == nil {
-		err = zw.Close()
-	}
-	zw.Reset(nil) // drop the reference to w before pooling
-	a.pools.gzip.Put(zw)
-	if err != nil {
-		a.logger.Debug("write gzip body", "err", err)
+	if _, err := w.Write(body); err != nil {
+		a.logger.Debug("write body", "err", err) // the client left
 	}
 }
 
-// acceptsGzip reports whether the Accept-Encoding values allow gzip: a
-// "gzip" or "*" coding whose q is not 0, unless gzip itself has q=0.
-func acceptsGzip(values []string) bool {
-	gzipQ, starQ := -1.0, -1.0
-	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			coding, params, _ := strings.Cut(part, ";")
-			coding = strings.ToLower(strings.TrimSpace(coding))
-			if coding != "gzip" && coding != "*" {
-				continue
+// newGzipWrap returns the Accept-Encoding negotiation and gzip compression
+// of the routes that serve expositions and pages: klauspost/compress's
+// gzhttp at BestSpeed, every size (as promhttp compresses), gzip only (zstd
+// would bypass the per-snapshot gzip cache). gzhttp gives "*" no meaning: a
+// client asking only that gets identity, which HTTP always allows.
+func newGzipWrap() (func(http.HandlerFunc) http.HandlerFunc, error) {
+	wrap, err := gzhttp.NewWrapper(gzhttp.CompressionLevel(gzip.BestSpeed), gzhttp.MinSize(0), gzhttp.EnableZstd(false))
+	if err != nil {
+		return nil, err
+	}
+	return func(h http.HandlerFunc) http.HandlerFunc {
+		gz := wrap(h)
+		return func(w http.ResponseWriter, r *http.Request) {
+			// gzhttp reads the first Accept-Encoding line only; a list may
+			// span several (RFC 9110, section 5.3).
+			if v := r.Header.Values("Accept-Encoding"); len(v) > 1 {
+				r = r.Clone(r.Context())
+				r.Header.Set("Accept-Encoding", strings.Join(v, ", "))
 			}
-			q := 1.0
-			for p := range strings.SplitSeq(params, ";") {
-				k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
-				if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-					f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-					if err != nil || f < 0 || f > 1 {
-						f = 0 // a malformed q is treated as a refusal
-					}
-					q = f
-				}
-			}
-			if coding == "gzip" {
-				gzipQ = q
-			} else {
-				starQ = q
-			}
+			gz(w, r)
 		}
+	}, nil
+}
+
+// gzipChosen reports whether newGzipWrap's wrapper decided to gzip this response (the
+// handler may then write a gzip body it already holds, see serveMetrics).
+func gzipChosen(w http.ResponseWriter) bool {
+	switch w.(type) {
+	case *gzhttp.GzipResponseWriter, gzhttp.GzipResponseWriterWithCloseNotify:
+		return true
 	}
-	if gzipQ >= 0 {
-		return gzipQ > 0
-	}
-	return starQ > 0
+	return false
 }

@@ -1,13 +1,14 @@
 package httpapi
 
 import (
-	"compress/flate"
 	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"io"
 	"runtime"
 	"sync"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // The merged exposition of a big node is tens of MiB; compressing it per
@@ -19,7 +20,11 @@ import (
 // self-metrics, and a trailer whose CRC-32 continues the shared part's.
 // Deflate streams concatenate this way because no back-reference of the
 // second stream reaches before its own start (pigz builds its output the
-// same way), so every gzip reader accepts the result.
+// same way), so every gzip reader accepts the result. gzhttp (see
+// newGzipWrap) negotiates and compresses every other response; it cannot
+// share one compression between requests, and pgzip's parallel writer
+// cannot either (nor leave a stream open for the per-request tail), so this
+// cache stays, on klauspost's flate.
 
 // gzipChunk is how much text one compression job takes. Chunks compress
 // independently (no shared dictionary), so the ratio loss is one window per
