@@ -358,6 +358,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // logLimiter lets one line through per interval and counts the rest, so a
 // receiver failing every request cannot flood the log. Safe for concurrent
 // use.
+//
+// Prometheus's util/logging.Deduper (a slog.Handler) was considered and
+// does not fit: it drops a repeated message silently, so the line that gets
+// through cannot say how many were left out ("suppressed" here); it reads
+// time.Now, not the queue's clock; and it runs a collection goroutine per
+// instance that the owner must Stop.
 type logLimiter struct {
 	mu         sync.Mutex
 	every      time.Duration
