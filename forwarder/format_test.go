@@ -1,11 +1,21 @@
 package forwarder
 
 import (
+	"bytes"
+	"compress/flate"
+	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"unicode"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/sources/shim"
+	"github.com/kata-containers/kata-monitor/test/fakeshim"
 )
 
 // TestScrapeFormats: the answer's Content-Type picks the parser; the same
@@ -73,4 +83,44 @@ func TestScrapeFormats(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnaskedEncodingIsAScrapeFailure: a real shim answering deflate that
+// nobody asked for is a failed scrape naming the encoding, never binary
+// parsed as text; gzip, asked for, is read.
+func TestUnaskedEncodingIsAScrapeFailure(t *testing.T) {
+	dir, err := os.MkdirTemp("", "km")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	const body = "# TYPE up gauge\nup 1\n"
+	var deflated bytes.Buffer
+	fw, _ := flate.NewWriter(&deflated, flate.BestSpeed)
+	_, _ = fw.Write([]byte(body))
+	_ = fw.Close()
+	start := func(id string) string {
+		sock := filepath.Join(dir, id+".sock")
+		s, err := fakeshim.Start(sock, fakeshim.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		if id == "def" {
+			s.SetBody(deflated.Bytes())
+			s.SetHeaders(http.Header{"Content-Encoding": {"deflate"}})
+		} else {
+			s.SetBody([]byte(body))
+			s.SetGzip(true)
+		}
+		return sock
+	}
+	pool, err := shim.NewPool(shim.DefaultConfig(), prometheus.NewRegistry())
+	require.NoError(t, err)
+	r := newRig(t, func(_ *rig, _ *Config, d *Deps) { d.Scraper = pool })
+	r.sbs.sockets = map[string]string{"def": start("def"), "gz": start("gz")}
+	r.sbs.set("def", "gz")
+	out := r.pull(t)
+	assert.Equal(t, "# TYPE up gauge\nup{sandbox_id=\"gz\"} 1\n", out)
+	st, ok := r.f.Status("def")
+	require.True(t, ok)
+	assert.Contains(t, st.Err, `Content-Encoding "deflate"`)
+	assert.Equal(t, 1.0, r.counter(t, "kata_monitor_scrape_failed_count"))
+	assert.Zero(t, r.counter(t, "kata_monitor_scrape_parse_errors_total"))
 }
