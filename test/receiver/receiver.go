@@ -150,7 +150,9 @@ func (r *Receiver) args() []string {
 			"--log.level=warn",
 		}
 		if r.Kind == Prometheus3 {
-			args = append(args, "--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest,io.prometheus.write.v2.Request")
+			// A repeatable flag: one message type per occurrence.
+			args = append(args, "--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest",
+				"--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request")
 		}
 	default:
 		args = []string{
