@@ -31,6 +31,10 @@ type pushState struct {
 	series     []series.Series     // one chunk, reused
 	samples    []series.Sample     // one chunk, reused
 	arena      []labels.Label      // one chunk's labels, reused
+	// emit takes the chunks of the round being built; nSeries and
+	// nLabels count what it was given.
+	emit             func([]series.Series)
+	nSeries, nLabels int
 	// perSeries is the arena's size in labels per series of a chunk: the
 	// last round's average plus one. labels.Label is 32 bytes; sizing for
 	// a worst case of 16 labels kept 4 MiB at 200 sandboxes, half unused.
@@ -71,9 +75,32 @@ const pushChunk = 8192
 // order, then one staleness marker for every series sent in the previous
 // push round and not in this one. Each series appears once per round, so
 // chunking never reorders a series. The chunk passed to emit is reused
-// after it returns.
+// after it returns. Phases: beginChunks, markPending, addSamples,
+// addMarkers, then the counts.
 func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit func([]series.Series)) {
 	ps.round++
+	ps.beginChunks(emit)
+	ps.markPending()
+	roundOK := ps.ts.roundOK(ts)
+	dropped, dups := ps.addSamples(states, ts, roundOK)
+	stale := ps.addMarkers(ts, roundOK)
+	ps.flush()
+	if ps.nSeries > 0 {
+		ps.perSeries = (ps.nLabels+ps.nSeries-1)/ps.nSeries + 1
+	}
+	ps.emit = nil
+	ps.ts.roundDone(ts, roundOK)
+	ps.ts.prune(ps.round)
+	ps.ts.flush(m)
+	m.relabelDropped.Add(float64(dropped))
+	m.duplicates.Add(float64(dups))
+	m.stalenessMarks.Add(float64(stale))
+}
+
+// beginChunks readies the reused chunk buffers for a round whose chunks go
+// to emit.
+func (ps *pushState) beginChunks(emit func([]series.Series)) {
+	ps.emit = emit
 	if cap(ps.samples) < pushChunk {
 		ps.samples = make([]series.Sample, pushChunk)
 		ps.series = make([]series.Series, 0, pushChunk)
@@ -88,46 +115,61 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		ps.arena = make([]labels.Label, 0, want)
 	}
 	ps.arena = ps.arena[:0]
-	nSeries, nLabels := 0, 0
-	flush := func() {
-		if len(ps.series) == 0 {
-			return
-		}
-		emit(ps.series)
-		clear(ps.series)
-		ps.series = ps.series[:0]
-		ps.arena = ps.arena[:0]
+	ps.nSeries, ps.nLabels = 0, 0
+}
+
+// flush hands the chunk built so far to emit.
+func (ps *pushState) flush() {
+	if len(ps.series) == 0 {
+		return
 	}
-	add := func(t *scrapecache.Template, vals *scrapecache.Values, md *series.Metadata, v float64, ts int64) {
-		n := t.Len()
-		if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
-			flush()
-			if cap(ps.arena) < n {
-				ps.arena = make([]labels.Label, 0, max(n, want))
+	ps.emit(ps.series)
+	clear(ps.series)
+	ps.series = ps.series[:0]
+	ps.arena = ps.arena[:0]
+}
+
+// add appends one series (the template's labels with the sandbox's
+// values) with one sample to the chunk, flushing a full one first.
+func (ps *pushState) add(t *scrapecache.Template, vals *scrapecache.Values, md *series.Metadata, v float64, ts int64) {
+	n := t.Len()
+	if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
+		ps.flush()
+		if cap(ps.arena) < n {
+			ps.arena = make([]labels.Label, 0, max(n, ps.perSeries*pushChunk))
+		}
+	}
+	ps.nSeries++
+	ps.nLabels += n
+	lo := len(ps.arena)
+	ps.arena = t.AppendTo(ps.arena, vals)
+	i := len(ps.series)
+	ps.samples[i] = series.Sample{Value: v, Timestamp: ts}
+	ps.series = append(ps.series, series.Series{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1], Metadata: md})
+}
+
+// markPending notes, without dedupe, the candidates sent in the previous
+// push round: due a marker unless a live series of the same hash is sent
+// in this one (it vanished in a pull round and reappeared under a new
+// entry).
+func (ps *pushState) markPending() {
+	if ps.dedupe || ps.round <= 1 {
+		return
+	}
+	for _, g := range ps.candidates {
+		if g.Sent == uint32(ps.round-1) {
+			if ps.pending == nil {
+				ps.pending = make(map[uint64]struct{})
 			}
-		}
-		nSeries++
-		nLabels += n
-		lo := len(ps.arena)
-		ps.arena = t.AppendTo(ps.arena, vals)
-		i := len(ps.series)
-		ps.samples[i] = series.Sample{Value: v, Timestamp: ts}
-		ps.series = append(ps.series, series.Series{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1], Metadata: md})
-	}
-	// Without dedupe, a candidate may be back under a new entry (it
-	// vanished in a pull round and reappeared): it gets no marker then.
-	if !ps.dedupe && ps.round > 1 {
-		for _, g := range ps.candidates {
-			if g.Sent == uint32(ps.round-1) {
-				if ps.pending == nil {
-					ps.pending = make(map[uint64]struct{})
-				}
-				ps.pending[g.Hash] = struct{}{}
-			}
+			ps.pending[g.Hash] = struct{}{}
 		}
 	}
-	dropped, dups, stale := 0, 0, 0
-	roundOK := ps.ts.roundOK(ts)
+}
+
+// addSamples adds the round's samples of every sandbox, but those
+// relabelling dropped, duplicates after relabelling and those the
+// timestamp rules refuse; it returns the first two counts.
+func (ps *pushState) addSamples(states []*sandboxState, ts int64, roundOK bool) (dropped, dups int) {
 	for _, st := range states {
 		sbTS := ps.ts.sandbox(st.id, ps.round)
 		vals := st.cache.Values()
@@ -158,10 +200,17 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 				delete(ps.pending, e.Hash)
 			}
 			e.Sent = uint32(ps.round)
-			add(e.Tmpl, vals, ps.metadataOf(e.Info.OutName), rec.Value, t)
+			ps.add(e.Tmpl, vals, ps.metadataOf(e.Info.OutName), rec.Value, t)
 		}
 		st.cache.ClearSamples()
 	}
+	return dropped, dups
+}
+
+// addMarkers adds one staleness marker for every candidate sent in the
+// previous push round and not in this one, and forgets the candidates; it
+// returns how many it added.
+func (ps *pushState) addMarkers(ts int64, roundOK bool) (stale int) {
 	staleNaN := math.Float64frombits(value.StaleNaN)
 	for _, g := range ps.candidates {
 		due := false
@@ -178,23 +227,14 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 		if due && !roundOK {
 			ps.ts.dropped[1]++ // a marker before the series' last sample
 		} else if due {
-			add(g.Tmpl, g.Vals, ps.metadataOf(g.Tmpl.Name()), staleNaN, ts)
+			ps.add(g.Tmpl, g.Vals, ps.metadataOf(g.Tmpl.Name()), staleNaN, ts)
 			stale++
 		}
 	}
 	clear(ps.pending)
-	flush()
-	if nSeries > 0 {
-		ps.perSeries = (nLabels+nSeries-1)/nSeries + 1
-	}
 	clear(ps.candidates)
 	ps.candidates = ps.candidates[:0]
-	ps.ts.roundDone(ts, roundOK)
-	ps.ts.prune(ps.round)
-	ps.ts.flush(m)
-	m.relabelDropped.Add(float64(dropped))
-	m.duplicates.Add(float64(dups))
-	m.stalenessMarks.Add(float64(stale))
+	return stale
 }
 
 // familyMetadata indexes this round's families by name, for the metadata
