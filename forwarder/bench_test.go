@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
@@ -114,8 +115,20 @@ func (w *countWriter) Write(p []byte) (int, error) {
 // (WAL in a temp dir, fsync per append, sender posting to an httptest
 // receiver in the same process): the daemon's whole push path except the
 // shims' HTTP, in steady state. Profile it with -cpuprofile.
-func BenchmarkPushRound200(b *testing.B) {
-	m := newMemRig(b, 200)
+func BenchmarkPushRound200(b *testing.B) { benchPushRound200(b) }
+
+// BenchmarkPushRound200V2 is BenchmarkPushRound200 with the endpoint
+// sending remote write 2.0 (and, in the zstd sub-benchmark, zstd).
+func BenchmarkPushRound200V2(b *testing.B) {
+	for _, comp := range []string{remotewrite.CompressionSnappy, remotewrite.CompressionZstd} {
+		b.Run(comp, func(b *testing.B) {
+			benchPushRound200(b, func(c *remotewrite.Config) { c.ProtobufMessage, c.Compression = remotewrite.MessageV2, comp })
+		})
+	}
+}
+
+func benchPushRound200(b *testing.B, opts ...func(*remotewrite.Config)) {
+	m := newMemRigURL(b, 200, "", opts...)
 	ctx := context.Background()
 	for range 3 {
 		m.f.scheduledRound(ctx)
@@ -129,4 +142,11 @@ func BenchmarkPushRound200(b *testing.B) {
 	}
 	cpu := cpuTime() - cpu0
 	b.ReportMetric(cpu.Seconds()/float64(b.N)/(200*759)*1e6, "cpu-s/Msamples")
+	// Wire bytes per sample: wait until the sender has sent every round
+	// (the request count stops moving), then divide the bodies received
+	// by the samples of every round, the warm-up ones included.
+	for last := int64(-1); last != m.reqs.Load(); time.Sleep(500 * time.Millisecond) {
+		last = m.reqs.Load()
+	}
+	b.ReportMetric(float64(m.body.Load())/float64((b.N+3)*200*759), "wire-B/sample")
 }

@@ -31,18 +31,25 @@ type memRig struct {
 	q    *remotewrite.Queue
 	down atomic.Bool
 	reqs atomic.Int64
+	// body counts request body bytes received (the wire, without HTTP
+	// headers).
+	body atomic.Int64
 	stop func()
 }
 
 func newMemRig(t testing.TB, n int) *memRig { return newMemRigURL(t, n, "") }
 
-// newMemRigURL is newMemRig pushing to url instead, when url is not empty.
-func newMemRigURL(t testing.TB, n int, url string) *memRig {
+// newMemRigURL is newMemRig pushing to url instead, when url is not empty;
+// opts adjust the endpoint's config.
+func newMemRigURL(t testing.TB, n int, url string, opts ...func(*remotewrite.Config)) *memRig {
 	t.Helper()
 	m := &memRig{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(io.Discard, r.Body)
+		m.body.Add(n)
 		m.reqs.Add(1)
+		// A 2.0 receiver says what it wrote (the sender checks it).
+		w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", "0")
 		if m.down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -56,6 +63,9 @@ func newMemRigURL(t testing.TB, n int, url string) *memRig {
 		cfg.URL = url
 	}
 	cfg.QueueConfig.MinBackoff, cfg.QueueConfig.MaxBackoff = model.Duration(5*time.Millisecond), model.Duration(20*time.Millisecond)
+	for _, o := range opts {
+		o(&cfg)
+	}
 	wcfg := remotewrite.DefaultWALConfig()
 	wcfg.Dir, wcfg.Fsync = t.TempDir(), "segment"
 	q, err := remotewrite.New(cfg, wcfg, nil, prometheus.NewRegistry())
