@@ -21,6 +21,7 @@ func TestMergeKeepsEverySeries(t *testing.T) {
 		wantType  map[string]string // family -> TYPE line value
 		wantLines int               // sample lines in the answer
 		wantDrops map[string]map[string]int
+		wantHelp  string // a HELP line the answer must hold
 	}{
 		{name: "lowest id untyped, three gauges", bodies: map[string]string{"a": untyped, "b": gauge, "c": gauge, "d": gauge},
 			wantType: map[string]string{"kata_guest_load": "gauge"}, wantLines: 8},
@@ -31,7 +32,10 @@ func TestMergeKeepsEverySeries(t *testing.T) {
 			wantType: map[string]string{"kata_guest_load": "counter"}, wantLines: 4},
 		{name: "help differs: the first wins, all kept",
 			bodies:   map[string]string{"a": gauge, "b": strings.Replace(gauge, "Load.", "Other help.", 1)},
-			wantType: map[string]string{"kata_guest_load": "gauge"}, wantLines: 4},
+			wantType: map[string]string{"kata_guest_load": "gauge"}, wantLines: 4, wantHelp: "# HELP kata_guest_load Load.\n"},
+		{name: "help only from a later sandbox",
+			bodies:   map[string]string{"a": untyped, "b": gauge},
+			wantType: map[string]string{"kata_guest_load": "gauge"}, wantLines: 4, wantHelp: "# HELP kata_guest_load Load.\n"},
 		{name: "histogram and the same lines untyped",
 			bodies:   map[string]string{"a": "# HELP lat Latency.\nlat_bucket{le=\"1\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_sum 3\nlat_count 2\n", "b": hist},
 			wantType: map[string]string{"lat": "histogram"}, wantLines: 8},
@@ -74,6 +78,10 @@ func TestMergeKeepsEverySeries(t *testing.T) {
 				}
 			}
 			assert.Equal(t, tt.wantLines, lines, out)
+			if tt.wantHelp != "" {
+				assert.Contains(t, out, tt.wantHelp)
+				assert.Equal(t, 1, strings.Count(out, "# HELP "), out)
+			}
 			for fam, typ := range tt.wantType {
 				assert.Equal(t, 1, strings.Count(out, "# TYPE "+fam+" "), out)
 				assert.Contains(t, out, "# TYPE "+fam+" "+typ+"\n")
