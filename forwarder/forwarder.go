@@ -14,9 +14,11 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
 // Forwarder schedules scrape rounds and serves their results. Build it with
@@ -33,8 +35,10 @@ type Forwarder struct {
 	external  []labels.Label // external_labels, sorted by name
 	jitterMax time.Duration
 
-	// Round state: touched only by the holder of the baton (the goroutine
-	// that installed f.inflight), so rounds never overlap.
+	// rounds runs every round under one key, so rounds never overlap and a
+	// caller arriving while one runs shares it.
+	rounds singleflight.Group
+	// Round state: touched only by the round in flight.
 	states map[string]*sandboxState
 	round  uint64
 	push   pushState
@@ -50,7 +54,6 @@ type Forwarder struct {
 
 	mu        sync.Mutex // guards the fields below
 	snap      *snapshot
-	inflight  *roundCall
 	free      []*exposition.Lines // spare pull buffers, at most one round's worth
 	lastPull  time.Time           // last WriteMetrics/View call (zero: none yet)
 	refresher bool                // refreshLoop is running: stale snapshots may be served
@@ -59,14 +62,8 @@ type Forwarder struct {
 	firstOnce sync.Once
 }
 
-// roundCall is one round in flight; pull callers arriving meanwhile wait for
-// it instead of starting their own (a hand-written singleflight).
-type roundCall struct {
-	done      chan struct{}
-	waiters   int // pull callers holding a reader reference on snap once done
-	published bool
-	snap      *snapshot
-}
+// roundKey is the one key of Forwarder.rounds.
+const roundKey = "round"
 
 // New validates cfg and builds a Forwarder. It starts nothing and registers
 // the self-metrics on deps.Registerer.
@@ -123,7 +120,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 // pull request that finds a stale snapshot (see WriteMetrics) is served at
 // once and Run refreshes the snapshot in the background. Run returns nil
 // after its goroutines ended: an in-flight scheduled round is cancelled by
-// ctx, a background pull round finishes (bounded by scrape_timeout) because
+// ctx, a pull round in flight finishes (bounded by scrape_timeout) because
 // pull callers may be waiting for it.
 func (f *Forwarder) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
@@ -184,12 +181,20 @@ func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
 // scheduledRound waits for any pull round in flight, then runs a round of
 // its own (pull callers arriving meanwhile share it) and pushes it.
 func (f *Forwarder) scheduledRound(ctx context.Context) {
-	c, err := f.takeBaton(ctx)
-	if err != nil {
-		return
+	var snap *snapshot
+	var md []series.Metadata
+	for snap == nil {
+		if ctx.Err() != nil {
+			return
+		}
+		// Joining a pull round in flight returns without ran: rounds never
+		// overlap, so the push round starts after it.
+		_, _, _ = f.rounds.Do(roundKey, func() (any, error) {
+			snap, md = f.execRound(ctx, true)
+			f.publish(snap)
+			return snap, nil
+		})
 	}
-	snap, md := f.execRound(ctx, true)
-	f.publish(c, snap, false)
 	if f.cfg.PushSelfMetrics && f.deps.Self != nil && f.pushing && ctx.Err() == nil {
 		// The shims' metadata set is f.push.md whether or not this round
 		// resends it; the self families join it.
@@ -202,29 +207,19 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 	}
 }
 
-// takeBaton installs a new roundCall once no round is in flight.
-func (f *Forwarder) takeBaton(ctx context.Context) (*roundCall, error) {
-	for {
-		f.mu.Lock()
-		c := f.inflight
-		if c == nil {
-			c = &roundCall{done: make(chan struct{})}
-			f.inflight = c
-			f.mu.Unlock()
-			return c, nil
-		}
-		f.mu.Unlock()
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+// pullRound returns the body of a pull round for f.rounds. The round
+// outlives ctx: callers sharing it may be waiting, and it is bounded by
+// scrape_timeout anyway.
+func (f *Forwarder) pullRound(ctx context.Context) func() (any, error) {
+	return func() (any, error) {
+		snap, _ := f.execRound(context.WithoutCancel(ctx), false)
+		f.publish(snap)
+		return snap, nil
 	}
 }
 
-// publish makes snap the latest snapshot, hands it to the round's waiters
-// (and to the leader when leaderReads) and releases the baton.
-func (f *Forwarder) publish(c *roundCall, snap *snapshot, leaderReads bool) {
+// publish makes snap the latest snapshot and retires the previous one.
+func (f *Forwarder) publish(snap *snapshot) {
 	f.mu.Lock()
 	old := f.snap
 	f.snap = snap
@@ -235,14 +230,7 @@ func (f *Forwarder) publish(c *roundCall, snap *snapshot, leaderReads bool) {
 	if snap.NoPull {
 		f.free = nil // pulls are idle: keep no spare buffers either
 	}
-	snap.readers += c.waiters
-	if leaderReads {
-		snap.readers++
-	}
-	c.snap, c.published = snap, true
-	f.inflight = nil
 	f.mu.Unlock()
-	close(c.done)
 	f.firstOnce.Do(func() { close(f.firstDone) })
 }
 
@@ -260,9 +248,10 @@ func (f *Forwarder) FirstRoundDone() <-chan struct{} { return f.firstDone }
 // run by this caller. One
 // HELP/TYPE per family, families sorted by name, sandboxes in id order
 // within a family; with prefixes, only families whose name starts with one
-// of them. It blocks at most about scrape_timeout plus the write; a round it
-// started finishes even if ctx ends, for the callers sharing it. Safe for
-// concurrent use.
+// of them. It blocks at most about scrape_timeout plus the write, and
+// returns ctx's error when ctx ends while it waits for a round; a round it
+// started finishes anyway, for the callers sharing it. Safe for concurrent
+// use.
 func (f *Forwarder) WriteMetrics(ctx context.Context, w io.Writer, prefixes []string) error {
 	snap, err := f.acquire(ctx)
 	if err != nil {
@@ -276,15 +265,26 @@ func (f *Forwarder) WriteMetrics(ctx context.Context, w io.Writer, prefixes []st
 func (f *Forwarder) acquire(ctx context.Context) (*snapshot, error) {
 	for {
 		snap, err := f.acquireOnce(ctx)
-		if err != nil || !snap.NoPull {
-			return snap, err
+		switch {
+		case err != nil:
+			return nil, err
+		case snap == nil:
+			// The round's snapshot was retired and recycled before this
+			// caller got to it: a newer one exists.
+		case snap.NoPull:
+			// A scheduled round that started while pulls were idle has no
+			// pull lines: lastPull is now set, so the next try runs a
+			// pull round.
+			f.release(snap)
+		default:
+			return snap, nil
 		}
-		// A scheduled round that started while pulls were idle has no
-		// pull lines: lastPull is now set, so the next try runs a pull round.
-		f.release(snap)
 	}
 }
 
+// acquireOnce returns the latest snapshot if fresh, else the snapshot of the
+// round in flight or of a new one, with a reader reference held; nil when
+// that snapshot is already recycled.
 func (f *Forwarder) acquireOnce(ctx context.Context) (*snapshot, error) {
 	f.mu.Lock()
 	f.lastPull = f.now()
@@ -292,11 +292,9 @@ func (f *Forwarder) acquireOnce(ctx context.Context) (*snapshot, error) {
 		age := f.now().Sub(s.done)
 		fresh := age < f.cfg.SnapshotMaxAge
 		if !fresh && f.refresher && age < 2*f.cfg.SnapshotMaxAge {
-			if f.inflight == nil {
-				select {
-				case f.refresh <- struct{}{}:
-				default: // a refresh is already pending
-				}
+			select {
+			case f.refresh <- struct{}{}:
+			default: // a refresh is already pending
 			}
 			fresh = true
 		}
@@ -306,32 +304,20 @@ func (f *Forwarder) acquireOnce(ctx context.Context) (*snapshot, error) {
 			return s, nil
 		}
 	}
-	if c := f.inflight; c != nil {
-		c.waiters++
-		f.mu.Unlock()
-		select {
-		case <-c.done:
-			return c.snap, nil
-		case <-ctx.Done():
-			f.mu.Lock()
-			if c.published {
-				c.snap.readers--
-				f.recycle(c.snap)
-			} else {
-				c.waiters--
-			}
-			f.mu.Unlock()
-			return nil, fmt.Errorf("wait for scrape round: %w", ctx.Err())
-		}
-	}
-	c := &roundCall{done: make(chan struct{})}
-	f.inflight = c
 	f.mu.Unlock()
-	// The round outlives this caller's ctx: others may be waiting for it,
-	// and it is bounded by scrape_timeout anyway.
-	snap, _ := f.execRound(context.WithoutCancel(ctx), false)
-	f.publish(c, snap, true)
-	return snap, nil
+	select {
+	case res := <-f.rounds.DoChan(roundKey, f.pullRound(ctx)):
+		snap := res.Val.(*snapshot)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if snap.retired && snap.readers == 0 { // recycle ran
+			return nil, nil
+		}
+		snap.readers++
+		return snap, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for scrape round: %w", ctx.Err())
+	}
 }
 
 // refreshLoop runs the background pull rounds asked for by acquire, until
@@ -352,16 +338,14 @@ func (f *Forwarder) refreshLoop(ctx context.Context) {
 		case <-f.refresh:
 		}
 		f.mu.Lock()
-		if f.inflight != nil || (f.snap != nil && !f.snap.NoPull && f.now().Sub(f.snap.done) < f.cfg.SnapshotMaxAge) {
-			f.mu.Unlock() // a round ran or runs meanwhile: nothing to do
-			continue
-		}
-		c := &roundCall{done: make(chan struct{})}
-		f.inflight = c
+		fresh := f.snap != nil && !f.snap.NoPull && f.now().Sub(f.snap.done) < f.cfg.SnapshotMaxAge
 		f.mu.Unlock()
-		// Pull callers may join this round: finish it even on shutdown.
-		snap, _ := f.execRound(context.WithoutCancel(ctx), false)
-		f.publish(c, snap, false)
+		if fresh {
+			continue // a round ran meanwhile
+		}
+		// Joins the round in flight if any. Pull callers may join this
+		// round: it finishes even on shutdown.
+		_, _, _ = f.rounds.Do(roundKey, f.pullRound(ctx))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -227,41 +228,39 @@ func TestWriteMetricsHungShim(t *testing.T) {
 }
 
 func TestWriteMetricsConcurrentCallersShareOneRound(t *testing.T) {
-	r := newRig(t)
-	r.sbs.set("aaa", "bbb")
-	r.scraper.set("aaa", "# TYPE up gauge\nup 1\n")
-	r.scraper.set("bbb", "# TYPE up gauge\nup 2\n")
-	gate := make(chan struct{})
-	r.scraper.gate = gate
+	// In a bubble, Wait says when every caller is blocked: the leader's
+	// round on the gate, the others waiting for that round.
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		r.sbs.set("aaa", "bbb")
+		r.scraper.set("aaa", "# TYPE up gauge\nup 1\n")
+		r.scraper.set("bbb", "# TYPE up gauge\nup 2\n")
+		gate := make(chan struct{})
+		r.scraper.gate = gate
 
-	const callers = 8
-	outs := make([]string, callers)
-	errs := make([]error, callers)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf bytes.Buffer
-			errs[i] = r.f.WriteMetrics(context.Background(), &buf, nil)
-			outs[i] = buf.String()
-		}()
-	}
-	// Every caller but the leader waits on the round in flight.
-	require.Eventually(t, func() bool {
-		r.f.mu.Lock()
-		defer r.f.mu.Unlock()
-		return r.f.inflight != nil && r.f.inflight.waiters == callers-1
-	}, 5*time.Second, time.Millisecond)
-	close(gate)
-	wg.Wait()
-	for i := range callers {
-		require.NoError(t, errs[i])
-		assert.Equal(t, outs[0], outs[i])
-	}
-	assert.Equal(t, 1, r.scraper.callCount("aaa"))
-	assert.Equal(t, 1, r.scraper.callCount("bbb"))
-	assert.Equal(t, 1.0, r.counter(t, "kata_monitor_rounds_total"))
+		const callers = 8
+		outs := make([]string, callers)
+		errs := make([]error, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				var buf bytes.Buffer
+				errs[i] = r.f.WriteMetrics(context.Background(), &buf, nil)
+				outs[i] = buf.String()
+			})
+		}
+		synctest.Wait()
+		assert.Equal(t, 1, r.scraper.callCount("aaa"), "one round in flight")
+		close(gate)
+		wg.Wait()
+		for i := range callers {
+			require.NoError(t, errs[i])
+			assert.Equal(t, outs[0], outs[i])
+		}
+		assert.Equal(t, 1, r.scraper.callCount("aaa"))
+		assert.Equal(t, 1, r.scraper.callCount("bbb"))
+		assert.Equal(t, 1.0, r.counter(t, "kata_monitor_rounds_total"))
+	})
 }
 
 func TestWriteMetricsCancelledWaiter(t *testing.T) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"testing/synctest"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -81,31 +83,37 @@ func TestPullIdleSkipsRendering(t *testing.T) {
 // started while pulls were idle does not get that round's lines-less
 // snapshot: it runs a pull round.
 func TestPullIdleWaiterGetsLines(t *testing.T) {
-	r := benchRig(t, 2, push)
-	r.f.jitterMax = 0
-	ctx := context.Background()
-	r.clock.Add(pullIdleAfter(r.f.cfg.ScrapeInterval))
-	c, err := r.f.takeBaton(ctx)
-	require.NoError(t, err)
-	snap, _ := r.f.execRound(ctx, true)
-	require.True(t, snap.NoPull)
+	synctest.Test(t, func(t *testing.T) {
+		r := benchRig(t, 2, push)
+		r.f.jitterMax = 0
+		ctx := context.Background()
+		r.clock.Add(pullIdleAfter(r.f.cfg.ScrapeInterval))
+		gate := make(chan struct{})
+		r.scraper.gate = gate
+		scheduled := make(chan struct{})
+		go func() {
+			r.f.scheduledRound(ctx)
+			close(scheduled)
+		}()
+		synctest.Wait() // the scheduled round holds its scrapes on the gate
 
-	done := make(chan string, 1)
-	go func() {
-		var b strings.Builder
-		_ = r.f.WriteMetrics(ctx, &b, nil)
-		done <- b.String()
-	}()
-	require.Eventually(t, func() bool {
-		r.f.mu.Lock()
-		defer r.f.mu.Unlock()
-		return c.waiters == 1
-	}, 5e9, 1e6)
-	r.f.publish(c, snap, false)
-	got := samples(<-done)
-	require.Positive(t, got)
-	require.False(t, r.f.snap.NoPull)
-	require.Equal(t, samples(r.pull(t)), got)
+		done := make(chan string, 1)
+		go func() {
+			var b strings.Builder
+			_ = r.f.WriteMetrics(ctx, &b, nil)
+			done <- b.String()
+		}()
+		synctest.Wait() // the pull waits for the scheduled round
+		close(gate)
+		got := samples(<-done)
+		<-scheduled
+		require.Positive(t, got)
+		require.False(t, r.f.snap.NoPull)
+		require.Equal(t, samples(r.pull(t)), got)
+		require.Equal(t, 1.0, testutil.ToFloat64(r.f.m.rounds.WithLabelValues("schedule")))
+		// The waiter's own pull round (r.pull reuses its snapshot).
+		require.Equal(t, 1.0, testutil.ToFloat64(r.f.m.rounds.WithLabelValues("pull")))
+	})
 }
 
 // samples counts the sample lines of a text exposition.

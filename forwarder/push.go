@@ -15,7 +15,7 @@ import (
 )
 
 // pushState is what the push phase keeps between scheduled rounds. Only the
-// round holding the baton touches it.
+// round in flight (Forwarder.rounds) touches it.
 type pushState struct {
 	round uint64
 	// dedupe is set when metric_relabel_configs can make two series equal

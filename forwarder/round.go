@@ -22,9 +22,9 @@ import (
 // execRound scrapes every live sandbox once and builds the snapshot; a
 // scheduled round in push mode also appends its series to the appenders
 // (in chunks, before the snapshot is published) and returns the metadata
-// to send (nil when unchanged). The caller holds the baton. Each phase is
-// its own function: prepare, scrapeAll, forgetGone, newSnapshot, and the
-// push phase.
+// to send (nil when unchanged). The caller is the round in flight
+// (Forwarder.rounds). Each phase is its own function: prepare, scrapeAll,
+// forgetGone, newSnapshot, and the push phase.
 func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, []series.Metadata) {
 	began := time.Now()
 	start := f.now()

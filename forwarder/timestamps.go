@@ -62,7 +62,7 @@ type sandboxTS struct {
 	series map[uint64]*seriesTS
 }
 
-// tsGuard applies the rules above; only the round holding the baton uses it.
+// tsGuard applies the rules above; only the round in flight uses it.
 type tsGuard struct {
 	honor     bool
 	log       *slog.Logger
