@@ -111,8 +111,12 @@ type compressor struct {
 
 func newCompressor() (*compressor, error) {
 	// One goroutine each: requests are compressed by the caller's
-	// goroutine, and EncodeAll does not need more.
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	// goroutine, and EncodeAll does not need more. SpeedBetterCompression:
+	// at 200 sandboxes 4.06 bytes per sample on the wire with 2.0 against
+	// 4.16 at SpeedDefault for the same push CPU (2.16 and 2.12 CPU-s per
+	// million samples); SpeedBestCompression doubled the CPU and gained
+	// nothing (4.59). docs/benchmarks.md, "Remote write bandwidth".
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}

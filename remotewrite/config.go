@@ -50,8 +50,9 @@ type Config struct {
 	ProtobufMessage string `yaml:"protobuf_message"`
 	// Compression is the request body's Content-Encoding: "snappy" (the
 	// default, the only one the remote write specifications allow) or
-	// "zstd" (klauspost/compress, default level), for receivers that take it
-	// (VictoriaMetrics on /api/v1/write); about half the bytes of snappy.
+	// "zstd" (klauspost/compress, level SpeedBetterCompression), for
+	// receivers that take it (VictoriaMetrics on /api/v1/write): 2.0 with
+	// zstd is about 0.4 times the bytes of 2.0 with snappy.
 	Compression string `yaml:"compression"`
 	// WriteRelabelConfigs run on every series before it is queued; a
 	// series they drop (or leave without labels) is counted as dropped

@@ -17,6 +17,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	for _, kind := range []Kind{VictoriaMetrics, Prometheus, VictoriaMetrics151, Prometheus3} {
 		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel() // VictoriaMetrics takes ~10 s to show a sample
 			ctx := context.Background()
 			r, err := Start(ctx, kind, t.TempDir(), nil)
 			require.NoError(t, err)
