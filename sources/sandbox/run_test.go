@@ -2,11 +2,14 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
@@ -152,10 +155,53 @@ func TestRunTwoRootsSameID(t *testing.T) {
 	requireIDs(t, w, "marker")
 }
 
+// TestRunPeriodicResync: every ResyncInterval the roots are re-listed, so
+// a sandbox whose event was missed shows up one interval later, and a
+// watch error re-lists at once. The loop runs in a synctest bubble, where
+// an hour passes at once; the fsnotify watcher is made outside it (its
+// goroutine sits in a read syscall, which is not durably blocked and would
+// stop the bubble's clock) and its channels are not used.
 func TestRunPeriodicResync(t *testing.T) {
 	root := t.TempDir()
-	w, err := New(Config{Roots: []string{root}, ResyncInterval: 20 * time.Millisecond}, testLogger(), nil)
+	fw, err := fsnotify.NewWatcher()
 	require.NoError(t, err)
-	startRun(t, w)
-	require.Eventually(t, func() bool { return testutil.ToFloat64(w.metrics.resyncs) >= 5 }, waitFor, tick)
+	t.Cleanup(func() { _ = fw.Close() })
+	synctest.Test(t, func(t *testing.T) {
+		w, err := New(Config{Roots: []string{root}, ResyncInterval: time.Hour}, testLogger(), nil)
+		require.NoError(t, err)
+		resyncs := func() float64 { return testutil.ToFloat64(w.metrics.resyncs) }
+		ctx, cancel := context.WithCancel(t.Context())
+		events, errs := make(chan fsnotify.Event), make(chan error)
+		done := make(chan struct{})
+		go func() {
+			w.loop(ctx, newWatchSet(fw), events, errs)
+			close(done)
+		}()
+		synctest.Wait()
+		r0 := resyncs()
+
+		mkdir(t, root, "missed") // no event reaches the loop
+		time.Sleep(time.Hour - time.Nanosecond)
+		synctest.Wait()
+		require.Empty(t, w.List())
+		require.Equal(t, r0, resyncs())
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		require.Equal(t, []string{"missed"}, ids(w.List()))
+		require.Equal(t, r0+1, resyncs())
+
+		time.Sleep(2 * time.Hour)
+		synctest.Wait()
+		require.Equal(t, r0+3, resyncs())
+
+		mkdir(t, root, "after-error")
+		errs <- errors.New("queue overflow")
+		synctest.Wait()
+		require.Equal(t, []string{"after-error", "missed"}, ids(w.List()))
+		require.Equal(t, r0+4, resyncs())
+		require.Equal(t, 1.0, testutil.ToFloat64(w.metrics.watchErrors))
+
+		cancel()
+		<-done
+	})
 }

@@ -26,6 +26,10 @@ type watchSet struct {
 	warned map[string]bool
 }
 
+func newWatchSet(fw *fsnotify.Watcher) *watchSet {
+	return &watchSet{fw: fw, paths: make(map[string]bool), warned: make(map[string]bool)}
+}
+
 // Run follows the roots with fsnotify and re-lists them every ResyncInterval
 // so that missed events converge. A root that does not exist yet is watched
 // through its nearest existing parent and picked up as soon as it appears.
@@ -36,7 +40,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start fsnotify: %w", err)
 	}
-	ws := &watchSet{fw: fw, paths: make(map[string]bool), warned: make(map[string]bool)}
+	ws := newWatchSet(fw)
 	defer func() {
 		if err := fw.Close(); err != nil {
 			w.logger.Warn("close fsnotify watcher", "err", err)
@@ -46,21 +50,29 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.ensureWatches(ws)
 	// Sandboxes may have come or gone between New's scan and the watches.
 	w.resync()
+	w.loop(ctx, ws, fw.Events, fw.Errors)
+	return nil
+}
 
+// loop is Run's event loop: events and errors are the fsnotify watcher's
+// channels (a test passes its own), and every ResyncInterval the watches
+// are checked and the roots re-listed. It returns when ctx ends or a
+// channel is closed.
+func (w *Watcher) loop(ctx context.Context, ws *watchSet, events <-chan fsnotify.Event, errs <-chan error) {
 	ticker := time.NewTicker(w.cfg.ResyncInterval)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case ev, ok := <-fw.Events:
+			return
+		case ev, ok := <-events:
 			if !ok {
-				return nil
+				return
 			}
 			w.handleEvent(ws, ev)
-		case err, ok := <-fw.Errors:
+		case err, ok := <-errs:
 			if !ok {
-				return nil
+				return
 			}
 			w.metrics.watchErrors.Inc()
 			w.logger.Warn("sandbox watch error, re-listing roots", "err", err)
