@@ -316,39 +316,6 @@ func TestSlowCRI(t *testing.T) {
 	}
 }
 
-func TestRateLimitedRefresh(t *testing.T) {
-	sock := socketPath(t)
-	srv := startFake(t, sock)
-	cfg := testConfig(sock)
-	cfg.MinRefreshInterval = 200 * time.Millisecond
-	h := newCache(t, cfg)
-	h.run(t)
-	require.Eventually(t, func() bool { return srv.ListCalls() >= 1 }, waitFor, tick)
-
-	// Two goroutines ask about an id the runtime never knows, every
-	// millisecond for a second: paced, so that Run is not starved and an
-	// unlimited cache would make hundreds of calls.
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			pace := time.NewTicker(time.Millisecond)
-			defer pace.Stop()
-			for time.Since(start) < time.Second {
-				h.cache.Lookup("never-known")
-				<-pace.C
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-
-	calls := srv.ListCalls()
-	maxCalls := 1 + int64(elapsed/cfg.MinRefreshInterval) + 1
-	require.LessOrEqual(t, calls, maxCalls, "lookups hammered the runtime")
-	require.GreaterOrEqual(t, calls, int64(2), "unknown lookups never triggered a refresh")
-}
-
 func TestNewRejectsBadConfig(t *testing.T) {
 	cfg := testConfig("relative.sock")
 	_, err := cri.New(cfg, slog.New(slog.DiscardHandler), nil)

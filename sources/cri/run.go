@@ -31,23 +31,31 @@ func (c *Cache) Run(ctx context.Context) error {
 			c.logger.Info("cri reachable again", "endpoint", c.cfg.Endpoint)
 		}
 	}
+	schedule(ctx, c.cfg.RefreshInterval, c.cfg.MinRefreshInterval, c.wake, refresh)
+	return nil
+}
 
+// schedule calls refresh at once, then every interval after the previous
+// call, and when wake receives, but never sooner than minInterval after
+// the previous call; wakes that arrive while it waits or refreshes
+// coalesce into one. It returns when ctx ends.
+func schedule(ctx context.Context, interval, minInterval time.Duration, wake chan struct{}, refresh func()) {
 	last := time.Now()
 	refresh()
-	ticker := time.NewTicker(c.cfg.RefreshInterval)
+	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-ticker.C:
-		case <-c.wake:
-			if wait := c.cfg.MinRefreshInterval - time.Since(last); wait > 0 {
+		case <-wake:
+			if wait := minInterval - time.Since(last); wait > 0 {
 				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
 					t.Stop()
-					return nil
+					return
 				case <-t.C:
 				}
 			}
@@ -55,11 +63,11 @@ func (c *Cache) Run(ctx context.Context) error {
 		// Requests that arrived while waiting are served by this refresh;
 		// those arriving during it ask again.
 		select {
-		case <-c.wake:
+		case <-wake:
 		default:
 		}
 		last = time.Now()
 		refresh()
-		ticker.Reset(c.cfg.RefreshInterval)
+		ticker.Reset(interval)
 	}
 }
