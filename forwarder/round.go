@@ -198,7 +198,7 @@ func (f *Forwarder) scrapeSandbox(ctx context.Context, st *sandboxState, sem cha
 	}
 	st.scrapeErr = nil
 	if st.failing {
-		f.log.Info("scrape shim recovered", "sandbox", st.id)
+		f.log.Info("scrape shim recovered", sandbox.LogKey, st.id)
 	}
 	st.failing = false
 	f.parse(st, body, ct, round, collect)
@@ -220,7 +220,7 @@ func (f *Forwarder) parse(st *sandboxState, body []byte, contentType string, rou
 		f.m.parseErrors.Inc()
 		st.status.Err = shim.Printable("parse: " + perr.Error())
 		if !st.parseFailing {
-			f.log.Warn("invalid shim exposition, keeping the series before the error", "sandbox", st.id, "err", perr)
+			f.log.Warn("invalid shim exposition, keeping the series before the error", sandbox.LogKey, st.id, "err", perr)
 		}
 	}
 	st.parseFailing = perr != nil
@@ -276,14 +276,14 @@ func (f *Forwarder) judgeFailures(states []*sandboxState) {
 			}
 		}
 		if !live[st.id] || dirGone(st.root, st.socket) {
-			f.log.Debug("sandbox went away during its scrape", "sandbox", st.id, "err", st.scrapeErr)
+			f.log.Debug("sandbox went away during its scrape", sandbox.LogKey, st.id, "err", st.scrapeErr)
 			st.status.Err = ""
 			st.scrapeErr = nil
 			continue
 		}
 		f.m.scrapesFailed.Inc()
 		if !st.failing {
-			f.log.Warn("scrape shim failed", "sandbox", st.id, "err", st.status.Err)
+			f.log.Warn("scrape shim failed", sandbox.LogKey, st.id, "err", st.status.Err)
 		}
 		st.failing = true
 	}
@@ -335,7 +335,7 @@ func (f *Forwarder) lookupNewPods(ctx context.Context, list []sandbox.Sandbox) {
 		err := pr.Refresh(lctx)
 		cancel()
 		if err != nil {
-			f.log.Debug("cri lookup for a new sandbox failed", "sandbox", sb.ID, "err", err)
+			f.log.Debug("cri lookup for a new sandbox failed", sandbox.LogKey, sb.ID, "err", err)
 		}
 		return
 	}
@@ -392,7 +392,7 @@ func (f *Forwarder) countDrops(states []*sandboxState, snap *snapshot, merged []
 			logged |= bit
 			f.m.dropped.WithLabelValues(exposition.DropReason(r).String()).Add(float64(n))
 			if st.dropLogged&bit == 0 {
-				f.log.Warn("shim samples left out", "sandbox", st.id, "reason", exposition.DropReason(r).String(), "samples", n)
+				f.log.Warn("shim samples left out", sandbox.LogKey, st.id, "reason", exposition.DropReason(r).String(), "samples", n)
 			}
 		}
 		st.dropLogged = logged

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
 )
 
 // Timestamp rules of the push path. Receivers refuse a sample whose
@@ -165,7 +166,7 @@ func (g *tsGuard) check(sbp **sandboxTS, id string, round uint64, h uint64, tmpl
 		if !s.logged {
 			s.logged = true
 			g.log.Warn("sample not queued: its timestamp does not advance its series (logged once per series)",
-				"sandbox", id, "series", seriesName(tmpl, vals), "reason", tsReasons[reason],
+				sandbox.LogKey, id, "series", seriesName(tmpl, vals), "reason", tsReasons[reason],
 				"timestamp_ms", t, "last_queued_ms", s.ts, "round_start_ms", roundTS)
 		}
 		return false

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
 )
 
 const pprofPrefix = "/debug/pprof/"
@@ -100,7 +102,7 @@ func (a *API) serveAgentURL(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := a.deps.Shims.Shim(sb.Socket).AgentURL(r.Context())
 	if err != nil {
-		a.logger.Warn("shim agent url", "sandbox", sb.ID, "err", err)
+		a.logger.Warn("shim agent url", sandbox.LogKey, sb.ID, "err", err)
 		writeText(w, http.StatusBadGateway, "shim agent url unavailable\n")
 		return
 	}

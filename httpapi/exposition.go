@@ -18,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/kata-containers/kata-monitor/sources/sandbox"
 )
 
 // metricsDeadline bounds one /metrics response: a scrape round plus writing.
@@ -287,7 +289,7 @@ func (a *API) serveSandboxMetrics(w http.ResponseWriter, r *http.Request, q url.
 	body, ct, err := a.deps.Shims.Shim(sb.Socket).Scrape(r.Context(), *raw)
 	*raw = body[:0] // keep the grown backing array for the next request
 	if err != nil {
-		a.logger.Warn("shim metrics", "sandbox", sb.ID, "err", err)
+		a.logger.Warn("shim metrics", sandbox.LogKey, sb.ID, "err", err)
 		writeText(w, http.StatusBadGateway, "shim metrics unavailable\n")
 		return
 	}

@@ -11,3 +11,8 @@ type Sandbox struct {
 	// Socket is the shim's monitor socket, <Root>/<ID>/shim-monitor.sock.
 	Socket string
 }
+
+// LogKey is the log attribute of a sandbox id, in every package: the name
+// of the label the id is served under, so one search finds a sandbox in
+// logs and series alike.
+const LogKey = "sandbox_id"

@@ -173,18 +173,18 @@ func (w *Watcher) replace(next map[string]Sandbox) {
 		switch {
 		case !ok:
 			w.metrics.added.Inc()
-			w.logger.Debug("sandbox added", "sandbox_id", id, "root", s.Root)
+			w.logger.Debug("sandbox added", LogKey, id, "root", s.Root)
 			changed = true
 		case old != s:
 			// Same id, other root: the shim socket moved.
-			w.logger.Debug("sandbox moved", "sandbox_id", id, "root", s.Root)
+			w.logger.Debug("sandbox moved", LogKey, id, "root", s.Root)
 			changed = true
 		}
 	}
 	for id, s := range prev {
 		if _, ok := next[id]; !ok {
 			w.metrics.removed.Inc()
-			w.logger.Debug("sandbox removed", "sandbox_id", id, "root", s.Root)
+			w.logger.Debug("sandbox removed", LogKey, id, "root", s.Root)
 			changed = true
 		}
 	}
