@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"unicode"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/sources/shim"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // TestScrapeFormats: the answer's Content-Type picks the parser; the same
@@ -89,9 +89,7 @@ func TestScrapeFormats(t *testing.T) {
 // nobody asked for is a failed scrape naming the encoding, never binary
 // parsed as text; gzip, asked for, is read.
 func TestUnaskedEncodingIsAScrapeFailure(t *testing.T) {
-	dir, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := sockets.Dir(t)
 	const body = "# TYPE up gauge\nup 1\n"
 	var deflated bytes.Buffer
 	fw, _ := flate.NewWriter(&deflated, flate.BestSpeed)

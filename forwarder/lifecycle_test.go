@@ -14,6 +14,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/test/fakecri"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // TestSandboxGoneDuringScrape: a sandbox whose scrape fails because it
@@ -78,9 +79,7 @@ func TestSandboxGoneDuringScrape(t *testing.T) {
 func TestNewSandboxFirstSampleHasPodLabels(t *testing.T) {
 	for _, mode := range []string{"pull", "push"} {
 		t.Run(mode, func(t *testing.T) {
-			dir, err := os.MkdirTemp("", "kmcri")
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = os.RemoveAll(dir) })
+			dir := sockets.Dir(t)
 			srv, err := fakecri.Start(filepath.Join(dir, "cri.sock"))
 			require.NoError(t, err)
 			t.Cleanup(srv.Close)

@@ -1,10 +1,7 @@
 package forwarder
 
 import (
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 	"github.com/kata-containers/kata-monitor/sources/shim"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // The seams match the real sources.
@@ -28,11 +26,8 @@ var (
 
 // serveShim serves body as /metrics on a real unix socket; hang makes
 // /metrics block until the client gives up.
-func serveShim(t *testing.T, dir, id, body string, hang bool) string {
+func serveShim(t *testing.T, body string, hang bool) string {
 	t.Helper()
-	sock := filepath.Join(dir, id+".sock")
-	l, err := net.Listen("unix", sock)
-	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		if hang {
@@ -42,17 +37,10 @@ func serveShim(t *testing.T, dir, id, body string, hang bool) string {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		_, _ = w.Write([]byte(body))
 	})
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return sock
+	return sockets.Serve(t, mux, nil)
 }
 
 func TestRealShimSockets(t *testing.T) {
-	dir, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-
 	body := sharedExposition(t)
 	pool, err := shim.NewPool(shim.DefaultConfig(), prometheus.NewRegistry())
 	require.NoError(t, err)
@@ -61,9 +49,9 @@ func TestRealShimSockets(t *testing.T) {
 		c.ScrapeInterval, c.ScrapeTimeout = time.Second, 300*time.Millisecond
 	})
 	r.sbs.sockets = map[string]string{
-		"aaa": serveShim(t, dir, "aaa", body, false),
-		"bbb": serveShim(t, dir, "bbb", "", true),
-		"ccc": serveShim(t, dir, "ccc", body, false),
+		"aaa": serveShim(t, body, false),
+		"bbb": serveShim(t, "", true),
+		"ccc": serveShim(t, body, false),
 	}
 	r.sbs.set("aaa", "bbb", "ccc")
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/test/fakecri"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 const (
@@ -49,15 +49,6 @@ type harness struct {
 	reg   *prometheus.Registry
 	logs  *syncBuffer
 	sock  string
-}
-
-// socketPath returns a path short enough for a unix socket.
-func socketPath(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "cri.sock")
 }
 
 func startFake(t *testing.T, sock string) *fakecri.Server {
@@ -161,7 +152,7 @@ var (
 )
 
 func TestRefreshThenLookup(t *testing.T) {
-	sock := socketPath(t)
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	srv := startFake(t, sock)
 	srv.SetPod("a", podA)
 	srv.SetPod("b", podB)
@@ -200,7 +191,7 @@ func TestEndpointForms(t *testing.T) {
 		{name: "unix url", endpoint: func(s string) string { return "unix://" + s }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			sock := socketPath(t)
+			sock := filepath.Join(sockets.Dir(t), "cri.sock")
 			srv := startFake(t, sock)
 			srv.SetPod("a", podA)
 			h := newCache(t, testConfig(tt.endpoint(sock)))
@@ -214,7 +205,7 @@ func TestEndpointForms(t *testing.T) {
 }
 
 func TestUnknownIDTriggersRefresh(t *testing.T) {
-	sock := socketPath(t)
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	srv := startFake(t, sock)
 	h := newCache(t, testConfig(sock))
 	h.run(t)
@@ -226,7 +217,7 @@ func TestUnknownIDTriggersRefresh(t *testing.T) {
 }
 
 func TestCRIDownAtStartThenUp(t *testing.T) {
-	sock := socketPath(t)
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	h := newCache(t, testConfig(sock)) // New must not need the runtime
 	h.run(t)
 
@@ -251,7 +242,7 @@ func TestCRIDownAtStartThenUp(t *testing.T) {
 }
 
 func TestCRIGoingAwayAndBack(t *testing.T) {
-	sock := socketPath(t)
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	srv := startFake(t, sock)
 	srv.SetPod("a", podA)
 	h := newCache(t, testConfig(sock))
@@ -277,7 +268,7 @@ func TestCRIGoingAwayAndBack(t *testing.T) {
 }
 
 func TestRuntimeErrorCounted(t *testing.T) {
-	sock := socketPath(t)
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	srv := startFake(t, sock)
 	h := newCache(t, testConfig(sock))
 	h.run(t)
@@ -291,7 +282,7 @@ func TestRuntimeErrorCounted(t *testing.T) {
 }
 
 func TestSlowCRI(t *testing.T) {
-	sock := socketPath(t)
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	srv := startFake(t, sock)
 	srv.SetPod("a", podA)
 	srv.SetDelay(time.Hour)

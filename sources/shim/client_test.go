@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 func TestMetrics(t *testing.T) {
@@ -139,7 +140,7 @@ func TestMetricsBufferReuse(t *testing.T) {
 func TestMetricsTooLargeStream(t *testing.T) {
 	// No Content-Length: the cap must stop the read, not the end of the body.
 	var written atomic.Int64
-	sock := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sock := sockets.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := bytes.Repeat([]byte("x"), 4096)
 		for r.Context().Err() == nil {
 			if _, err := w.Write(chunk); err != nil {
@@ -159,7 +160,7 @@ func TestMetricsTooLargeStream(t *testing.T) {
 }
 
 func TestMetricsNobodyListening(t *testing.T) {
-	dir := shortDir(t)
+	dir := sockets.Dir(t)
 	stale := filepath.Join(dir, "stale.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
 	require.NoError(t, err)
@@ -213,7 +214,7 @@ func TestKeepAliveAndForget(t *testing.T) {
 	fake := fakeshim.New(fakeshim.Options{})
 	t.Cleanup(func() { require.NoError(t, fake.Close()) })
 	var opened, closed atomic.Int64
-	sock := serveUnix(t, fake.Handler(), func(_ net.Conn, s http.ConnState) {
+	sock := sockets.Serve(t, fake.Handler(), func(_ net.Conn, s http.ConnState) {
 		switch s {
 		case http.StateNew:
 			opened.Add(1)
@@ -279,7 +280,7 @@ func TestAgentURL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			mux := http.NewServeMux()
 			mux.Handle("GET /agent-url", tt.handler)
-			sock := serveUnix(t, mux, nil)
+			sock := sockets.Serve(t, mux, nil)
 			cfg := DefaultConfig()
 			cfg.MaxResponseBytes = 1000
 			p := testPool(t, cfg)
@@ -385,7 +386,7 @@ func TestStatusErrorBodyPrintable(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte("boom\x1f\x8b\x08\x00\xff\xfe\x07"))
 	})
-	sock := serveUnix(t, mux, nil)
+	sock := sockets.Serve(t, mux, nil)
 	p := testPool(t, DefaultConfig())
 	_, _, err := p.Scrape(t.Context(), sock, nil)
 	var serr *StatusError

@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
+
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // debugFront serves ServeDebug for socket on an httptest server, the way
@@ -136,7 +138,7 @@ func TestServeDebugRewrites(t *testing.T) {
 		uri, host, auth, accept string
 	}
 	got := make(chan seen, 1)
-	sock := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sock := sockets.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- seen{uri: r.RequestURI, host: r.Host, auth: r.Header.Get("Authorization"), accept: r.Header.Get("Accept")}
 		io.WriteString(w, "ok")
 	}), nil)
@@ -158,7 +160,7 @@ func TestServeDebugRewrites(t *testing.T) {
 }
 
 func TestServeDebugFailures(t *testing.T) {
-	hung := serveUnix(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+	hung := sockets.Serve(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 	}), nil)
 	tests := []struct {

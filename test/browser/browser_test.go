@@ -22,6 +22,7 @@ import (
 	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 var binary string
@@ -58,7 +59,7 @@ var pngMagic = []byte("\x89PNG\r\n\x1a\n")
 // it, and takes a screenshot.
 func TestSandboxesPageInChromium(t *testing.T) {
 	b := newBrowser(t)
-	node, err := fakenode.Start(shortDir(t), 5, fakeshim.Options{})
+	node, err := fakenode.Start(sockets.Dir(t), 5, fakeshim.Options{})
 	require.NoError(t, err)
 	t.Cleanup(node.Close)
 	ids := make([]string, 5)

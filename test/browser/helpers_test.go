@@ -108,13 +108,4 @@ func (m *monitor) get(path string) (int, string) {
 	return daemon.Get(m.url(path), http.Header{"Accept": {"text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}})
 }
 
-// shortDir keeps <dir>/sbs/<64 hex>/shim-monitor.sock under 108 bytes.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 func tail(s string, n int) string { return daemon.Tail(s, n) }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/test/faultproxy"
 	"github.com/kata-containers/kata-monitor/test/receiver"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // TestFaultReceiverMisbehaves: a receiver that flaps, answers slower than
@@ -407,7 +408,7 @@ func TestFaultDiskFull(t *testing.T) {
 }
 
 func diskFull(t *testing.T, upWhileFull bool) {
-	walDir := shortDir(t)
+	walDir := sockets.Dir(t)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", walDir).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs (%v: %s)", err, out)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
 	"github.com/kata-containers/kata-monitor/test/receiver"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 var binary string
@@ -36,15 +37,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// shortDir is a temp dir short enough for <dir>/sbs/<64 hex>/shim-monitor.sock.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 // startReceiver starts a real receiver of kind with data in a temp dir,
 // stopped at cleanup.
 func startReceiver(t *testing.T, kind receiver.Kind) *receiver.Receiver {
@@ -57,7 +49,7 @@ func startReceiver(t *testing.T, kind receiver.Kind) *receiver.Receiver {
 
 func startNode(t *testing.T, n int) *fakenode.Node {
 	t.Helper()
-	node, err := fakenode.Start(shortDir(t), n, fakeshim.Options{})
+	node, err := fakenode.Start(sockets.Dir(t), n, fakeshim.Options{})
 	require.NoError(t, err)
 	t.Cleanup(node.Close)
 	return node

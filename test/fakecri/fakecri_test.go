@@ -16,19 +16,12 @@ import (
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/test/fakecri"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
-
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
 
 func start(t *testing.T) (*fakecri.Server, runtimeapi.RuntimeServiceClient) {
 	t.Helper()
-	sock := filepath.Join(shortDir(t), "cri.sock")
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	srv, err := fakecri.Start(sock)
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
@@ -124,7 +117,7 @@ func TestPodSandboxStatusAndVersion(t *testing.T) {
 }
 
 func TestCloseRemovesSocketAndRestart(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "cri.sock")
+	sock := filepath.Join(sockets.Dir(t), "cri.sock")
 	srv, err := fakecri.Start(sock)
 	require.NoError(t, err)
 	srv.Close()

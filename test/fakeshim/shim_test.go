@@ -15,14 +15,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // startShim starts a Shim on a short socket path and closes it at cleanup.
 func startShim(t *testing.T, opts Options) *Shim {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := sockets.Dir(t)
 	s, err := Start(filepath.Join(dir, "shim-monitor.sock"), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
@@ -154,9 +154,7 @@ func TestLatencyHonoursContext(t *testing.T) {
 }
 
 func TestHangUnblockedByClose(t *testing.T) {
-	dir, err := os.MkdirTemp("", "km")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := sockets.Dir(t)
 	sock := filepath.Join(dir, "s.sock")
 	s, err := Start(sock, Options{})
 	require.NoError(t, err)
