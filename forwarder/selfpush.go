@@ -35,6 +35,11 @@ type selfPush struct {
 	failed    bool // the last gather failed (logged once per streak)
 	// md is the HELP/TYPE of the families last pushed, sorted by name.
 	md []series.Metadata
+	// The push being built: its builder, external labels and the
+	// metadata of the family being added.
+	lb       labels.ScratchBuilder
+	external []labels.Label
+	famMD    *series.Metadata
 }
 
 // selfSeries is one pushed own series: its labels and family metadata.
@@ -61,90 +66,15 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 		f.log.Warn("gather own metrics for push", "err", err)
 	}
 	sp.failed = err != nil
-	sp.lastTS = ts
+	sp.lastTS, sp.external = ts, f.external
 	sp.series, sp.samples = sp.series[:0], sp.samples[:0]
 	clear(sp.cur)
-	lb := labels.NewScratchBuilder(16)
-	var famMD *series.Metadata
-	add := func(name string, m *dto.Metric, extraName, extraValue string, v float64) {
-		lb.Reset()
-		lb.Add(model.MetricNameLabel, name)
-		for _, lp := range m.GetLabel() {
-			if lp.GetValue() != "" {
-				lb.Add(lp.GetName(), lp.GetValue())
-			}
-		}
-		if extraName != "" {
-			lb.Add(extraName, extraValue)
-		}
-		lb.Sort()
-		ls := lb.Labels()
-		if len(f.external) > 0 {
-			b := labels.NewBuilder(ls)
-			for _, l := range f.external {
-				if ls.Get(l.Name) == "" {
-					b.Set(l.Name, l.Value)
-				}
-			}
-			ls = b.Labels()
-		}
-		h := ls.Hash()
-		if _, dup := sp.cur[h]; dup {
-			return
-		}
-		pl := sp.prev[h].ls
-		if pl == nil {
-			pl = make([]labels.Label, 0, ls.Len())
-			ls.Range(func(l labels.Label) { pl = append(pl, l) })
-		}
-		sp.cur[h] = selfSeries{ls: pl, md: famMD}
-		sp.series = append(sp.series, series.Series{Labels: pl, Metadata: famMD})
-		sp.samples = append(sp.samples, series.Sample{Value: v, Timestamp: ts})
-	}
 	md := make([]series.Metadata, 0, len(fams))
 	for _, mf := range fams {
-		name := mf.GetName()
-		md = append(md, series.Metadata{Type: selfType(mf.GetType()), Family: name, Help: mf.GetHelp()})
-		famMD = &series.Metadata{Type: selfType(mf.GetType()), Family: name, Help: mf.GetHelp()}
-		for _, m := range mf.GetMetric() {
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				add(name, m, "", "", m.GetCounter().GetValue())
-			case dto.MetricType_GAUGE:
-				add(name, m, "", "", m.GetGauge().GetValue())
-			case dto.MetricType_UNTYPED:
-				add(name, m, "", "", m.GetUntyped().GetValue())
-			case dto.MetricType_SUMMARY:
-				s := m.GetSummary()
-				for _, q := range s.GetQuantile() {
-					add(name, m, model.QuantileLabel, formatFloat(q.GetQuantile()), q.GetValue())
-				}
-				add(name+"_sum", m, "", "", s.GetSampleSum())
-				add(name+"_count", m, "", "", float64(s.GetSampleCount()))
-			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
-				h := m.GetHistogram()
-				inf := false
-				for _, b := range h.GetBucket() {
-					inf = inf || math.IsInf(b.GetUpperBound(), +1)
-					add(name+"_bucket", m, model.BucketLabel, formatFloat(b.GetUpperBound()), float64(b.GetCumulativeCount()))
-				}
-				if !inf { // the text format writes the implicit +Inf bucket
-					add(name+"_bucket", m, model.BucketLabel, "+Inf", float64(h.GetSampleCount()))
-				}
-				add(name+"_sum", m, "", "", h.GetSampleSum())
-				add(name+"_count", m, "", "", float64(h.GetSampleCount()))
-			}
-		}
+		md = append(md, series.Metadata{Type: selfType(mf.GetType()), Family: mf.GetName(), Help: mf.GetHelp()})
+		sp.addFamily(mf)
 	}
-	staleNaN := math.Float64frombits(value.StaleNaN)
-	stale := 0
-	for h, ps := range sp.prev {
-		if _, ok := sp.cur[h]; !ok {
-			sp.series = append(sp.series, series.Series{Labels: ps.ls, Metadata: ps.md})
-			sp.samples = append(sp.samples, series.Sample{Value: staleNaN, Timestamp: ts})
-			stale++
-		}
-	}
+	stale := sp.addMarkers()
 	sp.prev, sp.cur = sp.cur, sp.prev
 	for i := range sp.series {
 		sp.series[i].Samples = sp.samples[i : i+1 : i+1]
@@ -160,6 +90,96 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 	}
 	sp.md = md
 	return true
+}
+
+// addFamily adds the series of one gathered family, as the text
+// exposition writes them.
+func (sp *selfPush) addFamily(mf *dto.MetricFamily) {
+	name := mf.GetName()
+	sp.famMD = &series.Metadata{Type: selfType(mf.GetType()), Family: name, Help: mf.GetHelp()}
+	for _, m := range mf.GetMetric() {
+		switch mf.GetType() {
+		case dto.MetricType_COUNTER:
+			sp.add(name, m, "", "", m.GetCounter().GetValue())
+		case dto.MetricType_GAUGE:
+			sp.add(name, m, "", "", m.GetGauge().GetValue())
+		case dto.MetricType_UNTYPED:
+			sp.add(name, m, "", "", m.GetUntyped().GetValue())
+		case dto.MetricType_SUMMARY:
+			s := m.GetSummary()
+			for _, q := range s.GetQuantile() {
+				sp.add(name, m, model.QuantileLabel, formatFloat(q.GetQuantile()), q.GetValue())
+			}
+			sp.add(name+"_sum", m, "", "", s.GetSampleSum())
+			sp.add(name+"_count", m, "", "", float64(s.GetSampleCount()))
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			h := m.GetHistogram()
+			inf := false
+			for _, b := range h.GetBucket() {
+				inf = inf || math.IsInf(b.GetUpperBound(), +1)
+				sp.add(name+"_bucket", m, model.BucketLabel, formatFloat(b.GetUpperBound()), float64(b.GetCumulativeCount()))
+			}
+			if !inf { // the text format writes the implicit +Inf bucket
+				sp.add(name+"_bucket", m, model.BucketLabel, "+Inf", float64(h.GetSampleCount()))
+			}
+			sp.add(name+"_sum", m, "", "", h.GetSampleSum())
+			sp.add(name+"_count", m, "", "", float64(h.GetSampleCount()))
+		}
+	}
+}
+
+// add adds the series named name with m's labels (and extraName when not
+// empty) and the external labels, once per push, with value v.
+func (sp *selfPush) add(name string, m *dto.Metric, extraName, extraValue string, v float64) {
+	lb := &sp.lb
+	lb.Reset()
+	lb.Add(model.MetricNameLabel, name)
+	for _, lp := range m.GetLabel() {
+		if lp.GetValue() != "" {
+			lb.Add(lp.GetName(), lp.GetValue())
+		}
+	}
+	if extraName != "" {
+		lb.Add(extraName, extraValue)
+	}
+	lb.Sort()
+	ls := lb.Labels()
+	if len(sp.external) > 0 {
+		b := labels.NewBuilder(ls)
+		for _, l := range sp.external {
+			if ls.Get(l.Name) == "" {
+				b.Set(l.Name, l.Value)
+			}
+		}
+		ls = b.Labels()
+	}
+	h := ls.Hash()
+	if _, dup := sp.cur[h]; dup {
+		return
+	}
+	pl := sp.prev[h].ls
+	if pl == nil {
+		pl = make([]labels.Label, 0, ls.Len())
+		ls.Range(func(l labels.Label) { pl = append(pl, l) })
+	}
+	sp.cur[h] = selfSeries{ls: pl, md: sp.famMD}
+	sp.series = append(sp.series, series.Series{Labels: pl, Metadata: sp.famMD})
+	sp.samples = append(sp.samples, series.Sample{Value: v, Timestamp: sp.lastTS})
+}
+
+// addMarkers adds a staleness marker for every series of the last push
+// missing from this one, and returns how many.
+func (sp *selfPush) addMarkers() int {
+	staleNaN := math.Float64frombits(value.StaleNaN)
+	stale := 0
+	for h, ps := range sp.prev {
+		if _, ok := sp.cur[h]; !ok {
+			sp.series = append(sp.series, series.Series{Labels: ps.ls, Metadata: ps.md})
+			sp.samples = append(sp.samples, series.Sample{Value: staleNaN, Timestamp: sp.lastTS})
+			stale++
+		}
+	}
+	return stale
 }
 
 // selfMetadata merges the shims' family metadata (sorted by name) with the
