@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -339,25 +340,33 @@ func TestPushAppenderErrorDoesNotStop(t *testing.T) {
 	assert.Equal(t, 2.0, r.counter(t, "kata_monitor_appender_errors_total"))
 }
 
+// TestRunSchedule runs the schedule in a testing/synctest bubble on the
+// real (there: fake) clock, so round times are exact: rounds on every
+// interval boundary, and a round that overruns skips the ticks it covered
+// instead of running them back to back.
 func TestRunSchedule(t *testing.T) {
-	r := newRig(t, push, withConfig(func(c *Config) {
-		c.ScrapeInterval, c.ScrapeTimeout = 100*time.Millisecond, 50*time.Millisecond
-	}))
-	r.sbs.set("aaa")
-	r.scraper.set("aaa", "up 1\n")
-	// The first round overruns by 3.5 intervals (on the injected clock):
-	// the ticks it covered are skipped, not run back to back.
-	slow := &clockAppender{clock: r.clock, advance: 350 * time.Millisecond}
-	r.f.deps.Appenders = append(r.f.deps.Appenders, slow)
+	synctest.Test(t, func(t *testing.T) {
+		realClock := func(_ *rig, _ *Config, d *Deps) { d.Now = nil }
+		r := newRig(t, push, realClock, withConfig(func(c *Config) {
+			c.ScrapeInterval, c.ScrapeTimeout = 100*time.Millisecond, 50*time.Millisecond
+		}))
+		r.sbs.set("aaa")
+		r.scraper.set("aaa", "up 1\n")
+		// The first round (at 0) overruns by 3.5 intervals: the ticks at
+		// 100, 200 and 300 ms are skipped; rounds follow at 400, 500, ...
+		slow := &sleepAppender{first: 350 * time.Millisecond}
+		r.f.deps.Appenders = append(r.f.deps.Appenders, slow)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- r.f.Run(ctx) }()
-	require.Eventually(t, func() bool { return r.appender.roundCount() >= 2 }, 5*time.Second, time.Millisecond)
-	cancel()
-	require.NoError(t, <-done)
-	assert.Equal(t, 3.0, r.counter(t, "kata_monitor_rounds_skipped_total"))
-	assert.GreaterOrEqual(t, r.counter(t, "kata_monitor_rounds_total"), 2.0)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.f.Run(ctx) }()
+		time.Sleep(950 * time.Millisecond)
+		cancel()
+		require.NoError(t, <-done)
+		assert.Equal(t, 3.0, r.counter(t, "kata_monitor_rounds_skipped_total"))
+		assert.Equal(t, 7.0, r.counter(t, "kata_monitor_rounds_total"), "0, 400, 500, ... 900 ms")
+		assert.Equal(t, 7, r.appender.roundCount())
+	})
 }
 
 func TestRunPullOnlyWaits(t *testing.T) {
@@ -370,16 +379,15 @@ func TestRunPullOnlyWaits(t *testing.T) {
 	assert.Equal(t, 0.0, r.counter(t, "kata_monitor_rounds_total"))
 }
 
-// clockAppender moves the injected clock on its first call, as a slow round.
-type clockAppender struct {
-	clock   *fakeClock
-	advance time.Duration
-	calls   int
+// sleepAppender takes first to append its first round, as a slow one.
+type sleepAppender struct {
+	first time.Duration
+	calls int
 }
 
-func (a *clockAppender) Append(context.Context, []series.Series) error {
+func (a *sleepAppender) Append(context.Context, []series.Series) error {
 	if a.calls == 0 {
-		a.clock.Add(a.advance)
+		time.Sleep(a.first)
 	}
 	a.calls++
 	return nil
