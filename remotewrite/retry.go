@@ -114,9 +114,10 @@ func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 //     dropped (reason "refused"). k refused series among n cost about
 //     2*k*log2(n) extra requests; past isolateSeries series' worth of
 //     splits in one block, a refused part is dropped whole;
-//   - too large (413): lower the endpoint's request size to half of p and
-//     deliver the halves; a single series refused for size is dropped
-//     (reason "too_large");
+//   - too large (413): lower the endpoint's request size to half of p
+//     (not below minTooLargeSamples) and deliver the halves; a single
+//     series refused for size is dropped (reason "too_large"); a part of
+//     at most minTooLargeSamples samples is retried instead (see attempt);
 //   - 429 with retry_on_http_429 false: drop p (reason "http_429").
 //
 // Parts larger than the lowered request size are cut before sending. The
@@ -200,7 +201,7 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 		return true
 	}
 	if act == actTooLarge {
-		q.lowerSendLimit(max(1, p.samples/2), herr)
+		q.lowerSendLimit(max(minTooLargeSamples, p.samples/2), herr)
 	} else {
 		t.splitsLeft--
 	}
@@ -263,7 +264,15 @@ func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) (writ
 			return w, nil
 		}
 		var rerr recoverableError
-		if !errors.As(err, &rerr) {
+		var herr httpStatusError
+		switch {
+		case errors.As(err, &rerr):
+		case errors.As(err, &herr) && herr.code == http.StatusRequestEntityTooLarge && p.samples <= minTooLargeSamples:
+			// So small a request is not refused for its size (a proxy
+			// or ingress answering 413 to everything): splitting it
+			// would drop every series as too_large. Retry it.
+			rerr = recoverableError{err: herr}
+		default:
 			return w, err
 		}
 		q.metrics.failed.Add(float64(p.samples))
@@ -283,6 +292,16 @@ func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) (writ
 		}
 	}
 }
+
+// minTooLargeSamples is the smallest request (in samples) a 413 answer is
+// taken to be about: the endpoint's request size is never lowered below
+// it, and a request of at most this many samples answered 413 is retried
+// with backoff like a 5xx instead of split, so a receiver or proxy that
+// answers 413 to every request (a misconfigured body limit) delays the
+// data instead of dropping it all as too_large and leaving the endpoint at
+// one sample per request. A single series of more samples refused as too
+// large is still dropped.
+const minTooLargeSamples = 100
 
 // lowerSendLimit makes limit the endpoint's request size (in samples) if
 // it is below the current one, and says so once per change.

@@ -1,0 +1,56 @@
+package remotewrite
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReview413ForEverything: a proxy in front of the receiver answers 413
+// to every request for a while (an ingress body limit set far too low,
+// fixed later), then the receiver takes everything. Nothing queued
+// meanwhile may be dropped as too_large, and the endpoint's request size
+// must not collapse to one sample per request: requests of at most
+// minTooLargeSamples samples are retried, larger ones split down to that.
+// Without the floor, every series was dropped and max_samples_per_send
+// stayed at 1 until restart.
+func TestReview413ForEverything(t *testing.T) {
+	for _, nSeries := range []int{50, 1000} {
+		t.Run(strconv.Itoa(nSeries), func(t *testing.T) {
+			var refused atomic.Int64
+			rc := newReceiver(t, nil)
+			rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
+				if refused.Load() < 20 {
+					refused.Add(1)
+					return http.StatusRequestEntityTooLarge, nil
+				}
+				return http.StatusNoContent, nil
+			}
+			rc.start()
+			cfg := Config{URL: rc.url()}
+			cfg.QueueConfig.MaxShards = 1
+			mq := newMemQueue()
+			q, _ := newTestQueue(t, cfg, mq)
+			recordSleeps(q)
+			require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
+			require.NoError(t, q.Append(context.Background(), roundOf(2, nSeries)))
+			stop := runQueue(t, q)
+			require.Eventually(t, func() bool { return mq.ackedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+
+			require.Zero(t, droppedTotal(q), "nothing dropped")
+			requireInOrder(t, rc.stored(), nSeries, 2)
+			require.Equal(t, float64(2*nSeries), testutil.ToFloat64(q.metrics.sent))
+			require.GreaterOrEqual(t, testutil.ToFloat64(q.metrics.sendLimit), float64(min(nSeries, minTooLargeSamples)), "request size floor")
+			require.Equal(t, 20.0, testutil.ToFloat64(q.metrics.requests.WithLabelValues("413")))
+			t.Logf("%d series x 2 rounds: %d requests, max_samples_per_send now %v",
+				nSeries, len(rc.requests()), testutil.ToFloat64(q.metrics.sendLimit))
+		})
+	}
+}
