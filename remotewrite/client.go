@@ -215,7 +215,13 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 
 	code := resp.StatusCode
 	w := parseWritten(resp.Header)
-	switch statusAction(code, c.retryOn429, f.v2()) {
+	act := statusAction(code, c.retryOn429, f.v2())
+	if act == actRefused && wrongPath(body) {
+		// Not a refusal of the data: the URL is wrong. Keep the data in
+		// the WAL until the config is fixed rather than drop it.
+		act = actRetry
+	}
+	switch act {
 	case actDone:
 		if f.v2() && !w.known {
 			return w, unsupportedError{err: errNoWrittenHeaders}
@@ -234,6 +240,22 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 	default:
 		return w, httpStatusError{code: code, body: sanitize(body), written: w}
 	}
+}
+
+// wrongPathAnswers are fragments of the 400 answers receivers give to a
+// request for a path they do not serve (a url with a typo, or without
+// /api/v1/write): VictoriaMetrics (lib/httpserver: "unsupported path
+// requested"). Such a 400 is about the URL, not the data.
+var wrongPathAnswers = []string{"unsupported path requested"}
+
+// wrongPath reports whether a 400 answer's body says the path is wrong.
+func wrongPath(body []byte) bool {
+	for _, f := range wrongPathAnswers {
+		if bytes.Contains(body, []byte(f)) {
+			return true
+		}
+	}
+	return false
 }
 
 // store is send without the Written counts.

@@ -2,7 +2,9 @@ package remotewrite
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -53,4 +55,32 @@ func TestReview413ForEverything(t *testing.T) {
 				nSeries, len(rc.requests()), testutil.ToFloat64(q.metrics.sendLimit))
 		})
 	}
+}
+
+// TestReviewWrongPathRetried: a 400 whose answer says the path is wrong
+// (VictoriaMetrics 1.79's answer to any path it does not serve) is retried
+// like a 404, never split and dropped as refused. The e2e
+// TestReviewWrongPathVictoriaMetrics plays it against the real receiver.
+func TestReviewWrongPathRetried(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if n.Add(1) <= 3 {
+			http.Error(w, `remoteAddr: "127.0.0.1:1"; requestURI: /api/v1/writ; unsupported path requested: "/api/v1/writ"`, http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, Config{URL: srv.URL + "/api/v1/writ"}, mq)
+	recordSleeps(q)
+	require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	require.Zero(t, droppedTotal(q))
+	require.Equal(t, 10.0, testutil.ToFloat64(q.metrics.sent))
+	require.Equal(t, 30.0, testutil.ToFloat64(q.metrics.failed), "3 failed attempts of 10 samples")
+	require.Zero(t, testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")))
 }

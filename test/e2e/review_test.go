@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
+	"github.com/kata-containers/kata-monitor/test/receiver"
+)
+
+// gathered sums every series of the family name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// TestReviewWrongPathVictoriaMetrics: a url whose path is not a write path
+// (a typo, or the base URL without /api/v1/write) is answered by
+// VictoriaMetrics 1.79 with 400 "unsupported path requested" for every
+// request. That says nothing about the data: it must wait in the WAL for the
+// config to be fixed (retried, failing_since set), not be split and dropped
+// as refused.
+func TestReviewWrongPathVictoriaMetrics(t *testing.T) {
+	t.Parallel()
+	vm := startReceiver(t, receiver.VictoriaMetrics)
+	for _, path := range []string{"/api/v1/writ", "/"} {
+		t.Run(path, func(t *testing.T) {
+			cfg := remotewrite.Config{URL: vm.BaseURL() + path, Name: "typo"}
+			f := false
+			cfg.MetadataConfig.Send = &f
+			walCfg := remotewrite.DefaultWALConfig()
+			walCfg.Dir = t.TempDir()
+			reg := prometheus.NewRegistry()
+			q, err := remotewrite.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- q.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+
+			const nSeries = 20
+			now := time.Now().UnixMilli()
+			round := make([]series.Series, nSeries)
+			for i := range round {
+				round[i] = series.Series{
+					Labels:  []labels.Label{{Name: "__name__", Value: "e2e_review_path"}, {Name: "idx", Value: fmt.Sprint(i)}},
+					Samples: []series.Sample{{Timestamp: now, Value: 1}},
+				}
+			}
+			require.NoError(t, q.Append(ctx, round))
+			waitFor(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+				n := gathered(t, reg, "kata_monitor_remote_write_requests_total")
+				return n >= 2, fmt.Sprintf("%.0f requests answered", n)
+			})
+			require.Zero(t, gathered(t, reg, "kata_monitor_remote_write_samples_dropped_total"), "nothing dropped for a wrong URL path")
+			require.Positive(t, gathered(t, reg, "kata_monitor_remote_write_failing_since_timestamp_seconds"), "failing_since shows the stall")
+			require.Equal(t, float64(nSeries), gathered(t, reg, "kata_monitor_wal_pending_samples"), "the round waits in the WAL")
+		})
+	}
+}
