@@ -332,7 +332,23 @@ func validateURL(raw string) error {
 	if u.Host == "" {
 		return errors.New("must have a host")
 	}
+	for _, w := range notRemoteWritePaths {
+		if strings.HasSuffix(u.Path, w.suffix) || strings.Contains(u.Path, w.suffix+"/") {
+			return fmt.Errorf("path %q is %s, not remote write: it answers 2xx to a remote-write request and stores nothing; use the receiver's remote-write path (VictoriaMetrics and Prometheus: /api/v1/write)", u.Path, w.what)
+		}
+	}
 	return nil
+}
+
+// notRemoteWritePaths are ingestion paths of other protocols on which
+// VictoriaMetrics (checked against 1.79) answers 204 to a remote-write
+// request without storing a sample: a url ending there loses everything
+// while every counter says sent.
+var notRemoteWritePaths = []struct{ suffix, what string }{
+	{"/api/v1/import", "VictoriaMetrics's import API"},
+	{"/influx/write", "an InfluxDB line-protocol write"},
+	{"/influx/api/v2/write", "an InfluxDB line-protocol write"},
+	{"/api/v2/write", "an InfluxDB line-protocol write"},
 }
 
 // validName reports whether s is a safe single path element: it becomes a
