@@ -217,8 +217,8 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 	w := parseWritten(resp.Header)
 	act := statusAction(code, c.retryOn429, f.v2())
 	if act == actRefused && wrongPath(body) {
-		// Not a refusal of the data: the URL is wrong. Keep the data in
-		// the WAL until the config is fixed rather than drop it.
+		// Not a refusal of the data: the URL or headers are wrong. Keep
+		// the data in the WAL until the config is fixed, not drop it.
 		act = actRetry
 	}
 	switch act {
@@ -242,16 +242,30 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 	}
 }
 
-// wrongPathAnswers are fragments of the 400 answers receivers give to a
-// request for a path they do not serve (a url with a typo, or without
-// /api/v1/write): VictoriaMetrics (lib/httpserver: "unsupported path
-// requested"). Such a 400 is about the URL, not the data.
-var wrongPathAnswers = []string{"unsupported path requested"}
+// wrongRequestAnswers are fragments of 400 answers that are about the
+// request's URL or headers, not its data, so splitting and dropping would
+// lose everything until the config is fixed:
+//   - VictoriaMetrics (lib/httpserver), any path it does not serve (a url
+//     with a typo, or without /api/v1/write): "unsupported path requested";
+//   - Go's net/http server (Prometheus, Thanos, Mimir, VictoriaMetrics with
+//     TLS on) given an http:// url: "Client sent an HTTP request to an
+//     HTTPS server";
+//   - nginx in front of a receiver: "The plain HTTP request was sent to
+//     HTTPS port", and "Request Header Or Cookie Too Large" (e.g. a huge
+//     credentials file).
+var wrongRequestAnswers = []string{
+	"unsupported path requested",
+	"client sent an http request to an https server",
+	"the plain http request was sent to https port",
+	"request header or cookie too large",
+}
 
-// wrongPath reports whether a 400 answer's body says the path is wrong.
+// wrongPath reports whether a 400 answer's body says the request's URL or
+// headers are wrong, not its data (case-insensitive).
 func wrongPath(body []byte) bool {
-	for _, f := range wrongPathAnswers {
-		if bytes.Contains(body, []byte(f)) {
+	b := bytes.ToLower(body)
+	for _, f := range wrongRequestAnswers {
+		if bytes.Contains(b, []byte(f)) {
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,4 +84,31 @@ func TestReviewWrongPathRetried(t *testing.T) {
 	require.Equal(t, 10.0, testutil.ToFloat64(q.metrics.sent))
 	require.Equal(t, 30.0, testutil.ToFloat64(q.metrics.failed), "3 failed attempts of 10 samples")
 	require.Zero(t, testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")))
+}
+
+// TestReviewHTTPToHTTPSRetried: an http:// url pointing at a TLS port gets
+// Go's net/http answer (400 "Client sent an HTTP request to an HTTPS
+// server", as from Prometheus, Thanos or Mimir with TLS on) to every
+// request. That is about the URL, not the data: nothing may be split and
+// dropped as refused; the data waits, failing_since shows it.
+func TestReviewHTTPToHTTPSRetried(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, Config{URL: strings.Replace(srv.URL, "https://", "http://", 1) + "/api/v1/write"}, mq)
+	var waits atomic.Int64
+	q.sleep = func(ctx context.Context, _ time.Duration) error {
+		waits.Add(1)
+		return ctx.Err()
+	}
+	require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return waits.Load() >= 3 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	require.Zero(t, droppedTotal(q), "nothing dropped")
+	require.Zero(t, testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")))
+	require.Positive(t, testutil.ToFloat64(q.metrics.failingSince))
+	require.Zero(t, mq.ackedSeq(), "the round stays queued")
 }
