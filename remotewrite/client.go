@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -223,6 +224,13 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 	}
 	switch act {
 	case actDone:
+		if htmlAnswer(resp.Header) {
+			// No remote-write receiver answers a write with a web page:
+			// a proxy's login or error page, or a url that is a UI.
+			// Counting it as sent would lose the data silently.
+			return w, recoverableError{err: httpStatusError{code: code,
+				body: "an HTML page, not a remote-write answer (a proxy's login or error page, or a url that is not the receiver's write path?): " + sanitize(body)}}
+		}
 		if f.v2() && !w.known {
 			return w, unsupportedError{err: errNoWrittenHeaders}
 		}
@@ -270,6 +278,12 @@ func wrongPath(body []byte) bool {
 		}
 	}
 	return false
+}
+
+// htmlAnswer reports whether an answer's Content-Type is text/html.
+func htmlAnswer(h http.Header) bool {
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	return err == nil && mt == "text/html"
 }
 
 // store is send without the Written counts.

@@ -112,3 +112,32 @@ func TestReviewHTTPToHTTPSRetried(t *testing.T) {
 	require.Positive(t, testutil.ToFloat64(q.metrics.failingSince))
 	require.Zero(t, mq.ackedSeq(), "the round stays queued")
 }
+
+// TestReviewHTMLAnswerRetried: a 200 with a web page (a proxy's login
+// page, a url that is a UI) is not a receiver's answer: counting it as
+// sent would lose the data silently. It is retried, visibly, until a
+// receiver answers.
+func TestReviewHTMLAnswerRetried(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if n.Add(1) <= 3 {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = io.WriteString(w, "<html><body>Please log in</body></html>")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, Config{URL: srv.URL + "/api/v1/write"}, mq)
+	recordSleeps(q)
+	require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	require.Equal(t, int64(4), n.Load(), "3 HTML answers retried, then stored")
+	require.Equal(t, 30.0, testutil.ToFloat64(q.metrics.failed))
+	require.Equal(t, 10.0, testutil.ToFloat64(q.metrics.sent))
+	require.Zero(t, droppedTotal(q))
+}
