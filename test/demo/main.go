@@ -121,8 +121,16 @@ remote_write:
 	}); err != nil {
 		return fmt.Errorf("kata-monitor not ready (see %s): %w", kmLog.Name(), err)
 	}
-	// Every URL printed here answers 200 with kata data within a few
-	// seconds (test/demo's test fetches each). Debian's VictoriaMetrics
+	// The rate query needs two rounds in VictoriaMetrics: wait for them,
+	// so every URL printed below answers with data when it is printed
+	// (test/demo's test fetches each once, at once).
+	cpuQuery := `sum by (cri_namespace, cri_name) (rate(kata_hypervisor_proc_stat{item="utime"}[1m]))`
+	fmt.Println("demo: waiting for the first two rounds to reach VictoriaMetrics (about 10s)")
+	if err := waitData(ctx, vm, cpuQuery, 60*time.Second); err != nil {
+		return fmt.Errorf("no data in VictoriaMetrics (see %s): %w", kmLog.Name(), err)
+	}
+	// Every URL printed here answers 200 with kata data (test/demo's
+	// test fetches each). Debian's VictoriaMetrics
 	// 1.79 has no web UI (/vmui/): its query API answers JSON, its
 	// federation endpoint the text format, both readable in a browser.
 	vmURL := func(path string, q url.Values) string { return vm.BaseURL() + path + "?" + q.Encode() }
@@ -137,7 +145,7 @@ kata-monitor is running (config %s, log %s). Open:
 Ctrl-C to stop.
 
 `, cfgPath, kmLog.Name(), listen, listen, listen,
-		vmURL("/api/v1/query", url.Values{"query": {`sum by (cri_namespace, cri_name) (rate(kata_hypervisor_proc_stat{item="utime"}[1m]))`}}),
+		vmURL("/api/v1/query", url.Values{"query": {cpuQuery}}),
 		vmURL("/federate", url.Values{"match[]": {`{cri_name="pod-0000"}`}}),
 		vmURL("/api/v1/export", url.Values{"match[]": {`kata_shim_threads{cri_name="pod-0000"}`}}))
 
@@ -151,6 +159,26 @@ Ctrl-C to stop.
 			return fmt.Errorf("kata-monitor exited (see %s)", kmLog.Name())
 		case <-t.C:
 			fmt.Printf("\r%s", progress(listen, vm))
+		}
+	}
+}
+
+// waitData waits until query answers at least one series in vm, or
+// timeout (or ctx) ends.
+func waitData(ctx context.Context, vm *receiver.Receiver, query string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		got, err := vm.Instant(ctx, query, time.Now())
+		if err == nil && len(got) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no series after %s (last error: %v)", query, timeout, err)
+		case <-t.C:
 		}
 	}
 }
