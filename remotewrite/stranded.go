@@ -28,7 +28,9 @@ type StrandedQueue struct {
 // time, how to adopt it) and sets the gauges
 // kata_monitor_remote_write_orphaned_queue_pending_samples{dir} and
 // kata_monitor_remote_write_orphaned_queue_oldest_timestamp_seconds{dir}
-// on reg (nil: none). This happens when an endpoint's name changes, or
+// on reg (nil: none). A directory holding queues one level down (an
+// endpoint with `tenant`: one queue per tenant) is reported as one, with
+// its tenants' sums. This happens when an endpoint's name changes, or
 // its URL does while name is unset (the directory name is then a hash of
 // the URL). Setting the endpoint's `name` to the directory's name adopts
 // the queue: it is replayed and sent like the endpoint's own.
@@ -56,12 +58,14 @@ func ReportStranded(walCfg WALConfig, endpoints []Config, logger *slog.Logger, r
 	var errs []error
 	for _, e := range entries {
 		dir := filepath.Join(walCfg.Dir, e.Name())
-		if !e.IsDir() || owned[e.Name()] || !wal.IsQueueDir(dir) {
+		if !e.IsDir() || owned[e.Name()] {
 			continue
 		}
-		s, err := wal.Inspect(dir)
+		s, found, err := inspectQueues(dir)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("inspect %s: %w", dir, err))
+			errs = append(errs, err)
+		}
+		if !found {
 			continue
 		}
 		sq := StrandedQueue{Dir: e.Name(), PendingSamples: s.PendingSamples, PendingBlocks: s.PendingBlocks}
@@ -99,4 +103,41 @@ func ReportStranded(walCfg WALConfig, endpoints []Config, logger *slog.Logger, r
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// inspectQueues sums what is pending in dir: dir itself if it is a queue
+// directory, else every queue directory one level below it (an endpoint
+// with `tenant` keeps one queue per tenant under wal.dir/<name>/<tenant>/).
+// found is false when dir holds no queue at all.
+func inspectQueues(dir string) (sum wal.Summary, found bool, err error) {
+	dirs := []string{dir}
+	if !wal.IsQueueDir(dir) {
+		dirs = dirs[:0]
+		entries, rerr := os.ReadDir(dir)
+		if rerr != nil {
+			return sum, false, fmt.Errorf("list %s: %w", dir, rerr)
+		}
+		for _, e := range entries {
+			if sub := filepath.Join(dir, e.Name()); e.IsDir() && wal.IsQueueDir(sub) {
+				dirs = append(dirs, sub)
+			}
+		}
+	}
+	var errs []error
+	for _, d := range dirs {
+		s, ierr := wal.Inspect(d)
+		if ierr != nil {
+			errs = append(errs, fmt.Errorf("inspect %s: %w", d, ierr))
+			continue
+		}
+		found = true
+		if s.PendingBlocks > 0 && (sum.PendingBlocks == 0 || s.OldestPending < sum.OldestPending) {
+			sum.OldestPending = s.OldestPending
+		}
+		sum.Segments += s.Segments
+		sum.Bytes += s.Bytes
+		sum.PendingBlocks += s.PendingBlocks
+		sum.PendingSamples += s.PendingSamples
+	}
+	return sum, found, errors.Join(errs...)
 }
