@@ -45,6 +45,8 @@ type receiver struct {
 	// Code 0 closes the connection without an answer (a network error).
 	decide func(n int, r *http.Request, wr *wreq) (code int, header map[string]string)
 
+	// answer, when set, is the body of every non-2xx answer.
+	answer string
 	// tap, when set, gets every request body as sent (under mu).
 	tap func(body []byte)
 	// v1Only answers 415 to 2.0 requests; noWritten leaves out the Written
@@ -128,7 +130,11 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(code)
 	if code/100 != 2 {
-		fmt.Fprintf(w, "answer %d to request %d", code, n)
+		if rc.answer != "" {
+			fmt.Fprint(w, rc.answer)
+		} else {
+			fmt.Fprintf(w, "answer %d to request %d", code, n)
+		}
 	}
 	rc.signal()
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,8 +113,12 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 }
 
 func droppedTotal(q *Queue) float64 {
-	return testutil.ToFloat64(q.metrics.droppedRefused) + testutil.ToFloat64(q.metrics.droppedTooLarge) +
-		testutil.ToFloat64(q.metrics.dropped429) + testutil.ToFloat64(q.metrics.droppedRelabel)
+	n := testutil.ToFloat64(q.metrics.droppedTooLarge) + testutil.ToFloat64(q.metrics.dropped429) +
+		testutil.ToFloat64(q.metrics.droppedRelabel) + testutil.ToFloat64(q.metrics.droppedPartial)
+	for _, r := range refusalReasons { // "refused" and every cause a receiver names
+		n += testutil.ToFloat64(q.metrics.dropped.WithLabelValues(r))
+	}
+	return n
 }
 
 // TestRefusedSeriesIsolated: a receiver that refuses a whole request
@@ -127,16 +132,21 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 		code    int
 		bad     []string // idx values refused
 		nSeries int
+		// answer names the cause; without one, a request refused whole
+		// is kept and retried (TestRefusedEverything), so a block of a
+		// single series needs one to be dropped.
+		answer, reason string
 	}{
 		{name: "400 one of 2000", code: 400, bad: []string{"1234"}, nSeries: 2000},
 		{name: "409 first of 100", code: 409, bad: []string{"0000"}, nSeries: 100},
 		{name: "422 last of 100", code: 422, bad: []string{"0099"}, nSeries: 100},
 		{name: "400 three of 500", code: 400, bad: []string{"0003", "0250", "0499"}, nSeries: 500},
-		{name: "400 the only series", code: 400, bad: []string{"0000"}, nSeries: 1},
+		{name: "400 the only series, cause named", code: 400, bad: []string{"0000"}, nSeries: 1, answer: "out of order sample", reason: reasonOutOfOrder},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, nil)
+			rc.answer = tt.answer
 			rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
 				for _, b := range tt.bad {
 					if hasIdx(wr, b) {
@@ -171,7 +181,12 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 			for k, ss := range got {
 				require.Len(t, ss, rounds, "series %s: every round", k)
 			}
-			require.Equal(t, float64(rounds*len(tt.bad)), testutil.ToFloat64(q.metrics.droppedRefused), "only the refused series dropped")
+			reason := tt.reason
+			if reason == "" {
+				reason = reasonRefused
+			}
+			require.Equal(t, float64(rounds*len(tt.bad)), testutil.ToFloat64(q.metrics.dropped.WithLabelValues(reason)), "only the refused series dropped")
+			require.Equal(t, float64(rounds*len(tt.bad)), droppedTotal(q), "nothing else dropped")
 			require.Equal(t, float64(rounds*(tt.nSeries-len(tt.bad))), testutil.ToFloat64(q.metrics.sent))
 			require.Equal(t, testutil.ToFloat64(q.metrics.appended), testutil.ToFloat64(q.metrics.sent)+droppedTotal(q), "appended = sent + dropped")
 			require.Zero(t, testutil.ToFloat64(q.metrics.failed), "a refusal is not retried")
@@ -300,30 +315,76 @@ func TestNotRetried429Dropped(t *testing.T) {
 	require.Zero(t, testutil.ToFloat64(q.metrics.splits.WithLabelValues("429")))
 }
 
-// TestRefusedEverythingBounded: a receiver that refuses every series (as
-// Prometheus does with "out of bounds" for a backlog older than its head
-// block) costs a bounded number of requests per block, not two per series,
-// and the accounting stays exact.
-func TestRefusedEverythingBounded(t *testing.T) {
-	rc := newReceiver(t, nil)
-	rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
-		return http.StatusBadRequest, nil
-	}
-	rc.start()
-	mq := newMemQueue()
-	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
-	recordSleeps(q)
+// TestRefusedEverything: a receiver that refuses every series of a block.
+// When its answer names a cause (Prometheus's "out of bounds" for a backlog
+// older than its head block), the data itself is refused: dropped under
+// that reason, at a bounded cost. When it names none (a wrong url, a
+// gateway), nothing shows the data is at fault: the block is kept and
+// retried, one request per retry but for a split probe every
+// splitProbeEvery retries, until the endpoint takes it; nothing dropped.
+func TestRefusedEverything(t *testing.T) {
 	const nSeries = 2000
-	require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
-	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, stop())
-	require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.droppedRefused))
-	require.Zero(t, testutil.ToFloat64(q.metrics.sent))
 	budget := refusalSplitBudget(nSeries)
-	require.Equal(t, float64(budget), testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")), "the budget is spent, no more")
-	require.LessOrEqual(t, len(rc.requests()), 1+2*budget, "bounded, not ~2 per series (%d)", 2*nSeries)
-	t.Logf("%d series all refused: %d requests", nSeries, len(rc.requests()))
+	t.Run("cause named: dropped, bounded", func(t *testing.T) {
+		rc := newReceiver(t, nil)
+		rc.answer = "out of bounds"
+		rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
+			return http.StatusBadRequest, nil
+		}
+		rc.start()
+		mq := newMemQueue()
+		q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+		recordSleeps(q)
+		require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
+		stop := runQueue(t, q)
+		require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+		require.NoError(t, stop())
+		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.dropped.WithLabelValues(reasonTooOld)))
+		require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
+		require.Zero(t, testutil.ToFloat64(q.metrics.sent))
+		require.Equal(t, float64(budget), testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")), "the budget is spent, no more")
+		require.LessOrEqual(t, len(rc.requests()), 1+2*budget, "bounded, not ~2 per series (%d)", 2*nSeries)
+	})
+	t.Run("no cause: kept and retried", func(t *testing.T) {
+		rc := newReceiver(t, nil)
+		var cycles atomic.Int64 // retries the queue waited for
+		const acceptAfter = 10  // the endpoint is fixed after this many retries
+		rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
+			if cycles.Load() >= acceptAfter {
+				return http.StatusNoContent, nil
+			}
+			return http.StatusBadRequest, nil
+		}
+		rc.start()
+		mq := newMemQueue()
+		q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+		var perCycle []int
+		q.sleep = func(ctx context.Context, d time.Duration) error {
+			perCycle = append(perCycle, len(rc.requests()))
+			cycles.Add(1)
+			return ctx.Err()
+		}
+		require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
+		stop := runQueue(t, q)
+		require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+		require.NoError(t, stop())
+		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent), "everything delivered once the endpoint took it")
+		require.Zero(t, droppedTotal(q), "nothing dropped")
+		require.Equal(t, float64(acceptAfter*nSeries), testutil.ToFloat64(q.metrics.failed), "each refused round is visible")
+		require.Len(t, perCycle, acceptAfter)
+		// The first try and every splitProbeEvery-th retry split (bounded);
+		// the retries between cost one request each.
+		for i := 1; i < len(perCycle); i++ {
+			n := perCycle[i] - perCycle[i-1]
+			if i%splitProbeEvery == 0 {
+				require.LessOrEqual(t, n, 1+2*budget, "retry %d: a bounded split probe", i)
+				require.Greater(t, n, 1, "retry %d: a split probe", i)
+			} else {
+				require.Equal(t, 1, n, "retry %d: one request", i)
+			}
+		}
+		require.LessOrEqual(t, perCycle[0], 1+2*budget, "the first try is a bounded split")
+	})
 }
 
 // TestShutdownMidSplitCountsNothing: a block whose split is cut short by

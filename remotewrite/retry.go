@@ -65,6 +65,9 @@ type tally struct {
 	// refusedBy counts refused samples by the reason the receiver's
 	// answer gives (refusalReason), beside refused (unclassified).
 	refusedBy map[string]int
+	// unexplained is the part of refused that the receiver refused
+	// (decodable requests, answers naming no cause): see sendBlock.
+	unexplained int
 }
 
 // refuse counts n samples refused for reason.
@@ -77,6 +80,15 @@ func (t *tally) refuse(reason string, n int) {
 		t.refusedBy = map[string]int{}
 	}
 	t.refusedBy[reason] += n
+}
+
+// refuseAnswer counts n samples of a decodable request refused by the
+// receiver for reason; those refused without a cause are also unexplained.
+func (t *tally) refuseAnswer(reason string, n int) {
+	t.refuse(reason, n)
+	if reason == reasonRefused {
+		t.unexplained += n
+	}
 }
 
 // isolateSeries is how many refused series per block the split isolates
@@ -97,13 +109,63 @@ func refusalSplitBudget(samples int) int {
 // when the caller is shutting down: stop (the Run context) ends the waits
 // between attempts, and sendCtx (stop plus the flush deadline) ends an
 // attempt in flight. A block not done stays in the WAL for the next start.
+//
+// A split shows that the data itself is refused only when some of the
+// block gets through. When every part down to single series is refused
+// and no answer names a cause (refusalReason), nothing shows the data is
+// at fault: a wrong url, a gateway or a proxy answers 400 to everything
+// alike. Such a block is not dropped: it is retried whole, with backoff,
+// visibly (samples_failed_total, failing_since, a rate-limited log line),
+// until the endpoint takes some of it or names a cause. A split costs
+// about 2*log2(n) requests per refused series, so while the endpoint
+// refuses everything only every splitProbeEvery-th retry splits again;
+// the others send the block whole, one request.
 func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
-	t := tally{maxSentTs: math.MinInt64, splitsLeft: refusalSplitBudget(b.Samples)}
-	if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, format: format(b.Format) & fmtMask, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
-		return false
+	var bo *backoff.ExponentialBackOff
+	for cycle := 0; ; cycle++ {
+		t := tally{maxSentTs: math.MinInt64, splitsLeft: refusalSplitBudget(b.Samples)}
+		if cycle%splitProbeEvery != 0 {
+			t.splitsLeft = 0
+		}
+		if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, format: format(b.Format) & fmtMask, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
+			return false
+		}
+		if t.unexplained < b.Samples {
+			q.metrics.commit(t)
+			return true
+		}
+		if bo == nil {
+			bo = q.newBackoff()
+		}
+		wait := min(bo.NextBackOff(), time.Duration(q.cfg.QueueConfig.MaxBackoff))
+		q.metrics.failed.Add(float64(b.Samples))
+		q.metrics.failing(q.now())
+		if ok, suppressed := q.retryLog.allow(); ok {
+			q.logger.Warn("receiver refused every series of this request without naming a cause; that is not shown to be about the data (a wrong url or a gateway answers so too): kept, will retry",
+				"seq", b.Seq, "samples", b.Samples, "retry_in", wait, "suppressed", suppressed)
+		}
+		if err := q.sleep(stop, wait); err != nil {
+			return false
+		}
 	}
-	q.metrics.commit(t)
-	return true
+}
+
+// splitProbeEvery is how often (in retries of a block refused whole
+// without a cause) the block is split again to look for what the
+// receiver takes; see sendBlock.
+const splitProbeEvery = 8
+
+// newBackoff is the endpoint's retry schedule: min_backoff doubling up to
+// max_backoff, 10% jitter, forever.
+func (q *Queue) newBackoff() *backoff.ExponentialBackOff {
+	qc := q.cfg.QueueConfig
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(time.Duration(qc.MinBackoff)),
+		backoff.WithMaxInterval(time.Duration(qc.MaxBackoff)),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.1),
+		backoff.WithMaxElapsedTime(0),
+	)
 }
 
 // deliver sends p, applying the status policy (statusAction):
@@ -186,17 +248,20 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 	}
 	ts, derr := q.decoded(&p)
 	if act == actRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
-		t.refuse(refusalReason(herr.body), p.samples)
-		q.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole", herr, seq, p, nil)
+		t.refuseAnswer(refusalReason(herr.body), p.samples)
+		q.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, nil)
 		return true
 	}
 	if derr != nil || len(ts) <= 1 {
 		if act == actTooLarge {
 			t.tooLarge += p.samples
 			q.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
-		} else {
+		} else if derr != nil {
 			t.refuse(refusalReason(herr.body), p.samples)
 			q.logDrop("receiver refused series, dropped", herr, seq, p, derr)
+		} else {
+			t.refuseAnswer(refusalReason(herr.body), p.samples)
+			q.logDrop("receiver refused series, dropped (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, derr)
 		}
 		return true
 	}
@@ -244,13 +309,7 @@ func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][
 // (queue_config.max_bytes_per_second) is waited for before every attempt.
 func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) (written, error) {
 	qc := q.cfg.QueueConfig
-	bo := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(time.Duration(qc.MinBackoff)),
-		backoff.WithMaxInterval(time.Duration(qc.MaxBackoff)),
-		backoff.WithMultiplier(2),
-		backoff.WithRandomizationFactor(0.1),
-		backoff.WithMaxElapsedTime(0),
-	)
+	bo := q.newBackoff()
 	for n := 0; ; n++ {
 		if n > 0 {
 			q.metrics.retried.Add(float64(p.samples))

@@ -275,10 +275,13 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 				return http.StatusTooManyRequests, map[string]string{"Retry-After": "3600"}
 			}
 		case "limited":
-			return http.StatusBadRequest, nil // the body says "answer 400...": no known cause
+			return http.StatusBadRequest, nil // rc.answer names the per-tenant limit
 		}
 		return http.StatusNoContent, nil
 	}
+	// Mimir names the limit; a 400 naming no cause for every series
+	// would be kept and retried (TestRefusedEverything).
+	rc.answer = "per-user series limit of 5 exceeded (err-mimir-max-series-per-user)"
 	rc.start()
 	fx := newRouterFixture(t, rc.url(), "", TenantConfig{Label: "cri_namespace"})
 	// Retry-After is capped at 10*max_backoff; make that long.
@@ -292,7 +295,7 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "fast"}) == want &&
 			metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": DefaultTenant}) == want &&
-			metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "limited", "reason": reasonRefused}) == want
+			metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "limited", "reason": reasonLimit}) == want
 	}, 20*time.Second, 5*time.Millisecond, "the other tenants are held back")
 	require.Zero(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "slow"}))
 	require.Positive(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_failed_total", map[string]string{"tenant": "slow"}))

@@ -209,6 +209,48 @@ func TestRefusalPolicy(t *testing.T) {
 			},
 		},
 		{
+			// A gateway or a wrong url answering 400 to everything, naming
+			// no cause: nothing shows the data is refused, so nothing is
+			// dropped; the blocks wait and go once it answers 2xx.
+			name: "400-for-everything-6s",
+			setup: func(p *faultproxy.Proxy) {
+				var mu sync.Mutex
+				var first time.Time
+				p.SetFaults(func(n int64, _ *prompb.WriteRequest) faultproxy.Fault {
+					if n < 3 {
+						return faultproxy.Fault{}
+					}
+					mu.Lock()
+					if first.IsZero() {
+						first = time.Now()
+					}
+					since := time.Since(first)
+					mu.Unlock()
+					if since < 6*time.Second {
+						return faultproxy.Fault{Status: http.StatusBadRequest}
+					}
+					return faultproxy.Fault{}
+				})
+			},
+			during: func(t *testing.T, m *monitor, p *faultproxy.Proxy) {
+				waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+					v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
+					return v > 0, "failing_since not set"
+				})
+				waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+					v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
+					return v == 0, "still failing"
+				})
+			},
+			check: func(t *testing.T, m *monitor, a account, st faultproxy.Stats, self selfmetrics.Values) string {
+				require.Zero(t, a.dropped(), "%s", a)
+				require.Positive(t, st.RejectedAloneSamples, "the split went down to single series")
+				n400 := self[`kata_monitor_remote_write_requests_total{code="400",endpoint="vm"}`]
+				return fmt.Sprintf("400 naming no cause to every request for 6 s: %.0f requests answered 400 (split probes down to single series included), kept and retried; dropped 0; received %d",
+					n400, st.ForwardedSamples)
+			},
+		},
+		{
 			name: "413-above-1000",
 			setup: func(p *faultproxy.Proxy) {
 				p.SetFaults(func(_ int64, req *prompb.WriteRequest) faultproxy.Fault {
