@@ -11,7 +11,7 @@ FUZZTIME    ?= 5s
 # Long soaks are off in CI: make soak SOAK=1
 SOAK        ?=
 
-.PHONY: all build image test fuzz deps receivers demo bench soak vet clean
+.PHONY: all build image test fuzz deps built-receivers receivers demo bench soak vet clean
 
 all: build
 
@@ -23,9 +23,14 @@ build:
 image: build
 	@bash scripts/image.sh $(BIN) $(IMAGE) $(VERSION) $(COMMIT)
 
-## deps: install the real receivers (and chromium for the browser test) from Debian when missing
+## deps: install the real receivers (and chromium for the browser test) from Debian when missing, and build the others
 deps:
 	@bash scripts/install-deps.sh --browser
+	@$(MAKE) --no-print-directory built-receivers
+
+## built-receivers: Prometheus 3, VictoriaMetrics 1.151, Mimir and Thanos, built once from the Go module proxy into ~/.cache/kata-monitor/receivers (about 30 min on 2 cores the first time, nothing after)
+built-receivers:
+	@for r in victoriametrics prometheus3 mimir thanos; do bash scripts/build-receiver.sh $$r >/dev/null || exit 1; done
 
 receivers:
 	@bash scripts/install-deps.sh

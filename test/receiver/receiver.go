@@ -46,7 +46,39 @@ const (
 	// VictoriaMetrics151 is VictoriaMetrics v1.151.0 built by
 	// scripts/build-receiver.sh: it takes Content-Encoding zstd.
 	VictoriaMetrics151 Kind = "victoriametrics"
+	// Mimir is Grafana Mimir in its single-binary mode (-target=all), built
+	// by scripts/build-receiver.sh and started by scripts/run-receiver.sh:
+	// multi-tenant (X-Scope-OrgID), per-tenant limits in DIR/runtime.yaml.
+	Mimir Kind = "mimir"
+	// Thanos is Thanos Receive (local TSDB, tenant header THANOS-TENANT)
+	// plus Thanos Query reading it back with tenancy enforced, built by
+	// scripts/build-receiver.sh and started by scripts/run-receiver.sh.
+	Thanos Kind = "thanos"
 )
+
+// isDistributed reports the receivers run by scripts/run-receiver.sh.
+func (k Kind) isDistributed() bool { return k == Mimir || k == Thanos }
+
+// TenantHeader is the header naming the tenant of a write or a query ("" for
+// single-tenant receivers).
+func (k Kind) TenantHeader() string {
+	switch k {
+	case Mimir:
+		return "X-Scope-OrgID"
+	case Thanos:
+		return "THANOS-TENANT"
+	}
+	return ""
+}
+
+// scriptPath locates a script of the repository's scripts/ directory.
+func scriptPath(name string) (string, error) {
+	_, self, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("cannot locate scripts/" + name)
+	}
+	return filepath.Join(filepath.Dir(self), "..", "..", "scripts", name), nil
+}
 
 // isPrometheus reports a Prometheus of any version.
 func (k Kind) isPrometheus() bool { return k == Prometheus || k == Prometheus3 }
@@ -67,12 +99,11 @@ func Binary(kind Kind) (string, error) {
 			return "", fmt.Errorf("%s not installed (run scripts/install-deps.sh): %w", kind, err)
 		}
 		return p, nil
-	case Prometheus3, VictoriaMetrics151:
-		_, self, _, ok := runtime.Caller(0)
-		if !ok {
-			return "", errors.New("cannot locate scripts/build-receiver.sh")
+	case Prometheus3, VictoriaMetrics151, Mimir, Thanos:
+		script, err := scriptPath("build-receiver.sh")
+		if err != nil {
+			return "", err
 		}
-		script := filepath.Join(filepath.Dir(self), "..", "..", "scripts", "build-receiver.sh")
 		cmd := exec.Command("bash", script, string(kind))
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -91,11 +122,14 @@ func Binary(kind Kind) (string, error) {
 type Receiver struct {
 	Kind Kind
 	// Addr is host:port it listens on.
-	Addr  string
-	dir   string
-	out   io.Writer
-	bin   string
-	extra []string
+	Addr string
+	dir  string
+	port int
+	// tenant, on a view from ForTenant, goes in the tenant header of queries.
+	tenant string
+	out    io.Writer
+	bin    string
+	extra  []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -118,14 +152,21 @@ func StartArgs(ctx context.Context, kind Kind, dir string, out io.Writer, extra 
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	nPorts := 1
+	if kind.isDistributed() {
+		nPorts = 5 // see scripts/run-receiver.sh
+		if bin, err = scriptPath("run-receiver.sh"); err != nil {
+			return nil, err
+		}
+	}
+	port, err := freePorts(nPorts)
 	if err != nil {
 		return nil, err
 	}
 	if out == nil {
 		out = io.Discard
 	}
-	r := &Receiver{Kind: kind, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, out: out, bin: bin, extra: extra}
+	r := &Receiver{Kind: kind, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, port: port, out: out, bin: bin, extra: extra}
 	if err := r.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -133,14 +174,52 @@ func StartArgs(ctx context.Context, kind Kind, dir string, out io.Writer, extra 
 }
 
 // WriteURL is the remote-write endpoint.
-func (r *Receiver) WriteURL() string { return "http://" + r.Addr + "/api/v1/write" }
+func (r *Receiver) WriteURL() string {
+	switch r.Kind {
+	case Mimir:
+		return "http://" + r.Addr + "/api/v1/push"
+	case Thanos:
+		return "http://" + r.Addr + "/api/v1/receive"
+	}
+	return "http://" + r.Addr + "/api/v1/write"
+}
 
-// BaseURL is the HTTP API root.
-func (r *Receiver) BaseURL() string { return "http://" + r.Addr }
+// BaseURL is the HTTP root of the receiver's own API (/metrics, ...).
+func (r *Receiver) BaseURL() string {
+	if r.Kind == Thanos {
+		return "http://" + r.at(3) // receive's HTTP
+	}
+	return "http://" + r.Addr
+}
+
+// queryURL is the root of the Prometheus query API (/api/v1/query).
+func (r *Receiver) queryURL() string {
+	switch r.Kind {
+	case Mimir:
+		return "http://" + r.Addr + "/prometheus"
+	case Thanos:
+		return "http://" + r.at(1) // thanos query
+	}
+	return "http://" + r.Addr
+}
+
+// at is 127.0.0.1:<port+i>.
+func (r *Receiver) at(i int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port+i))
+}
+
+// ForTenant returns a view of r whose queries (Export, Instant) carry
+// tenant in the receiver's tenant header, so they see that tenant's series
+// only. Use it for queries only; Start and Stop belong to r.
+func (r *Receiver) ForTenant(tenant string) *Receiver {
+	return &Receiver{Kind: r.Kind, Addr: r.Addr, dir: r.dir, port: r.port, tenant: tenant}
+}
 
 func (r *Receiver) args() []string {
 	var args []string
 	switch {
+	case r.Kind.isDistributed():
+		args = []string{r.bin, string(r.Kind), r.dir, strconv.Itoa(r.port)}
 	case r.Kind.isPrometheus():
 		args = []string{
 			"--config.file=" + filepath.Join(r.dir, "prometheus.yml"),
@@ -165,11 +244,32 @@ func (r *Receiver) args() []string {
 	return append(args, r.extra...)
 }
 
-func (r *Receiver) readyPath() string {
-	if r.Kind.isPrometheus() {
-		return "/-/ready"
+// readyURLs must all answer 200 before the receiver is ready.
+func (r *Receiver) readyURLs() []string {
+	switch {
+	case r.Kind == Mimir:
+		return []string{r.BaseURL() + "/ready"}
+	case r.Kind == Thanos:
+		return []string{"http://" + r.at(3) + "/-/ready", "http://" + r.at(1) + "/-/ready"}
+	case r.Kind.isPrometheus():
+		return []string{r.BaseURL() + "/-/ready"}
 	}
-	return "/health"
+	return []string{r.BaseURL() + "/health"}
+}
+
+// ready reports whether every readiness URL answers 200.
+func (r *Receiver) ready() bool {
+	for _, u := range r.readyURLs() {
+		resp, err := http.Get(u)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
+	}
+	return true
 }
 
 // Start (re)starts the process after Stop and waits until it is ready.
@@ -190,7 +290,11 @@ func (r *Receiver) Start(ctx context.Context) error {
 			}
 		}
 	}
-	cmd := exec.Command(r.bin, r.args()...)
+	bin, args := r.bin, r.args()
+	if r.Kind.isDistributed() {
+		bin = "bash"
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = r.out, r.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -199,7 +303,7 @@ func (r *Receiver) Start(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	r.cmd, r.done = cmd, done
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(startTimeout)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -210,29 +314,30 @@ func (r *Receiver) Start(ctx context.Context) error {
 			return fmt.Errorf("%s exited during start (its log went to the test output)", r.Kind)
 		default:
 		}
-		resp, err := http.Get(r.BaseURL() + r.readyPath())
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if r.ready() {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after 60s", r.Kind)
+			return fmt.Errorf("%s not ready after %s", r.Kind, startTimeout)
 		}
 		// Polling a child process's readiness has no event to wait on.
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// Stop terminates the process (SIGTERM, then SIGKILL after 10 s) and waits.
+// startTimeout bounds a start: Mimir needs about 17 s on an idle 2-core
+// machine, several times that on a loaded one.
+const startTimeout = 180 * time.Second
+
+// Stop terminates the process group (SIGTERM, then SIGKILL after 10 s) and
+// waits: run-receiver.sh's Thanos is two processes.
 func (r *Receiver) Stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-r.done:
 	case <-time.After(10 * time.Second):
@@ -344,9 +449,16 @@ func (r *Receiver) Instant(ctx context.Context, query string, at time.Time) ([]m
 func (r *Receiver) Get(ctx context.Context, path string) ([]byte, error) { return r.get(ctx, path) }
 
 func (r *Receiver) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.BaseURL()+path, nil)
+	base := r.BaseURL()
+	if strings.HasPrefix(path, "/api/v1/") {
+		base = r.queryURL()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return nil, err
+	}
+	if r.tenant != "" {
+		req.Header.Set(r.Kind.TenantHeader(), r.tenant)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -361,6 +473,29 @@ func (r *Receiver) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %s: %.300s", path, resp.Status, body)
 	}
 	return body, nil
+}
+
+// freePorts finds n consecutive free ports and returns the first.
+func freePorts(n int) (int, error) {
+	for range 50 {
+		p, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		ok := true
+		for i := 1; i < n && ok; i++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+i)))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d consecutive free ports", n)
 }
 
 func freePort() (int, error) {

@@ -13,9 +13,12 @@ import (
 )
 
 // TestRoundTrip proves the harness itself: a sample written with remote write
-// is read back with its labels, value and timestamp from every receiver.
+// is read back with its labels, value and timestamp from every receiver;
+// the multi-tenant one (Mimir) writes and reads as tenant "rt". Thanos
+// (scripts/run-receiver.sh thanos) does not start reliably yet: see
+// docs/receivers.md.
 func TestRoundTrip(t *testing.T) {
-	for _, kind := range []Kind{VictoriaMetrics, Prometheus, VictoriaMetrics151, Prometheus3} {
+	for _, kind := range []Kind{VictoriaMetrics, Prometheus, VictoriaMetrics151, Prometheus3, Mimir} {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel() // VictoriaMetrics takes ~10 s to show a sample
 			ctx := context.Background()
@@ -35,6 +38,11 @@ func TestRoundTrip(t *testing.T) {
 			hreq.Header.Set("Content-Encoding", "snappy")
 			hreq.Header.Set("Content-Type", "application/x-protobuf")
 			hreq.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+			q := r
+			if h := kind.TenantHeader(); h != "" {
+				hreq.Header.Set(h, "rt")
+				q = r.ForTenant("rt")
+			}
 			resp, err := http.DefaultClient.Do(hreq)
 			require.NoError(t, err)
 			resp.Body.Close()
@@ -42,9 +50,9 @@ func TestRoundTrip(t *testing.T) {
 
 			var got []Series
 			require.Eventually(t, func() bool {
-				got, err = r.Export(ctx, `rt_test`, now.Add(-time.Minute), now.Add(time.Second))
+				got, err = q.Export(ctx, `rt_test`, now.Add(-time.Minute), now.Add(time.Second))
 				return err == nil && len(got) == 1
-			}, 30*time.Second, 200*time.Millisecond, "err=%v", err)
+			}, 60*time.Second, 200*time.Millisecond, "err=%v", err)
 			require.Equal(t, "x", got[0].Labels["job"])
 			require.Equal(t, []float64{42}, got[0].Values)
 			require.Equal(t, []int64{now.UnixMilli()}, got[0].Timestamps)

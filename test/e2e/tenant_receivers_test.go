@@ -1,0 +1,312 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/test/daemon"
+	"github.com/kata-containers/kata-monitor/test/fakenode"
+	"github.com/kata-containers/kata-monitor/test/fakeshim"
+	"github.com/kata-containers/kata-monitor/test/faultproxy"
+	"github.com/kata-containers/kata-monitor/test/receiver"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
+)
+
+// Issue 16: tenant per namespace into the distributed receivers (Mimir,
+// Thanos Receive), per-tenant limits, and a backlog older than the
+// receiver's window.
+
+// tenantExposition is a small shim exposition (8 series per sandbox), so 20
+// sandboxes stay light for a receiver on a loaded 2-core machine.
+const tenantExposition = `# HELP kata_agent_scrape_count Agent scrapes.
+# TYPE kata_agent_scrape_count counter
+kata_agent_scrape_count 100
+# HELP kata_hypervisor_threads Hypervisor threads.
+# TYPE kata_hypervisor_threads gauge
+kata_hypervisor_threads 5
+# HELP kata_shim_netdev Network device statistics.
+# TYPE kata_shim_netdev counter
+kata_shim_netdev{interface="eth0",item="recv_bytes"} 1000
+kata_shim_netdev{interface="eth0",item="sent_bytes"} 2000
+kata_shim_netdev{interface="eth0",item="recv_packets"} 10
+kata_shim_netdev{interface="eth0",item="sent_packets"} 20
+# HELP kata_guest_load Guest load average.
+# TYPE kata_guest_load gauge
+kata_guest_load{item="load1"} 1
+kata_guest_load{item="load5"} 2
+`
+
+const tenantSeriesPerSandbox = 8
+
+var teams = []string{"team-a", "team-b", "team-c"}
+
+// tenantNode is n sandboxes whose pods are in the namespaces teams[i%3].
+func tenantNode(t *testing.T, n int) *fakenode.Node {
+	t.Helper()
+	node, err := fakenode.Start(shortDir(t), n, fakeshim.Options{Exposition: []byte(tenantExposition)})
+	require.NoError(t, err)
+	t.Cleanup(node.Close)
+	for i := range n {
+		p := fakenode.PodFor(i)
+		node.CRI.SetPod(fakenode.ID(i), cri.Pod{UID: p.UID, Name: p.Name, Namespace: teams[i%3]})
+	}
+	return node
+}
+
+// sandboxesIn counts the sandboxes of node in namespace ns.
+func sandboxesIn(n int, ns string) int {
+	c := 0
+	for i := range n {
+		if teams[i%3] == ns {
+			c++
+		}
+	}
+	return c
+}
+
+// startDistributed starts kind with files written into its directory first
+// (e.g. Mimir's runtime.yaml) and extra flags.
+func startDistributed(t *testing.T, kind receiver.Kind, files map[string]string, extra ...string) *receiver.Receiver {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	log := &daemon.Buffer{}
+	r, err := receiver.StartArgs(ctxT(t), kind, dir, log, extra...)
+	if err != nil {
+		t.Fatalf("start %s: %v\n%s", kind, err, tail(log.String(), 40))
+	}
+	t.Cleanup(r.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s log:\n%s", kind, tail(log.String(), 40))
+		}
+	})
+	return r
+}
+
+// tenantValues reads, per tenant, the queue counters of endpoint ep.
+func tenantValues(v selfmetrics.Values, ep, tenant string) (appended, sent float64, dropped map[string]float64, pending float64) {
+	dropped = map[string]float64{}
+	reasonRe := regexp.MustCompile(`reason="([^"]*)"`)
+	mine := func(k string) bool {
+		return strings.Contains(k, fmt.Sprintf("endpoint=%q", ep)) && strings.Contains(k, fmt.Sprintf("tenant=%q", tenant))
+	}
+	for k, val := range v {
+		if !mine(k) {
+			continue
+		}
+		name, _, _ := strings.Cut(k, "{")
+		switch name {
+		case "kata_monitor_remote_write_samples_dropped_total", "kata_monitor_wal_dropped_samples_total":
+			if m := reasonRe.FindStringSubmatch(k); m != nil && val > 0 {
+				dropped[m[1]] += val
+			}
+		case "kata_monitor_remote_write_samples_appended_total":
+			appended = val
+		case "kata_monitor_remote_write_samples_sent_total":
+			sent = val
+		case "kata_monitor_wal_pending_samples":
+			pending = val
+		}
+	}
+	return appended, sent, dropped, pending
+}
+
+func sum(m map[string]float64) float64 {
+	s := 0.0
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+// TestTenantsMimir: 20 sandboxes in 3 namespaces into Mimir with tenant
+// per namespace; team-c has a per-tenant series limit (runtime config)
+// below its series count. Each tenant's query API returns exactly its
+// namespace's series, kata-monitor's own are in the default tenant only,
+// team-c's excess is dropped and counted as "limit", the other tenants
+// lose nothing, and appended = sent + dropped per tenant.
+func TestTenantsMimir(t *testing.T) {
+	t.Parallel()
+	const limit = 20
+	mimir := startDistributed(t, receiver.Mimir, map[string]string{
+		"runtime.yaml": fmt.Sprintf("overrides:\n  team-c:\n    max_global_series_per_user: %d\n", limit),
+	}, "-distributor.ingestion-rate-limit=1000000", "-distributor.ingestion-burst-size=10000000")
+	tenantsInto(t, mimir, limit)
+}
+
+func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int) {
+	const n = 20
+	node := tenantNode(t, n)
+	ep := string(r.Kind)
+	tenantBlock := fmt.Sprintf("    tenant: {label: cri_namespace, default: kata-node, header: %s}\n", r.Kind.TenantHeader())
+	cfg := writeConfigWith(t, "", "500ms", t.TempDir(), "64MiB", endpoint{name: ep, url: r.WriteURL(), extra: tenantBlock + noMetadata})
+	m := startMonitor(t, node, "--config", cfg)
+	ctx := ctxT(t)
+
+	// Every namespace's series arrive in its own tenant, and only there.
+	var at time.Time
+	for _, ns := range teams {
+		want := sandboxesIn(n, ns) * tenantSeriesPerSandbox
+		limited := ns == "team-c" && limitC > 0
+		waitFor(t, 120*time.Second, time.Second, func() (bool, string) {
+			at = time.Now()
+			got, err := r.ForTenant(ns).Instant(ctx, `{__name__=~"kata_.+"}`, at)
+			if err != nil {
+				return false, err.Error()
+			}
+			other := 0
+			for _, s := range got {
+				if s["cri_namespace"] != ns {
+					other++
+				}
+			}
+			if limited { // Mimir keeps the first limitC series it sees
+				return len(got) > 0 && len(got) <= limitC && other == 0, fmt.Sprintf("tenant %s: %d series (want 1..%d: its series limit), %d of another namespace", ns, len(got), limitC, other)
+			}
+			return len(got) == want && other == 0, fmt.Sprintf("tenant %s: %d series (want %d), %d of another namespace", ns, len(got), want, other)
+		})
+	}
+	// The default tenant holds kata-monitor's own metrics and no shim series.
+	waitFor(t, 60*time.Second, time.Second, func() (bool, string) {
+		own, err := r.ForTenant("kata-node").Instant(ctx, `{__name__=~"kata_monitor_.+"}`, time.Now())
+		if err != nil {
+			return false, err.Error()
+		}
+		shims, err := r.ForTenant("kata-node").Instant(ctx, `{cri_namespace!=""}`, time.Now())
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(own) > 10 && len(shims) == 0, fmt.Sprintf("default tenant: %d own series, %d shim series", len(own), len(shims))
+	})
+	// No tenant sees another's own metrics.
+	for _, ns := range teams {
+		got, err := r.ForTenant(ns).Instant(ctx, `{__name__=~"kata_monitor_.+"}`, time.Now())
+		require.NoError(t, err)
+		require.Empty(t, got, "tenant %s", ns)
+	}
+
+	// Stop the shims' series (own metrics keep flowing to the default
+	// tenant), then the namespaces' tenants settle: appended = sent +
+	// dropped exactly, nothing pending.
+	for _, id := range node.IDs() {
+		require.NoError(t, node.Remove(id))
+	}
+	summary := []string{}
+	for _, ns := range teams {
+		var app, sent, pend float64
+		var dropped map[string]float64
+		stable, last := 0, -1.0
+		waitFor(t, 120*time.Second, 500*time.Millisecond, func() (bool, string) {
+			app, sent, dropped, pend = tenantValues(m.ownMetrics(t), ep, ns)
+			if pend == 0 && app == last && app == sent+sum(dropped) {
+				stable++
+			} else {
+				stable = 0
+			}
+			last = app
+			return stable >= 3, fmt.Sprintf("tenant %s: appended %.0f sent %.0f dropped %v pending %.0f", ns, app, sent, dropped, pend)
+		})
+		require.Positive(t, app)
+		if ns == "team-c" && limitC > 0 {
+			require.Positive(t, dropped["limit"], "team-c's excess counted under reason limit: %v", dropped)
+			require.Equal(t, []string{"limit"}, slices.Sorted(mapsKeys(dropped)), "no other reason")
+		} else {
+			require.Empty(t, dropped, "tenant %s loses nothing", ns)
+		}
+		summary = append(summary, fmt.Sprintf("%s appended %.0f sent %.0f dropped %v", ns, app, sent, dropped))
+	}
+	result(t, "20 sandboxes in 3 namespaces into %s, tenant per namespace: each tenant's query returns exactly its namespace's series, own metrics only in the default tenant; %s", r.Kind, strings.Join(summary, "; "))
+}
+
+func mapsKeys(m map[string]float64) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// TestTenantsMimirOutageBeyondWindow: Mimir takes samples at most 20s old
+// (-validation.past-grace-period, a short stand-in for a receiver's
+// out-of-order window); the receiver is unreachable for 35s, then back. The
+// part of the backlog older than the window is refused
+// (err-mimir-too-far-in-past) and counted as too_old; the rest arrives in
+// order; per tenant, sent + dropped = appended.
+func TestTenantsMimirOutageBeyondWindow(t *testing.T) {
+	t.Parallel()
+	const window, outage = 20 * time.Second, 35 * time.Second
+	mimir := startDistributed(t, receiver.Mimir, nil,
+		"-distributor.ingestion-rate-limit=1000000", "-distributor.ingestion-burst-size=10000000",
+		fmt.Sprintf("-validation.past-grace-period=%s", window))
+	p, err := faultproxy.New(mimir.WriteURL())
+	require.NoError(t, err)
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/api/v1/push"
+	const n = 3
+	node := tenantNode(t, n)
+	cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB", endpoint{name: "mimir", url: url,
+		extra: "    tenant: {label: cri_namespace}\n" + noMetadata})
+	m := startMonitor(t, node, "--config", cfg)
+
+	waitFor(t, 60*time.Second, 500*time.Millisecond, func() (bool, string) {
+		_, sent, _, _ := tenantValues(m.ownMetrics(t), "mimir", "team-a")
+		return sent > 0, "nothing sent to team-a yet"
+	})
+	down(p)
+	outageStart := time.Now()
+	waitFor(t, 2*outage, time.Second, func() (bool, string) {
+		return time.Since(outageStart) >= outage, "outage"
+	})
+	p.SetFaults(nil)
+
+	for _, id := range node.IDs() {
+		require.NoError(t, node.Remove(id))
+	}
+	var summary []string
+	for _, ns := range teams {
+		var app, sent, pend float64
+		var dropped map[string]float64
+		stable, last := 0, -1.0
+		waitFor(t, 120*time.Second, 500*time.Millisecond, func() (bool, string) {
+			app, sent, dropped, pend = tenantValues(m.ownMetrics(t), "mimir", ns)
+			if pend == 0 && app == last && app == sent+sum(dropped) {
+				stable++
+			} else {
+				stable = 0
+			}
+			last = app
+			return stable >= 3, fmt.Sprintf("tenant %s: appended %.0f sent %.0f dropped %v pending %.0f", ns, app, sent, dropped, pend)
+		})
+		require.Positive(t, dropped["too_old"], "tenant %s: the backlog older than the window is dropped as too_old: %v", ns, dropped)
+		require.Equal(t, []string{"too_old"}, slices.Sorted(mapsKeys(dropped)), "tenant %s: no other reason", ns)
+		require.Positive(t, sent)
+		summary = append(summary, fmt.Sprintf("%s appended %.0f = sent %.0f + dropped(too_old) %.0f", ns, app, sent, dropped["too_old"]))
+	}
+	// What arrived is in order and has no duplicates: Mimir refuses
+	// out-of-order samples itself, so each stored counter only grows.
+	got, err := mimir.ForTenant("team-a").Export(ctxT(t), `kata_agent_scrape_count`, time.Now().Add(-5*time.Minute), time.Now())
+	require.NoError(t, err)
+	require.NotEmpty(t, got)
+	for _, s := range got {
+		for i := 1; i < len(s.Timestamps); i++ {
+			require.Greater(t, s.Timestamps[i], s.Timestamps[i-1])
+		}
+	}
+	result(t, "Mimir with a %s window (-validation.past-grace-period), unreachable %s: %s", window, outage, strings.Join(summary, "; "))
+}
