@@ -20,6 +20,7 @@ import (
 	"github.com/kata-containers/kata-monitor/test/faultproxy"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 	"github.com/kata-containers/kata-monitor/test/selfmetrics"
+	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // Issue 16: tenant per namespace into the distributed receivers (Mimir,
@@ -53,7 +54,7 @@ var teams = []string{"team-a", "team-b", "team-c"}
 // tenantNode is n sandboxes whose pods are in the namespaces teams[i%3].
 func tenantNode(t *testing.T, n int) *fakenode.Node {
 	t.Helper()
-	node, err := fakenode.Start(shortDir(t), n, fakeshim.Options{Exposition: []byte(tenantExposition)})
+	node, err := fakenode.Start(sockets.Dir(t), n, fakeshim.Options{Exposition: []byte(tenantExposition)})
 	require.NoError(t, err)
 	t.Cleanup(node.Close)
 	for i := range n {
