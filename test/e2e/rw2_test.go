@@ -129,6 +129,7 @@ func TestRemoteWrite2(t *testing.T) {
 				}
 				return len(got) == 20*perSandbox && short == 0, fmt.Sprintf("%d labelled series (want %d), %d with < 4 samples", len(got), 20*perSandbox, short)
 			})
+			unpushed := m.account(t, "vm").unpushed
 			bySandbox := map[string]int{}
 			for _, s := range got {
 				require.Equal(t, "e2e-node", s.Labels["node"], "external label")
@@ -145,7 +146,7 @@ func TestRemoteWrite2(t *testing.T) {
 					require.Equal(t, want, s.Labels["__type__"], "series %s carries its family's type", name)
 				}
 				if s.Labels["__name__"] == counterFamily {
-					consecutive(t, s)
+					deliveredInOrder(t, s, unpushed)
 				}
 			}
 			require.Len(t, bySandbox, 20)
