@@ -176,9 +176,18 @@ func (c Config) ForwarderConfig() forwarder.Config {
 func (c Config) Validate() error {
 	var errs Errors
 	section := func(path string, err error) {
-		if err != nil {
-			errs = append(errs, stageError(path, err))
+		if err == nil {
+			return
 		}
+		// A stage that reports several problems (errors.Join) gets one
+		// Error each, so every one has its own key and line.
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range joined.Unwrap() {
+				errs = append(errs, stageError(path, e))
+			}
+			return
+		}
+		errs = append(errs, stageError(path, err))
 	}
 	section("global", c.Global.Validate())
 	// Roots live at the top level (sandbox_roots), the rest under sandbox:.

@@ -139,6 +139,25 @@ remote_write:
 	require.Len(t, errs, len(got))
 }
 
+// TestLoadReportsEverySectionError: a section with several problems
+// reports each at its own key and line, not only the first.
+func TestLoadReportsEverySectionError(t *testing.T) {
+	const file = `global:
+  scrape_interval: 1s
+  scrape_timeout: 5s
+  concurrency: 0
+  external_labels:
+    __name__: x
+`
+	_, err := Load(strings.NewReader(file))
+	require.Error(t, err)
+	require.Equal(t, []string{
+		`line 3: global.scrape_timeout: 5s must be <= scrape_interval 1s`,
+		`line 4: global.concurrency: must be > 0`,
+		`line 6: global.external_labels.__name__: invalid label name "__name__"`,
+	}, strings.Split(err.Error(), "\n"))
+}
+
 // FuzzLoad: any input is either a config or an error, never a panic.
 func FuzzLoad(f *testing.F) {
 	files, _ := filepath.Glob("examples/*.yaml")

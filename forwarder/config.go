@@ -3,6 +3,7 @@ package forwarder
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -56,36 +57,51 @@ func DefaultConfig() Config {
 // fills each relabel rule's name validation scheme (UTF-8) when unset,
 // which the relabel package needs before processing.
 func (c Config) Validate() error {
-	switch {
-	case c.ScrapeInterval <= 0:
-		return errors.New("scrape_interval: must be > 0")
-	case c.ScrapeTimeout <= 0:
-		return errors.New("scrape_timeout: must be > 0")
-	case c.ScrapeTimeout > c.ScrapeInterval:
-		return fmt.Errorf("scrape_timeout: %s must be <= scrape_interval %s", c.ScrapeTimeout, c.ScrapeInterval)
-	case c.Concurrency <= 0:
-		return errors.New("concurrency: must be > 0")
-	case c.SnapshotMaxAge < 0:
-		return errors.New("snapshot_max_age: must be >= 0")
+	var errs []error
+	if c.ScrapeInterval <= 0 {
+		errs = append(errs, errors.New("scrape_interval: must be > 0"))
 	}
-	for name, value := range c.ExternalLabels {
-		if !model.UTF8Validation.IsValidLabelName(name) || name == model.MetricNameLabel {
-			return fmt.Errorf("external_labels: invalid label name %q", name)
+	if c.ScrapeTimeout <= 0 {
+		errs = append(errs, errors.New("scrape_timeout: must be > 0"))
+	} else if c.ScrapeInterval > 0 && c.ScrapeTimeout > c.ScrapeInterval {
+		errs = append(errs, fmt.Errorf("scrape_timeout: %s must be <= scrape_interval %s", c.ScrapeTimeout, c.ScrapeInterval))
+	}
+	if c.Concurrency <= 0 {
+		errs = append(errs, errors.New("concurrency: must be > 0"))
+	}
+	if c.SnapshotMaxAge < 0 {
+		errs = append(errs, errors.New("snapshot_max_age: must be >= 0"))
+	}
+	names := make([]string, 0, len(c.ExternalLabels))
+	for name := range c.ExternalLabels {
+		names = append(names, name)
+	}
+	sort.Strings(names) // a stable order for the messages
+	for _, name := range names {
+		// The key path names the label where it can be spelled as a key
+		// (so its line is found); other names only inside the message.
+		path := "external_labels"
+		if model.LegacyValidation.IsValidLabelName(name) {
+			path += "." + name
 		}
-		if !model.LabelValue(value).IsValid() {
-			return fmt.Errorf("external_labels.%s: invalid UTF-8 value", name)
+		if !model.UTF8Validation.IsValidLabelName(name) || name == model.MetricNameLabel {
+			errs = append(errs, fmt.Errorf("%s: invalid label name %q", path, name))
+		}
+		if !model.LabelValue(c.ExternalLabels[name]).IsValid() {
+			errs = append(errs, fmt.Errorf("%s: invalid UTF-8 value", path))
 		}
 	}
 	for i, rc := range c.MetricRelabelConfigs {
-		if rc == nil {
-			return fmt.Errorf("metric_relabel_configs[%d]: empty rule", i)
-		}
-		if rc.Regex.Regexp == nil {
-			return fmt.Errorf("metric_relabel_configs[%d]: regex not set", i)
-		}
-		if err := rc.Validate(model.UTF8Validation); err != nil {
-			return fmt.Errorf("metric_relabel_configs[%d]: %w", i, err)
+		switch {
+		case rc == nil:
+			errs = append(errs, fmt.Errorf("metric_relabel_configs[%d]: empty rule", i))
+		case rc.Regex.Regexp == nil:
+			errs = append(errs, fmt.Errorf("metric_relabel_configs[%d]: regex not set", i))
+		default:
+			if err := rc.Validate(model.UTF8Validation); err != nil {
+				errs = append(errs, fmt.Errorf("metric_relabel_configs[%d]: %w", i, err))
+			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
