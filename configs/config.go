@@ -108,19 +108,29 @@ func Load(r io.Reader) (Config, error) {
 	sc.check(&doc, reflect.TypeFor[Config](), "")
 	errs := sc.errs
 	// Then the real, strict decode over the defaults. With shape errors it
-	// runs lax, only so that the other sections can still be validated:
-	// every problem is reported at once.
+	// runs lax, over the node tree with every refused value blanked (so
+	// the field keeps its default), only so that the other sections can
+	// still be validated: every problem is reported at once.
 	cfg := Default()
-	strict := yaml.NewDecoder(bytes.NewReader(raw))
-	strict.KnownFields(len(errs) == 0)
-	if err := strict.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	if len(errs) == 0 {
+		strict := yaml.NewDecoder(bytes.NewReader(raw))
+		strict.KnownFields(true)
+		err = strict.Decode(&cfg)
+	} else {
+		for _, n := range sc.bad {
+			*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+		}
+		err = doc.Decode(&cfg)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if len(errs) == 0 {
 			return Config{}, syntaxErrors(err).orNil() // unexpected: the check passed
 		}
 		if !errors.As(err, &te) {
-			// A value's own unmarshaler stopped the decode half-way: what
-			// follows it is undecoded, so validating it would mislead.
+			// A value's own unmarshaler stopped the decode half-way
+			// although the check blanked every refused value: what
+			// follows is undecoded, so validating it would mislead.
 			return Config{}, errs.orNil()
 		}
 	}
@@ -135,7 +145,7 @@ func Load(r io.Reader) (Config, error) {
 	for _, e := range later {
 		// A section with a bad value holds a default in its place:
 		// what Validate says about that section may be an echo of it.
-		if hasSection(sc.errs, e.Path) {
+		if hasSection(echoes(sc), e.Path) {
 			continue
 		}
 		if e.Line == 0 {
@@ -229,6 +239,18 @@ func (c Config) Validate() error {
 		names[rw.Name] = i
 	}
 	return errs.orNil()
+}
+
+// echoes is the shape errors whose section Validate may echo: all but the
+// contained ones.
+func echoes(sc shapeChecker) Errors {
+	var out Errors
+	for _, e := range sc.errs {
+		if !sc.contained[e] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // hasSection reports whether one of errs lies in the same top-level section

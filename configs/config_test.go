@@ -63,7 +63,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad url", "remote_write:\n  - url: 'ftp://x'\n", "line 2: remote_write[0].url:"},
 		{"backoff order", "remote_write:\n  - url: http://x/api/v1/write\n    queue_config: {min_backoff: 10s, max_backoff: 1s}\n", "line 3: remote_write[0].queue_config.max_backoff"},
 		{"duplicate names", "remote_write:\n  - {url: 'http://a/w', name: x}\n  - {url: 'http://b/w', name: x}\n", `line 3: remote_write[1].name: "x" already used by remote_write[0]`},
-		{"bad relabel", "metric_relabel_configs:\n  - action: replace\n    regex: '('\n", "line 3: metric_relabel_configs[0].regex: error parsing regexp: missing closing )"},
+		{"bad relabel", "metric_relabel_configs:\n  - action: replace\n    regex: '('\n", `line 3: metric_relabel_configs[0].regex: "(" is not a valid regular expression (RE2 syntax): missing closing )`},
+		{"bad write relabel regex", "remote_write:\n  - url: http://x/w\n    write_relabel_configs: [{regex: '('}]\n", `line 3: remote_write[0].write_relabel_configs[0].regex: "(" is not a valid regular expression (RE2 syntax): missing closing )`},
+		{"relative wal dir", "wal:\n  dir: relative/wal\n", `line 2: wal.dir: "relative/wal" is not an absolute path`},
 		{"bad relabel action", "metric_relabel_configs:\n  - action: bogus\n", `line 2: metric_relabel_configs[0].action: unknown relabel action "bogus"`},
 		{"bad max_size", "wal:\n  max_size: lots\nremote_write:\n  - url: http://x/w\n", `line 2: wal.max_size: size "lots"`},
 		{"wal validated without remote_write", "wal:\n  fsync: always\n", `line 2: wal.fsync: "always" must be append or segment`},
@@ -139,6 +141,45 @@ remote_write:
 	require.Len(t, errs, len(got))
 }
 
+// TestBadRegexHidesNothing: a relabel regex that does not compile stops
+// yaml.v3's decode in relabel's own unmarshaler; it is reported at its key
+// and line together with every other problem of the file, including the
+// others of its own remote_write entry and relabel rule.
+func TestBadRegexHidesNothing(t *testing.T) {
+	const file = `global:
+  scrape_interval: 1s
+  scrape_timeout: 5s
+sandbox_roots: [rel]
+wal:
+  dir: relative/wal
+  fsync: always
+remote_write:
+  - url: ftp://x
+    write_relabel_configs: [{regex: "("}]
+  - url: http://y/w
+    write_relabel_configs: [{action: bogus}]
+metric_relabel_configs:
+  - action: replace
+    regex: "a["
+sandbox: {resync_interval: 0s}
+`
+	_, err := Load(strings.NewReader(file))
+	require.Error(t, err)
+	require.Equal(t, []string{
+		`line 3: global.scrape_timeout: 5s must be <= scrape_interval 1s`,
+		`line 4: sandbox_roots[0]: "rel" is not an absolute path`,
+		`line 6: wal.dir: "relative/wal" is not an absolute path`,
+		`line 7: wal.fsync: "always" must be append or segment`,
+		`line 9: remote_write[0].url: scheme "ftp": must be http or https`,
+		`line 10: remote_write[0].write_relabel_configs[0].regex: "(" is not a valid regular expression (RE2 syntax): missing closing )`,
+		`line 12: remote_write[1].write_relabel_configs[0].action: unknown relabel action "bogus"`,
+		`line 14: metric_relabel_configs[0]: relabel configuration for replace action requires 'target_label' value`,
+		`line 15: metric_relabel_configs[0].regex: "a[" is not a valid regular expression (RE2 syntax): missing closing ]`,
+		`line 16: sandbox.resync_interval: must be > 0`,
+	}, strings.Split(err.Error(), "\n"))
+	requireFileTerms(t, err.Error())
+}
+
 // TestLoadReportsEverySectionError: a section with several problems
 // reports each at its own key and line, not only the first.
 func TestLoadReportsEverySectionError(t *testing.T) {
@@ -167,6 +208,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add("global: {scrape_interval: -1s}\n")
 	f.Add("remote_write: [{url: 'http://[::1'}]\n")
+	f.Add("remote_write: [{url: 'ftp://x', write_relabel_configs: [{regex: '('}]}]\nwal: {dir: rel}\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		cfg, err := Load(strings.NewReader(s))
 		if err == nil {

@@ -2,14 +2,17 @@ package configs
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
+	"regexp/syntax"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
 	"gopkg.in/yaml.v3"
 )
 
@@ -27,11 +30,22 @@ type shapeChecker struct {
 	// errors of Validate (which knows paths, not lines) can carry one.
 	lines map[string]int
 	depth int // of the current check call
+	// bad holds every value node its own type refused. Load blanks them
+	// (null: the field keeps its default) before the real decode, because
+	// a refusing unmarshaler (a relabel regex, an action) stops yaml.v3's
+	// decode half-way and would hide every other problem of the file.
+	bad []*yaml.Node
+	// contained marks errors whose blanked value cannot be echoed by
+	// Validate elsewhere in its section (a relabel regex: the default
+	// regex is valid for every action), so the section's other problems
+	// are still reported.
+	contained map[*Error]bool
 }
 
 var (
 	goDurationType    = reflect.TypeFor[time.Duration]()
 	modelDurationType = reflect.TypeFor[model.Duration]()
+	relabelRegexType  = reflect.TypeFor[relabel.Regexp]()
 	nodeUnmarshaler   = reflect.TypeFor[yaml.Unmarshaler]()
 	textUnmarshaler   = reflect.TypeFor[encoding.TextUnmarshaler]()
 	funcUnmarshaler   = reflect.TypeFor[interface {
@@ -148,6 +162,15 @@ func (c *shapeChecker) decodeValue(n *yaml.Node, t reflect.Type, path string) {
 	if err == nil {
 		return
 	}
+	c.bad = append(c.bad, n)
+	if t == relabelRegexType && n.Kind == yaml.ScalarNode {
+		c.add(n, path, "%s", regexMessage(n.Value, err))
+		if c.contained == nil {
+			c.contained = map[*Error]bool{}
+		}
+		c.contained[c.errs[len(c.errs)-1]] = true
+		return
+	}
 	if n.Kind != yaml.ScalarNode && !customUnmarshal(t) {
 		c.add(n, path, "want %s, got %s", kindName(t), describe(n))
 		return
@@ -162,6 +185,18 @@ func (c *shapeChecker) decodeValue(n *yaml.Node, t reflect.Type, path string) {
 	default:
 		c.add(n, path, "%q is not %s", n.Value, kindName(t))
 	}
+}
+
+// regexMessage names a relabel regex that does not compile. relabel
+// anchors every regex as ^(?s:REGEX)$ (prometheus/model/relabel NewRegexp),
+// so validity is that of the anchored form; the message quotes the regex
+// as written and gives RE2's reason without the anchored expression.
+func regexMessage(re string, err error) string {
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%q is not a valid regular expression (RE2 syntax): %s", re, se.Code)
+	}
+	return fmt.Sprintf("%q is not a valid regular expression (RE2 syntax): %s", re, customMessage(err))
 }
 
 // customMessage strips what yaml.v3 and our unmarshalers put around a

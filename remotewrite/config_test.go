@@ -320,6 +320,8 @@ func TestWALConfigValidate(t *testing.T) {
 	}{
 		{name: "defaults", mutate: func(*WALConfig) {}},
 		{name: "dir", mutate: func(c *WALConfig) { c.Dir = "" }, wantErr: "dir:"},
+		{name: "relative dir", mutate: func(c *WALConfig) { c.Dir = "relative/wal" }, wantErr: `dir: "relative/wal" is not an absolute path`},
+		{name: "every problem", mutate: func(c *WALConfig) { c.Dir = "wal"; c.Fsync = "never" }, wantErr: `dir: "wal" is not an absolute path` + "\nfsync:"},
 		{name: "max size", mutate: func(c *WALConfig) { c.MaxSize = 1000 }, wantErr: "max_size:"},
 		{name: "fsync", mutate: func(c *WALConfig) { c.Fsync = "always" }, wantErr: "fsync:"},
 		{name: "fsync segment", mutate: func(c *WALConfig) { c.Fsync = "segment" }},

@@ -114,7 +114,7 @@ func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Regis
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
 	if err := walCfg.Validate(); err != nil {
-		return nil, fmt.Errorf("wal.%w", err)
+		return nil, walError(err)
 	}
 	o := options{userAgent: "kata-monitor", flushDeadline: DefaultFlushDeadline}
 	for _, opt := range opts {

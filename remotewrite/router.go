@@ -92,7 +92,7 @@ func NewRouter(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus
 		return nil, fmt.Errorf("remote_write %q: no tenant block: use New", cfg.Name)
 	}
 	if err := walCfg.Validate(); err != nil {
-		return nil, fmt.Errorf("wal.%w", err)
+		return nil, walError(err)
 	}
 	o := options{userAgent: "kata-monitor", flushDeadline: DefaultFlushDeadline}
 	for _, opt := range opts {

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 )
 
 // WALConfig is the top-level `wal:` block, shared by all endpoints: each
@@ -30,19 +31,39 @@ func DefaultWALConfig() WALConfig {
 // queue would drop data on every round.
 const minWALSize = mib
 
-// Validate checks the block; errors name the field ("wal." is the caller's
-// prefix).
+// Validate checks the block and reports every problem (errors.Join), each
+// naming its field ("wal." is the caller's prefix). Dir must be absolute: a
+// relative one would resolve against wherever the daemon starts (/ under
+// systemd), so the queue would move with the working directory.
 func (c WALConfig) Validate() error {
-	if c.Dir == "" {
-		return errors.New("dir: must be set")
+	var errs []error
+	switch {
+	case c.Dir == "":
+		errs = append(errs, errors.New("dir: must be set"))
+	case !filepath.IsAbs(c.Dir):
+		errs = append(errs, fmt.Errorf("dir: %q is not an absolute path", c.Dir))
 	}
 	if c.MaxSize < minWALSize {
-		return fmt.Errorf("max_size: %s is below the minimum %s", c.MaxSize, Bytes(minWALSize))
+		errs = append(errs, fmt.Errorf("max_size: %s is below the minimum %s", c.MaxSize, Bytes(minWALSize)))
 	}
 	switch c.Fsync {
 	case "append", "segment":
 	default:
-		return fmt.Errorf("fsync: %q must be append or segment", c.Fsync)
+		errs = append(errs, fmt.Errorf("fsync: %q must be append or segment", c.Fsync))
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// walError prefixes each problem of a WALConfig.Validate error with "wal.",
+// so every line names its key path when the queue is opened directly.
+func walError(err error) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("wal.%w", err)
+	}
+	var errs []error
+	for _, e := range joined.Unwrap() {
+		errs = append(errs, fmt.Errorf("wal.%w", e))
+	}
+	return errors.Join(errs...)
 }
