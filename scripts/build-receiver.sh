@@ -19,7 +19,7 @@
 set -euo pipefail
 
 name=${1:?usage: build-receiver.sh prometheus3|victoriametrics|mimir|thanos}
-toolchain=
+toolchain= tags= suffix=
 case "$name" in
 prometheus3)
 	module=github.com/prometheus/prometheus version=v0.316.0 pkg=./cmd/prometheus bin=prometheus ;;
@@ -29,13 +29,21 @@ mimir)
 	module=github.com/grafana/mimir version=v1.3.1-0.20260423142704-aced80d74930 pkg=./cmd/mimir bin=mimir ;;
 thanos)
 	# Thanos v0.42.5 needs Go 1.26.10; this machine's Go fetches that toolchain.
-	module=github.com/thanos-io/thanos version=v0.42.5 pkg=./cmd/thanos bin=thanos toolchain=go1.27.3 ;;
+	# Its releases are built with the build tags of its .promu.yml, netgo and
+	# slicelabels: Thanos hands Prometheus's labels.Labels to its gRPC codec
+	# as a slice of label pairs, which holds only with slicelabels. Without
+	# the tag (Prometheus's default is stringlabels) `thanos receive` reads
+	# garbage sizes and panics in grpc's buffer pool as soon as `thanos
+	# query` calls its Store API. The tags name the cache directory so that
+	# a binary built without them is never reused.
+	module=github.com/thanos-io/thanos version=v0.42.5 pkg=./cmd/thanos bin=thanos toolchain=go1.27.3
+	tags=netgo,slicelabels suffix=-slicelabels ;;
 *)
 	echo "build-receiver: unknown receiver $name (prometheus3, victoriametrics, mimir, thanos)" >&2
 	exit 2 ;;
 esac
 
-cache=${KATA_MONITOR_CACHE:-$HOME/.cache/kata-monitor}/receivers/$name-$version
+cache=${KATA_MONITOR_CACHE:-$HOME/.cache/kata-monitor}/receivers/$name-$version$suffix
 if [[ -x $cache/$bin ]]; then
 	echo "$cache/$bin"
 	exit 0
@@ -63,7 +71,7 @@ dir="$src/$module@$version"
 chmod -R u+w "$dir"
 echo "build-receiver: $name: go build (several minutes on 2 cores the first time; cached after)" >&2
 start=$SECONDS
-(cd "$dir" && CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=mod go build -trimpath -o "$cache/$bin.tmp" "$pkg")
+(cd "$dir" && CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=mod go build -trimpath ${tags:+-tags "$tags"} -o "$cache/$bin.tmp" "$pkg")
 mv "$cache/$bin.tmp" "$cache/$bin"
 echo "build-receiver: $name built in $((SECONDS - start)) s: $cache/$bin" >&2
 echo "$cache/$bin"

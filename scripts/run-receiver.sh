@@ -22,7 +22,9 @@
 #   tenancy enforced: a query carrying THANOS-TENANT sees only that tenant.
 #   Ports: PORT remote write (http://127.0.0.1:PORT/api/v1/receive), PORT+1
 #   query HTTP (Prometheus API, /-/ready), PORT+2 receive gRPC, PORT+3
-#   receive HTTP (/-/ready), PORT+4 query gRPC. EXTRA FLAGS go to receive,
+#   receive HTTP (/-/ready), PORT+4 query gRPC, PORT+5 receive's Cap'n Proto
+#   replication listener (unused with one receiver, but it listens, on
+#   0.0.0.0:19391 by default, so two instances would collide). EXTRA FLAGS go to receive,
 #   e.g. --tsdb.out-of-order.time-window=1h.
 #
 # Stop with SIGTERM (Ctrl-C): every process it started stops too.
@@ -76,6 +78,7 @@ thanos)
 	exec "$bin" receive \
 		--tsdb.path="$dir/receive" \
 		--remote-write.address=$h:"$port" --grpc-address=$h:$((port + 2)) --http-address=$h:$((port + 3)) \
+		--receive.capnproto-address=$h:$((port + 5)) \
 		--label='replica="r1"' \
 		--receive.tenant-header=THANOS-TENANT --receive.default-tenant-id=default-tenant \
 		--log.level=warn \

@@ -148,6 +148,21 @@ func TestTenantsMimir(t *testing.T) {
 	tenantsInto(t, mimir, limit)
 }
 
+// TestTenantsThanos: 20 sandboxes in 3 namespaces into Thanos Receive
+// with tenant per namespace (THANOS-TENANT), read back through Thanos
+// Query with tenancy enforced. Receive labels every series of a tenant
+// tenant_id=<tenant>; each tenant's query returns exactly its namespace's
+// series, kata-monitor's own are in the default tenant only, nothing is
+// dropped, and appended = sent per tenant.
+func TestTenantsThanos(t *testing.T) {
+	t.Parallel()
+	thanos := startDistributed(t, receiver.Thanos, nil)
+	tenantsInto(t, thanos, 0)
+}
+
+// tenantsInto pushes 20 sandboxes in 3 namespaces into r with tenant per
+// namespace and checks each tenant's series; limitC > 0 is team-c's series
+// limit set in the receiver (0: no limit, nothing may be dropped).
 func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int) {
 	const n = 20
 	node := tenantNode(t, n)
@@ -171,6 +186,10 @@ func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int) {
 			other := 0
 			for _, s := range got {
 				if s["cri_namespace"] != ns {
+					other++
+				}
+				// Thanos Receive labels each series with its tenant.
+				if r.Kind == receiver.Thanos && s["tenant_id"] != ns {
 					other++
 				}
 			}

@@ -154,7 +154,7 @@ func StartArgs(ctx context.Context, kind Kind, dir string, out io.Writer, extra 
 	}
 	nPorts := 1
 	if kind.isDistributed() {
-		nPorts = 5 // see scripts/run-receiver.sh
+		nPorts = 6 // see scripts/run-receiver.sh
 		if bin, err = scriptPath("run-receiver.sh"); err != nil {
 			return nil, err
 		}

@@ -14,11 +14,9 @@ import (
 
 // TestRoundTrip proves the harness itself: a sample written with remote write
 // is read back with its labels, value and timestamp from every receiver;
-// the multi-tenant one (Mimir) writes and reads as tenant "rt". Thanos
-// (scripts/run-receiver.sh thanos) does not start reliably yet: see
-// docs/receivers.md.
+// the multi-tenant ones (Mimir, Thanos) write and read as tenant "rt".
 func TestRoundTrip(t *testing.T) {
-	for _, kind := range []Kind{VictoriaMetrics, Prometheus, VictoriaMetrics151, Prometheus3, Mimir} {
+	for _, kind := range []Kind{VictoriaMetrics, Prometheus, VictoriaMetrics151, Prometheus3, Mimir, Thanos} {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel() // VictoriaMetrics takes ~10 s to show a sample
 			ctx := context.Background()
