@@ -170,36 +170,9 @@ func TestRefusalPolicy(t *testing.T) {
 			},
 		},
 		{
-			name: "408-for-6s",
-			setup: func(p *faultproxy.Proxy) {
-				var mu sync.Mutex
-				var first time.Time
-				p.SetFaults(func(n int64, _ *prompb.WriteRequest) faultproxy.Fault {
-					if n < 3 {
-						return faultproxy.Fault{} // some rounds delivered first
-					}
-					mu.Lock()
-					if first.IsZero() {
-						first = time.Now()
-					}
-					since := time.Since(first)
-					mu.Unlock()
-					if since < 6*time.Second {
-						return faultproxy.Fault{Status: http.StatusRequestTimeout}
-					}
-					return faultproxy.Fault{}
-				})
-			},
-			during: func(t *testing.T, m *monitor, p *faultproxy.Proxy) {
-				waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
-					v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
-					return v > 0, "failing_since not set"
-				})
-				waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
-					v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
-					return v == 0, "still failing"
-				})
-			},
+			name:   "408-for-6s",
+			setup:  answerFor(http.StatusRequestTimeout, 6*time.Second),
+			during: failingThenHealthy,
 			check: func(t *testing.T, m *monitor, a account, st faultproxy.Stats, self selfmetrics.Values) string {
 				require.Zero(t, a.dropped(), "%s", a)
 				n408 := self[`kata_monitor_remote_write_requests_total{code="408",endpoint="vm"}`]
@@ -212,36 +185,9 @@ func TestRefusalPolicy(t *testing.T) {
 			// A gateway or a wrong url answering 400 to everything, naming
 			// no cause: nothing shows the data is refused, so nothing is
 			// dropped; the blocks wait and go once it answers 2xx.
-			name: "400-for-everything-6s",
-			setup: func(p *faultproxy.Proxy) {
-				var mu sync.Mutex
-				var first time.Time
-				p.SetFaults(func(n int64, _ *prompb.WriteRequest) faultproxy.Fault {
-					if n < 3 {
-						return faultproxy.Fault{}
-					}
-					mu.Lock()
-					if first.IsZero() {
-						first = time.Now()
-					}
-					since := time.Since(first)
-					mu.Unlock()
-					if since < 6*time.Second {
-						return faultproxy.Fault{Status: http.StatusBadRequest}
-					}
-					return faultproxy.Fault{}
-				})
-			},
-			during: func(t *testing.T, m *monitor, p *faultproxy.Proxy) {
-				waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
-					v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
-					return v > 0, "failing_since not set"
-				})
-				waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
-					v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
-					return v == 0, "still failing"
-				})
-			},
+			name:   "400-for-everything-6s",
+			setup:  answerFor(http.StatusBadRequest, 6*time.Second),
+			during: failingThenHealthy,
 			check: func(t *testing.T, m *monitor, a account, st faultproxy.Stats, self selfmetrics.Values) string {
 				require.Zero(t, a.dropped(), "%s", a)
 				require.Positive(t, st.RejectedAloneSamples, "the split went down to single series")
@@ -483,4 +429,41 @@ func TestStrandedQueueAdopted(t *testing.T) {
 	require.LessOrEqual(t, len(g), 1+int(a.unpushed), "at most the pause's hole: %v", g)
 	result(t, "URL spelled localhost instead of 127.0.0.1 across a restart with %.0f samples pending: reported (warning with pending_samples and oldest_sample, orphaned_queue_pending_samples %.0f); after setting name: %s, all %.0f delivered, dropped 0",
 		backlog, backlog, oldDir, backlog)
+}
+
+// answerFor makes the proxy answer code to every request for d, starting
+// after two delivered requests (some rounds arrive first).
+func answerFor(code int, d time.Duration) func(p *faultproxy.Proxy) {
+	return func(p *faultproxy.Proxy) {
+		var mu sync.Mutex
+		var first time.Time
+		p.SetFaults(func(n int64, _ *prompb.WriteRequest) faultproxy.Fault {
+			if n < 3 {
+				return faultproxy.Fault{}
+			}
+			mu.Lock()
+			if first.IsZero() {
+				first = time.Now()
+			}
+			since := time.Since(first)
+			mu.Unlock()
+			if since < d {
+				return faultproxy.Fault{Status: code}
+			}
+			return faultproxy.Fault{}
+		})
+	}
+}
+
+// failingThenHealthy waits until failing_since is set, then until it is 0
+// again: the failure streak was visible and ended.
+func failingThenHealthy(t *testing.T, m *monitor, _ *faultproxy.Proxy) {
+	waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+		v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
+		return v > 0, "failing_since not set"
+	})
+	waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+		v := m.ownMetrics(t)["kata_monitor_remote_write_failing_since_timestamp_seconds"]
+		return v == 0, "still failing"
+	})
 }
