@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -424,4 +425,17 @@ func testComp(t testing.TB) *compressor {
 	c, err := newCompressor()
 	require.NoError(t, err)
 	return c
+}
+
+// newSwitchReceiver starts a receiver that answers 503 until up is set,
+// then 204: a receiver that is down, then back.
+func newSwitchReceiver(t *testing.T) (*receiver, *atomic.Bool) {
+	up := new(atomic.Bool)
+	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
+		if up.Load() {
+			return http.StatusNoContent, nil
+		}
+		return http.StatusServiceUnavailable, nil
+	}).start()
+	return rc, up
 }

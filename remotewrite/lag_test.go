@@ -2,7 +2,6 @@ package remotewrite
 
 import (
 	"context"
-	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,13 +18,7 @@ import (
 // survives a restart (read from the WAL), and it is 0 once everything is
 // sent.
 func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
-	var up atomic.Bool
-	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
-		if up.Load() {
-			return http.StatusNoContent, nil
-		}
-		return http.StatusServiceUnavailable, nil
-	}).start()
+	rc, up := newSwitchReceiver(t)
 	cfg := Config{URL: rc.url(), Name: "lag"}
 	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
 	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)

@@ -103,18 +103,15 @@ type Queue struct {
 	ackLog   *logLimiter
 }
 
-// New validates cfg (after applying defaults to a copy), builds the HTTP
-// client and opens the endpoint's WAL in walCfg.Dir/<name>, taking its
-// lock. It starts nothing. Metrics are registered on reg wrapped with the
-// label endpoint=<name>; reg may be nil (no registration). The caller must
-// call Run, or Close if it never will, to release the WAL.
-func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
+// prepare is what New and NewRouter share: cfg with its defaults,
+// validated with walCfg, the options applied and the endpoint's logger.
+func prepare(cfg Config, walCfg WALConfig, logger *slog.Logger, opts []Option) (Config, options, *slog.Logger, error) {
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+		return cfg, options{}, nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
 	if err := walCfg.Validate(); err != nil {
-		return nil, walError(err)
+		return cfg, options{}, nil, walError(err)
 	}
 	o := options{userAgent: "kata-monitor", flushDeadline: DefaultFlushDeadline}
 	for _, opt := range opts {
@@ -123,7 +120,19 @@ func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Regis
 	if logger == nil {
 		logger = discardLogger()
 	}
-	logger = logger.With("endpoint", cfg.Name)
+	return cfg, o, logger.With("endpoint", cfg.Name), nil
+}
+
+// New validates cfg (after applying defaults to a copy), builds the HTTP
+// client and opens the endpoint's WAL in walCfg.Dir/<name>, taking its
+// lock. It starts nothing. Metrics are registered on reg wrapped with the
+// label endpoint=<name>; reg may be nil (no registration). The caller must
+// call Run, or Close if it never will, to release the WAL.
+func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
+	cfg, o, logger, err := prepare(cfg, walCfg, logger, opts)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Tenant != nil {
 		return nil, fmt.Errorf("remote_write %q: tenant routing needs NewRouter", cfg.Name)
 	}

@@ -2,9 +2,7 @@ package remotewrite
 
 import (
 	"context"
-	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,13 +17,7 @@ import (
 // directory delivers each of them exactly once, in order, followed by new
 // rounds.
 func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
-	var up atomic.Bool
-	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
-		if up.Load() {
-			return http.StatusNoContent, nil
-		}
-		return http.StatusServiceUnavailable, nil
-	}).start()
+	rc, up := newSwitchReceiver(t)
 
 	cfg := Config{URL: rc.url(), Name: "primary"}
 	cfg.QueueConfig.MaxSamplesPerSend = 5

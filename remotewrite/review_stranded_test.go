@@ -2,8 +2,6 @@ package remotewrite
 
 import (
 	"context"
-	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,13 +17,7 @@ import (
 // was down, its backlog must be reported like any stranded queue (issue
 // 10, item 3: "every directory under wal.dir that no endpoint owns").
 func TestReviewStrandedTenantQueue(t *testing.T) {
-	var up atomic.Bool
-	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
-		if up.Load() {
-			return http.StatusNoContent, nil
-		}
-		return http.StatusServiceUnavailable, nil
-	}).start()
+	rc, up := newSwitchReceiver(t)
 	fx := newRouterFixture(t, rc.url(), "", TenantConfig{Label: "cri_namespace"})
 	stop := fx.run(t)
 	ss := []series.Series{{

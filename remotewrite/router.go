@@ -84,24 +84,13 @@ type tenantBucket struct {
 // endpoint=<name> (and tenant=<tenant> for each tenant's queue); reg may be
 // nil.
 func NewRouter(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Router, error) {
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	cfg, o, logger, err := prepare(cfg, walCfg, logger, opts)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Tenant == nil {
 		return nil, fmt.Errorf("remote_write %q: no tenant block: use New", cfg.Name)
 	}
-	if err := walCfg.Validate(); err != nil {
-		return nil, walError(err)
-	}
-	o := options{userAgent: "kata-monitor", flushDeadline: DefaultFlushDeadline}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if logger == nil {
-		logger = discardLogger()
-	}
-	logger = logger.With("endpoint", cfg.Name)
 	r := &Router{
 		cfg: cfg, walCfg: walCfg, baseDir: filepath.Join(walCfg.Dir, cfg.Name),
 		logger: logger, reg: reg, opts: o, now: time.Now,
@@ -109,7 +98,6 @@ func NewRouter(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus
 		failed: make(chan struct{}),
 	}
 	r.dropLog = newLogLimiter(logEvery, func() time.Time { return r.now() })
-	var err error
 	if r.metrics, err = newRouterMetrics(reg, cfg.Name); err != nil {
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,13 +23,7 @@ import (
 // oldest sample, gauges), and setting the endpoint's name to the old
 // directory's name delivers every pending sample.
 func TestStrandedQueueReportedThenAdopted(t *testing.T) {
-	var up atomic.Bool
-	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
-		if up.Load() {
-			return http.StatusNoContent, nil
-		}
-		return http.StatusServiceUnavailable, nil
-	}).start()
+	rc, up := newSwitchReceiver(t)
 	walCfg := DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	fast := func(c Config) Config {
