@@ -176,7 +176,7 @@ type encoder struct {
 	arena []labels.Label  // backing store for relabelled label sets
 	out   []byte          // compressed blocks of the current round
 	m     marshaler
-	g     grouper // 2.0 + zstd only: series grouped by metric name
+	g     grouper // 2.0 only: series grouped by metric name
 }
 
 // marshaler holds the scratch of one protobuf marshalling; reused.
@@ -222,7 +222,7 @@ func (e *encoder) encode(ss []series.Series, f format) ([]wal.Block, roundStats,
 		}
 		src = e.kept
 	}
-	if f.v2() && f.zstd() {
+	if f.v2() {
 		src = e.g.group(src)
 	}
 
@@ -279,17 +279,17 @@ func (e *encoder) encode(ss []series.Series, f format) ([]wal.Block, roundStats,
 
 // grouper reorders the series of one Append so that the series of one
 // metric name are adjacent, names in byte order, and otherwise in their
-// given order (a stable counting sort on the name). zstd then finds the
-// same name, help and label references and the same values a few bytes
-// back (the same metric of the sandbox before), and a block's symbols
-// table holds the help texts of fewer families: at 200 sandboxes 2.0 +
-// zstd goes from 4.14 to 3.63 bytes per sample in process (SpeedDefault;
-// docs/benchmarks.md, "Remote write bandwidth"). A full sort by label set
-// gains 0.02 more for ten times the CPU. 1.0, whose series carry their
-// label strings, compresses worse grouped (5.71 to 6.16), and snappy's
-// 64 KiB blocks gain little, so only 2.0 + zstd groups. Remote write sets no order
-// between series, and the order within one series is kept: a series'
-// samples all carry its name, so they stay in order, as do the blocks.
+// given order (a stable counting sort on the name). The compressor then
+// finds the same name, help and label references and the same values a
+// few bytes back (the same metric of the sandbox before), and a block's
+// symbols table holds the help texts of fewer families. At 200 sandboxes
+// on the wire (docs/benchmarks.md, "Remote write bandwidth"): 2.0 + zstd
+// 4.07 to 3.30 bytes per sample, 2.0 + snappy 11.26 to 8.69. A full sort
+// by label set gains 0.02 more for ten times the CPU. 1.0, whose series
+// carry their label strings, compresses worse grouped (zstd 5.71 to 6.16
+// in process), so only 2.0 groups. Remote write sets no order between
+// series, and the order within one series is kept: a series' samples all
+// carry its name, so they stay in order, as do the blocks.
 type grouper struct {
 	idx   map[string]int32 // name -> group, this call only
 	names []string         // group -> name
