@@ -367,7 +367,9 @@ func (b *bodyRewriter) Write(p []byte) (int, error) {
 // tenant; closing an idle tenant frees its place and its directory.
 func TestRouterTenantBound(t *testing.T) {
 	rc := newReceiver(t, nil).start()
-	fx := newRouterFixture(t, rc.url(), "", TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(200 * time.Millisecond)})
+	// The idle timeout leaves room for the checks below before a goes idle
+	// (200 ms closed it before them on a loaded machine).
+	fx := newRouterFixture(t, rc.url(), "", TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(2 * time.Second)})
 	fx.run(t)
 	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 3, "", "a", "b", "../etc")))
 	dropped := func(reason string) float64 {
