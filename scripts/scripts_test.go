@@ -92,6 +92,66 @@ func TestFuzzScriptLeavesNoLog(t *testing.T) {
 	require.Empty(t, names, "fuzz.sh left its log behind")
 }
 
+// TestFuzzScriptRetriesOnlyTheDeadlineRace runs fuzz.sh against a fake go
+// command: a bare "context deadline exceeded" without a failing input (Go's
+// fuzztime race, golang/go#75804) is run once more; the same twice, or a
+// real failure, fails at once.
+func TestFuzzScriptRetriesOnlyTheDeadlineRace(t *testing.T) {
+	const deadline = "--- FAIL: FuzzX (5.12s)\n    context deadline exceeded\nFAIL"
+	const crash = "--- FAIL: FuzzX (0.10s)\n    x_test.go:12: boom\n    Failing input written to testdata/fuzz/FuzzX/0123\nFAIL"
+	tests := []struct {
+		name    string
+		answers []string // what each go test call prints ("" passes)
+		ok      bool
+		calls   int
+	}{
+		{"passes", []string{""}, true, 1},
+		{"deadline race then pass", []string{deadline, ""}, true, 2},
+		{"deadline race twice", []string{deadline, deadline}, false, 2},
+		{"real failure", []string{crash, ""}, false, 1},
+		{"deadline with a failing input", []string{deadline + "\n" + crash, ""}, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pkg := filepath.Join(dir, "pkg")
+			require.NoError(t, os.MkdirAll(pkg, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(pkg, "x_test.go"), []byte("package p\n\nfunc FuzzX(f *testing.F) {}\n"), 0o644))
+			for i, a := range tt.answers {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, "answer"+strconv.Itoa(i+1)), []byte(a), 0o644))
+			}
+			fakeGo := `#!/usr/bin/env bash
+case "$1" in
+list) echo "example.com/p ` + pkg + `" ;;
+test)
+	n=$(( $(cat ` + dir + `/calls 2>/dev/null || echo 0) + 1 ))
+	echo $n > ` + dir + `/calls
+	out=$(cat ` + dir + `/answer$n)
+	[ -z "$out" ] && exit 0
+	printf '%b\n' "$out"
+	exit 1 ;;
+esac
+`
+			bin := filepath.Join(dir, "bin")
+			require.NoError(t, os.MkdirAll(bin, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755))
+			cmd := exec.Command("bash", "fuzz.sh", "5s")
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "TMPDIR="+dir)
+			out, err := cmd.CombinedOutput()
+			if tt.ok {
+				require.NoError(t, err, "%s", out)
+				require.Contains(t, string(out), "fuzz: all targets passed")
+			} else {
+				require.Error(t, err, "%s", out)
+				require.NotContains(t, string(out), "all targets passed")
+			}
+			calls, err := os.ReadFile(filepath.Join(dir, "calls"))
+			require.NoError(t, err)
+			require.Equal(t, strconv.Itoa(tt.calls), strings.TrimSpace(string(calls)), "go test runs: %s", out)
+		})
+	}
+}
+
 // TestGobuildShowsProgress: the build wrapper says what it builds and how
 // many packages it needs; a failing build shows the compiler's error and
 // fails.
