@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -17,12 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/faultproxy"
@@ -43,18 +40,8 @@ import (
 func TestRefusalPrometheusIsolatesSeries(t *testing.T) {
 	t.Parallel()
 	prom := startReceiver(t, receiver.Prometheus)
-	cfg := remotewrite.Config{URL: prom.WriteURL(), Name: "prom"}
-	f := false
-	cfg.MetadataConfig.Send = &f
-	walCfg := remotewrite.DefaultWALConfig()
-	walCfg.Dir = t.TempDir()
-	reg := prometheus.NewRegistry()
-	q, err := remotewrite.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	q, reg := runQueue(t, prom.WriteURL(), "prom")
+	ctx := context.Background()
 
 	const nSeries, outOfOrder, duplicate = 200, 17, 150
 	base := time.Now().Add(-time.Minute).Truncate(time.Second)
@@ -76,20 +63,7 @@ func TestRefusalPrometheusIsolatesSeries(t *testing.T) {
 		}
 		return out
 	}
-	metric := func(name string) float64 {
-		mfs, err := reg.Gather()
-		require.NoError(t, err)
-		var sum float64
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-		return sum
-	}
+	metric := func(name string) float64 { return gathered(t, reg, name) }
 	// One round at a time, so each is a request of its own.
 	for r := 1; r <= 3; r++ {
 		require.NoError(t, q.Append(ctx, round(r)))

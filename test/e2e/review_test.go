@@ -16,6 +16,26 @@ import (
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
+// runQueue runs an in-process remotewrite.Queue for url (no metadata,
+// WAL in a temp dir, logs to the test) until the test ends, so samples
+// reach the receiver exactly as built, without the daemon's forwarder.
+func runQueue(t *testing.T, url, name string) (*remotewrite.Queue, *prometheus.Registry) {
+	t.Helper()
+	cfg := remotewrite.Config{URL: url, Name: name}
+	f := false
+	cfg.MetadataConfig.Send = &f
+	walCfg := remotewrite.DefaultWALConfig()
+	walCfg.Dir = t.TempDir()
+	reg := prometheus.NewRegistry()
+	q, err := remotewrite.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return q, reg
+}
+
 // gathered sums every series of the family name in reg.
 func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
@@ -44,18 +64,8 @@ func TestReviewWrongPathVictoriaMetrics(t *testing.T) {
 	vm := startReceiver(t, receiver.VictoriaMetrics)
 	for _, path := range []string{"/api/v1/writ", "/"} {
 		t.Run(path, func(t *testing.T) {
-			cfg := remotewrite.Config{URL: vm.BaseURL() + path, Name: "typo"}
-			f := false
-			cfg.MetadataConfig.Send = &f
-			walCfg := remotewrite.DefaultWALConfig()
-			walCfg.Dir = t.TempDir()
-			reg := prometheus.NewRegistry()
-			q, err := remotewrite.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- q.Run(ctx) }()
-			t.Cleanup(func() { cancel(); <-done })
+			q, reg := runQueue(t, vm.BaseURL()+path, "typo")
+			ctx := context.Background()
 
 			const nSeries = 20
 			now := time.Now().UnixMilli()

@@ -3,15 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
@@ -26,18 +23,8 @@ func TestReviewUTF8NamesPushed(t *testing.T) {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
 			rcv := startReceiver(t, kind)
-			cfg := remotewrite.Config{URL: rcv.WriteURL(), Name: "u"}
-			f := false
-			cfg.MetadataConfig.Send = &f
-			walCfg := remotewrite.DefaultWALConfig()
-			walCfg.Dir = t.TempDir()
-			reg := prometheus.NewRegistry()
-			q, err := remotewrite.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- q.Run(ctx) }()
-			t.Cleanup(func() { cancel(); <-done })
+			q, reg := runQueue(t, rcv.WriteURL(), "u")
+			ctx := context.Background()
 			now := time.Now().UnixMilli()
 			round := []series.Series{
 				{Labels: []labels.Label{{Name: "__name__", Value: "kata.guest.custom"}, {Name: "disk.name", Value: "vda"}}, Samples: []series.Sample{{Timestamp: now, Value: 1}}},
