@@ -94,7 +94,7 @@ func TestNameEscaping(t *testing.T) {
 // the same); a receiver that refuses them answers 4xx and remote write
 // drops only those series, counted.
 func TestPushKeepsUTF8Names(t *testing.T) {
-	r := newRig(t, push)
+	r := newRig(t, withPush)
 	r.sbs.set("b")
 	r.scraper.set("b", "# TYPE \"kata.guest.custom\" gauge\n{\"kata.guest.custom\",\"disk.name\"=\"vda\"} 1\n")
 	r.f.scheduledRound(context.Background())

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/push"
 	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
@@ -41,9 +42,11 @@ type Forwarder struct {
 	// Round state: touched only by the round in flight.
 	states map[string]*sandboxState
 	round  uint64
-	push   pushState
-	// self is touched only by the schedule goroutine.
-	self selfPush
+	push   *push.Builder
+	caches []*scrapecache.Sandbox // the round's sandboxes for push.Build, reused
+	// self is touched only by the schedule goroutine; nil unless
+	// push_self_metrics is set and there is a Deps.Self and an Appender.
+	self *push.Self
 
 	// refresh asks refreshLoop for a background pull round (capacity 1:
 	// requests while one is pending coalesce).
@@ -95,20 +98,22 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		m:         m,
 		jitterMax: min(cfg.ScrapeInterval/10, time.Second),
 		states:    make(map[string]*sandboxState),
-		push:      pushState{last: make(map[uint64]uint64), dedupe: len(cfg.MetricRelabelConfigs) > 0},
+		push:      push.NewBuilder(len(cfg.MetricRelabelConfigs) > 0, cfg.HonorTimestamps, deps.Logger),
 		refresh:   make(chan struct{}, 1),
 		firstDone: make(chan struct{}),
 	}
 	if f.now == nil {
 		f.now = time.Now
 	}
-	f.push.ts = tsGuard{honor: cfg.HonorTimestamps, log: f.log, sandboxes: make(map[string]*sandboxTS)}
 	for name, value := range cfg.ExternalLabels {
 		f.external = append(f.external, labels.Label{Name: name, Value: value})
 	}
 	slices.SortFunc(f.external, func(a, b labels.Label) int { return cmp.Compare(a.Name, b.Name) })
 	f.pushing = len(deps.Appenders) > 0
 	f.env = scrapecache.NewEnv(f.pushing, cfg.MetricRelabelConfigs, f.external)
+	if cfg.PushSelfMetrics && deps.Self != nil && f.pushing {
+		f.self = push.NewSelf(deps.Self, f.external, f.log)
+	}
 	return f, nil
 }
 
@@ -195,11 +200,14 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 			return snap, nil
 		})
 	}
-	if f.cfg.PushSelfMetrics && f.deps.Self != nil && f.pushing && ctx.Err() == nil {
-		// The shims' metadata set is f.push.md whether or not this round
-		// resends it; the self families join it.
-		if f.pushSelf(ctx, snap.at.UnixMilli()) || md != nil {
-			md = f.selfMetadata(f.push.md)
+	if f.self != nil && ctx.Err() == nil {
+		// The shims' metadata set is f.push.LastMetadata() whether or not
+		// this round resends it; the self families join it.
+		c, changed := f.self.Push(snap.at.UnixMilli(), func(ss []series.Series) { f.sendSeries(ctx, ss) })
+		f.m.addPush(c)
+		f.m.selfSamples.Add(float64(c.Samples))
+		if changed || md != nil {
+			md = f.self.Metadata(f.push.LastMetadata())
 		}
 	}
 	if md != nil {

@@ -40,7 +40,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		// A 10ms interval keeps the real-time jitter of the scheduled round
 		// under 1ms.
-		r := newRig(t, push, withConfig(func(c *Config) { c.ScrapeInterval, c.ScrapeTimeout = 10*time.Millisecond, 10*time.Millisecond }))
+		r := newRig(t, withPush, withConfig(func(c *Config) { c.ScrapeInterval, c.ScrapeTimeout = 10*time.Millisecond, 10*time.Millisecond }))
 		r.sbs.set("aaa", "bbb")
 		r.pods.set("bbb", cri.Pod{UID: "u", Name: "n", Namespace: "ns"})
 		r.scraper.set("aaa", string(body))

@@ -232,8 +232,8 @@ type rig struct {
 // rigOpt adjusts the config or the deps before New.
 type rigOpt func(r *rig, c *Config, d *Deps)
 
-// push gives the forwarder the rig's appender.
-func push(r *rig, _ *Config, d *Deps) { d.Appenders = []Appender{r.appender} }
+// withPush gives the forwarder the rig's appender.
+func withPush(r *rig, _ *Config, d *Deps) { d.Appenders = []Appender{r.appender} }
 
 func withConfig(mod func(*Config)) rigOpt {
 	return func(_ *rig, c *Config, _ *Deps) { mod(c) }

@@ -91,7 +91,7 @@ func TestNewSandboxFirstSampleHasPodLabels(t *testing.T) {
 
 			opts := []rigOpt{func(_ *rig, _ *Config, d *Deps) { d.Pods = cache }}
 			if mode == "push" {
-				opts = append(opts, push)
+				opts = append(opts, withPush)
 			}
 			r := newRig(t, opts...)
 			r.sbs.set("aaa")

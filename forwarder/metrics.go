@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/push"
 )
 
 const namespace = "kata_monitor"
@@ -70,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "self_samples_pushed_total",
 			Help: "Samples of kata-monitor's own metrics handed to the remote-write queues (push_self_metrics), staleness markers included."}),
 	}
-	for _, r := range tsReasons {
+	for _, r := range push.Reasons {
 		m.samplesDropped.WithLabelValues(r)
 	}
 	m.rounds.WithLabelValues("schedule")
@@ -96,4 +97,19 @@ func newDroppedCounter() *prometheus.CounterVec {
 		c.WithLabelValues(r.String())
 	}
 	return c
+}
+
+// addPush adds what building one push (shim round or own metrics) counted.
+func (m *metrics) addPush(c push.Counts) {
+	m.relabelDropped.Add(float64(c.RelabelDropped))
+	m.duplicates.Add(float64(c.Duplicates))
+	m.stalenessMarks.Add(float64(c.StalenessMarkers))
+	for i, n := range c.Dropped {
+		if n > 0 {
+			m.samplesDropped.WithLabelValues(push.Reasons[i]).Add(float64(n))
+		}
+	}
+	if c.Repeated > 0 {
+		m.samplesRepeated.Add(float64(c.Repeated))
+	}
 }

@@ -23,7 +23,7 @@ func famNames(s *snapshot) []string {
 // spare buffers; the first pull after that runs a pull round and gets the
 // full exposition, and later scheduled rounds render again.
 func TestPullIdleSkipsRendering(t *testing.T) {
-	r := benchRig(t, 3, push)
+	r := benchRig(t, 3, withPush)
 	r.f.jitterMax = 0
 	ctx := context.Background()
 
@@ -84,7 +84,7 @@ func TestPullIdleSkipsRendering(t *testing.T) {
 // snapshot: it runs a pull round.
 func TestPullIdleWaiterGetsLines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := benchRig(t, 2, push)
+		r := benchRig(t, 2, withPush)
 		r.f.jitterMax = 0
 		ctx := context.Background()
 		r.clock.Add(pullIdleAfter(r.f.cfg.ScrapeInterval))

@@ -33,7 +33,7 @@ func (r *rig) scheduled(t testing.TB) []series.Series {
 }
 
 func TestPushSeriesLabelsAndTimestamps(t *testing.T) {
-	r := newRig(t, push, withConfig(func(c *Config) {
+	r := newRig(t, withPush, withConfig(func(c *Config) {
 		c.ExternalLabels = map[string]string{"node": "n1", "a": "ext"}
 	}))
 	r.sbs.set("aaa")
@@ -118,7 +118,7 @@ func TestPushRelabel(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, push, withConfig(func(c *Config) { c.MetricRelabelConfigs = tc.rules }))
+			r := newRig(t, withPush, withConfig(func(c *Config) { c.MetricRelabelConfigs = tc.rules }))
 			sbs := []string{"aaa", "bbb"}
 			if tc.name == "replace" {
 				sbs[1] = "bbbb"
@@ -214,7 +214,7 @@ func testPushStaleness(t *testing.T, opt rigOpt) {
 		want:    []string{"up/aaa/web", "up/bbb"},
 		wantNaN: []string{"up/aaa"},
 	}}
-	r := newRig(t, push, opt)
+	r := newRig(t, withPush, opt)
 	for i, s := range steps {
 		r.clock.Add(15 * time.Second)
 		r.sbs.set(s.ids...)
@@ -256,14 +256,15 @@ func testPushStaleness(t *testing.T, opt rigOpt) {
 		assert.ElementsMatch(t, s.wantNaN, gotNaN, s.name)
 	}
 	assert.Equal(t, 5.0, r.counter(t, "kata_monitor_staleness_markers_total"))
-	if r.f.push.dedupe {
-		assert.Len(t, r.f.push.last, 2, "forgotten series leave the staleness map")
+	want := 0
+	if len(r.f.cfg.MetricRelabelConfigs) > 0 {
+		want = 2 // the live series' hashes
 	}
-	assert.Empty(t, r.f.push.pending)
+	assert.Equal(t, want, r.f.push.Tracked(), "forgotten series leave the staleness map")
 }
 
 func TestPushMetadata(t *testing.T) {
-	r := newRig(t, push)
+	r := newRig(t, withPush)
 	r.sbs.set("aaa")
 	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n# HELP go_goroutines G.\n# TYPE go_goroutines gauge\ngo_goroutines 3\n")
 	r.scheduled(t)
@@ -290,7 +291,7 @@ func TestPushMetadata(t *testing.T) {
 // family's type and help (remote write 2.0 sends them with each series),
 // classic histogram and summary series included, staleness markers too.
 func TestPushSeriesCarryFamilyMetadata(t *testing.T) {
-	r := newRig(t, push)
+	r := newRig(t, withPush)
 	r.sbs.set("aaa")
 	r.scraper.set("aaa", "# HELP up Up.\n# TYPE up gauge\nup 1\n"+
 		"# HELP lat_seconds Latency.\n# TYPE lat_seconds histogram\nlat_seconds_bucket{le=\"1\"} 1\nlat_seconds_bucket{le=\"+Inf\"} 2\nlat_seconds_sum 3\nlat_seconds_count 2\n"+
@@ -347,7 +348,7 @@ func TestPushAppenderErrorDoesNotStop(t *testing.T) {
 func TestRunSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		realClock := func(_ *rig, _ *Config, d *Deps) { d.Now = nil }
-		r := newRig(t, push, realClock, withConfig(func(c *Config) {
+		r := newRig(t, withPush, realClock, withConfig(func(c *Config) {
 			c.ScrapeInterval, c.ScrapeTimeout = 100*time.Millisecond, 50*time.Millisecond
 		}))
 		r.sbs.set("aaa")
@@ -394,7 +395,7 @@ func (a *sleepAppender) Append(context.Context, []series.Series) error {
 }
 
 func TestPushNothingFromARoundCutByShutdown(t *testing.T) {
-	r := newRig(t, push)
+	r := newRig(t, withPush)
 	r.sbs.set("aaa")
 	r.scraper.set("aaa", "up 1\n")
 	r.scheduled(t)
@@ -417,7 +418,7 @@ func TestPushNothingFromARoundCutByShutdown(t *testing.T) {
 // its entries compacted in the middle of the round that noticed it; the
 // round's samples must still carry their own series' labels.
 func TestPushAfterCompaction(t *testing.T) {
-	r := newRig(t, push)
+	r := newRig(t, withPush)
 	r.sbs.set("aaa")
 	var big strings.Builder
 	for i := range 3000 {

@@ -43,9 +43,7 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	// A round cut short by shutdown would turn every series into a
 	// staleness marker: push nothing from it.
 	if collect && ctx.Err() == nil {
-		f.push.familyMetadata(snap.Families())
-		f.push.build(states, start.UnixMilli(), f.m, func(ss []series.Series) { f.sendSeries(ctx, ss) })
-		md = f.push.metadata(snap.Families())
+		md = f.pushRound(ctx, states, snap, start)
 	}
 	snap.done = f.now()
 
@@ -127,8 +125,12 @@ func (f *Forwarder) forgetGone(states []*sandboxState, round uint64) {
 			delete(f.states, id)
 		}
 	}
-	f.push.release(states)
-	f.push.release(gone)
+	for _, st := range states {
+		f.push.Release(st.cache)
+	}
+	for _, st := range gone {
+		f.push.Release(st.cache)
+	}
 	live := 0
 	for _, st := range states {
 		live += st.cache.Len()

@@ -50,7 +50,7 @@ func TestPushSelfMetrics(t *testing.T) {
 	wrapped.MustRegister(gauge, hist, sum)
 
 	for _, optOut := range []bool{false, true} {
-		r := newRig(t, push, withConfig(func(c *Config) {
+		r := newRig(t, withPush, withConfig(func(c *Config) {
 			// endpoint: the metric's own label wins over the external one.
 			c.ExternalLabels = map[string]string{"node": "n1", "endpoint": "ext"}
 			c.PushSelfMetrics = !optOut

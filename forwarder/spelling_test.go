@@ -47,7 +47,7 @@ func TestLabelValueSpelling(t *testing.T) {
 			if strings.HasPrefix(tt.ct, "application/openmetrics-text") {
 				body += "# EOF\n"
 			}
-			r := newRig(t, push)
+			r := newRig(t, withPush)
 			r.sbs.set("aaa")
 			r.scraper.set("aaa", body)
 			r.scraper.types["aaa"] = tt.ct
@@ -72,7 +72,7 @@ func TestLabelValueSpelling(t *testing.T) {
 // series: the first is served, the second counted as a duplicate, and push
 // sends one sample.
 func TestLabelValueTwoSpellings(t *testing.T) {
-	r := newRig(t, push)
+	r := newRig(t, withPush)
 	r.sbs.set("aaa")
 	r.scraper.set("aaa", "# TYPE m histogram\nm_bucket{le=\"1\"} 1\nm_bucket{le=\"1.0\"} 2\nm_bucket{le=\"+Inf\"} 2\nm_sum 1\nm_count 2\n")
 	r.f.scheduledRound(context.Background())

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/forwarder/push"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -76,13 +77,13 @@ func TestPushTimestampRules(t *testing.T) {
 		name:        "frozen timestamp, value changing",
 		honor:       true,
 		steps:       []step{{1, at(0), true}, {2, at(0), false}, {3, at(0), false}},
-		wantDropped: map[string]float64{reasonDuplicateTS: 2},
+		wantDropped: map[string]float64{push.ReasonDuplicateTS: 2},
 		wantLogs:    1,
 	}, {
 		name:        "timestamp stepping back 1 s per round",
 		honor:       true,
 		steps:       []step{{1, back, true}, {2, back, false}, {3, back, false}},
-		wantDropped: map[string]float64{reasonOutOfOrder: 2},
+		wantDropped: map[string]float64{push.ReasonOutOfOrder: 2},
 		wantLogs:    1,
 	}, {
 		name:       "equal timestamp, equal value: already queued, nothing lost",
@@ -93,7 +94,7 @@ func TestPushTimestampRules(t *testing.T) {
 		name:        "far future: more than 10 minutes ahead",
 		honor:       true,
 		steps:       []step{{1, fromNow(11 * minute), false}, {2, fromNow(9 * minute), true}, {3, fromNow(9*minute - 30_000), false}},
-		wantDropped: map[string]float64{reasonFuture: 1, reasonOutOfOrder: 1},
+		wantDropped: map[string]float64{push.ReasonFuture: 1, push.ReasonOutOfOrder: 1},
 		wantLogs:    1,
 	}, {
 		name:  "honor_timestamps false: round time, never dropped",
@@ -103,7 +104,7 @@ func TestPushTimestampRules(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
-			r := newRig(t, push, withLog(&logs), withConfig(func(c *Config) { c.HonorTimestamps = tc.honor }))
+			r := newRig(t, withPush, withLog(&logs), withConfig(func(c *Config) { c.HonorTimestamps = tc.honor }))
 			r.sbs.set("bad", "ok")
 			first := r.clock.Now().UnixMilli()
 			for i, s := range tc.steps {
@@ -125,7 +126,7 @@ func TestPushTimestampRules(t *testing.T) {
 				}
 				r.clock.Add(15 * time.Second)
 			}
-			for _, reason := range tsReasons {
+			for _, reason := range push.Reasons {
 				assert.Equal(t, tc.wantDropped[reason], testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", reason), reason)
 			}
 			assert.Equal(t, tc.wantRepeat, r.counter(t, "kata_monitor_forwarder_samples_repeated_total"))
@@ -160,27 +161,27 @@ func testCounterVec(t *testing.T, r *rig, name, reason string) float64 {
 
 func TestPushClockSteppingBack(t *testing.T) {
 	var logs syncBuffer
-	r := newRig(t, push, withLog(&logs))
+	r := newRig(t, withPush, withLog(&logs))
 	r.sbs.set("aaa")
 	r.scraper.set("aaa", "up 1\nx 2\n")
 	require.Len(t, r.scheduled(t), 2)
 	r.clock.Add(-time.Minute)
 	r.scraper.set("aaa", "up 1\n") // x vanishes: its marker would be out of order too
 	assert.Empty(t, r.scheduled(t), "nothing before the last push round is queued")
-	assert.Equal(t, 2.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", reasonOutOfOrder))
+	assert.Equal(t, 2.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
 	r.clock.Add(30 * time.Second)
 	assert.Empty(t, r.scheduled(t))
 	assert.Equal(t, 1, strings.Count(logs.String(), "wall clock stepped back"), "logged once per streak")
 	r.clock.Add(31 * time.Second)
 	got := pushedBy(r.scheduled(t))
 	assert.Equal(t, series.Sample{Value: 1, Timestamp: r.clock.Now().UnixMilli()}, got["up/aaa"])
-	assert.Equal(t, 3.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", reasonOutOfOrder))
+	assert.Equal(t, 3.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
 }
 
 // Prometheus's scrape loop sends no staleness marker for a series whose
 // sample carried its own timestamp; nor does kata-monitor.
 func TestPushNoStalenessMarkerForOwnTimestamps(t *testing.T) {
-	r := newRig(t, push)
+	r := newRig(t, withPush)
 	r.sbs.set("aaa")
 	now := r.clock.Now().UnixMilli()
 	r.scraper.set("aaa", fmt.Sprintf("own 1 %d\nround 1\n", now-1000))
@@ -195,5 +196,5 @@ func TestPushNoStalenessMarkerForOwnTimestamps(t *testing.T) {
 	r.clock.Add(15 * time.Second)
 	r.scraper.set("aaa", fmt.Sprintf("own 2 %d\n", now-2000))
 	assert.NotContains(t, pushedBy(r.scheduled(t)), "own/aaa")
-	assert.Equal(t, 1.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", reasonOutOfOrder))
+	assert.Equal(t, 1.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
 }

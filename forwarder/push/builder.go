@@ -1,7 +1,7 @@
-package forwarder
+package push
 
 import (
-	"context"
+	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -14,9 +14,12 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// pushState is what the push phase keeps between scheduled rounds. Only the
-// round in flight (Forwarder.rounds) touches it.
-type pushState struct {
+// Builder converts scheduled rounds of shim series into remote-write series
+// and keeps what that needs between rounds: the sent series for staleness
+// markers, the timestamp rules' state, the family metadata. Build it with
+// NewBuilder. It is not safe for concurrent use: only the round in flight
+// calls it.
+type Builder struct {
 	round uint64
 	// dedupe is set when metric_relabel_configs can make two series equal
 	// (across sandboxes too): last then maps the hash of every series sent
@@ -42,48 +45,83 @@ type pushState struct {
 	md        []series.Metadata
 	mdRound   uint64
 	// famMD maps this round's family names to their metadata, which every
-	// pushed series of the family carries (familyMetadata, metadataOf);
+	// pushed series of the family carries (SetFamilies, metadataOf);
 	// prevMD is the previous round's, for the staleness markers of
 	// families that vanished.
 	famMD, prevMD map[string]*series.Metadata
 	// ts applies the timestamp rules (timestamps.go) before a sample is
 	// queued.
 	ts tsGuard
+	// counts of the round being built
+	counts Counts
 }
 
-// release moves the series that disappeared into the staleness candidates,
-// but for those whose last queued sample had its own timestamp (no marker
-// for them, as in Prometheus). Every round does it (pull rounds too).
-func (ps *pushState) release(states []*sandboxState) {
-	for _, st := range states {
-		st.cache.TakeEvicted(func(g scrapecache.Gone) {
-			if !ps.ts.noMarker(st.id, g.Hash) {
-				ps.candidates = append(ps.candidates, g)
-			}
-		})
+// Counts are what building one push left out or added, for the caller's
+// metrics. Build and Self.Push return them per round.
+type Counts struct {
+	// RelabelDropped counts samples metric_relabel_configs dropped.
+	RelabelDropped int
+	// Duplicates counts samples of a series relabelling made equal to
+	// one already added this round.
+	Duplicates int
+	// StalenessMarkers counts the markers added for vanished series.
+	StalenessMarkers int
+	// Dropped counts samples the timestamp rules refused, indexed like
+	// Reasons.
+	Dropped [3]int
+	// Repeated counts samples not queued again because they repeat their
+	// series' last queued sample (nothing lost).
+	Repeated int
+	// Samples counts the samples handed to emit, markers included.
+	Samples int
+}
+
+// NewBuilder returns a Builder. dedupe must be set when
+// metric_relabel_configs can make two series equal (across sandboxes too);
+// honorTimestamps keeps the timestamps the shims expose (see the rules in
+// timestamps.go); log gets the timestamp rules' warnings.
+func NewBuilder(dedupe, honorTimestamps bool, log *slog.Logger) *Builder {
+	b := &Builder{dedupe: dedupe}
+	if dedupe {
+		b.last = make(map[uint64]uint64)
 	}
+	b.ts = tsGuard{honor: honorTimestamps, log: log, sandboxes: make(map[string]*sandboxTS)}
+	return b
 }
 
-// pushChunk is how many series build hands to emit at a time. The
+// Release moves the series that disappeared from sb into the staleness
+// candidates, but for those whose last queued sample had its own timestamp
+// (no marker for them, as in Prometheus). Every round calls it for every
+// sandbox it listed and every sandbox that left (pull rounds too).
+func (ps *Builder) Release(sb *scrapecache.Sandbox) {
+	sb.TakeEvicted(func(g scrapecache.Gone) {
+		if !ps.ts.noMarker(sb.ID(), g.Hash) {
+			ps.candidates = append(ps.candidates, g)
+		}
+	})
+}
+
+// Chunk is how many series Build and Self.Push hand to emit at a time. The
 // series, samples and labels of one chunk are built into buffers reused for
 // the next (~2 MiB), instead of the whole round's (~80 MiB at 200
 // sandboxes) staying allocated between rounds.
-const pushChunk = 8192
+const Chunk = 8192
 
-// build converts a scheduled round into series and hands them to emit in
-// chunks of at most pushChunk: the samples of the live sandboxes in id
-// order, then one staleness marker for every series sent in the previous
+// Build converts a scheduled round starting at ts (Unix ms) into series and
+// hands them to emit in chunks of at most Chunk: the samples of the live
+// sandboxes sbs in the given (id) order, then one staleness marker for every series sent in the previous
 // push round and not in this one. Each series appears once per round, so
 // chunking never reorders a series. The chunk passed to emit is reused
-// after it returns. Phases: beginChunks, markPending, addSamples,
-// addMarkers, then the counts.
-func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit func([]series.Series)) {
+// after it returns. Call SetFamilies first. Phases: beginChunks,
+// markPending, addSamples, addMarkers, then the counts.
+func (ps *Builder) Build(sbs []*scrapecache.Sandbox, ts int64, emit func([]series.Series)) Counts {
 	ps.round++
+	ps.counts = Counts{}
 	ps.beginChunks(emit)
 	ps.markPending()
 	roundOK := ps.ts.roundOK(ts)
-	dropped, dups := ps.addSamples(states, ts, roundOK)
-	stale := ps.addMarkers(ts, roundOK)
+	ps.addSamples(sbs, ts, roundOK)
+	ps.addMarkers(ts, roundOK)
 	ps.flush()
 	if ps.nSeries > 0 {
 		ps.perSeries = (ps.nLabels+ps.nSeries-1)/ps.nSeries + 1
@@ -91,26 +129,25 @@ func (ps *pushState) build(states []*sandboxState, ts int64, m *metrics, emit fu
 	ps.emit = nil
 	ps.ts.roundDone(ts, roundOK)
 	ps.ts.prune(ps.round)
-	ps.ts.flush(m)
-	m.relabelDropped.Add(float64(dropped))
-	m.duplicates.Add(float64(dups))
-	m.stalenessMarks.Add(float64(stale))
+	ps.counts.Samples = ps.nSeries
+	ps.counts.Dropped, ps.counts.Repeated = ps.ts.take()
+	return ps.counts
 }
 
 // beginChunks readies the reused chunk buffers for a round whose chunks go
 // to emit.
-func (ps *pushState) beginChunks(emit func([]series.Series)) {
+func (ps *Builder) beginChunks(emit func([]series.Series)) {
 	ps.emit = emit
-	if cap(ps.samples) < pushChunk {
-		ps.samples = make([]series.Sample, pushChunk)
-		ps.series = make([]series.Series, 0, pushChunk)
+	if cap(ps.samples) < Chunk {
+		ps.samples = make([]series.Sample, Chunk)
+		ps.series = make([]series.Series, 0, Chunk)
 	}
-	ps.samples = ps.samples[:pushChunk]
+	ps.samples = ps.samples[:Chunk]
 	ps.series = ps.series[:0]
 	if ps.perSeries == 0 {
 		ps.perSeries = 16
 	}
-	want := ps.perSeries * pushChunk
+	want := ps.perSeries * Chunk
 	if cap(ps.arena) < want || cap(ps.arena) > want+want/2 {
 		ps.arena = make([]labels.Label, 0, want)
 	}
@@ -119,7 +156,7 @@ func (ps *pushState) beginChunks(emit func([]series.Series)) {
 }
 
 // flush hands the chunk built so far to emit.
-func (ps *pushState) flush() {
+func (ps *Builder) flush() {
 	if len(ps.series) == 0 {
 		return
 	}
@@ -131,12 +168,12 @@ func (ps *pushState) flush() {
 
 // add appends one series (the template's labels with the sandbox's
 // values) with one sample to the chunk, flushing a full one first.
-func (ps *pushState) add(t *scrapecache.Template, vals *scrapecache.Values, md *series.Metadata, v float64, ts int64) {
+func (ps *Builder) add(t *scrapecache.Template, vals *scrapecache.Values, md *series.Metadata, v float64, ts int64) {
 	n := t.Len()
-	if len(ps.series) == pushChunk || cap(ps.arena)-len(ps.arena) < n {
+	if len(ps.series) == Chunk || cap(ps.arena)-len(ps.arena) < n {
 		ps.flush()
 		if cap(ps.arena) < n {
-			ps.arena = make([]labels.Label, 0, max(n, ps.perSeries*pushChunk))
+			ps.arena = make([]labels.Label, 0, max(n, ps.perSeries*Chunk))
 		}
 	}
 	ps.nSeries++
@@ -152,7 +189,7 @@ func (ps *pushState) add(t *scrapecache.Template, vals *scrapecache.Values, md *
 // push round: due a marker unless a live series of the same hash is sent
 // in this one (it vanished in a pull round and reappeared under a new
 // entry).
-func (ps *pushState) markPending() {
+func (ps *Builder) markPending() {
 	if ps.dedupe || ps.round <= 1 {
 		return
 	}
@@ -168,32 +205,33 @@ func (ps *pushState) markPending() {
 
 // addSamples adds the round's samples of every sandbox, but those
 // relabelling dropped, duplicates after relabelling and those the
-// timestamp rules refuse; it returns the first two counts.
-func (ps *pushState) addSamples(states []*sandboxState, ts int64, roundOK bool) (dropped, dups int) {
-	for _, st := range states {
-		sbTS := ps.ts.sandbox(st.id, ps.round)
-		vals := st.cache.Values()
-		for _, rec := range st.cache.Samples() {
-			e := st.cache.Entry(rec.Entry)
+// timestamp rules refuse, counting each.
+func (ps *Builder) addSamples(sbs []*scrapecache.Sandbox, ts int64, roundOK bool) {
+	for _, sb := range sbs {
+		id := sb.ID()
+		sbTS := ps.ts.sandbox(id, ps.round)
+		vals := sb.Values()
+		for _, rec := range sb.Samples() {
+			e := sb.Entry(rec.Entry)
 			if e.Tmpl == nil {
-				dropped++
+				ps.counts.RelabelDropped++
 				continue
 			}
 			if ps.dedupe {
 				if ps.last[e.Hash] == ps.round { // two series made equal by relabelling
-					dups++
+					ps.counts.Duplicates++
 					continue
 				}
 				ps.last[e.Hash] = ps.round
 			}
 			t, explicit := ts, rec.TS >= 0 && ps.ts.honor
 			if explicit {
-				t = st.cache.Timestamp(rec.TS)
+				t = sb.Timestamp(rec.TS)
 			}
 			// The common case (round time, clock advancing, no series of
 			// the sandbox ever had its own timestamp) needs no check.
 			if (explicit || !roundOK || sbTS != nil) &&
-				!ps.ts.check(&sbTS, st.id, ps.round, e.Hash, e.Tmpl, vals, ts, t, rec.Value, explicit, roundOK) {
+				!ps.ts.check(&sbTS, id, ps.round, e.Hash, e.Tmpl, vals, ts, t, rec.Value, explicit, roundOK) {
 				continue
 			}
 			if len(ps.pending) > 0 {
@@ -202,15 +240,14 @@ func (ps *pushState) addSamples(states []*sandboxState, ts int64, roundOK bool) 
 			e.Sent = uint32(ps.round)
 			ps.add(e.Tmpl, vals, ps.metadataOf(e.Info.OutName), rec.Value, t)
 		}
-		st.cache.ClearSamples()
+		sb.ClearSamples()
 	}
-	return dropped, dups
 }
 
 // addMarkers adds one staleness marker for every candidate sent in the
-// previous push round and not in this one, and forgets the candidates; it
-// returns how many it added.
-func (ps *pushState) addMarkers(ts int64, roundOK bool) (stale int) {
+// previous push round and not in this one, counting them, and forgets the
+// candidates.
+func (ps *Builder) addMarkers(ts int64, roundOK bool) {
 	staleNaN := math.Float64frombits(value.StaleNaN)
 	for _, g := range ps.candidates {
 		due := false
@@ -228,21 +265,20 @@ func (ps *pushState) addMarkers(ts int64, roundOK bool) (stale int) {
 			ps.ts.dropped[1]++ // a marker before the series' last sample
 		} else if due {
 			ps.add(g.Tmpl, g.Vals, ps.metadataOf(g.Tmpl.Name()), staleNaN, ts)
-			stale++
+			ps.counts.StalenessMarkers++
 		}
 	}
 	clear(ps.pending)
 	clear(ps.candidates)
 	ps.candidates = ps.candidates[:0]
-	return stale
 }
 
-// familyMetadata indexes this round's families by name, for the metadata
+// SetFamilies indexes this round's families by name, for the metadata
 // each pushed series carries. A metadata value is reused
 // while its family's is unchanged, so the pointers stay stable across
 // rounds; a changed family gets a new value (the old one is never
 // modified: appenders may hold it).
-func (ps *pushState) familyMetadata(all []*exposition.Family) {
+func (ps *Builder) SetFamilies(all []*exposition.Family) {
 	old := ps.famMD
 	ps.prevMD, ps.famMD = old, make(map[string]*series.Metadata, len(old))
 	for _, mf := range all {
@@ -263,7 +299,7 @@ var familySuffixes = []string{"_bucket", "_sum", "_count", "_total", "_created",
 // the family of that name, else of the name without its suffix; nil when
 // neither is a family of this round (a name metric_relabel_configs
 // changed, say).
-func (ps *pushState) metadataOf(name string) *series.Metadata {
+func (ps *Builder) metadataOf(name string) *series.Metadata {
 	for _, m := range [2]map[string]*series.Metadata{ps.famMD, ps.prevMD} {
 		if md, ok := m[name]; ok {
 			return md
@@ -279,9 +315,9 @@ func (ps *pushState) metadataOf(name string) *series.Metadata {
 	return nil
 }
 
-// metadata returns the family metadata to send after this round, or nil
+// Metadata returns the family metadata to send after this round, or nil
 // when it is unchanged and was sent less than 10 rounds ago.
-func (ps *pushState) metadata(all []*exposition.Family) []series.Metadata {
+func (ps *Builder) Metadata(all []*exposition.Family) []series.Metadata {
 	md := make([]series.Metadata, 0, len(all))
 	for _, mf := range all {
 		md = append(md, series.Metadata{Type: mf.Type, Family: mf.Name, Help: mf.Help})
@@ -293,22 +329,12 @@ func (ps *pushState) metadata(all []*exposition.Family) []series.Metadata {
 	return md
 }
 
-// sendSeries hands one chunk of a round to every appender in turn; a
-// failing appender is logged and counted and never stops the others.
-func (f *Forwarder) sendSeries(ctx context.Context, ss []series.Series) {
-	for i, a := range f.deps.Appenders {
-		if err := a.Append(ctx, ss); err != nil {
-			f.m.appenderErrors.Inc()
-			f.log.Warn("appender rejected round", "appender", i, "series", len(ss), "err", err)
-		}
-	}
-}
+// Tracked returns how many series hashes the builder keeps for staleness
+// markers between rounds: with dedupe, one per live series sent; never
+// more (a leak check for tests).
+func (ps *Builder) Tracked() int { return len(ps.last) + len(ps.pending) }
 
-// sendMetadata hands the round's metadata to every appender that takes it.
-func (f *Forwarder) sendMetadata(md []series.Metadata) {
-	for _, a := range f.deps.Appenders {
-		if ma, ok := a.(MetadataAppender); ok {
-			ma.AppendMetadata(md)
-		}
-	}
-}
+// LastMetadata returns the family metadata Metadata last returned (sorted
+// by family name), whether or not this round resends it. The slice is not
+// modified afterwards.
+func (ps *Builder) LastMetadata() []series.Metadata { return ps.md }

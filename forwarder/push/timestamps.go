@@ -1,4 +1,4 @@
-package forwarder
+package push
 
 import (
 	"log/slog"
@@ -40,12 +40,16 @@ import (
 // the round's time would say nothing about such a series).
 const futureLimit = 10 * time.Minute
 
-// Reasons of kata_monitor_forwarder_samples_dropped_total.
+// Reasons a timestamp rule refuses a sample, as Counts.Dropped indexes them
+// (the reason label of kata_monitor_forwarder_samples_dropped_total).
 const (
-	reasonDuplicateTS = "duplicate_timestamp"
-	reasonOutOfOrder  = "out_of_order"
-	reasonFuture      = "too_far_in_future"
+	ReasonDuplicateTS = "duplicate_timestamp"
+	ReasonOutOfOrder  = "out_of_order"
+	ReasonFuture      = "too_far_in_future"
 )
+
+// Reasons lists the reasons in Counts.Dropped's order.
+var Reasons = [3]string{ReasonDuplicateTS, ReasonOutOfOrder, ReasonFuture}
 
 // seriesTS is what the timestamp rule keeps about a series that carried its
 // own timestamp at least once: 32 bytes, only for such series.
@@ -166,7 +170,7 @@ func (g *tsGuard) check(sbp **sandboxTS, id string, round uint64, h uint64, tmpl
 		if !s.logged {
 			s.logged = true
 			g.log.Warn("sample not queued: its timestamp does not advance its series (logged once per series)",
-				sandbox.LogKey, id, "series", seriesName(tmpl, vals), "reason", tsReasons[reason],
+				sandbox.LogKey, id, "series", seriesName(tmpl, vals), "reason", Reasons[reason],
 				"timestamp_ms", t, "last_queued_ms", s.ts, "round_start_ms", roundTS)
 		}
 		return false
@@ -174,8 +178,6 @@ func (g *tsGuard) check(sbp **sandboxTS, id string, round uint64, h uint64, tmpl
 	s.ts, s.v, s.explicit = t, v, explicit
 	return true
 }
-
-var tsReasons = [3]string{reasonDuplicateTS, reasonOutOfOrder, reasonFuture}
 
 // noMarker reports whether the series with hash h of sandbox id last
 // queued a sample with its own timestamp: it gets no staleness marker.
@@ -210,17 +212,11 @@ func (g *tsGuard) prune(round uint64) {
 	}
 }
 
-// flush adds the round's counts to the metrics.
-func (g *tsGuard) flush(m *metrics) {
-	for i, n := range g.dropped {
-		if n > 0 {
-			m.samplesDropped.WithLabelValues(tsReasons[i]).Add(float64(n))
-		}
-	}
-	if g.repeated > 0 {
-		m.samplesRepeated.Add(float64(g.repeated))
-	}
+// take returns the round's counts and resets them.
+func (g *tsGuard) take() (dropped [3]int, repeated int) {
+	dropped, repeated = g.dropped, g.repeated
 	g.dropped, g.repeated = [3]int{}, 0
+	return dropped, repeated
 }
 
 // seriesName renders a push series as name{label="value",...} for a log.

@@ -1,12 +1,13 @@
-package forwarder
+package push
 
 import (
-	"context"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -15,10 +16,11 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// selfPush pushes kata-monitor's own metrics (Deps.Self, what /metrics/self
-// serves) after every scheduled round, so that a push-only node is
-// observable from the receiver alone (issue: the health dashboard was empty
-// on nodes nobody scrapes). Only the schedule goroutine uses it.
+// Self converts kata-monitor's own metrics (what /metrics/self serves) into
+// remote-write series after every scheduled round, so that a push-only node
+// is observable from the receiver alone (issue: the health dashboard was
+// empty on nodes nobody scrapes). Build it with NewSelf. It is not safe for
+// concurrent use: only the schedule goroutine calls it.
 //
 // Series are named and labelled as a scrape of /metrics/self would store
 // them, without the scrape's job and instance: the metric's own labels plus
@@ -27,7 +29,9 @@ import (
 // written as the text exposition writes them. metric_relabel_configs, which
 // are about shim series, do not apply. Samples carry the round's start
 // time; a series that vanishes gets one staleness marker.
-type selfPush struct {
+type Self struct {
+	gatherer  prometheus.Gatherer
+	log       *slog.Logger
 	prev, cur map[uint64]selfSeries // series of the last push and this one
 	lastTS    int64
 	series    []series.Series
@@ -48,25 +52,32 @@ type selfSeries struct {
 	md *series.Metadata
 }
 
-// pushSelf gathers the own metrics and hands them to the appenders with
-// timestamp ts (ms), then staleness markers for series that vanished. It
-// reports whether the families' metadata changed (see selfMetadata).
-func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
-	sp := &f.self
-	if sp.prev == nil {
-		sp.prev, sp.cur = make(map[uint64]selfSeries), make(map[uint64]selfSeries)
+// NewSelf returns a Self that gathers from g, adds the external labels
+// (sorted by name; never overriding a metric's own label) and logs gather
+// failures to log.
+func NewSelf(g prometheus.Gatherer, external []labels.Label, log *slog.Logger) *Self {
+	return &Self{gatherer: g, external: external, log: log,
+		prev: make(map[uint64]selfSeries), cur: make(map[uint64]selfSeries)}
+}
+
+// Push gathers the own metrics and hands them to emit with timestamp ts
+// (Unix ms), in chunks of at most Chunk, then staleness markers for series
+// that vanished. The chunks are not modified after emit returns. A ts not
+// after the previous push's (the clock stepped back) pushes nothing: the
+// receiver would refuse the samples, counted as out_of_order. mdChanged
+// reports whether the families' metadata changed (see Metadata).
+func (sp *Self) Push(ts int64, emit func([]series.Series)) (c Counts, mdChanged bool) {
+	if ts <= sp.lastTS {
+		c.Dropped[1] = len(sp.prev)
+		return c, false
 	}
-	if ts <= sp.lastTS { // the clock stepped back: the receiver would refuse them
-		f.m.samplesDropped.WithLabelValues(reasonOutOfOrder).Add(float64(len(sp.prev)))
-		return false
-	}
-	fams, err := f.deps.Self.Gather()
+	fams, err := sp.gatherer.Gather()
 	if err != nil && !sp.failed {
 		// Gather returns what it could: push that.
-		f.log.Warn("gather own metrics for push", "err", err)
+		sp.log.Warn("gather own metrics for push", "err", err)
 	}
 	sp.failed = err != nil
-	sp.lastTS, sp.external = ts, f.external
+	sp.lastTS = ts
 	sp.series, sp.samples = sp.series[:0], sp.samples[:0]
 	clear(sp.cur)
 	md := make([]series.Metadata, 0, len(fams))
@@ -74,27 +85,26 @@ func (f *Forwarder) pushSelf(ctx context.Context, ts int64) (mdChanged bool) {
 		md = append(md, series.Metadata{Type: selfType(mf.GetType()), Family: mf.GetName(), Help: mf.GetHelp()})
 		sp.addFamily(mf)
 	}
-	stale := sp.addMarkers()
+	c.StalenessMarkers = sp.addMarkers()
 	sp.prev, sp.cur = sp.cur, sp.prev
 	for i := range sp.series {
 		sp.series[i].Samples = sp.samples[i : i+1 : i+1]
 	}
-	for chunk := range slices.Chunk(sp.series, pushChunk) {
-		f.sendSeries(ctx, chunk)
+	for chunk := range slices.Chunk(sp.series, Chunk) {
+		emit(chunk)
 	}
-	f.m.selfSamples.Add(float64(len(sp.series)))
-	f.m.stalenessMarks.Add(float64(stale))
+	c.Samples = len(sp.series)
 	slices.SortFunc(md, func(a, b series.Metadata) int { return strings.Compare(a.Family, b.Family) })
 	if slices.Equal(md, sp.md) {
-		return false
+		return c, false
 	}
 	sp.md = md
-	return true
+	return c, true
 }
 
 // addFamily adds the series of one gathered family, as the text
 // exposition writes them.
-func (sp *selfPush) addFamily(mf *dto.MetricFamily) {
+func (sp *Self) addFamily(mf *dto.MetricFamily) {
 	name := mf.GetName()
 	sp.famMD = &series.Metadata{Type: selfType(mf.GetType()), Family: name, Help: mf.GetHelp()}
 	for _, m := range mf.GetMetric() {
@@ -130,7 +140,7 @@ func (sp *selfPush) addFamily(mf *dto.MetricFamily) {
 
 // add adds the series named name with m's labels (and extraName when not
 // empty) and the external labels, once per push, with value v.
-func (sp *selfPush) add(name string, m *dto.Metric, extraName, extraValue string, v float64) {
+func (sp *Self) add(name string, m *dto.Metric, extraName, extraValue string, v float64) {
 	lb := &sp.lb
 	lb.Reset()
 	lb.Add(model.MetricNameLabel, name)
@@ -169,7 +179,7 @@ func (sp *selfPush) add(name string, m *dto.Metric, extraName, extraValue string
 
 // addMarkers adds a staleness marker for every series of the last push
 // missing from this one, and returns how many.
-func (sp *selfPush) addMarkers() int {
+func (sp *Self) addMarkers() int {
 	staleNaN := math.Float64frombits(value.StaleNaN)
 	stale := 0
 	for h, ps := range sp.prev {
@@ -182,22 +192,24 @@ func (sp *selfPush) addMarkers() int {
 	return stale
 }
 
-// selfMetadata merges the shims' family metadata (sorted by name) with the
-// self families' into a new slice sorted by name; a name in both keeps the
-// shims' entry (they cannot clash: shims' families are never kata_monitor_*).
-func (f *Forwarder) selfMetadata(shims []series.Metadata) []series.Metadata {
-	out := make([]series.Metadata, 0, len(shims)+len(f.self.md))
+// Metadata merges the shims' family metadata (sorted by name) with the
+// self families' of the last Push into a new slice sorted by name; a name
+// in both keeps the shims' entry (they cannot clash: shims' families are
+// never kata_monitor_*).
+func (sp *Self) Metadata(shims []series.Metadata) []series.Metadata {
+	self := sp.md
+	out := make([]series.Metadata, 0, len(shims)+len(self))
 	i, j := 0, 0
-	for i < len(shims) || j < len(f.self.md) {
+	for i < len(shims) || j < len(self) {
 		switch {
-		case j == len(f.self.md) || (i < len(shims) && shims[i].Family <= f.self.md[j].Family):
-			if j < len(f.self.md) && shims[i].Family == f.self.md[j].Family {
+		case j == len(self) || (i < len(shims) && shims[i].Family <= self[j].Family):
+			if j < len(self) && shims[i].Family == self[j].Family {
 				j++
 			}
 			out = append(out, shims[i])
 			i++
 		default:
-			out = append(out, f.self.md[j])
+			out = append(out, self[j])
 			j++
 		}
 	}
