@@ -79,7 +79,7 @@ type Config struct {
 	GoogleIAMConfig *googleiam.Config `yaml:"google_iam"`
 	// Tenant, when set, routes each series to a tenant taken from one of
 	// its labels (e.g. cri_namespace), sent in a tenant header, with a WAL
-	// and a sender per tenant (see TenantConfig, NewRouter). Not in
+	// and a sender per tenant (see TenantConfig, remotewrite/tenant). Not in
 	// Prometheus's remote_write.
 	Tenant *TenantConfig `yaml:"tenant"`
 }

@@ -44,9 +44,11 @@ type Option func(*options)
 type options struct {
 	userAgent     string
 	flushDeadline time.Duration
-	// wrapWAL, when set, wraps the WAL the queue uses (tenant queues
-	// coalesce acknowledgements: router.go).
-	wrapWAL func(blockQueue) blockQueue
+	// walDir and walShare are set by WithWALShare (tenant queues).
+	walDir   string
+	walShare int
+	// ackEvery is set by WithAckInterval (tenant queues): see coalescedAck.
+	ackEvery time.Duration
 }
 
 // WithUserAgent sets the User-Agent of requests (default "kata-monitor";
@@ -57,6 +59,26 @@ func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = u
 // WithFlushDeadline sets how long requests in flight may run on after Run's
 // context ends (default DefaultFlushDeadline).
 func WithFlushDeadline(d time.Duration) Option { return func(o *options) { o.flushDeadline = d } }
+
+// WithWALShare makes the queue one of share queues that split the
+// endpoint's WAL budget (remotewrite/tenant opens one per tenant): its WAL
+// lives in dir instead of wal.dir/<name>, and gets wal.max_size / share of
+// disk (at least 1 MiB) and 1/share of the in-memory tail (at least 256
+// KiB).
+func WithWALShare(dir string, share int) Option {
+	return func(o *options) { o.walDir, o.walShare = dir, max(share, 1) }
+}
+
+// WithAckInterval makes the queue persist its acknowledged position at
+// most once per d instead of after every sent group (see coalescedAck):
+// with many queues per endpoint (one per tenant) that keeps the fsyncs of
+// acknowledgements at one queue's rate. d <= 0 persists after every group
+// (the default).
+func WithAckInterval(d time.Duration) Option { return func(o *options) { o.ackEvery = d } }
+
+// minSharedMemory is the least in-memory WAL tail a queue under
+// WithWALShare gets.
+const minSharedMemory = 256 << 10
 
 // Queue is one remote_write endpoint: Append puts each scrape round into
 // the endpoint's WAL, Run sends it. Append and AppendMetadata are safe to
@@ -103,15 +125,26 @@ type Queue struct {
 	ackLog   *logLimiter
 }
 
-// prepare is what New and NewRouter share: cfg with its defaults,
-// validated with walCfg, the options applied and the endpoint's logger.
-func prepare(cfg Config, walCfg WALConfig, logger *slog.Logger, opts []Option) (Config, options, *slog.Logger, error) {
+// Prepare returns cfg with its defaults applied, validated together with
+// walCfg: the errors New gives (each naming its key path, e.g.
+// `remote_write "a": queue_config.max_backoff: ...` or `wal.dir: ...`).
+// remotewrite/tenant's Router calls it before opening its tenants' queues.
+func Prepare(cfg Config, walCfg WALConfig) (Config, error) {
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
-		return cfg, options{}, nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+		return cfg, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
 	if err := walCfg.Validate(); err != nil {
-		return cfg, options{}, nil, walError(err)
+		return cfg, walError(err)
+	}
+	return cfg, nil
+}
+
+// prepare is Prepare plus the options applied and the endpoint's logger.
+func prepare(cfg Config, walCfg WALConfig, logger *slog.Logger, opts []Option) (Config, options, *slog.Logger, error) {
+	cfg, err := Prepare(cfg, walCfg)
+	if err != nil {
+		return cfg, options{}, nil, err
 	}
 	o := options{userAgent: "kata-monitor", flushDeadline: DefaultFlushDeadline}
 	for _, opt := range opts {
@@ -124,8 +157,8 @@ func prepare(cfg Config, walCfg WALConfig, logger *slog.Logger, opts []Option) (
 }
 
 // New validates cfg (after applying defaults to a copy), builds the HTTP
-// client and opens the endpoint's WAL in walCfg.Dir/<name>, taking its
-// lock. It starts nothing. Metrics are registered on reg wrapped with the
+// client and opens the endpoint's WAL in walCfg.Dir/<name> (or where
+// WithWALShare says), taking its lock. It starts nothing. Metrics are registered on reg wrapped with the
 // label endpoint=<name>; reg may be nil (no registration). The caller must
 // call Run, or Close if it never will, to release the WAL.
 func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
@@ -134,20 +167,26 @@ func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	if cfg.Tenant != nil {
-		return nil, fmt.Errorf("remote_write %q: tenant routing needs NewRouter", cfg.Name)
+		return nil, fmt.Errorf("remote_write %q: tenant routing needs tenant.New (package remotewrite/tenant)", cfg.Name)
 	}
 	qc := cfg.QueueConfig
-	return open(cfg, wal.Config{
+	wc := wal.Config{
 		Dir:         filepath.Join(walCfg.Dir, cfg.Name),
 		MaxSize:     int64(walCfg.MaxSize),
 		MemoryBytes: int64(qc.Capacity) * int64(qc.MaxShards) * bytesPerSample,
 		Fsync:       wal.FsyncPolicy(walCfg.Fsync),
-	}, logger, reg, o)
+	}
+	if o.walDir != "" {
+		n := int64(o.walShare)
+		wc.Dir = o.walDir
+		wc.MaxSize = max(wc.MaxSize/n, int64(minWALSize))
+		wc.MemoryBytes = max(wc.MemoryBytes/n, minSharedMemory)
+	}
+	return open(cfg, wc, logger, reg, o)
 }
 
 // open builds the round tripper, opens the WAL wcfg and assembles the
-// Queue (cfg defaulted and valid). A tenant's queue (tenant.go) passes its
-// own directory and a registerer carrying the tenant label.
+// Queue (cfg defaulted and valid).
 func open(cfg Config, wcfg wal.Config, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
 	rt, err := cfg.newRoundTripper()
 	if err != nil {
@@ -159,8 +198,10 @@ func open(cfg Config, wcfg wal.Config, logger *slog.Logger, reg prometheus.Regis
 		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
 	}
 	var bq blockQueue = w
-	if o.wrapWAL != nil {
-		bq = o.wrapWAL(w)
+	if o.ackEvery > 0 {
+		bq = &coalescedAck{blockQueue: w, every: o.ackEvery, now: time.Now, errs: func(err error) {
+			logger.Warn("cannot persist the acknowledged position; a restart would resend", "err", err)
+		}}
 	}
 	q, err := newQueue(cfg, bq, rt, logger, reg, o)
 	if err != nil {
@@ -243,6 +284,10 @@ func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 	q.metrics.appendedUpTo(st.maxTimestamp)
 	return nil
 }
+
+// PendingBlocks is the number of blocks appended and not yet
+// acknowledged (the WAL's pending blocks). Safe for concurrent use.
+func (q *Queue) PendingBlocks() int { return q.wal.Stats().PendingBlocks }
 
 // Run sends queued blocks until ctx ends, then stops softly: no new group
 // is started, requests in flight get up to the flush deadline, the blocks

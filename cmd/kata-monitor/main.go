@@ -31,6 +31,7 @@ import (
 	"github.com/kata-containers/kata-monitor/forwarder"
 	"github.com/kata-containers/kata-monitor/httpapi"
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/tenant"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 	"github.com/kata-containers/kata-monitor/sources/shim"
@@ -320,7 +321,7 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 		var err error
 		rwLogger, ua := logger.With("component", "remote_write"), remotewrite.WithUserAgent(appName+"/"+version)
 		if rw.Tenant != nil {
-			q, err = remotewrite.NewRouter(rw, cfg.WAL, rwLogger, reg, ua)
+			q, err = tenant.New(rw, cfg.WAL, rwLogger, reg, ua)
 		} else {
 			q, err = remotewrite.New(rw, cfg.WAL, rwLogger, qreg, ua)
 		}
@@ -407,7 +408,7 @@ func (d *daemon) run(ctx context.Context) error {
 }
 
 // endpoint is one remote_write endpoint: a remotewrite.Queue, or a
-// remotewrite.Router when it routes series to tenants.
+// tenant.Router (remotewrite/tenant) when it routes series to tenants.
 type endpoint interface {
 	forwarder.Appender
 	forwarder.MetadataAppender

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
+	"github.com/kata-containers/kata-monitor/remotewrite/tenant"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
@@ -34,7 +35,7 @@ func TestOutageWindowPrometheus(t *testing.T) {
 	walCfg := remotewrite.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()
-	r, err := remotewrite.NewRouter(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
+	r, err := tenant.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

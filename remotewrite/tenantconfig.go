@@ -12,11 +12,10 @@ import (
 
 // Defaults of TenantConfig.
 const (
-	DefaultTenantHeader  = "X-Scope-OrgID" // Mimir, Cortex, Loki; Thanos Receive wants THANOS-TENANT
-	DefaultTenant        = "kata-monitor"
-	DefaultMaxTenants    = 64
-	maxTenantNameLength  = 150 // Mimir's limit (dskit tenant.ValidTenantID)
-	tenantDirEscapeDigit = "0123456789abcdef"
+	DefaultTenantHeader = "X-Scope-OrgID" // Mimir, Cortex, Loki; Thanos Receive wants THANOS-TENANT
+	DefaultTenant       = "kata-monitor"
+	DefaultMaxTenants   = 64
+	maxTenantNameLength = 150 // Mimir's limit (dskit tenant.ValidTenantID)
 )
 
 // TenantConfig is an endpoint's `tenant:` block: tenant per namespace (or
@@ -24,7 +23,7 @@ const (
 // or to Default when it has none (kata-monitor's own metrics, node-level
 // series). A request holds the series of one tenant only and carries it in
 // Header. Every tenant has its own WAL (wal.dir/<endpoint>/<escaped
-// tenant>/) and sender, so one tenant's refusals, 429s and Retry-After
+// tenant>/) and sender (remotewrite/tenant.Router), so one tenant's refusals, 429s and Retry-After
 // waits never hold back another's.
 type TenantConfig struct {
 	// Label names the label whose value is the tenant, e.g. cri_namespace.
@@ -63,7 +62,7 @@ func (t TenantConfig) validate(headers map[string]string) error {
 	if strings.TrimSpace(t.Label) == "" {
 		return errors.New("label: must be set (e.g. cri_namespace)")
 	}
-	if err := validTenant(t.Default); err != nil {
+	if err := ValidTenant(t.Default); err != nil {
 		return fmt.Errorf("default: %w", err)
 	}
 	ch := http.CanonicalHeaderKey(t.Header)
@@ -84,11 +83,11 @@ func (t TenantConfig) validate(headers map[string]string) error {
 	return nil
 }
 
-// validTenant applies Mimir's rule for tenant IDs (the strictest of the
+// ValidTenant applies Mimir's rule for tenant IDs (the strictest of the
 // receivers that take a tenant header; dskit's tenant.ValidTenantID): 1 to
 // 150 characters among letters, digits and ! - _ . * ' ( ), and not "." or
 // "..". Kubernetes namespace names always pass.
-func validTenant(s string) error {
+func ValidTenant(s string) error {
 	switch {
 	case s == "":
 		return errors.New("empty tenant")
@@ -105,50 +104,4 @@ func validTenant(s string) error {
 		}
 	}
 	return nil
-}
-
-// tenantDir is the directory name of a valid tenant's queue: letters,
-// digits, '-' and '_' as they are, every other byte as %xx (lower-case
-// hex), so a name is never "." or "..", never holds a '/', and decodes back
-// unambiguously ('%' is not a tenant character).
-func tenantDir(tenant string) string {
-	var b strings.Builder
-	for i := 0; i < len(tenant); i++ {
-		c := tenant[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(tenantDirEscapeDigit[c>>4])
-		b.WriteByte(tenantDirEscapeDigit[c&15])
-	}
-	return b.String()
-}
-
-// tenantFromDir reverses tenantDir; ok is false for a name tenantDir
-// cannot have produced (then the directory is not a tenant's queue).
-func tenantFromDir(name string) (string, bool) {
-	var b strings.Builder
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c != '%' {
-			b.WriteByte(c)
-			continue
-		}
-		if i+2 >= len(name) {
-			return "", false
-		}
-		hi, lo := strings.IndexByte(tenantDirEscapeDigit, name[i+1]), strings.IndexByte(tenantDirEscapeDigit, name[i+2])
-		if hi < 0 || lo < 0 {
-			return "", false
-		}
-		b.WriteByte(byte(hi<<4 | lo))
-		i += 2
-	}
-	t := b.String()
-	if validTenant(t) != nil || tenantDir(t) != name {
-		return "", false
-	}
-	return t, true
 }

@@ -1,7 +1,9 @@
-package remotewrite
+package tenant
 
 import (
 	"context"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,16 +11,25 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// TestReviewStrandedTenantQueue: an endpoint with `tenant` keeps one queue
+// TestStrandedTenantQueue: an endpoint with `tenant` keeps one queue
 // per tenant under wal.dir/<name>/<tenant>/. Renamed while its receiver
 // was down, its backlog must be reported like any stranded queue (issue
 // 10, item 3: "every directory under wal.dir that no endpoint owns").
-func TestReviewStrandedTenantQueue(t *testing.T) {
-	rc, up := newSwitchReceiver(t)
-	fx := newRouterFixture(t, rc.url(), "", TenantConfig{Label: "cri_namespace"})
+func TestStrandedTenantQueue(t *testing.T) {
+	var up atomic.Bool
+	rc := newReceiver(t)
+	rc.decide = func(*http.Request, []series.Series) int {
+		if up.Load() {
+			return http.StatusNoContent
+		}
+		return http.StatusServiceUnavailable
+	}
+	rc.start()
+	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
 	stop := fx.run(t)
 	ss := []series.Series{{
 		Labels:  []labels.Label{{Name: "__name__", Value: "m"}, {Name: "cri_namespace", Value: "team-a"}},
@@ -33,7 +44,7 @@ func TestReviewStrandedTenantQueue(t *testing.T) {
 
 	renamed := fx.cfg
 	renamed.Name = "ep2"
-	got, err := ReportStranded(fx.walCfg, []Config{renamed}, testLogger(t), prometheus.NewRegistry())
+	got, err := remotewrite.ReportStranded(fx.walCfg, []remotewrite.Config{renamed}, testLogger(t), prometheus.NewRegistry())
 	require.NoError(t, err)
 	total := 0
 	for _, sq := range got {
@@ -46,7 +57,7 @@ func TestReviewStrandedTenantQueue(t *testing.T) {
 	// Adopted the documented way (name set back, tenant section kept):
 	// the backlog is sent.
 	up.Store(true)
-	fx2 := newRouterFixture(t, rc.url(), fx.walCfg.Dir, TenantConfig{Label: "cri_namespace"})
+	fx2 := newRouterFixture(t, rc.url(), fx.walCfg.Dir, remotewrite.TenantConfig{Label: "cri_namespace"})
 	fx2.run(t)
 	require.Eventually(t, func() bool {
 		return metric(t, fx2.reg, "kata_monitor_remote_write_samples_sent_total", nil) == 1

@@ -1,4 +1,6 @@
-package remotewrite
+// Package tenant routes an endpoint's series to one queue per tenant
+// (remote_write[].tenant): see Router.
+package tenant
 
 import (
 	"context"
@@ -14,18 +16,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
-
-// minTenantMemory is the least in-memory WAL tail a tenant's queue gets.
-const minTenantMemory = 256 << 10
 
 // Values of tenant_samples_dropped_total's reason label.
 const (
 	reasonTenantLimit   = "tenant_limit"
 	reasonTenantInvalid = "tenant_invalid"
 )
+
+// ackEvery is how often at most a tenant queue persists its acknowledged
+// position (remotewrite.WithAckInterval).
+const ackEvery = time.Second
+
+// logEvery is how often at most the router logs dropped series.
+const logEvery = time.Minute
 
 // Router is one remote_write endpoint with tenant routing (Config.Tenant):
 // a Queue per tenant, each with its own WAL in wal.dir/<endpoint>/<escaped
@@ -39,15 +46,18 @@ const (
 //
 // Append, AppendMetadata, Ready and Close are safe for concurrent use.
 type Router struct {
-	cfg     Config
-	walCfg  WALConfig
+	cfg     remotewrite.Config
+	walCfg  remotewrite.WALConfig
 	baseDir string
-	logger  *slog.Logger
-	reg     prometheus.Registerer // as passed to NewRouter (tenant queues wrap it)
-	opts    options
+	logger  *slog.Logger          // with endpoint=<name>
+	qlogger *slog.Logger          // as passed to New (each queue adds endpoint)
+	reg     prometheus.Registerer // as passed to New (tenant queues wrap it)
+	opts    []remotewrite.Option
 	metrics *routerMetrics
 	now     func() time.Time
-	dropLog *logLimiter
+	// The drop log's rate limit (r.mu held): one line per logEvery.
+	dropLogged     time.Time
+	dropSuppressed int
 
 	mu      sync.Mutex
 	tenants map[string]*tenantQueue
@@ -66,7 +76,7 @@ type Router struct {
 type tenantQueue struct {
 	name       string
 	dir        string
-	q          *Queue
+	q          *remotewrite.Queue
 	cancel     context.CancelFunc // set when started
 	done       chan struct{}      // closed when its Run returned
 	lastAppend time.Time
@@ -77,27 +87,30 @@ type tenantBucket struct {
 	series []series.Series
 }
 
-// NewRouter validates cfg (which must have a tenant block) like New, and
+// New validates cfg (which must have a tenant block) like remotewrite.New, and
 // opens the queue of every tenant whose directory exists under
 // walCfg.Dir/<name>/. It starts nothing; call Run, or Close if Run will
 // not be called. Metrics are registered on reg with the label
 // endpoint=<name> (and tenant=<tenant> for each tenant's queue); reg may be
 // nil.
-func NewRouter(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Router, error) {
-	cfg, o, logger, err := prepare(cfg, walCfg, logger, opts)
+func New(cfg remotewrite.Config, walCfg remotewrite.WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...remotewrite.Option) (*Router, error) {
+	cfg, err := remotewrite.Prepare(cfg, walCfg)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Tenant == nil {
-		return nil, fmt.Errorf("remote_write %q: no tenant block: use New", cfg.Name)
+		return nil, fmt.Errorf("remote_write %q: no tenant block: use remotewrite.New", cfg.Name)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Router{
 		cfg: cfg, walCfg: walCfg, baseDir: filepath.Join(walCfg.Dir, cfg.Name),
-		logger: logger, reg: reg, opts: o, now: time.Now,
+		logger: logger.With("endpoint", cfg.Name), qlogger: logger, reg: reg,
+		opts: append(slices.Clip(opts), remotewrite.WithAckInterval(ackEvery)), now: time.Now,
 		tenants: map[string]*tenantQueue{}, buckets: map[string]*tenantBucket{},
 		failed: make(chan struct{}),
 	}
-	r.dropLog = newLogLimiter(logEvery, func() time.Time { return r.now() })
 	if r.metrics, err = newRouterMetrics(reg, cfg.Name); err != nil {
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
@@ -126,7 +139,7 @@ func (r *Router) openExisting() error {
 		if !e.IsDir() {
 			continue
 		}
-		t, ok := tenantFromDir(e.Name())
+		t, ok := tenantOf(e.Name())
 		dir := filepath.Join(r.baseDir, e.Name())
 		if !ok || !wal.IsQueueDir(dir) {
 			continue
@@ -152,26 +165,13 @@ func (r *Router) openTenant(tenant string) (*tenantQueue, error) {
 		cfg.Headers = map[string]string{}
 	}
 	cfg.Headers[tc.Header] = tenant
-	n := int64(tc.MaxTenants)
-	qc := cfg.QueueConfig
-	dir := filepath.Join(r.baseDir, tenantDir(tenant))
+	dir := filepath.Join(r.baseDir, dirOf(tenant))
 	var reg prometheus.Registerer
 	if r.reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": tenant}, r.reg)
 	}
-	o := r.opts
-	tlog := r.logger.With("tenant", tenant)
-	o.wrapWAL = func(bq blockQueue) blockQueue {
-		return &coalescedAck{blockQueue: bq, now: r.now, errs: func(err error) {
-			tlog.Warn("cannot persist the acknowledged position; a restart would resend", "err", err)
-		}}
-	}
-	q, err := open(cfg, wal.Config{
-		Dir:         dir,
-		MaxSize:     max(int64(r.walCfg.MaxSize)/n, int64(minWALSize)),
-		MemoryBytes: max(int64(qc.Capacity)*int64(qc.MaxShards)*bytesPerSample/n, minTenantMemory),
-		Fsync:       wal.FsyncPolicy(r.walCfg.Fsync),
-	}, tlog, reg, o)
+	opts := append(slices.Clip(r.opts), remotewrite.WithWALShare(dir, tc.MaxTenants))
+	q, err := remotewrite.New(cfg, r.walCfg, r.qlogger.With("tenant", tenant), reg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 	}
@@ -278,7 +278,7 @@ func (r *Router) appendTenant(ctx context.Context, b *tenantBucket, now time.Tim
 	if tq == nil {
 		reason := ""
 		var cause error
-		switch err := validTenant(b.tenant); {
+		switch err := remotewrite.ValidTenant(b.tenant); {
 		case err != nil:
 			reason, cause = reasonTenantInvalid, err
 		case len(r.tenants) >= r.cfg.Tenant.MaxTenants:
@@ -292,9 +292,12 @@ func (r *Router) appendTenant(ctx context.Context, b *tenantBucket, now time.Tim
 		if reason != "" {
 			n := series.Count(b.series)
 			r.metrics.dropped.WithLabelValues(reason).Add(float64(n))
-			if ok, suppressed := r.dropLog.allow(); ok {
+			if now.Sub(r.dropLogged) < logEvery {
+				r.dropSuppressed++
+			} else {
 				r.logger.Error("series of a tenant that cannot have a queue, dropped", "tenant", b.tenant,
-					"reason", reason, "err", cause, "samples", n, "suppressed", suppressed)
+					"reason", reason, "err", cause, "samples", n, "suppressed", r.dropSuppressed)
+				r.dropLogged, r.dropSuppressed = now, 0
 			}
 			return nil
 		}
@@ -367,7 +370,7 @@ func (r *Router) closeIdle() {
 	now := r.now()
 	idle := time.Duration(r.cfg.Tenant.IdleTimeout)
 	for t, tq := range r.tenants {
-		if t == r.cfg.Tenant.Default || now.Sub(tq.lastAppend) < idle || tq.q.wal.Stats().PendingBlocks > 0 {
+		if t == r.cfg.Tenant.Default || now.Sub(tq.lastAppend) < idle || tq.q.PendingBlocks() > 0 {
 			continue
 		}
 		// Under r.mu no Append can reach this tenant meanwhile; its
@@ -400,7 +403,7 @@ func (r *Router) Ready() error {
 func (r *Router) Close() error {
 	r.mu.Lock()
 	r.closed = true
-	qs := make([]*Queue, 0, len(r.tenants))
+	qs := make([]*remotewrite.Queue, 0, len(r.tenants))
 	for _, tq := range r.tenants {
 		qs = append(qs, tq.q)
 	}
@@ -468,83 +471,4 @@ func (m *routerMetrics) unregister() {
 			m.reg.Unregister(c)
 		}
 	})
-}
-
-// ackEvery is how often at most a tenant queue persists its acknowledged
-// position (see coalescedAck).
-const ackEvery = time.Second
-
-// coalescedAck is a tenant queue's WAL whose acknowledged position is
-// persisted (two fsyncs, and the deletion of finished segments) at most
-// once per ackEvery instead of after every group: a round reaches each
-// tenant as one group per forwarder chunk, so without this a node with 10
-// tenants would persist its positions 10 times as often as with one queue.
-// An acknowledgement is deferred, and persisted by a timer ackEvery after
-// the last persisted one, or by Close. What a crash can cost is unchanged
-// in kind: groups sent but not persisted as acknowledged (at most ackEvery
-// of them) are sent again after a restart (at-least-once; receivers take
-// duplicates). Until persisted, the WAL still counts them as pending
-// (wal_pending_samples, queue_lag_seconds up to ackEvery higher).
-type coalescedAck struct {
-	blockQueue
-	now func() time.Time
-
-	mu       sync.Mutex
-	deferred uint64 // acknowledged in memory only; 0: none
-	last     time.Time
-	timer    *time.Timer
-	closed   bool
-	errs     func(error) // logs a failed deferred persist
-}
-
-func (c *coalescedAck) Ack(seq uint64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return c.blockQueue.Ack(seq) // fails with the WAL's own error
-	}
-	if wait := ackEvery - c.now().Sub(c.last); wait > 0 {
-		c.deferred = max(c.deferred, seq)
-		if c.timer == nil {
-			c.timer = time.AfterFunc(wait, c.flush)
-		}
-		return nil
-	}
-	c.deferred, c.last = 0, c.now()
-	return c.blockQueue.Ack(seq)
-}
-
-// flush persists a deferred position (the timer's function).
-func (c *coalescedAck) flush() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.timer = nil
-	if c.closed || c.deferred == 0 {
-		return
-	}
-	seq := c.deferred
-	c.deferred, c.last = 0, c.now()
-	if err := c.blockQueue.Ack(seq); err != nil && c.errs != nil {
-		c.errs(err)
-	}
-}
-
-// Close persists a deferred position, then closes the WAL.
-func (c *coalescedAck) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return c.blockQueue.Close()
-	}
-	c.closed = true
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
-	var err error
-	if c.deferred > 0 {
-		err = c.blockQueue.Ack(c.deferred)
-		c.deferred = 0
-	}
-	return errors.Join(err, c.blockQueue.Close())
 }

@@ -1,0 +1,336 @@
+package tenant
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
+)
+
+// routerFixture is a Router on a real WAL in a temp dir, sending to rc.
+type routerFixture struct {
+	r      *Router
+	reg    *prometheus.Registry
+	walCfg remotewrite.WALConfig
+	cfg    remotewrite.Config
+}
+
+func newRouterFixture(t *testing.T, url string, dir string, tc remotewrite.TenantConfig) *routerFixture {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cfg := remotewrite.Config{URL: url, Name: "ep", Tenant: &tc}
+	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
+	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
+	f := false
+	cfg.MetadataConfig.Send = &f
+	walCfg := remotewrite.DefaultWALConfig()
+	walCfg.Dir = dir
+	walCfg.MaxSize = 64 << 20
+	reg := prometheus.NewRegistry()
+	r, err := New(cfg, walCfg, testLogger(t), reg, remotewrite.WithFlushDeadline(50*time.Millisecond))
+	require.NoError(t, err)
+	return &routerFixture{r: r, reg: reg, walCfg: walCfg, cfg: cfg}
+}
+
+func (f *routerFixture) run(t *testing.T) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- f.r.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-errc })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// metric sums the samples of family name in reg whose labels include
+// every pair in want.
+func metric(t *testing.T, reg prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range want {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// nsRound is one round: per namespace, n series with one sample at ts;
+// namespace "" leaves the label out.
+func nsRound(ts int64, n int, namespaces ...string) []series.Series {
+	var out []series.Series
+	for _, ns := range namespaces {
+		for i := range n {
+			kv := []string{"idx", fmt.Sprint(i)}
+			if ns != "" {
+				kv = append(kv, "cri_namespace", ns)
+			} else {
+				kv = append(kv, "own", "1")
+			}
+			out = append(out, mkSeries("m", []series.Sample{{Timestamp: ts, Value: float64(ts)}}, kv...))
+		}
+	}
+	return out
+}
+
+func namespaceOf(ts series.Series) string { return labelOf(ts, "cri_namespace") }
+
+// TestRouterTenantPerNamespace: each request carries one tenant in the
+// tenant header and only that tenant's series; series without the label
+// go to the default tenant; each tenant has its own WAL directory and its
+// own exact accounting.
+func TestRouterTenantPerNamespace(t *testing.T) {
+	rc := newReceiver(t).start()
+	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace", Header: "THANOS-TENANT"})
+	fx.run(t)
+	const rounds, perNS = 5, 7
+	for i := range rounds {
+		// Interleaved namespaces, as sandboxes in id order give them.
+		round := append(nsRound(int64(1000+i), perNS, "ns-a", "", "ns-b"), nsRound(int64(1000+i), perNS, "ns.c")...)
+		require.NoError(t, fx.r.Append(context.Background(), round))
+	}
+	want := rounds * perNS
+	require.Eventually(t, func() bool {
+		for _, tn := range []string{"ns-a", "ns-b", "ns.c", remotewrite.DefaultTenant} {
+			if metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": tn}) != float64(want) {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 5*time.Millisecond)
+
+	got := map[string]int{}
+	for _, g := range rc.requests() {
+		tn := g.header.Get("THANOS-TENANT")
+		require.NotEmpty(t, tn)
+		for _, ts := range g.series {
+			ns := namespaceOf(ts)
+			if ns == "" {
+				ns = remotewrite.DefaultTenant
+			}
+			require.Equal(t, tn, ns, "a request mixes tenants")
+			got[tn] += len(ts.Samples)
+		}
+	}
+	require.Equal(t, map[string]int{"ns-a": want, "ns-b": want, "ns.c": want, remotewrite.DefaultTenant: want}, got)
+	require.Equal(t, []string{remotewrite.DefaultTenant, "ns-a", "ns-b", "ns.c"}, fx.r.Tenants())
+	for _, d := range []string{"ns-a", "ns-b", "ns%2ec", remotewrite.DefaultTenant} {
+		require.DirExists(t, filepath.Join(fx.walCfg.Dir, "ep", d))
+	}
+	require.Equal(t, 4.0, metric(t, fx.reg, "kata_monitor_remote_write_tenants", map[string]string{"endpoint": "ep"}))
+	for _, tn := range []string{"ns-a", remotewrite.DefaultTenant} {
+		l := map[string]string{"endpoint": "ep", "tenant": tn}
+		require.Equal(t, float64(want), metric(t, fx.reg, "kata_monitor_remote_write_samples_appended_total", l))
+		require.Equal(t, float64(want), metric(t, fx.reg, "kata_monitor_wal_samples_appended_total", l))
+	}
+}
+
+// TestRouterNoHeadOfLineBlocking: a tenant answered 429 with a long
+// Retry-After and a tenant whose every request is refused for a
+// per-tenant limit (400) never hold back the other tenants: theirs all
+// arrive, in order, while the throttled one waits; the refused one's
+// samples are dropped and counted under the reason the receiver gave.
+func TestRouterNoHeadOfLineBlocking(t *testing.T) {
+	rc := newReceiver(t)
+	rc.decide = func(r *http.Request, _ []series.Series) int {
+		switch r.Header.Get("X-Scope-OrgID") {
+		case "slow":
+			return http.StatusTooManyRequests // Retry-After: 3600
+		case "limited":
+			return http.StatusBadRequest // rc.answer names the per-tenant limit
+		}
+		return http.StatusNoContent
+	}
+	// Mimir names the limit; a 400 naming no cause for every series
+	// would be kept and retried (TestRefusedEverything).
+	rc.answer = "per-user series limit of 5 exceeded (err-mimir-max-series-per-user)"
+	rc.start()
+	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
+	// Retry-After is capped at 10*max_backoff; make that long.
+	fx.r.cfg.QueueConfig.MaxBackoff = model.Duration(time.Hour)
+	fx.run(t)
+	const rounds, perNS = 20, 5
+	for i := range rounds {
+		require.NoError(t, fx.r.Append(context.Background(), nsRound(int64(1000+i), perNS, "slow", "fast", "limited", "")))
+	}
+	want := float64(rounds * perNS)
+	require.Eventually(t, func() bool {
+		return metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "fast"}) == want &&
+			metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": remotewrite.DefaultTenant}) == want &&
+			metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "limited", "reason": "limit"}) == want
+	}, 20*time.Second, 5*time.Millisecond, "the other tenants are held back")
+	require.Zero(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "slow"}))
+	require.Positive(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_failed_total", map[string]string{"tenant": "slow"}))
+	require.Positive(t, metric(t, fx.reg, "kata_monitor_remote_write_queue_lag_seconds", map[string]string{"tenant": "slow"}))
+	require.Zero(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "fast"}))
+
+	// Every fast sample arrived once, in order.
+	stored := rc.stored()
+	n := 0
+	for k, ss := range stored {
+		if !strings.Contains(k, "cri_namespace=fast") {
+			continue
+		}
+		require.Len(t, ss, rounds, k)
+		for i, s := range ss {
+			require.Equal(t, int64(1000+i), s.Timestamp, k)
+		}
+		n++
+	}
+	require.Equal(t, perNS, n)
+}
+
+// TestRouterRefusalReasonPerTenant: a per-tenant limit answered like
+// Mimir's (400 err-mimir-max-series-per-user for some series) drops just
+// the refused series of that tenant, under reason "limit".
+func TestRouterRefusalReasonPerTenant(t *testing.T) {
+	rc := newReceiver(t)
+	rc.decide = func(r *http.Request, ss []series.Series) int {
+		if r.Header.Get("X-Scope-OrgID") == "small" && (hasIdx(ss, "3") || hasIdx(ss, "4")) {
+			return http.StatusBadRequest
+		}
+		return http.StatusNoContent
+	}
+	rc.answer = "per-user series limit of 3 exceeded (err-mimir-max-series-per-user)"
+	rc.start()
+	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx.run(t)
+	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 5, "small", "big")))
+	require.Eventually(t, func() bool {
+		return metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "small"}) == 3 &&
+			metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "small", "reason": "limit"}) == 2 &&
+			metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "big"}) == 5
+	}, 20*time.Second, 5*time.Millisecond)
+	require.Zero(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "small", "reason": "refused"}))
+}
+
+// TestRouterTenantBound: past max_tenants, and for label values that are
+// no valid tenant, series are dropped and counted, never sent to another
+// tenant; closing an idle tenant frees its place and its directory.
+func TestRouterTenantBound(t *testing.T) {
+	rc := newReceiver(t).start()
+	// The idle timeout leaves room for the checks below before a goes idle
+	// (200 ms closed it before them on a loaded machine).
+	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(2 * time.Second)})
+	fx.run(t)
+	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 3, "", "a", "b", "../etc")))
+	dropped := func(reason string) float64 {
+		return metric(t, fx.reg, "kata_monitor_remote_write_tenant_samples_dropped_total", map[string]string{"reason": reason})
+	}
+	require.Equal(t, 3.0, dropped(reasonTenantLimit), "b is the third tenant")
+	require.Equal(t, 3.0, dropped(reasonTenantInvalid))
+	require.Equal(t, []string{"a", remotewrite.DefaultTenant}, fx.r.Tenants())
+	entries, err := os.ReadDir(filepath.Join(fx.walCfg.Dir, "ep"))
+	require.NoError(t, err)
+	require.Len(t, entries, 2)
+	require.NoDirExists(t, filepath.Join(fx.walCfg.Dir, "etc"))
+
+	// a goes idle once its queue is empty; the default tenant stays.
+	require.Eventually(t, func() bool {
+		return metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "a"}) == 3
+	}, 20*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return len(fx.r.Tenants()) == 1
+	}, 20*time.Second, 10*time.Millisecond)
+	require.NoDirExists(t, filepath.Join(fx.walCfg.Dir, "ep", "a"))
+	require.DirExists(t, filepath.Join(fx.walCfg.Dir, "ep", remotewrite.DefaultTenant))
+	require.NoError(t, fx.r.Append(context.Background(), nsRound(1001, 3, "b")))
+	require.Equal(t, 3.0, dropped(reasonTenantLimit), "b has a place now")
+	require.Equal(t, []string{"b", remotewrite.DefaultTenant}, fx.r.Tenants())
+}
+
+// TestRouterBacklogSurvivesRestart: a tenant's backlog is reopened and
+// sent after a restart even if that tenant sends nothing new.
+func TestRouterBacklogSurvivesRestart(t *testing.T) {
+	var mu sync.Mutex
+	up := false
+	rc := newReceiver(t)
+	rc.decide = func(*http.Request, []series.Series) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	}
+	rc.start()
+	dir := t.TempDir()
+	fx := newRouterFixture(t, rc.url(), dir, remotewrite.TenantConfig{Label: "cri_namespace"})
+	stop := fx.run(t)
+	for i := range 3 {
+		require.NoError(t, fx.r.Append(context.Background(), nsRound(int64(1000+i), 4, "gone")))
+	}
+	require.NoError(t, stop())
+
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	fx2 := newRouterFixture(t, rc.url(), dir, remotewrite.TenantConfig{Label: "cri_namespace"})
+	require.Equal(t, []string{"gone"}, fx2.r.Tenants())
+	fx2.run(t)
+	require.Eventually(t, func() bool {
+		return metric(t, fx2.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "gone"}) == 12
+	}, 20*time.Second, 5*time.Millisecond)
+	for _, g := range rc.requests() {
+		if g.code/100 == 2 {
+			require.Equal(t, "gone", g.header.Get("X-Scope-OrgID"))
+		}
+	}
+}
+
+// TestRouterBesidePlainQueue: a tenant-routed endpoint and a plain one
+// (registered with tenant="", as cmd does) share one registry.
+func TestRouterBesidePlainQueue(t *testing.T) {
+	rc := newReceiver(t).start()
+	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
+	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 1, "a")))
+	q, err := remotewrite.New(remotewrite.Config{URL: rc.url(), Name: "plain"}, fx.walCfg, nil,
+		prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, fx.reg))
+	require.NoError(t, err)
+	require.NoError(t, q.Append(context.Background(), nsRound(1000, 1, "a")))
+	_, err = fx.reg.Gather()
+	require.NoError(t, err)
+	require.Equal(t, 1.0, metric(t, fx.reg, "kata_monitor_remote_write_samples_appended_total", map[string]string{"endpoint": "plain"}))
+	require.NoError(t, q.Close())
+	require.NoError(t, fx.r.Close())
+	_, err = remotewrite.New(remotewrite.Config{URL: rc.url(), Name: "ep", Tenant: &remotewrite.TenantConfig{Label: "x"}}, fx.walCfg, nil, nil)
+	require.ErrorContains(t, err, "tenant.New")
+}
