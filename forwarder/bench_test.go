@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
@@ -120,9 +121,9 @@ func BenchmarkPushRound200(b *testing.B) { benchPushRound200(b) }
 // BenchmarkPushRound200V2 is BenchmarkPushRound200 with the endpoint
 // sending remote write 2.0 (and, in the zstd sub-benchmark, zstd).
 func BenchmarkPushRound200V2(b *testing.B) {
-	for _, comp := range []string{remotewrite.CompressionSnappy, remotewrite.CompressionZstd} {
+	for _, comp := range []string{codec.CompressionSnappy, codec.CompressionZstd} {
 		b.Run(comp, func(b *testing.B) {
-			benchPushRound200(b, func(c *remotewrite.Config) { c.ProtobufMessage, c.Compression = remotewrite.MessageV2, comp })
+			benchPushRound200(b, func(c *remotewrite.Config) { c.ProtobufMessage, c.Compression = codec.MessageV2, comp })
 		})
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 )
 
 // These tests load remote_write blocks shaped as in Prometheus's
@@ -106,10 +108,10 @@ oauth2:
     audience: receiver
 `)
 	data := oneBlock(t)
-	require.NoError(t, c.store(context.Background(), data, fmtV1))
-	require.NoError(t, c.store(context.Background(), data, fmtV1))
+	require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
+	require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
 	writeFile(t, secretFile, "s2\n")
-	require.NoError(t, c.store(context.Background(), data, fmtV1))
+	require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
 
 	got := rc.requests()
 	require.Len(t, got, 3)
@@ -142,9 +144,9 @@ func TestAuthSecretFilesRotate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, nil).start()
 			_, c := loadBlock(t, "url: "+rc.url()+"\n"+tt.block+"\n")
-			require.NoError(t, c.store(context.Background(), oneBlock(t), fmtV1))
+			require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 			writeFile(t, tt.file, tt.rotated)
-			require.NoError(t, c.store(context.Background(), oneBlock(t), fmtV1))
+			require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 			got := rc.requests()
 			require.Len(t, got, 2)
 			for i, want := range tt.want {
@@ -242,14 +244,14 @@ queue_config:
   max_shards: 200
   capacity: 2500
 `)
-	require.NoError(t, c.store(context.Background(), oneBlock(t), fmtV1))
+	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 	errs := results()
 	require.Len(t, errs, 1)
 	require.NoError(t, errs[0])
 
 	// The check is real: a client holding another secret is refused.
 	_, bad := loadBlock(t, "url: "+srv.URL+"/api/v1/write\nsigv4:\n  region: "+region+"\n  access_key: "+ak+"\n  secret_key: other\n")
-	err := bad.store(context.Background(), oneBlock(t), fmtV1)
+	err := bad.store(context.Background(), oneBlock(t), codec.FormatV1)
 	require.ErrorContains(t, err, "403")
 	require.ErrorContains(t, results()[1], "signature mismatch")
 }
@@ -293,7 +295,7 @@ azuread:
   managed_identity:
     client_id: `+clientID+`
 `)
-	require.NoError(t, c.store(context.Background(), oneBlock(t), fmtV1))
+	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 	got := rc.requests()
 	require.Len(t, got, 1)
 	require.Equal(t, "Bearer azure-token", got[0].header.Get("Authorization"))
@@ -353,7 +355,7 @@ func TestAuthGoogleIAM(t *testing.T) {
 
 	rc := newReceiver(t, nil).start()
 	_, c := loadBlock(t, "url: "+rc.url()+"\ngoogle_iam:\n  credentials_file: "+credFile+"\n")
-	require.NoError(t, c.store(context.Background(), oneBlock(t), fmtV1))
+	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 	got := rc.requests()
 	require.Len(t, got, 1)
 	require.Equal(t, "Bearer google-token", got[0].header.Get("Authorization"))
@@ -379,7 +381,7 @@ func TestFollowRedirects(t *testing.T) {
 				block += "follow_redirects: true\n"
 			}
 			_, c := loadBlock(t, block)
-			err := c.store(context.Background(), oneBlock(t), fmtV1)
+			err := c.store(context.Background(), oneBlock(t), codec.FormatV1)
 			got := rc.requests()
 			if !follow {
 				var rerr recoverableError
@@ -403,9 +405,9 @@ func TestHTTPHeadersFiles(t *testing.T) {
 	writeFile(t, f, "tenant-1")
 	rc := newReceiver(t, nil).start()
 	_, c := loadBlock(t, "url: "+rc.url()+"\nhttp_headers:\n  X-Team:\n    values: [kata]\n  X-Api-Key:\n    secrets: [k3y]\n  X-Tenant:\n    files: ["+f+"]\n")
-	require.NoError(t, c.store(context.Background(), oneBlock(t), fmtV1))
+	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 	writeFile(t, f, "tenant-2")
-	require.NoError(t, c.store(context.Background(), oneBlock(t), fmtV1))
+	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 	got := rc.requests()
 	require.Len(t, got, 2)
 	require.Equal(t, "kata", got[0].header.Get("X-Team"))

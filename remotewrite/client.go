@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 )
 
 // maxRetryAfterSeconds bounds a hint before converting it, so a silly
@@ -174,14 +176,14 @@ type unsupportedError struct{ err error }
 func (e unsupportedError) Error() string { return e.err.Error() }
 func (e unsupportedError) Unwrap() error { return e.err }
 
-// store sends one encoded request of format f, with the headers f needs
+// send sends one encoded request of format f, with the headers f needs
 // (Content-Encoding, Content-Type, X-Prometheus-Remote-Write-Version) and
 // User-Agent. It returns what the receiver says it wrote and nil on 2xx,
 // an unsupportedError when a 2.0 request is refused as such (415, or 2xx
 // without Written headers), a recoverableError when statusAction says
 // retry (or nothing answered), an httpStatusError for the other actions,
 // or an error wrapping parent's error when parent ended.
-func (c *client) send(parent context.Context, data []byte, f format) (written, error) {
+func (c *client) send(parent context.Context, data []byte, f codec.Format) (written, error) {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(data))
@@ -189,9 +191,9 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 		// Only a malformed URL gets here, which Validate prevents.
 		return written{}, fmt.Errorf("build request: %w", err)
 	}
-	req.Header.Set("Content-Encoding", f.encoding())
-	req.Header.Set("Content-Type", f.contentType())
-	req.Header.Set("X-Prometheus-Remote-Write-Version", f.version())
+	req.Header.Set("Content-Encoding", f.Encoding())
+	req.Header.Set("Content-Type", f.ContentType())
+	req.Header.Set("X-Prometheus-Remote-Write-Version", f.Version())
 	req.Header.Set("User-Agent", c.userAgent)
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
@@ -216,7 +218,7 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 
 	code := resp.StatusCode
 	w := parseWritten(resp.Header)
-	act := statusAction(code, c.retryOn429, f.v2())
+	act := statusAction(code, c.retryOn429, f.V2())
 	if act == actRefused && wrongPath(body) {
 		// Not a refusal of the data: the URL or headers are wrong. Keep
 		// the data in the WAL until the config is fixed, not drop it.
@@ -231,7 +233,7 @@ func (c *client) send(parent context.Context, data []byte, f format) (written, e
 			return w, recoverableError{err: httpStatusError{code: code,
 				body: "an HTML page, not a remote-write answer (a proxy's login or error page, or a url that is not the receiver's write path?): " + sanitize(body)}}
 		}
-		if f.v2() && !w.known {
+		if f.V2() && !w.known {
 			return w, unsupportedError{err: errNoWrittenHeaders}
 		}
 		return w, nil
@@ -287,7 +289,7 @@ func htmlAnswer(h http.Header) bool {
 }
 
 // store is send without the Written counts.
-func (c *client) store(ctx context.Context, data []byte, f format) error {
+func (c *client) store(ctx context.Context, data []byte, f codec.Format) error {
 	_, err := c.send(ctx, data, f)
 	return err
 }

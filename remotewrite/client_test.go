@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"math/big"
 	"net"
 	"net/http"
@@ -20,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
+
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/stretchr/testify/require"
 )
@@ -27,7 +29,7 @@ import (
 // oneBlock encodes a tiny round for client tests.
 func oneBlock(t *testing.T) []byte {
 	t.Helper()
-	blocks, _, err := newEncoder(100, nil, testComp(t)).encode([]series.Series{mkSeries("up", []series.Sample{sample(1, 1)})}, fmtV1)
+	blocks, _, err := codec.NewEncoder(100, nil, testComp(t)).Encode([]series.Series{mkSeries("up", []series.Sample{sample(1, 1)})}, codec.FormatV1)
 	require.NoError(t, err)
 	require.Len(t, blocks, 1)
 	return blocks[0].Data
@@ -122,7 +124,7 @@ func TestClientHeadersAndAuth(t *testing.T) {
 				if i > 0 && tt.rotate != nil {
 					tt.rotate(t)
 				}
-				require.NoError(t, c.store(context.Background(), data, fmtV1))
+				require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
 				got := rc.requests()
 				require.Len(t, got, i+1)
 				for k, v := range want {
@@ -165,7 +167,7 @@ func TestClientStatusClassification(t *testing.T) {
 			if tt.no429 {
 				cfg.QueueConfig.RetryOnHTTP429 = &no
 			}
-			err := testClient(t, cfg).store(context.Background(), oneBlock(t), fmtV1)
+			err := testClient(t, cfg).store(context.Background(), oneBlock(t), codec.FormatV1)
 			var rerr recoverableError
 			var herr httpStatusError
 			switch {
@@ -189,13 +191,13 @@ func TestClientNetworkErrorIsRecoverable(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close()) // nothing listens there now
-	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(context.Background(), oneBlock(t), fmtV1)
+	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(context.Background(), oneBlock(t), codec.FormatV1)
 	var rerr recoverableError
 	require.ErrorAs(t, err, &rerr)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(ctx, oneBlock(t), fmtV1)
+	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(ctx, oneBlock(t), codec.FormatV1)
 	require.ErrorIs(t, err, context.Canceled)
 	require.False(t, errors.As(err, &rerr), "shutdown is not a receiver failure")
 }
@@ -282,7 +284,7 @@ func TestClientTLS(t *testing.T) {
 			rc.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 			rc.srv.StartTLS()
 			t.Cleanup(rc.srv.Close)
-			err := testClient(t, Config{URL: rc.url(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), fmtV1)
+			err := testClient(t, Config{URL: rc.url(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), codec.FormatV1)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				require.Empty(t, rc.requests())

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/prometheus/storage/remote/googleiam"
 	"github.com/prometheus/sigv4"
 	"gopkg.in/yaml.v3"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 )
 
 // Config is one remote_write endpoint. Its YAML is Prometheus's remote_write
@@ -139,8 +141,8 @@ func DefaultConfig() Config {
 	yes := true
 	return Config{
 		RemoteTimeout:   model.Duration(30 * time.Second),
-		ProtobufMessage: MessageV1,
-		Compression:     CompressionSnappy,
+		ProtobufMessage: codec.MessageV1,
+		Compression:     codec.CompressionSnappy,
 		QueueConfig: QueueConfig{
 			Capacity:          10000,
 			MaxShards:         8,
@@ -247,24 +249,24 @@ func (c Config) Validate() error {
 		return errors.New("remote_timeout: must be > 0")
 	}
 	switch c.ProtobufMessage {
-	case MessageV1, MessageV2:
+	case codec.MessageV1, codec.MessageV2:
 	default:
-		return fmt.Errorf("protobuf_message: %q must be %s or %s", c.ProtobufMessage, MessageV1, MessageV2)
+		return fmt.Errorf("protobuf_message: %q must be %s or %s", c.ProtobufMessage, codec.MessageV1, codec.MessageV2)
 	}
 	switch c.Compression {
-	case CompressionSnappy, CompressionZstd:
+	case codec.CompressionSnappy, codec.CompressionZstd:
 	default:
-		return fmt.Errorf("compression: %q must be %s or %s", c.Compression, CompressionSnappy, CompressionZstd)
+		return fmt.Errorf("compression: %q must be %s or %s", c.Compression, codec.CompressionSnappy, codec.CompressionZstd)
 	}
 	for k := range c.Headers {
 		if ck := http.CanonicalHeaderKey(k); forbiddenHeader(ck) {
 			return fmt.Errorf("headers: %q may not be set here", ck)
 		}
-		if ck := http.CanonicalHeaderKey(k); ck == "User-Agent" && c.ProtobufMessage == MessageV2 {
+		if ck := http.CanonicalHeaderKey(k); ck == "User-Agent" && c.ProtobufMessage == codec.MessageV2 {
 			// Remote write 2.0: senders "MUST NOT allow users to
 			// configure [custom headers] in such a way as to send
 			// reserved headers", User-Agent included.
-			return fmt.Errorf("headers: %q may not be set with protobuf_message %s", ck, MessageV2)
+			return fmt.Errorf("headers: %q may not be set with protobuf_message %s", ck, codec.MessageV2)
 		}
 		if strings.TrimSpace(k) == "" || strings.ContainsAny(k, " :\r\n") {
 			return fmt.Errorf("headers: invalid header name %q", k)

@@ -12,7 +12,7 @@
 // groups and shards") applies the endpoint's write_relabel_configs, cuts
 // the series into blocks of at most max_samples_per_send samples without
 // ever splitting a series, encodes each block as one ready-to-send request
-// (codec.go) and appends all of them to the endpoint's WAL (package wal)
+// (package codec) and appends all of them to the endpoint's WAL (package wal)
 // in one call: one group. Each block's format (message and compression)
 // is stored with it, so a block is sent as written whatever the config
 // says after a restart. Append touches only the local disk, so a dead

@@ -10,20 +10,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/golang/snappy"
-	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
-	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -81,14 +76,14 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	f := fmtV1
+	f := codec.FormatV1
 	if r.Header.Get("Content-Encoding") == "zstd" {
-		f |= fmtZstd
+		f |= codec.FormatZstd
 	}
-	if r.Header.Get("Content-Type") == contentTypeV2 {
-		f |= fmtV2
+	if r.Header.Get("Content-Type") == codec.ContentTypeV2 {
+		f |= codec.FormatV2
 	}
-	if rc.v1Only && f.v2() {
+	if rc.v1Only && f.V2() {
 		http.Error(w, "unsupported", http.StatusUnsupportedMediaType)
 		rc.mu.Lock()
 		rc.all = append(rc.all, gotRequest{header: r.Header.Clone(), code: http.StatusUnsupportedMediaType})
@@ -115,7 +110,7 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 		rc.tap(body)
 	}
 	rc.mu.Unlock()
-	if f.v2() && code/100 == 2 && !rc.noWritten {
+	if f.V2() && code/100 == 2 && !rc.noWritten {
 		// A 2.0 receiver counts what it wrote; a decide or respond
 		// function may override it through hdr.
 		w.Header().Set(hdrSamplesWritten, strconv.Itoa(series.Count(wr.Timeseries)))
@@ -168,17 +163,6 @@ func (rc *receiver) stored() map[string][]series.Sample {
 		}
 	}
 	return out
-}
-
-func labelKey(ls []labels.Label) string {
-	var b strings.Builder
-	for i, l := range ls {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(l.Name + "=" + l.Value)
-	}
-	return b.String()
 }
 
 // memQueue is an in-memory blockQueue for sender tests that need no disk.
@@ -315,116 +299,20 @@ func runQueue(t *testing.T, q *Queue) (stop func() error) {
 	return stop
 }
 
-// wreq is a decoded request of either message, in neutral types.
-type wreq struct {
-	Timeseries []series.Series
-	Metadata   []series.Metadata // 1.0 metadata requests
-	V2         bool
-	Symbols    []string // 2.0
-}
+// Shorthands for the builders and the independent decoder shared with
+// the other remote write packages' tests (package rwtest).
+var (
+	mkSeries   = rwtest.Series
+	sample     = rwtest.Sample
+	benchRound = rwtest.BenchRound
+	v2Round    = rwtest.V2Round
+	labelKey   = rwtest.LabelKey
+)
 
-// decodeWreq decodes a request body independently of the sender's codec:
-// with the generated types of both messages and the compressions' own
-// libraries.
-func decodeWreq(body []byte, f format) (wreq, error) {
-	var raw []byte
-	var err error
-	if f.zstd() {
-		dec, derr := zstd.NewReader(nil)
-		if derr != nil {
-			return wreq{}, derr
-		}
-		defer dec.Close()
-		raw, err = dec.DecodeAll(body, nil)
-	} else {
-		raw, err = snappy.Decode(nil, body)
-	}
-	if err != nil {
-		return wreq{}, fmt.Errorf("decompress: %w", err)
-	}
-	var out wreq
-	if !f.v2() {
-		var req prompb.WriteRequest
-		if err := req.Unmarshal(raw); err != nil {
-			return wreq{}, fmt.Errorf("proto: %w", err)
-		}
-		for _, ts := range req.Timeseries {
-			s := series.Series{}
-			for _, l := range ts.Labels {
-				s.Labels = append(s.Labels, labels.Label{Name: l.Name, Value: l.Value})
-			}
-			for _, x := range ts.Samples {
-				s.Samples = append(s.Samples, series.Sample{Value: x.Value, Timestamp: x.Timestamp})
-			}
-			out.Timeseries = append(out.Timeseries, s)
-		}
-		for _, m := range req.Metadata {
-			out.Metadata = append(out.Metadata, series.Metadata{Family: m.MetricFamilyName, Type: metadataTypeV1(m.Type), Help: m.Help, Unit: m.Unit})
-		}
-		return out, nil
-	}
-	var req writev2.Request
-	if err := req.Unmarshal(raw); err != nil {
-		return wreq{}, fmt.Errorf("proto: %w", err)
-	}
-	out.V2, out.Symbols = true, req.Symbols
-	var sb labels.ScratchBuilder
-	for _, ts := range req.Timeseries {
-		ls, err := ts.ToLabels(&sb, req.Symbols)
-		if err != nil {
-			return wreq{}, err
-		}
-		md, err := ts.ToMetadata(req.Symbols)
-		if err != nil {
-			return wreq{}, err
-		}
-		s := series.Series{Metadata: &series.Metadata{Type: md.Type, Help: md.Help, Unit: md.Unit}}
-		ls.Range(func(l labels.Label) { s.Labels = append(s.Labels, l) })
-		for _, x := range ts.Samples {
-			s.Samples = append(s.Samples, series.Sample{Value: x.Value, Timestamp: x.Timestamp})
-		}
-		out.Timeseries = append(out.Timeseries, s)
-	}
-	return out, nil
-}
+type wreq = rwtest.Request
 
-func metadataTypeV1(t prompb.MetricMetadata_MetricType) model.MetricType {
-	switch t {
-	case prompb.MetricMetadata_COUNTER:
-		return model.MetricTypeCounter
-	case prompb.MetricMetadata_GAUGE:
-		return model.MetricTypeGauge
-	case prompb.MetricMetadata_HISTOGRAM:
-		return model.MetricTypeHistogram
-	case prompb.MetricMetadata_GAUGEHISTOGRAM:
-		return model.MetricTypeGaugeHistogram
-	case prompb.MetricMetadata_SUMMARY:
-		return model.MetricTypeSummary
-	case prompb.MetricMetadata_INFO:
-		return model.MetricTypeInfo
-	case prompb.MetricMetadata_STATESET:
-		return model.MetricTypeStateset
-	}
-	return model.MetricTypeUnknown
-}
-
-// mkSeries builds a Series with a __name__ and extra label pairs.
-func mkSeries(name string, samples []series.Sample, kv ...string) series.Series {
-	ls := []labels.Label{{Name: "__name__", Value: name}}
-	for i := 0; i+1 < len(kv); i += 2 {
-		ls = append(ls, labels.Label{Name: kv[i], Value: kv[i+1]})
-	}
-	return series.Series{Labels: ls, Samples: samples}
-}
-
-func sample(ts int64, v float64) series.Sample { return series.Sample{Timestamp: ts, Value: v} }
-
-// testComp is a compressor for tests.
-func testComp(t testing.TB) *compressor {
-	t.Helper()
-	c, err := newCompressor()
-	require.NoError(t, err)
-	return c
+func decodeWreq(body []byte, f codec.Format) (wreq, error) {
+	return rwtest.Decode(body, f.V2(), f.Zstd())
 }
 
 // newSwitchReceiver starts a receiver that answers 503 until up is set,
@@ -438,4 +326,12 @@ func newSwitchReceiver(t *testing.T) (*receiver, *atomic.Bool) {
 		return http.StatusServiceUnavailable, nil
 	}).start()
 	return rc, up
+}
+
+// testComp is a compressor for tests.
+func testComp(t testing.TB) *codec.Compressor {
+	t.Helper()
+	c, err := codec.NewCompressor()
+	require.NoError(t, err)
+	return c
 }

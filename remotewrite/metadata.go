@@ -51,14 +51,14 @@ func (q *Queue) sendMetadata(ctx context.Context) {
 	md := q.md // replaced, never mutated, by AppendMetadata
 	q.mdMu.Unlock()
 	f := q.currentFormat()
-	if f.v2() {
+	if f.V2() {
 		return // inline with every series
 	}
 	for chunk := range slices.Chunk(md, q.cfg.QueueConfig.MaxSamplesPerSend) {
 		if ctx.Err() != nil {
 			return
 		}
-		data, err := q.comp.encodeMetadata(chunk, f)
+		data, err := q.comp.EncodeMetadata(chunk, f)
 		if err == nil {
 			if err = q.waitRate(ctx, len(data)); err == nil {
 				err = q.client.store(ctx, data, f)

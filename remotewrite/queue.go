@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -96,13 +97,13 @@ type Queue struct {
 	sendLimit atomic.Int64
 
 	appendMu sync.Mutex // serialises rounds: WAL order is round order
-	enc      *encoder
-	comp     *compressor
+	enc      *codec.Encoder
+	comp     *codec.Compressor
 	// format is what the config asks for; fellBack is set once a receiver
 	// refused 2.0 (see fallBack): new rounds are then written, and queued
 	// 2.0 blocks sent, as 1.0. confirmedV2 is set once a 2.0 request was
 	// written.
-	format      format
+	format      codec.Format
 	fellBack    atomic.Bool
 	confirmedV2 atomic.Bool
 	// limiter is queue_config.max_bytes_per_second; nil without a cap.
@@ -219,7 +220,7 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 	if reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": cfg.Name}, reg)
 	}
-	comp, err := newCompressor()
+	comp, err := codec.NewCompressor()
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +229,9 @@ func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logg
 		logger:        logger,
 		wal:           bq,
 		flushDeadline: o.flushDeadline,
-		enc:           newEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp),
+		enc:           codec.NewEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp),
 		comp:          comp,
-		format:        configFormat(cfg),
+		format:        codec.FormatOf(cfg.ProtobufMessage, cfg.Compression),
 		mdKick:        make(chan struct{}, 1),
 		now:           time.Now,
 		sleep:         sleepCtx,
@@ -267,12 +268,12 @@ func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 	}
 	q.appendMu.Lock()
 	defer q.appendMu.Unlock()
-	blocks, st, err := q.enc.encode(ss, q.currentFormat())
+	blocks, st, err := q.enc.Encode(ss, q.currentFormat())
 	if err != nil {
 		return fmt.Errorf("encode round: %w", err)
 	}
-	if st.droppedRelabel > 0 {
-		q.metrics.droppedRelabel.Add(float64(st.droppedRelabel))
+	if st.DroppedRelabel > 0 {
+		q.metrics.droppedRelabel.Add(float64(st.DroppedRelabel))
 	}
 	if len(blocks) == 0 {
 		return nil
@@ -280,8 +281,8 @@ func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 	if err := q.wal.Append(blocks); err != nil {
 		return fmt.Errorf("wal append: %w", err)
 	}
-	q.metrics.appended.Add(float64(st.samples))
-	q.metrics.appendedUpTo(st.maxTimestamp)
+	q.metrics.appended.Add(float64(st.Samples))
+	q.metrics.appendedUpTo(st.MaxTimestamp)
 	return nil
 }
 
@@ -418,9 +419,9 @@ func (q *Queue) sendGroup(ctx context.Context, blocks []wal.Block) int {
 
 // currentFormat is the format new rounds are written in: the config's,
 // without 2.0 once the endpoint fell back.
-func (q *Queue) currentFormat() format {
+func (q *Queue) currentFormat() codec.Format {
 	if q.fellBack.Load() {
-		return q.format &^ fmtV2
+		return q.format &^ codec.FormatV2
 	}
 	return q.format
 }
@@ -438,7 +439,7 @@ func (q *Queue) fallBack(why error) {
 	}
 	q.metrics.fallbacks.Inc()
 	q.logger.Warn("receiver does not take remote write 2.0; sending 1.0 (prometheus.WriteRequest) until restart",
-		"reason", why, "protobuf_message", MessageV1)
+		"reason", why, "protobuf_message", codec.MessageV1)
 	select { // metadata now goes in its own requests
 	case q.mdKick <- struct{}{}:
 	default:

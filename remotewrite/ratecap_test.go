@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 )
 
 // memTransport answers every request 204 with the Written headers of a
@@ -47,7 +49,7 @@ func (m *memTransport) sent() int {
 func TestRateCapHoldsDuringCatchUp(t *testing.T) {
 	const capBps = 20_000
 	synctest.Test(t, func(t *testing.T) {
-		cfg := Config{URL: "http://receiver.invalid/api/v1/write", ProtobufMessage: MessageV2}
+		cfg := Config{URL: "http://receiver.invalid/api/v1/write", ProtobufMessage: codec.MessageV2}
 		cfg.QueueConfig.MaxBytesPerSecond = capBps
 		cfg.QueueConfig.MaxSamplesPerSend = 500
 		cfg.MetadataConfig.Send = new(bool)
@@ -59,7 +61,7 @@ func TestRateCapHoldsDuringCatchUp(t *testing.T) {
 		require.NoError(t, err)
 		total := 0
 		for r := 1; r <= 100; r++ { // ~100 rounds of an outage
-			blocks, _, err := q.enc.encode(v2Round(r, 2000), q.format)
+			blocks, _, err := q.enc.Encode(v2Round(r, 2000), q.format)
 			require.NoError(t, err)
 			for _, b := range blocks {
 				total += len(b.Data)

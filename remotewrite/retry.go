@@ -15,6 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -30,7 +31,7 @@ const logEvery = time.Minute
 // one after a split. series is nil until the part has to be decoded.
 type part struct {
 	data    []byte
-	format  format
+	format  codec.Format
 	samples int
 	maxTs   int64 // newest sample (ms)
 	series  []series.Series
@@ -39,7 +40,7 @@ type part struct {
 // decoded returns the part's series, decoding its data the first time.
 func (q *Queue) decoded(p *part) ([]series.Series, error) {
 	if p.series == nil {
-		ss, err := q.comp.decodeRequest(p.data, p.format)
+		ss, err := q.comp.DecodeRequest(p.data, p.format)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +128,7 @@ func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 		if cycle%splitProbeEvery != 0 {
 			t.splitsLeft = 0
 		}
-		if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, format: format(b.Format) & fmtMask, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
+		if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, format: codec.Format(b.Format) & codec.FormatMask, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
 			return false
 		}
 		if t.unexplained < b.Samples {
@@ -188,18 +189,18 @@ func (q *Queue) newBackoff() *backoff.ExponentialBackOff {
 // as 1.0 (transcoded) once the endpoint fell back (see fallBack). It
 // returns false on shutdown only.
 func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *tally) bool {
-	if p.format.v2() && q.fellBack.Load() {
+	if p.format.V2() && q.fellBack.Load() {
 		ss, err := q.decoded(&p)
 		if err != nil {
 			t.refused += p.samples
 			q.logger.Error("cannot decode a queued 2.0 request to send it as 1.0, dropped", "err", err, "seq", seq, "samples", p.samples)
 			return true
 		}
-		return q.deliverEach(stop, sendCtx, seq, [][]series.Series{ss}, p.format&^fmtV2, t)
+		return q.deliverEach(stop, sendCtx, seq, [][]series.Series{ss}, p.format&^codec.FormatV2, t)
 	}
 	if limit := int(q.sendLimit.Load()); p.samples > limit {
 		if ss, err := q.decoded(&p); err == nil && len(ss) > 1 {
-			if chunks := chunkBySamples(ss, limit); len(chunks) > 1 {
+			if chunks := codec.ChunkBySamples(ss, limit); len(chunks) > 1 {
 				return q.deliverEach(stop, sendCtx, seq, chunks, p.format, t)
 			}
 		}
@@ -215,7 +216,7 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 			t.partial += lost
 			q.logPartial(seq, p, w)
 		}
-		if p.format.v2() {
+		if p.format.V2() {
 			q.confirmedV2.Store(true)
 		}
 		t.sent += n
@@ -232,8 +233,8 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 	if !errors.As(err, &herr) {
 		return false // shutdown cancelled the attempt or its wait
 	}
-	act := statusAction(herr.code, *q.cfg.QueueConfig.RetryOnHTTP429, p.format.v2())
-	if act == actRefused && p.format.v2() && !q.confirmedV2.Load() && herr.code == http.StatusBadRequest && !herr.written.known {
+	act := statusAction(herr.code, *q.cfg.QueueConfig.RetryOnHTTP429, p.format.V2())
+	if act == actRefused && p.format.V2() && !q.confirmedV2.Load() && herr.code == http.StatusBadRequest && !herr.written.known {
 		// The specification: "Senders SHOULD expect 400 ... from 1.x
 		// Receivers" for a message they cannot read. Before any 2.0
 		// request was written, a 400 without Written headers is taken as
@@ -277,9 +278,9 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 
 // deliverEach encodes parts in format f and delivers them in order; false
 // on shutdown.
-func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][]series.Series, f format, t *tally) bool {
+func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][]series.Series, f codec.Format, t *tally) bool {
 	for _, ss := range parts {
-		data, err := q.comp.encodeRequest(ss, f)
+		data, err := q.comp.EncodeRequest(ss, f)
 		if err != nil {
 			// Series decoded from a request always encode again; this is
 			// a bug, not a receiver's answer: count and say so.
@@ -290,7 +291,7 @@ func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][
 		}
 		p := part{data: data, format: f, samples: series.Count(ss), series: ss, maxTs: math.MinInt64}
 		for i := range ss {
-			_, hi := timeRange(&ss[i])
+			_, hi := codec.TimeRange(&ss[i])
 			p.maxTs = max(p.maxTs, hi)
 		}
 		if !q.deliver(stop, sendCtx, seq, p, t) {

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 )
 
 // TestUpgradeReplaysWALOfPreviousRelease replays a WAL written by the
@@ -23,7 +25,7 @@ func TestUpgradeReplaysWALOfPreviousRelease(t *testing.T) {
 	dir := t.TempDir()
 	copyDir(t, filepath.Join("testdata", "wal-2026-11-29", "upgrade"), filepath.Join(dir, "upgrade"))
 	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }).start()
-	cfg := Config{URL: rc.url(), Name: "upgrade", ProtobufMessage: MessageV2, Compression: CompressionZstd}
+	cfg := Config{URL: rc.url(), Name: "upgrade", ProtobufMessage: codec.MessageV2, Compression: codec.CompressionZstd}
 	walCfg := DefaultWALConfig()
 	walCfg.Dir = dir
 	q, err := New(cfg, walCfg, testLogger(t), prometheus.NewRegistry())
@@ -39,7 +41,7 @@ func TestUpgradeReplaysWALOfPreviousRelease(t *testing.T) {
 	}
 	for _, r := range rc.requests() {
 		require.Equal(t, "snappy", r.header.Get("Content-Encoding"), "old blocks keep their format")
-		require.Equal(t, contentTypeV1, r.header.Get("Content-Type"))
+		require.Equal(t, codec.ContentTypeV1, r.header.Get("Content-Type"))
 	}
 	require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
 }

@@ -2,7 +2,6 @@ package remotewrite
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"net/http"
 	"slices"
@@ -16,26 +15,9 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
-
-// v2Round is one round of n series of a counter family and n of a
-// classic histogram family's buckets, every series with its family's
-// metadata, timestamps r*1000.
-func v2Round(r, n int) []series.Series {
-	counter := &series.Metadata{Family: "kata_c", Type: model.MetricTypeCounter, Help: "A counter."}
-	hist := &series.Metadata{Family: "kata_h_seconds", Type: model.MetricTypeHistogram, Help: "A histogram.", Unit: "seconds"}
-	var out []series.Series
-	for i := range n {
-		s := mkSeries("kata_c_total", []series.Sample{sample(int64(r)*1000, float64(r))}, "idx", fmt.Sprintf("%03d", i))
-		s.Metadata = counter
-		out = append(out, s)
-		b := mkSeries("kata_h_seconds_bucket", []series.Sample{sample(int64(r)*1000, float64(r))}, "idx", fmt.Sprintf("%03d", i), "le", "+Inf")
-		b.Metadata = hist
-		out = append(out, b)
-	}
-	return out
-}
 
 // rawV2 is one 2.0 request as sent, decoded with the generated types only.
 func rawV2(t *testing.T, body []byte) writev2.Request {
@@ -50,7 +32,7 @@ func rawV2(t *testing.T, body []byte) writev2.Request {
 // TestV2RequestFollowsTheSpecification checks every request of a 2.0
 // endpoint against the sender requirements of the remote write 2.0
 // specification that apply to float samples (docs/remote-write-2.md lists
-// them): the reserved headers, snappy block format, a symbols table that
+// them): the reserved headers, snappy block codec.Format, a symbols table that
 // starts with "" and holds each string once, valid references, labels
 // sorted with no empty or repeated name and no empty value, samples in
 // every series and in timestamp order, the family's type, help and unit
@@ -61,7 +43,7 @@ func TestV2RequestFollowsTheSpecification(t *testing.T) {
 	rc.respond = func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }
 	rc.tap = func(body []byte) { bodies = append(bodies, body) }
 	rc.start()
-	cfg := Config{URL: rc.url(), ProtobufMessage: MessageV2}
+	cfg := Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
 	cfg.QueueConfig.MaxSamplesPerSend = 7 // several requests per round
 	q, _ := newTestQueue(t, cfg, newMemQueue())
 	stop := runQueue(t, q)
@@ -140,7 +122,7 @@ func TestV2PartialWriteCounted(t *testing.T) {
 	rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
 		return http.StatusNoContent, map[string]string{hdrSamplesWritten: "3"}
 	}).start()
-	q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: MessageV2}, newMemQueue())
+	q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
 	stop := runQueue(t, q)
 	require.NoError(t, q.Append(context.Background(), v2Round(1, 5))) // 10 samples, one request
 	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.droppedPartial) > 0 }, 10*time.Second, 5*time.Millisecond)
@@ -188,7 +170,7 @@ func TestV2FallsBackToV1(t *testing.T) {
 			rc := newReceiver(t, nil)
 			tc.setup(rc)
 			rc.start()
-			cfg := Config{URL: rc.url(), ProtobufMessage: MessageV2}
+			cfg := Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
 			cfg.QueueConfig.MaxSamplesPerSend = 8
 			cfg.MetadataConfig.SendInterval = model.Duration(time.Hour)
 			q, _ := newTestQueue(t, cfg, newMemQueue())
@@ -208,7 +190,7 @@ func TestV2FallsBackToV1(t *testing.T) {
 			require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused), "nothing lost")
 			v2 := 0
 			for _, r := range rc.requests() {
-				if r.header.Get("Content-Type") == contentTypeV2 {
+				if r.header.Get("Content-Type") == codec.ContentTypeV2 {
 					v2++
 					continue
 				}
@@ -218,7 +200,7 @@ func TestV2FallsBackToV1(t *testing.T) {
 			// concurrently as 2.0; everything after is 1.0.
 			require.GreaterOrEqual(t, v2, 1)
 			require.LessOrEqual(t, v2, 2, "only the first group's blocks are tried as 2.0")
-			require.Equal(t, MessageV1+"+snappy", q.currentFormat().String())
+			require.Equal(t, codec.MessageV1+"+snappy", q.currentFormat().String())
 		})
 	}
 }
@@ -237,7 +219,7 @@ func TestV2SplitOnRefusal(t *testing.T) {
 		return http.StatusNoContent, nil
 	}
 	rc.start()
-	q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: MessageV2}, newMemQueue())
+	q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
 	stop := runQueue(t, q)
 	require.NoError(t, q.Append(context.Background(), v2Round(1, 8)))
 	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 16 }, 10*time.Second, 5*time.Millisecond)
@@ -247,7 +229,7 @@ func TestV2SplitOnRefusal(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(q.metrics.droppedRefused))
 	require.Zero(t, testutil.ToFloat64(q.metrics.fallbacks))
 	for _, r := range rc.requests() {
-		require.Equal(t, contentTypeV2, r.header.Get("Content-Type"), "parts of a split stay 2.0")
+		require.Equal(t, codec.ContentTypeV2, r.header.Get("Content-Type"), "parts of a split stay 2.0")
 		for _, s := range r.req.Timeseries {
 			require.NotNil(t, s.Metadata)
 			require.NotEqual(t, model.MetricTypeUnknown, s.Metadata.Type, "metadata kept through the split")
@@ -260,8 +242,8 @@ func TestV2SplitOnRefusal(t *testing.T) {
 // than snappy's.
 func TestZstd(t *testing.T) {
 	sizes := map[string]int{}
-	for _, msg := range []string{MessageV1, MessageV2} {
-		for _, comp := range []string{CompressionSnappy, CompressionZstd} {
+	for _, msg := range []string{codec.MessageV1, codec.MessageV2} {
+		for _, comp := range []string{codec.CompressionSnappy, codec.CompressionZstd} {
 			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }).start()
 			q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: msg, Compression: comp}, newMemQueue())
 			stop := runQueue(t, q)
@@ -276,8 +258,8 @@ func TestZstd(t *testing.T) {
 		}
 	}
 	t.Logf("bytes for 400 samples: %v", sizes)
-	require.Less(t, sizes[MessageV1+"+zstd"], sizes[MessageV1+"+snappy"])
-	require.Less(t, sizes[MessageV2+"+zstd"], sizes[MessageV2+"+snappy"])
+	require.Less(t, sizes[codec.MessageV1+"+zstd"], sizes[codec.MessageV1+"+snappy"])
+	require.Less(t, sizes[codec.MessageV2+"+zstd"], sizes[codec.MessageV2+"+snappy"])
 }
 
 // TestNewConfigKeysValidated: the new keys name themselves in errors.
@@ -289,7 +271,7 @@ func TestNewConfigKeysValidated(t *testing.T) {
 		{Config{URL: "http://x/w", ProtobufMessage: "prometheus.WriteRequestV3"}, "protobuf_message"},
 		{Config{URL: "http://x/w", Compression: "gzip"}, "compression"},
 		{Config{URL: "http://x/w", QueueConfig: QueueConfig{MaxBytesPerSecond: -1}}, "queue_config.max_bytes_per_second"},
-		{Config{URL: "http://x/w", ProtobufMessage: MessageV2, Headers: map[string]string{"user-agent": "x"}}, "User-Agent"},
+		{Config{URL: "http://x/w", ProtobufMessage: codec.MessageV2, Headers: map[string]string{"user-agent": "x"}}, "User-Agent"},
 	} {
 		tc.cfg.ApplyDefaults()
 		require.ErrorContains(t, tc.cfg.Validate(), tc.want)
@@ -297,8 +279,8 @@ func TestNewConfigKeysValidated(t *testing.T) {
 	ok := Config{URL: "http://x/w", Headers: map[string]string{"User-Agent": "x"}}
 	ok.ApplyDefaults()
 	require.NoError(t, ok.Validate(), "User-Agent may still be set with 1.0")
-	require.Equal(t, MessageV1, ok.ProtobufMessage)
-	require.Equal(t, CompressionSnappy, ok.Compression)
+	require.Equal(t, codec.MessageV1, ok.ProtobufMessage)
+	require.Equal(t, codec.CompressionSnappy, ok.Compression)
 }
 
 // TestParseWritten reads the Written headers as the specification defines
@@ -317,29 +299,4 @@ func TestParseWritten(t *testing.T) {
 	require.Equal(t, written{known: true}, parseWritten(h(hdrExemplarsWritten, "0")))
 	require.Equal(t, written{}, parseWritten(h(hdrSamplesWritten, "many")))
 	require.Equal(t, written{known: true, samples: math.MaxInt64}, parseWritten(h(hdrSamplesWritten, strconv.FormatInt(math.MaxInt64, 10))))
-}
-
-// TestDecodeRequestRoundTrip: what the codec encodes it decodes back,
-// labels, samples (NaN bits included) and metadata, for every format.
-func TestDecodeRequestRoundTrip(t *testing.T) {
-	comp := testComp(t)
-	in := v2Round(3, 4)
-	in[0].Samples[0].Value = math.Float64frombits(0x7ff0000000000002)
-	for _, f := range []format{fmtV1, fmtV2, fmtV1 | fmtZstd, fmtV2 | fmtZstd} {
-		data, err := comp.encodeRequest(in, f)
-		require.NoError(t, err)
-		out, err := comp.decodeRequest(data, f)
-		require.NoError(t, err, f.String())
-		require.Len(t, out, len(in))
-		for i := range in {
-			require.Equal(t, in[i].Labels, out[i].Labels)
-			require.Equal(t, math.Float64bits(in[i].Samples[0].Value), math.Float64bits(out[i].Samples[0].Value))
-			require.Equal(t, in[i].Samples[0].Timestamp, out[i].Samples[0].Timestamp)
-			if f.v2() {
-				require.Equal(t, in[i].Metadata.Type, out[i].Metadata.Type)
-				require.Equal(t, in[i].Metadata.Help, out[i].Metadata.Help)
-				require.Equal(t, in[i].Metadata.Unit, out[i].Metadata.Unit)
-			}
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package remotewrite
+package codec
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -22,32 +23,32 @@ func seriesKeys(ss []series.Series) []string {
 }
 
 func TestGrouperOrder(t *testing.T) {
-	upper := series.Series{Labels: []labels.Label{{Name: "Zone", Value: "a"}, {Name: "__name__", Value: "b"}}, Samples: []series.Sample{sample(1, 9)}}
-	noName := series.Series{Labels: []labels.Label{{Name: "job", Value: "x"}}, Samples: []series.Sample{sample(1, 8)}}
+	upper := series.Series{Labels: []labels.Label{{Name: "Zone", Value: "a"}, {Name: "__name__", Value: "b"}}, Samples: []series.Sample{rwtest.Sample(1, 9)}}
+	noName := series.Series{Labels: []labels.Label{{Name: "job", Value: "x"}}, Samples: []series.Sample{rwtest.Sample(1, 8)}}
 	for _, tt := range []struct {
 		name string
 		in   []series.Series
 		want []string
 	}{
 		{"empty", nil, []string{}},
-		{"one", []series.Series{mkSeries("b", []series.Sample{sample(1, 1)})}, []string{"b/1"}},
+		{"one", []series.Series{rwtest.Series("b", []series.Sample{rwtest.Sample(1, 1)})}, []string{"b/1"}},
 		{"one name keeps order", []series.Series{
-			mkSeries("a", []series.Sample{sample(1, 2)}, "sb", "2"),
-			mkSeries("a", []series.Sample{sample(1, 1)}, "sb", "1"),
+			rwtest.Series("a", []series.Sample{rwtest.Sample(1, 2)}, "sb", "2"),
+			rwtest.Series("a", []series.Sample{rwtest.Sample(1, 1)}, "sb", "1"),
 		}, []string{"a/2", "a/1"}},
 		{"sandbox-major becomes name-major, stable within a name", []series.Series{
-			mkSeries("c", []series.Sample{sample(1, 1)}, "sb", "1"),
-			mkSeries("a", []series.Sample{sample(1, 2)}, "sb", "1"),
-			mkSeries("b", []series.Sample{sample(1, 3)}, "sb", "1"),
-			mkSeries("c", []series.Sample{sample(1, 4)}, "sb", "2"),
-			mkSeries("a", []series.Sample{sample(1, 5)}, "sb", "2"),
-			mkSeries("b", []series.Sample{sample(1, 6)}, "sb", "2"),
+			rwtest.Series("c", []series.Sample{rwtest.Sample(1, 1)}, "sb", "1"),
+			rwtest.Series("a", []series.Sample{rwtest.Sample(1, 2)}, "sb", "1"),
+			rwtest.Series("b", []series.Sample{rwtest.Sample(1, 3)}, "sb", "1"),
+			rwtest.Series("c", []series.Sample{rwtest.Sample(1, 4)}, "sb", "2"),
+			rwtest.Series("a", []series.Sample{rwtest.Sample(1, 5)}, "sb", "2"),
+			rwtest.Series("b", []series.Sample{rwtest.Sample(1, 6)}, "sb", "2"),
 		}, []string{"a/2", "a/5", "b/3", "b/6", "c/1", "c/4"}},
 		{"a name after an upper-case label, and no name at all", []series.Series{
-			mkSeries("c", []series.Sample{sample(1, 1)}),
+			rwtest.Series("c", []series.Sample{rwtest.Sample(1, 1)}),
 			upper,
 			noName,
-			mkSeries("b", []series.Sample{sample(1, 2)}),
+			rwtest.Series("b", []series.Sample{rwtest.Sample(1, 2)}),
 		}, []string{"/8", "b/9", "b/2", "c/1"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,15 +73,15 @@ func TestGrouperOrder(t *testing.T) {
 // makes it smaller than the same blocks in the given order, with zstd and
 // with snappy; 1.0 keeps the given order.
 func TestEncodeV2GroupsByName(t *testing.T) {
-	round := benchRound(20, 759)
+	round := rwtest.BenchRound(20, 759)
 	for i := range round {
-		round[i].Samples = []series.Sample{sample(1_700_000_000_000, float64(i%759)), sample(1_700_000_015_000, float64(i%759+1))}
+		round[i].Samples = []series.Sample{rwtest.Sample(1_700_000_000_000, float64(i%759)), rwtest.Sample(1_700_000_015_000, float64(i%759+1))}
 	}
 	comp := testComp(t)
-	decodeAll := func(blocks []wal.Block, f format) []series.Series {
+	decodeAll := func(blocks []wal.Block, f Format) []series.Series {
 		var out []series.Series
 		for _, b := range blocks {
-			ss, err := comp.decodeRequest(b.Data, f)
+			ss, err := comp.DecodeRequest(b.Data, f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,17 +95,17 @@ func TestEncodeV2GroupsByName(t *testing.T) {
 		}
 		return n
 	}
-	for _, f := range []format{fmtV1, fmtV2, fmtZstd, fmtV2 | fmtZstd} {
+	for _, f := range []Format{FormatV1, FormatV2, FormatZstd, FormatV2 | FormatZstd} {
 		t.Run(f.String(), func(t *testing.T) {
-			blocks, st, err := newEncoder(2000, nil, comp).encode(round, f)
-			if err != nil || st.samples != 2*len(round) {
-				t.Fatalf("encode: %v, %d samples", err, st.samples)
+			blocks, st, err := NewEncoder(2000, nil, comp).Encode(round, f)
+			if err != nil || st.Samples != 2*len(round) {
+				t.Fatalf("encode: %v, %d samples", err, st.Samples)
 			}
 			got := decodeAll(blocks, f)
 			if len(got) != len(round) {
 				t.Fatalf("%d series, want %d", len(got), len(round))
 			}
-			grouped := f.v2()
+			grouped := f.V2()
 			for i, s := range got {
 				if len(s.Samples) != 2 || s.Samples[0].Timestamp >= s.Samples[1].Timestamp {
 					t.Fatalf("series %d: samples %v out of order", i, s.Samples)
@@ -132,12 +133,12 @@ func TestEncodeV2GroupsByName(t *testing.T) {
 			// The same encoder without grouping, for the size.
 			var m marshaler
 			ungrouped := 0
-			for _, ch := range chunkBySamples(round, 2000) {
+			for _, ch := range ChunkBySamples(round, 2000) {
 				raw, err := m.marshal(ch, f)
 				if err != nil {
 					t.Fatal(err)
 				}
-				ungrouped += len(comp.compress(nil, raw, f))
+				ungrouped += len(comp.Compress(nil, raw, f))
 			}
 			if g := size(blocks); g >= ungrouped*9/10 {
 				t.Fatalf("grouped %d bytes, given order %d: want at least 10 %% less", g, ungrouped)

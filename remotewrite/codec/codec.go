@@ -1,4 +1,15 @@
-package remotewrite
+// Package codec encodes protocol-neutral series (remotewrite/series) as
+// remote write requests and decodes them back: remote write 1.0
+// (prometheus.WriteRequest, marshalled directly) and 2.0
+// (io.prometheus.write.v2.Request, a symbols table per request and the
+// family's metadata with every series), compressed with snappy (block
+// format) or zstd. Encoder turns one round into ready-to-send WAL blocks
+// (write_relabel_configs applied, cut by max_samples_per_send, never
+// splitting a series); Compressor decodes a block again when the sender
+// has to split it or transcode it to 1.0, and encodes 1.0 metadata
+// requests. It knows nothing of HTTP or of the endpoint's config beyond
+// the message and compression names.
+package codec
 
 import (
 	"encoding/binary"
@@ -36,80 +47,87 @@ const (
 // 2.0 specification, "Content-Type" and "X-Prometheus-Remote-Write-Version":
 // 1.x receivers get the 1.0 values).
 const (
-	contentTypeV1 = "application/x-protobuf"
-	contentTypeV2 = "application/x-protobuf;proto=" + MessageV2
-	versionV1     = "0.1.0"
-	versionV2     = "2.0.0"
+	ContentTypeV1 = "application/x-protobuf"
+	ContentTypeV2 = "application/x-protobuf;proto=" + MessageV2
+	VersionV1     = "0.1.0"
+	VersionV2     = "2.0.0"
 )
 
-// format is how one WAL block (or one request) is encoded: the protobuf
+// Format is how one WAL block (or one request) is encoded: the protobuf
 // message and the compression. It is stored with every block (wal.Block's
 // Format), so a block is sent as it was written whatever the config says
 // now; only a receiver refusing 2.0 makes the sender transcode it. Format 0
 // is what every WAL record before record version 3 holds.
-type format uint8
+type Format uint8
 
 const (
-	fmtV1   format = 0      // prometheus.WriteRequest, snappy: every WAL record before version 3
-	fmtV2   format = 1 << 0 // io.prometheus.write.v2.Request, else prometheus.WriteRequest
-	fmtZstd format = 1 << 1 // zstd, else snappy (block format)
-	fmtMask        = fmtV2 | fmtZstd
+	FormatV1   Format = 0      // prometheus.WriteRequest, snappy: every WAL record before version 3
+	FormatV2   Format = 1 << 0 // io.prometheus.write.v2.Request, else prometheus.WriteRequest
+	FormatZstd Format = 1 << 1 // zstd, else snappy (block format)
+	FormatMask        = FormatV2 | FormatZstd
 )
 
-func (f format) v2() bool   { return f&fmtV2 != 0 }
-func (f format) zstd() bool { return f&fmtZstd != 0 }
+// V2 reports io.prometheus.write.v2.Request; Zstd reports zstd.
+func (f Format) V2() bool   { return f&FormatV2 != 0 }
+func (f Format) Zstd() bool { return f&FormatZstd != 0 }
 
-func (f format) contentType() string {
-	if f.v2() {
-		return contentTypeV2
+// ContentType is the request's Content-Type header.
+func (f Format) ContentType() string {
+	if f.V2() {
+		return ContentTypeV2
 	}
-	return contentTypeV1
+	return ContentTypeV1
 }
 
-func (f format) version() string {
-	if f.v2() {
-		return versionV2
+// Version is the request's X-Prometheus-Remote-Write-Version header.
+func (f Format) Version() string {
+	if f.V2() {
+		return VersionV2
 	}
-	return versionV1
+	return VersionV1
 }
 
-func (f format) encoding() string {
-	if f.zstd() {
+// Encoding is the request's Content-Encoding header.
+func (f Format) Encoding() string {
+	if f.Zstd() {
 		return CompressionZstd
 	}
 	return CompressionSnappy
 }
 
 // String names the format for logs, e.g. "io.prometheus.write.v2.Request+zstd".
-func (f format) String() string {
+func (f Format) String() string {
 	m := MessageV1
-	if f.v2() {
+	if f.V2() {
 		m = MessageV2
 	}
-	return m + "+" + f.encoding()
+	return m + "+" + f.Encoding()
 }
 
-// configFormat is the format an endpoint's config asks for.
-func configFormat(c Config) format {
-	var f format
-	if c.ProtobufMessage == MessageV2 {
-		f |= fmtV2
+// FormatOf is the format an endpoint's protobuf_message and compression
+// ask for (values as validated by the config: anything else is 1.0 and
+// snappy).
+func FormatOf(message, compression string) Format {
+	var f Format
+	if message == MessageV2 {
+		f |= FormatV2
 	}
-	if c.Compression == CompressionZstd {
-		f |= fmtZstd
+	if compression == CompressionZstd {
+		f |= FormatZstd
 	}
 	return f
 }
 
-// compressor compresses and decompresses requests. One per Queue, safe for
-// concurrent use: the zstd encoder and decoder are reused (klauspost's
+// Compressor compresses and decompresses requests. One per endpoint queue, safe
+// for concurrent use: the zstd encoder and decoder are reused (klauspost's
 // EncodeAll and DecodeAll may be called concurrently).
-type compressor struct {
+type Compressor struct {
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
 }
 
-func newCompressor() (*compressor, error) {
+// NewCompressor builds a Compressor; it fails only if zstd cannot be set up.
+func NewCompressor() (*Compressor, error) {
 	// One goroutine each: requests are compressed by the caller's
 	// goroutine, and EncodeAll does not need more. SpeedDefault: with 2.0
 	// series grouped by name (grouper) it gives 3.63 bytes per sample in
@@ -126,15 +144,15 @@ func newCompressor() (*compressor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
-	return &compressor{zenc: enc, zdec: dec}, nil
+	return &Compressor{zenc: enc, zdec: dec}, nil
 }
 
 // maxDecodedRequest bounds a decompressed request read back from the WAL.
 const maxDecodedRequest = 1 << 30
 
-// compress appends raw, compressed as f says, to dst.
-func (c *compressor) compress(dst, raw []byte, f format) []byte {
-	if f.zstd() {
+// Compress appends raw, compressed as f says, to dst.
+func (c *Compressor) Compress(dst, raw []byte, f Format) []byte {
+	if f.Zstd() {
 		return c.zenc.EncodeAll(raw, dst)
 	}
 	// s2's Snappy-compatible block encoder: the same format (any Snappy
@@ -146,8 +164,9 @@ func (c *compressor) compress(dst, raw []byte, f format) []byte {
 	return dst[:start+len(enc)]
 }
 
-func (c *compressor) decompress(data []byte, f format) ([]byte, error) {
-	if f.zstd() {
+// Decompress returns data decompressed as f says.
+func (c *Compressor) Decompress(data []byte, f Format) ([]byte, error) {
+	if f.Zstd() {
 		raw, err := c.zdec.DecodeAll(data, nil)
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
@@ -161,15 +180,15 @@ func (c *compressor) decompress(data []byte, f format) ([]byte, error) {
 	return raw, nil
 }
 
-// encoder turns one scrape round into ready-to-send WAL blocks: relabel,
+// Encoder turns one scrape round into ready-to-send WAL blocks: relabel,
 // cut into blocks of at most maxSamples samples without splitting a
 // series, marshal each as the block's protobuf message, compress it. Its
 // scratch buffers are reused across rounds, so it is not safe for
-// concurrent use; Queue.Append serialises calls.
-type encoder struct {
+// concurrent use (the endpoint queue serialises its rounds).
+type Encoder struct {
 	maxSamples int
 	rules      []*relabel.Config
-	comp       *compressor
+	comp       *Compressor
 
 	lb    *labels.Builder
 	kept  []series.Series // relabelled shallow copies (only with rules)
@@ -191,23 +210,25 @@ type marshaler struct {
 	ss2  []writev2.Sample
 }
 
-// roundStats summarises one encode call for metrics.
-type roundStats struct {
-	samples        int   // samples placed in blocks
-	droppedRelabel int   // samples whose series the rules dropped
-	maxTimestamp   int64 // newest timestamp in blocks (ms); MinInt64 if none
+// RoundStats summarises one Encode call for metrics.
+type RoundStats struct {
+	Samples        int   // samples placed in blocks
+	DroppedRelabel int   // samples whose series the rules dropped
+	MaxTimestamp   int64 // newest timestamp in blocks (ms); MinInt64 if none
 }
 
-func newEncoder(maxSamples int, rules []*relabel.Config, comp *compressor) *encoder {
-	return &encoder{maxSamples: maxSamples, rules: rules, comp: comp, lb: labels.NewBuilder(labels.EmptyLabels())}
+// NewEncoder returns an Encoder cutting blocks of at most maxSamples
+// samples, applying rules (may be nil) and compressing with comp.
+func NewEncoder(maxSamples int, rules []*relabel.Config, comp *Compressor) *Encoder {
+	return &Encoder{maxSamples: maxSamples, rules: rules, comp: comp, lb: labels.NewBuilder(labels.EmptyLabels())}
 }
 
-// encode builds the blocks of one round in format f. Nothing returned
+// Encode builds the blocks of one round in format f. Nothing returned
 // aliases ss. The blocks' Data share a buffer that the next encode call
 // overwrites: wal.Queue.Append copies Data, so the buffer is reused every
 // round.
-func (e *encoder) encode(ss []series.Series, f format) ([]wal.Block, roundStats, error) {
-	st := roundStats{maxTimestamp: math.MinInt64}
+func (e *Encoder) Encode(ss []series.Series, f Format) ([]wal.Block, RoundStats, error) {
+	st := RoundStats{MaxTimestamp: math.MinInt64}
 	e.out = e.out[:0]
 	src := ss
 	switch {
@@ -222,7 +243,7 @@ func (e *encoder) encode(ss []series.Series, f format) ([]wal.Block, roundStats,
 		}
 		src = e.kept
 	}
-	if f.v2() {
+	if f.V2() {
 		src = e.g.group(src)
 	}
 
@@ -243,11 +264,11 @@ func (e *encoder) encode(ss []series.Series, f format) ([]wal.Block, roundStats,
 			// if this grows it; they are never written again, so that is
 			// safe.
 			at := len(e.out)
-			e.out = e.comp.compress(e.out, raw, f)
+			e.out = e.comp.Compress(e.out, raw, f)
 			data := e.out[at:len(e.out):len(e.out)]
 			blocks = append(blocks, wal.Block{Samples: n, MinTimestamp: blockMin, MaxTimestamp: blockMax, Format: uint8(f), Data: data})
-			st.samples += n
-			st.maxTimestamp = max(st.maxTimestamp, blockMax)
+			st.Samples += n
+			st.MaxTimestamp = max(st.MaxTimestamp, blockMax)
 			start, n, blockMax, blockMin = end, 0, math.MinInt64, math.MaxInt64
 			return nil
 		}
@@ -261,7 +282,7 @@ func (e *encoder) encode(ss []series.Series, f format) ([]wal.Block, roundStats,
 			}
 		}
 		n += cnt
-		lo, hi := timeRange(s)
+		lo, hi := TimeRange(s)
 		blockMax, blockMin = max(blockMax, hi), min(blockMin, lo)
 	}
 	if err := flush(len(src)); err != nil {
@@ -365,7 +386,7 @@ func metricName(ls []labels.Label) string {
 
 // relabel applies the write rules, returning the kept series with new
 // label sets (sorted by name, as receivers expect).
-func (e *encoder) relabel(ss []series.Series, st *roundStats) []series.Series {
+func (e *Encoder) relabel(ss []series.Series, st *RoundStats) []series.Series {
 	e.kept = e.kept[:0]
 	for i := range ss {
 		s := &ss[i]
@@ -378,13 +399,13 @@ func (e *encoder) relabel(ss []series.Series, st *roundStats) []series.Series {
 			e.lb.Set(l.Name, l.Value)
 		}
 		if !relabel.ProcessBuilder(e.lb, e.rules...) {
-			st.droppedRelabel += cnt
+			st.DroppedRelabel += cnt
 			continue
 		}
 		first := len(e.arena)
 		e.lb.Range(func(l labels.Label) { e.arena = append(e.arena, l) })
 		if len(e.arena) == first {
-			st.droppedRelabel += cnt
+			st.DroppedRelabel += cnt
 			continue
 		}
 		ls := e.arena[first:len(e.arena):len(e.arena)]
@@ -396,8 +417,8 @@ func (e *encoder) relabel(ss []series.Series, st *roundStats) []series.Series {
 
 // marshal encodes ss as one request of format f's message into m.raw and
 // returns it (valid until the next call).
-func (m *marshaler) marshal(ss []series.Series, f format) ([]byte, error) {
-	if f.v2() {
+func (m *marshaler) marshal(ss []series.Series, f Format) ([]byte, error) {
+	if f.V2() {
 		return m.marshalV2(ss)
 	}
 	return m.marshalV1(ss)
@@ -544,9 +565,9 @@ func (m *marshaler) release() {
 // isEmpty reports a series without samples: nothing to send.
 func isEmpty(s series.Series) bool { return len(s.Samples) == 0 }
 
-// timeRange returns the oldest and newest timestamp of s (MaxInt64 and
+// TimeRange returns the oldest and newest timestamp of s (MaxInt64 and
 // MinInt64 when it has no sample).
-func timeRange(s *series.Series) (lo, hi int64) {
+func TimeRange(s *series.Series) (lo, hi int64) {
 	lo, hi = math.MaxInt64, math.MinInt64
 	for _, x := range s.Samples {
 		lo, hi = min(lo, x.Timestamp), max(hi, x.Timestamp)
@@ -554,10 +575,10 @@ func timeRange(s *series.Series) (lo, hi int64) {
 	return lo, hi
 }
 
-// encodeMetadata compresses one metadata-only prometheus.WriteRequest (1.0:
+// EncodeMetadata compresses one metadata-only prometheus.WriteRequest (1.0:
 // 2.0 sends metadata with every series). It allocates: metadata goes out
 // once a minute.
-func (c *compressor) encodeMetadata(md []series.Metadata, f format) ([]byte, error) {
+func (c *Compressor) EncodeMetadata(md []series.Metadata, f Format) ([]byte, error) {
 	pm := make([]prompb.MetricMetadata, len(md))
 	for i, m := range md {
 		pm[i] = prompb.MetricMetadata{Type: prompb.FromMetadataType(m.Type), MetricFamilyName: m.Family, Help: m.Help, Unit: m.Unit}
@@ -567,18 +588,18 @@ func (c *compressor) encodeMetadata(md []series.Metadata, f format) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("marshal metadata: %w", err)
 	}
-	return c.compress(nil, raw, f&^fmtV2), nil
+	return c.Compress(nil, raw, f&^FormatV2), nil
 }
 
-// decodeRequest decompresses and unmarshals one encoded request (a WAL
+// DecodeRequest decompresses and unmarshals one encoded request (a WAL
 // block or a part of one) back into its series, to split or transcode it.
 // It allocates. Series of one 2.0 family share one *series.Metadata.
-func (c *compressor) decodeRequest(data []byte, f format) ([]series.Series, error) {
-	raw, err := c.decompress(data, f)
+func (c *Compressor) DecodeRequest(data []byte, f Format) ([]series.Series, error) {
+	raw, err := c.Decompress(data, f)
 	if err != nil {
 		return nil, err
 	}
-	if !f.v2() {
+	if !f.V2() {
 		var req prompb.WriteRequest
 		if err := req.Unmarshal(raw); err != nil {
 			return nil, fmt.Errorf("unmarshal write request: %w", err)
@@ -648,20 +669,20 @@ func (c *compressor) decodeRequest(data []byte, f format) ([]series.Series, erro
 	return out, nil
 }
 
-// encodeRequest marshals and compresses ss as one standalone request of
+// EncodeRequest marshals and compresses ss as one standalone request of
 // format f. It allocates: only split and transcoded parts go through it.
-func (c *compressor) encodeRequest(ss []series.Series, f format) ([]byte, error) {
+func (c *Compressor) EncodeRequest(ss []series.Series, f Format) ([]byte, error) {
 	var m marshaler
 	raw, err := m.marshal(ss, f)
 	if err != nil {
 		return nil, err
 	}
-	return c.compress(nil, raw, f), nil
+	return c.Compress(nil, raw, f), nil
 }
 
-// chunkBySamples cuts ss into consecutive runs of at most limit samples
+// ChunkBySamples cuts ss into consecutive runs of at most limit samples
 // each, never splitting a series (a series above limit is a run alone).
-func chunkBySamples(ss []series.Series, limit int) [][]series.Series {
+func ChunkBySamples(ss []series.Series, limit int) [][]series.Series {
 	var out [][]series.Series
 	start, n := 0, 0
 	for i := range ss {

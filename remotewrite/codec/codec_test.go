@@ -1,7 +1,8 @@
-package remotewrite
+package codec
 
 import (
 	"fmt"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/prometheus/prometheus/model/labels"
 	"math"
@@ -14,9 +15,9 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
-func decodeBlock(t testing.TB, b wal.Block) wreq {
+func decodeBlock(t testing.TB, b wal.Block) rwtest.Request {
 	t.Helper()
-	wr, err := decodeWreq(b.Data, format(b.Format))
+	wr, err := rwtest.Decode(b.Data, Format(b.Format).V2(), Format(b.Format).Zstd())
 	require.NoError(t, err)
 	return wr
 }
@@ -40,10 +41,10 @@ func mustRelabel(t *testing.T, rc relabel.Config) *relabel.Config {
 
 func TestEncodeRoundTrip(t *testing.T) {
 	in := []series.Series{
-		mkSeries("kata_a", []series.Sample{sample(1000, 1), sample(2000, 2)}, "sandbox_id", "s1"),
-		mkSeries("kata_b", []series.Sample{sample(1500, math.Float64frombits(0x7ff0000000000002))}, "sandbox_id", "s1"), // staleness NaN
-		mkSeries("go_gc", []series.Sample{sample(1000, 3)}, "sandbox_id", "s2"),
-		mkSeries("kata_c", []series.Sample{sample(3000, 4)}, "sandbox_id", "s2", "zone", "z"),
+		rwtest.Series("kata_a", []series.Sample{rwtest.Sample(1000, 1), rwtest.Sample(2000, 2)}, "sandbox_id", "s1"),
+		rwtest.Series("kata_b", []series.Sample{rwtest.Sample(1500, math.Float64frombits(0x7ff0000000000002))}, "sandbox_id", "s1"), // staleness NaN
+		rwtest.Series("go_gc", []series.Sample{rwtest.Sample(1000, 3)}, "sandbox_id", "s2"),
+		rwtest.Series("kata_c", []series.Sample{rwtest.Sample(3000, 4)}, "sandbox_id", "s2", "zone", "z"),
 		{Labels: []labels.Label{{Name: "__name__", Value: "empty"}}}, // no samples: skipped
 	}
 	tests := []struct {
@@ -87,13 +88,13 @@ func TestEncodeRoundTrip(t *testing.T) {
 			if tt.rules != nil {
 				rules = tt.rules(t)
 			}
-			enc := newEncoder(2, rules, testComp(t))
+			enc := NewEncoder(2, rules, testComp(t))
 			// Encode twice: the second round reuses the scratch buffers and
 			// must give the same result.
 			for round := range 2 {
-				blocks, st, err := enc.encode(in, fmtV1)
+				blocks, st, err := enc.Encode(in, FormatV1)
 				require.NoError(t, err)
-				require.Equal(t, tt.wantDropped, st.droppedRelabel, "round %d", round)
+				require.Equal(t, tt.wantDropped, st.DroppedRelabel, "round %d", round)
 				var got []series.Series
 				total := 0
 				for _, b := range blocks {
@@ -107,7 +108,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 					total += n
 					got = append(got, wr.Timeseries...)
 				}
-				require.Equal(t, st.samples, total)
+				require.Equal(t, st.Samples, total)
 				requireSeriesEqual(t, tt.want, got)
 			}
 		})
@@ -135,9 +136,9 @@ func TestBlockCutting(t *testing.T) {
 		for i, n := range sizes {
 			s := make([]series.Sample, n)
 			for j := range s {
-				s[j] = sample(int64(1000*i+j), float64(j))
+				s[j] = rwtest.Sample(int64(1000*i+j), float64(j))
 			}
-			out = append(out, mkSeries(fmt.Sprintf("m%d", i), s))
+			out = append(out, rwtest.Series(fmt.Sprintf("m%d", i), s))
 		}
 		return out
 	}
@@ -157,7 +158,7 @@ func TestBlockCutting(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := mk(tt.sizes...)
-			blocks, st, err := newEncoder(tt.max, nil, testComp(t)).encode(in, fmtV1)
+			blocks, st, err := NewEncoder(tt.max, nil, testComp(t)).Encode(in, FormatV1)
 			require.NoError(t, err)
 			require.Len(t, blocks, len(tt.wantBlocks))
 			total := 0
@@ -177,48 +178,23 @@ func TestBlockCutting(t *testing.T) {
 				}
 				total += b.Samples
 			}
-			require.Equal(t, st.samples, total)
+			require.Equal(t, st.Samples, total)
 		})
 	}
-}
-
-// benchRound builds one realistic round: sandboxes x seriesPer series of
-// ~8 labels with one sample each.
-func benchRound(sandboxes, seriesPer int) []series.Series {
-	out := make([]series.Series, 0, sandboxes*seriesPer)
-	for sb := range sandboxes {
-		id := fmt.Sprintf("%064x", sb*7919)
-		for s := range seriesPer {
-			out = append(out, series.Series{
-				Labels: []labels.Label{
-					{Name: "__name__", Value: fmt.Sprintf("kata_hypervisor_netdev_%d", s%75)},
-					{Name: "cri_name", Value: fmt.Sprintf("pod-%d", sb)},
-					{Name: "cri_namespace", Value: "default"},
-					{Name: "cri_uid", Value: fmt.Sprintf("4c1d8a6e-0000-4000-8000-%012d", sb)},
-					{Name: "interface", Value: fmt.Sprintf("eth%d", s%3)},
-					{Name: "item", Value: fmt.Sprintf("item_%d", s)},
-					{Name: "node", Value: "worker-1"},
-					{Name: "sandbox_id", Value: id},
-				},
-				Samples: []series.Sample{{Timestamp: 1_700_000_000_000, Value: float64(s * sb)}},
-			})
-		}
-	}
-	return out
 }
 
 // BenchmarkAppendEncode measures turning one 152k-sample round (200
 // sandboxes x 759 series) into compressed blocks with default settings.
 func BenchmarkAppendEncode(b *testing.B) {
-	round := benchRound(200, 759)
-	enc := newEncoder(DefaultConfig().QueueConfig.MaxSamplesPerSend, nil, testComp(b))
+	round := rwtest.BenchRound(200, 759)
+	enc := NewEncoder(2000, nil, testComp(b))
 	b.ReportAllocs()
 	b.ResetTimer()
 	var bytes int
 	for b.Loop() {
-		blocks, st, err := enc.encode(round, fmtV1)
-		if err != nil || st.samples != len(round) {
-			b.Fatalf("encode: %v, %d samples", err, st.samples)
+		blocks, st, err := enc.Encode(round, FormatV1)
+		if err != nil || st.Samples != len(round) {
+			b.Fatalf("encode: %v, %d samples", err, st.Samples)
 		}
 		bytes = 0
 		for _, bl := range blocks {
@@ -227,4 +203,37 @@ func BenchmarkAppendEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(round)), "ns/sample")
 	b.ReportMetric(float64(bytes)/float64(len(round)), "bytes/sample")
+}
+
+// testComp is a Compressor for tests.
+func testComp(t testing.TB) *Compressor {
+	t.Helper()
+	c, err := NewCompressor()
+	require.NoError(t, err)
+	return c
+}
+
+// TestDecodeRequestRoundTrip: what the codec encodes it decodes back,
+// labels, samples (NaN bits included) and metadata, for every format.
+func TestDecodeRequestRoundTrip(t *testing.T) {
+	comp := testComp(t)
+	in := rwtest.V2Round(3, 4)
+	in[0].Samples[0].Value = math.Float64frombits(0x7ff0000000000002)
+	for _, f := range []Format{FormatV1, FormatV2, FormatV1 | FormatZstd, FormatV2 | FormatZstd} {
+		data, err := comp.EncodeRequest(in, f)
+		require.NoError(t, err)
+		out, err := comp.DecodeRequest(data, f)
+		require.NoError(t, err, f.String())
+		require.Len(t, out, len(in))
+		for i := range in {
+			require.Equal(t, in[i].Labels, out[i].Labels)
+			require.Equal(t, math.Float64bits(in[i].Samples[0].Value), math.Float64bits(out[i].Samples[0].Value))
+			require.Equal(t, in[i].Samples[0].Timestamp, out[i].Samples[0].Timestamp)
+			if f.V2() {
+				require.Equal(t, in[i].Metadata.Type, out[i].Metadata.Type)
+				require.Equal(t, in[i].Metadata.Help, out[i].Metadata.Help)
+				require.Equal(t, in[i].Metadata.Unit, out[i].Metadata.Unit)
+			}
+		}
+	}
 }
