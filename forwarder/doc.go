@@ -27,11 +27,11 @@
 //     remote-write series (metric relabelling, external labels, staleness
 //     markers for series that vanished) for every configured Appender. A
 //     sample whose timestamp does not advance its series is never handed
-//     over (timestamps.go: counted per reason, logged once per series), so
+//     over (forwarder/push/timestamps.go: counted per reason, logged once per series), so
 //     one shim with frozen or backwards timestamps costs no other sample.
 //     After each scheduled round kata-monitor's own metrics (Deps.Self)
 //     follow, with the external labels and their own staleness markers
-//     (selfpush.go), so a node nobody scrapes is observable from the
+//     (forwarder/push), so a node nobody scrapes is observable from the
 //     receiver alone.
 //
 // The data path is built around a per-sandbox scrape cache keyed by the

@@ -1,6 +1,10 @@
 // Package httpapi serves kata-monitor's HTTP endpoints, compatible with
-// upstream kata-monitor: /metrics (merged or one sandbox's), /sandboxes,
-// /agent-url and the /debug/* proxy to a shim, plus /healthz and /readyz.
+// upstream kata-monitor: the server (exporter-toolkit's TLS and basic
+// auth, timeouts, graceful shutdown), routing by exact path with method and
+// query limits, the kata_monitor_http_* metrics, /metrics (merged or one
+// sandbox's, gzip cached per snapshot), /metrics/self, /healthz and
+// /readyz. The pages, /sandboxes, /agent-url and the /debug/* proxy are
+// httpapi/sandboxes; request parsing and refusals are httpapi/request.
 //
 // Every sandbox id taken from a request is validated and then looked up in
 // the live set; only the Sandbox found there (its Socket) reaches a shim, so
@@ -11,53 +15,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
-	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/httpapi/request"
+	"github.com/kata-containers/kata-monitor/httpapi/sandboxes"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 )
 
-// Sandboxes is the live set of sandboxes. Implementations must be safe for
-// concurrent use; List's result is owned by the caller.
-type Sandboxes interface {
-	// List returns every live sandbox, in any order.
-	List() []sandbox.Sandbox
-	// Get returns the live sandbox with this id; false if there is none.
-	Get(id string) (sandbox.Sandbox, bool)
-}
-
-// Pods maps a sandbox id to its CRI metadata. Lookup must not block for long:
-// it is called once per row of the /sandboxes page.
-type Pods interface {
-	// Lookup returns the pod of sandbox id; false while it is unknown.
-	Lookup(id string) (cri.Pod, bool)
-}
-
-// Shim is a client of one shim's monitor socket (sources/shim.Client).
-type Shim interface {
-	// Scrape appends the shim's exposition to dst[:0] and returns it,
-	// decoded, with the Content-Type the shim sent ("" when none).
-	Scrape(ctx context.Context, dst []byte) ([]byte, string, error)
-	// AgentURL returns the shim's agent URL.
-	AgentURL(ctx context.Context) (string, error)
-	// ServeDebug proxies one debug path (already validated here; the client
-	// validates it again) and writes the whole response itself.
-	ServeDebug(w http.ResponseWriter, r *http.Request, path string)
-}
-
-// Shims hands out the client for a socket path taken from the live set.
-type Shims interface {
-	// Shim returns the (possibly shared) client of socket. Safe for
-	// concurrent use.
-	Shim(socket string) Shim
-}
+// The sources the API reads, defined by httpapi/sandboxes.
+type (
+	Sandboxes    = sandboxes.Sandboxes
+	Pods         = sandboxes.Pods
+	Shim         = sandboxes.Shim
+	Shims        = sandboxes.Shims
+	Status       = sandboxes.Status
+	StatusSource = sandboxes.StatusSource
+)
 
 // MetricsSource is the forwarder's read side (forwarder.Forwarder.View).
 type MetricsSource interface {
@@ -73,23 +53,6 @@ type MetricsSource interface {
 	// outside the legacy charset are written as scheme says (NoEscaping:
 	// quoted UTF-8); round then also tells schemes apart.
 	View(ctx context.Context, scheme model.EscapingScheme, fn func(round uint64, write func(w io.Writer, prefixes []string) error) error) error
-}
-
-// Status is the outcome of the last scrape of one sandbox.
-type Status struct {
-	LastScrape time.Time     // when the scrape started; zero if never
-	Duration   time.Duration // how long it took
-	Err        string        // why it failed; empty on success
-	Series     int           // series it yielded
-	// Dropped counts the samples of that scrape left out, by reason
-	// (forwarder.SandboxStatus.Dropped); nil when none.
-	Dropped map[string]int
-}
-
-// StatusSource reports the last scrape of a sandbox, for the /sandboxes page.
-type StatusSource interface {
-	// Status returns sandbox id's last scrape; false if never scraped.
-	Status(id string) (Status, bool)
 }
 
 // Deps are the collaborators of the API. Sandboxes, Shims, Metrics and
@@ -118,9 +81,10 @@ type API struct {
 	deps    Deps
 	logger  *slog.Logger
 	metrics *httpMetrics
+	refuser *request.Refuser
 	pools   *pools
 	gzip    *gzipCache
-	pages   *template.Template
+	pages   *sandboxes.Handlers
 	routes  *routes
 	handler http.Handler
 }
@@ -149,12 +113,17 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	pages, err := parsePages()
+	refuser, err := request.NewRefuser(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	pages, err := sandboxes.New(cfg.EnableDebug, sandboxes.Deps{Sandboxes: deps.Sandboxes, Pods: deps.Pods,
+		Shims: deps.Shims, Status: deps.Status, Refuser: refuser, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
 	p := newPools()
-	a := &API{cfg: cfg, deps: deps, logger: logger, metrics: m, pools: p, pages: pages,
+	a := &API{cfg: cfg, deps: deps, logger: logger, metrics: m, refuser: refuser, pools: p, pages: pages,
 		gzip: &gzipCache{workers: gzipWorkers(), flate: &p.flate}}
 	if a.routes, err = a.newRoutes(); err != nil {
 		return nil, err
@@ -200,11 +169,11 @@ func (a *API) newRoutes() (*routes, error) {
 		h    http.HandlerFunc
 		gzip bool // the answer can be large: negotiate gzip
 	}{
-		"/":             {routeIndex, a.serveIndex, false},
+		"/":             {routeIndex, a.pages.Index, false},
 		"/metrics":      {routeMetrics, a.serveMetrics, true},
 		"/metrics/self": {routeSelf, a.serveSelf, true},
-		"/sandboxes":    {routeSandboxes, a.serveSandboxes, true},
-		"/agent-url":    {routeAgentURL, a.serveAgentURL, false},
+		"/sandboxes":    {routeSandboxes, a.pages.List, true},
+		"/agent-url":    {routeAgentURL, a.pages.AgentURL, false},
 		"/healthz":      {routeHealthz, serveHealthz, false},
 		"/readyz":       {routeReadyz, a.serveReadyz, false},
 	} {
@@ -217,7 +186,7 @@ func (a *API) newRoutes() (*routes, error) {
 	rt.notFound = a.instrument(routeNotFound, a.limited(http.NotFound))
 	rt.debug = rt.notFound
 	if a.cfg.EnableDebug {
-		rt.debug = a.instrument(routeDebug, a.limited(a.serveDebug))
+		rt.debug = a.instrument(routeDebug, a.limited(a.pages.Debug))
 	}
 	return rt, nil
 }
@@ -227,7 +196,7 @@ func (a *API) route(w http.ResponseWriter, r *http.Request) {
 	h, ok := a.routes.byPath[r.URL.Path]
 	switch {
 	case ok:
-	case isDebugPath(r.URL.Path):
+	case sandboxes.IsDebugPath(r.URL.Path):
 		h = a.routes.debug
 	default:
 		h = a.routes.notFound
@@ -241,11 +210,11 @@ func (a *API) limited(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			a.badRequest(w, http.StatusMethodNotAllowed, reasonMethod, "method not allowed")
+			a.refuser.Refuse(w, http.StatusMethodNotAllowed, request.ReasonMethod, "method not allowed")
 			return
 		}
 		if len(r.URL.RawQuery) > a.cfg.MaxQueryBytes {
-			a.badRequest(w, http.StatusRequestURITooLong, reasonQueryTooLong, "query string too long")
+			a.refuser.Refuse(w, http.StatusRequestURITooLong, request.ReasonQueryTooLong, "query string too long")
 			return
 		}
 		h(w, r)
@@ -266,12 +235,19 @@ func (a *API) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 	writeText(w, http.StatusOK, "ready\n")
 }
 
-// writeText answers a short plain-text body. The nosniff header keeps a
-// browser from reading an echoed value as HTML.
-func writeText(w http.ResponseWriter, code int, body string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, body)
+// The helpers below keep the /metrics handlers' spelling (exposition.go)
+// and forward to httpapi/request.
+
+func writeText(w http.ResponseWriter, code int, body string) { request.WriteText(w, code, body) }
+
+func setWriteDeadline(w http.ResponseWriter, d time.Duration) { request.SetWriteDeadline(w, d) }
+
+func familyPrefixes(q url.Values) []string { return request.FamilyPrefixes(q) }
+
+func (a *API) parseQuery(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	return a.refuser.Query(w, r)
+}
+
+func (a *API) sandboxFromQuery(w http.ResponseWriter, q url.Values) (sandbox.Sandbox, bool) {
+	return a.refuser.Sandbox(w, q, a.deps.Sandboxes)
 }

@@ -9,24 +9,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Reasons of kata_monitor_http_bad_requests_total: a fixed set, so request
-// input never becomes a label value.
-const (
-	reasonMethod         = "method_not_allowed"
-	reasonQueryTooLong   = "query_too_long"
-	reasonBadQuery       = "bad_query"
-	reasonMissingSandbox = "missing_sandbox"
-	reasonInvalidSandbox = "invalid_sandbox"
-	reasonUnknownSandbox = "unknown_sandbox"
-	reasonBadDebugPath   = "bad_debug_path"
-)
-
 // httpMetrics are the listener's own metrics.
 type httpMetrics struct {
-	requests    *prometheus.CounterVec
-	duration    *prometheus.HistogramVec
-	inFlight    prometheus.Gauge
-	badRequests *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight prometheus.Gauge
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -44,22 +31,11 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Namespace: "kata_monitor", Subsystem: "http", Name: "requests_in_flight",
 			Help: "HTTP requests being answered.",
 		}),
-		badRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "kata_monitor", Subsystem: "http", Name: "bad_requests_total",
-			Help: "Requests refused before reaching a shim, by reason.",
-		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight, m.badRequests} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register http metrics: %w", err)
 		}
-	}
-	// Start every reason at 0 so a rate() sees the first one.
-	for _, r := range []string{
-		reasonMethod, reasonQueryTooLong, reasonBadQuery, reasonMissingSandbox,
-		reasonInvalidSandbox, reasonUnknownSandbox, reasonBadDebugPath,
-	} {
-		m.badRequests.WithLabelValues(r)
 	}
 	return m, nil
 }
@@ -85,20 +61,4 @@ func (a *API) instrument(name string, h http.HandlerFunc) http.Handler {
 			promhttp.InstrumentHandlerDuration(a.metrics.duration.MustCurryWith(route), deadline)))
 }
 
-// badRequest answers code with a fixed message and counts reason. The
-// message never contains request input.
-func (a *API) badRequest(w http.ResponseWriter, code int, reason, msg string) {
-	a.metrics.badRequests.WithLabelValues(reason).Inc()
-	writeText(w, code, msg+"\n")
-}
-
 const defaultHandlerDeadline = 60 * time.Second
-
-// setWriteDeadline moves the connection's write deadline to now+d, overriding
-// the server's WriteTimeout for this response only. The read deadline is
-// left alone: net/http clears it once the request is read, and setting one
-// would make its background read cancel the request context when it fires.
-func setWriteDeadline(w http.ResponseWriter, d time.Duration) {
-	// ErrNotSupported (e.g. a recorder in tests) only loses the bound.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
-}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/httpapi/request"
 )
 
 // sandboxRoutes are the endpoints that take ?sandbox=.
@@ -80,44 +82,6 @@ func TestSandboxParamReachesShimBySocket(t *testing.T) {
 	assert.Equal(t, []string{sb.Socket}, env.shims.Requested())
 }
 
-func TestValidSandboxID(t *testing.T) {
-	tests := []struct {
-		id   string
-		want bool
-	}{
-		{idA, true}, {"b2", true}, {"pod-1_x.y", true}, {"snowman☃", true},
-		{"", false}, {"..", false}, {"a..b", false}, {"a/b", false}, {"a\\b", false},
-		{"a\x00", false}, {"a\tb", false}, {"\x7f", false}, {"\xff", false},
-		{strings.Repeat("a", 256), true}, {strings.Repeat("a", 257), false},
-	}
-	for _, tt := range tests {
-		t.Run(url.QueryEscape(tt.id), func(t *testing.T) {
-			assert.Equal(t, tt.want, validSandboxID(tt.id))
-		})
-	}
-}
-
-func TestFamilyPrefixes(t *testing.T) {
-	tests := []struct {
-		raw  string
-		want []string
-	}{
-		{"", nil},
-		{"filter_family=", nil},
-		{"filter_family=a", []string{"a"}},
-		{"filter_family=a,b", []string{"a", "b"}},
-		{"filter_family=+a+,,b+", []string{"a", "b"}},
-		{"filter_family=a&filter_family=b", []string{"a", "b"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.raw, func(t *testing.T) {
-			q, err := url.ParseQuery(tt.raw)
-			require.NoError(t, err)
-			assert.Equal(t, tt.want, familyPrefixes(q))
-		})
-	}
-}
-
 // FuzzSandboxParam drives the query-string handling of every sandbox route:
 // never a 5xx, and a shim is only ever asked for with a socket of the live
 // set after the id passed validation.
@@ -146,7 +110,7 @@ func FuzzSandboxParam(f *testing.F) {
 			return
 		}
 		q, err := url.ParseQuery(rawQuery)
-		if err != nil || len(q["sandbox"]) != 1 || !validSandboxID(q.Get("sandbox")) {
+		if err != nil || len(q["sandbox"]) != 1 || !request.ValidSandboxID(q.Get("sandbox")) {
 			t.Fatalf("%s?%q reached a shim with an invalid id", path, rawQuery)
 		}
 		for _, s := range requested {

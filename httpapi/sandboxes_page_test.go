@@ -13,50 +13,6 @@ import (
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
-func TestAgo(t *testing.T) {
-	tests := []struct {
-		d    time.Duration
-		want string
-	}{
-		{-5 * time.Second, "just now"},
-		{0, "just now"},
-		{999 * time.Millisecond, "just now"},
-		{time.Second, "1s ago"},
-		{59*time.Second + 900*time.Millisecond, "59s ago"},
-		{time.Minute, "1m00s ago"},
-		{3*time.Minute + 5*time.Second, "3m05s ago"},
-		{time.Hour, "1h00m ago"},
-		{2*time.Hour + 10*time.Minute + 59*time.Second, "2h10m ago"},
-		{24 * time.Hour, "1d00h ago"},
-		{3*24*time.Hour + 4*time.Hour + 30*time.Minute, "3d04h ago"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.d.String(), func(t *testing.T) {
-			assert.Equal(t, tt.want, ago(tt.d))
-		})
-	}
-}
-
-func TestShortID(t *testing.T) {
-	tests := []struct {
-		name, id, want string
-	}{
-		{"real id", idA, "0f1e2d3c4b5a…"},
-		{"short id unchanged", "b2", "b2"},
-		{"exactly twelve", "0123456789ab", "0123456789ab"},
-		{"thirteen", "0123456789abc", "0123456789ab…"},
-		{"multibyte runes are not split", "ééééééééééééé", "éééééééééééé…"},
-		{"empty", "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := shortID(tt.id)
-			assert.Equal(t, tt.want, got)
-			assert.True(t, strings.HasPrefix(tt.id, strings.TrimSuffix(got, "…")))
-		})
-	}
-}
-
 // TestSandboxesPage renders one sandbox in each state an operator must tell
 // apart: healthy, failing, not scraped yet, and unknown to the CRI.
 func TestSandboxesPage(t *testing.T) {

@@ -1,11 +1,13 @@
-package httpapi
+package sandboxes
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/httpapi/request"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 )
 
@@ -17,9 +19,10 @@ const (
 	maxProfileSecs = 3600
 )
 
-// isDebugPath reports whether path belongs to the /debug/ proxy route; which
-// of its paths are allowed is decided by allowedDebugPath.
-func isDebugPath(path string) bool {
+// IsDebugPath reports whether path belongs to the /debug/ proxy route (Debug
+// answers it); which of its paths are allowed is decided by
+// allowedDebugPath.
+func IsDebugPath(path string) bool {
 	return path == "/debug" || strings.HasPrefix(path, "/debug/")
 }
 
@@ -49,25 +52,35 @@ func validPprofName(name string) bool {
 	return true
 }
 
-// serveDebug proxies an allowed debug path of the sandbox's shim.
-func (a *API) serveDebug(w http.ResponseWriter, r *http.Request) {
+// Debug proxies an allowed debug path (/debug/vars, /debug/pprof/,
+// /debug/pprof/<name>) of the shim of ?sandbox=ID; any other path is 404
+// bad_debug_path. Profiles and traces get a write deadline of their
+// seconds plus 30s.
+func (h *Handlers) Debug(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if !allowedDebugPath(path) {
-		a.badRequest(w, http.StatusNotFound, reasonBadDebugPath, "unknown debug path")
+		h.deps.Refuser.Refuse(w, http.StatusNotFound, request.ReasonBadDebugPath, "unknown debug path")
 		return
 	}
-	q, ok := a.parseQuery(w, r)
-	if !ok {
-		return
-	}
-	sb, ok := a.sandboxFromQuery(w, q)
+	sb, q, ok := h.sandbox(w, r)
 	if !ok {
 		return
 	}
 	if d := debugDeadline(path, q.Get("seconds")); d > 0 {
-		setWriteDeadline(w, d)
+		request.SetWriteDeadline(w, d)
 	}
-	a.deps.Shims.Shim(sb.Socket).ServeDebug(w, r, path)
+	h.deps.Shims.Shim(sb.Socket).ServeDebug(w, r, path)
+}
+
+// sandbox resolves ?sandbox=ID to a live sandbox, or answers the refusal
+// and returns false.
+func (h *Handlers) sandbox(w http.ResponseWriter, r *http.Request) (sandbox.Sandbox, url.Values, bool) {
+	q, ok := h.deps.Refuser.Query(w, r)
+	if !ok {
+		return sandbox.Sandbox{}, nil, false
+	}
+	sb, ok := h.deps.Refuser.Sandbox(w, q, h.deps.Sandboxes)
+	return sb, q, ok
 }
 
 // debugDeadline is how long a debug response may take: profile and trace
@@ -90,21 +103,18 @@ func debugDeadline(path, seconds string) time.Duration {
 	return time.Duration(secs)*time.Second + profileSlack
 }
 
-// serveAgentURL answers the shim's agent URL as text.
-func (a *API) serveAgentURL(w http.ResponseWriter, r *http.Request) {
-	q, ok := a.parseQuery(w, r)
+// AgentURL answers the agent URL of the shim of ?sandbox=ID as text; 502
+// when the shim does not answer.
+func (h *Handlers) AgentURL(w http.ResponseWriter, r *http.Request) {
+	sb, _, ok := h.sandbox(w, r)
 	if !ok {
 		return
 	}
-	sb, ok := a.sandboxFromQuery(w, q)
-	if !ok {
-		return
-	}
-	u, err := a.deps.Shims.Shim(sb.Socket).AgentURL(r.Context())
+	u, err := h.deps.Shims.Shim(sb.Socket).AgentURL(r.Context())
 	if err != nil {
-		a.logger.Warn("shim agent url", sandbox.LogKey, sb.ID, "err", err)
-		writeText(w, http.StatusBadGateway, "shim agent url unavailable\n")
+		h.deps.Logger.Warn("shim agent url", sandbox.LogKey, sb.ID, "err", err)
+		request.WriteText(w, http.StatusBadGateway, "shim agent url unavailable\n")
 		return
 	}
-	writeText(w, http.StatusOK, u+"\n")
+	request.WriteText(w, http.StatusOK, u+"\n")
 }

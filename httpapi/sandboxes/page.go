@@ -1,4 +1,4 @@
-package httpapi
+package sandboxes
 
 import (
 	"embed"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/httpapi/request"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 )
 
@@ -120,10 +121,12 @@ func cmpChain(a1, b1, a2, b2 string) int {
 // shortIDLen is how much of an id the page shows, as docker and crictl do.
 const shortIDLen = 12
 
-// serveSandboxes lists the live sandboxes: ids one per line, or an HTML
-// table when the client accepts text/html.
-func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
-	list := a.deps.Sandboxes.List()
+// List answers /sandboxes: the live sandboxes' ids one per line (upstream's
+// answer), or an HTML table when the client accepts text/html (upstream's
+// rule), sorted by ?sort=namespace (the default), pod or id, failing
+// sandboxes first; 400 bad_query for another sort key.
+func (h *Handlers) List(w http.ResponseWriter, r *http.Request) {
+	list := h.deps.Sandboxes.List()
 	slices.SortFunc(list, func(x, y sandbox.Sandbox) int { return strings.Compare(x.ID, y.ID) })
 	if !wantsHTML(r) {
 		var b strings.Builder
@@ -131,7 +134,7 @@ func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
 			b.WriteString(sb.ID)
 			b.WriteByte('\n')
 		}
-		writeText(w, http.StatusOK, b.String())
+		request.WriteText(w, http.StatusOK, b.String())
 		return
 	}
 	key := r.URL.Query().Get("sort")
@@ -140,14 +143,14 @@ func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
 		key = sortNamespace
 	case sortNamespace, sortPod, sortID:
 	default:
-		a.badRequest(w, http.StatusBadRequest, reasonBadQuery, "sort: want id, namespace or pod")
+		h.deps.Refuser.Refuse(w, http.StatusBadRequest, request.ReasonBadQuery, "sort: want id, namespace or pod")
 		return
 	}
 	now := time.Now()
-	page := sandboxesPage{Debug: a.cfg.EnableDebug, Now: now.UTC().Format(time.RFC3339), Sort: key}
+	page := sandboxesPage{Debug: h.debug, Now: now.UTC().Format(time.RFC3339), Sort: key}
 	page.Rows = make([]sandboxRow, 0, len(list))
 	for _, sb := range list {
-		row := a.row(sb, now)
+		row := h.row(sb, now)
 		switch {
 		case !row.HasStatus:
 			page.NoScan++
@@ -160,13 +163,13 @@ func (a *API) serveSandboxes(w http.ResponseWriter, r *http.Request) {
 		page.Rows = append(page.Rows, row)
 	}
 	sortRows(page.Rows, key)
-	a.renderHTML(w, "sandboxes.html", page)
+	h.renderHTML(w, "sandboxes.html", page)
 }
 
 // row gathers one sandbox's pod and status. The links are built with
 // url.QueryEscape and handed to html/template as whole relative URLs, which
 // it normalises without escaping the %XX twice.
-func (a *API) row(sb sandbox.Sandbox, now time.Time) sandboxRow {
+func (h *Handlers) row(sb sandbox.Sandbox, now time.Time) sandboxRow {
 	q := "?sandbox=" + url.QueryEscape(sb.ID)
 	row := sandboxRow{
 		ID:         sb.ID,
@@ -176,13 +179,13 @@ func (a *API) row(sb sandbox.Sandbox, now time.Time) sandboxRow {
 		VarsURL:    "/debug/vars" + q,
 		PprofURL:   pprofPrefix + q,
 	}
-	if a.deps.Pods != nil {
-		if p, ok := a.deps.Pods.Lookup(sb.ID); ok {
+	if h.deps.Pods != nil {
+		if p, ok := h.deps.Pods.Lookup(sb.ID); ok {
 			row.HasPod, row.Namespace, row.Name = true, p.Namespace, p.Name
 		}
 	}
-	if a.deps.Status != nil {
-		if st, ok := a.deps.Status.Status(sb.ID); ok {
+	if h.deps.Status != nil {
+		if st, ok := h.deps.Status.Status(sb.ID); ok {
 			row.HasStatus, row.Err, row.Series = true, st.Err, st.Series
 			row.Dropped = formatDropped(st.Dropped)
 			row.LastScrape = "never"
@@ -227,34 +230,35 @@ func ago(d time.Duration) string {
 	return fmt.Sprintf("%dd%02dh ago", s/86400, s%86400/3600)
 }
 
-// serveIndex is the small landing page.
-func (a *API) serveIndex(w http.ResponseWriter, r *http.Request) {
+// Index answers / : the small landing page listing the endpoints, HTML
+// when the client accepts it, else text.
+func (h *Handlers) Index(w http.ResponseWriter, r *http.Request) {
 	if wantsHTML(r) {
-		a.renderHTML(w, "index.html", map[string]any{"Debug": a.cfg.EnableDebug})
+		h.renderHTML(w, "index.html", map[string]any{"Debug": h.debug})
 		return
 	}
 	var b strings.Builder
 	b.WriteString("kata-monitor\n\n/metrics[?filter_family=PREFIX,...|?sandbox=ID]\n/metrics/self\n/sandboxes\n/agent-url?sandbox=ID\n")
-	if a.cfg.EnableDebug {
+	if h.debug {
 		b.WriteString("/debug/vars?sandbox=ID\n/debug/pprof/?sandbox=ID\n")
 	}
 	b.WriteString("/healthz\n/readyz\n")
-	writeText(w, http.StatusOK, b.String())
+	request.WriteText(w, http.StatusOK, b.String())
 }
 
 // renderHTML renders into memory first so a template error is a clean 500,
 // not half a page.
-func (a *API) renderHTML(w http.ResponseWriter, name string, data any) {
+func (h *Handlers) renderHTML(w http.ResponseWriter, name string, data any) {
 	var b strings.Builder
-	if err := a.pages.ExecuteTemplate(&b, name, data); err != nil {
-		a.logger.Error("render page", "page", name, "err", err)
-		writeText(w, http.StatusInternalServerError, "cannot render page\n")
+	if err := h.pages.ExecuteTemplate(&b, name, data); err != nil {
+		h.deps.Logger.Error("render page", "page", name, "err", err)
+		request.WriteText(w, http.StatusInternalServerError, "cannot render page\n")
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(b.String()))
 }
