@@ -21,7 +21,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/forwarder"
 	"github.com/kata-containers/kata-monitor/httpapi"
-	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 	"github.com/kata-containers/kata-monitor/sources/shim"
@@ -45,11 +45,11 @@ type Config struct {
 	// where and how it listens.
 	Web httpapi.Config `yaml:"web"`
 	// WAL is the durable queue shared by all remote_write endpoints.
-	WAL remotewrite.WALConfig `yaml:"wal"`
+	WAL config.WALConfig `yaml:"wal"`
 	// MetricRelabelConfigs apply to every scraped series before it is pushed.
 	MetricRelabelConfigs []*relabel.Config `yaml:"metric_relabel_configs"`
 	// RemoteWrite lists the endpoints to push to; empty means pull only.
-	RemoteWrite []remotewrite.Config `yaml:"remote_write"`
+	RemoteWrite []config.Config `yaml:"remote_write"`
 }
 
 // SandboxConfig is the part of sandbox.Config that is not the roots.
@@ -67,7 +67,7 @@ func Default() Config {
 		CRI:          cri.DefaultConfig(),
 		Shim:         shim.DefaultConfig(),
 		Web:          httpapi.DefaultConfig(),
-		WAL:          remotewrite.DefaultWALConfig(),
+		WAL:          config.DefaultWALConfig(),
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/sigv4"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // referenceDoc is the operator's configuration reference this test keeps
@@ -41,7 +41,7 @@ type configKey struct {
 var (
 	durationType     = reflect.TypeFor[time.Duration]()
 	promDurationType = reflect.TypeFor[model.Duration]()
-	bytesType        = reflect.TypeFor[remotewrite.Bytes]()
+	bytesType        = reflect.TypeFor[config.Bytes]()
 	secretType       = reflect.TypeFor[commoncfg.Secret]()
 	urlType          = reflect.TypeFor[commoncfg.URL]()
 	tlsVersionType   = reflect.TypeFor[commoncfg.TLSVersion]()
@@ -121,7 +121,7 @@ func renderDefault(v reflect.Value) string {
 	case promDurationType:
 		return v.Interface().(model.Duration).String()
 	case bytesType:
-		return v.Interface().(remotewrite.Bytes).String()
+		return v.Interface().(config.Bytes).String()
 	case urlType:
 		if u := v.Interface().(commoncfg.URL); u.URL != nil {
 			return u.String()
@@ -213,9 +213,9 @@ func itemDefaults(path string) reflect.Value {
 	if path != "remote_write" {
 		return reflect.Value{}
 	}
-	rw := remotewrite.Config{HTTPClientConfig: commoncfg.HTTPClientConfig{
+	rw := config.Config{HTTPClientConfig: commoncfg.HTTPClientConfig{
 		BasicAuth: &commoncfg.BasicAuth{}, Authorization: &commoncfg.Authorization{},
-	}, Tenant: &remotewrite.TenantConfig{}}
+	}, Tenant: &config.TenantConfig{}}
 	rw.ApplyDefaults()
 	return reflect.ValueOf(rw)
 }

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
@@ -123,12 +123,12 @@ func BenchmarkPushRound200(b *testing.B) { benchPushRound200(b) }
 func BenchmarkPushRound200V2(b *testing.B) {
 	for _, comp := range []string{codec.CompressionSnappy, codec.CompressionZstd} {
 		b.Run(comp, func(b *testing.B) {
-			benchPushRound200(b, func(c *remotewrite.Config) { c.ProtobufMessage, c.Compression = codec.MessageV2, comp })
+			benchPushRound200(b, func(c *config.Config) { c.ProtobufMessage, c.Compression = codec.MessageV2, comp })
 		})
 	}
 }
 
-func benchPushRound200(b *testing.B, opts ...func(*remotewrite.Config)) {
+func benchPushRound200(b *testing.B, opts ...func(*config.Config)) {
 	m := newMemRigURL(b, 200, "", opts...)
 	ctx := context.Background()
 	for range 3 {

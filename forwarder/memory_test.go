@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
@@ -41,7 +42,7 @@ func newMemRig(t testing.TB, n int) *memRig { return newMemRigURL(t, n, "") }
 
 // newMemRigURL is newMemRig pushing to url instead, when url is not empty;
 // opts adjust the endpoint's config.
-func newMemRigURL(t testing.TB, n int, url string, opts ...func(*remotewrite.Config)) *memRig {
+func newMemRigURL(t testing.TB, n int, url string, opts ...func(*config.Config)) *memRig {
 	t.Helper()
 	m := &memRig{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,7 +58,7 @@ func newMemRigURL(t testing.TB, n int, url string, opts ...func(*remotewrite.Con
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	cfg := remotewrite.DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.URL, cfg.Name = srv.URL+"/api/v1/write", "mem"
 	if url != "" {
 		cfg.URL = url
@@ -66,7 +67,7 @@ func newMemRigURL(t testing.TB, n int, url string, opts ...func(*remotewrite.Con
 	for _, o := range opts {
 		o(&cfg)
 	}
-	wcfg := remotewrite.DefaultWALConfig()
+	wcfg := config.DefaultWALConfig()
 	wcfg.Dir, wcfg.Fsync = t.TempDir(), "segment"
 	q, err := remotewrite.New(cfg, wcfg, nil, prometheus.NewRegistry())
 	require.NoError(t, err)

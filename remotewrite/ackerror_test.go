@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // failingAcks is a memQueue whose first Acks fail, as on a full disk where
@@ -30,7 +32,7 @@ func (f *failingAcks) Ack(seq uint64) error {
 // the receiver was reachable. Sending must go on.
 func TestAckErrorKeepsSending(t *testing.T) {
 	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusOK, nil }).start()
-	cfg := Config{URL: rc.url()}
+	cfg := config.Config{URL: rc.url()}
 	cfg.QueueConfig.MaxShards = 1
 	bq := &failingAcks{memQueue: newMemQueue()}
 	bq.failures.Store(3)

@@ -25,6 +25,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 )
 
 // These tests load remote_write blocks shaped as in Prometheus's
@@ -33,11 +35,13 @@ import (
 
 // loadBlock decodes one remote_write entry strictly, defaults and
 // validates it, and builds its client.
-func loadBlock(t *testing.T, doc string) (Config, *client) {
+func loadBlock(t *testing.T, doc string) (config.Config, *client) {
 	t.Helper()
-	c, err := decodeStrict(doc)
-	require.NoError(t, err, doc)
-	rt, err := c.newRoundTripper()
+	var c config.Config
+	require.NoError(t, rwtest.DecodeStrict(doc, &c), doc)
+	c.ApplyDefaults()
+	require.NoError(t, c.Validate(), doc)
+	rt, err := c.NewRoundTripper()
 	require.NoError(t, err)
 	return c, newClient(c, rt, "kata-monitor/test", func(string, time.Duration) {})
 }

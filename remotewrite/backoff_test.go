@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // scriptedTransport answers the first requests from answers (a status code
@@ -82,7 +84,7 @@ func TestBackoffTimes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				cfg := Config{URL: "http://receiver.invalid/api/v1/write"}
+				cfg := config.Config{URL: "http://receiver.invalid/api/v1/write"}
 				cfg.QueueConfig.MaxShards = 1
 				cfg.QueueConfig.MinBackoff = model.Duration(time.Second)
 				cfg.QueueConfig.MaxBackoff = model.Duration(4 * time.Second)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 func cpuTime() time.Duration {
@@ -25,11 +27,11 @@ func cpuTime() time.Duration {
 func BenchmarkQueueAppendOutage(b *testing.B) {
 	for _, fsync := range []string{"append", "segment"} {
 		b.Run("fsync="+fsync, func(b *testing.B) {
-			cfg := DefaultConfig()
+			cfg := config.DefaultConfig()
 			cfg.URL = "http://127.0.0.1:9/api/v1/write"
 			cfg.Name = "bench"
 			cfg.ApplyDefaults()
-			wcfg := WALConfig{Dir: filepath.Join(b.TempDir(), "wal"), MaxSize: 4 << 30, Fsync: fsync}
+			wcfg := config.WALConfig{Dir: filepath.Join(b.TempDir(), "wal"), MaxSize: 4 << 30, Fsync: fsync}
 			q, err := New(cfg, wcfg, nil, prometheus.NewRegistry())
 			if err != nil {
 				b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // maxRetryAfterSeconds bounds a hint before converting it, so a silly
@@ -71,7 +72,7 @@ const (
 // now (401, 403 and 407 until credentials are fixed, 404 until the URL
 // is, 408, 425, 429, 5xx) and is retried, since dropping would lose data
 // that the receiver would take once fixed. Redirects are never followed
-// (see httpconfig.go) and retried likewise. 415 to a 2.0 request means the
+// (see config.CheckRedirect) and retried likewise. 415 to a 2.0 request means the
 // receiver does not take that message: the sender falls back to 1.0, as
 // the remote write 2.0 specification allows ("Unsupported Request
 // Content"); 415 to a 1.0 request is retried like any other answer that
@@ -108,12 +109,12 @@ type client struct {
 	observe func(code string, d time.Duration)
 }
 
-func newClient(cfg Config, rt http.RoundTripper, userAgent string, observe func(string, time.Duration)) *client {
+func newClient(cfg config.Config, rt http.RoundTripper, userAgent string, observe func(string, time.Duration)) *client {
 	return &client{
 		url: cfg.URL,
 		hc: &http.Client{
 			Transport:     rt,
-			CheckRedirect: checkRedirect(cfg.HTTPClientConfig.FollowRedirects),
+			CheckRedirect: config.CheckRedirect(cfg.HTTPClientConfig.FollowRedirects),
 		},
 		timeout:    time.Duration(cfg.RemoteTimeout),
 		headers:    cfg.Headers,

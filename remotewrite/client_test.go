@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 
 	commoncfg "github.com/prometheus/common/config"
@@ -35,11 +36,11 @@ func oneBlock(t *testing.T) []byte {
 	return blocks[0].Data
 }
 
-func testClient(t *testing.T, cfg Config) *client {
+func testClient(t *testing.T, cfg config.Config) *client {
 	t.Helper()
 	cfg.ApplyDefaults()
 	require.NoError(t, cfg.Validate())
-	rt, err := cfg.newRoundTripper()
+	rt, err := cfg.NewRoundTripper()
 	require.NoError(t, err)
 	return newClient(cfg, rt, "kata-monitor/test", func(string, time.Duration) {})
 }
@@ -59,14 +60,14 @@ func TestClientHeadersAndAuth(t *testing.T) {
 
 	tests := []struct {
 		name string
-		cfg  func(c *Config)
+		cfg  func(c *config.Config)
 		// between runs after the first send, e.g. rotate a file
 		rotate func(t *testing.T)
 		want   []map[string]string // headers wanted on the 1st and 2nd request
 	}{
 		{
 			name: "protocol headers",
-			cfg:  func(*Config) {},
+			cfg:  func(*config.Config) {},
 			want: []map[string]string{{
 				"Content-Encoding":                  "snappy",
 				"Content-Type":                      "application/x-protobuf",
@@ -77,28 +78,30 @@ func TestClientHeadersAndAuth(t *testing.T) {
 		},
 		{
 			name: "custom headers and user agent override",
-			cfg: func(c *Config) {
+			cfg: func(c *config.Config) {
 				c.Headers = map[string]string{"X-Scope-OrgID": "tenant-1", "THANOS-TENANT": "t2", "user-agent": "custom/1"}
 			},
 			want: []map[string]string{{"X-Scope-Orgid": "tenant-1", "Thanos-Tenant": "t2", "User-Agent": "custom/1"}},
 		},
 		{
 			name: "basic auth password from file",
-			cfg: func(c *Config) {
+			cfg: func(c *config.Config) {
 				c.HTTPClientConfig.BasicAuth = &commoncfg.BasicAuth{Username: "alice", PasswordFile: pwFile}
 			},
 			want: []map[string]string{{"Authorization": basic("alice", "pw-from-file")}},
 		},
 		{
 			name: "basic auth inline",
-			cfg: func(c *Config) {
+			cfg: func(c *config.Config) {
 				c.HTTPClientConfig.BasicAuth = &commoncfg.BasicAuth{Username: "bob", Password: "inline"}
 			},
 			want: []map[string]string{{"Authorization": basic("bob", "inline")}},
 		},
 		{
-			name:   "bearer from credentials_file, re-read after rotation",
-			cfg:    func(c *Config) { c.HTTPClientConfig.Authorization = &commoncfg.Authorization{CredentialsFile: tokFile} },
+			name: "bearer from credentials_file, re-read after rotation",
+			cfg: func(c *config.Config) {
+				c.HTTPClientConfig.Authorization = &commoncfg.Authorization{CredentialsFile: tokFile}
+			},
 			rotate: func(t *testing.T) { writeFile(t, tokFile, "token-v2") },
 			want: []map[string]string{
 				{"Authorization": "Bearer token-v1"},
@@ -107,7 +110,7 @@ func TestClientHeadersAndAuth(t *testing.T) {
 		},
 		{
 			name: "custom authorization type",
-			cfg: func(c *Config) {
+			cfg: func(c *config.Config) {
 				c.HTTPClientConfig.Authorization = &commoncfg.Authorization{Type: "Token", Credentials: "abc"}
 			},
 			want: []map[string]string{{"Authorization": "Token abc"}},
@@ -116,7 +119,7 @@ func TestClientHeadersAndAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, nil).start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			tt.cfg(&cfg)
 			c := testClient(t, cfg)
 			data := oneBlock(t)
@@ -163,7 +166,7 @@ func TestClientStatusClassification(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, tt.header }).start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			if tt.no429 {
 				cfg.QueueConfig.RetryOnHTTP429 = &no
 			}
@@ -191,13 +194,13 @@ func TestClientNetworkErrorIsRecoverable(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close()) // nothing listens there now
-	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(context.Background(), oneBlock(t), codec.FormatV1)
+	err = testClient(t, config.Config{URL: "http://" + addr + "/w"}).store(context.Background(), oneBlock(t), codec.FormatV1)
 	var rerr recoverableError
 	require.ErrorAs(t, err, &rerr)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err = testClient(t, Config{URL: "http://" + addr + "/w"}).store(ctx, oneBlock(t), codec.FormatV1)
+	err = testClient(t, config.Config{URL: "http://" + addr + "/w"}).store(ctx, oneBlock(t), codec.FormatV1)
 	require.ErrorIs(t, err, context.Canceled)
 	require.False(t, errors.As(err, &rerr), "shutdown is not a receiver failure")
 }
@@ -284,7 +287,7 @@ func TestClientTLS(t *testing.T) {
 			rc.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 			rc.srv.StartTLS()
 			t.Cleanup(rc.srv.Close)
-			err := testClient(t, Config{URL: rc.url(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), codec.FormatV1)
+			err := testClient(t, config.Config{URL: rc.url(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), codec.FormatV1)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				require.Empty(t, rc.requests())

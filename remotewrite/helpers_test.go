@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
@@ -270,11 +271,11 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // newTestQueue builds a Queue around bq with a fresh registry; it fails the
 // test if cfg is invalid.
-func newTestQueue(t *testing.T, cfg Config, bq blockQueue) (*Queue, *prometheus.Registry) {
+func newTestQueue(t *testing.T, cfg config.Config, bq blockQueue) (*Queue, *prometheus.Registry) {
 	t.Helper()
 	cfg.ApplyDefaults()
 	require.NoError(t, cfg.Validate())
-	rt, err := cfg.newRoundTripper()
+	rt, err := cfg.NewRoundTripper()
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	q, err := newQueue(cfg, bq, rt, testLogger(t), reg, options{userAgent: "kata-monitor/test", flushDeadline: DefaultFlushDeadline})

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // TestLagGrowsFromStartAndAcrossRestarts: with a receiver that never
@@ -19,10 +21,10 @@ import (
 // sent.
 func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
-	cfg := Config{URL: rc.url(), Name: "lag"}
+	cfg := config.Config{URL: rc.url(), Name: "lag"}
 	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
 	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
-	walCfg := DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()
 	t0 := time.UnixMilli(1_700_000_000_000)

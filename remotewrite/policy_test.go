@@ -3,7 +3,6 @@ package remotewrite
 import (
 	"context"
 	"fmt"
-	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"math"
 	"net/http"
 	"strconv"
@@ -11,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -74,7 +76,7 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 				return http.StatusNoContent, nil
 			}
 			rc.start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			cfg.QueueConfig.MaxShards = 1
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -156,7 +158,7 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 				return http.StatusNoContent, nil
 			}
 			rc.start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			cfg.QueueConfig.MaxSamplesPerSend = 2000
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -213,7 +215,7 @@ func TestSplitKeepsSeriesOrder(t *testing.T) {
 		return http.StatusNoContent, nil
 	}
 	rc.start()
-	cfg := Config{URL: rc.url()}
+	cfg := config.Config{URL: rc.url()}
 	cfg.QueueConfig.MaxSamplesPerSend = 8
 	cfg.QueueConfig.MaxShards = 4
 	mq := newMemQueue()
@@ -246,7 +248,7 @@ func TestTooLargeSplitsAndRemembers(t *testing.T) {
 	}
 	rc.start()
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+	q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
 	recordSleeps(q)
 	const rounds, nSeries = 10, 5000
 	for r := range rounds {
@@ -297,7 +299,7 @@ func TestNotRetried429Dropped(t *testing.T) {
 	}
 	rc.start()
 	no := false
-	cfg := Config{URL: rc.url()}
+	cfg := config.Config{URL: rc.url()}
 	cfg.QueueConfig.RetryOnHTTP429 = &no
 	mq := newMemQueue()
 	q, _ := newTestQueue(t, cfg, mq)
@@ -333,7 +335,7 @@ func TestRefusedEverything(t *testing.T) {
 		}
 		rc.start()
 		mq := newMemQueue()
-		q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+		q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
 		recordSleeps(q)
 		require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
 		stop := runQueue(t, q)
@@ -357,7 +359,7 @@ func TestRefusedEverything(t *testing.T) {
 		}
 		rc.start()
 		mq := newMemQueue()
-		q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+		q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
 		var perCycle []int
 		q.sleep = func(ctx context.Context, d time.Duration) error {
 			perCycle = append(perCycle, len(rc.requests()))
@@ -406,7 +408,7 @@ func TestShutdownMidSplitCountsNothing(t *testing.T) {
 	}
 	rc.start()
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+	q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
 	failedOnce := make(chan struct{})
 	var once sync.Once
 	q.sleep = func(ctx context.Context, d time.Duration) error {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -53,7 +54,7 @@ type options struct {
 }
 
 // WithUserAgent sets the User-Agent of requests (default "kata-monitor";
-// cmd passes "kata-monitor/<version>"). A User-Agent in Config.Headers
+// cmd passes "kata-monitor/<version>"). A User-Agent in the config's headers
 // still wins.
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
 
@@ -85,7 +86,7 @@ const minSharedMemory = 256 << 10
 // the endpoint's WAL, Run sends it. Append and AppendMetadata are safe to
 // call concurrently with each other and with Run.
 type Queue struct {
-	cfg           Config
+	cfg           config.Config
 	logger        *slog.Logger
 	metrics       *queueMetrics
 	wal           blockQueue
@@ -130,7 +131,7 @@ type Queue struct {
 // walCfg: the errors New gives (each naming its key path, e.g.
 // `remote_write "a": queue_config.max_backoff: ...` or `wal.dir: ...`).
 // remotewrite/tenant's Router calls it before opening its tenants' queues.
-func Prepare(cfg Config, walCfg WALConfig) (Config, error) {
+func Prepare(cfg config.Config, walCfg config.WALConfig) (config.Config, error) {
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
@@ -142,7 +143,7 @@ func Prepare(cfg Config, walCfg WALConfig) (Config, error) {
 }
 
 // prepare is Prepare plus the options applied and the endpoint's logger.
-func prepare(cfg Config, walCfg WALConfig, logger *slog.Logger, opts []Option) (Config, options, *slog.Logger, error) {
+func prepare(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, opts []Option) (config.Config, options, *slog.Logger, error) {
 	cfg, err := Prepare(cfg, walCfg)
 	if err != nil {
 		return cfg, options{}, nil, err
@@ -162,7 +163,7 @@ func prepare(cfg Config, walCfg WALConfig, logger *slog.Logger, opts []Option) (
 // WithWALShare says), taking its lock. It starts nothing. Metrics are registered on reg wrapped with the
 // label endpoint=<name>; reg may be nil (no registration). The caller must
 // call Run, or Close if it never will, to release the WAL.
-func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
+func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
 	cfg, o, logger, err := prepare(cfg, walCfg, logger, opts)
 	if err != nil {
 		return nil, err
@@ -180,7 +181,7 @@ func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Regis
 	if o.walDir != "" {
 		n := int64(o.walShare)
 		wc.Dir = o.walDir
-		wc.MaxSize = max(wc.MaxSize/n, int64(minWALSize))
+		wc.MaxSize = max(wc.MaxSize/n, int64(config.MinWALSize))
 		wc.MemoryBytes = max(wc.MemoryBytes/n, minSharedMemory)
 	}
 	return open(cfg, wc, logger, reg, o)
@@ -188,8 +189,8 @@ func New(cfg Config, walCfg WALConfig, logger *slog.Logger, reg prometheus.Regis
 
 // open builds the round tripper, opens the WAL wcfg and assembles the
 // Queue (cfg defaulted and valid).
-func open(cfg Config, wcfg wal.Config, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
-	rt, err := cfg.newRoundTripper()
+func open(cfg config.Config, wcfg wal.Config, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
+	rt, err := cfg.NewRoundTripper()
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
@@ -216,7 +217,7 @@ func open(cfg Config, wcfg wal.Config, logger *slog.Logger, reg prometheus.Regis
 // newQueue assembles a Queue around an open blockQueue; cfg must be
 // defaulted and valid. Its metrics go on reg wrapped with
 // endpoint=<name>.
-func newQueue(cfg Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
+func newQueue(cfg config.Config, bq blockQueue, rt http.RoundTripper, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
 	if reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": cfg.Name}, reg)
 	}
@@ -475,3 +476,17 @@ func (q *Queue) lag() float64 {
 }
 
 var _ blockQueue = (*wal.Queue)(nil)
+
+// walError prefixes each problem of a WALConfig.Validate error with "wal.",
+// so every line names its key path when the queue is opened directly.
+func walError(err error) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("wal.%w", err)
+	}
+	var errs []error
+	for _, e := range joined.Unwrap() {
+		errs = append(errs, fmt.Errorf("wal.%w", e))
+	}
+	return errors.Join(errs...)
+}

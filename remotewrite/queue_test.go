@@ -3,12 +3,14 @@ package remotewrite
 import (
 	"context"
 	"fmt"
-	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"math/rand/v2"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -73,7 +75,7 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 				}
 				return http.StatusOK, nil
 			}).start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			cfg.QueueConfig.MaxSamplesPerSend = 1
 			cfg.QueueConfig.MaxShards = 1
 			mq := newMemQueue()
@@ -136,7 +138,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 				}
 				return http.StatusTooManyRequests, map[string]string{"Retry-After": v}
 			}).start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			cfg.QueueConfig.MaxBackoff = model.Duration(tt.maxBackoff)
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -167,7 +169,7 @@ func TestOrderUnderRandomFailures(t *testing.T) {
 		}
 		return http.StatusNoContent, nil
 	}).start()
-	cfg := Config{URL: rc.url()}
+	cfg := config.Config{URL: rc.url()}
 	cfg.QueueConfig.MaxSamplesPerSend = 7
 	cfg.QueueConfig.MaxShards = 4
 	mq := newMemQueue()
@@ -229,7 +231,7 @@ func TestShutdownGivesInFlightRequestsAFlushDeadline(t *testing.T) {
 				}
 			})
 			mq := newMemQueue()
-			q, _ := newTestQueue(t, Config{URL: rc.url()}, mq)
+			q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
 			q.flushDeadline = tt.flushDeadline
 			recordSleeps(q)
 			require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
@@ -269,7 +271,7 @@ func TestMetadataSent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, nil }).start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			cfg.QueueConfig.MaxSamplesPerSend = 2 // metadata goes in 2 requests
 			cfg.MetadataConfig.SendInterval = model.Duration(time.Hour)
 			q, _ := newTestQueue(t, cfg, newMemQueue())

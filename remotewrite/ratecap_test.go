@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // memTransport answers every request 204 with the Written headers of a
@@ -49,7 +50,7 @@ func (m *memTransport) sent() int {
 func TestRateCapHoldsDuringCatchUp(t *testing.T) {
 	const capBps = 20_000
 	synctest.Test(t, func(t *testing.T) {
-		cfg := Config{URL: "http://receiver.invalid/api/v1/write", ProtobufMessage: codec.MessageV2}
+		cfg := config.Config{URL: "http://receiver.invalid/api/v1/write", ProtobufMessage: codec.MessageV2}
 		cfg.QueueConfig.MaxBytesPerSecond = capBps
 		cfg.QueueConfig.MaxSamplesPerSend = 500
 		cfg.MetadataConfig.Send = new(bool)

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // TestRestartDeliversQueuedRoundsOnce runs the real WAL: rounds appended
@@ -19,11 +21,11 @@ import (
 func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
 
-	cfg := Config{URL: rc.url(), Name: "primary"}
+	cfg := config.Config{URL: rc.url(), Name: "primary"}
 	cfg.QueueConfig.MaxSamplesPerSend = 5
 	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
 	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
-	walCfg := DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()
 	const nSeries, before, after = 12, 20, 5
@@ -65,16 +67,16 @@ func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	walCfg := DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	tests := []struct {
 		name    string
-		cfg     Config
-		wal     func(WALConfig) WALConfig
+		cfg     config.Config
+		wal     func(config.WALConfig) config.WALConfig
 		wantErr string
 	}{
-		{name: "invalid endpoint", cfg: Config{URL: "nope://x"}, wantErr: "url: scheme"},
-		{name: "invalid wal", cfg: Config{URL: "http://x/w"}, wal: func(w WALConfig) WALConfig { w.Fsync = "never"; return w }, wantErr: "wal.fsync:"},
+		{name: "invalid endpoint", cfg: config.Config{URL: "nope://x"}, wantErr: "url: scheme"},
+		{name: "invalid wal", cfg: config.Config{URL: "http://x/w"}, wal: func(w config.WALConfig) config.WALConfig { w.Fsync = "never"; return w }, wantErr: "wal.fsync:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,7 +91,7 @@ func TestNewErrors(t *testing.T) {
 
 	t.Run("same name twice is an error, not a panic", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		cfg := Config{URL: "http://127.0.0.1:1/w", Name: "dup"}
+		cfg := config.Config{URL: "http://127.0.0.1:1/w", Name: "dup"}
 		q, err := New(cfg, walCfg, nil, reg)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = q.Close() })

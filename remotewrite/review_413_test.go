@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // TestReview413ForEverything: a proxy in front of the receiver answers 413
@@ -36,7 +38,7 @@ func TestReview413ForEverything(t *testing.T) {
 				return http.StatusNoContent, nil
 			}
 			rc.start()
-			cfg := Config{URL: rc.url()}
+			cfg := config.Config{URL: rc.url()}
 			cfg.QueueConfig.MaxShards = 1
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -74,7 +76,7 @@ func TestReviewWrongPathRetried(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, Config{URL: srv.URL + "/api/v1/writ"}, mq)
+	q, _ := newTestQueue(t, config.Config{URL: srv.URL + "/api/v1/writ"}, mq)
 	recordSleeps(q)
 	require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
 	stop := runQueue(t, q)
@@ -97,7 +99,7 @@ func TestReviewHTTPToHTTPSRetried(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, Config{URL: strings.Replace(srv.URL, "https://", "http://", 1) + "/api/v1/write"}, mq)
+	q, _ := newTestQueue(t, config.Config{URL: strings.Replace(srv.URL, "https://", "http://", 1) + "/api/v1/write"}, mq)
 	var waits atomic.Int64
 	q.sleep = func(ctx context.Context, _ time.Duration) error {
 		waits.Add(1)
@@ -130,7 +132,7 @@ func TestReviewHTMLAnswerRetried(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, Config{URL: srv.URL + "/api/v1/write"}, mq)
+	q, _ := newTestQueue(t, config.Config{URL: srv.URL + "/api/v1/write"}, mq)
 	recordSleeps(q)
 	require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
 	stop := runQueue(t, q)

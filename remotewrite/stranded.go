@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
@@ -39,7 +40,7 @@ type StrandedQueue struct {
 // directory another process uses is not disturbed; it never deletes
 // anything. A missing wal.dir is not an error; other errors reading it
 // are returned for the caller to log, and should not stop the daemon.
-func ReportStranded(walCfg WALConfig, endpoints []Config, logger *slog.Logger, reg prometheus.Registerer) ([]StrandedQueue, error) {
+func ReportStranded(walCfg config.WALConfig, endpoints []config.Config, logger *slog.Logger, reg prometheus.Registerer) ([]StrandedQueue, error) {
 	if logger == nil {
 		logger = discardLogger()
 	}

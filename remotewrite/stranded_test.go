@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // TestStrandedQueueReportedThenAdopted replays issue 10's case: an endpoint
@@ -24,9 +26,9 @@ import (
 // directory's name delivers every pending sample.
 func TestStrandedQueueReportedThenAdopted(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
-	walCfg := DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
-	fast := func(c Config) Config {
+	fast := func(c config.Config) config.Config {
 		c.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
 		c.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
 		c.ApplyDefaults()
@@ -34,7 +36,7 @@ func TestStrandedQueueReportedThenAdopted(t *testing.T) {
 	}
 
 	// Run 1: URL with 127.0.0.1, receiver down: 5 rounds stay pending.
-	before := fast(Config{URL: rc.url()})
+	before := fast(config.Config{URL: rc.url()})
 	q1, err := New(before, walCfg, testLogger(t), prometheus.NewRegistry())
 	require.NoError(t, err)
 	stop1 := runQueue(t, q1)
@@ -47,13 +49,13 @@ func TestStrandedQueueReportedThenAdopted(t *testing.T) {
 	require.NoError(t, stop1())
 
 	// Run 2: the same receiver spelled localhost: another directory.
-	after := fast(Config{URL: strings.Replace(rc.url(), "127.0.0.1", "localhost", 1)})
+	after := fast(config.Config{URL: strings.Replace(rc.url(), "127.0.0.1", "localhost", 1)})
 	require.NotEqual(t, before.Name, after.Name)
 	// An unrelated directory is not a queue and is not reported.
 	require.NoError(t, os.Mkdir(filepath.Join(walCfg.Dir, "lost+found"), 0o700))
 	var logBuf bytes.Buffer
 	reg := prometheus.NewRegistry()
-	got, err := ReportStranded(walCfg, []Config{after}, slog.New(slog.NewTextHandler(&logBuf, nil)), reg)
+	got, err := ReportStranded(walCfg, []config.Config{after}, slog.New(slog.NewTextHandler(&logBuf, nil)), reg)
 	require.NoError(t, err)
 	require.Equal(t, []StrandedQueue{{
 		Dir: before.Name, PendingSamples: rounds * nSeries, PendingBlocks: rounds,
@@ -76,7 +78,7 @@ kata_monitor_remote_write_orphaned_queue_pending_samples{dir="`+before.Name+`"} 
 	up.Store(true)
 	adopt := after
 	adopt.Name = before.Name
-	got, err = ReportStranded(walCfg, []Config{adopt}, testLogger(t), nil)
+	got, err = ReportStranded(walCfg, []config.Config{adopt}, testLogger(t), nil)
 	require.NoError(t, err)
 	require.Empty(t, got, "owned again")
 	q3, err := New(adopt, walCfg, testLogger(t), prometheus.NewRegistry())
@@ -88,7 +90,7 @@ kata_monitor_remote_write_orphaned_queue_pending_samples{dir="`+before.Name+`"} 
 
 	// Nothing pending any more: reported at Info level only.
 	logBuf.Reset()
-	got, err = ReportStranded(walCfg, []Config{after}, slog.New(slog.NewTextHandler(&logBuf, nil)), nil)
+	got, err = ReportStranded(walCfg, []config.Config{after}, slog.New(slog.NewTextHandler(&logBuf, nil)), nil)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Zero(t, got[0].PendingSamples)
@@ -96,7 +98,7 @@ kata_monitor_remote_write_orphaned_queue_pending_samples{dir="`+before.Name+`"} 
 }
 
 func TestReportStrandedWithoutWALDir(t *testing.T) {
-	walCfg := DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = filepath.Join(t.TempDir(), "never-created")
 	got, err := ReportStranded(walCfg, nil, nil, prometheus.NewRegistry())
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // TestUpgradeReplaysWALOfPreviousRelease replays a WAL written by the
@@ -25,8 +26,8 @@ func TestUpgradeReplaysWALOfPreviousRelease(t *testing.T) {
 	dir := t.TempDir()
 	copyDir(t, filepath.Join("testdata", "wal-2026-11-29", "upgrade"), filepath.Join(dir, "upgrade"))
 	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }).start()
-	cfg := Config{URL: rc.url(), Name: "upgrade", ProtobufMessage: codec.MessageV2, Compression: codec.CompressionZstd}
-	walCfg := DefaultWALConfig()
+	cfg := config.Config{URL: rc.url(), Name: "upgrade", ProtobufMessage: codec.MessageV2, Compression: codec.CompressionZstd}
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = dir
 	q, err := New(cfg, walCfg, testLogger(t), prometheus.NewRegistry())
 	require.NoError(t, err)

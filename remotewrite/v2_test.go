@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -43,7 +44,7 @@ func TestV2RequestFollowsTheSpecification(t *testing.T) {
 	rc.respond = func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }
 	rc.tap = func(body []byte) { bodies = append(bodies, body) }
 	rc.start()
-	cfg := Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
+	cfg := config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
 	cfg.QueueConfig.MaxSamplesPerSend = 7 // several requests per round
 	q, _ := newTestQueue(t, cfg, newMemQueue())
 	stop := runQueue(t, q)
@@ -122,7 +123,7 @@ func TestV2PartialWriteCounted(t *testing.T) {
 	rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
 		return http.StatusNoContent, map[string]string{hdrSamplesWritten: "3"}
 	}).start()
-	q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
+	q, _ := newTestQueue(t, config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
 	stop := runQueue(t, q)
 	require.NoError(t, q.Append(context.Background(), v2Round(1, 5))) // 10 samples, one request
 	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.droppedPartial) > 0 }, 10*time.Second, 5*time.Millisecond)
@@ -170,7 +171,7 @@ func TestV2FallsBackToV1(t *testing.T) {
 			rc := newReceiver(t, nil)
 			tc.setup(rc)
 			rc.start()
-			cfg := Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
+			cfg := config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
 			cfg.QueueConfig.MaxSamplesPerSend = 8
 			cfg.MetadataConfig.SendInterval = model.Duration(time.Hour)
 			q, _ := newTestQueue(t, cfg, newMemQueue())
@@ -219,7 +220,7 @@ func TestV2SplitOnRefusal(t *testing.T) {
 		return http.StatusNoContent, nil
 	}
 	rc.start()
-	q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
+	q, _ := newTestQueue(t, config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
 	stop := runQueue(t, q)
 	require.NoError(t, q.Append(context.Background(), v2Round(1, 8)))
 	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 16 }, 10*time.Second, 5*time.Millisecond)
@@ -245,7 +246,7 @@ func TestZstd(t *testing.T) {
 	for _, msg := range []string{codec.MessageV1, codec.MessageV2} {
 		for _, comp := range []string{codec.CompressionSnappy, codec.CompressionZstd} {
 			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }).start()
-			q, _ := newTestQueue(t, Config{URL: rc.url(), ProtobufMessage: msg, Compression: comp}, newMemQueue())
+			q, _ := newTestQueue(t, config.Config{URL: rc.url(), ProtobufMessage: msg, Compression: comp}, newMemQueue())
 			stop := runQueue(t, q)
 			require.NoError(t, q.Append(context.Background(), v2Round(1, 200)))
 			require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 400 }, 10*time.Second, 5*time.Millisecond)
@@ -265,18 +266,18 @@ func TestZstd(t *testing.T) {
 // TestNewConfigKeysValidated: the new keys name themselves in errors.
 func TestNewConfigKeysValidated(t *testing.T) {
 	for _, tc := range []struct {
-		cfg  Config
+		cfg  config.Config
 		want string
 	}{
-		{Config{URL: "http://x/w", ProtobufMessage: "prometheus.WriteRequestV3"}, "protobuf_message"},
-		{Config{URL: "http://x/w", Compression: "gzip"}, "compression"},
-		{Config{URL: "http://x/w", QueueConfig: QueueConfig{MaxBytesPerSecond: -1}}, "queue_config.max_bytes_per_second"},
-		{Config{URL: "http://x/w", ProtobufMessage: codec.MessageV2, Headers: map[string]string{"user-agent": "x"}}, "User-Agent"},
+		{config.Config{URL: "http://x/w", ProtobufMessage: "prometheus.WriteRequestV3"}, "protobuf_message"},
+		{config.Config{URL: "http://x/w", Compression: "gzip"}, "compression"},
+		{config.Config{URL: "http://x/w", QueueConfig: config.QueueConfig{MaxBytesPerSecond: -1}}, "queue_config.max_bytes_per_second"},
+		{config.Config{URL: "http://x/w", ProtobufMessage: codec.MessageV2, Headers: map[string]string{"user-agent": "x"}}, "User-Agent"},
 	} {
 		tc.cfg.ApplyDefaults()
 		require.ErrorContains(t, tc.cfg.Validate(), tc.want)
 	}
-	ok := Config{URL: "http://x/w", Headers: map[string]string{"User-Agent": "x"}}
+	ok := config.Config{URL: "http://x/w", Headers: map[string]string{"User-Agent": "x"}}
 	ok.ApplyDefaults()
 	require.NoError(t, ok.Validate(), "User-Agent may still be set with 1.0")
 	require.Equal(t, codec.MessageV1, ok.ProtobufMessage)

@@ -31,6 +31,7 @@ import (
 	"github.com/kata-containers/kata-monitor/forwarder"
 	"github.com/kata-containers/kata-monitor/httpapi"
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/tenant"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
@@ -313,7 +314,7 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 	// others then carry tenant="" so every queue metric has the same label
 	// names (the registry refuses a mix).
 	qreg := prometheus.Registerer(reg)
-	if slices.ContainsFunc(cfg.RemoteWrite, func(rw remotewrite.Config) bool { return rw.Tenant != nil }) {
+	if slices.ContainsFunc(cfg.RemoteWrite, func(rw config.Config) bool { return rw.Tenant != nil }) {
 		qreg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, reg)
 	}
 	for _, rw := range cfg.RemoteWrite {

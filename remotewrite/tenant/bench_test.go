@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -74,17 +75,17 @@ func benchPushTenants(b *testing.B, url string, sandboxes int) {
 	}
 	for _, mode := range []string{"off", "on"} {
 		b.Run("tenants="+mode, func(b *testing.B) {
-			cfg := remotewrite.DefaultConfig()
+			cfg := config.DefaultConfig()
 			cfg.URL = url
 			cfg.Name = "bench"
 			f := false
 			cfg.MetadataConfig.Send = &f
-			wcfg := remotewrite.WALConfig{Dir: filepath.Join(b.TempDir(), "wal"), MaxSize: 4 << 30, Fsync: benchFsync}
+			wcfg := config.WALConfig{Dir: filepath.Join(b.TempDir(), "wal"), MaxSize: 4 << 30, Fsync: benchFsync}
 			var p pusher
 			var err error
 			reg := prometheus.NewRegistry()
 			if mode == "on" {
-				cfg.Tenant = &remotewrite.TenantConfig{Label: "cri_namespace"}
+				cfg.Tenant = &config.TenantConfig{Label: "cri_namespace"}
 				p, err = New(cfg, wcfg, nil, reg)
 			} else {
 				p, err = remotewrite.New(cfg, wcfg, nil, reg)

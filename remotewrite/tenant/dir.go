@@ -3,7 +3,7 @@ package tenant
 import (
 	"strings"
 
-	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
 // escapeDigits are the hex digits of dirOf's %xx escapes.
@@ -49,7 +49,7 @@ func tenantOf(name string) (string, bool) {
 		i += 2
 	}
 	t := b.String()
-	if remotewrite.ValidTenant(t) != nil || dirOf(t) != name {
+	if config.ValidTenant(t) != nil || dirOf(t) != name {
 		return "", false
 	}
 	return t, true

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -46,8 +47,8 @@ const logEvery = time.Minute
 //
 // Append, AppendMetadata, Ready and Close are safe for concurrent use.
 type Router struct {
-	cfg     remotewrite.Config
-	walCfg  remotewrite.WALConfig
+	cfg     config.Config
+	walCfg  config.WALConfig
 	baseDir string
 	logger  *slog.Logger          // with endpoint=<name>
 	qlogger *slog.Logger          // as passed to New (each queue adds endpoint)
@@ -93,7 +94,7 @@ type tenantBucket struct {
 // not be called. Metrics are registered on reg with the label
 // endpoint=<name> (and tenant=<tenant> for each tenant's queue); reg may be
 // nil.
-func New(cfg remotewrite.Config, walCfg remotewrite.WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...remotewrite.Option) (*Router, error) {
+func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...remotewrite.Option) (*Router, error) {
 	cfg, err := remotewrite.Prepare(cfg, walCfg)
 	if err != nil {
 		return nil, err
@@ -278,7 +279,7 @@ func (r *Router) appendTenant(ctx context.Context, b *tenantBucket, now time.Tim
 	if tq == nil {
 		reason := ""
 		var cause error
-		switch err := remotewrite.ValidTenant(b.tenant); {
+		switch err := config.ValidTenant(b.tenant); {
 		case err != nil:
 			reason, cause = reasonTenantInvalid, err
 		case len(r.tenants) >= r.cfg.Tenant.MaxTenants:

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -23,21 +24,21 @@ import (
 type routerFixture struct {
 	r      *Router
 	reg    *prometheus.Registry
-	walCfg remotewrite.WALConfig
-	cfg    remotewrite.Config
+	walCfg config.WALConfig
+	cfg    config.Config
 }
 
-func newRouterFixture(t *testing.T, url string, dir string, tc remotewrite.TenantConfig) *routerFixture {
+func newRouterFixture(t *testing.T, url string, dir string, tc config.TenantConfig) *routerFixture {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	cfg := remotewrite.Config{URL: url, Name: "ep", Tenant: &tc}
+	cfg := config.Config{URL: url, Name: "ep", Tenant: &tc}
 	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
 	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
 	f := false
 	cfg.MetadataConfig.Send = &f
-	walCfg := remotewrite.DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = dir
 	walCfg.MaxSize = 64 << 20
 	reg := prometheus.NewRegistry()
@@ -119,7 +120,7 @@ func namespaceOf(ts series.Series) string { return labelOf(ts, "cri_namespace") 
 // own exact accounting.
 func TestRouterTenantPerNamespace(t *testing.T) {
 	rc := newReceiver(t).start()
-	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace", Header: "THANOS-TENANT"})
+	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace", Header: "THANOS-TENANT"})
 	fx.run(t)
 	const rounds, perNS = 5, 7
 	for i := range rounds {
@@ -129,7 +130,7 @@ func TestRouterTenantPerNamespace(t *testing.T) {
 	}
 	want := rounds * perNS
 	require.Eventually(t, func() bool {
-		for _, tn := range []string{"ns-a", "ns-b", "ns.c", remotewrite.DefaultTenant} {
+		for _, tn := range []string{"ns-a", "ns-b", "ns.c", config.DefaultTenant} {
 			if metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": tn}) != float64(want) {
 				return false
 			}
@@ -144,19 +145,19 @@ func TestRouterTenantPerNamespace(t *testing.T) {
 		for _, ts := range g.series {
 			ns := namespaceOf(ts)
 			if ns == "" {
-				ns = remotewrite.DefaultTenant
+				ns = config.DefaultTenant
 			}
 			require.Equal(t, tn, ns, "a request mixes tenants")
 			got[tn] += len(ts.Samples)
 		}
 	}
-	require.Equal(t, map[string]int{"ns-a": want, "ns-b": want, "ns.c": want, remotewrite.DefaultTenant: want}, got)
-	require.Equal(t, []string{remotewrite.DefaultTenant, "ns-a", "ns-b", "ns.c"}, fx.r.Tenants())
-	for _, d := range []string{"ns-a", "ns-b", "ns%2ec", remotewrite.DefaultTenant} {
+	require.Equal(t, map[string]int{"ns-a": want, "ns-b": want, "ns.c": want, config.DefaultTenant: want}, got)
+	require.Equal(t, []string{config.DefaultTenant, "ns-a", "ns-b", "ns.c"}, fx.r.Tenants())
+	for _, d := range []string{"ns-a", "ns-b", "ns%2ec", config.DefaultTenant} {
 		require.DirExists(t, filepath.Join(fx.walCfg.Dir, "ep", d))
 	}
 	require.Equal(t, 4.0, metric(t, fx.reg, "kata_monitor_remote_write_tenants", map[string]string{"endpoint": "ep"}))
-	for _, tn := range []string{"ns-a", remotewrite.DefaultTenant} {
+	for _, tn := range []string{"ns-a", config.DefaultTenant} {
 		l := map[string]string{"endpoint": "ep", "tenant": tn}
 		require.Equal(t, float64(want), metric(t, fx.reg, "kata_monitor_remote_write_samples_appended_total", l))
 		require.Equal(t, float64(want), metric(t, fx.reg, "kata_monitor_wal_samples_appended_total", l))
@@ -183,7 +184,7 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 	// would be kept and retried (TestRefusedEverything).
 	rc.answer = "per-user series limit of 5 exceeded (err-mimir-max-series-per-user)"
 	rc.start()
-	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
 	// Retry-After is capped at 10*max_backoff; make that long.
 	fx.r.cfg.QueueConfig.MaxBackoff = model.Duration(time.Hour)
 	fx.run(t)
@@ -194,7 +195,7 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 	want := float64(rounds * perNS)
 	require.Eventually(t, func() bool {
 		return metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "fast"}) == want &&
-			metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": remotewrite.DefaultTenant}) == want &&
+			metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": config.DefaultTenant}) == want &&
 			metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "limited", "reason": "limit"}) == want
 	}, 20*time.Second, 5*time.Millisecond, "the other tenants are held back")
 	require.Zero(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "slow"}))
@@ -231,7 +232,7 @@ func TestRouterRefusalReasonPerTenant(t *testing.T) {
 	}
 	rc.answer = "per-user series limit of 3 exceeded (err-mimir-max-series-per-user)"
 	rc.start()
-	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
 	fx.run(t)
 	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 5, "small", "big")))
 	require.Eventually(t, func() bool {
@@ -249,7 +250,7 @@ func TestRouterTenantBound(t *testing.T) {
 	rc := newReceiver(t).start()
 	// The idle timeout leaves room for the checks below before a goes idle
 	// (200 ms closed it before them on a loaded machine).
-	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(2 * time.Second)})
+	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(2 * time.Second)})
 	fx.run(t)
 	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 3, "", "a", "b", "../etc")))
 	dropped := func(reason string) float64 {
@@ -257,7 +258,7 @@ func TestRouterTenantBound(t *testing.T) {
 	}
 	require.Equal(t, 3.0, dropped(reasonTenantLimit), "b is the third tenant")
 	require.Equal(t, 3.0, dropped(reasonTenantInvalid))
-	require.Equal(t, []string{"a", remotewrite.DefaultTenant}, fx.r.Tenants())
+	require.Equal(t, []string{"a", config.DefaultTenant}, fx.r.Tenants())
 	entries, err := os.ReadDir(filepath.Join(fx.walCfg.Dir, "ep"))
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
@@ -271,10 +272,10 @@ func TestRouterTenantBound(t *testing.T) {
 		return len(fx.r.Tenants()) == 1
 	}, 20*time.Second, 10*time.Millisecond)
 	require.NoDirExists(t, filepath.Join(fx.walCfg.Dir, "ep", "a"))
-	require.DirExists(t, filepath.Join(fx.walCfg.Dir, "ep", remotewrite.DefaultTenant))
+	require.DirExists(t, filepath.Join(fx.walCfg.Dir, "ep", config.DefaultTenant))
 	require.NoError(t, fx.r.Append(context.Background(), nsRound(1001, 3, "b")))
 	require.Equal(t, 3.0, dropped(reasonTenantLimit), "b has a place now")
-	require.Equal(t, []string{"b", remotewrite.DefaultTenant}, fx.r.Tenants())
+	require.Equal(t, []string{"b", config.DefaultTenant}, fx.r.Tenants())
 }
 
 // TestRouterBacklogSurvivesRestart: a tenant's backlog is reopened and
@@ -293,7 +294,7 @@ func TestRouterBacklogSurvivesRestart(t *testing.T) {
 	}
 	rc.start()
 	dir := t.TempDir()
-	fx := newRouterFixture(t, rc.url(), dir, remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx := newRouterFixture(t, rc.url(), dir, config.TenantConfig{Label: "cri_namespace"})
 	stop := fx.run(t)
 	for i := range 3 {
 		require.NoError(t, fx.r.Append(context.Background(), nsRound(int64(1000+i), 4, "gone")))
@@ -303,7 +304,7 @@ func TestRouterBacklogSurvivesRestart(t *testing.T) {
 	mu.Lock()
 	up = true
 	mu.Unlock()
-	fx2 := newRouterFixture(t, rc.url(), dir, remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx2 := newRouterFixture(t, rc.url(), dir, config.TenantConfig{Label: "cri_namespace"})
 	require.Equal(t, []string{"gone"}, fx2.r.Tenants())
 	fx2.run(t)
 	require.Eventually(t, func() bool {
@@ -320,9 +321,9 @@ func TestRouterBacklogSurvivesRestart(t *testing.T) {
 // (registered with tenant="", as cmd does) share one registry.
 func TestRouterBesidePlainQueue(t *testing.T) {
 	rc := newReceiver(t).start()
-	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
 	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 1, "a")))
-	q, err := remotewrite.New(remotewrite.Config{URL: rc.url(), Name: "plain"}, fx.walCfg, nil,
+	q, err := remotewrite.New(config.Config{URL: rc.url(), Name: "plain"}, fx.walCfg, nil,
 		prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, fx.reg))
 	require.NoError(t, err)
 	require.NoError(t, q.Append(context.Background(), nsRound(1000, 1, "a")))
@@ -331,6 +332,6 @@ func TestRouterBesidePlainQueue(t *testing.T) {
 	require.Equal(t, 1.0, metric(t, fx.reg, "kata_monitor_remote_write_samples_appended_total", map[string]string{"endpoint": "plain"}))
 	require.NoError(t, q.Close())
 	require.NoError(t, fx.r.Close())
-	_, err = remotewrite.New(remotewrite.Config{URL: rc.url(), Name: "ep", Tenant: &remotewrite.TenantConfig{Label: "x"}}, fx.walCfg, nil, nil)
+	_, err = remotewrite.New(config.Config{URL: rc.url(), Name: "ep", Tenant: &config.TenantConfig{Label: "x"}}, fx.walCfg, nil, nil)
 	require.ErrorContains(t, err, "tenant.New")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -29,7 +30,7 @@ func TestStrandedTenantQueue(t *testing.T) {
 		return http.StatusServiceUnavailable
 	}
 	rc.start()
-	fx := newRouterFixture(t, rc.url(), "", remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
 	stop := fx.run(t)
 	ss := []series.Series{{
 		Labels:  []labels.Label{{Name: "__name__", Value: "m"}, {Name: "cri_namespace", Value: "team-a"}},
@@ -44,7 +45,7 @@ func TestStrandedTenantQueue(t *testing.T) {
 
 	renamed := fx.cfg
 	renamed.Name = "ep2"
-	got, err := remotewrite.ReportStranded(fx.walCfg, []remotewrite.Config{renamed}, testLogger(t), prometheus.NewRegistry())
+	got, err := remotewrite.ReportStranded(fx.walCfg, []config.Config{renamed}, testLogger(t), prometheus.NewRegistry())
 	require.NoError(t, err)
 	total := 0
 	for _, sq := range got {
@@ -57,7 +58,7 @@ func TestStrandedTenantQueue(t *testing.T) {
 	// Adopted the documented way (name set back, tenant section kept):
 	// the backlog is sent.
 	up.Store(true)
-	fx2 := newRouterFixture(t, rc.url(), fx.walCfg.Dir, remotewrite.TenantConfig{Label: "cri_namespace"})
+	fx2 := newRouterFixture(t, rc.url(), fx.walCfg.Dir, config.TenantConfig{Label: "cri_namespace"})
 	fx2.run(t)
 	require.Eventually(t, func() bool {
 		return metric(t, fx2.reg, "kata_monitor_remote_write_samples_sent_total", nil) == 1

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
@@ -21,10 +22,10 @@ import (
 // reach the receiver exactly as built, without the daemon's forwarder.
 func runQueue(t *testing.T, url, name string) (*remotewrite.Queue, *prometheus.Registry) {
 	t.Helper()
-	cfg := remotewrite.Config{URL: url, Name: name}
+	cfg := config.Config{URL: url, Name: name}
 	f := false
 	cfg.MetadataConfig.Send = &f
-	walCfg := remotewrite.DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()
 	q, err := remotewrite.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kata-containers/kata-monitor/remotewrite"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/tenant"
 	"github.com/kata-containers/kata-monitor/test/receiver"
@@ -29,10 +29,10 @@ import (
 func TestOutageWindowPrometheus(t *testing.T) {
 	t.Parallel()
 	prom := startReceiver(t, receiver.Prometheus)
-	cfg := remotewrite.Config{URL: prom.WriteURL(), Name: "prom", Tenant: &remotewrite.TenantConfig{Label: "ns"}}
+	cfg := config.Config{URL: prom.WriteURL(), Name: "prom", Tenant: &config.TenantConfig{Label: "ns"}}
 	f := false
 	cfg.MetadataConfig.Send = &f
-	walCfg := remotewrite.DefaultWALConfig()
+	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()
 	r, err := tenant.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)

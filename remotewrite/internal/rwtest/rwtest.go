@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"gopkg.in/yaml.v3"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
@@ -183,4 +184,12 @@ func LabelKey(ls []labels.Label) string {
 		b.WriteString(l.Name + "=" + l.Value)
 	}
 	return b.String()
+}
+
+// DecodeStrict decodes doc into v as package configs decodes the config
+// file: an unknown key is an error naming it and its line.
+func DecodeStrict(doc string, v any) error {
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	return dec.Decode(v)
 }

@@ -1,4 +1,4 @@
-package remotewrite
+package config
 
 import (
 	"crypto/tls"
@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/sigv4"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -391,9 +393,7 @@ func TestSecretsNeverShown(t *testing.T) {
 // decodeStrict decodes one remote_write entry as package configs does.
 func decodeStrict(doc string) (Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(strings.NewReader(doc))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	if err := rwtest.DecodeStrict(doc, &c); err != nil {
 		return c, err
 	}
 	c.ApplyDefaults()

@@ -1,4 +1,13 @@
-package remotewrite
+// Package config is the remote write part of kata-monitor's config file:
+// a remote_write endpoint (Config: Prometheus's remote_write entry, with
+// prometheus/common's HTTP client block and the sigv4, azuread and
+// google_iam blocks Prometheus uses, plus tenant routing), the shared
+// wal block (WALConfig) and byte sizes (Bytes). Each type owns its
+// defaults and Validate, whose errors name the key as the file spells it;
+// package configs decodes the file strictly (unknown keys are errors
+// with their line) and prefixes the list position. NewRoundTripper builds
+// an endpoint's authenticated transport.
+package config
 
 import (
 	"crypto/sha256"

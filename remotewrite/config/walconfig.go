@@ -1,4 +1,4 @@
-package remotewrite
+package config
 
 import (
 	"errors"
@@ -27,9 +27,10 @@ func DefaultWALConfig() WALConfig {
 	return WALConfig{Dir: "/var/lib/kata-monitor/wal", MaxSize: gib, Fsync: "append"}
 }
 
-// minWALSize keeps the budget above a few segments' worth, below which the
-// queue would drop data on every round.
-const minWALSize = mib
+// MinWALSize is the least wal.max_size (and the least share of it a
+// queue gets): a few segments' worth, below which the queue would drop
+// data on every round.
+const MinWALSize = mib
 
 // Validate checks the block and reports every problem (errors.Join), each
 // naming its field ("wal." is the caller's prefix). Dir must be absolute: a
@@ -43,27 +44,13 @@ func (c WALConfig) Validate() error {
 	case !filepath.IsAbs(c.Dir):
 		errs = append(errs, fmt.Errorf("dir: %q is not an absolute path", c.Dir))
 	}
-	if c.MaxSize < minWALSize {
-		errs = append(errs, fmt.Errorf("max_size: %s is below the minimum %s", c.MaxSize, Bytes(minWALSize)))
+	if c.MaxSize < MinWALSize {
+		errs = append(errs, fmt.Errorf("max_size: %s is below the minimum %s", c.MaxSize, Bytes(MinWALSize)))
 	}
 	switch c.Fsync {
 	case "append", "segment":
 	default:
 		errs = append(errs, fmt.Errorf("fsync: %q must be append or segment", c.Fsync))
-	}
-	return errors.Join(errs...)
-}
-
-// walError prefixes each problem of a WALConfig.Validate error with "wal.",
-// so every line names its key path when the queue is opened directly.
-func walError(err error) error {
-	joined, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return fmt.Errorf("wal.%w", err)
-	}
-	var errs []error
-	for _, e := range joined.Unwrap() {
-		errs = append(errs, fmt.Errorf("wal.%w", e))
 	}
 	return errors.Join(errs...)
 }

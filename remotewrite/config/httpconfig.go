@@ -1,4 +1,4 @@
-package remotewrite
+package config
 
 import (
 	"errors"
@@ -247,7 +247,7 @@ func validateProxy(p commoncfg.ProxyConfig) error {
 // samples): the round trippers are only in the path of an endpoint that
 // configures them.
 
-// newRoundTripper builds the endpoint's transport from its config:
+// NewRoundTripper builds the endpoint's transport from its config:
 // prometheus/common's round trippers (TLS with reload of changed files,
 // proxies, http_headers, and basic_auth, authorization or oauth2, which
 // re-read their *_file secrets on every request), wrapped in the sigv4,
@@ -255,7 +255,7 @@ func validateProxy(p commoncfg.ProxyConfig) error {
 // Prometheus's storage/remote NewWriteClient uses. Building a sigv4,
 // azuread or google_iam round tripper may read credentials from the
 // environment, files or the cloud's metadata service.
-func (c Config) newRoundTripper() (http.RoundTripper, error) {
+func (c Config) NewRoundTripper() (http.RoundTripper, error) {
 	hc := c.HTTPClientConfig
 	if err := hc.Validate(); err != nil {
 		return nil, fmt.Errorf("http client: %w", err)
@@ -281,9 +281,9 @@ func (c Config) newRoundTripper() (http.RoundTripper, error) {
 	return rt, nil
 }
 
-// checkRedirect is the http.Client policy for follow_redirects: nil
+// CheckRedirect is the http.Client policy for follow_redirects: nil
 // (follow, up to Go's 10) when set, else hand the 3xx back to the caller.
-func checkRedirect(follow bool) func(*http.Request, []*http.Request) error {
+func CheckRedirect(follow bool) func(*http.Request, []*http.Request) error {
 	if follow {
 		return nil
 	}
