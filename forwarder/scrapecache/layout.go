@@ -50,6 +50,7 @@ const (
 // a series).
 type step struct {
 	end  int32
+	raw  int32 // stepSeries: where the series text (the parser's raw) starts
 	kind stepKind
 	typ  model.MetricType // stepType
 	name string           // stepHelp, stepType: the family name as the parser gave it
@@ -154,12 +155,13 @@ func (r *recorder) series(raw []byte, idx int32) {
 	if !r.ok {
 		return
 	}
-	end := r.offset(raw) + len(raw)
+	start := r.offset(raw)
+	end := start + len(raw)
 	if end >= len(r.body) || r.body[end] != ' ' {
 		r.ok = false
 		return
 	}
-	r.add(step{kind: stepSeries}, end+1)
+	r.add(step{kind: stepSeries, raw: int32(len(r.text) + start - r.prev)}, end+1)
 	_, _, next, ok := readValue(r.body, end+1)
 	if !ok {
 		r.ok = false

@@ -44,7 +44,7 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 	s.defs = s.defs[:0]
 	s.curRound = round
 	s.samples, s.tss = s.samples[:0], s.tss[:0]
-	s.live = 0
+	s.live, s.seen = 0, 0
 	ps := &parsing{s: s, env: env, out: out, collect: collect, r: uint32(round), cur: -1}
 	om, err := isOpenMetrics(contentType)
 	if err != nil {
@@ -53,14 +53,17 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 	s.replayed = !om && ps.replay(body)
 	if s.replayed {
 		s.finish(round, out)
+		s.dropMaps()
 		return ps.stats, nil
 	}
+	s.ensureMaps() // before the recorder reuses s.idx
 	perr := ps.full(body, contentType, !om && !env.noReplay)
 	compacted := s.finish(round, out)
 	s.layout = nil
 	if text, steps, ok := ps.rec.finish(); ok && perr == nil && !compacted {
 		s.layout, s.idx = env.layouts.intern(text, steps), ps.rec.idx
 	}
+	s.dropMaps()
 	return ps.stats, perr
 }
 
@@ -173,6 +176,7 @@ func (ps *parsing) lookup(p textparse.Parser, raw []byte) int32 {
 	if !ok {
 		idx = s.add(s.newEntry(ps.env, p))
 		s.byRaw[ps.env.strs.bytes(raw)] = idx
+		s.spells++
 	}
 	return idx
 }
@@ -184,7 +188,10 @@ func (ps *parsing) sample(idx int32, v float64, tsp *int64) {
 	e := &s.entries[idx]
 	switch {
 	case e.Info == invalid:
-		e.seen = ps.r
+		if e.seen != ps.r {
+			e.seen = ps.r
+			s.seen++
+		}
 		ps.stats.Invalid++
 		return
 	case e.seen == ps.r:
@@ -193,6 +200,7 @@ func (ps *parsing) sample(idx int32, v float64, tsp *int64) {
 	}
 	e.seen = ps.r
 	s.live++
+	s.seen++
 	in := e.Info
 	di := ps.cur
 	if di < 0 || !belongsTo(in.Name, s.defs[di].raw) {
@@ -237,7 +245,7 @@ func (d *famDef) addName(in *exposition.Series) {
 // reports whether the entries were renumbered (compact).
 func (s *Sandbox) finish(round uint64, out *exposition.Lines) bool {
 	compacted := false
-	if s.live < len(s.byInfo) || len(s.byRaw) != len(s.byInfo) {
+	if s.seen < len(s.entries)-len(s.free) {
 		compacted = s.sweep(round)
 	}
 	if len(s.families) > 2*len(s.defs)+16 {

@@ -1,0 +1,60 @@
+package scrapecache
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestMapsDroppedAndRebuilt: a sandbox with a layout keeps no lookup maps
+// (steady-state rounds replay without them), and the maps a full parse
+// rebuilds from the layout are the ones the full parser had: every raw
+// spelling finds its entry, so no series gets a new entry (which would
+// lose its push state) when the exposition changes.
+func TestMapsDroppedAndRebuilt(t *testing.T) {
+	const base = "# TYPE a counter\na_total{x=\"1\"} 1\na_total{x=\"2\"} 2 1000\n# a comment\n\n" +
+		"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n" +
+		"bad{l=\"1\",l=\"2\"} 1\nu{x=\"1\",} 1\nu{x=\"1\"} 2\n"
+	fast, full, fastEnv, fullEnv := newPair()
+	for round, body := range []string{base, base} {
+		parseRound(t, fast, fastEnv, []byte(body), "", uint64(round+1))
+		parseRound(t, full, fullEnv, []byte(body), "", uint64(round+1))
+	}
+	if !fast.replayed || fast.byRaw != nil || fast.byInfo != nil {
+		t.Fatalf("after a replay: replayed %v, byRaw %v, byInfo %v; want no maps", fast.replayed, fast.byRaw, fast.byInfo)
+	}
+	if full.byRaw == nil {
+		t.Fatal("the full parser's sandbox (no layout) has no maps")
+	}
+	// Mark every entry as sent in push round 7: a new entry would not be.
+	for i := range fast.entries {
+		fast.entries[i].Sent = 7
+	}
+	before := slices.Clone(fast.entries)
+	fast.ensureMaps()
+	if got, want := slices.Sorted(maps.Keys(fast.byRaw)), slices.Sorted(maps.Keys(full.byRaw)); !slices.Equal(got, want) {
+		t.Fatalf("rebuilt raw keys\n%q\nwant\n%q", got, want)
+	}
+	if len(fast.byInfo) != len(full.byInfo) {
+		t.Fatalf("rebuilt %d canonical keys, want %d", len(fast.byInfo), len(full.byInfo))
+	}
+	fast.dropMaps()
+
+	next := strings.Replace(base, "h_sum 3\n", "h_sum 3\nnew 1\n", 1)
+	parseRound(t, fast, fastEnv, []byte(next), "", 3)
+	if fast.replayed {
+		t.Fatal("a new series replayed")
+	}
+	for i, e := range before {
+		if got := fast.entries[i]; got.Info != e.Info || got.Sent != 7 {
+			t.Errorf("entry %d: %+v after the full parse, was %+v", i, got, e)
+		}
+	}
+	if n := len(fast.entries); n != len(before)+1 {
+		t.Errorf("%d entries, want %d (one new series)", n, len(before)+1)
+	}
+	if fast.byRaw != nil {
+		t.Error("maps kept after the full parse recorded a layout")
+	}
+}
