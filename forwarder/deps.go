@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/forwarder/scrape"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
@@ -25,15 +26,9 @@ type Pods interface {
 	Lookup(id string) (cri.Pod, bool)
 }
 
-// Scraper fetches one shim's exposition (sources/shim implements it).
-// Scrape appends the body to dst[:0] and returns it with the answer's
-// Content-Type, which picks the parser (text/plain, the default when empty,
-// or application/openmetrics-text), so the forwarder can reuse one buffer
-// per sandbox across rounds; it must honour ctx and be safe for concurrent
-// calls on different sockets.
-type Scraper interface {
-	Scrape(ctx context.Context, socket string, dst []byte) ([]byte, string, error)
-}
+// Scraper fetches one shim's exposition (sources/shim implements it); see
+// scrape.Source for the contract.
+type Scraper = scrape.Source
 
 // Forgetter is optionally implemented by a Scraper that keeps per-socket
 // state (sources/shim.Pool keeps a client with idle connections): the

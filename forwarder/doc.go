@@ -38,8 +38,11 @@
 // raw series text of the exposition (forwarder/scrapecache): a shim exposes
 // the same series every round with new values, so label parsing, escaping,
 // relabelling and hashing happen once per series, not once per sample. The
-// pull rendering (merge across sandboxes, text writer, escaping) is
-// forwarder/exposition. This package schedules rounds, shares them between
-// pull callers, keeps the snapshots and runs the push phase. Scrape buffers
-// are pooled, one per concurrency slot, and the parse runs inside the slot.
+// stages are packages, imported one way from here: forwarder/scrape scrapes
+// and parses the sandboxes of a round (bounded concurrency, timeouts,
+// pooled buffers, failures judged), forwarder/exposition renders the pull
+// side (merge across sandboxes, text writer, escaping) and forwarder/push
+// builds the push side (series, staleness markers, timestamp rules, own
+// metrics). This package schedules rounds, shares them between pull
+// callers, keeps the snapshots and hands the push series to the appenders.
 package forwarder

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 	"github.com/kata-containers/kata-monitor/forwarder/push"
+	"github.com/kata-containers/kata-monitor/forwarder/scrape"
 	"github.com/kata-containers/kata-monitor/forwarder/scrapecache"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
@@ -40,7 +41,7 @@ type Forwarder struct {
 	// caller arriving while one runs shares it.
 	rounds singleflight.Group
 	// Round state: touched only by the round in flight.
-	states map[string]*sandboxState
+	states map[string]*scrape.Target
 	round  uint64
 	push   *push.Builder
 	caches []*scrapecache.Sandbox // the round's sandboxes for push.Build, reused
@@ -52,8 +53,7 @@ type Forwarder struct {
 	// requests while one is pending coalesce).
 	refresh chan struct{}
 
-	bufMu sync.Mutex
-	bufs  [][]byte // scrape buffers, at most Concurrency
+	bufs *scrape.Buffers // scrape buffers, at most Concurrency
 
 	mu        sync.Mutex // guards the fields below
 	snap      *snapshot
@@ -97,7 +97,8 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		now:       deps.Now,
 		m:         m,
 		jitterMax: min(cfg.ScrapeInterval/10, time.Second),
-		states:    make(map[string]*sandboxState),
+		states:    make(map[string]*scrape.Target),
+		bufs:      scrape.NewBuffers(cfg.Concurrency),
 		push:      push.NewBuilder(len(cfg.MetricRelabelConfigs) > 0, cfg.HonorTimestamps, deps.Logger),
 		refresh:   make(chan struct{}, 1),
 		firstDone: make(chan struct{}),
@@ -399,7 +400,7 @@ func pullIdleAfter(interval time.Duration) time.Duration {
 
 // newLines takes a buffer set from the free list, or allocates one sized
 // from the sandbox's previous round (exposition.NewLines).
-func (f *Forwarder) newLines(st *sandboxState) *exposition.Lines {
+func (f *Forwarder) newLines(st *scrape.Target) *exposition.Lines {
 	f.mu.Lock()
 	if n := len(f.free); n > 0 {
 		r := f.free[n-1]
@@ -410,7 +411,7 @@ func (f *Forwarder) newLines(st *sandboxState) *exposition.Lines {
 		return r
 	}
 	f.mu.Unlock()
-	return exposition.NewLines(st.outHint)
+	return exposition.NewLines(st.OutHint)
 }
 
 // Status returns the outcome of the last scrape of sandbox id in the latest

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
-	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
 // memRig is a forwarder over n in-memory shims (the shared exposition)
@@ -180,69 +178,5 @@ func TestMemoryFlatDuringOutage(t *testing.T) {
 				require.Positive(t, m.reqs.Load(), "the sender never tried the receiver")
 			}
 		})
-	}
-}
-
-// TestScrapeBufferShrinks: scrape buffers are pooled across sandboxes
-// and rounds (at most one per concurrency slot), but a buffer much bigger
-// than what it held goes back to the GC, so one huge body does not stay
-// pinned.
-func TestScrapeBufferShrinks(t *testing.T) {
-	r := newRig(t)
-	id := sandboxID(0)
-	small := sharedExposition(t)
-	var big strings.Builder
-	for big.Len() < 4<<20 {
-		big.WriteString(small)
-	}
-	r.sbs.set(id)
-	r.pods.set(id, cri.Pod{UID: "u", Name: "n", Namespace: "ns"})
-	ctx := context.Background()
-	pooled := func() (n, maxCap int) {
-		r.f.bufMu.Lock()
-		defer r.f.bufMu.Unlock()
-		for _, b := range r.f.bufs {
-			maxCap = max(maxCap, cap(b))
-		}
-		return len(r.f.bufs), maxCap
-	}
-	for _, tc := range []struct {
-		body           string
-		minCap, maxCap int
-		comment        string
-	}{
-		{small, len(small), 4 * len(small), "small body: buffer kept"},
-		{big.String(), big.Len(), 2 * big.Len(), "big body: its buffer fits it, kept"},
-		{small, 0, 0, "small body in the big buffer: buffer dropped"},
-		{small, len(small), 4 * len(small), "small again: a fitting buffer"},
-	} {
-		r.scraper.set(id, tc.body)
-		r.clock.Add(time.Minute) // every pull runs a round
-		require.NoError(t, r.f.WriteMetrics(ctx, io.Discard, nil))
-		n, got := pooled()
-		require.LessOrEqual(t, n, 1, tc.comment)
-		require.GreaterOrEqual(t, got, tc.minCap, tc.comment)
-		require.LessOrEqual(t, got, tc.maxCap, tc.comment)
-	}
-}
-
-// TestScrapeBuffersBounded: however many sandboxes, the pool keeps at
-// most one buffer per concurrency slot.
-func TestScrapeBuffersBounded(t *testing.T) {
-	r := newRig(t, func(_ *rig, c *Config, _ *Deps) { c.Concurrency = 3 })
-	ids := make([]string, 20)
-	for i := range ids {
-		ids[i] = sandboxID(i)
-		r.scraper.set(ids[i], "up 1\n")
-	}
-	r.sbs.set(ids...)
-	for range 3 {
-		r.clock.Add(time.Minute)
-		require.NoError(t, r.f.WriteMetrics(context.Background(), io.Discard, nil))
-		r.f.bufMu.Lock()
-		n := len(r.f.bufs)
-		r.f.bufMu.Unlock()
-		require.Positive(t, n, "buffers are reused")
-		require.LessOrEqual(t, n, 3)
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 	"github.com/kata-containers/kata-monitor/forwarder/push"
+	"github.com/kata-containers/kata-monitor/forwarder/scrape"
 )
 
 const namespace = "kata_monitor"
@@ -29,7 +30,9 @@ type metrics struct {
 	samplesDropped  *prometheus.CounterVec
 	samplesRepeated prometheus.Counter
 	selfSamples     prometheus.Counter
-	dropped         *prometheus.CounterVec // by dropReason (drops.go)
+	dropped         *prometheus.CounterVec // by exposition.DropReason
+	// scrape hands the scrape stage its collectors (the ones above).
+	scrape scrape.Metrics
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -74,6 +77,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range push.Reasons {
 		m.samplesDropped.WithLabelValues(r)
 	}
+	m.scrape = scrape.Metrics{Scrapes: m.scrapes, ScrapesFailed: m.scrapesFailed, ScrapeDuration: m.scrapeDuration,
+		ParseErrors: m.parseErrors, InvalidSeries: m.invalidSeries, Duplicates: m.duplicates, Dropped: m.dropped}
 	m.rounds.WithLabelValues("schedule")
 	m.rounds.WithLabelValues("pull")
 	for _, c := range []prometheus.Collector{m.runningShims, m.scrapes, m.scrapesFailed, m.scrapeDuration,

@@ -438,7 +438,7 @@ func TestPushAfterCompaction(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"a/2990": 2990, "a/2999": 2999, "b/": 7}, got)
-	slots, free := r.f.states["aaa"].cache.Footprint()
+	slots, free := r.f.states["aaa"].Cache.Footprint()
 	assert.Equal(t, 3, slots, "compacted")
 	assert.Zero(t, free)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/kata-containers/kata-monitor/forwarder/scrape"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -11,10 +12,10 @@ import (
 // round's series (push.Builder) and hands them to the appenders in chunks,
 // and returns the family metadata to send after the round (nil when
 // unchanged).
-func (f *Forwarder) pushRound(ctx context.Context, states []*sandboxState, snap *snapshot, start time.Time) []series.Metadata {
+func (f *Forwarder) pushRound(ctx context.Context, states []*scrape.Target, snap *snapshot, start time.Time) []series.Metadata {
 	f.caches = f.caches[:0]
 	for _, st := range states {
-		f.caches = append(f.caches, st.cache)
+		f.caches = append(f.caches, st.Cache)
 	}
 	f.push.SetFamilies(snap.Families())
 	c := f.push.Build(f.caches, start.UnixMilli(), func(ss []series.Series) { f.sendSeries(ctx, ss) })
