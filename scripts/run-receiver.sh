@@ -20,6 +20,11 @@
 #   THANOS-TENANT, default tenant "default-tenant", each tenant's series
 #   labelled tenant_id) plus `thanos query` reading it back over gRPC, with
 #   tenancy enforced: a query carrying THANOS-TENANT sees only that tenant.
+#   Receive runs as a router and ingestor (a hashring of one endpoint, itself),
+#   the mode in which Thanos applies per-tenant head series limits. Its limits
+#   (Thanos's limits configuration, `write:` with `global`, `default` and
+#   per-tenant `tenants`) are read from DIR/limits.yaml when that file exists,
+#   and re-read when it changes.
 #   Ports: PORT remote write (http://127.0.0.1:PORT/api/v1/receive), PORT+1
 #   query HTTP (Prometheus API, /-/ready), PORT+2 receive gRPC, PORT+3
 #   receive HTTP (/-/ready), PORT+4 query gRPC, PORT+5 receive's Cap'n Proto
@@ -67,6 +72,9 @@ mimir)
 	;;
 thanos)
 	mkdir -p "$dir/receive"
+	limits=()
+	[[ -f $dir/limits.yaml ]] && limits=("--receive.limits-config-file=$dir/limits.yaml")
+	self=$h:$((port + 2))
 	# query dies with this script (setpriv's pdeathsig), which becomes receive.
 	pdeath=()
 	command -v setpriv >/dev/null && pdeath=(setpriv --pdeathsig KILL)
@@ -80,6 +88,9 @@ thanos)
 		--remote-write.address=$h:"$port" --grpc-address=$h:$((port + 2)) --http-address=$h:$((port + 3)) \
 		--receive.capnproto-address=$h:$((port + 5)) \
 		--label='replica="r1"' \
+		--receive.hashrings="[{\"endpoints\":[{\"address\":\"$self\",\"capnproto_address\":\"$h:$((port + 5))\"}]}]" \
+		--receive.local-endpoint="$self" \
+		"${limits[@]}" \
 		--receive.tenant-header=THANOS-TENANT --receive.default-tenant-id=default-tenant \
 		--log.level=warn \
 		"$@"

@@ -208,6 +208,10 @@ func (r *Receiver) at(i int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port+i))
 }
 
+// Dir is the directory holding the receiver's data and configuration
+// files (e.g. Mimir's runtime.yaml, Thanos's limits.yaml).
+func (r *Receiver) Dir() string { return r.dir }
+
 // ForTenant returns a view of r whose queries (Export, Instant) carry
 // tenant in the receiver's tenant header, so they see that tenant's series
 // only. Use it for queries only; Start and Stop belong to r.
