@@ -130,10 +130,7 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
 				// An encoding already set makes gzhttp pass the bytes through.
 				w.Header().Set("Content-Encoding", "gzip")
 				w.WriteHeader(http.StatusOK)
-				zw := a.pools.flate.Get().(*flate.Writer)
-				defer a.pools.flate.Put(zw)
-				defer zw.Reset(io.Discard) // drop the reference to w before pooling
-				return writeGzip(w, zw, body, own.Bytes())
+				return writeGzip(w, body, own.Bytes())
 			}
 		}
 		// Plain, or compressed by gzhttp on the way.

@@ -195,3 +195,24 @@ func (f *failingWriter) WriteHeader(code int) {
 	}
 }
 func (f *failingWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+// TestGzipBodyRightSized: a cached compression holds its deflate output at
+// its size (no buffer sized by a guess, no second copy), over several
+// chunks and workers, and still decodes to the text.
+func TestGzipBodyRightSized(t *testing.T) {
+	text := strings.Join(bigFamilies(10), "")
+	pool := newPools()
+	c := &gzipCache{workers: 2, flate: &pool.flate}
+	b := c.get(context.Background(), 1, func(w io.Writer) error {
+		_, err := io.WriteString(w, text)
+		return err
+	})
+	require.NoError(t, b.err)
+	require.Greater(t, len(b.deflate), 2, "several chunks")
+	length, capacity := b.held()
+	// Allocations round up to 8 KiB pages at these sizes.
+	assert.LessOrEqual(t, capacity, length+len(b.deflate)*8<<10)
+	var out bytes.Buffer
+	require.NoError(t, writeGzip(&out, b, []byte("tail 1\n")))
+	assert.Equal(t, text+"tail 1\n", gunzipOne(t, out.Bytes()))
+}
