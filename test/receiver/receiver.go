@@ -359,11 +359,18 @@ type Series struct {
 }
 
 // Export reads back raw samples of every series matching selector within
-// [start, end]. VictoriaMetrics uses /api/v1/export; Prometheus a range-less
-// instant query over a window (`selector[window]`), which also returns raw
-// samples.
+// [start, end]. VictoriaMetrics uses /api/v1/export, after
+// /internal/force_flush: it buffers ingested rows in several shards, each
+// made searchable when it fills or up to 2 s later (v1.151
+// lib/storage/raw_row.go, pendingRowsFlushInterval), so without it a newer
+// sample of a series can be visible while an older one is not yet: a hole
+// that is not there. Prometheus uses a range-less instant
+// query over a window (`selector[window]`), which also returns raw samples.
 func (r *Receiver) Export(ctx context.Context, selector string, start, end time.Time) ([]Series, error) {
 	if r.Kind.isVictoriaMetrics() {
+		if _, err := r.get(ctx, "/internal/force_flush"); err != nil {
+			return nil, err
+		}
 		q := url.Values{"match[]": {selector}, "start": {strconv.FormatInt(start.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix()+1, 10)}}
 		body, err := r.get(ctx, "/api/v1/export?"+q.Encode())
 		if err != nil {
