@@ -6,6 +6,25 @@
 // (io.prometheus.write.v2.Request), snappy or zstd, as the endpoint's
 // protobuf_message and compression say.
 //
+// # Packages
+//
+// Imports go one way, each package doing one thing:
+//
+//   - remotewrite (this package): Queue, one endpoint's lifecycle (New,
+//     Append, Run, Close), its WAL, metadata requests, queue lag, stranded
+//     queue directories;
+//   - remotewrite/tenant: Router, one Queue per tenant for an endpoint
+//     with a tenant block;
+//   - remotewrite/send: the Sender that reads the WAL and delivers
+//     requests (HTTP client, status policy, retries, splits, 2.0
+//     fallback) and the endpoint's self-metrics;
+//   - remotewrite/codec: 1.0 and 2.0 encoding and decoding, compression;
+//   - remotewrite/config: the remote_write and wal blocks of the config
+//     file (defaults, validation, the authenticated transport);
+//   - remotewrite/wal: the durable queue of encoded blocks;
+//   - remotewrite/series: the protocol-neutral series the forwarder
+//     hands over.
+//
 // # Data flow
 //
 // Append (called by the forwarder once per chunk of a round, see "Chunks,
@@ -18,7 +37,7 @@
 // says after a restart. Append touches only the local disk, so a dead
 // receiver never slows scraping; the WAL absorbs it, up to wal.max_size.
 //
-// Run reads one group at a time, sends its blocks concurrently (at most
+// Run (package send) reads one group at a time, sends its blocks concurrently (at most
 // max_shards requests; the blocks of a group hold disjoint series) and
 // acknowledges the group once every block is done. Groups are sequential,
 // so the samples of a series reach the receiver in timestamp order even
@@ -53,13 +72,13 @@
 // is what 1.x receivers that ignore Content-Type answer; 400 before any
 // 2.0 request was written) makes the endpoint fall back to 1.0 until the
 // next start: queued 2.0 blocks are transcoded when sent, new rounds are
-// written as 1.0, metadata requests resume (fallBack).
+// written as 1.0, metadata requests resume (send's fallBack).
 // docs/remote-write-2.md lists the specification's sender requirements
 // with their tests.
 //
 // # Status policy
 //
-// Every answer maps to one action (statusAction; the table is in
+// Every answer maps to one action (send's statusAction; the table is in
 // docs/remote-write.md):
 //
 //   - 2xx: delivered.

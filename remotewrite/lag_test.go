@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
@@ -21,7 +20,7 @@ import (
 // sent.
 func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
-	cfg := config.Config{URL: rc.url(), Name: "lag"}
+	cfg := config.Config{URL: rc.URL(), Name: "lag"}
 	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
 	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
 	walCfg := config.DefaultWALConfig()
@@ -44,7 +43,7 @@ func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
 		// Rounds 1 s apart, scraped "now".
 		require.NoError(t, q1.Append(context.Background(), roundOf(int(t0.Unix())+r, 3)))
 	}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q1.metrics.failed) > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return gathered(t, reg, "kata_monitor_remote_write_samples_failed_total") > 0 }, 10*time.Second, 5*time.Millisecond)
 	now.Add(10_000)
 	require.Equal(t, 10.0, lagMetric(), "age of the oldest unsent sample")
 	now.Add(50_000)
@@ -57,22 +56,7 @@ func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
 	require.Equal(t, 60.0, lagMetric(), "after a restart, before anything is sent")
 	up.Store(true)
 	stop2 := runQueue(t, q2)
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q2.metrics.sent) == 15 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return gathered(t, reg, "kata_monitor_remote_write_samples_sent_total") == 15 }, 10*time.Second, 5*time.Millisecond)
 	require.Zero(t, lagMetric(), "nothing pending")
 	require.NoError(t, stop2())
-}
-
-// gathered returns the value of the one sample of family name in reg.
-func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			require.Len(t, mf.GetMetric(), 1)
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no %s", name)
-	return 0
 }

@@ -22,10 +22,7 @@ func (q *Queue) AppendMetadata(md []series.Metadata) {
 	q.md = slices.Clone(md)
 	q.mdMu.Unlock()
 	if first {
-		select {
-		case q.mdKick <- struct{}{}:
-		default:
-		}
+		q.kickMetadata()
 	}
 }
 
@@ -60,19 +57,22 @@ func (q *Queue) sendMetadata(ctx context.Context) {
 		}
 		data, err := q.comp.EncodeMetadata(chunk, f)
 		if err == nil {
-			if err = q.waitRate(ctx, len(data)); err == nil {
-				err = q.client.store(ctx, data, f)
+			err = q.sender.Store(ctx, data, f)
+		}
+		q.metrics.Metadata(len(chunk), err == nil)
+		if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err())) {
+			if ok, suppressed := q.mdLog.Allow(); ok {
+				q.logger.Warn("metadata send failed", "err", err, "entries", len(chunk), "suppressed", suppressed)
 			}
 		}
-		if err != nil {
-			q.metrics.metadataFailed.Add(float64(len(chunk)))
-			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
-				if ok, suppressed := q.mdLog.allow(); ok {
-					q.logger.Warn("metadata send failed", "err", err, "entries", len(chunk), "suppressed", suppressed)
-				}
-			}
-			continue
-		}
-		q.metrics.metadataSent.Add(float64(len(chunk)))
+	}
+}
+
+// kickMetadata makes the metadata loop send now (the first set, or after
+// the sender fell back to 1.0, whose metadata goes in its own requests).
+func (q *Queue) kickMetadata() {
+	select {
+	case q.mdKick <- struct{}{}:
+	default:
 	}
 }

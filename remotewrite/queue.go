@@ -13,10 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/send"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -29,7 +29,7 @@ const DefaultFlushDeadline = 5 * time.Second
 // WAL's in-memory tail from queue_config.capacity.
 const bytesPerSample = 10
 
-// blockQueue is the seam to the durable queue (wal.Queue), so the sender
+// blockQueue is the seam to the durable queue (wal.Queue), so the queue
 // can be tested without disk. Same contract as wal.Queue.
 type blockQueue interface {
 	Append(blocks []wal.Block) error
@@ -86,29 +86,18 @@ const minSharedMemory = 256 << 10
 // the endpoint's WAL, Run sends it. Append and AppendMetadata are safe to
 // call concurrently with each other and with Run.
 type Queue struct {
-	cfg           config.Config
-	logger        *slog.Logger
-	metrics       *queueMetrics
-	wal           blockQueue
-	client        *client
-	flushDeadline time.Duration
-
-	// sendLimit is the most samples one request may hold: max_samples_per_send,
-	// lowered when the receiver answers 413.
-	sendLimit atomic.Int64
+	cfg     config.Config
+	logger  *slog.Logger
+	metrics *send.Metrics
+	wal     blockQueue
+	sender  *send.Sender
 
 	appendMu sync.Mutex // serialises rounds: WAL order is round order
 	enc      *codec.Encoder
 	comp     *codec.Compressor
-	// format is what the config asks for; fellBack is set once a receiver
-	// refused 2.0 (see fallBack): new rounds are then written, and queued
-	// 2.0 blocks sent, as 1.0. confirmedV2 is set once a 2.0 request was
-	// written.
-	format      codec.Format
-	fellBack    atomic.Bool
-	confirmedV2 atomic.Bool
-	// limiter is queue_config.max_bytes_per_second; nil without a cap.
-	limiter *rate.Limiter
+	// format is what the config asks for; once the sender fell back from
+	// 2.0 (send.Sender.FellBack), new rounds are written as 1.0.
+	format codec.Format
 
 	mdMu   sync.Mutex
 	md     []series.Metadata
@@ -118,13 +107,8 @@ type Queue struct {
 	closeErr  error
 	closed    atomic.Bool // set by Close: the WAL is released (readiness)
 
-	// Replaceable in tests (set before Run).
-	now      func() time.Time
-	sleep    func(ctx context.Context, d time.Duration) error
-	retryLog *logLimiter
-	dropLog  *logLimiter
-	mdLog    *logLimiter
-	ackLog   *logLimiter
+	mdLog *send.LogLimiter
+	now   func() time.Time // the wall clock lag reads; replaced in tests
 }
 
 // Prepare returns cfg with its defaults applied, validated together with
@@ -153,7 +137,7 @@ func prepare(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, op
 		opt(&o)
 	}
 	if logger == nil {
-		logger = discardLogger()
+		logger = slog.New(slog.DiscardHandler)
 	}
 	return cfg, o, logger.With("endpoint", cfg.Name), nil
 }
@@ -226,33 +210,27 @@ func newQueue(cfg config.Config, bq blockQueue, rt http.RoundTripper, logger *sl
 		return nil, err
 	}
 	q := &Queue{
-		cfg:           cfg,
-		logger:        logger,
-		wal:           bq,
-		flushDeadline: o.flushDeadline,
-		enc:           codec.NewEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp),
-		comp:          comp,
-		format:        codec.FormatOf(cfg.ProtobufMessage, cfg.Compression),
-		mdKick:        make(chan struct{}, 1),
-		now:           time.Now,
-		sleep:         sleepCtx,
+		cfg:    cfg,
+		logger: logger,
+		wal:    bq,
+		enc:    codec.NewEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp),
+		comp:   comp,
+		format: codec.FormatOf(cfg.ProtobufMessage, cfg.Compression),
+		mdKick: make(chan struct{}, 1),
+		mdLog:  send.NewLogLimiter(send.LogEvery, time.Now),
+		now:    time.Now,
 	}
 	// q is complete enough for lag before the gauge can be collected.
-	m, err := newQueueMetrics(reg, q.lag)
+	m, err := send.NewMetrics(reg, q.lag)
 	if err != nil {
 		return nil, err
 	}
 	q.metrics = m
-	if bps := int(cfg.QueueConfig.MaxBytesPerSecond); bps > 0 {
-		q.limiter = rate.NewLimiter(rate.Limit(bps), bps)
-	}
-	q.sendLimit.Store(int64(cfg.QueueConfig.MaxSamplesPerSend))
-	m.sendLimit.Set(float64(cfg.QueueConfig.MaxSamplesPerSend))
-	q.client = newClient(cfg, rt, o.userAgent, m.observeRequest)
-	q.retryLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
-	q.dropLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
-	q.mdLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
-	q.ackLog = newLogLimiter(logEvery, func() time.Time { return q.now() })
+	q.sender = send.New(cfg, rt, comp, m, logger, send.Options{
+		UserAgent:     o.userAgent,
+		FlushDeadline: o.flushDeadline,
+		OnFallback:    q.kickMetadata, // metadata now goes in its own requests
+	})
 	return q, nil
 }
 
@@ -274,7 +252,7 @@ func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 		return fmt.Errorf("encode round: %w", err)
 	}
 	if st.DroppedRelabel > 0 {
-		q.metrics.droppedRelabel.Add(float64(st.DroppedRelabel))
+		q.metrics.DroppedByRelabel(st.DroppedRelabel)
 	}
 	if len(blocks) == 0 {
 		return nil
@@ -282,8 +260,7 @@ func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 	if err := q.wal.Append(blocks); err != nil {
 		return fmt.Errorf("wal append: %w", err)
 	}
-	q.metrics.appended.Add(float64(st.Samples))
-	q.metrics.appendedUpTo(st.MaxTimestamp)
+	q.metrics.Appended(st.Samples, st.MaxTimestamp)
 	return nil
 }
 
@@ -299,7 +276,7 @@ func (q *Queue) PendingBlocks() int { return q.wal.Stats().PendingBlocks }
 // cases every goroutine it started has exited. Call it once.
 func (q *Queue) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return q.sendLoop(gctx) })
+	g.Go(func() error { return q.sender.Run(gctx, q.wal) })
 	if *q.cfg.MetadataConfig.Send {
 		g.Go(func() error { return q.metadataLoop(gctx) })
 	}
@@ -326,7 +303,7 @@ func (q *Queue) Ready() error {
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.closed.Store(true)
-		q.metrics.unregister()
+		q.metrics.Unregister()
 		if err := q.wal.Close(); err != nil {
 			q.closeErr = fmt.Errorf("close wal: %w", err)
 		}
@@ -334,133 +311,13 @@ func (q *Queue) Close() error {
 	return q.closeErr
 }
 
-// sendLoop sends one group at a time; groups are sequential so each
-// series' samples reach the receiver in order.
-func (q *Queue) sendLoop(ctx context.Context) error {
-	for ctx.Err() == nil {
-		blocks, err := q.wal.Next(ctx, q.cfg.QueueConfig.MaxShards)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("read wal: %w", err)
-		}
-		if len(blocks) == 0 {
-			continue
-		}
-		if ctx.Err() != nil {
-			// Next hands out available blocks even after cancel; unacked,
-			// they are read again after the next start.
-			return nil
-		}
-		done := q.sendGroup(ctx, blocks)
-		if done > 0 {
-			// A failed Ack (a full disk cannot take the ack file) still
-			// moves the position in memory; only a restart would resend
-			// these blocks. It must not stop sending, let alone the daemon.
-			if err := q.wal.Ack(blocks[done-1].Seq); err != nil {
-				if ok, suppressed := q.ackLog.allow(); ok {
-					q.logger.Warn("cannot persist the acknowledged position; a restart would resend", "err", err, "seq", blocks[done-1].Seq, "suppressed", suppressed)
-				}
-			}
-		}
-		if done < len(blocks) {
-			// Only shutdown leaves a group unfinished.
-			return nil
-		}
-	}
-	return nil
-}
-
-// sendGroup sends the blocks of one group concurrently (they hold disjoint
-// series) and returns how many leading blocks are done; only that prefix
-// may be acknowledged. Blocks after a gap are sent again next start, which
-// receivers accept as duplicates.
-func (q *Queue) sendGroup(ctx context.Context, blocks []wal.Block) int {
-	// Requests must outlive ctx by up to the flush deadline, so they run
-	// on a context of their own, cancelled by the watcher below.
-	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	finished := make(chan struct{})
-	var watcher sync.WaitGroup
-	watcher.Go(func() {
-		select {
-		case <-finished:
-			return
-		case <-ctx.Done():
-		}
-		t := time.NewTimer(q.flushDeadline)
-		defer t.Stop()
-		select {
-		case <-finished:
-		case <-t.C:
-			cancel()
-		}
-	})
-
-	ok := make([]bool, len(blocks))
-	var g errgroup.Group
-	g.SetLimit(q.cfg.QueueConfig.MaxShards)
-	for i := range blocks {
-		g.Go(func() error {
-			ok[i] = q.sendBlock(ctx, sendCtx, blocks[i])
-			return nil
-		})
-	}
-	_ = g.Wait() // the goroutines never fail; outcomes are in ok
-	close(finished)
-	watcher.Wait()
-
-	n := 0
-	for n < len(ok) && ok[n] {
-		n++
-	}
-	return n
-}
-
 // currentFormat is the format new rounds are written in: the config's,
 // without 2.0 once the endpoint fell back.
 func (q *Queue) currentFormat() codec.Format {
-	if q.fellBack.Load() {
+	if q.sender.FellBack() {
 		return q.format &^ codec.FormatV2
 	}
 	return q.format
-}
-
-// fallBack switches the endpoint to remote write 1.0 after a receiver
-// refused a 2.0 request as such (remote write 2.0 specification, "2.x vs
-// 1.x Compatibility": senders "MAY automatically fall back to different
-// content types, if the Receiver returns 415"). New rounds are written as
-// 1.0, queued 2.0 blocks are transcoded when sent, metadata goes in 1.0
-// metadata requests again. It lasts until the next start, which tries 2.0
-// again (one refused request). Logged and counted once.
-func (q *Queue) fallBack(why error) {
-	if q.fellBack.Swap(true) {
-		return
-	}
-	q.metrics.fallbacks.Inc()
-	q.logger.Warn("receiver does not take remote write 2.0; sending 1.0 (prometheus.WriteRequest) until restart",
-		"reason", why, "protobuf_message", codec.MessageV1)
-	select { // metadata now goes in its own requests
-	case q.mdKick <- struct{}{}:
-	default:
-	}
-}
-
-// waitRate waits until the rate cap lets n more bytes go (at once without
-// a cap); it returns ctx's error if ctx ends first.
-func (q *Queue) waitRate(ctx context.Context, n int) error {
-	if q.limiter == nil {
-		return nil
-	}
-	for n > 0 {
-		k := min(n, q.limiter.Burst())
-		if err := q.limiter.WaitN(ctx, k); err != nil {
-			return err
-		}
-		n -= k
-	}
-	return nil
 }
 
 // lag is the age in seconds of the oldest sample not yet sent or

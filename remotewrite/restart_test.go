@@ -21,7 +21,7 @@ import (
 func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
 
-	cfg := config.Config{URL: rc.url(), Name: "primary"}
+	cfg := config.Config{URL: rc.URL(), Name: "primary"}
 	cfg.QueueConfig.MaxSamplesPerSend = 5
 	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
 	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
@@ -37,10 +37,10 @@ func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 	for r := range before {
 		require.NoError(t, q1.Append(context.Background(), roundOf(r+1, nSeries)))
 	}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q1.metrics.failed) > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return gathered(t, reg, "kata_monitor_remote_write_samples_failed_total") > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, float64(before*nSeries), gathered(t, reg, "kata_monitor_remote_write_samples_appended_total"))
 	require.NoError(t, stop1())
-	require.Empty(t, rc.stored())
-	require.Equal(t, float64(before*nSeries), testutil.ToFloat64(q1.metrics.appended))
+	require.Empty(t, rc.Stored())
 
 	// Phase 2: same directory and registry (Close unregistered the
 	// metrics), receiver up.
@@ -52,13 +52,13 @@ func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 		require.NoError(t, q2.Append(context.Background(), roundOf(r+1, nSeries)))
 	}
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(q2.metrics.sent) == float64((before+after)*nSeries)
+		return gathered(t, reg, "kata_monitor_remote_write_samples_sent_total") == float64((before+after)*nSeries)
 	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop2())
 
-	requireInOrder(t, rc.stored(), nSeries, before+after)
-	for _, r := range rc.requests() {
-		require.Equal(t, "kata-monitor/restart", r.header.Get("User-Agent"))
+	requireInOrder(t, rc.Stored(), nSeries, before+after)
+	for _, r := range rc.Requests() {
+		require.Equal(t, "kata-monitor/restart", r.Header.Get("User-Agent"))
 	}
 	// Both queues' and the WAL's metrics are labelled with the endpoint.
 	n, err := testutil.GatherAndCount(reg, "kata_monitor_remote_write_samples_sent_total")

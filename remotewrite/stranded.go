@@ -42,7 +42,7 @@ type StrandedQueue struct {
 // are returned for the caller to log, and should not stop the daemon.
 func ReportStranded(walCfg config.WALConfig, endpoints []config.Config, logger *slog.Logger, reg prometheus.Registerer) ([]StrandedQueue, error) {
 	if logger == nil {
-		logger = discardLogger()
+		logger = slog.New(slog.DiscardHandler)
 	}
 	entries, err := os.ReadDir(walCfg.Dir)
 	if errors.Is(err, os.ErrNotExist) {

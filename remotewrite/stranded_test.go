@@ -36,8 +36,9 @@ func TestStrandedQueueReportedThenAdopted(t *testing.T) {
 	}
 
 	// Run 1: URL with 127.0.0.1, receiver down: 5 rounds stay pending.
-	before := fast(config.Config{URL: rc.url()})
-	q1, err := New(before, walCfg, testLogger(t), prometheus.NewRegistry())
+	before := fast(config.Config{URL: rc.URL()})
+	reg1 := prometheus.NewRegistry()
+	q1, err := New(before, walCfg, testLogger(t), reg1)
 	require.NoError(t, err)
 	stop1 := runQueue(t, q1)
 	const rounds, nSeries = 5, 3
@@ -45,11 +46,11 @@ func TestStrandedQueueReportedThenAdopted(t *testing.T) {
 	for r := range rounds {
 		require.NoError(t, q1.Append(context.Background(), roundOf(first+r, nSeries)))
 	}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q1.metrics.failed) > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return gathered(t, reg1, "kata_monitor_remote_write_samples_failed_total") > 0 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop1())
 
 	// Run 2: the same receiver spelled localhost: another directory.
-	after := fast(config.Config{URL: strings.Replace(rc.url(), "127.0.0.1", "localhost", 1)})
+	after := fast(config.Config{URL: strings.Replace(rc.URL(), "127.0.0.1", "localhost", 1)})
 	require.NotEqual(t, before.Name, after.Name)
 	// An unrelated directory is not a queue and is not reported.
 	require.NoError(t, os.Mkdir(filepath.Join(walCfg.Dir, "lost+found"), 0o700))
@@ -81,12 +82,15 @@ kata_monitor_remote_write_orphaned_queue_pending_samples{dir="`+before.Name+`"} 
 	got, err = ReportStranded(walCfg, []config.Config{adopt}, testLogger(t), nil)
 	require.NoError(t, err)
 	require.Empty(t, got, "owned again")
-	q3, err := New(adopt, walCfg, testLogger(t), prometheus.NewRegistry())
+	reg3 := prometheus.NewRegistry()
+	q3, err := New(adopt, walCfg, testLogger(t), reg3)
 	require.NoError(t, err)
 	stop3 := runQueue(t, q3)
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q3.metrics.sent) == rounds*nSeries }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return gathered(t, reg3, "kata_monitor_remote_write_samples_sent_total") == rounds*nSeries
+	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop3())
-	requireInOrder(t, rc.stored(), nSeries, rounds)
+	requireInOrder(t, rc.Stored(), nSeries, rounds)
 
 	// Nothing pending any more: reported at Info level only.
 	logBuf.Reset()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
@@ -25,26 +24,27 @@ import (
 func TestUpgradeReplaysWALOfPreviousRelease(t *testing.T) {
 	dir := t.TempDir()
 	copyDir(t, filepath.Join("testdata", "wal-2026-11-29", "upgrade"), filepath.Join(dir, "upgrade"))
-	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }).start()
-	cfg := config.Config{URL: rc.url(), Name: "upgrade", ProtobufMessage: codec.MessageV2, Compression: codec.CompressionZstd}
+	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }).Start()
+	cfg := config.Config{URL: rc.URL(), Name: "upgrade", ProtobufMessage: codec.MessageV2, Compression: codec.CompressionZstd}
 	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = dir
-	q, err := New(cfg, walCfg, testLogger(t), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	q, err := New(cfg, walCfg, testLogger(t), reg)
 	require.NoError(t, err)
 	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 36 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return gathered(t, reg, "kata_monitor_remote_write_samples_sent_total") == 36 }, 10*time.Second, 5*time.Millisecond)
+	require.Zero(t, gathered(t, reg, "kata_monitor_remote_write_samples_dropped_total", "reason", "refused"))
 	require.NoError(t, stop())
-	got := rc.stored()
+	got := rc.Stored()
 	require.Len(t, got, 12)
 	requireInOrder(t, got, 12, 3)
 	for k, ss := range got {
 		require.Equal(t, int64(2000), ss[0].Timestamp, "series %s starts with round 2", k)
 	}
-	for _, r := range rc.requests() {
-		require.Equal(t, "snappy", r.header.Get("Content-Encoding"), "old blocks keep their format")
-		require.Equal(t, codec.ContentTypeV1, r.header.Get("Content-Type"))
+	for _, r := range rc.Requests() {
+		require.Equal(t, "snappy", r.Header.Get("Content-Encoding"), "old blocks keep their format")
+		require.Equal(t, codec.ContentTypeV1, r.Header.Get("Content-Type"))
 	}
-	require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
 }
 
 func copyDir(t *testing.T, from, to string) {

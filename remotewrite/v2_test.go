@@ -2,17 +2,11 @@ package remotewrite
 
 import (
 	"context"
-	"math"
 	"net/http"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
-	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
@@ -20,136 +14,15 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// rawV2 is one 2.0 request as sent, decoded with the generated types only.
-func rawV2(t *testing.T, body []byte) writev2.Request {
-	t.Helper()
-	raw, err := snappy.Decode(nil, body)
-	require.NoError(t, err)
-	var req writev2.Request
-	require.NoError(t, req.Unmarshal(raw))
-	return req
-}
-
-// TestV2RequestFollowsTheSpecification checks every request of a 2.0
-// endpoint against the sender requirements of the remote write 2.0
-// specification that apply to float samples (docs/remote-write-2.md lists
-// them): the reserved headers, snappy block codec.Format, a symbols table that
-// starts with "" and holds each string once, valid references, labels
-// sorted with no empty or repeated name and no empty value, samples in
-// every series and in timestamp order, the family's type, help and unit
-// with every series.
-func TestV2RequestFollowsTheSpecification(t *testing.T) {
-	var bodies [][]byte
-	rc := newReceiver(t, nil)
-	rc.respond = func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }
-	rc.tap = func(body []byte) { bodies = append(bodies, body) }
-	rc.start()
-	cfg := config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
-	cfg.QueueConfig.MaxSamplesPerSend = 7 // several requests per round
-	q, _ := newTestQueue(t, cfg, newMemQueue())
-	stop := runQueue(t, q)
-	for r := 1; r <= 3; r++ {
-		require.NoError(t, q.Append(context.Background(), v2Round(r, 10)))
-	}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 60 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, stop())
-
-	reqs := rc.requests()
-	require.NotEmpty(t, reqs)
-	for _, r := range reqs {
-		require.Equal(t, "snappy", r.header.Get("Content-Encoding"))
-		require.Equal(t, "application/x-protobuf;proto=io.prometheus.write.v2.Request", r.header.Get("Content-Type"))
-		require.Equal(t, "2.0.0", r.header.Get("X-Prometheus-Remote-Write-Version"))
-		require.Equal(t, "kata-monitor/test", r.header.Get("User-Agent"))
-	}
-	rc.mu.Lock()
-	bodies = slices.Clone(bodies)
-	rc.mu.Unlock()
-	require.Len(t, bodies, len(reqs))
-	for _, body := range bodies {
-		req := rawV2(t, body)
-		require.NotEmpty(t, req.Symbols)
-		require.Equal(t, "", req.Symbols[0], "symbols start with the empty string")
-		seen := map[string]bool{}
-		for _, s := range req.Symbols {
-			require.False(t, seen[s], "symbol %q twice", s)
-			seen[s] = true
-		}
-		ref := func(i uint32) string {
-			require.Less(t, int(i), len(req.Symbols), "reference inside the table")
-			return req.Symbols[i]
-		}
-		for _, ts := range req.Timeseries {
-			require.NotEmpty(t, ts.LabelsRefs)
-			require.Zero(t, len(ts.LabelsRefs)%2)
-			var names []string
-			for i := 0; i < len(ts.LabelsRefs); i += 2 {
-				n, v := ref(ts.LabelsRefs[i]), ref(ts.LabelsRefs[i+1])
-				require.NotEmpty(t, n)
-				require.NotEmpty(t, v)
-				names = append(names, n)
-			}
-			require.True(t, slices.IsSorted(names), "labels sorted: %v", names)
-			require.Len(t, slices.Compact(slices.Clone(names)), len(names), "no repeated label name")
-			require.Equal(t, "__name__", names[0])
-			require.NotEmpty(t, ts.Samples)
-			require.Empty(t, ts.Histograms)
-			require.True(t, slices.IsSortedFunc(ts.Samples, func(a, b writev2.Sample) int { return int(a.Timestamp - b.Timestamp) }))
-			md, err := ts.ToMetadata(req.Symbols)
-			require.NoError(t, err)
-			switch name := ref(ts.LabelsRefs[1]); name {
-			case "kata_c_total":
-				require.Equal(t, model.MetricTypeCounter, md.Type)
-				require.Equal(t, "A counter.", md.Help)
-				require.Empty(t, md.Unit)
-			case "kata_h_seconds_bucket":
-				require.Equal(t, model.MetricTypeHistogram, md.Type)
-				require.Equal(t, "A histogram.", md.Help)
-				require.Equal(t, "seconds", md.Unit)
-			default:
-				t.Fatalf("unexpected series %s", name)
-			}
-		}
-	}
-	requireInOrder(t, rc.stored(), 20, 3)
-	require.Zero(t, testutil.ToFloat64(q.metrics.fallbacks))
-}
-
-// TestV2PartialWriteCounted: a receiver that answers 2xx but says, in
-// X-Prometheus-Remote-Write-Samples-Written, that it wrote fewer samples
-// than sent: the difference is counted as dropped (receiver_partial_write)
-// and logged, never silent; what it wrote counts as sent.
-func TestV2PartialWriteCounted(t *testing.T) {
-	rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
-		return http.StatusNoContent, map[string]string{hdrSamplesWritten: "3"}
-	}).start()
-	q, _ := newTestQueue(t, config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
-	stop := runQueue(t, q)
-	require.NoError(t, q.Append(context.Background(), v2Round(1, 5))) // 10 samples, one request
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.droppedPartial) > 0 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, stop())
-	require.Equal(t, 7.0, testutil.ToFloat64(q.metrics.droppedPartial))
-	require.Equal(t, 3.0, testutil.ToFloat64(q.metrics.sent))
-	require.Zero(t, testutil.ToFloat64(q.metrics.fallbacks), "headers present: a 2.0 receiver")
-}
-
-// TestV2FallsBackToV1 covers the three answers that make a 2.0 endpoint
-// send 1.0 instead (remote write 2.0 specification, "Unsupported Request
-// Content" and "Required Written Response Headers"): 415; 2xx without any
-// Written header (a 1.x receiver that decoded the 2.0 body as an empty 1.0
-// request, as Prometheus 2.x and VictoriaMetrics do: nothing was written);
-// 400 before any 2.0 request was written. Every sample arrives once, as
-// 1.0, the queued 2.0 blocks transcoded, later rounds written as 1.0, and
-// metadata requests (1.0 only) resume.
 func TestV2FallsBackToV1(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		setup func(rc *receiver)
 	}{
-		{"415", func(rc *receiver) { rc.v1Only = true }},
+		{"415", func(rc *receiver) { rc.V1Only = true }},
 		{"2xx without Written headers", func(rc *receiver) {
-			rc.noWritten = true
-			rc.decide = func(_ int, r *http.Request, wr *wreq) (int, map[string]string) {
+			rc.NoWritten = true
+			rc.Decide = func(_ int, r *http.Request, wr *wreq) (int, map[string]string) {
 				if wr.V2 {
 					// What a 1.x receiver reads from a 2.0 body: nothing.
 					wr.Timeseries = nil
@@ -158,7 +31,7 @@ func TestV2FallsBackToV1(t *testing.T) {
 			}
 		}},
 		{"400 before any 2.0 write", func(rc *receiver) {
-			rc.decide = func(_ int, r *http.Request, wr *wreq) (int, map[string]string) {
+			rc.Decide = func(_ int, r *http.Request, wr *wreq) (int, map[string]string) {
 				if wr.V2 {
 					wr.Timeseries = nil
 					return http.StatusBadRequest, nil
@@ -170,32 +43,32 @@ func TestV2FallsBackToV1(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := newReceiver(t, nil)
 			tc.setup(rc)
-			rc.start()
-			cfg := config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}
+			rc.Start()
+			cfg := config.Config{URL: rc.URL(), ProtobufMessage: codec.MessageV2}
 			cfg.QueueConfig.MaxSamplesPerSend = 8
 			cfg.MetadataConfig.SendInterval = model.Duration(time.Hour)
-			q, _ := newTestQueue(t, cfg, newMemQueue())
+			q, reg := newTestQueue(t, cfg, newMemQueue())
 			for r := 1; r <= 3; r++ { // queued as 2.0 before anything is sent
 				require.NoError(t, q.Append(context.Background(), v2Round(r, 6)))
 			}
 			q.AppendMetadata([]series.Metadata{{Family: "kata_c", Type: model.MetricTypeCounter, Help: "A counter."}})
 			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 36 }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return gathered(t, reg, "kata_monitor_remote_write_samples_sent_total") == 36 }, 10*time.Second, 5*time.Millisecond)
 			require.NoError(t, q.Append(context.Background(), v2Round(4, 6)))
 			require.Eventually(t, func() bool {
-				return testutil.ToFloat64(q.metrics.sent) == 48 && testutil.ToFloat64(q.metrics.metadataSent) == 1
+				return gathered(t, reg, "kata_monitor_remote_write_samples_sent_total") == 48 && gathered(t, reg, "kata_monitor_remote_write_metadata_sent_total") == 1
 			}, 10*time.Second, 5*time.Millisecond)
+			require.Equal(t, 1.0, gathered(t, reg, "kata_monitor_remote_write_protocol_fallbacks_total"))
+			require.Zero(t, gathered(t, reg, "kata_monitor_remote_write_samples_dropped_total", "reason", "refused"), "nothing lost")
 			require.NoError(t, stop())
-			require.Equal(t, 1.0, testutil.ToFloat64(q.metrics.fallbacks))
-			requireInOrder(t, rc.stored(), 12, 4)
-			require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused), "nothing lost")
+			requireInOrder(t, rc.Stored(), 12, 4)
 			v2 := 0
-			for _, r := range rc.requests() {
-				if r.header.Get("Content-Type") == codec.ContentTypeV2 {
+			for _, r := range rc.Requests() {
+				if r.Header.Get("Content-Type") == codec.ContentTypeV2 {
 					v2++
 					continue
 				}
-				require.Equal(t, "0.1.0", r.header.Get("X-Prometheus-Remote-Write-Version"))
+				require.Equal(t, "0.1.0", r.Header.Get("X-Prometheus-Remote-Write-Version"))
 			}
 			// The first round's blocks (2 of 8 samples at most) go out
 			// concurrently as 2.0; everything after is 1.0.
@@ -206,64 +79,6 @@ func TestV2FallsBackToV1(t *testing.T) {
 	}
 }
 
-// TestV2SplitOnRefusal: once 2.0 works, a 400 is a refusal of data as
-// with 1.0: the 2.0 request is split until only the refused series is
-// dropped, every part still sent as 2.0 with its metadata.
-func TestV2SplitOnRefusal(t *testing.T) {
-	rc := newReceiver(t, nil)
-	rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
-		for _, s := range wr.Timeseries {
-			if labelKey(s.Labels) == "__name__=kata_c_total,idx=002" && s.Samples[0].Timestamp == 2000 {
-				return http.StatusBadRequest, map[string]string{hdrSamplesWritten: "0"}
-			}
-		}
-		return http.StatusNoContent, nil
-	}
-	rc.start()
-	q, _ := newTestQueue(t, config.Config{URL: rc.url(), ProtobufMessage: codec.MessageV2}, newMemQueue())
-	stop := runQueue(t, q)
-	require.NoError(t, q.Append(context.Background(), v2Round(1, 8)))
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 16 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, q.Append(context.Background(), v2Round(2, 8)))
-	require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 31 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, stop())
-	require.Equal(t, 1.0, testutil.ToFloat64(q.metrics.droppedRefused))
-	require.Zero(t, testutil.ToFloat64(q.metrics.fallbacks))
-	for _, r := range rc.requests() {
-		require.Equal(t, codec.ContentTypeV2, r.header.Get("Content-Type"), "parts of a split stay 2.0")
-		for _, s := range r.req.Timeseries {
-			require.NotNil(t, s.Metadata)
-			require.NotEqual(t, model.MetricTypeUnknown, s.Metadata.Type, "metadata kept through the split")
-		}
-	}
-}
-
-// TestZstd: compression zstd sends Content-Encoding zstd bodies (decoded
-// here by klauspost's own decoder) for both messages, and they are smaller
-// than snappy's.
-func TestZstd(t *testing.T) {
-	sizes := map[string]int{}
-	for _, msg := range []string{codec.MessageV1, codec.MessageV2} {
-		for _, comp := range []string{codec.CompressionSnappy, codec.CompressionZstd} {
-			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil }).start()
-			q, _ := newTestQueue(t, config.Config{URL: rc.url(), ProtobufMessage: msg, Compression: comp}, newMemQueue())
-			stop := runQueue(t, q)
-			require.NoError(t, q.Append(context.Background(), v2Round(1, 200)))
-			require.Eventually(t, func() bool { return testutil.ToFloat64(q.metrics.sent) == 400 }, 10*time.Second, 5*time.Millisecond)
-			require.NoError(t, stop())
-			for _, r := range rc.requests() {
-				require.Equal(t, comp, r.header.Get("Content-Encoding"))
-			}
-			require.Len(t, rc.stored(), 400)
-			sizes[msg+"+"+comp] = int(testutil.ToFloat64(q.metrics.bytesSent))
-		}
-	}
-	t.Logf("bytes for 400 samples: %v", sizes)
-	require.Less(t, sizes[codec.MessageV1+"+zstd"], sizes[codec.MessageV1+"+snappy"])
-	require.Less(t, sizes[codec.MessageV2+"+zstd"], sizes[codec.MessageV2+"+snappy"])
-}
-
-// TestNewConfigKeysValidated: the new keys name themselves in errors.
 func TestNewConfigKeysValidated(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  config.Config
@@ -282,22 +97,4 @@ func TestNewConfigKeysValidated(t *testing.T) {
 	require.NoError(t, ok.Validate(), "User-Agent may still be set with 1.0")
 	require.Equal(t, codec.MessageV1, ok.ProtobufMessage)
 	require.Equal(t, codec.CompressionSnappy, ok.Compression)
-}
-
-// TestParseWritten reads the Written headers as the specification defines
-// them: one 64-bit integer each; a missing one counts 0 once any is there.
-func TestParseWritten(t *testing.T) {
-	h := func(kv ...string) http.Header {
-		out := http.Header{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			out.Set(kv[i], kv[i+1])
-		}
-		return out
-	}
-	require.Equal(t, written{}, parseWritten(h()))
-	require.Equal(t, written{known: true, samples: 5}, parseWritten(h(hdrSamplesWritten, "5")))
-	require.Equal(t, written{known: true, samples: 7}, parseWritten(h(hdrSamplesWritten, "5", hdrHistogramsWritten, "2")))
-	require.Equal(t, written{known: true}, parseWritten(h(hdrExemplarsWritten, "0")))
-	require.Equal(t, written{}, parseWritten(h(hdrSamplesWritten, "many")))
-	require.Equal(t, written{known: true, samples: math.MaxInt64}, parseWritten(h(hdrSamplesWritten, strconv.FormatInt(math.MaxInt64, 10))))
 }

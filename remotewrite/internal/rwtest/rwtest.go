@@ -5,14 +5,19 @@ package rwtest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"testing"
 
 	"github.com/golang/snappy"
 	zstdlib "github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
@@ -192,4 +197,55 @@ func DecodeStrict(doc string, v any) error {
 	dec := yaml.NewDecoder(strings.NewReader(doc))
 	dec.KnownFields(true)
 	return dec.Decode(v)
+}
+
+// Round builds round r of nSeries series named kata_metric (label idx),
+// one sample each at ts r*1000 of value r.
+func Round(r, nSeries int) []series.Series {
+	out := make([]series.Series, nSeries)
+	for i := range out {
+		out[i] = Series("kata_metric", []series.Sample{Sample(int64(r)*1000, float64(r))}, "idx", fmt.Sprintf("%03d", i))
+	}
+	return out
+}
+
+// RequireInOrder checks that nSeries series got exactly rounds samples
+// each, with strictly increasing timestamps.
+func RequireInOrder(t *testing.T, got map[string][]series.Sample, nSeries, rounds int) {
+	t.Helper()
+	require.Len(t, got, nSeries)
+	for k, ss := range got {
+		require.Len(t, ss, rounds, "series %s", k)
+		for i := 1; i < len(ss); i++ {
+			require.Greater(t, ss[i].Timestamp, ss[i-1].Timestamp, "series %s sample %d", k, i)
+		}
+	}
+}
+
+// Gathered returns the value of the one sample of family name in reg
+// whose labels include kv (name, value pairs), or 0 when there is none.
+func Gathered(t *testing.T, reg prometheus.Gatherer, name string, kv ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m.GetLabel(), kv) {
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func hasLabels(have []*dto.LabelPair, kv []string) bool {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if !slices.ContainsFunc(have, func(l *dto.LabelPair) bool { return l.GetName() == kv[i] && l.GetValue() == kv[i+1] }) {
+			return false
+		}
+	}
+	return true
 }

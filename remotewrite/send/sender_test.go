@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"context"
@@ -10,25 +10,15 @@ import (
 	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
-	"github.com/kata-containers/kata-monitor/remotewrite/series"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
-// roundOf builds round r of nSeries series, one sample each at ts r*1000.
-func roundOf(r, nSeries int) []series.Series {
-	out := make([]series.Series, nSeries)
-	for i := range out {
-		out[i] = mkSeries("kata_metric", []series.Sample{sample(int64(r)*1000, float64(r))}, "idx", fmt.Sprintf("%03d", i))
-	}
-	return out
-}
-
 // recordSleeps replaces q.sleep with one that returns at once (unless ctx
 // ended) and records the requested waits.
-func recordSleeps(q *Queue) func() []time.Duration {
+func recordSleeps(q *testQueue) func() []time.Duration {
 	var mu sync.Mutex
 	var waits []time.Duration
 	q.sleep = func(ctx context.Context, d time.Duration) error {
@@ -41,19 +31,6 @@ func recordSleeps(q *Queue) func() []time.Duration {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]time.Duration(nil), waits...)
-	}
-}
-
-// requireInOrder checks every series got exactly rounds samples with
-// strictly increasing timestamps.
-func requireInOrder(t *testing.T, got map[string][]series.Sample, nSeries, rounds int) {
-	t.Helper()
-	require.Len(t, got, nSeries)
-	for k, ss := range got {
-		require.Len(t, ss, rounds, "series %s", k)
-		for i := 1; i < len(ss); i++ {
-			require.Greater(t, ss[i].Timestamp, ss[i-1].Timestamp, "series %s sample %d", k, i)
-		}
 	}
 }
 
@@ -74,8 +51,8 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 					return tt.code, nil
 				}
 				return http.StatusOK, nil
-			}).start()
-			cfg := config.Config{URL: rc.url()}
+			}).Start()
+			cfg := config.Config{URL: rc.URL()}
 			cfg.QueueConfig.MaxSamplesPerSend = 1
 			cfg.QueueConfig.MaxShards = 1
 			mq := newMemQueue()
@@ -86,10 +63,10 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 				require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
 			}
 			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.ackedSeq() == rounds*nSeries }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return mq.AckedSeq() == rounds*nSeries }, 10*time.Second, 5*time.Millisecond)
 			require.NoError(t, stop())
 
-			requireInOrder(t, rc.stored(), nSeries, rounds)
+			requireInOrder(t, rc.Stored(), nSeries, rounds)
 			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.failed))
 			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.retried))
 			require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
@@ -137,8 +114,8 @@ func TestRetryAfterHonoured(t *testing.T) {
 					return http.StatusTooManyRequests, nil
 				}
 				return http.StatusTooManyRequests, map[string]string{"Retry-After": v}
-			}).start()
-			cfg := config.Config{URL: rc.url()}
+			}).Start()
+			cfg := config.Config{URL: rc.URL()}
 			cfg.QueueConfig.MaxBackoff = model.Duration(tt.maxBackoff)
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -146,7 +123,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 			waits := recordSleeps(q)
 			require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
 			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
 			require.NoError(t, stop())
 			got := waits()
 			require.Len(t, got, 1)
@@ -168,8 +145,8 @@ func TestOrderUnderRandomFailures(t *testing.T) {
 			return codes[rng.IntN(len(codes))], nil
 		}
 		return http.StatusNoContent, nil
-	}).start()
-	cfg := config.Config{URL: rc.url()}
+	}).Start()
+	cfg := config.Config{URL: rc.URL()}
 	cfg.QueueConfig.MaxSamplesPerSend = 7
 	cfg.QueueConfig.MaxShards = 4
 	mq := newMemQueue()
@@ -190,10 +167,10 @@ func TestOrderUnderRandomFailures(t *testing.T) {
 	}()
 	require.NoError(t, <-appended)
 	blocksPerRound := (nSeries + 6) / 7
-	require.Eventually(t, func() bool { return mq.ackedSeq() == uint64(rounds*blocksPerRound) }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return mq.AckedSeq() == uint64(rounds*blocksPerRound) }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, stop())
 
-	requireInOrder(t, rc.stored(), nSeries, rounds)
+	requireInOrder(t, rc.Stored(), nSeries, rounds)
 	require.Positive(t, testutil.ToFloat64(q.metrics.failed), "the receiver did fail")
 	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
 	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.appended))
@@ -214,15 +191,15 @@ func TestShutdownGivesInFlightRequestsAFlushDeadline(t *testing.T) {
 			arrived := make(chan struct{}, 1)
 			release := make(chan struct{})
 			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil })
-			rc.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rc.Srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				arrived <- struct{}{}
 				select {
 				case <-release:
-					rc.handle(w, r)
+					rc.Handle(w, r)
 				case <-r.Context().Done():
 				}
 			})
-			rc.start()
+			rc.Start()
 			t.Cleanup(func() {
 				select {
 				case <-release:
@@ -231,7 +208,7 @@ func TestShutdownGivesInFlightRequestsAFlushDeadline(t *testing.T) {
 				}
 			})
 			mq := newMemQueue()
-			q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
+			q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
 			q.flushDeadline = tt.flushDeadline
 			recordSleeps(q)
 			require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
@@ -251,68 +228,24 @@ func TestShutdownGivesInFlightRequestsAFlushDeadline(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("Run did not return after cancel")
 			}
-			require.Equal(t, tt.wantAcked, mq.ackedSeq())
-			require.Len(t, rc.stored(), int(tt.wantAcked)*2, "no new group after cancel")
-			require.Error(t, q.Append(context.Background(), roundOf(3, 2)), "WAL closed by Run")
-		})
-	}
-}
-
-func TestMetadataSent(t *testing.T) {
-	tests := []struct {
-		name       string
-		code       int
-		wantSent   float64
-		wantFailed float64
-	}{
-		{name: "accepted", code: http.StatusNoContent, wantSent: 3},
-		{name: "refused", code: http.StatusBadRequest, wantFailed: 3},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, nil }).start()
-			cfg := config.Config{URL: rc.url()}
-			cfg.QueueConfig.MaxSamplesPerSend = 2 // metadata goes in 2 requests
-			cfg.MetadataConfig.SendInterval = model.Duration(time.Hour)
-			q, _ := newTestQueue(t, cfg, newMemQueue())
-			md := []series.Metadata{
-				{Type: model.MetricTypeCounter, Family: "a_total", Help: "A."},
-				{Type: model.MetricTypeGauge, Family: "b", Help: "B."},
-				{Type: model.MetricTypeHistogram, Family: "c", Help: "C.", Unit: "seconds"},
-			}
-			stop := runQueue(t, q)
-			q.AppendMetadata(md)
-			md[0].Help = "mutated by caller" // not retained
-			require.Eventually(t, func() bool {
-				return testutil.ToFloat64(q.metrics.metadataSent)+testutil.ToFloat64(q.metrics.metadataFailed) == 3
-			}, 10*time.Second, 5*time.Millisecond)
-			require.NoError(t, stop())
-			require.Equal(t, tt.wantSent, testutil.ToFloat64(q.metrics.metadataSent))
-			require.Equal(t, tt.wantFailed, testutil.ToFloat64(q.metrics.metadataFailed))
-			var got []series.Metadata
-			for _, r := range rc.requests() {
-				require.Empty(t, r.req.Timeseries)
-				got = append(got, r.req.Metadata...)
-			}
-			require.Len(t, got, 3)
-			require.Equal(t, "A.", got[0].Help)
-			require.Equal(t, "seconds", got[2].Unit)
+			require.Equal(t, tt.wantAcked, mq.AckedSeq())
+			require.Len(t, rc.Stored(), int(tt.wantAcked)*2, "no new group after cancel")
 		})
 	}
 }
 
 func TestLogLimiter(t *testing.T) {
 	now := time.Unix(0, 0)
-	l := newLogLimiter(time.Minute, func() time.Time { return now })
-	ok, n := l.allow()
+	l := NewLogLimiter(time.Minute, func() time.Time { return now })
+	ok, n := l.Allow()
 	require.True(t, ok)
 	require.Zero(t, n)
 	for range 5 {
-		ok, _ = l.allow()
+		ok, _ = l.Allow()
 		require.False(t, ok)
 	}
 	now = now.Add(time.Minute)
-	ok, n = l.allow()
+	ok, n = l.Allow()
 	require.True(t, ok)
 	require.Equal(t, 5, n)
 }

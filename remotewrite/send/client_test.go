@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"context"
@@ -118,8 +118,8 @@ func TestClientHeadersAndAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, nil).start()
-			cfg := config.Config{URL: rc.url()}
+			rc := newReceiver(t, nil).Start()
+			cfg := config.Config{URL: rc.URL()}
 			tt.cfg(&cfg)
 			c := testClient(t, cfg)
 			data := oneBlock(t)
@@ -128,12 +128,12 @@ func TestClientHeadersAndAuth(t *testing.T) {
 					tt.rotate(t)
 				}
 				require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
-				got := rc.requests()
+				got := rc.Requests()
 				require.Len(t, got, i+1)
 				for k, v := range want {
-					require.Equal(t, v, got[i].header.Get(k), "header %s on request %d", k, i)
+					require.Equal(t, v, got[i].Header.Get(k), "header %s on request %d", k, i)
 				}
-				require.Len(t, got[i].req.Timeseries, 1, "body decodes")
+				require.Len(t, got[i].Req.Timeseries, 1, "body decodes")
 			}
 		})
 	}
@@ -165,8 +165,8 @@ func TestClientStatusClassification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, tt.header }).start()
-			cfg := config.Config{URL: rc.url()}
+			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return tt.code, tt.header }).Start()
+			cfg := config.Config{URL: rc.URL()}
 			if tt.no429 {
 				cfg.QueueConfig.RetryOnHTTP429 = &no
 			}
@@ -284,17 +284,17 @@ func TestClientTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, nil)
-			rc.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-			rc.srv.StartTLS()
-			t.Cleanup(rc.srv.Close)
-			err := testClient(t, config.Config{URL: rc.url(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), codec.FormatV1)
+			rc.Srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+			rc.Srv.StartTLS()
+			t.Cleanup(rc.Srv.Close)
+			err := testClient(t, config.Config{URL: rc.URL(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), codec.FormatV1)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
-				require.Empty(t, rc.requests())
+				require.Empty(t, rc.Requests())
 				return
 			}
 			require.NoError(t, err)
-			require.Len(t, rc.requests(), 1)
+			require.Len(t, rc.Requests(), 1)
 		})
 	}
 }

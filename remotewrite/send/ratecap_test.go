@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"context"
@@ -58,8 +58,7 @@ func TestRateCapHoldsDuringCatchUp(t *testing.T) {
 		require.NoError(t, cfg.Validate())
 		tr := &memTransport{}
 		mq := newMemQueue()
-		q, err := newQueue(cfg, mq, tr, discardLogger(), nil, options{userAgent: "kata-monitor/test", flushDeadline: DefaultFlushDeadline})
-		require.NoError(t, err)
+		q, _ := newTestQueue(t, cfg, mq, tr)
 		total := 0
 		for r := 1; r <= 100; r++ { // ~100 rounds of an outage
 			blocks, _, err := q.enc.Encode(v2Round(r, 2000), q.format)

@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"context"
@@ -93,8 +93,7 @@ func TestBackoffTimes(t *testing.T) {
 				require.NoError(t, cfg.Validate())
 				tr := &scriptedTransport{answers: tt.answers}
 				mq := newMemQueue()
-				q, err := newQueue(cfg, mq, tr, discardLogger(), nil, options{userAgent: "kata-monitor/test", flushDeadline: DefaultFlushDeadline})
-				require.NoError(t, err)
+				q, _ := newTestQueue(t, cfg, mq, tr)
 				require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
 				start := time.Now()
 
@@ -106,7 +105,7 @@ func TestBackoffTimes(t *testing.T) {
 				require.Equal(t, float64(start.Unix()), testutil.ToFloat64(q.metrics.failingSince), "failing since the first failure")
 				time.Sleep(time.Minute) // far past the last retry
 				synctest.Wait()
-				require.Equal(t, uint64(1), mq.ackedSeq(), "delivered after the retries")
+				require.Equal(t, uint64(1), mq.AckedSeq(), "delivered after the retries")
 				require.Zero(t, testutil.ToFloat64(q.metrics.failingSince), "healthy again")
 				cancel()
 				require.NoError(t, <-done)

@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"context"
@@ -69,14 +69,14 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			const failFirst = 3
 			rc := newReceiver(t, nil)
-			rc.decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
+			rc.Decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
 				if n < failFirst {
 					return code, nil
 				}
 				return http.StatusNoContent, nil
 			}
-			rc.start()
-			cfg := config.Config{URL: rc.url()}
+			rc.Start()
+			cfg := config.Config{URL: rc.URL()}
 			cfg.QueueConfig.MaxShards = 1
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -94,10 +94,10 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 			const nSeries = 10
 			require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
 			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
 			require.NoError(t, stop())
 
-			requireInOrder(t, rc.stored(), nSeries, 1)
+			requireInOrder(t, rc.Stored(), nSeries, 1)
 			require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent))
 			require.Zero(t, droppedTotal(q))
 			require.Equal(t, float64(failFirst*nSeries), testutil.ToFloat64(q.metrics.failed))
@@ -114,7 +114,7 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 	}
 }
 
-func droppedTotal(q *Queue) float64 {
+func droppedTotal(q *testQueue) float64 {
 	n := testutil.ToFloat64(q.metrics.droppedTooLarge) + testutil.ToFloat64(q.metrics.dropped429) +
 		testutil.ToFloat64(q.metrics.droppedRelabel) + testutil.ToFloat64(q.metrics.droppedPartial)
 	for _, r := range refusalReasons { // "refused" and every cause a receiver names
@@ -148,8 +148,8 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, nil)
-			rc.answer = tt.answer
-			rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
+			rc.Answer = tt.answer
+			rc.Decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
 				for _, b := range tt.bad {
 					if hasIdx(wr, b) {
 						return tt.code, nil
@@ -157,8 +157,8 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 				}
 				return http.StatusNoContent, nil
 			}
-			rc.start()
-			cfg := config.Config{URL: rc.url()}
+			rc.Start()
+			cfg := config.Config{URL: rc.URL()}
 			cfg.QueueConfig.MaxSamplesPerSend = 2000
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -172,10 +172,10 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 				require.NoError(t, q.Append(context.Background(), round))
 			}
 			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.ackedSeq() == rounds }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return mq.AckedSeq() == rounds }, 10*time.Second, 5*time.Millisecond)
 			require.NoError(t, stop())
 
-			got := rc.stored()
+			got := rc.Stored()
 			require.Len(t, got, tt.nSeries-len(tt.bad), "every good series arrived")
 			for _, b := range tt.bad {
 				require.NotContains(t, got, "__name__=kata_metric,idx="+b)
@@ -196,10 +196,10 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 			// of the split tree.
 			levels := int(math.Ceil(math.Log2(float64(tt.nSeries)))) + 1
 			perRound := 1 + 2*levels*len(tt.bad)
-			require.LessOrEqual(t, len(rc.requests()), rounds*perRound, "requests bounded by ~2*log2(n) per refused series")
+			require.LessOrEqual(t, len(rc.Requests()), rounds*perRound, "requests bounded by ~2*log2(n) per refused series")
 			require.Equal(t, float64(rounds*len(tt.bad)), testutil.ToFloat64(q.metrics.requests.WithLabelValues(strconv.Itoa(tt.code)))-
 				testutil.ToFloat64(q.metrics.splits.WithLabelValues(strconv.Itoa(tt.code))), "refusals = splits + isolated series")
-			t.Logf("%d series, %d refused: %d requests for %d rounds", tt.nSeries, len(tt.bad), len(rc.requests()), rounds)
+			t.Logf("%d series, %d refused: %d requests for %d rounds", tt.nSeries, len(tt.bad), len(rc.Requests()), rounds)
 		})
 	}
 }
@@ -208,14 +208,14 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 // sent) before round r+1 goes out, so no series is reordered.
 func TestSplitKeepsSeriesOrder(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
+	rc.Decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
 		if hasIdx(wr, "005") && len(wr.Timeseries) > 1 {
 			return http.StatusBadRequest, nil // refuse until isolated, then take it
 		}
 		return http.StatusNoContent, nil
 	}
-	rc.start()
-	cfg := config.Config{URL: rc.url()}
+	rc.Start()
+	cfg := config.Config{URL: rc.URL()}
 	cfg.QueueConfig.MaxSamplesPerSend = 8
 	cfg.QueueConfig.MaxShards = 4
 	mq := newMemQueue()
@@ -226,9 +226,9 @@ func TestSplitKeepsSeriesOrder(t *testing.T) {
 		require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
 	}
 	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return mq.ackedSeq() == rounds*4 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return mq.AckedSeq() == rounds*4 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
-	requireInOrder(t, rc.stored(), nSeries, rounds)
+	requireInOrder(t, rc.Stored(), nSeries, rounds)
 	require.Zero(t, droppedTotal(q))
 }
 
@@ -240,15 +240,15 @@ func TestSplitKeepsSeriesOrder(t *testing.T) {
 func TestTooLargeSplitsAndRemembers(t *testing.T) {
 	const limit = 1000
 	rc := newReceiver(t, nil)
-	rc.decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
+	rc.Decide = func(_ int, _ *http.Request, wr *wreq) (int, map[string]string) {
 		if samplesOf(wr) > limit {
 			return http.StatusRequestEntityTooLarge, nil
 		}
 		return http.StatusNoContent, nil
 	}
-	rc.start()
+	rc.Start()
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
+	q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
 	recordSleeps(q)
 	const rounds, nSeries = 10, 5000
 	for r := range rounds {
@@ -262,10 +262,10 @@ func TestTooLargeSplitsAndRemembers(t *testing.T) {
 	require.NoError(t, q.Append(context.Background(), []series.Series{mkSeries("kata_big", big)}))
 	stop := runQueue(t, q)
 	blocks := uint64(rounds*(nSeries/2000+1) + 1)
-	require.Eventually(t, func() bool { return mq.ackedSeq() == blocks }, 20*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return mq.AckedSeq() == blocks }, 20*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
 
-	requireInOrder(t, withoutName(rc.stored(), "__name__=kata_big"), nSeries, rounds)
+	requireInOrder(t, withoutName(rc.Stored(), "__name__=kata_big"), nSeries, rounds)
 	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
 	require.Equal(t, 1500.0, testutil.ToFloat64(q.metrics.droppedTooLarge))
 	require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
@@ -291,15 +291,15 @@ func withoutName(m map[string][]series.Sample, prefix string) map[string][]serie
 // Prometheus's behaviour: a 429 drops the request, under its own reason.
 func TestNotRetried429Dropped(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
+	rc.Decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
 		if n == 0 {
 			return http.StatusTooManyRequests, nil
 		}
 		return http.StatusNoContent, nil
 	}
-	rc.start()
+	rc.Start()
 	no := false
-	cfg := config.Config{URL: rc.url()}
+	cfg := config.Config{URL: rc.URL()}
 	cfg.QueueConfig.RetryOnHTTP429 = &no
 	mq := newMemQueue()
 	q, _ := newTestQueue(t, cfg, mq)
@@ -307,9 +307,9 @@ func TestNotRetried429Dropped(t *testing.T) {
 	require.NoError(t, q.Append(context.Background(), roundOf(1, 4)))
 	require.NoError(t, q.Append(context.Background(), roundOf(2, 4)))
 	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return mq.ackedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return mq.AckedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
-	for _, ss := range rc.stored() {
+	for _, ss := range rc.Stored() {
 		require.Equal(t, []series.Sample{sample(2000, 2)}, ss, "round 1 dropped, round 2 delivered")
 	}
 	require.Equal(t, 4.0, testutil.ToFloat64(q.metrics.dropped429))
@@ -329,46 +329,46 @@ func TestRefusedEverything(t *testing.T) {
 	budget := refusalSplitBudget(nSeries)
 	t.Run("cause named: dropped, bounded", func(t *testing.T) {
 		rc := newReceiver(t, nil)
-		rc.answer = "out of bounds"
-		rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
+		rc.Answer = "out of bounds"
+		rc.Decide = func(int, *http.Request, *wreq) (int, map[string]string) {
 			return http.StatusBadRequest, nil
 		}
-		rc.start()
+		rc.Start()
 		mq := newMemQueue()
-		q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
+		q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
 		recordSleeps(q)
 		require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
 		stop := runQueue(t, q)
-		require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
 		require.NoError(t, stop())
 		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.dropped.WithLabelValues(reasonTooOld)))
 		require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
 		require.Zero(t, testutil.ToFloat64(q.metrics.sent))
 		require.Equal(t, float64(budget), testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")), "the budget is spent, no more")
-		require.LessOrEqual(t, len(rc.requests()), 1+2*budget, "bounded, not ~2 per series (%d)", 2*nSeries)
+		require.LessOrEqual(t, len(rc.Requests()), 1+2*budget, "bounded, not ~2 per series (%d)", 2*nSeries)
 	})
 	t.Run("no cause: kept and retried", func(t *testing.T) {
 		rc := newReceiver(t, nil)
 		var cycles atomic.Int64 // retries the queue waited for
 		const acceptAfter = 10  // the endpoint is fixed after this many retries
-		rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
+		rc.Decide = func(int, *http.Request, *wreq) (int, map[string]string) {
 			if cycles.Load() >= acceptAfter {
 				return http.StatusNoContent, nil
 			}
 			return http.StatusBadRequest, nil
 		}
-		rc.start()
+		rc.Start()
 		mq := newMemQueue()
-		q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
+		q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
 		var perCycle []int
 		q.sleep = func(ctx context.Context, d time.Duration) error {
-			perCycle = append(perCycle, len(rc.requests()))
+			perCycle = append(perCycle, len(rc.Requests()))
 			cycles.Add(1)
 			return ctx.Err()
 		}
 		require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
 		stop := runQueue(t, q)
-		require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
 		require.NoError(t, stop())
 		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent), "everything delivered once the endpoint took it")
 		require.Zero(t, droppedTotal(q), "nothing dropped")
@@ -395,7 +395,7 @@ func TestRefusedEverything(t *testing.T) {
 // already delivered: appended = sent + dropped + pending stays exact.
 func TestShutdownMidSplitCountsNothing(t *testing.T) {
 	rc := newReceiver(t, nil)
-	rc.decide = func(n int, _ *http.Request, wr *wreq) (int, map[string]string) {
+	rc.Decide = func(n int, _ *http.Request, wr *wreq) (int, map[string]string) {
 		switch {
 		case n == 0:
 			return http.StatusBadRequest, nil // split it
@@ -406,9 +406,9 @@ func TestShutdownMidSplitCountsNothing(t *testing.T) {
 		}
 		return http.StatusNoContent, nil
 	}
-	rc.start()
+	rc.Start()
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, config.Config{URL: rc.url()}, mq)
+	q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
 	failedOnce := make(chan struct{})
 	var once sync.Once
 	q.sleep = func(ctx context.Context, d time.Duration) error {
@@ -420,8 +420,8 @@ func TestShutdownMidSplitCountsNothing(t *testing.T) {
 	stop := runQueue(t, q)
 	<-failedOnce
 	require.NoError(t, stop())
-	require.Zero(t, mq.ackedSeq(), "the block stays for the next start")
+	require.Zero(t, mq.AckedSeq(), "the block stays for the next start")
 	require.Zero(t, testutil.ToFloat64(q.metrics.sent), "nothing counted as sent")
 	require.Zero(t, droppedTotal(q), "nothing counted as dropped")
-	require.NotEmpty(t, rc.stored(), "although some halves were delivered")
+	require.NotEmpty(t, rc.Stored(), "although some halves were delivered")
 }

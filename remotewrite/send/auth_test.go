@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"bytes"
@@ -100,9 +100,9 @@ func TestAuthOAuth2(t *testing.T) {
 	secretFile := filepath.Join(dir, "client-secret")
 	writeFile(t, secretFile, "s1\n")
 	ts := newTokenServer(t, "kata-monitor")
-	rc := newReceiver(t, nil).start()
+	rc := newReceiver(t, nil).Start()
 	_, c := loadBlock(t, `
-url: `+rc.url()+`
+url: `+rc.URL()+`
 oauth2:
   client_id: kata-monitor
   client_secret_file: `+secretFile+`
@@ -117,11 +117,11 @@ oauth2:
 	writeFile(t, secretFile, "s2\n")
 	require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
 
-	got := rc.requests()
+	got := rc.Requests()
 	require.Len(t, got, 3)
-	require.Equal(t, "Bearer token-for-s1", got[0].header.Get("Authorization"))
-	require.Equal(t, "Bearer token-for-s1", got[1].header.Get("Authorization"), "the token is cached")
-	require.Equal(t, "Bearer token-for-s2", got[2].header.Get("Authorization"), "a rotated secret file is read again")
+	require.Equal(t, "Bearer token-for-s1", got[0].Header.Get("Authorization"))
+	require.Equal(t, "Bearer token-for-s1", got[1].Header.Get("Authorization"), "the token is cached")
+	require.Equal(t, "Bearer token-for-s2", got[2].Header.Get("Authorization"), "a rotated secret file is read again")
 	forms := ts.requests()
 	require.Len(t, forms, 2, "one token per secret")
 	require.Equal(t, "metrics.write", forms[0]["scope"])
@@ -146,15 +146,15 @@ func TestAuthSecretFilesRotate(t *testing.T) {
 			[]string{"Bearer tok1", "Bearer tok2"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, nil).start()
-			_, c := loadBlock(t, "url: "+rc.url()+"\n"+tt.block+"\n")
+			rc := newReceiver(t, nil).Start()
+			_, c := loadBlock(t, "url: "+rc.URL()+"\n"+tt.block+"\n")
 			require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 			writeFile(t, tt.file, tt.rotated)
 			require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
-			got := rc.requests()
+			got := rc.Requests()
 			require.Len(t, got, 2)
 			for i, want := range tt.want {
-				require.Equal(t, want, got[i].header.Get("Authorization"), "request %d", i)
+				require.Equal(t, want, got[i].Header.Get("Authorization"), "request %d", i)
 			}
 		})
 	}
@@ -291,18 +291,18 @@ func TestAuthAzureAD(t *testing.T) {
 	t.Setenv("IDENTITY_ENDPOINT", msi.URL+"/msi/token")
 	t.Setenv("IDENTITY_HEADER", "identity-secret")
 
-	rc := newReceiver(t, nil).start()
+	rc := newReceiver(t, nil).Start()
 	_, c := loadBlock(t, `
-url: `+rc.url()+`
+url: `+rc.URL()+`
 azuread:
   cloud: AzurePublic
   managed_identity:
     client_id: `+clientID+`
 `)
 	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
-	got := rc.requests()
+	got := rc.Requests()
 	require.Len(t, got, 1)
-	require.Equal(t, "Bearer azure-token", got[0].header.Get("Authorization"))
+	require.Equal(t, "Bearer azure-token", got[0].Header.Get("Authorization"))
 	mu.Lock()
 	require.Equal(t, []string{"https://monitor.azure.com/"}, resource, "Azure Monitor's ingestion audience")
 	mu.Unlock()
@@ -357,12 +357,12 @@ func TestAuthGoogleIAM(t *testing.T) {
 	credFile := filepath.Join(t.TempDir(), "sa.json")
 	require.NoError(t, os.WriteFile(credFile, sa, 0o600))
 
-	rc := newReceiver(t, nil).start()
-	_, c := loadBlock(t, "url: "+rc.url()+"\ngoogle_iam:\n  credentials_file: "+credFile+"\n")
+	rc := newReceiver(t, nil).Start()
+	_, c := loadBlock(t, "url: "+rc.URL()+"\ngoogle_iam:\n  credentials_file: "+credFile+"\n")
 	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
-	got := rc.requests()
+	got := rc.Requests()
 	require.Len(t, got, 1)
-	require.Equal(t, "Bearer google-token", got[0].header.Get("Authorization"))
+	require.Equal(t, "Bearer google-token", got[0].Header.Get("Authorization"))
 	mu.Lock()
 	require.Equal(t, []string{"urn:ietf:params:oauth:grant-type:jwt-bearer"}, grants)
 	mu.Unlock()
@@ -379,14 +379,14 @@ func TestFollowRedirects(t *testing.T) {
 					return http.StatusPermanentRedirect, map[string]string{"Location": "/api/v1/write"}
 				}
 				return http.StatusNoContent, nil
-			}).start()
-			block := "url: " + rc.srv.URL + "/old/write\n"
+			}).Start()
+			block := "url: " + rc.Srv.URL + "/old/write\n"
 			if follow {
 				block += "follow_redirects: true\n"
 			}
 			_, c := loadBlock(t, block)
 			err := c.store(context.Background(), oneBlock(t), codec.FormatV1)
-			got := rc.requests()
+			got := rc.Requests()
 			if !follow {
 				var rerr recoverableError
 				require.ErrorAs(t, err, &rerr, "a redirect is retried, not dropped")
@@ -396,8 +396,8 @@ func TestFollowRedirects(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Len(t, got, 2)
-			require.Equal(t, http.StatusNoContent, got[1].code)
-			require.Len(t, got[1].req.Timeseries, 1, "the body was replayed")
+			require.Equal(t, http.StatusNoContent, got[1].Code)
+			require.Len(t, got[1].Req.Timeseries, 1, "the body was replayed")
 		})
 	}
 }
@@ -407,15 +407,15 @@ func TestFollowRedirects(t *testing.T) {
 func TestHTTPHeadersFiles(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "tenant")
 	writeFile(t, f, "tenant-1")
-	rc := newReceiver(t, nil).start()
-	_, c := loadBlock(t, "url: "+rc.url()+"\nhttp_headers:\n  X-Team:\n    values: [kata]\n  X-Api-Key:\n    secrets: [k3y]\n  X-Tenant:\n    files: ["+f+"]\n")
+	rc := newReceiver(t, nil).Start()
+	_, c := loadBlock(t, "url: "+rc.URL()+"\nhttp_headers:\n  X-Team:\n    values: [kata]\n  X-Api-Key:\n    secrets: [k3y]\n  X-Tenant:\n    files: ["+f+"]\n")
 	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
 	writeFile(t, f, "tenant-2")
 	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
-	got := rc.requests()
+	got := rc.Requests()
 	require.Len(t, got, 2)
-	require.Equal(t, "kata", got[0].header.Get("X-Team"))
-	require.Equal(t, "k3y", got[0].header.Get("X-Api-Key"))
-	require.Equal(t, "tenant-1", got[0].header.Get("X-Tenant"))
-	require.Equal(t, "tenant-2", got[1].header.Get("X-Tenant"), "header files are read per request")
+	require.Equal(t, "kata", got[0].Header.Get("X-Team"))
+	require.Equal(t, "k3y", got[0].Header.Get("X-Api-Key"))
+	require.Equal(t, "tenant-1", got[0].Header.Get("X-Tenant"))
+	require.Equal(t, "tenant-2", got[1].Header.Get("X-Tenant"), "header files are read per request")
 }

@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"fmt"
@@ -8,9 +8,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// queueMetrics are one endpoint's self-metrics. The endpoint label comes
-// from the registerer New wraps, so two endpoints never collide.
-type queueMetrics struct {
+// Metrics are one endpoint's self-metrics: the queue counts what it
+// appends (Appended, DroppedByRelabel) and its metadata requests, the
+// Sender the rest. The endpoint label comes from the registerer the queue
+// wraps, so two endpoints never collide.
+type Metrics struct {
 	appended        prometheus.Counter
 	sent            prometheus.Counter
 	failed          prometheus.Counter
@@ -47,10 +49,10 @@ type queueMetrics struct {
 	failingSinceSec     float64 // 0: the last attempt succeeded
 }
 
-// newQueueMetrics builds and registers the metrics (reg nil: unregistered);
+// NewMetrics builds and registers the metrics (reg nil: unregistered);
 // lag computes queue_lag_seconds when it is collected. A registration
 // conflict (two endpoints with one name) is an error, not a panic.
-func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetrics, error) {
+func NewMetrics(reg prometheus.Registerer, lag func() float64) (*Metrics, error) {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: name, Help: help,
@@ -68,7 +70,7 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 	for _, r := range refusalReasons {
 		dropped.WithLabelValues(r)
 	}
-	m := &queueMetrics{
+	m := &Metrics{
 		appended:        counter("samples_appended_total", "Samples queued in the WAL after relabeling."),
 		sent:            counter("samples_sent_total", "Samples the receiver acknowledged."),
 		failed:          counter("samples_failed_total", "Samples in send attempts that failed and will be retried."),
@@ -114,7 +116,7 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 		m.splits, m.failingSince, m.sendLimit, m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
 		m.lastSuccess, m.metadataSent, m.metadataFailed} {
 		if err := reg.Register(c); err != nil {
-			m.unregister()
+			m.Unregister()
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 		m.registered = append(m.registered, c)
@@ -122,9 +124,9 @@ func newQueueMetrics(reg prometheus.Registerer, lag func() float64) (*queueMetri
 	return m, nil
 }
 
-// unregister removes the metrics so the endpoint can be opened again in
+// Unregister removes the metrics so the endpoint can be opened again in
 // the same process.
-func (m *queueMetrics) unregister() {
+func (m *Metrics) Unregister() {
 	for _, c := range m.registered {
 		m.reg.Unregister(c)
 	}
@@ -132,7 +134,7 @@ func (m *queueMetrics) unregister() {
 }
 
 // observeRequest is the client's per-attempt hook.
-func (m *queueMetrics) observeRequest(code string, d time.Duration) {
+func (m *Metrics) observeRequest(code string, d time.Duration) {
 	m.requests.WithLabelValues(code).Inc()
 	m.sendDuration.Observe(d.Seconds())
 }
@@ -148,7 +150,7 @@ const (
 )
 
 // commit adds one finished block's tally.
-func (m *queueMetrics) commit(t tally) {
+func (m *Metrics) commit(t tally) {
 	if t.sent > 0 {
 		m.sent.Add(float64(t.sent))
 		m.bytesSent.Add(float64(t.bytes))
@@ -164,7 +166,7 @@ func (m *queueMetrics) commit(t tally) {
 }
 
 // succeeded records a 2xx answer at now: the failure streak ends.
-func (m *queueMetrics) succeeded(now time.Time) {
+func (m *Metrics) succeeded(now time.Time) {
 	m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -174,7 +176,7 @@ func (m *queueMetrics) succeeded(now time.Time) {
 
 // failing records a failed attempt at now; the streak starts with the
 // first one.
-func (m *queueMetrics) failing(now time.Time) {
+func (m *Metrics) failing(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failingSinceSec == 0 {
@@ -183,8 +185,9 @@ func (m *queueMetrics) failing(now time.Time) {
 	}
 }
 
-// appendedUpTo records the newest timestamp (ms) just queued.
-func (m *queueMetrics) appendedUpTo(ms int64) {
+// Appended records samples just queued in the WAL, the newest at ms.
+func (m *Metrics) Appended(samples int, ms int64) {
+	m.appended.Add(float64(samples))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.highestAppendedSeen || ms > m.highestAppendedMs {
@@ -194,11 +197,25 @@ func (m *queueMetrics) appendedUpTo(ms int64) {
 }
 
 // sentUpTo records the newest timestamp (ms) the receiver acknowledged.
-func (m *queueMetrics) sentUpTo(ms int64) {
+func (m *Metrics) sentUpTo(ms int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.highestSentSet || ms > m.highestSentMs {
 		m.highestSentMs, m.highestSentSet = ms, true
 		m.highestSent.Set(float64(ms) / 1e3)
 	}
+}
+
+// DroppedByRelabel counts samples whose series write_relabel_configs
+// dropped.
+func (m *Metrics) DroppedByRelabel(n int) { m.droppedRelabel.Add(float64(n)) }
+
+// Metadata counts the entries of one metadata request: sent when the
+// receiver took it, else failed (metadata is not retried).
+func (m *Metrics) Metadata(entries int, sent bool) {
+	if sent {
+		m.metadataSent.Add(float64(entries))
+		return
+	}
+	m.metadataFailed.Add(float64(entries))
 }

@@ -1,4 +1,4 @@
-package remotewrite
+package send
 
 import (
 	"context"
@@ -30,15 +30,15 @@ func TestReview413ForEverything(t *testing.T) {
 		t.Run(strconv.Itoa(nSeries), func(t *testing.T) {
 			var refused atomic.Int64
 			rc := newReceiver(t, nil)
-			rc.decide = func(int, *http.Request, *wreq) (int, map[string]string) {
+			rc.Decide = func(int, *http.Request, *wreq) (int, map[string]string) {
 				if refused.Load() < 20 {
 					refused.Add(1)
 					return http.StatusRequestEntityTooLarge, nil
 				}
 				return http.StatusNoContent, nil
 			}
-			rc.start()
-			cfg := config.Config{URL: rc.url()}
+			rc.Start()
+			cfg := config.Config{URL: rc.URL()}
 			cfg.QueueConfig.MaxShards = 1
 			mq := newMemQueue()
 			q, _ := newTestQueue(t, cfg, mq)
@@ -46,16 +46,16 @@ func TestReview413ForEverything(t *testing.T) {
 			require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
 			require.NoError(t, q.Append(context.Background(), roundOf(2, nSeries)))
 			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.ackedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return mq.AckedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
 			require.NoError(t, stop())
 
 			require.Zero(t, droppedTotal(q), "nothing dropped")
-			requireInOrder(t, rc.stored(), nSeries, 2)
+			requireInOrder(t, rc.Stored(), nSeries, 2)
 			require.Equal(t, float64(2*nSeries), testutil.ToFloat64(q.metrics.sent))
 			require.GreaterOrEqual(t, testutil.ToFloat64(q.metrics.sendLimit), float64(min(nSeries, minTooLargeSamples)), "request size floor")
 			require.Equal(t, 20.0, testutil.ToFloat64(q.metrics.requests.WithLabelValues("413")))
 			t.Logf("%d series x 2 rounds: %d requests, max_samples_per_send now %v",
-				nSeries, len(rc.requests()), testutil.ToFloat64(q.metrics.sendLimit))
+				nSeries, len(rc.Requests()), testutil.ToFloat64(q.metrics.sendLimit))
 		})
 	}
 }
@@ -80,7 +80,7 @@ func TestReviewWrongPathRetried(t *testing.T) {
 	recordSleeps(q)
 	require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
 	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
 	require.Zero(t, droppedTotal(q))
 	require.Equal(t, 10.0, testutil.ToFloat64(q.metrics.sent))
@@ -112,7 +112,7 @@ func TestReviewHTTPToHTTPSRetried(t *testing.T) {
 	require.Zero(t, droppedTotal(q), "nothing dropped")
 	require.Zero(t, testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")))
 	require.Positive(t, testutil.ToFloat64(q.metrics.failingSince))
-	require.Zero(t, mq.ackedSeq(), "the round stays queued")
+	require.Zero(t, mq.AckedSeq(), "the round stays queued")
 }
 
 // TestReviewHTMLAnswerRetried: a 200 with a web page (a proxy's login
@@ -136,7 +136,7 @@ func TestReviewHTMLAnswerRetried(t *testing.T) {
 	recordSleeps(q)
 	require.NoError(t, q.Append(context.Background(), roundOf(1, 10)))
 	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return mq.ackedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
 	require.Equal(t, int64(4), n.Load(), "3 HTML answers retried, then stored")
 	require.Equal(t, 30.0, testutil.ToFloat64(q.metrics.failed))

@@ -1,15 +1,13 @@
-package remotewrite
+package send
 
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"math/bits"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -24,9 +22,6 @@ import (
 // MaxBackoff, so one odd answer cannot park the queue for hours.
 const retryAfterCapFactor = 10
 
-// logEvery is how often a repeated failure of one kind is logged.
-const logEvery = time.Minute
-
 // part is one request being delivered: a whole WAL block, or a piece of
 // one after a split. series is nil until the part has to be decoded.
 type part struct {
@@ -38,9 +33,9 @@ type part struct {
 }
 
 // decoded returns the part's series, decoding its data the first time.
-func (q *Queue) decoded(p *part) ([]series.Series, error) {
+func (s *Sender) decoded(p *part) ([]series.Series, error) {
 	if p.series == nil {
-		ss, err := q.comp.DecodeRequest(p.data, p.format)
+		ss, err := s.comp.DecodeRequest(p.data, p.format)
 		if err != nil {
 			return nil, err
 		}
@@ -121,31 +116,31 @@ func refusalSplitBudget(samples int) int {
 // about 2*log2(n) requests per refused series, so while the endpoint
 // refuses everything only every splitProbeEvery-th retry splits again;
 // the others send the block whole, one request.
-func (q *Queue) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
+func (s *Sender) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 	var bo *backoff.ExponentialBackOff
 	for cycle := 0; ; cycle++ {
 		t := tally{maxSentTs: math.MinInt64, splitsLeft: refusalSplitBudget(b.Samples)}
 		if cycle%splitProbeEvery != 0 {
 			t.splitsLeft = 0
 		}
-		if !q.deliver(stop, sendCtx, b.Seq, part{data: b.Data, format: codec.Format(b.Format) & codec.FormatMask, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
+		if !s.deliver(stop, sendCtx, b.Seq, part{data: b.Data, format: codec.Format(b.Format) & codec.FormatMask, samples: b.Samples, maxTs: b.MaxTimestamp}, &t) {
 			return false
 		}
 		if t.unexplained < b.Samples {
-			q.metrics.commit(t)
+			s.metrics.commit(t)
 			return true
 		}
 		if bo == nil {
-			bo = q.newBackoff()
+			bo = s.newBackoff()
 		}
-		wait := min(bo.NextBackOff(), time.Duration(q.cfg.QueueConfig.MaxBackoff))
-		q.metrics.failed.Add(float64(b.Samples))
-		q.metrics.failing(q.now())
-		if ok, suppressed := q.retryLog.allow(); ok {
-			q.logger.Warn("receiver refused every series of this request without naming a cause; that is not shown to be about the data (a wrong url or a gateway answers so too): kept, will retry",
+		wait := min(bo.NextBackOff(), time.Duration(s.cfg.QueueConfig.MaxBackoff))
+		s.metrics.failed.Add(float64(b.Samples))
+		s.metrics.failing(s.now())
+		if ok, suppressed := s.retryLog.Allow(); ok {
+			s.logger.Warn("receiver refused every series of this request without naming a cause; that is not shown to be about the data (a wrong url or a gateway answers so too): kept, will retry",
 				"seq", b.Seq, "samples", b.Samples, "retry_in", wait, "suppressed", suppressed)
 		}
-		if err := q.sleep(stop, wait); err != nil {
+		if err := s.sleep(stop, wait); err != nil {
 			return false
 		}
 	}
@@ -158,8 +153,8 @@ const splitProbeEvery = 8
 
 // newBackoff is the endpoint's retry schedule: min_backoff doubling up to
 // max_backoff, 10% jitter, forever.
-func (q *Queue) newBackoff() *backoff.ExponentialBackOff {
-	qc := q.cfg.QueueConfig
+func (s *Sender) newBackoff() *backoff.ExponentialBackOff {
+	qc := s.cfg.QueueConfig
 	return backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(time.Duration(qc.MinBackoff)),
 		backoff.WithMaxInterval(time.Duration(qc.MaxBackoff)),
@@ -188,24 +183,24 @@ func (q *Queue) newBackoff() *backoff.ExponentialBackOff {
 // waits for them, so no later round overtakes a series. A 2.0 part is sent
 // as 1.0 (transcoded) once the endpoint fell back (see fallBack). It
 // returns false on shutdown only.
-func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *tally) bool {
-	if p.format.V2() && q.fellBack.Load() {
-		ss, err := q.decoded(&p)
+func (s *Sender) deliver(stop, sendCtx context.Context, seq uint64, p part, t *tally) bool {
+	if p.format.V2() && s.fellBack.Load() {
+		ss, err := s.decoded(&p)
 		if err != nil {
 			t.refused += p.samples
-			q.logger.Error("cannot decode a queued 2.0 request to send it as 1.0, dropped", "err", err, "seq", seq, "samples", p.samples)
+			s.logger.Error("cannot decode a queued 2.0 request to send it as 1.0, dropped", "err", err, "seq", seq, "samples", p.samples)
 			return true
 		}
-		return q.deliverEach(stop, sendCtx, seq, [][]series.Series{ss}, p.format&^codec.FormatV2, t)
+		return s.deliverEach(stop, sendCtx, seq, [][]series.Series{ss}, p.format&^codec.FormatV2, t)
 	}
-	if limit := int(q.sendLimit.Load()); p.samples > limit {
-		if ss, err := q.decoded(&p); err == nil && len(ss) > 1 {
+	if limit := int(s.sendLimit.Load()); p.samples > limit {
+		if ss, err := s.decoded(&p); err == nil && len(ss) > 1 {
 			if chunks := codec.ChunkBySamples(ss, limit); len(chunks) > 1 {
-				return q.deliverEach(stop, sendCtx, seq, chunks, p.format, t)
+				return s.deliverEach(stop, sendCtx, seq, chunks, p.format, t)
 			}
 		}
 	}
-	w, err := q.attempt(stop, sendCtx, seq, p)
+	w, err := s.attempt(stop, sendCtx, seq, p)
 	if err == nil {
 		n := p.samples
 		if w.known && w.samples < int64(n) {
@@ -214,10 +209,10 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 			lost := n - int(w.samples)
 			n -= lost
 			t.partial += lost
-			q.logPartial(seq, p, w)
+			s.logPartial(seq, p, w)
 		}
 		if p.format.V2() {
-			q.confirmedV2.Store(true)
+			s.confirmedV2.Store(true)
 		}
 		t.sent += n
 		t.bytes += len(p.data)
@@ -226,67 +221,67 @@ func (q *Queue) deliver(stop, sendCtx context.Context, seq uint64, p part, t *ta
 	}
 	var uerr unsupportedError
 	if errors.As(err, &uerr) {
-		q.fallBack(uerr)
-		return q.deliver(stop, sendCtx, seq, p, t)
+		s.fallBack(uerr)
+		return s.deliver(stop, sendCtx, seq, p, t)
 	}
 	var herr httpStatusError
 	if !errors.As(err, &herr) {
 		return false // shutdown cancelled the attempt or its wait
 	}
-	act := statusAction(herr.code, *q.cfg.QueueConfig.RetryOnHTTP429, p.format.V2())
-	if act == actRefused && p.format.V2() && !q.confirmedV2.Load() && herr.code == http.StatusBadRequest && !herr.written.known {
+	act := statusAction(herr.code, *s.cfg.QueueConfig.RetryOnHTTP429, p.format.V2())
+	if act == actRefused && p.format.V2() && !s.confirmedV2.Load() && herr.code == http.StatusBadRequest && !herr.written.known {
 		// The specification: "Senders SHOULD expect 400 ... from 1.x
 		// Receivers" for a message they cannot read. Before any 2.0
 		// request was written, a 400 without Written headers is taken as
 		// that, not as a refusal of the data: fall back, resend as 1.0.
-		q.fallBack(unsupportedError{err: herr})
-		return q.deliver(stop, sendCtx, seq, p, t)
+		s.fallBack(unsupportedError{err: herr})
+		return s.deliver(stop, sendCtx, seq, p, t)
 	}
 	if act == actDrop {
 		t.notRetried += p.samples
-		q.logDrop("receiver throttled and retry_on_http_429 is false, dropped", herr, seq, p, nil)
+		s.logDrop("receiver throttled and retry_on_http_429 is false, dropped", herr, seq, p, nil)
 		return true
 	}
-	ts, derr := q.decoded(&p)
+	ts, derr := s.decoded(&p)
 	if act == actRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
 		t.refuseAnswer(refusalReason(herr.body), p.samples)
-		q.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, nil)
+		s.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, nil)
 		return true
 	}
 	if derr != nil || len(ts) <= 1 {
 		if act == actTooLarge {
 			t.tooLarge += p.samples
-			q.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
+			s.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
 		} else if derr != nil {
 			t.refuse(refusalReason(herr.body), p.samples)
-			q.logDrop("receiver refused series, dropped", herr, seq, p, derr)
+			s.logDrop("receiver refused series, dropped", herr, seq, p, derr)
 		} else {
 			t.refuseAnswer(refusalReason(herr.body), p.samples)
-			q.logDrop("receiver refused series, dropped (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, derr)
+			s.logDrop("receiver refused series, dropped (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, derr)
 		}
 		return true
 	}
 	if act == actTooLarge {
-		q.lowerSendLimit(max(minTooLargeSamples, p.samples/2), herr)
+		s.lowerSendLimit(max(minTooLargeSamples, p.samples/2), herr)
 	} else {
 		t.splitsLeft--
 	}
-	q.metrics.splits.WithLabelValues(strconv.Itoa(herr.code)).Inc()
+	s.metrics.splits.WithLabelValues(strconv.Itoa(herr.code)).Inc()
 	mid := len(ts) / 2
-	return q.deliverEach(stop, sendCtx, seq, [][]series.Series{ts[:mid], ts[mid:]}, p.format, t)
+	return s.deliverEach(stop, sendCtx, seq, [][]series.Series{ts[:mid], ts[mid:]}, p.format, t)
 }
 
 // deliverEach encodes parts in format f and delivers them in order; false
 // on shutdown.
-func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][]series.Series, f codec.Format, t *tally) bool {
+func (s *Sender) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][]series.Series, f codec.Format, t *tally) bool {
 	for _, ss := range parts {
-		data, err := q.comp.EncodeRequest(ss, f)
+		data, err := s.comp.EncodeRequest(ss, f)
 		if err != nil {
 			// Series decoded from a request always encode again; this is
 			// a bug, not a receiver's answer: count and say so.
 			n := series.Count(ss)
 			t.refused += n
-			q.logger.Error("cannot encode a split request, dropped", "err", err, "seq", seq, "samples", n)
+			s.logger.Error("cannot encode a split request, dropped", "err", err, "seq", seq, "samples", n)
 			continue
 		}
 		p := part{data: data, format: f, samples: series.Count(ss), series: ss, maxTs: math.MinInt64}
@@ -294,7 +289,7 @@ func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][
 			_, hi := codec.TimeRange(&ss[i])
 			p.maxTs = max(p.maxTs, hi)
 		}
-		if !q.deliver(stop, sendCtx, seq, p, t) {
+		if !s.deliver(stop, sendCtx, seq, p, t) {
 			return false
 		}
 	}
@@ -308,19 +303,19 @@ func (q *Queue) deliverEach(stop, sendCtx context.Context, seq uint64, parts [][
 // visible: samples_failed_total, requests_total{code}, the failing_since
 // gauge and a rate-limited log line. The endpoint's rate cap
 // (queue_config.max_bytes_per_second) is waited for before every attempt.
-func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) (written, error) {
-	qc := q.cfg.QueueConfig
-	bo := q.newBackoff()
+func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (written, error) {
+	qc := s.cfg.QueueConfig
+	bo := s.newBackoff()
 	for n := 0; ; n++ {
 		if n > 0 {
-			q.metrics.retried.Add(float64(p.samples))
+			s.metrics.retried.Add(float64(p.samples))
 		}
-		if err := q.waitRate(stop, len(p.data)); err != nil {
+		if err := s.waitRate(stop, len(p.data)); err != nil {
 			return written{}, err
 		}
-		w, err := q.client.send(sendCtx, p.data, p.format)
+		w, err := s.client.send(sendCtx, p.data, p.format)
 		if err == nil {
-			q.metrics.succeeded(q.now())
+			s.metrics.succeeded(s.now())
 			return w, nil
 		}
 		var rerr recoverableError
@@ -335,19 +330,19 @@ func (q *Queue) attempt(stop, sendCtx context.Context, seq uint64, p part) (writ
 		default:
 			return w, err
 		}
-		q.metrics.failed.Add(float64(p.samples))
-		q.metrics.failing(q.now())
+		s.metrics.failed.Add(float64(p.samples))
+		s.metrics.failing(s.now())
 		wait := rerr.retryAfter
 		if wait > 0 {
 			wait = min(wait, retryAfterCapFactor*time.Duration(qc.MaxBackoff))
 		} else {
 			wait = min(bo.NextBackOff(), time.Duration(qc.MaxBackoff))
 		}
-		if ok, suppressed := q.retryLog.allow(); ok {
-			q.logger.Warn("send failed, will retry", "err", err, "seq", seq,
+		if ok, suppressed := s.retryLog.Allow(); ok {
+			s.logger.Warn("send failed, will retry", "err", err, "seq", seq,
 				"samples", p.samples, "retry_in", wait, "suppressed", suppressed)
 		}
-		if err := q.sleep(stop, wait); err != nil {
+		if err := s.sleep(stop, wait); err != nil {
 			return written{}, err
 		}
 	}
@@ -365,24 +360,24 @@ const minTooLargeSamples = 100
 
 // lowerSendLimit makes limit the endpoint's request size (in samples) if
 // it is below the current one, and says so once per change.
-func (q *Queue) lowerSendLimit(limit int, herr httpStatusError) {
+func (s *Sender) lowerSendLimit(limit int, herr httpStatusError) {
 	for {
-		cur := q.sendLimit.Load()
+		cur := s.sendLimit.Load()
 		if int64(limit) >= cur {
 			return
 		}
-		if q.sendLimit.CompareAndSwap(cur, int64(limit)) {
-			q.metrics.sendLimit.Set(float64(limit))
-			q.logger.Warn("receiver refused a request as too large; sending smaller requests from now on",
+		if s.sendLimit.CompareAndSwap(cur, int64(limit)) {
+			s.metrics.sendLimit.Set(float64(limit))
+			s.logger.Warn("receiver refused a request as too large; sending smaller requests from now on",
 				"code", herr.code, "answer", herr.body, "max_samples_per_send", limit, "was", cur)
 			return
 		}
 	}
 }
 
-// logDrop logs a deliberate drop, at most once per logEvery.
-func (q *Queue) logDrop(msg string, herr httpStatusError, seq uint64, p part, decodeErr error) {
-	ok, suppressed := q.dropLog.allow()
+// logDrop logs a deliberate drop, at most once per LogEvery.
+func (s *Sender) logDrop(msg string, herr httpStatusError, seq uint64, p part, decodeErr error) {
+	ok, suppressed := s.dropLog.Allow()
 	if !ok {
 		return
 	}
@@ -393,14 +388,14 @@ func (q *Queue) logDrop(msg string, herr httpStatusError, seq uint64, p part, de
 	if decodeErr != nil {
 		args = append(args, "decode_err", decodeErr)
 	}
-	q.logger.Error(msg, args...)
+	s.logger.Error(msg, args...)
 }
 
-// logPartial says, at most once per logEvery, that a receiver wrote fewer
+// logPartial says, at most once per LogEvery, that a receiver wrote fewer
 // samples than a 2xx answer covered.
-func (q *Queue) logPartial(seq uint64, p part, w written) {
-	if ok, suppressed := q.dropLog.allow(); ok {
-		q.logger.Error("receiver answered 2xx but wrote fewer samples than sent (X-Prometheus-Remote-Write-Samples-Written); the rest are counted as dropped, reason receiver_partial_write",
+func (s *Sender) logPartial(seq uint64, p part, w written) {
+	if ok, suppressed := s.dropLog.Allow(); ok {
+		s.logger.Error("receiver answered 2xx but wrote fewer samples than sent (X-Prometheus-Remote-Write-Samples-Written); the rest are counted as dropped, reason receiver_partial_write",
 			"seq", seq, "sent", p.samples, "written", w.samples, "suppressed", suppressed)
 	}
 }
@@ -422,7 +417,7 @@ func seriesString(ls []labels.Label) string {
 }
 
 // sleepCtx waits d or until ctx ends, whichever is first; it is the default
-// of Queue.sleep, which tests replace to observe the waits.
+// of Sender.sleep, which tests replace to observe the waits.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -433,42 +428,3 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-
-// logLimiter lets one line through per interval and counts the rest, so a
-// receiver failing every request cannot flood the log. Safe for concurrent
-// use.
-//
-// Prometheus's util/logging.Deduper (a slog.Handler) was considered and
-// does not fit: it drops a repeated message silently, so the line that gets
-// through cannot say how many were left out ("suppressed" here); it reads
-// time.Now, not the queue's clock; and it runs a collection goroutine per
-// instance that the owner must Stop.
-type logLimiter struct {
-	mu         sync.Mutex
-	every      time.Duration
-	now        func() time.Time
-	last       time.Time
-	suppressed int
-}
-
-func newLogLimiter(every time.Duration, now func() time.Time) *logLimiter {
-	return &logLimiter{every: every, now: now}
-}
-
-// allow reports whether to log now and how many lines were suppressed
-// since the last one logged.
-func (l *logLimiter) allow() (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		return false, 0
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return true, n
-}
-
-// discardLogger is used when New gets a nil logger.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,119 @@
+package send
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
+	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+)
+
+// Shorthands for the helpers shared with the other remote write
+// packages' tests (package rwtest).
+var (
+	mkSeries          = rwtest.Series
+	sample            = rwtest.Sample
+	v2Round           = rwtest.V2Round
+	labelKey          = rwtest.LabelKey
+	roundOf           = rwtest.Round
+	requireInOrder    = rwtest.RequireInOrder
+	newReceiver       = rwtest.NewReceiver
+	newMemQueue       = rwtest.NewMemQueue
+	newSwitchReceiver = rwtest.NewSwitchReceiver
+)
+
+type (
+	wreq     = rwtest.Request
+	receiver = rwtest.Receiver
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// testWAL is what a testQueue appends to and its Sender reads from.
+type testWAL interface {
+	WAL
+	Append(blocks []wal.Block) error
+}
+
+// testQueue drives a Sender as remotewrite.Queue does, without a disk or
+// metadata: Append encodes a round into the in-memory WAL (in 1.0 once the
+// sender fell back), Run sends it.
+type testQueue struct {
+	*Sender
+	wal    testWAL
+	enc    *codec.Encoder
+	format codec.Format
+}
+
+func (q *testQueue) Append(_ context.Context, ss []series.Series) error {
+	f := q.format
+	if q.FellBack() {
+		f &^= codec.FormatV2
+	}
+	blocks, st, err := q.enc.Encode(ss, f)
+	if err != nil || len(blocks) == 0 {
+		return err
+	}
+	q.metrics.Appended(st.Samples, st.MaxTimestamp)
+	return q.wal.Append(blocks)
+}
+
+func (q *testQueue) Run(ctx context.Context) error { return q.Sender.Run(ctx, q.wal) }
+
+// newTestQueue builds a testQueue around w with the transport cfg's config
+// builds (rt nil) or rt, and a fresh registry; it fails the test if cfg is
+// invalid.
+func newTestQueue(t *testing.T, cfg config.Config, w testWAL, rt ...http.RoundTripper) (*testQueue, *prometheus.Registry) {
+	t.Helper()
+	cfg.ApplyDefaults()
+	require.NoError(t, cfg.Validate())
+	tr, err := cfg.NewRoundTripper()
+	require.NoError(t, err)
+	if len(rt) > 0 {
+		tr = rt[0]
+	}
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": cfg.Name}, reg), func() float64 { return 0 })
+	require.NoError(t, err)
+	comp := testComp(t)
+	s := New(cfg, tr, comp, m, testLogger(t), Options{UserAgent: "kata-monitor/test", FlushDeadline: 5 * time.Second})
+	return &testQueue{Sender: s, wal: w, enc: codec.NewEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp),
+		format: codec.FormatOf(cfg.ProtobufMessage, cfg.Compression)}, reg
+}
+
+// runQueue runs q in the background; the returned stop cancels it and
+// returns Run's error. Cleanup stops it too.
+func runQueue(t *testing.T, q *testQueue) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- q.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-errc })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// testComp is a compressor for tests.
+func testComp(t testing.TB) *codec.Compressor {
+	t.Helper()
+	c, err := codec.NewCompressor()
+	require.NoError(t, err)
+	return c
+}
