@@ -83,9 +83,11 @@ func writeAtomically(t *testing.T, path, body string) {
 // a summary for the test's result line.
 func limitedTenant(t *testing.T, m *monitor, ep string, limited func(v selfmetrics.Values) (bool, string), raise func()) string {
 	t.Helper()
+	t0 := time.Now()
 	waitFor(t, 120*time.Second, 500*time.Millisecond, func() (bool, string) {
 		return limited(m.ownMetrics(t))
 	})
+	t1 := time.Now()
 	const heldC, boundOthers = 10.0, 5.0
 	lag := func(v selfmetrics.Values, tenant string) float64 {
 		return tenantMetric(v, "kata_monitor_remote_write_queue_lag_seconds", ep, tenant)
@@ -118,12 +120,14 @@ func limitedTenant(t *testing.T, m *monitor, ep string, limited func(v selfmetri
 	}
 	summary := fmt.Sprintf("while team-c was answered 429 (%.0f answers so far) and held %.0fs, the other tenants' queue lag stayed <= %.1fs and they delivered %.0f samples",
 		r429(end, "team-c"), heldC, maxOther, othersSent)
+	t2 := time.Now()
 	raise()
 	waitFor(t, 120*time.Second, 500*time.Millisecond, func() (bool, string) {
 		l := lag(m.ownMetrics(t), "team-c")
 		return l < boundOthers, fmt.Sprintf("team-c's backlog after the limit was raised: lag %.1fs", l)
 	})
-	return summary
+	sec := func(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
+	return fmt.Sprintf("%s (limited after %s, held for %s, drained %s after the raise)", summary, sec(t1.Sub(t0)), sec(t2.Sub(t1)), sec(time.Since(t2)))
 }
 
 // metaMonitoring starts Debian's Prometheus as Thanos's meta-monitoring
