@@ -132,7 +132,9 @@ func (f *Forwarder) newSnapshot(states []*scrape.Target, round uint64, start tim
 	snap.Out = make([]*exposition.Lines, len(states))
 	for i, st := range states {
 		snap.ids[i], snap.status[i], snap.Out[i] = st.ID, st.Status, st.Out
-		if !noPull {
+		if noPull {
+			st.OutHint = st.OutHint.WithFams(st.Out.Size().Fams())
+		} else {
 			st.OutHint = st.Out.Size()
 		}
 		st.Out = nil

@@ -108,15 +108,25 @@ func (r *Lines) Append(fam int, s *Series, v float64, tsp *int64) {
 }
 
 // AddFamily adds the next family of the round (in the order of the fam
-// indexes given to Append) with its distinct sample names.
+// indexes given to Append) with its distinct sample names (not kept in
+// Meta lines: only the merge of rendered lines needs them).
 func (r *Lines) AddFamily(m FamilyMeta, names []string) {
 	lo := len(r.names)
-	r.names = append(r.names, names...)
+	if !r.Meta {
+		r.names = append(r.names, names...)
+	}
 	r.fams = append(r.fams, famMeta{FamilyMeta: m, namesLo: lo, namesHi: len(r.names)})
 }
 
 // Fams is the number of families.
 func (z LinesSize) Fams() int { return z.fams }
+
+// WithFams returns z with n families (the size of Meta lines, whose other
+// sizes are zero).
+func (z LinesSize) WithFams(n int) LinesSize {
+	z.fams = n
+	return z
+}
 
 // Len is the number of lines.
 func (r *Lines) Len() int { return len(r.series) }

@@ -268,6 +268,13 @@ func (ps *Builder) addMarkers(ts int64, roundOK bool) {
 			ps.counts.StalenessMarkers++
 		}
 	}
+	// A mass disappearance (every scrape failed, every pod relabelled)
+	// must not pin its candidates and their marker set (Go maps never
+	// shrink) for as long as the process lives: ~70 bytes a series.
+	if len(ps.candidates) > 4096 {
+		ps.candidates, ps.pending = nil, nil
+		return
+	}
 	clear(ps.pending)
 	clear(ps.candidates)
 	ps.candidates = ps.candidates[:0]

@@ -3,6 +3,7 @@ package scrapecache
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -56,5 +57,33 @@ func TestMapsDroppedAndRebuilt(t *testing.T) {
 	}
 	if fast.byRaw != nil {
 		t.Error("maps kept after the full parse recorded a layout")
+	}
+}
+
+// TestSlicesFitted: per-series slices are right-sized after a full parse
+// (appending by doubling leaves up to half unused), and a mass
+// eviction's list is not kept once handed out.
+func TestSlicesFitted(t *testing.T) {
+	var body strings.Builder
+	for i := range 1100 { // 1100 entries grow to 1280+ by appending
+		body.WriteString("a{i=\"" + strconv.Itoa(i) + "\"} 1\n")
+	}
+	env := NewEnv(true, nil, nil)
+	s := New("sb")
+	parseRound(t, s, env, []byte(body.String()), "", 1)
+	for name, c := range map[string][2]int{
+		"entries": {len(s.entries), cap(s.entries)},
+		"samples": {len(s.samples), cap(s.samples)},
+		"idx":     {len(s.idx), cap(s.idx)},
+	} {
+		if c[0] != 1100 || c[1] > c[0]+c[0]/8+16 {
+			t.Errorf("%s: len %d cap %d, want 1100 and a fitting capacity", name, c[0], c[1])
+		}
+	}
+	s.EvictAll()
+	n := 0
+	s.TakeEvicted(func(Gone) { n++ })
+	if n != 1100 || cap(s.evicted) != 0 {
+		t.Errorf("evicted %d series, list capacity kept %d", n, cap(s.evicted))
 	}
 }

@@ -64,7 +64,26 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 		s.layout, s.idx = env.layouts.intern(text, steps), ps.rec.idx
 	}
 	s.dropMaps()
+	s.fit()
 	return ps.stats, perr
+}
+
+// fit reallocates the per-series slices that appending left more than an
+// eighth too big (a new sandbox's grow by doubling: up to half unused, for
+// as long as the sandbox lives). Only after a full parse: a replay
+// appends exactly what the last round did.
+func (s *Sandbox) fit() {
+	s.entries = fitted(s.entries)
+	s.samples = fitted(s.samples)
+	s.idx = fitted(s.idx)
+	s.defs = fitted(s.defs)
+}
+
+func fitted[E any](v []E) []E {
+	if cap(v) <= len(v)+len(v)/8+16 {
+		return v
+	}
+	return append(make([]E, 0, len(v)), v...)
 }
 
 // full runs the full parser over body, recording its layout when record.
@@ -203,7 +222,7 @@ func (ps *parsing) sample(idx int32, v float64, tsp *int64) {
 	s.seen++
 	in := e.Info
 	di := ps.cur
-	if di < 0 || !belongsTo(in.Name, s.defs[di].raw) {
+	if di < 0 || !belongsTo(in.Name, s.defs[di].fam.raw) {
 		di = s.defName(ps.env, in.Name) // its own (untyped) family
 	}
 	d := &s.defs[di]
@@ -259,7 +278,7 @@ func (s *Sandbox) finish(round uint64, out *exposition.Lines) bool {
 		if out.Meta && !d.locked {
 			continue // as in a pull round: a family without samples has no lines
 		}
-		out.AddFamily(exposition.FamilyMeta{Name: d.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
+		out.AddFamily(exposition.FamilyMeta{Name: d.fam.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
 	}
 	return compacted
 }

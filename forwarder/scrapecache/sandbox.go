@@ -67,17 +67,16 @@ type Sample struct {
 	TS    int32 // index of its own timestamp (Sandbox.Timestamp), or -1: the round's
 }
 
-// famDef is one family of one exposition in one round.
+// famDef is one family of one exposition in one round: its names are
+// fam's (72 bytes a family, the sandbox keeps one per family).
 type famDef struct {
-	fam       *family
-	raw, name string // as exposed, and after renaming
-	help      string
-	hasHelp   bool
-	typ       model.MetricType
-	hasType   bool
-	locked    bool     // a sample was assigned: later HELP/TYPE lines are ignored
-	utf8      bool     // a line's name or label name needs quoting
-	names     []string // distinct rendered sample names (for the expfmt check)
+	fam              *family
+	help             string
+	typ              model.MetricType
+	names            []string // distinct rendered sample names (for the expfmt check)
+	hasHelp, hasType bool
+	locked           bool // a sample was assigned: later HELP/TYPE lines are ignored
+	utf8             bool // a line's name or label name needs quoting
 }
 
 // family is what a sandbox keeps about one family name across rounds, so a
@@ -141,6 +140,10 @@ func (s *Sandbox) Timestamp(i int32) int64 { return s.tss[i] }
 func (s *Sandbox) TakeEvicted(fn func(Gone)) {
 	for _, g := range s.evicted {
 		fn(g)
+	}
+	if cap(s.evicted) > 64 { // all series went once: do not keep room for all
+		s.evicted = nil
+		return
 	}
 	clear(s.evicted)
 	s.evicted = s.evicted[:0]
@@ -337,7 +340,7 @@ func (s *Sandbox) defOf(fam *family) int {
 		s.defs = append(s.defs, famDef{})
 	}
 	d := &s.defs[n]
-	d.fam, d.raw, d.name, d.typ = fam, fam.raw, fam.name, model.MetricTypeUnknown
+	d.fam, d.typ = fam, model.MetricTypeUnknown
 	fam.round, fam.idx = s.curRound, n
 	return n
 }
