@@ -11,6 +11,7 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/test/memory"
 )
 
 // discardAppender counts the series it was given (a round may come in
@@ -113,8 +114,8 @@ func (w *countWriter) Write(p []byte) (int, error) {
 }
 
 // BenchmarkPushRound200 is BenchmarkRound200 into a real remotewrite.Queue
-// (WAL in a temp dir, fsync per append, sender posting to an httptest
-// receiver in the same process): the daemon's whole push path except the
+// (test/memory's Sink: WAL in a temp dir, fsync per segment, sender
+// posting to an httptest receiver in the same process): the daemon's whole push path except the
 // shims' HTTP, in steady state. Profile it with -cpuprofile.
 func BenchmarkPushRound200(b *testing.B) { benchPushRound200(b) }
 
@@ -129,7 +130,9 @@ func BenchmarkPushRound200V2(b *testing.B) {
 }
 
 func benchPushRound200(b *testing.B, opts ...func(*config.Config)) {
-	m := newMemRigURL(b, 200, "", opts...)
+	sink := memory.NewSink(b, "", opts...)
+	m := benchRig(b, 200, func(_ *rig, _ *Config, d *Deps) { d.Appenders = []Appender{sink.Queue} })
+	m.f.jitterMax = 0
 	ctx := context.Background()
 	for range 3 {
 		m.f.scheduledRound(ctx)
@@ -146,8 +149,8 @@ func benchPushRound200(b *testing.B, opts ...func(*config.Config)) {
 	// Wire bytes per sample: wait until the sender has sent every round
 	// (the request count stops moving), then divide the bodies received
 	// by the samples of every round, the warm-up ones included.
-	for last := int64(-1); last != m.reqs.Load(); time.Sleep(500 * time.Millisecond) {
-		last = m.reqs.Load()
+	for last := int64(-1); last != sink.Requests.Load(); time.Sleep(500 * time.Millisecond) {
+		last = sink.Requests.Load()
 	}
-	b.ReportMetric(float64(m.body.Load())/float64((b.N+3)*200*759), "wire-B/sample")
+	b.ReportMetric(float64(sink.Body.Load())/float64((b.N+3)*200*759), "wire-B/sample")
 }
