@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
-	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // StrandedQueue is a queue directory under wal.dir that no configured
@@ -110,23 +110,23 @@ func ReportStranded(walCfg config.WALConfig, endpoints []config.Config, logger *
 // directory, else every queue directory one level below it (an endpoint
 // with `tenant` keeps one queue per tenant under wal.dir/<name>/<tenant>/).
 // found is false when dir holds no queue at all.
-func inspectQueues(dir string) (sum wal.Summary, found bool, err error) {
+func inspectQueues(dir string) (sum disk.Summary, found bool, err error) {
 	dirs := []string{dir}
-	if !wal.IsQueueDir(dir) {
+	if !disk.IsQueueDir(dir) {
 		dirs = dirs[:0]
 		entries, rerr := os.ReadDir(dir)
 		if rerr != nil {
 			return sum, false, fmt.Errorf("list %s: %w", dir, rerr)
 		}
 		for _, e := range entries {
-			if sub := filepath.Join(dir, e.Name()); e.IsDir() && wal.IsQueueDir(sub) {
+			if sub := filepath.Join(dir, e.Name()); e.IsDir() && disk.IsQueueDir(sub) {
 				dirs = append(dirs, sub)
 			}
 		}
 	}
 	var errs []error
 	for _, d := range dirs {
-		s, ierr := wal.Inspect(d)
+		s, ierr := disk.Inspect(d)
 		if ierr != nil {
 			errs = append(errs, fmt.Errorf("inspect %s: %w", d, ierr))
 			continue

@@ -19,7 +19,7 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
-	"github.com/kata-containers/kata-monitor/remotewrite/wal"
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // Values of tenant_samples_dropped_total's reason label.
@@ -128,7 +128,7 @@ func (r *Router) openExisting() error {
 	if err := os.MkdirAll(r.baseDir, 0o750); err != nil {
 		return fmt.Errorf("create wal dir: %w", err)
 	}
-	if wal.IsQueueDir(r.baseDir) {
+	if disk.IsQueueDir(r.baseDir) {
 		r.logger.Warn("the endpoint's queue from before tenant routing was enabled is not sent while tenant routing is on; "+
 			"disable tenant routing until it is empty, or move it away", "dir", r.baseDir)
 	}
@@ -142,7 +142,7 @@ func (r *Router) openExisting() error {
 		}
 		t, ok := tenantOf(e.Name())
 		dir := filepath.Join(r.baseDir, e.Name())
-		if !ok || !wal.IsQueueDir(dir) {
+		if !ok || !disk.IsQueueDir(dir) {
 			continue
 		}
 		if _, err := r.openTenant(t); err != nil {

@@ -2,6 +2,8 @@ package wal
 
 import (
 	"fmt"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // Ack marks every block <= seq as done (sent, or deliberately dropped by the
@@ -37,7 +39,7 @@ func (q *Queue) Ack(seq uint64) error {
 	}
 	q.inflight = append(q.inflight[:0], q.inflight[n:]...)
 	q.acked = seq
-	state := ackState{Seq: seq, Segment: int64(q.active().index)}
+	state := disk.AckState{Seq: seq, Segment: int64(q.active().index)}
 	for _, s := range q.segs {
 		if s.lastSeq() > seq {
 			state.Segment = int64(s.index)
@@ -47,7 +49,7 @@ func (q *Queue) Ack(seq uint64) error {
 	q.updateGauges()
 	q.mu.Unlock()
 
-	if err := writeAck(q.cfg.Dir, state); err != nil {
+	if err := disk.WriteAck(q.cfg.Dir, state); err != nil {
 		return fmt.Errorf("persist ack %d: %w", seq, err)
 	}
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/tsdb/wlog"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // Append writes blocks durably (as the fsync policy defines) in one wlog
@@ -24,7 +26,7 @@ func (q *Queue) Append(blocks []Block) error {
 	}
 	samples := 0
 	for i := range blocks {
-		if !validSamples(blocks[i].Samples) {
+		if !disk.ValidSamples(blocks[i].Samples) {
 			return fmt.Errorf("block %d: samples %d out of range", i, blocks[i].Samples)
 		}
 		samples += blocks[i].Samples
@@ -40,7 +42,7 @@ func (q *Queue) Append(blocks []Block) error {
 	size := 0
 	for i := range blocks {
 		blocks[i].Seq, blocks[i].Group = first+uint64(i), first
-		recs[i] = encodeRecord(&blocks[i])
+		recs[i] = disk.EncodeRecord(&blocks[i])
 		size += len(recs[i])
 	}
 	q.m.bytesAppended.Add(float64(size))
@@ -91,7 +93,7 @@ func (q *Queue) write(recs [][]byte) (*segment, error) {
 	}
 	if err == nil && q.cfg.Fsync == FsyncAppend && q.active() != prev {
 		// A new segment's directory entry must survive a power cut too.
-		err = syncDir(q.cfg.Dir)
+		err = disk.SyncDir(q.cfg.Dir)
 	}
 	return prev, err
 }
@@ -143,7 +145,7 @@ func (q *Queue) index(blocks []Block, recs [][]byte, prev *segment) {
 		}
 		s.blocks = append(s.blocks, blockMeta{seq: blocks[i].Seq, samples: blocks[i].Samples, minTs: blocks[i].MinTimestamp})
 		b := blocks[i]
-		b.Data = recs[i][recordHeaderSize:] // the record is our own copy of Data
+		b.Data = recs[i][disk.RecordHeaderSize:] // the record is our own copy of Data
 		q.mem = append(q.mem, b)
 		q.memBytes += int64(len(b.Data))
 	}
@@ -158,14 +160,14 @@ func (q *Queue) locate(blocks []Block, prev *segment, where []*segment) {
 		if s.index <= prev.index {
 			continue
 		}
-		c, err := openCursor(q.cfg.Dir, s.index, s.size, q.logger)
+		c, err := disk.OpenCursor(q.cfg.Dir, s.index, s.size, q.logger)
 		if err != nil {
 			q.logger.Warn("cannot read back new segment; its blocks are indexed in the previous one", "segment", s.index, "err", err)
 			continue
 		}
-		c.lastSeq = first - 1
+		c.After(first - 1)
 		for {
-			b, err := c.next()
+			b, err := c.Next()
 			if err != nil {
 				break
 			}
@@ -173,7 +175,7 @@ func (q *Queue) locate(blocks []Block, prev *segment, where []*segment) {
 				where[b.Seq-first] = s
 			}
 		}
-		c.close()
+		c.Close()
 	}
 }
 

@@ -3,6 +3,8 @@ package wal
 import (
 	"errors"
 	"fmt"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // FsyncPolicy names when appended data is forced to stable storage. It is a
@@ -20,7 +22,7 @@ const (
 )
 
 const (
-	pageSize = 32 << 10 // wlog's page size; segments are whole pages.
+	pageSize = disk.PageSize
 
 	minDerivedSegment = 256 << 10
 	maxDerivedSegment = 64 << 20

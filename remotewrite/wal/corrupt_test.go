@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +11,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"github.com/prometheus/prometheus/util/compression"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // fill writes n single-block groups of size bytes and closes the queue.
@@ -79,10 +83,10 @@ func TestUnknownRecordVersionSkipped(t *testing.T) {
 	w, err := wlog.NewSize(nil, nil, dir, 32<<10, compression.None)
 	require.NoError(t, err)
 	good := func(seq uint64) []byte {
-		return encodeRecord(&Block{Seq: seq, Group: seq, Samples: int(seq%7) + 1, MaxTimestamp: int64(seq) * 1000, Data: payload(seq, 64)})
+		return disk.EncodeRecord(&Block{Seq: seq, Group: seq, Samples: int(seq%7) + 1, MaxTimestamp: int64(seq) * 1000, Data: payload(seq, 64)})
 	}
 	future := good(2)
-	future[0] = recordVersion + 1
+	future[0] = disk.RecordVersion + 1
 	require.NoError(t, w.Log(good(1), future, good(3)))
 	require.NoError(t, w.Close())
 
@@ -101,13 +105,13 @@ func TestAckFileOnOpen(t *testing.T) {
 		wantSeqs   []uint64
 		corruption int
 	}{
-		{"valid", encodeAck(ackState{Seq: 3}), "", seqRange(4, 6), 0},
-		{"bad_crc", func() []byte { b := encodeAck(ackState{Seq: 3}); b[7] ^= 1; return b }(), "", seqRange(1, 6), 1},
-		{"truncated", encodeAck(ackState{Seq: 3})[:10], "", seqRange(1, 6), 1},
+		{"valid", disk.EncodeAck(disk.AckState{Seq: 3}), "", seqRange(4, 6), 0},
+		{"bad_crc", func() []byte { b := disk.EncodeAck(disk.AckState{Seq: 3}); b[7] ^= 1; return b }(), "", seqRange(1, 6), 1},
+		{"truncated", disk.EncodeAck(disk.AckState{Seq: 3})[:10], "", seqRange(1, 6), 1},
 		{"garbage", []byte("hello"), "", seqRange(1, 6), 1},
 		{"empty", nil, "", seqRange(1, 6), 1},
 		{"unknown_version", func() []byte {
-			b := encodeAck(ackState{Seq: 3})
+			b := disk.EncodeAck(disk.AckState{Seq: 3})
 			b[4] = 9
 			return resum(b)
 		}(), "unsupported ack file version 9", nil, 0},
@@ -116,7 +120,7 @@ func TestAckFileOnOpen(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "ep")
 			cfg := Config{Dir: dir}
 			fill(t, cfg, 6, 100)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, ackFileName), tc.content, 0o640))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, disk.AckFileName), tc.content, 0o640))
 			q, err := Open(cfg, nil, nil)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
@@ -146,4 +150,11 @@ func TestSegmentGapRenumbered(t *testing.T) {
 	requireIntact(t, got, 9000)
 	require.Equal(t, uint64(1), got[0].Seq)
 	require.Equal(t, uint64(9), got[len(got)-1].Seq)
+}
+
+// resum recomputes an ack file's trailing CRC (disk's ack file format), to
+// build an intact file of another version.
+func resum(b []byte) []byte {
+	binary.BigEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], crc32.MakeTable(crc32.Castagnoli)))
+	return b
 }

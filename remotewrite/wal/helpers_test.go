@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // openTest opens a queue in dir with a fresh registry.
@@ -103,7 +105,7 @@ func corruptions(q *Queue) int { return int(testutil.ToFloat64(q.m.corruptions))
 // segmentFiles lists the segment paths in dir, oldest first.
 func segmentFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	idx, err := listSegmentIndexes(dir)
+	idx, err := disk.ListSegments(dir)
 	require.NoError(t, err)
 	var out []string
 	for _, k := range idx {

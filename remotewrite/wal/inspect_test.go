@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // TestInspect: Inspect reports what a queue has pending, read-only and
@@ -25,7 +27,7 @@ func TestInspect(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, q.Ack(got[1].Seq))
 
-	s, err := Inspect(dir)
+	s, err := disk.Inspect(dir)
 	require.NoError(t, err)
 	st := q.Stats()
 	require.Equal(t, st.PendingBlocks, s.PendingBlocks)
@@ -34,7 +36,7 @@ func TestInspect(t *testing.T) {
 	require.EqualValues(t, 1001, s.OldestPending)
 	require.Equal(t, st.Segments, s.Segments)
 	require.Positive(t, s.Bytes)
-	require.True(t, IsQueueDir(dir))
+	require.True(t, disk.IsQueueDir(dir))
 
 	// The owner is undisturbed: still appends and acks.
 	require.NoError(t, q.Append([]Block{blk(5000, 1)}))
@@ -43,10 +45,10 @@ func TestInspect(t *testing.T) {
 	require.NoError(t, q.Ack(got[len(got)-1].Seq))
 
 	empty := t.TempDir()
-	require.False(t, IsQueueDir(empty))
-	s, err = Inspect(empty)
+	require.False(t, disk.IsQueueDir(empty))
+	s, err = disk.Inspect(empty)
 	require.NoError(t, err)
 	require.Zero(t, s.PendingBlocks)
-	_, err = Inspect(filepath.Join(empty, "missing"))
+	_, err = disk.Inspect(filepath.Join(empty, "missing"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // Next blocks until at least one block after the last one it returned
@@ -123,30 +125,30 @@ func (q *Queue) handOut(out []Block) {
 // the index expects, those blocks are lost: they are counted as dropped
 // ("corrupt") and skipped.
 func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped bool, err error) {
-	if q.cur != nil && q.cur.index != t.seg.index {
-		q.cur.close()
+	if q.cur != nil && q.cur.Index() != t.seg.index {
+		q.cur.Close()
 		q.cur = nil
 	}
 	if q.cur == nil {
-		c, err := openCursor(q.cfg.Dir, t.seg.index, t.size, q.logger)
+		c, err := disk.OpenCursor(q.cfg.Dir, t.seg.index, t.size, q.logger)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, false, nil // deleted by the budget meanwhile: look again
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("read queue: %w", err)
 		}
-		c.data = true
+		c.ReadData()
 		q.cur = c
 	}
 	c := q.cur
-	c.lim.limit = t.size
+	c.SetLimit(t.size)
 	var rerr error
 	for {
 		if len(out) == max {
 			stopped = true
 			break
 		}
-		b, err := c.next()
+		b, err := c.Next()
 		if err != nil {
 			rerr = err
 			break
@@ -158,7 +160,7 @@ func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped 
 			group = out[0].Group
 		}
 		if group != 0 && b.Group != group {
-			c.peek = &b
+			c.Unread(b)
 			stopped = true
 			break
 		}
@@ -201,7 +203,7 @@ func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped 
 		q.updateGauges()
 	}
 	if !errors.Is(rerr, io.EOF) || s.closed {
-		c.close()
+		c.Close()
 		q.cur = nil
 	}
 	return nil, false, nil

@@ -13,38 +13,16 @@ import (
 	"github.com/prometheus/prometheus/tsdb/fileutil"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"github.com/prometheus/prometheus/util/compression"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("wal queue closed")
 
 // Block is one opaque payload in the queue (for remote write: one
-// ready-to-send, compressed request).
-type Block struct {
-	// Seq is assigned by Append: strictly increasing and never reused, also
-	// across restarts.
-	Seq uint64
-	// Group is assigned by Append: the Seq of the first block of the same
-	// Append call. Blocks of one group hold disjoint series, so they may be
-	// sent concurrently; blocks of different groups may not.
-	Group uint64
-	// Samples is provided by the caller and used for drop accounting.
-	Samples int
-	// MinTimestamp and MaxTimestamp (ms) are provided by the caller: the
-	// oldest and newest sample of the block, for lag metrics. Blocks
-	// written by record version 1 read back with MinTimestamp =
-	// MaxTimestamp.
-	MinTimestamp int64
-	MaxTimestamp int64
-	// Format is provided by the caller and opaque to the queue: how Data
-	// is encoded (remotewrite uses it for the protobuf message and the
-	// compression). Blocks written by record versions 1 and 2 read back
-	// with Format 0.
-	Format uint8
-	// Data is the payload. Append copies it; a Block returned by Next owns
-	// its Data.
-	Data []byte
-}
+// ready-to-send, compressed request); see disk.Block.
+type Block = disk.Block
 
 // Stats is a point-in-time view of a Queue.
 type Stats struct {
@@ -80,7 +58,7 @@ type Queue struct {
 
 	ackMu  sync.Mutex // serialises Ack's file writes; taken before mu
 	readMu sync.Mutex // serialises Next and owns cur; taken before mu
-	cur    *cursor
+	cur    *disk.Cursor
 
 	mu       sync.Mutex
 	closed   bool
@@ -165,23 +143,23 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 
 // load restores the acked position and the segment index from disk.
 func (q *Queue) load() error {
-	a, err := readAck(q.cfg.Dir)
+	a, err := disk.ReadAck(q.cfg.Dir)
 	switch {
 	case err == nil:
 		q.acked = a.Seq
-	case errors.Is(err, errAckNotFound):
-	case errors.Is(err, errAckCorrupt):
+	case errors.Is(err, disk.ErrAckNotFound):
+	case errors.Is(err, disk.ErrAckCorrupt):
 		// Resend rather than lose: replay everything still on disk.
 		q.logger.Warn("corrupt ack file, replaying from the oldest segment", "err", err)
 		q.m.corruptions.Inc()
 	default:
 		return err
 	}
-	idx, err := listSegmentIndexes(q.cfg.Dir)
+	idx, err := disk.ListSegments(q.cfg.Dir)
 	if err != nil {
 		return err
 	}
-	if idx, err = closeGaps(q.cfg.Dir, idx, q.logger); err != nil {
+	if idx, err = disk.CloseGaps(q.cfg.Dir, idx, q.logger); err != nil {
 		return err
 	}
 	var last uint64
@@ -220,25 +198,25 @@ func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 		return nil, fmt.Errorf("stat segment %d: %w", k, err)
 	}
 	s := &segment{index: k, size: fi.Size(), closed: true}
-	c, err := openCursor(q.cfg.Dir, k, s.size, q.logger)
+	c, err := disk.OpenCursor(q.cfg.Dir, k, s.size, q.logger)
 	if err != nil {
 		return nil, err
 	}
-	defer c.close()
-	c.lastSeq = after
+	defer c.Close()
+	c.After(after)
 	for {
-		b, err := c.next()
+		b, err := c.Next()
 		if err == nil {
 			s.blocks = append(s.blocks, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
 			continue
 		}
 		if errors.Is(err, io.EOF) {
-			torn, terr := c.tornTail(s.size)
+			torn, terr := c.TornTail(s.size)
 			if terr != nil {
 				return nil, terr
 			}
 			if torn {
-				q.logger.Warn("torn segment tail, keeping the records before it", "segment", k, "offset", c.lr.Offset(), "blocks_kept", len(s.blocks))
+				q.logger.Warn("torn segment tail, keeping the records before it", "segment", k, "offset", c.Offset(), "blocks_kept", len(s.blocks))
 				q.m.corruptions.Inc()
 				s.reported = true
 			}
@@ -249,9 +227,9 @@ func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 		}
 		break
 	}
-	if c.bad > 0 {
-		q.logger.Warn("skipped undecodable records", "segment", k, "records", c.bad)
-		q.m.corruptions.Add(float64(c.bad))
+	if c.Skipped() > 0 {
+		q.logger.Warn("skipped undecodable records", "segment", k, "records", c.Skipped())
+		q.m.corruptions.Add(float64(c.Skipped()))
 	}
 	return s, nil
 }
@@ -277,7 +255,7 @@ func (q *Queue) Close() error {
 	defer q.mu.Unlock()
 	var errs []error
 	if q.cur != nil {
-		errs = append(errs, q.cur.close())
+		errs = append(errs, q.cur.Close())
 		q.cur = nil
 	}
 	if err := q.w.Close(); err != nil {

@@ -1,4 +1,4 @@
-package wal
+package disk
 
 import (
 	"errors"
@@ -23,12 +23,12 @@ type Summary struct {
 // IsQueueDir reports whether dir looks like a queue directory: it holds
 // the lock file, an ack file or a segment.
 func IsQueueDir(dir string) bool {
-	for _, name := range []string{"lock", ackFileName} {
+	for _, name := range []string{"lock", AckFileName} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return true
 		}
 	}
-	idx, err := listSegmentIndexes(dir)
+	idx, err := ListSegments(dir)
 	return err == nil && len(idx) > 0
 }
 
@@ -40,14 +40,14 @@ func IsQueueDir(dir string) bool {
 // skips them. It fails only when dir cannot be listed.
 func Inspect(dir string) (Summary, error) {
 	var acked uint64
-	switch a, err := readAck(dir); {
+	switch a, err := ReadAck(dir); {
 	case err == nil:
 		acked = a.Seq
-	case errors.Is(err, errAckNotFound), errors.Is(err, errAckCorrupt):
+	case errors.Is(err, ErrAckNotFound), errors.Is(err, ErrAckCorrupt):
 	default:
 		return Summary{}, err
 	}
-	idx, err := listSegmentIndexes(dir)
+	idx, err := ListSegments(dir)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -60,13 +60,13 @@ func Inspect(dir string) (Summary, error) {
 		}
 		s.Segments++
 		s.Bytes += fi.Size()
-		c, err := openCursor(dir, k, fi.Size(), slog.New(slog.DiscardHandler))
+		c, err := OpenCursor(dir, k, fi.Size(), slog.New(slog.DiscardHandler))
 		if err != nil {
 			continue
 		}
-		c.lastSeq = last
+		c.After(last)
 		for {
-			b, err := c.next()
+			b, err := c.Next()
 			if err != nil {
 				break // the end, or an unreadable rest that Open would skip too
 			}
@@ -80,7 +80,7 @@ func Inspect(dir string) (Summary, error) {
 			s.PendingBlocks++
 			s.PendingSamples += b.Samples
 		}
-		c.close()
+		c.Close()
 	}
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package wal
+package disk
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{Seq: 1, Group: 1, Samples: 0, MinTimestamp: -9, MaxTimestamp: -5, Data: nil},
 		{Seq: 1<<64 - 1, Group: 7, Samples: 1<<32 - 1, MinTimestamp: 1 << 61, MaxTimestamp: 1 << 62, Format: 3, Data: []byte("snappy bytes")},
 	} {
-		got, err := decodeRecord(encodeRecord(&b))
+		got, err := DecodeRecord(EncodeRecord(&b))
 		require.NoError(t, err)
 		require.Equal(t, string(b.Data), string(got.Data))
 		got.Data = b.Data
@@ -20,7 +20,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRecordErrors(t *testing.T) {
-	ok := encodeRecord(&Block{Seq: 5, Group: 3, Data: []byte("x")})
+	ok := EncodeRecord(&Block{Seq: 5, Group: 3, Data: []byte("x")})
 	for _, tc := range []struct {
 		name string
 		rec  []byte
@@ -29,13 +29,13 @@ func TestDecodeRecordErrors(t *testing.T) {
 		{"empty", nil, "empty record"},
 		{"version", append([]byte{4}, ok[1:]...), "unknown record version 4"},
 		{"short", ok[:20], "short record"},
-		{"short v3", ok[:recordHeaderSize-1], "short record"},
+		{"short v3", ok[:RecordHeaderSize-1], "short record"},
 		{"short v2", encodeRecordV2(&Block{Seq: 5, Group: 3})[:recordHeaderSizeV2-1], "short record"},
-		{"zero_seq", encodeRecord(&Block{Seq: 0, Group: 0}), "invalid seq"},
-		{"group_after_seq", encodeRecord(&Block{Seq: 3, Group: 4}), "invalid seq"},
+		{"zero_seq", EncodeRecord(&Block{Seq: 0, Group: 0}), "invalid seq"},
+		{"group_after_seq", EncodeRecord(&Block{Seq: 3, Group: 4}), "invalid seq"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeRecord(tc.rec)
+			_, err := DecodeRecord(tc.rec)
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
@@ -44,7 +44,7 @@ func TestDecodeRecordErrors(t *testing.T) {
 // encodeRecordV1 writes the version 1 layout (no minTimestamp), as
 // kata-monitor did before record version 2.
 func encodeRecordV1(b *Block) []byte {
-	rec := encodeRecord(b)
+	rec := EncodeRecord(b)
 	v1 := append([]byte{recordVersion1}, rec[1:recordHeaderSizeV1]...)
 	return append(v1, b.Data...)
 }
@@ -52,7 +52,7 @@ func encodeRecordV1(b *Block) []byte {
 // encodeRecordV2 writes the version 2 layout (no format), as kata-monitor
 // did until record version 3.
 func encodeRecordV2(b *Block) []byte {
-	rec := encodeRecord(b)
+	rec := EncodeRecord(b)
 	v2 := append([]byte{recordVersion2}, rec[1:recordHeaderSizeV2]...)
 	return append(v2, b.Data...)
 }
@@ -61,7 +61,7 @@ func encodeRecordV2(b *Block) []byte {
 // Format 0 (remote write 1.0, snappy: all they could hold).
 func TestRecordVersion2StillReads(t *testing.T) {
 	b := Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 100, MaxTimestamp: 250, Format: 9, Data: []byte("payload")}
-	got, err := decodeRecord(encodeRecordV2(&b))
+	got, err := DecodeRecord(encodeRecordV2(&b))
 	require.NoError(t, err)
 	require.Equal(t, Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 100, MaxTimestamp: 250, Data: []byte("payload")}, got)
 }
@@ -70,27 +70,27 @@ func TestRecordVersion2StillReads(t *testing.T) {
 // MinTimestamp taken from MaxTimestamp.
 func TestRecordVersion1StillReads(t *testing.T) {
 	b := Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 100, MaxTimestamp: 250, Data: []byte("payload")}
-	got, err := decodeRecord(encodeRecordV1(&b))
+	got, err := DecodeRecord(encodeRecordV1(&b))
 	require.NoError(t, err)
 	require.Equal(t, Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 250, MaxTimestamp: 250, Data: []byte("payload")}, got)
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(encodeRecord(&Block{Seq: 1, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("payload")}))
-	f.Add(encodeRecord(&Block{Seq: 9, Group: 2}))
+	f.Add(EncodeRecord(&Block{Seq: 1, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("payload")}))
+	f.Add(EncodeRecord(&Block{Seq: 9, Group: 2}))
 	f.Add(encodeRecordV1(&Block{Seq: 2, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("v1")}))
 	f.Add(encodeRecordV2(&Block{Seq: 2, Group: 1, Samples: 3, MinTimestamp: 40, MaxTimestamp: 42, Data: []byte("v2")}))
 	f.Add([]byte{1, 2, 3})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		b, err := decodeRecord(rec)
+		b, err := DecodeRecord(rec)
 		if err != nil {
 			return
 		}
 		if b.Seq == 0 || b.Group == 0 || b.Group > b.Seq || b.Samples < 0 {
 			t.Fatalf("decoded an invalid block: %+v", b)
 		}
-		want := encodeRecord
+		want := EncodeRecord
 		if rec[0] == recordVersion2 {
 			want = encodeRecordV2
 			if b.Format != 0 {

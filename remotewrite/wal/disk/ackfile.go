@@ -1,4 +1,4 @@
-package wal
+package disk
 
 import (
 	"encoding/binary"
@@ -12,7 +12,7 @@ import (
 )
 
 const (
-	ackFileName    = "ack"
+	AckFileName    = "ack"
 	ackTmpFileName = "ack.tmp"
 	ackVersion     = 1
 	ackFileSize    = 4 + 1 + 8 + 8 + 4 // magic, version, seq, segment, crc
@@ -21,18 +21,18 @@ const (
 
 var (
 	castagnoli     = crc32.MakeTable(crc32.Castagnoli)
-	errAckCorrupt  = errors.New("corrupt ack file")
-	errAckVersion  = errors.New("unsupported ack file version")
-	errAckNotFound = errors.New("no ack file")
+	ErrAckCorrupt  = errors.New("corrupt ack file")
+	ErrAckVersion  = errors.New("unsupported ack file version")
+	ErrAckNotFound = errors.New("no ack file")
 )
 
-// ackState is the persisted acknowledged position.
-type ackState struct {
+// AckState is the persisted acknowledged position.
+type AckState struct {
 	Seq     uint64 // every block <= Seq is done
 	Segment int64  // segment holding the first unacked block when written (diagnostic)
 }
 
-func encodeAck(a ackState) []byte {
+func EncodeAck(a AckState) []byte {
 	buf := make([]byte, ackFileSize)
 	copy(buf, ackMagic)
 	buf[4] = ackVersion
@@ -42,50 +42,50 @@ func encodeAck(a ackState) []byte {
 	return buf
 }
 
-// decodeAck parses an ack file. Every version ends with a CRC32-Castagnoli of
+// DecodeAck parses an ack file. Every version ends with a CRC32-Castagnoli of
 // all preceding bytes, so a flipped version byte reads as corruption (resend)
-// while an intact file from a newer writer is refused (errAckVersion).
-func decodeAck(buf []byte) (ackState, error) {
+// while an intact file from a newer writer is refused (ErrAckVersion).
+func DecodeAck(buf []byte) (AckState, error) {
 	if len(buf) < 4+1+4 || string(buf[:4]) != ackMagic {
-		return ackState{}, fmt.Errorf("%w: bad magic or size %d", errAckCorrupt, len(buf))
+		return AckState{}, fmt.Errorf("%w: bad magic or size %d", ErrAckCorrupt, len(buf))
 	}
 	body, sum := buf[:len(buf)-4], binary.BigEndian.Uint32(buf[len(buf)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
-		return ackState{}, fmt.Errorf("%w: checksum mismatch", errAckCorrupt)
+		return AckState{}, fmt.Errorf("%w: checksum mismatch", ErrAckCorrupt)
 	}
 	if buf[4] != ackVersion {
-		return ackState{}, fmt.Errorf("%w %d (written by a newer kata-monitor?)", errAckVersion, buf[4])
+		return AckState{}, fmt.Errorf("%w %d (written by a newer kata-monitor?)", ErrAckVersion, buf[4])
 	}
 	if len(buf) != ackFileSize {
-		return ackState{}, fmt.Errorf("%w: size %d", errAckCorrupt, len(buf))
+		return AckState{}, fmt.Errorf("%w: size %d", ErrAckCorrupt, len(buf))
 	}
-	return ackState{
+	return AckState{
 		Seq:     binary.BigEndian.Uint64(buf[5:]),
 		Segment: int64(binary.BigEndian.Uint64(buf[13:])),
 	}, nil
 }
 
-func readAck(dir string) (ackState, error) {
-	buf, err := os.ReadFile(filepath.Join(dir, ackFileName))
+func ReadAck(dir string) (AckState, error) {
+	buf, err := os.ReadFile(filepath.Join(dir, AckFileName))
 	if errors.Is(err, os.ErrNotExist) {
-		return ackState{}, errAckNotFound
+		return AckState{}, ErrAckNotFound
 	}
 	if err != nil {
-		return ackState{}, fmt.Errorf("read ack file: %w", err)
+		return AckState{}, fmt.Errorf("read ack file: %w", err)
 	}
-	return decodeAck(buf)
+	return DecodeAck(buf)
 }
 
-// writeAck replaces the ack file atomically: temp file, fsync, then
+// WriteAck replaces the ack file atomically: temp file, fsync, then
 // fileutil.Rename (rename, fsync of the directory), so a crash leaves either
 // the old or the new position.
-func writeAck(dir string, a ackState) error {
+func WriteAck(dir string, a AckState) error {
 	tmp := filepath.Join(dir, ackTmpFileName)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", ackTmpFileName, err)
 	}
-	if _, err := f.Write(encodeAck(a)); err != nil {
+	if _, err := f.Write(EncodeAck(a)); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", ackTmpFileName, err)
 	}
@@ -96,13 +96,13 @@ func writeAck(dir string, a ackState) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", ackTmpFileName, err)
 	}
-	if err := fileutil.Rename(tmp, filepath.Join(dir, ackFileName)); err != nil {
+	if err := fileutil.Rename(tmp, filepath.Join(dir, AckFileName)); err != nil {
 		return fmt.Errorf("rename ack file: %w", err)
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open dir: %w", err)

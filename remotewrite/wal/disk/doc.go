@@ -1,0 +1,66 @@
+// Package disk is the on-disk format of one queue directory of package
+// wal and the reading of it: the block records (Block, EncodeRecord,
+// DecodeRecord) inside prometheus/tsdb/wlog segment files, the ack file
+// (ReadAck, WriteAck), reading a segment in order (Cursor) and a
+// read-only summary of a directory another process may own (Inspect,
+// IsQueueDir). The queue itself (appending, handing out, acknowledging,
+// the disk budget) is package wal; this package writes nothing but the
+// ack file and keeps no state.
+//
+// # Directory layout
+//
+// One directory per queue (<wal.dir>/<endpoint name>/):
+//
+//	lock        flock(2)ed by the open Queue: one process (and one Queue) per directory
+//	ack         the acknowledged position (below)
+//	ack.tmp     transient, while the ack file is replaced
+//	00000012    segment files, numbered contiguously, oldest first
+//
+// # Segments and records
+//
+// Segments are github.com/prometheus/prometheus/tsdb/wlog segment files:
+// 32 KiB pages holding record fragments, each fragment with a 7-byte header
+// (type, length, CRC32-Castagnoli of the fragment). A record never crosses
+// into another segment unless it is larger than a segment. The queue never
+// reopens a segment for writing: every Open starts a new one.
+//
+// Each block is one wlog record, all integers big-endian:
+//
+//	offset size
+//	0      1    version (3)
+//	1      8    seq          strictly increasing, never reused
+//	9      8    group        seq of the first block of the same Append
+//	17     4    samples      caller's sample count, for drop accounting
+//	21     8    maxTimestamp caller's newest timestamp (ms)
+//	29     8    minTimestamp caller's oldest timestamp (ms), for the age of
+//	                         the oldest pending block (queue lag)
+//	37     1    format       caller's encoding of data (opaque here)
+//	38     n    data         opaque payload
+//
+// Version 2 (until 2026-11-30) is the same without format (data at offset
+// 37) and reads back with format 0; version 1 (before 2026-11-30) also
+// lacks minTimestamp (data at offset 29) and reads back with minTimestamp =
+// maxTimestamp. Both are still read, so a WAL written by an older
+// kata-monitor replays after an upgrade (remotewrite's
+// TestUpgradeReplaysWALOfPreviousRelease replays one kept as test data).
+// Version policy:
+// a new field means a new version, appended after the existing ones;
+// readers keep reading every older version; a record of an unknown
+// (newer) version is counted as corrupt and skipped, never interpreted, so
+// a downgrade loses the blocks written by the newer version and nothing
+// else.
+//
+// # Ack file
+//
+// 25 bytes: magic "KMAK" | version (1) | acked seq uint64 | segment uint64 |
+// CRC32-Castagnoli of the preceding 21 bytes. Every future version must also
+// end with the CRC of all preceding bytes: a file whose CRC matches but
+// whose version is unknown was written by a newer kata-monitor and Open
+// refuses it (rather than guess and resend or lose data); a file whose CRC
+// does not match is corrupt, counted, and the queue replays from the oldest
+// segment (resend rather than lose). segment is the index of the segment
+// that held the first unacked block when the file was written; it is
+// informational, the index is always rebuilt by scanning. The file is
+// replaced atomically: write ack.tmp, fsync, rename over ack, fsync the
+// directory. Seq numbering continues after max(last seq on disk, acked seq).
+package disk
