@@ -53,6 +53,18 @@ type Appender interface {
 	Append(ctx context.Context, ss []series.Series) error
 }
 
+// Committer is optionally implemented by an Appender that gathers a
+// round's chunks before writing them (remotewrite/tenant.Router cuts each
+// tenant's share of the whole round into WAL groups). The forwarder calls
+// Commit once after the last chunk of every scheduled round, its own
+// metrics included, as Prometheus commits a storage.Appender after each
+// scrape. For such an appender a nil from Append means the chunk is taken
+// (copied), and a nil from Commit that the round is written. An error is
+// logged and counted like Append's.
+type Committer interface {
+	Commit(ctx context.Context) error
+}
+
 // MetadataAppender is optionally implemented by an Appender. It receives the
 // latest HELP/TYPE set (sorted by family name) after each scheduled round
 // whose set changed, and at least every 10 rounds. The slice is not modified

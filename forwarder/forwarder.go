@@ -211,6 +211,11 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 			md = f.self.Metadata(f.push.LastMetadata())
 		}
 	}
+	// A round cut short by shutdown is committed by the appender's own
+	// shutdown (remotewrite/tenant.Router.Run), not here.
+	if f.pushing && ctx.Err() == nil {
+		f.commit(ctx)
+	}
 	if md != nil {
 		f.sendMetadata(md)
 	}

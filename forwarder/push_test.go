@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
@@ -441,4 +442,46 @@ func TestPushAfterCompaction(t *testing.T) {
 	slots, free := r.f.states["aaa"].Cache.Footprint()
 	assert.Equal(t, 3, slots, "compacted")
 	assert.Zero(t, free)
+}
+
+// committingAppender logs its calls: "append <n>" per chunk, "commit".
+type committingAppender struct {
+	calls []string
+	err   error
+}
+
+func (a *committingAppender) Append(_ context.Context, ss []series.Series) error {
+	a.calls = append(a.calls, fmt.Sprintf("append %d", len(ss)))
+	return nil
+}
+
+func (a *committingAppender) Commit(context.Context) error {
+	a.calls = append(a.calls, "commit")
+	return a.err
+}
+
+// TestPushCommitsEachRound: an appender that gathers rounds (Committer,
+// remotewrite/tenant.Router) gets Commit once per scheduled round, after
+// the round's last chunk, the self-metrics' included; pull rounds push
+// and commit nothing; a failing Commit is counted like a failing Append.
+func TestPushCommitsEachRound(t *testing.T) {
+	ca := &committingAppender{}
+	self := prometheus.NewRegistry()
+	self.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "kata_monitor_x", Help: "h"}))
+	r := newRig(t, func(_ *rig, c *Config, d *Deps) {
+		d.Appenders, d.Self, c.PushSelfMetrics = []Appender{ca}, self, true
+	})
+	r.sbs.set("aaa", "bbb")
+	r.scraper.set("aaa", "up 1\n")
+	r.scraper.set("bbb", "up 1\n")
+	r.f.scheduledRound(context.Background())
+	r.pull(t)
+	r.clock.Add(time.Second)
+	r.f.scheduledRound(context.Background())
+	require.Equal(t, []string{"append 2", "append 1", "commit", "append 2", "append 1", "commit"}, ca.calls)
+
+	ca.err = errors.New("disk full")
+	r.clock.Add(time.Second)
+	r.f.scheduledRound(context.Background())
+	assert.Equal(t, 1.0, r.counter(t, "kata_monitor_appender_errors_total"))
 }

@@ -35,6 +35,19 @@ func (f *Forwarder) sendSeries(ctx context.Context, ss []series.Series) {
 	}
 }
 
+// commit ends the round for every appender that gathers it (Committer);
+// a failing one is logged and counted like a failing Append.
+func (f *Forwarder) commit(ctx context.Context) {
+	for i, a := range f.deps.Appenders {
+		if c, ok := a.(Committer); ok {
+			if err := c.Commit(ctx); err != nil {
+				f.m.appenderErrors.Inc()
+				f.log.Warn("appender could not commit round", "appender", i, "err", err)
+			}
+		}
+	}
+}
+
 // sendMetadata hands the round's metadata to every appender that takes it.
 func (f *Forwarder) sendMetadata(md []series.Metadata) {
 	for _, a := range f.deps.Appenders {

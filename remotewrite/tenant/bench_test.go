@@ -6,13 +6,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
@@ -28,17 +33,29 @@ import (
 // 10 namespaces and the default tenant's, empty here). It reports CPU
 // (user+system of the process) per million samples.
 func BenchmarkPushTenants(b *testing.B) {
+	arrived := make(chan struct{}, 1) // a request was answered
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
 	}))
 	defer srv.Close()
+	if v := os.Getenv("BENCH_MAX_HELD"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		maxHeldSeries = n
+	}
 	for _, sandboxes := range []int{20, 200} {
-		b.Run(fmt.Sprintf("sandboxes=%d", sandboxes), func(b *testing.B) { benchPushTenants(b, srv.URL, sandboxes) })
+		b.Run(fmt.Sprintf("sandboxes=%d", sandboxes), func(b *testing.B) { benchPushTenants(b, srv.URL, arrived, sandboxes) })
 	}
 }
 
-func benchPushTenants(b *testing.B, url string, sandboxes int) {
+func benchPushTenants(b *testing.B, url string, arrived <-chan struct{}, sandboxes int) {
 	round := benchRound(sandboxes, 759)
 	// One string per namespace, as the forwarder's interner hands them over.
 	var namespaces []string
@@ -83,7 +100,7 @@ func benchPushTenants(b *testing.B, url string, sandboxes int) {
 			wcfg := config.WALConfig{Dir: filepath.Join(b.TempDir(), "wal"), MaxSize: 4 << 30, Fsync: benchFsync}
 			var p pusher
 			var err error
-			reg := prometheus.NewRegistry()
+			reg := &sentCounters{Registerer: prometheus.NewRegistry()}
 			if mode == "on" {
 				cfg.Tenant = &config.TenantConfig{Label: "cri_namespace"}
 				p, err = New(cfg, wcfg, nil, reg)
@@ -93,41 +110,29 @@ func benchPushTenants(b *testing.B, url string, sandboxes int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			// Samples appended and not yet sent, over every queue.
-			pending := func() float64 {
-				mfs, err := reg.Gather()
-				if err != nil {
-					b.Fatal(err)
-				}
-				n := 0.0
-				for _, mf := range mfs {
-					sign := 0.0
-					switch mf.GetName() {
-					case "kata_monitor_remote_write_samples_appended_total":
-						sign = 1
-					case "kata_monitor_remote_write_samples_sent_total":
-						sign = -1
-					}
-					for _, m := range mf.GetMetric() {
-						n += sign * m.GetCounter().GetValue()
-					}
-				}
-				return n
-			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
 			defer func() { cancel(); <-done }()
+			sent := 0.0 // samples sent when the round being pushed is
 			push := func() {
 				for lo := 0; lo < len(round); lo += chunk {
 					if err := emit(ctx, p, round[lo:min(lo+chunk, len(round))]); err != nil {
 						b.Fatal(err)
 					}
 				}
-				for pending() > 0 {
-					// Sleeping costs no CPU; Gather does (about the same in
-					// both modes), so not too often.
-					time.Sleep(10 * time.Millisecond)
+				if c, ok := p.(interface{ Commit(context.Context) error }); ok {
+					if err := c.Commit(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				// Waiting costs no CPU; checking costs a little per queue,
+				// so it is done once per answered request at most.
+				for sent += float64(len(round)); reg.sum() < sent; {
+					select {
+					case <-arrived:
+					case <-time.After(10 * time.Millisecond): // the counter moves just after the answer
+					}
 				}
 			}
 			push() // open the queues, warm the buffers
@@ -137,13 +142,70 @@ func benchPushTenants(b *testing.B, url string, sandboxes int) {
 				push()
 			}
 			cpu := cpuTime() - cpu0
-			runtime.KeepAlive(round)
 			b.ReportMetric(cpu.Seconds()/float64(b.N)/float64(len(round))*1e6, "cpu-s/Msamples")
+			// The live heap between rounds (the round itself included):
+			// what the router keeps for gathering rounds shows here.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+			runtime.KeepAlive(round)
+			runtime.KeepAlive(p)
 		})
 	}
 }
 
 var benchFsync = "segment"
+
+// sentCounters is a Registerer that also keeps the samples_sent_total
+// counters registered through it (one per queue), so the benchmark reads
+// them without gathering the whole registry.
+type sentCounters struct {
+	prometheus.Registerer
+	mu   sync.Mutex
+	sent []prometheus.Collector
+}
+
+func (s *sentCounters) Register(c prometheus.Collector) error {
+	if err := s.Registerer.Register(c); err != nil {
+		return err
+	}
+	descs := make(chan *prometheus.Desc, 16)
+	c.Describe(descs)
+	close(descs)
+	for d := range descs {
+		if strings.Contains(d.String(), `"kata_monitor_remote_write_samples_sent_total"`) {
+			s.mu.Lock()
+			s.sent = append(s.sent, c)
+			s.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+func (s *sentCounters) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := s.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// sum is the samples sent by every queue so far.
+func (s *sentCounters) sum() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	total := 0.0
+	ch := make(chan prometheus.Metric, 1) // a counter has one metric
+	for _, c := range s.sent {
+		c.Collect(ch)
+		var m dto.Metric
+		if err := (<-ch).Write(&m); err == nil {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
 
 // benchRound is a round of sandboxes x seriesPer series with realistic
 // labels (one sample each), all in namespace "default".

@@ -38,14 +38,17 @@ const logEvery = time.Minute
 // Router is one remote_write endpoint with tenant routing (Config.Tenant):
 // a Queue per tenant, each with its own WAL in wal.dir/<endpoint>/<escaped
 // tenant>/, its own sender and its own metrics (label tenant=<tenant>
-// beside endpoint). Append splits every round by tenant; a tenant's queue
-// is opened on first sight (and at start for every tenant directory left
+// beside endpoint). Append takes a round's chunks and gathers each
+// tenant's share of the round; Commit (after the round's last chunk)
+// appends it, so each tenant's share is written in as few WAL groups as a
+// round without routing. A tenant's queue is opened on first sight (and at start for every tenant directory left
 // on disk, so a backlog is never abandoned), and closed, its directory
 // removed, once it is empty and idle for tenant.idle_timeout. Because each
 // tenant waits on its own receiver answers, one tenant's refusals, 429s
 // and Retry-After never delay another's samples.
 //
-// Append, AppendMetadata, Ready and Close are safe for concurrent use.
+// Append, Commit, AppendMetadata, Ready and Close are safe for concurrent
+// use.
 type Router struct {
 	cfg     config.Config
 	walCfg  config.WALConfig
@@ -62,11 +65,15 @@ type Router struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenantQueue
-	buckets map[string]*tenantBucket // Append's scratch, per tenant
-	order   []*tenantBucket          // Append's scratch: tenants in first-seen order
-	md      []series.Metadata
-	runCtx  context.Context // set by Run; nil before
-	closed  bool
+	buckets map[string]*bucket // per tenant seen: its held series (append.go)
+	held    []*bucket          // buckets holding series, in first-held order
+	call    uint64             // Append calls so far
+	// store keeps the series the buckets hold; heldSeries counts them.
+	store      *store
+	heldSeries int
+	md         []series.Metadata
+	runCtx     context.Context // set by Run; nil before
+	closed     bool
 
 	wg      sync.WaitGroup
 	errOnce sync.Once
@@ -81,11 +88,6 @@ type tenantQueue struct {
 	cancel     context.CancelFunc // set when started
 	done       chan struct{}      // closed when its Run returned
 	lastAppend time.Time
-}
-
-type tenantBucket struct {
-	tenant string
-	series []series.Series
 }
 
 // New validates cfg (which must have a tenant block) like remotewrite.New, and
@@ -109,7 +111,7 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 		cfg: cfg, walCfg: walCfg, baseDir: filepath.Join(walCfg.Dir, cfg.Name),
 		logger: logger.With("endpoint", cfg.Name), qlogger: logger, reg: reg,
 		opts: append(slices.Clip(opts), remotewrite.WithAckInterval(ackEvery)), now: time.Now,
-		tenants: map[string]*tenantQueue{}, buckets: map[string]*tenantBucket{},
+		tenants: map[string]*tenantQueue{}, buckets: map[string]*bucket{}, store: newStore(),
 		failed: make(chan struct{}),
 	}
 	if r.metrics, err = newRouterMetrics(reg, cfg.Name); err != nil {
@@ -207,109 +209,6 @@ func (r *Router) fail(err error) {
 	})
 }
 
-// Append splits one round (or one chunk of it) by tenant and appends each
-// tenant's series, in their order, to that tenant's queue, opening it on
-// first sight. Series of a tenant that cannot have a queue (invalid name,
-// or tenant.max_tenants reached) are dropped and counted. It does not
-// retain series and blocks only on the local disk. Errors of several
-// tenants are joined; the other tenants' series are appended regardless.
-func (r *Router) Append(ctx context.Context, ss []series.Series) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return errors.New("wal closed")
-	}
-	label, def := r.cfg.Tenant.Label, r.cfg.Tenant.Default
-	r.order = r.order[:0]
-	var last *tenantBucket
-	for i := range ss {
-		t := def
-		ls := ss[i].Labels
-		for j := range ls {
-			if ls[j].Name == label {
-				if ls[j].Value != "" {
-					t = ls[j].Value
-				}
-				break
-			}
-		}
-		// A sandbox's series come one after the other: most series hit
-		// the bucket of the one before.
-		b := last
-		if b == nil || b.tenant != t {
-			b = r.buckets[t]
-			if b == nil {
-				b = &tenantBucket{tenant: t}
-				r.buckets[t] = b
-			}
-			if len(b.series) == 0 {
-				r.order = append(r.order, b)
-			}
-			last = b
-		}
-		b.series = append(b.series, ss[i])
-	}
-	var errs []error
-	now := r.now()
-	for _, b := range r.order {
-		if err := r.appendTenant(ctx, b, now); err != nil {
-			errs = append(errs, err)
-		}
-		clear(b.series) // holds the caller's slices
-		b.series = b.series[:0]
-	}
-	// Scratch for tenants that are gone (invalid, over the limit, closed)
-	// must not grow without bound.
-	if len(r.buckets) > 2*r.cfg.Tenant.MaxTenants {
-		for t := range r.buckets {
-			if r.tenants[t] == nil {
-				delete(r.buckets, t)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// appendTenant appends one tenant's bucket (r.mu held).
-func (r *Router) appendTenant(ctx context.Context, b *tenantBucket, now time.Time) error {
-	tq := r.tenants[b.tenant]
-	if tq == nil {
-		reason := ""
-		var cause error
-		switch err := config.ValidTenant(b.tenant); {
-		case err != nil:
-			reason, cause = reasonTenantInvalid, err
-		case len(r.tenants) >= r.cfg.Tenant.MaxTenants:
-			reason, cause = reasonTenantLimit, fmt.Errorf("tenant.max_tenants (%d) queues open", r.cfg.Tenant.MaxTenants)
-		default:
-			var err error
-			if tq, err = r.openTenant(b.tenant); err != nil {
-				return err
-			}
-		}
-		if reason != "" {
-			n := series.Count(b.series)
-			r.metrics.dropped.WithLabelValues(reason).Add(float64(n))
-			if now.Sub(r.dropLogged) < logEvery {
-				r.dropSuppressed++
-			} else {
-				r.logger.Error("series of a tenant that cannot have a queue, dropped", "tenant", b.tenant,
-					"reason", reason, "err", cause, "samples", n, "suppressed", r.dropSuppressed)
-				r.dropLogged, r.dropSuppressed = now, 0
-			}
-			return nil
-		}
-	}
-	tq.lastAppend = now
-	if err := tq.q.Append(ctx, b.series); err != nil {
-		return fmt.Errorf("tenant %q: %w", b.tenant, err)
-	}
-	return nil
-}
-
 // AppendMetadata hands md to every tenant's queue (each tenant gets the
 // whole set) and to tenants opened later.
 func (r *Router) AppendMetadata(md []series.Metadata) {
@@ -322,8 +221,9 @@ func (r *Router) AppendMetadata(md []series.Metadata) {
 }
 
 // Run runs every tenant's queue (and those opened later) until ctx ends,
-// closing idle tenants on the way, then waits for them all to stop softly
-// (each as Queue.Run does). It returns the first error of a tenant's
+// closing idle tenants on the way, then appends what Append holds of a
+// round cut short (as a Queue has each chunk in its WAL at once), and
+// waits for the queues to stop softly (each as Queue.Run does). It returns the first error of a tenant's
 // queue (a failing WAL), which stops the others too, or nil. Call it once.
 func (r *Router) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
@@ -353,10 +253,11 @@ loop:
 			r.closeIdle()
 		}
 	}
-	cancel()
 	r.mu.Lock()
 	r.closed = true
+	r.commitLeft()
 	r.mu.Unlock()
+	cancel()
 	r.wg.Wait()
 	r.metrics.unregister()
 	return r.err
@@ -373,6 +274,9 @@ func (r *Router) closeIdle() {
 	for t, tq := range r.tenants {
 		if t == r.cfg.Tenant.Default || now.Sub(tq.lastAppend) < idle || tq.q.PendingBlocks() > 0 {
 			continue
+		}
+		if b := r.buckets[t]; b != nil && b.held.n > 0 {
+			continue // holds part of a round
 		}
 		// Under r.mu no Append can reach this tenant meanwhile; its
 		// sender is idle (nothing pending), so it stops at once.
@@ -399,8 +303,9 @@ func (r *Router) Ready() error {
 	return nil
 }
 
-// Close releases every tenant's WAL and the metrics when Run will not be
-// called (Run does it on return). Idempotent; Append fails afterwards.
+// Close appends what Append holds (as Run does on return), then releases
+// every tenant's WAL and the metrics when Run will not be called (Run does
+// it on return). Idempotent; Append fails afterwards.
 func (r *Router) Close() error {
 	r.mu.Lock()
 	r.closed = true
@@ -409,6 +314,9 @@ func (r *Router) Close() error {
 		qs = append(qs, tq.q)
 	}
 	running := r.runCtx != nil
+	if !running {
+		r.commitLeft()
+	}
 	r.mu.Unlock()
 	if running {
 		return nil // Run closes them
@@ -428,48 +336,10 @@ func (r *Router) Tenants() []string {
 	return slices.Sorted(maps.Keys(r.tenants))
 }
 
-// routerMetrics are the router's own: tenants open and series it could
-// not give to any tenant. Each tenant's queue has the Queue metrics.
-type routerMetrics struct {
-	tenants    prometheus.Gauge
-	dropped    *prometheus.CounterVec
-	reg        prometheus.Registerer
-	registered []prometheus.Collector
-	once       sync.Once
-}
-
-func newRouterMetrics(reg prometheus.Registerer, endpoint string) (*routerMetrics, error) {
-	labels := prometheus.Labels{"endpoint": endpoint}
-	m := &routerMetrics{
-		tenants: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "tenants", ConstLabels: labels,
-			Help: "Tenants with an open queue (tenant routing).",
-		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "tenant_samples_dropped_total", ConstLabels: labels,
-			Help: "Samples dropped before any tenant's queue, by reason: tenant_limit (tenant.max_tenants queues open), tenant_invalid (the label value is not a valid tenant name).",
-		}, []string{"reason"}),
+// commitLeft appends what Append holds when the router closes (r.mu held):
+// the chunks of a round cut short are not lost.
+func (r *Router) commitLeft() {
+	if err := r.commit(context.Background()); err != nil {
+		r.logger.Error("cannot append the rest of a round while closing", "err", err)
 	}
-	m.dropped.WithLabelValues(reasonTenantLimit)
-	m.dropped.WithLabelValues(reasonTenantInvalid)
-	if reg == nil {
-		return m, nil
-	}
-	m.reg = reg
-	for _, c := range []prometheus.Collector{m.tenants, m.dropped} {
-		if err := reg.Register(c); err != nil {
-			m.unregister()
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-		m.registered = append(m.registered, c)
-	}
-	return m, nil
-}
-
-func (m *routerMetrics) unregister() {
-	m.once.Do(func() {
-		for _, c := range m.registered {
-			m.reg.Unregister(c)
-		}
-	})
 }

@@ -47,6 +47,13 @@ func newRouterFixture(t *testing.T, url string, dir string, tc config.TenantConf
 	return &routerFixture{r: r, reg: reg, walCfg: walCfg, cfg: cfg}
 }
 
+// appendRound hands ss to the router as one round: Append, then Commit.
+func (f *routerFixture) appendRound(t *testing.T, ss []series.Series) {
+	t.Helper()
+	require.NoError(t, f.r.Append(context.Background(), ss))
+	require.NoError(t, f.r.Commit(context.Background()))
+}
+
 func (f *routerFixture) run(t *testing.T) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -88,6 +95,8 @@ func metric(t *testing.T, reg prometheus.Gatherer, name string, want map[string]
 				sum += m.GetCounter().GetValue()
 			case m.Gauge != nil:
 				sum += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}
@@ -126,7 +135,7 @@ func TestRouterTenantPerNamespace(t *testing.T) {
 	for i := range rounds {
 		// Interleaved namespaces, as sandboxes in id order give them.
 		round := append(nsRound(int64(1000+i), perNS, "ns-a", "", "ns-b"), nsRound(int64(1000+i), perNS, "ns.c")...)
-		require.NoError(t, fx.r.Append(context.Background(), round))
+		fx.appendRound(t, round)
 	}
 	want := rounds * perNS
 	require.Eventually(t, func() bool {
@@ -190,7 +199,7 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 	fx.run(t)
 	const rounds, perNS = 20, 5
 	for i := range rounds {
-		require.NoError(t, fx.r.Append(context.Background(), nsRound(int64(1000+i), perNS, "slow", "fast", "limited", "")))
+		fx.appendRound(t, nsRound(int64(1000+i), perNS, "slow", "fast", "limited", ""))
 	}
 	want := float64(rounds * perNS)
 	require.Eventually(t, func() bool {
@@ -234,7 +243,7 @@ func TestRouterRefusalReasonPerTenant(t *testing.T) {
 	rc.start()
 	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
 	fx.run(t)
-	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 5, "small", "big")))
+	fx.appendRound(t, nsRound(1000, 5, "small", "big"))
 	require.Eventually(t, func() bool {
 		return metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "small"}) == 3 &&
 			metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "small", "reason": "limit"}) == 2 &&
@@ -252,7 +261,7 @@ func TestRouterTenantBound(t *testing.T) {
 	// (200 ms closed it before them on a loaded machine).
 	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(2 * time.Second)})
 	fx.run(t)
-	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 3, "", "a", "b", "../etc")))
+	fx.appendRound(t, nsRound(1000, 3, "", "a", "b", "../etc"))
 	dropped := func(reason string) float64 {
 		return metric(t, fx.reg, "kata_monitor_remote_write_tenant_samples_dropped_total", map[string]string{"reason": reason})
 	}
@@ -273,7 +282,7 @@ func TestRouterTenantBound(t *testing.T) {
 	}, 20*time.Second, 10*time.Millisecond)
 	require.NoDirExists(t, filepath.Join(fx.walCfg.Dir, "ep", "a"))
 	require.DirExists(t, filepath.Join(fx.walCfg.Dir, "ep", config.DefaultTenant))
-	require.NoError(t, fx.r.Append(context.Background(), nsRound(1001, 3, "b")))
+	fx.appendRound(t, nsRound(1001, 3, "b"))
 	require.Equal(t, 3.0, dropped(reasonTenantLimit), "b has a place now")
 	require.Equal(t, []string{"b", config.DefaultTenant}, fx.r.Tenants())
 }
@@ -297,7 +306,7 @@ func TestRouterBacklogSurvivesRestart(t *testing.T) {
 	fx := newRouterFixture(t, rc.url(), dir, config.TenantConfig{Label: "cri_namespace"})
 	stop := fx.run(t)
 	for i := range 3 {
-		require.NoError(t, fx.r.Append(context.Background(), nsRound(int64(1000+i), 4, "gone")))
+		fx.appendRound(t, nsRound(int64(1000+i), 4, "gone"))
 	}
 	require.NoError(t, stop())
 
@@ -322,7 +331,7 @@ func TestRouterBacklogSurvivesRestart(t *testing.T) {
 func TestRouterBesidePlainQueue(t *testing.T) {
 	rc := newReceiver(t).start()
 	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
-	require.NoError(t, fx.r.Append(context.Background(), nsRound(1000, 1, "a")))
+	fx.appendRound(t, nsRound(1000, 1, "a"))
 	q, err := remotewrite.New(config.Config{URL: rc.url(), Name: "plain"}, fx.walCfg, nil,
 		prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, fx.reg))
 	require.NoError(t, err)

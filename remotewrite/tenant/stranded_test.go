@@ -1,7 +1,6 @@
 package tenant
 
 import (
-	"context"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -36,7 +35,7 @@ func TestStrandedTenantQueue(t *testing.T) {
 		Labels:  []labels.Label{{Name: "__name__", Value: "m"}, {Name: "cri_namespace", Value: "team-a"}},
 		Samples: []series.Sample{{Timestamp: 1_700_000_000_000, Value: 1}},
 	}}
-	require.NoError(t, fx.r.Append(context.Background(), ss))
+	fx.appendRound(t, ss)
 	require.Eventually(t, func() bool {
 		return metric(t, fx.reg, "kata_monitor_remote_write_samples_failed_total", nil) > 0
 	}, 10*time.Second, 5*time.Millisecond)

@@ -56,6 +56,7 @@ func TestOutageWindowPrometheus(t *testing.T) {
 	}
 	// Another node's recent samples set the receiver's head to now.
 	require.NoError(t, r.Append(ctx, round("e2e_window_other", now, 1)))
+	require.NoError(t, r.Commit(ctx))
 	// The backlog of a node that was cut off for 3 hours: rounds a minute
 	// apart, the first 30 older than the window, the last 30 inside it.
 	for k := range oldRounds + newRounds {
@@ -64,6 +65,7 @@ func TestOutageWindowPrometheus(t *testing.T) {
 			at = now.Add(-30 * time.Minute).Add(time.Duration(k-oldRounds) * time.Minute)
 		}
 		require.NoError(t, r.Append(ctx, round("e2e_window", at, float64(k))))
+		require.NoError(t, r.Commit(ctx))
 	}
 	metric := func(name string, labels ...string) float64 {
 		mfs, err := reg.Gather()
