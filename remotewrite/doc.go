@@ -16,8 +16,10 @@
 //   - remotewrite/tenant: Router, one Queue per tenant for an endpoint
 //     with a tenant block;
 //   - remotewrite/send: the Sender that reads the WAL and delivers
-//     requests (HTTP client, status policy, retries, splits, 2.0
-//     fallback) and the endpoint's self-metrics;
+//     requests (retries, splits, 2.0 fallback, rate cap) and the
+//     endpoint's self-metrics;
+//   - remotewrite/send/client: one request and what its answer means
+//     (HTTP, authentication, status policy, refusal reasons);
 //   - remotewrite/codec: 1.0 and 2.0 encoding and decoding, compression;
 //   - remotewrite/config: the remote_write and wal blocks of the config
 //     file (defaults, validation, the authenticated transport);
@@ -78,8 +80,8 @@
 //
 // # Status policy
 //
-// Every answer maps to one action (send's statusAction; the table is in
-// docs/remote-write.md):
+// Every answer maps to one action (StatusAction in remotewrite/send/client;
+// the table is in docs/remote-write.md):
 //
 //   - 2xx: delivered.
 //   - 400, 409, 422 (the data is refused): the request is split in two

@@ -80,6 +80,14 @@ func TestBackoffTimes(t *testing.T) {
 		{"retry-after taken as given, the backoff not advanced",
 			[]scripted{{code: unavailable, retryAfter: "7"}, {code: unavailable}},
 			[]time.Duration{7 * time.Second, time.Second}, []bool{true, false}},
+		{"retry-after as an HTTP date, from 429",
+			// The bubble's clock starts at 2000-01-01T00:00:00Z, when the
+			// first attempt goes out.
+			[]scripted{{code: http.StatusTooManyRequests, retryAfter: "Sat, 01 Jan 2000 00:00:03 GMT"}},
+			[]time.Duration{3 * time.Second}, []bool{true}},
+		{"retry-after capped at 10 x max_backoff",
+			[]scripted{{code: unavailable, retryAfter: "3600"}},
+			[]time.Duration{40 * time.Second}, []bool{true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

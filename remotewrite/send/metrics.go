@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/send/client"
 )
 
 // Metrics are one endpoint's self-metrics: the queue counts what it
@@ -67,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer, lag func() float64) (*Metrics, error)
 		Namespace: "kata_monitor", Subsystem: "remote_write", Name: "samples_dropped_total",
 		Help: "Samples dropped on purpose, by reason: series a receiver refused with 400, 409 or 422 on their own, after splitting, by the cause its answer names: too_old (outside the accepted time window), out_of_order, duplicate, too_new, limit (a per-tenant limit), invalid, or refused (no known cause); too_large (a single series refused with 413), http_429 (429 with retry_on_http_429 false), relabel (write_relabel_configs), receiver_partial_write (a remote write 2.0 receiver answered 2xx but its X-Prometheus-Remote-Write-Samples-Written header counts fewer samples than sent).",
 	}, []string{"reason"})
-	for _, r := range refusalReasons {
+	for _, r := range client.RefusalReasons {
 		dropped.WithLabelValues(r)
 	}
 	m := &Metrics{
@@ -75,13 +77,13 @@ func NewMetrics(reg prometheus.Registerer, lag func() float64) (*Metrics, error)
 		sent:            counter("samples_sent_total", "Samples the receiver acknowledged."),
 		failed:          counter("samples_failed_total", "Samples in send attempts that failed and will be retried."),
 		retried:         counter("samples_retried_total", "Samples sent again after a failed attempt."),
-		droppedRefused:  dropped.WithLabelValues(reasonRefused),
+		droppedRefused:  dropped.WithLabelValues(client.ReasonRefused),
 		droppedTooLarge: dropped.WithLabelValues(reasonTooLarge),
 		dropped429:      dropped.WithLabelValues(reason429),
 		droppedRelabel:  dropped.WithLabelValues(reasonRelabel),
 		dropped:         dropped,
 		droppedPartial:  dropped.WithLabelValues(reasonPartial),
-		fallbacks:       counter("protocol_fallbacks_total", "Times the endpoint fell back from remote write 2.0 to 1.0 because the receiver refused 2.0 (415, 2xx without Written headers, or 400 before any 2.0 request was written); at most 1 per start."),
+		fallbacks:       counter("protocol_fallbacks_total", "Times the endpoint fell back from remote write 2.0 to 1.0 because the receiver refused 2.0 (415, 2xx without Written headers, or 400 before any 2.0 request was client.Written); at most 1 per start."),
 		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "request_splits_total",
 			Help: "Requests split in two halves to isolate refused series (400, 409, 422) or to fit the receiver's size limit (413), by the status code that caused the split.",
@@ -139,10 +141,10 @@ func (m *Metrics) observeRequest(code string, d time.Duration) {
 	m.sendDuration.Observe(d.Seconds())
 }
 
-// Values of samples_dropped_total's reason label set here (the WAL has
-// its own: disk_budget, write_error, corrupt).
+// Values of samples_dropped_total's reason label set here, beside the
+// refusal reasons (client.RefusalReasons); the WAL has its own:
+// disk_budget, write_error, corrupt.
 const (
-	reasonRefused  = "refused"
 	reasonTooLarge = "too_large"
 	reason429      = "http_429"
 	reasonRelabel  = "relabel"

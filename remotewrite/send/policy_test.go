@@ -12,35 +12,12 @@ import (
 	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/send/client"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
-
-// TestStatusAction pins the status policy table of docs/remote-write.md,
-// row by row.
-func TestStatusAction(t *testing.T) {
-	tests := []struct {
-		codes      []int
-		retryOn429 bool
-		want       action
-	}{
-		{codes: []int{200, 201, 204, 299}, retryOn429: true, want: actDone},
-		{codes: []int{400, 409, 422}, retryOn429: true, want: actRefused},
-		{codes: []int{413}, retryOn429: true, want: actTooLarge},
-		{codes: []int{401, 403, 404, 405, 407, 408, 410, 411, 415, 418, 425, 429, 431, 451, 499}, retryOn429: true, want: actRetry},
-		{codes: []int{500, 502, 503, 504, 507, 599}, retryOn429: true, want: actRetry},
-		{codes: []int{300, 301, 302, 307, 308}, retryOn429: true, want: actRetry},
-		{codes: []int{429}, retryOn429: false, want: actDrop},
-		{codes: []int{408, 503}, retryOn429: false, want: actRetry},
-	}
-	for _, tt := range tests {
-		for _, code := range tt.codes {
-			require.Equal(t, tt.want, statusAction(code, tt.retryOn429, false), "code %d retry_on_http_429 %v", code, tt.retryOn429)
-		}
-	}
-}
 
 // hasIdx reports whether wr holds the series idx=<idx>.
 func hasIdx(wr *wreq, idx string) bool {
@@ -117,7 +94,7 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 func droppedTotal(q *testQueue) float64 {
 	n := testutil.ToFloat64(q.metrics.droppedTooLarge) + testutil.ToFloat64(q.metrics.dropped429) +
 		testutil.ToFloat64(q.metrics.droppedRelabel) + testutil.ToFloat64(q.metrics.droppedPartial)
-	for _, r := range refusalReasons { // "refused" and every cause a receiver names
+	for _, r := range client.RefusalReasons { // "refused" and every cause a receiver names
 		n += testutil.ToFloat64(q.metrics.dropped.WithLabelValues(r))
 	}
 	return n
@@ -143,7 +120,7 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 		{name: "409 first of 100", code: 409, bad: []string{"0000"}, nSeries: 100},
 		{name: "422 last of 100", code: 422, bad: []string{"0099"}, nSeries: 100},
 		{name: "400 three of 500", code: 400, bad: []string{"0003", "0250", "0499"}, nSeries: 500},
-		{name: "400 the only series, cause named", code: 400, bad: []string{"0000"}, nSeries: 1, answer: "out of order sample", reason: reasonOutOfOrder},
+		{name: "400 the only series, cause named", code: 400, bad: []string{"0000"}, nSeries: 1, answer: "out of order sample", reason: client.ReasonOutOfOrder},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,7 +162,7 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 			}
 			reason := tt.reason
 			if reason == "" {
-				reason = reasonRefused
+				reason = client.ReasonRefused
 			}
 			require.Equal(t, float64(rounds*len(tt.bad)), testutil.ToFloat64(q.metrics.dropped.WithLabelValues(reason)), "only the refused series dropped")
 			require.Equal(t, float64(rounds*len(tt.bad)), droppedTotal(q), "nothing else dropped")
@@ -341,7 +318,7 @@ func TestRefusedEverything(t *testing.T) {
 		stop := runQueue(t, q)
 		require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
 		require.NoError(t, stop())
-		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.dropped.WithLabelValues(reasonTooOld)))
+		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.dropped.WithLabelValues(client.ReasonTooOld)))
 		require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
 		require.Zero(t, testutil.ToFloat64(q.metrics.sent))
 		require.Equal(t, float64(budget), testutil.ToFloat64(q.metrics.splits.WithLabelValues("400")), "the budget is spent, no more")

@@ -32,7 +32,7 @@ func (m *memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	m.bytes += int(n)
 	m.mu.Unlock()
 	h := http.Header{}
-	h.Set(hdrSamplesWritten, "0") // accounting is not what this test is about
+	h.Set("X-Prometheus-Remote-Write-Samples-Written", "0") // accounting is not what this test is about
 	return &http.Response{StatusCode: http.StatusNoContent, Header: h, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
+	"github.com/kata-containers/kata-monitor/remotewrite/send/client"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
@@ -59,7 +60,7 @@ type tally struct {
 	// refusalSplitBudget.
 	splitsLeft int
 	// refusedBy counts refused samples by the reason the receiver's
-	// answer gives (refusalReason), beside refused (unclassified).
+	// answer gives (client.RefusalReason), beside refused (unclassified).
 	refusedBy map[string]int
 	// unexplained is the part of refused that the receiver refused
 	// (decodable requests, answers naming no cause): see sendBlock.
@@ -68,7 +69,7 @@ type tally struct {
 
 // refuse counts n samples refused for reason.
 func (t *tally) refuse(reason string, n int) {
-	if reason == reasonRefused {
+	if reason == client.ReasonRefused {
 		t.refused += n
 		return
 	}
@@ -82,7 +83,7 @@ func (t *tally) refuse(reason string, n int) {
 // receiver for reason; those refused without a cause are also unexplained.
 func (t *tally) refuseAnswer(reason string, n int) {
 	t.refuse(reason, n)
-	if reason == reasonRefused {
+	if reason == client.ReasonRefused {
 		t.unexplained += n
 	}
 }
@@ -108,7 +109,7 @@ func refusalSplitBudget(samples int) int {
 //
 // A split shows that the data itself is refused only when some of the
 // block gets through. When every part down to single series is refused
-// and no answer names a cause (refusalReason), nothing shows the data is
+// and no answer names a cause (client.RefusalReason), nothing shows the data is
 // at fault: a wrong url, a gateway or a proxy answers 400 to everything
 // alike. Such a block is not dropped: it is retried whole, with backoff,
 // visibly (samples_failed_total, failing_since, a rate-limited log line),
@@ -164,7 +165,7 @@ func (s *Sender) newBackoff() *backoff.ExponentialBackOff {
 	)
 }
 
-// deliver sends p, applying the status policy (statusAction):
+// deliver sends p, applying the status policy (client.StatusAction):
 //
 //   - retry: resend p itself with backoff until it is answered otherwise;
 //   - refused (400, 409, 422): split p in two halves by series and deliver
@@ -203,10 +204,10 @@ func (s *Sender) deliver(stop, sendCtx context.Context, seq uint64, p part, t *t
 	w, err := s.attempt(stop, sendCtx, seq, p)
 	if err == nil {
 		n := p.samples
-		if w.known && w.samples < int64(n) {
+		if w.Known && w.Samples < int64(n) {
 			// A 2.0 receiver answered 2xx but wrote fewer samples than
 			// sent: never silent.
-			lost := n - int(w.samples)
+			lost := n - int(w.Samples)
 			n -= lost
 			t.partial += lost
 			s.logPartial(seq, p, w)
@@ -219,54 +220,54 @@ func (s *Sender) deliver(stop, sendCtx context.Context, seq uint64, p part, t *t
 		t.maxSentTs = max(t.maxSentTs, p.maxTs)
 		return true
 	}
-	var uerr unsupportedError
+	var uerr client.UnsupportedError
 	if errors.As(err, &uerr) {
 		s.fallBack(uerr)
 		return s.deliver(stop, sendCtx, seq, p, t)
 	}
-	var herr httpStatusError
+	var herr client.StatusError
 	if !errors.As(err, &herr) {
 		return false // shutdown cancelled the attempt or its wait
 	}
-	act := statusAction(herr.code, *s.cfg.QueueConfig.RetryOnHTTP429, p.format.V2())
-	if act == actRefused && p.format.V2() && !s.confirmedV2.Load() && herr.code == http.StatusBadRequest && !herr.written.known {
+	act := client.StatusAction(herr.Code, *s.cfg.QueueConfig.RetryOnHTTP429, p.format.V2())
+	if act == client.ActRefused && p.format.V2() && !s.confirmedV2.Load() && herr.Code == http.StatusBadRequest && !herr.Written.Known {
 		// The specification: "Senders SHOULD expect 400 ... from 1.x
 		// Receivers" for a message they cannot read. Before any 2.0
 		// request was written, a 400 without Written headers is taken as
 		// that, not as a refusal of the data: fall back, resend as 1.0.
-		s.fallBack(unsupportedError{err: herr})
+		s.fallBack(client.UnsupportedError{Err: herr})
 		return s.deliver(stop, sendCtx, seq, p, t)
 	}
-	if act == actDrop {
+	if act == client.ActDrop {
 		t.notRetried += p.samples
 		s.logDrop("receiver throttled and retry_on_http_429 is false, dropped", herr, seq, p, nil)
 		return true
 	}
 	ts, derr := s.decoded(&p)
-	if act == actRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
-		t.refuseAnswer(refusalReason(herr.body), p.samples)
+	if act == client.ActRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
+		t.refuseAnswer(client.RefusalReason(herr.Body), p.samples)
 		s.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, nil)
 		return true
 	}
 	if derr != nil || len(ts) <= 1 {
-		if act == actTooLarge {
+		if act == client.ActTooLarge {
 			t.tooLarge += p.samples
 			s.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
 		} else if derr != nil {
-			t.refuse(refusalReason(herr.body), p.samples)
+			t.refuse(client.RefusalReason(herr.Body), p.samples)
 			s.logDrop("receiver refused series, dropped", herr, seq, p, derr)
 		} else {
-			t.refuseAnswer(refusalReason(herr.body), p.samples)
+			t.refuseAnswer(client.RefusalReason(herr.Body), p.samples)
 			s.logDrop("receiver refused series, dropped (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, derr)
 		}
 		return true
 	}
-	if act == actTooLarge {
+	if act == client.ActTooLarge {
 		s.lowerSendLimit(max(minTooLargeSamples, p.samples/2), herr)
 	} else {
 		t.splitsLeft--
 	}
-	s.metrics.splits.WithLabelValues(strconv.Itoa(herr.code)).Inc()
+	s.metrics.splits.WithLabelValues(strconv.Itoa(herr.Code)).Inc()
 	mid := len(ts) / 2
 	return s.deliverEach(stop, sendCtx, seq, [][]series.Series{ts[:mid], ts[mid:]}, p.format, t)
 }
@@ -298,12 +299,12 @@ func (s *Sender) deliverEach(stop, sendCtx context.Context, seq uint64, parts []
 
 // attempt sends p until it is answered with anything but a retry: it
 // returns nil (2xx) with what the receiver says it wrote, an
-// httpStatusError or unsupportedError (an answer the caller acts on), or
+// client.StatusError or client.UnsupportedError (an answer the caller acts on), or
 // another error when stop or sendCtx ended. Every failed attempt is
 // visible: samples_failed_total, requests_total{code}, the failing_since
 // gauge and a rate-limited log line. The endpoint's rate cap
 // (queue_config.max_bytes_per_second) is waited for before every attempt.
-func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (written, error) {
+func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (client.Written, error) {
 	qc := s.cfg.QueueConfig
 	bo := s.newBackoff()
 	for n := 0; ; n++ {
@@ -311,28 +312,28 @@ func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (wri
 			s.metrics.retried.Add(float64(p.samples))
 		}
 		if err := s.waitRate(stop, len(p.data)); err != nil {
-			return written{}, err
+			return client.Written{}, err
 		}
-		w, err := s.client.send(sendCtx, p.data, p.format)
+		w, err := s.client.Send(sendCtx, p.data, p.format)
 		if err == nil {
 			s.metrics.succeeded(s.now())
 			return w, nil
 		}
-		var rerr recoverableError
-		var herr httpStatusError
+		var rerr client.RecoverableError
+		var herr client.StatusError
 		switch {
 		case errors.As(err, &rerr):
-		case errors.As(err, &herr) && herr.code == http.StatusRequestEntityTooLarge && p.samples <= minTooLargeSamples:
+		case errors.As(err, &herr) && herr.Code == http.StatusRequestEntityTooLarge && p.samples <= minTooLargeSamples:
 			// So small a request is not refused for its size (a proxy
 			// or ingress answering 413 to everything): splitting it
 			// would drop every series as too_large. Retry it.
-			rerr = recoverableError{err: herr}
+			rerr = client.RecoverableError{Err: herr}
 		default:
 			return w, err
 		}
 		s.metrics.failed.Add(float64(p.samples))
 		s.metrics.failing(s.now())
-		wait := rerr.retryAfter
+		wait := rerr.RetryAfter
 		if wait > 0 {
 			wait = min(wait, retryAfterCapFactor*time.Duration(qc.MaxBackoff))
 		} else {
@@ -343,7 +344,7 @@ func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (wri
 				"samples", p.samples, "retry_in", wait, "suppressed", suppressed)
 		}
 		if err := s.sleep(stop, wait); err != nil {
-			return written{}, err
+			return client.Written{}, err
 		}
 	}
 }
@@ -360,7 +361,7 @@ const minTooLargeSamples = 100
 
 // lowerSendLimit makes limit the endpoint's request size (in samples) if
 // it is below the current one, and says so once per change.
-func (s *Sender) lowerSendLimit(limit int, herr httpStatusError) {
+func (s *Sender) lowerSendLimit(limit int, herr client.StatusError) {
 	for {
 		cur := s.sendLimit.Load()
 		if int64(limit) >= cur {
@@ -369,19 +370,19 @@ func (s *Sender) lowerSendLimit(limit int, herr httpStatusError) {
 		if s.sendLimit.CompareAndSwap(cur, int64(limit)) {
 			s.metrics.sendLimit.Set(float64(limit))
 			s.logger.Warn("receiver refused a request as too large; sending smaller requests from now on",
-				"code", herr.code, "answer", herr.body, "max_samples_per_send", limit, "was", cur)
+				"code", herr.Code, "answer", herr.Body, "max_samples_per_send", limit, "was", cur)
 			return
 		}
 	}
 }
 
 // logDrop logs a deliberate drop, at most once per LogEvery.
-func (s *Sender) logDrop(msg string, herr httpStatusError, seq uint64, p part, decodeErr error) {
+func (s *Sender) logDrop(msg string, herr client.StatusError, seq uint64, p part, decodeErr error) {
 	ok, suppressed := s.dropLog.Allow()
 	if !ok {
 		return
 	}
-	args := []any{"code", herr.code, "answer", herr.body, "seq", seq, "samples", p.samples, "suppressed", suppressed}
+	args := []any{"code", herr.Code, "answer", herr.Body, "seq", seq, "samples", p.samples, "suppressed", suppressed}
 	if len(p.series) == 1 {
 		args = append(args, "series", seriesString(p.series[0].Labels))
 	}
@@ -393,10 +394,10 @@ func (s *Sender) logDrop(msg string, herr httpStatusError, seq uint64, p part, d
 
 // logPartial says, at most once per LogEvery, that a receiver wrote fewer
 // samples than a 2xx answer covered.
-func (s *Sender) logPartial(seq uint64, p part, w written) {
+func (s *Sender) logPartial(seq uint64, p part, w client.Written) {
 	if ok, suppressed := s.dropLog.Allow(); ok {
 		s.logger.Error("receiver answered 2xx but wrote fewer samples than sent (X-Prometheus-Remote-Write-Samples-Written); the rest are counted as dropped, reason receiver_partial_write",
-			"seq", seq, "sent", p.samples, "written", w.samples, "suppressed", suppressed)
+			"seq", seq, "sent", p.samples, "client.Written", w.Samples, "suppressed", suppressed)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package send delivers one remote_write endpoint's queued requests: it
 // reads groups of encoded blocks from the endpoint's WAL, POSTs each block
 // (HTTP client with the endpoint's authentication, remote write 1.0 or 2.0
-// headers), applies the status policy to every answer (statusAction:
+// headers), applies the status policy to every answer (client.StatusAction:
 // retry with backoff, split refused requests down to the refused series,
 // lower the request size after a 413, fall back from 2.0 to 1.0) and
 // acknowledges a group once all its blocks are sent or dropped on purpose.
@@ -25,6 +25,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite/codec"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/send/client"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 )
 
@@ -55,7 +56,7 @@ type Sender struct {
 	cfg           config.Config
 	logger        *slog.Logger
 	metrics       *Metrics
-	client        *client
+	client        *client.Client
 	comp          *codec.Compressor
 	flushDeadline time.Duration
 	onFallback    func()
@@ -98,7 +99,7 @@ func New(cfg config.Config, rt http.RoundTripper, comp *codec.Compressor, m *Met
 	}
 	s.sendLimit.Store(int64(cfg.QueueConfig.MaxSamplesPerSend))
 	m.sendLimit.Set(float64(cfg.QueueConfig.MaxSamplesPerSend))
-	s.client = newClient(cfg, rt, o.UserAgent, m.observeRequest)
+	s.client = client.New(cfg, rt, o.UserAgent, m.observeRequest)
 	now := func() time.Time { return s.now() }
 	s.retryLog, s.dropLog, s.ackLog = NewLogLimiter(LogEvery, now), NewLogLimiter(LogEvery, now), NewLogLimiter(LogEvery, now)
 	return s
@@ -223,7 +224,7 @@ func (s *Sender) Store(ctx context.Context, data []byte, f codec.Format) error {
 	if err := s.waitRate(ctx, len(data)); err != nil {
 		return err
 	}
-	return s.client.store(ctx, data, f)
+	return s.client.Store(ctx, data, f)
 }
 
 // waitRate waits until the rate cap lets n more bytes go (at once without

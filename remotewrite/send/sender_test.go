@@ -12,7 +12,6 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -83,55 +82,6 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 			require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestSent))
 			require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestAppended))
 			require.Zero(t, testutil.ToFloat64(q.metrics.lag))
-		})
-	}
-}
-
-func TestRetryAfterHonoured(t *testing.T) {
-	tests := []struct {
-		name       string
-		retryAfter string
-		maxBackoff time.Duration
-		want       time.Duration
-	}{
-		{name: "seconds", retryAfter: "1", maxBackoff: 5 * time.Second, want: time.Second},
-		{name: "http date", retryAfter: "DATE+3s", maxBackoff: 5 * time.Second, want: 3 * time.Second},
-		{name: "capped at 10x max_backoff", retryAfter: "3600", maxBackoff: time.Second, want: 10 * time.Second},
-		{name: "absent uses backoff", retryAfter: "", maxBackoff: 5 * time.Second, want: 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-			rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
-				if n > 0 {
-					return http.StatusNoContent, nil
-				}
-				v := tt.retryAfter
-				if v == "DATE+3s" {
-					v = now.Add(3 * time.Second).Format(http.TimeFormat)
-				}
-				if v == "" {
-					return http.StatusTooManyRequests, nil
-				}
-				return http.StatusTooManyRequests, map[string]string{"Retry-After": v}
-			}).Start()
-			cfg := config.Config{URL: rc.URL()}
-			cfg.QueueConfig.MaxBackoff = model.Duration(tt.maxBackoff)
-			mq := newMemQueue()
-			q, _ := newTestQueue(t, cfg, mq)
-			q.client.now = func() time.Time { return now }
-			waits := recordSleeps(q)
-			require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
-			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
-			require.NoError(t, stop())
-			got := waits()
-			require.Len(t, got, 1)
-			if tt.want == 0 {
-				require.InDelta(t, time.Duration(q.cfg.QueueConfig.MinBackoff), got[0], float64(q.cfg.QueueConfig.MinBackoff)/10+1, "first backoff step")
-				return
-			}
-			require.Equal(t, tt.want, got[0])
 		})
 	}
 }

@@ -1,4 +1,4 @@
-package send
+package client
 
 import (
 	"context"
@@ -11,11 +11,13 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -36,13 +38,13 @@ func oneBlock(t *testing.T) []byte {
 	return blocks[0].Data
 }
 
-func testClient(t *testing.T, cfg config.Config) *client {
+func testClient(t *testing.T, cfg config.Config) *Client {
 	t.Helper()
 	cfg.ApplyDefaults()
 	require.NoError(t, cfg.Validate())
 	rt, err := cfg.NewRoundTripper()
 	require.NoError(t, err)
-	return newClient(cfg, rt, "kata-monitor/test", func(string, time.Duration) {})
+	return New(cfg, rt, "kata-monitor/test", func(string, time.Duration) {})
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -127,7 +129,7 @@ func TestClientHeadersAndAuth(t *testing.T) {
 				if i > 0 && tt.rotate != nil {
 					tt.rotate(t)
 				}
-				require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
+				require.NoError(t, c.Store(context.Background(), data, codec.FormatV1))
 				got := rc.Requests()
 				require.Len(t, got, i+1)
 				for k, v := range want {
@@ -170,18 +172,18 @@ func TestClientStatusClassification(t *testing.T) {
 			if tt.no429 {
 				cfg.QueueConfig.RetryOnHTTP429 = &no
 			}
-			err := testClient(t, cfg).store(context.Background(), oneBlock(t), codec.FormatV1)
-			var rerr recoverableError
-			var herr httpStatusError
+			err := testClient(t, cfg).Store(context.Background(), oneBlock(t), codec.FormatV1)
+			var rerr RecoverableError
+			var herr StatusError
 			switch {
 			case tt.wantRecover:
 				require.ErrorAs(t, err, &rerr)
-				require.Equal(t, tt.wantRetryAfter, rerr.retryAfter)
+				require.Equal(t, tt.wantRetryAfter, rerr.RetryAfter)
 			case tt.wantDrop:
 				require.ErrorAs(t, err, &herr)
 				require.False(t, errors.As(err, &rerr))
-				require.Equal(t, tt.code, herr.code)
-				require.Contains(t, herr.body, "answer")
+				require.Equal(t, tt.code, herr.Code)
+				require.Contains(t, herr.Body, "answer")
 			default:
 				require.NoError(t, err)
 			}
@@ -194,13 +196,13 @@ func TestClientNetworkErrorIsRecoverable(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close()) // nothing listens there now
-	err = testClient(t, config.Config{URL: "http://" + addr + "/w"}).store(context.Background(), oneBlock(t), codec.FormatV1)
-	var rerr recoverableError
+	err = testClient(t, config.Config{URL: "http://" + addr + "/w"}).Store(context.Background(), oneBlock(t), codec.FormatV1)
+	var rerr RecoverableError
 	require.ErrorAs(t, err, &rerr)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err = testClient(t, config.Config{URL: "http://" + addr + "/w"}).store(ctx, oneBlock(t), codec.FormatV1)
+	err = testClient(t, config.Config{URL: "http://" + addr + "/w"}).Store(ctx, oneBlock(t), codec.FormatV1)
 	require.ErrorIs(t, err, context.Canceled)
 	require.False(t, errors.As(err, &rerr), "shutdown is not a receiver failure")
 }
@@ -287,7 +289,7 @@ func TestClientTLS(t *testing.T) {
 			rc.Srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 			rc.Srv.StartTLS()
 			t.Cleanup(rc.Srv.Close)
-			err := testClient(t, config.Config{URL: rc.URL(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).store(context.Background(), oneBlock(t), codec.FormatV1)
+			err := testClient(t, config.Config{URL: rc.URL(), HTTPClientConfig: commoncfg.HTTPClientConfig{TLSConfig: tt.tls}}).Store(context.Background(), oneBlock(t), codec.FormatV1)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				require.Empty(t, rc.Requests())
@@ -310,4 +312,47 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("retryAfter(%q) = %v, negative", v, d)
 		}
 	})
+}
+
+// TestStatusAction pins the status policy table of docs/remote-write.md,
+// row by row.
+func TestStatusAction(t *testing.T) {
+	tests := []struct {
+		codes      []int
+		retryOn429 bool
+		want       Action
+	}{
+		{codes: []int{200, 201, 204, 299}, retryOn429: true, want: ActDone},
+		{codes: []int{400, 409, 422}, retryOn429: true, want: ActRefused},
+		{codes: []int{413}, retryOn429: true, want: ActTooLarge},
+		{codes: []int{401, 403, 404, 405, 407, 408, 410, 411, 415, 418, 425, 429, 431, 451, 499}, retryOn429: true, want: ActRetry},
+		{codes: []int{500, 502, 503, 504, 507, 599}, retryOn429: true, want: ActRetry},
+		{codes: []int{300, 301, 302, 307, 308}, retryOn429: true, want: ActRetry},
+		{codes: []int{429}, retryOn429: false, want: ActDrop},
+		{codes: []int{408, 503}, retryOn429: false, want: ActRetry},
+	}
+	for _, tt := range tests {
+		for _, code := range tt.codes {
+			require.Equal(t, tt.want, StatusAction(code, tt.retryOn429, false), "code %d retry_on_http_429 %v", code, tt.retryOn429)
+		}
+	}
+}
+
+// TestNewConfigKeysValidated: the new keys name themselves in errors.
+// TestParseWritten reads the Written headers as the specification defines
+// them: one 64-bit integer each; a missing one counts 0 once any is there.
+func TestParseWritten(t *testing.T) {
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	require.Equal(t, Written{}, parseWritten(h()))
+	require.Equal(t, Written{Known: true, Samples: 5}, parseWritten(h(hdrSamplesWritten, "5")))
+	require.Equal(t, Written{Known: true, Samples: 7}, parseWritten(h(hdrSamplesWritten, "5", hdrHistogramsWritten, "2")))
+	require.Equal(t, Written{Known: true}, parseWritten(h(hdrExemplarsWritten, "0")))
+	require.Equal(t, Written{}, parseWritten(h(hdrSamplesWritten, "many")))
+	require.Equal(t, Written{Known: true, Samples: math.MaxInt64}, parseWritten(h(hdrSamplesWritten, strconv.FormatInt(math.MaxInt64, 10))))
 }

@@ -1,4 +1,11 @@
-package send
+// Package client sends one remote write request to one endpoint and says
+// what its answer means: Client.Send POSTs an encoded request with the
+// headers of its format and the endpoint's authentication, and returns
+// what the receiver wrote or an error the sender acts on (RecoverableError,
+// StatusError, UnsupportedError). StatusAction is the status policy (the
+// table in docs/remote-write.md) and RefusalReason reads why a receiver
+// refused data. Retrying, splitting and counting are package send's.
+package client
 
 import (
 	"bytes"
@@ -23,46 +30,46 @@ const maxRetryAfterSeconds = 1 << 20
 // maxErrBody caps how much of a receiver's error answer we keep for logs.
 const maxErrBody = 512
 
-// recoverableError marks a failure worth retrying: no answer (network
-// error, timeout) or a status the policy retries (see action). retryAfter
-// is the receiver's Retry-After hint, 0 when absent.
-type recoverableError struct {
-	err        error
-	retryAfter time.Duration
+// RecoverableError marks a failure worth retrying: no answer (network
+// error, timeout) or a status the policy retries (see Action).
+type RecoverableError struct {
+	Err error
+	// RetryAfter is the receiver's Retry-After hint, 0 when absent.
+	RetryAfter time.Duration
 }
 
-func (e recoverableError) Error() string { return e.err.Error() }
-func (e recoverableError) Unwrap() error { return e.err }
+func (e RecoverableError) Error() string { return e.Err.Error() }
+func (e RecoverableError) Unwrap() error { return e.Err }
 
-// httpStatusError is an answer the sender must act on instead of retrying
+// StatusError is an answer the sender must act on instead of retrying
 // the same request: a refusal of the data (400, 409, 422: split), a
 // request too large (413: split) or a 429 with retry_on_http_429 false
-// (drop). action tells which.
-type httpStatusError struct {
-	code    int
-	body    string
-	written written // the receiver's Written headers, if any
+// (drop). Action tells which.
+type StatusError struct {
+	Code    int
+	Body    string  // the start of the answer's body, safe to log
+	Written Written // the receiver's Written headers, if any
 }
 
-func (e httpStatusError) Error() string {
-	return fmt.Sprintf("server returned HTTP status %d: %s", e.code, e.body)
+func (e StatusError) Error() string {
+	return fmt.Sprintf("server returned HTTP status %d: %s", e.Code, e.Body)
 }
 
-// action is what the sender does with one answer. The table in
-// docs/remote-write.md ("Status policy") lists the same rows; statusAction
+// Action is what the sender does with one answer. The table in
+// docs/remote-write.md ("Status policy") lists the same rows; StatusAction
 // is the only place that decides.
-type action int
+type Action int
 
 const (
-	actDone        action = iota // 2xx: delivered
-	actUnsupported               // 415 to a 2.0 request: fall back to 1.0 (see Queue.fallBack)
-	actRetry                     // resend the same request after a backoff
-	actRefused                   // the data is refused: split down to the refused series, drop those
-	actTooLarge                  // 413: split, lower the endpoint's request size
-	actDrop                      // 429 with retry_on_http_429: false: drop the request (the user's choice)
+	ActDone        Action = iota // 2xx: delivered
+	ActUnsupported               // 415 to a 2.0 request: fall back to 1.0 (see send's fallBack)
+	ActRetry                     // resend the same request after a backoff
+	ActRefused                   // the data is refused: split down to the refused series, drop those
+	ActTooLarge                  // 413: split, lower the endpoint's request size
+	ActDrop                      // 429 with retry_on_http_429: false: drop the request (the user's choice)
 )
 
-// statusAction maps an HTTP status code to the sender's action.
+// StatusAction maps an HTTP status code to the sender's Action.
 //
 // Only 400, 409 and 422 say something about the data itself (Prometheus
 // answers 400 for an out-of-order or duplicate sample anywhere in a
@@ -77,40 +84,44 @@ const (
 // the remote write 2.0 specification allows ("Unsupported Request
 // Content"); 415 to a 1.0 request is retried like any other answer that
 // says nothing about the data.
-func statusAction(code int, retryOn429, v2 bool) action {
+func StatusAction(code int, retryOn429, v2 bool) Action {
 	switch {
 	case code/100 == 2:
-		return actDone
+		return ActDone
 	case code == http.StatusUnsupportedMediaType && v2:
-		return actUnsupported
+		return ActUnsupported
 	case code == http.StatusBadRequest, code == http.StatusConflict, code == http.StatusUnprocessableEntity:
-		return actRefused
+		return ActRefused
 	case code == http.StatusRequestEntityTooLarge:
-		return actTooLarge
+		return ActTooLarge
 	case code == http.StatusTooManyRequests && !retryOn429:
-		return actDrop
+		return ActDrop
 	default:
-		return actRetry
+		return ActRetry
 	}
 }
 
-// client POSTs encoded blocks to one endpoint. It is safe for concurrent
-// use: it holds only immutable settings and a concurrency-safe transport.
-type client struct {
+// Client POSTs encoded requests to one endpoint. It is safe for
+// concurrent use: it holds only immutable settings and a concurrency-safe
+// transport.
+type Client struct {
 	url        string
 	hc         *http.Client
 	timeout    time.Duration
 	headers    map[string]string
 	userAgent  string
 	retryOn429 bool
-	now        func() time.Time
 	// observe records one attempt: status code ("error" for no answer)
 	// and duration. Never nil.
 	observe func(code string, d time.Duration)
 }
 
-func newClient(cfg config.Config, rt http.RoundTripper, userAgent string, observe func(string, time.Duration)) *client {
-	return &client{
+// New returns the Client of the endpoint cfg (defaulted and valid) over
+// rt (config.Config.NewRoundTripper). observe is called after every
+// attempt with the status code ("error" when nothing answered) and its
+// duration.
+func New(cfg config.Config, rt http.RoundTripper, userAgent string, observe func(code string, d time.Duration)) *Client {
+	return &Client{
 		url: cfg.URL,
 		hc: &http.Client{
 			Transport:     rt,
@@ -120,7 +131,6 @@ func newClient(cfg config.Config, rt http.RoundTripper, userAgent string, observ
 		headers:    cfg.Headers,
 		userAgent:  userAgent,
 		retryOn429: *cfg.QueueConfig.RetryOnHTTP429,
-		now:        time.Now,
 		observe:    observe,
 	}
 }
@@ -133,20 +143,20 @@ const (
 	hdrExemplarsWritten  = "X-Prometheus-Remote-Write-Exemplars-Written"
 )
 
-// written is what a receiver says it wrote of one request.
-type written struct {
-	// known is set when the answer carried at least one of the Written
+// Written is what a receiver says it wrote of one request.
+type Written struct {
+	// Known is set when the answer carried at least one of the Written
 	// headers; the counts are then exact (a missing header counts 0).
-	known bool
-	// samples is float samples plus histogram samples (this sender sends
+	Known bool
+	// Samples is float samples plus histogram samples (this sender sends
 	// no histograms or exemplars, so both count as samples written).
-	samples int64
+	Samples int64
 }
 
 // parseWritten reads the Written headers. A value that is not a single
 // non-negative 64-bit integer is ignored (the header counts as absent).
-func parseWritten(h http.Header) written {
-	var w written
+func parseWritten(h http.Header) Written {
+	var w Written
 	for _, k := range []string{hdrSamplesWritten, hdrHistogramsWritten} {
 		v := h.Get(k)
 		if v == "" {
@@ -156,41 +166,41 @@ func parseWritten(h http.Header) written {
 		if err != nil || n < 0 {
 			continue
 		}
-		w.known, w.samples = true, w.samples+n
+		w.Known, w.Samples = true, w.Samples+n
 	}
 	if h.Get(hdrExemplarsWritten) != "" {
-		w.known = true
+		w.Known = true
 	}
 	return w
 }
 
-// errNoWrittenHeaders is a 2xx answer to a 2.0 request without any Written
+// ErrNoWrittenHeaders is a 2xx answer to a 2.0 request without any Written
 // header: a 1.x receiver that decoded the 2.0 message as a 1.0 one (an
 // empty request: nothing written). The specification says to treat it as
 // 415.
-var errNoWrittenHeaders = errors.New("2xx without X-Prometheus-Remote-Write-*-Written headers: a remote write 1.0 receiver that ignores Content-Type (nothing was written)")
+var ErrNoWrittenHeaders = errors.New("2xx without X-Prometheus-Remote-Write-*-Written headers: a remote write 1.0 receiver that ignores Content-Type (nothing was written)")
 
-// unsupportedError asks the sender to fall back to 1.0: a 415 to a 2.0
-// request, or errNoWrittenHeaders.
-type unsupportedError struct{ err error }
+// UnsupportedError asks the sender to fall back to 1.0: a 415 to a 2.0
+// request, or ErrNoWrittenHeaders.
+type UnsupportedError struct{ Err error }
 
-func (e unsupportedError) Error() string { return e.err.Error() }
-func (e unsupportedError) Unwrap() error { return e.err }
+func (e UnsupportedError) Error() string { return e.Err.Error() }
+func (e UnsupportedError) Unwrap() error { return e.Err }
 
-// send sends one encoded request of format f, with the headers f needs
+// Send sends one encoded request of format f, with the headers f needs
 // (Content-Encoding, Content-Type, X-Prometheus-Remote-Write-Version) and
 // User-Agent. It returns what the receiver says it wrote and nil on 2xx,
-// an unsupportedError when a 2.0 request is refused as such (415, or 2xx
-// without Written headers), a recoverableError when statusAction says
-// retry (or nothing answered), an httpStatusError for the other actions,
+// an UnsupportedError when a 2.0 request is refused as such (415, or 2xx
+// without Written headers), a RecoverableError when StatusAction says
+// retry (or nothing answered), a StatusError for the other actions,
 // or an error wrapping parent's error when parent ended.
-func (c *client) send(parent context.Context, data []byte, f codec.Format) (written, error) {
+func (c *Client) Send(parent context.Context, data []byte, f codec.Format) (Written, error) {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(data))
 	if err != nil {
 		// Only a malformed URL gets here, which Validate prevents.
-		return written{}, fmt.Errorf("build request: %w", err)
+		return Written{}, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Content-Encoding", f.Encoding())
 	req.Header.Set("Content-Type", f.ContentType())
@@ -200,56 +210,56 @@ func (c *client) send(parent context.Context, data []byte, f codec.Format) (writ
 		req.Header.Set(k, v)
 	}
 
-	start := c.now()
+	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		c.observe("error", c.now().Sub(start))
+		c.observe("error", time.Since(start))
 		if perr := parent.Err(); perr != nil {
 			// Our caller gave up (shutdown); not the receiver's fault.
-			return written{}, fmt.Errorf("post: %w", perr)
+			return Written{}, fmt.Errorf("post: %w", perr)
 		}
-		return written{}, recoverableError{err: fmt.Errorf("post: %w", err)}
+		return Written{}, RecoverableError{Err: fmt.Errorf("post: %w", err)}
 	}
 	defer resp.Body.Close()
 	// Read a little of the body for error messages, then drain a bounded
 	// amount so the connection can be reused.
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	c.observe(strconv.Itoa(resp.StatusCode), c.now().Sub(start))
+	c.observe(strconv.Itoa(resp.StatusCode), time.Since(start))
 
 	code := resp.StatusCode
 	w := parseWritten(resp.Header)
-	act := statusAction(code, c.retryOn429, f.V2())
-	if act == actRefused && wrongPath(body) {
+	act := StatusAction(code, c.retryOn429, f.V2())
+	if act == ActRefused && wrongPath(body) {
 		// Not a refusal of the data: the URL or headers are wrong. Keep
 		// the data in the WAL until the config is fixed, not drop it.
-		act = actRetry
+		act = ActRetry
 	}
 	switch act {
-	case actDone:
+	case ActDone:
 		if htmlAnswer(resp.Header) {
 			// No remote-write receiver answers a write with a web page:
 			// a proxy's login or error page, or a url that is a UI.
 			// Counting it as sent would lose the data silently.
-			return w, recoverableError{err: httpStatusError{code: code,
-				body: "an HTML page, not a remote-write answer (a proxy's login or error page, or a url that is not the receiver's write path?): " + sanitize(body)}}
+			return w, RecoverableError{Err: StatusError{Code: code,
+				Body: "an HTML page, not a remote-write answer (a proxy's login or error page, or a url that is not the receiver's write path?): " + sanitize(body)}}
 		}
-		if f.V2() && !w.known {
-			return w, unsupportedError{err: errNoWrittenHeaders}
+		if f.V2() && !w.Known {
+			return w, UnsupportedError{Err: ErrNoWrittenHeaders}
 		}
 		return w, nil
-	case actUnsupported:
-		return w, unsupportedError{err: httpStatusError{code: code, body: sanitize(body)}}
-	case actRetry:
-		herr := httpStatusError{code: code, body: sanitize(body)}
+	case ActUnsupported:
+		return w, UnsupportedError{Err: StatusError{Code: code, Body: sanitize(body)}}
+	case ActRetry:
+		herr := StatusError{Code: code, Body: sanitize(body)}
 		if code/100 == 3 {
 			// A misconfigured URL behind a redirect: keep the data in the
 			// WAL until the config is fixed rather than drop it.
-			herr.body = "redirect to " + resp.Header.Get("Location") + " not followed"
+			herr.Body = "redirect to " + resp.Header.Get("Location") + " not followed"
 		}
-		return w, recoverableError{err: herr, retryAfter: retryAfter(resp.Header.Get("Retry-After"), c.now())}
+		return w, RecoverableError{Err: herr, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	default:
-		return w, httpStatusError{code: code, body: sanitize(body), written: w}
+		return w, StatusError{Code: code, Body: sanitize(body), Written: w}
 	}
 }
 
@@ -289,9 +299,9 @@ func htmlAnswer(h http.Header) bool {
 	return err == nil && mt == "text/html"
 }
 
-// store is send without the Written counts.
-func (c *client) store(ctx context.Context, data []byte, f codec.Format) error {
-	_, err := c.send(ctx, data, f)
+// Store is Send without the Written counts.
+func (c *Client) Store(ctx context.Context, data []byte, f codec.Format) error {
+	_, err := c.Send(ctx, data, f)
 	return err
 }
 

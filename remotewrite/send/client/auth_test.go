@@ -1,4 +1,4 @@
-package send
+package client
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ import (
 
 // loadBlock decodes one remote_write entry strictly, defaults and
 // validates it, and builds its client.
-func loadBlock(t *testing.T, doc string) (config.Config, *client) {
+func loadBlock(t *testing.T, doc string) (config.Config, *Client) {
 	t.Helper()
 	var c config.Config
 	require.NoError(t, rwtest.DecodeStrict(doc, &c), doc)
@@ -43,7 +43,7 @@ func loadBlock(t *testing.T, doc string) (config.Config, *client) {
 	require.NoError(t, c.Validate(), doc)
 	rt, err := c.NewRoundTripper()
 	require.NoError(t, err)
-	return c, newClient(c, rt, "kata-monitor/test", func(string, time.Duration) {})
+	return c, New(c, rt, "kata-monitor/test", func(string, time.Duration) {})
 }
 
 // tokenServer is an OAuth2 token endpoint (RFC 6749 client credentials):
@@ -112,10 +112,10 @@ oauth2:
     audience: receiver
 `)
 	data := oneBlock(t)
-	require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
-	require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), data, codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), data, codec.FormatV1))
 	writeFile(t, secretFile, "s2\n")
-	require.NoError(t, c.store(context.Background(), data, codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), data, codec.FormatV1))
 
 	got := rc.Requests()
 	require.Len(t, got, 3)
@@ -148,9 +148,9 @@ func TestAuthSecretFilesRotate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, nil).Start()
 			_, c := loadBlock(t, "url: "+rc.URL()+"\n"+tt.block+"\n")
-			require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
+			require.NoError(t, c.Store(context.Background(), oneBlock(t), codec.FormatV1))
 			writeFile(t, tt.file, tt.rotated)
-			require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
+			require.NoError(t, c.Store(context.Background(), oneBlock(t), codec.FormatV1))
 			got := rc.Requests()
 			require.Len(t, got, 2)
 			for i, want := range tt.want {
@@ -248,14 +248,14 @@ queue_config:
   max_shards: 200
   capacity: 2500
 `)
-	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), oneBlock(t), codec.FormatV1))
 	errs := results()
 	require.Len(t, errs, 1)
 	require.NoError(t, errs[0])
 
 	// The check is real: a client holding another secret is refused.
 	_, bad := loadBlock(t, "url: "+srv.URL+"/api/v1/write\nsigv4:\n  region: "+region+"\n  access_key: "+ak+"\n  secret_key: other\n")
-	err := bad.store(context.Background(), oneBlock(t), codec.FormatV1)
+	err := bad.Store(context.Background(), oneBlock(t), codec.FormatV1)
 	require.ErrorContains(t, err, "403")
 	require.ErrorContains(t, results()[1], "signature mismatch")
 }
@@ -299,7 +299,7 @@ azuread:
   managed_identity:
     client_id: `+clientID+`
 `)
-	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), oneBlock(t), codec.FormatV1))
 	got := rc.Requests()
 	require.Len(t, got, 1)
 	require.Equal(t, "Bearer azure-token", got[0].Header.Get("Authorization"))
@@ -359,7 +359,7 @@ func TestAuthGoogleIAM(t *testing.T) {
 
 	rc := newReceiver(t, nil).Start()
 	_, c := loadBlock(t, "url: "+rc.URL()+"\ngoogle_iam:\n  credentials_file: "+credFile+"\n")
-	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), oneBlock(t), codec.FormatV1))
 	got := rc.Requests()
 	require.Len(t, got, 1)
 	require.Equal(t, "Bearer google-token", got[0].Header.Get("Authorization"))
@@ -385,10 +385,10 @@ func TestFollowRedirects(t *testing.T) {
 				block += "follow_redirects: true\n"
 			}
 			_, c := loadBlock(t, block)
-			err := c.store(context.Background(), oneBlock(t), codec.FormatV1)
+			err := c.Store(context.Background(), oneBlock(t), codec.FormatV1)
 			got := rc.Requests()
 			if !follow {
-				var rerr recoverableError
+				var rerr RecoverableError
 				require.ErrorAs(t, err, &rerr, "a redirect is retried, not dropped")
 				require.ErrorContains(t, err, "redirect to /api/v1/write not followed")
 				require.Len(t, got, 1)
@@ -409,9 +409,9 @@ func TestHTTPHeadersFiles(t *testing.T) {
 	writeFile(t, f, "tenant-1")
 	rc := newReceiver(t, nil).Start()
 	_, c := loadBlock(t, "url: "+rc.URL()+"\nhttp_headers:\n  X-Team:\n    values: [kata]\n  X-Api-Key:\n    secrets: [k3y]\n  X-Tenant:\n    files: ["+f+"]\n")
-	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), oneBlock(t), codec.FormatV1))
 	writeFile(t, f, "tenant-2")
-	require.NoError(t, c.store(context.Background(), oneBlock(t), codec.FormatV1))
+	require.NoError(t, c.Store(context.Background(), oneBlock(t), codec.FormatV1))
 	got := rc.Requests()
 	require.Len(t, got, 2)
 	require.Equal(t, "kata", got[0].Header.Get("X-Team"))
