@@ -5,42 +5,26 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/relabel"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/configtest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		mod     func(*Config)
-		wantErr string
-	}{
-		{"defaults", func(*Config) {}, ""},
-		{"interval", func(c *Config) { c.ScrapeInterval = 0 }, "scrape_interval: must be > 0"},
-		{"timeout", func(c *Config) { c.ScrapeTimeout = -1 }, "scrape_timeout: must be > 0"},
-		{"timeout above interval", func(c *Config) { c.ScrapeTimeout = time.Minute }, "scrape_timeout: 1m0s must be <= scrape_interval 15s"},
-		{"concurrency", func(c *Config) { c.Concurrency = 0 }, "concurrency: must be > 0"},
-		{"max age", func(c *Config) { c.SnapshotMaxAge = -time.Second }, "snapshot_max_age: must be >= 0"},
-		{"external label name", func(c *Config) { c.ExternalLabels = map[string]string{"": "x"} }, "external_labels: invalid label name"},
-		{"external label value", func(c *Config) { c.ExternalLabels = map[string]string{"a": "\xff"} }, "external_labels.a: invalid UTF-8 value"},
-		{"nil relabel rule", func(c *Config) { c.MetricRelabelConfigs = []*relabel.Config{nil} }, "metric_relabel_configs[0]: empty rule"},
-		{"bad relabel rule", func(c *Config) {
+	configtest.Validate(t, DefaultConfig, []configtest.Case[Config]{
+		{Name: "defaults", Mod: func(*Config) {}},
+		{Name: "interval", Mod: func(c *Config) { c.ScrapeInterval = 0 }, WantErr: "scrape_interval: must be > 0"},
+		{Name: "timeout", Mod: func(c *Config) { c.ScrapeTimeout = -1 }, WantErr: "scrape_timeout: must be > 0"},
+		{Name: "timeout above interval", Mod: func(c *Config) { c.ScrapeTimeout = time.Minute }, WantErr: "scrape_timeout: 1m0s must be <= scrape_interval 15s"},
+		{Name: "concurrency", Mod: func(c *Config) { c.Concurrency = 0 }, WantErr: "concurrency: must be > 0"},
+		{Name: "max age", Mod: func(c *Config) { c.SnapshotMaxAge = -time.Second }, WantErr: "snapshot_max_age: must be >= 0"},
+		{Name: "external label name", Mod: func(c *Config) { c.ExternalLabels = map[string]string{"": "x"} }, WantErr: "external_labels: invalid label name"},
+		{Name: "external label value", Mod: func(c *Config) { c.ExternalLabels = map[string]string{"a": "\xff"} }, WantErr: "external_labels.a: invalid UTF-8 value"},
+		{Name: "nil relabel rule", Mod: func(c *Config) { c.MetricRelabelConfigs = []*relabel.Config{nil} }, WantErr: "metric_relabel_configs[0]: empty rule"},
+		{Name: "bad relabel rule", Mod: func(c *Config) {
 			c.MetricRelabelConfigs = []*relabel.Config{relabelRule(func(r *relabel.Config) { r.Action = relabel.HashMod })}
-		}, "metric_relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultConfig()
-			tc.mod(&c)
-			err := c.Validate()
-			if tc.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.wantErr)
-		})
-	}
+		}, WantErr: "metric_relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"},
+	})
 }
 
 func TestNewRequiresDeps(t *testing.T) {

@@ -6,37 +6,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/configtest"
 )
 
 func prometheusRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		mutate  func(*Config)
-		wantErr string
-	}{
-		{"default", func(*Config) {}, ""},
-		{"write timeout set", func(c *Config) { c.WriteTimeout = time.Minute }, ""},
-		{"read timeout zero", func(c *Config) { c.ReadTimeout = 0 }, "read_timeout: must be > 0"},
-		{"write timeout negative", func(c *Config) { c.WriteTimeout = -1 }, "write_timeout: must be >= 0"},
-		{"header bytes tiny", func(c *Config) { c.MaxHeaderBytes = 10 }, "max_header_bytes"},
-		{"query bytes zero", func(c *Config) { c.MaxQueryBytes = 0 }, "max_query_bytes: must be > 0"},
-		{"query over header", func(c *Config) { c.MaxQueryBytes = c.MaxHeaderBytes + 1 }, "max_query_bytes: must not exceed"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := DefaultConfig()
-			tt.mutate(&c)
-			err := c.Validate()
-			if tt.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tt.wantErr)
-		})
-	}
+	configtest.Validate(t, DefaultConfig, []configtest.Case[Config]{
+		{Name: "default", Mod: func(*Config) {}},
+		{Name: "write timeout set", Mod: func(c *Config) { c.WriteTimeout = time.Minute }},
+		{Name: "read timeout zero", Mod: func(c *Config) { c.ReadTimeout = 0 }, WantErr: "read_timeout: must be > 0"},
+		{Name: "write timeout negative", Mod: func(c *Config) { c.WriteTimeout = -1 }, WantErr: "write_timeout: must be >= 0"},
+		{Name: "header bytes tiny", Mod: func(c *Config) { c.MaxHeaderBytes = 10 }, WantErr: "max_header_bytes"},
+		{Name: "query bytes zero", Mod: func(c *Config) { c.MaxQueryBytes = 0 }, WantErr: "max_query_bytes: must be > 0"},
+		{Name: "query over header", Mod: func(c *Config) { c.MaxQueryBytes = c.MaxHeaderBytes + 1 }, WantErr: "max_query_bytes: must not exceed"},
+	})
 }
 
 func TestDefaultConfig(t *testing.T) {

@@ -7,36 +7,22 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/configtest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		mutate  func(*Config)
-		wantErr string
-	}{
-		{name: "default", mutate: func(*Config) {}},
-		{name: "unix scheme", mutate: func(c *Config) { c.Endpoint = "unix:///run/crio/crio.sock" }},
-		{name: "zero min refresh", mutate: func(c *Config) { c.MinRefreshInterval = 0 }},
-		{name: "empty endpoint", mutate: func(c *Config) { c.Endpoint = "" }, wantErr: "endpoint:"},
-		{name: "relative endpoint", mutate: func(c *Config) { c.Endpoint = "containerd.sock" }, wantErr: "endpoint:"},
-		{name: "tcp endpoint", mutate: func(c *Config) { c.Endpoint = "tcp://127.0.0.1:1234" }, wantErr: "endpoint: unsupported scheme"},
-		{name: "zero timeout", mutate: func(c *Config) { c.Timeout = 0 }, wantErr: "timeout:"},
-		{name: "zero refresh", mutate: func(c *Config) { c.RefreshInterval = 0 }, wantErr: "refresh_interval:"},
-		{name: "negative min refresh", mutate: func(c *Config) { c.MinRefreshInterval = -time.Second }, wantErr: "min_refresh_interval:"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tt.mutate(&cfg)
-			err := cfg.Validate()
-			if tt.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tt.wantErr)
-		})
-	}
+	configtest.Validate(t, DefaultConfig, []configtest.Case[Config]{
+		{Name: "default", Mod: func(*Config) {}},
+		{Name: "unix scheme", Mod: func(c *Config) { c.Endpoint = "unix:///run/crio/crio.sock" }},
+		{Name: "zero min refresh", Mod: func(c *Config) { c.MinRefreshInterval = 0 }},
+		{Name: "empty endpoint", Mod: func(c *Config) { c.Endpoint = "" }, WantErr: "endpoint:"},
+		{Name: "relative endpoint", Mod: func(c *Config) { c.Endpoint = "containerd.sock" }, WantErr: "endpoint:"},
+		{Name: "tcp endpoint", Mod: func(c *Config) { c.Endpoint = "tcp://127.0.0.1:1234" }, WantErr: "endpoint: unsupported scheme"},
+		{Name: "zero timeout", Mod: func(c *Config) { c.Timeout = 0 }, WantErr: "timeout:"},
+		{Name: "zero refresh", Mod: func(c *Config) { c.RefreshInterval = 0 }, WantErr: "refresh_interval:"},
+		{Name: "negative min refresh", Mod: func(c *Config) { c.MinRefreshInterval = -time.Second }, WantErr: "min_refresh_interval:"},
+	})
 }
 
 func TestSocketPath(t *testing.T) {

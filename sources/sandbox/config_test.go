@@ -5,33 +5,19 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/configtest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		mutate  func(*Config)
-		wantErr string
-	}{
-		{name: "default", mutate: func(*Config) {}},
-		{name: "no roots", mutate: func(c *Config) { c.Roots = nil }, wantErr: "roots:"},
-		{name: "relative root", mutate: func(c *Config) { c.Roots = []string{"run/kata"} }, wantErr: "roots[0]:"},
-		{name: "duplicate root", mutate: func(c *Config) { c.Roots = []string{"/run/kata", "/run/kata/"} }, wantErr: "roots[1]:"},
-		{name: "zero resync", mutate: func(c *Config) { c.ResyncInterval = 0 }, wantErr: "resync_interval:"},
-		{name: "negative resync", mutate: func(c *Config) { c.ResyncInterval = -time.Second }, wantErr: "resync_interval:"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tt.mutate(&cfg)
-			err := cfg.Validate()
-			if tt.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tt.wantErr)
-		})
-	}
+	configtest.Validate(t, DefaultConfig, []configtest.Case[Config]{
+		{Name: "default", Mod: func(*Config) {}},
+		{Name: "no roots", Mod: func(c *Config) { c.Roots = nil }, WantErr: "roots:"},
+		{Name: "relative root", Mod: func(c *Config) { c.Roots = []string{"run/kata"} }, WantErr: "roots[0]:"},
+		{Name: "duplicate root", Mod: func(c *Config) { c.Roots = []string{"/run/kata", "/run/kata/"} }, WantErr: "roots[1]:"},
+		{Name: "zero resync", Mod: func(c *Config) { c.ResyncInterval = 0 }, WantErr: "resync_interval:"},
+		{Name: "negative resync", Mod: func(c *Config) { c.ResyncInterval = -time.Second }, WantErr: "resync_interval:"},
+	})
 }
 
 func TestDefaultConfigIsUpstream(t *testing.T) {

@@ -6,33 +6,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/configtest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		mod     func(*Config)
-		wantErr string
-	}{
-		{name: "defaults", mod: func(*Config) {}},
-		{name: "zero timeout", mod: func(c *Config) { c.Timeout = 0 }, wantErr: "timeout: must be > 0"},
-		{name: "negative timeout", mod: func(c *Config) { c.Timeout = -time.Second }, wantErr: "timeout: must be > 0"},
-		{name: "zero cap", mod: func(c *Config) { c.MaxResponseBytes = 0 }, wantErr: "max_response_bytes: must be > 0"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tt.mod(&cfg)
-			err := cfg.Validate()
-			if tt.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.EqualError(t, err, tt.wantErr)
-			_, err = NewPool(cfg, nil)
-			require.ErrorContains(t, err, tt.wantErr)
-		})
-	}
+	configtest.Validate(t, DefaultConfig, []configtest.Case[Config]{
+		{Name: "defaults", Mod: func(*Config) {}},
+		{Name: "zero timeout", Mod: func(c *Config) { c.Timeout = 0 }, WantErr: "timeout: must be > 0"},
+		{Name: "negative timeout", Mod: func(c *Config) { c.Timeout = -time.Second }, WantErr: "timeout: must be > 0"},
+		{Name: "zero cap", Mod: func(c *Config) { c.MaxResponseBytes = 0 }, WantErr: "max_response_bytes: must be > 0"},
+	}, func(c Config) error {
+		_, err := NewPool(c, nil)
+		return err
+	})
 }
 
 func TestNewPoolRegistration(t *testing.T) {
