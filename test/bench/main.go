@@ -226,24 +226,39 @@ func minDur(a, b time.Duration) time.Duration {
 	return b
 }
 
+// startRun starts one benchmark run's parts in a new temp dir (its name
+// starting with prefix): a simulated node of n sandboxes and a receiver of
+// kind under dir/rcv. cleanup stops them and removes dir.
+func startRun(prefix string, n int, kind receiver.Kind) (dir string, node *fakenode.Node, rcv *receiver.Receiver, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	node, err = fakenode.Start(dir, n, fakeshim.Options{})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, nil, nil, err
+	}
+	rcv, err = receiver.Start(context.Background(), kind, filepath.Join(dir, "rcv"), nil)
+	if err != nil {
+		node.Close()
+		_ = os.RemoveAll(dir)
+		return "", nil, nil, nil, err
+	}
+	return dir, node, rcv, func() {
+		rcv.Stop()
+		node.Close()
+		_ = os.RemoveAll(dir)
+	}, nil
+}
+
 func measure(bin string, n int, interval, pushFor time.Duration, pullReqs int) (row, error) {
 	r := row{N: n}
-	dir, err := os.MkdirTemp("", "kmb")
+	dir, node, vm, cleanup, err := startRun("kmb", n, receiver.VictoriaMetrics)
 	if err != nil {
 		return r, err
 	}
-	defer os.RemoveAll(dir)
-	node, err := fakenode.Start(dir, n, fakeshim.Options{})
-	if err != nil {
-		return r, err
-	}
-	defer node.Close()
-	ctx := context.Background()
-	vm, err := receiver.Start(ctx, receiver.VictoriaMetrics, filepath.Join(dir, "vm"), nil)
-	if err != nil {
-		return r, err
-	}
-	defer vm.Stop()
+	defer cleanup()
 	in, err := startMonitor(bin, node, dir, pushConfig(dir, vm.WriteURL(), interval, "4GiB"))
 	if err != nil {
 		return r, err
@@ -366,22 +381,12 @@ type catchUpResult struct {
 func catchUp(bin string, n, rounds int) (catchUpResult, error) {
 	res := catchUpResult{N: n, Rounds: rounds}
 	fmt.Fprintf(os.Stderr, "bench: catch-up N=%d, %d rounds of outage\n", n, rounds)
-	dir, err := os.MkdirTemp("", "kmc")
+	dir, node, vm, cleanup, err := startRun("kmc", n, receiver.VictoriaMetrics)
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir)
-	node, err := fakenode.Start(dir, n, fakeshim.Options{})
-	if err != nil {
-		return res, err
-	}
-	defer node.Close()
+	defer cleanup()
 	ctx := context.Background()
-	vm, err := receiver.Start(ctx, receiver.VictoriaMetrics, filepath.Join(dir, "vm"), nil)
-	if err != nil {
-		return res, err
-	}
-	defer vm.Stop()
 	vm.Stop()
 	in, err := startMonitor(bin, node, dir, pushConfig(dir, vm.WriteURL(), time.Second, "8GiB"))
 	if err != nil {

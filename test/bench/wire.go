@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -18,8 +16,6 @@ import (
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/kata-containers/kata-monitor/test/fakenode"
-	"github.com/kata-containers/kata-monitor/test/fakeshim"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
@@ -127,21 +123,11 @@ func wire(bin string, n int, interval, pushFor time.Duration) ([]wireResult, err
 
 func wireOne(bin string, n int, interval, pushFor time.Duration, v wireVariant) (wireResult, error) {
 	res := wireResult{variant: v}
-	dir, err := os.MkdirTemp("", "kmw")
+	dir, node, rcv, cleanup, err := startRun("kmw", n, v.receiver)
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir)
-	node, err := fakenode.Start(dir, n, fakeshim.Options{})
-	if err != nil {
-		return res, err
-	}
-	defer node.Close()
-	rcv, err := receiver.Start(context.Background(), v.receiver, filepath.Join(dir, "rcv"), nil)
-	if err != nil {
-		return res, err
-	}
-	defer rcv.Stop()
+	defer cleanup()
 	zdec, err := zstd.NewReader(nil)
 	if err != nil {
 		return res, err
