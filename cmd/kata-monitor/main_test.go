@@ -53,18 +53,15 @@ func TestFlagsAndConfigErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			code := run(context.Background(), tc.args, &out, &errb)
-			require.Equal(t, tc.code, code, errb.String())
+			stderr := runFails(t, tc.args, tc.code)
 			for _, w := range tc.want {
-				require.Contains(t, errb.String(), w)
+				require.Contains(t, stderr, w)
 			}
-			// Said once, by the program, before anything started.
-			require.Equal(t, 1, strings.Count(errb.String(), "kata-monitor:"), errb.String())
-			require.NotContains(t, errb.String(), "started")
-			require.NotContains(t, errb.String(), "Usage")
-			require.NotContains(t, errb.String(), "invalid config: cri.endpoint")
-			require.NotContains(t, errb.String(), ":;")
+			// Said once, by the program.
+			require.Equal(t, 1, strings.Count(stderr, "kata-monitor:"), stderr)
+			require.NotContains(t, stderr, "Usage")
+			require.NotContains(t, stderr, "invalid config: cri.endpoint")
+			require.NotContains(t, stderr, ":;")
 		})
 	}
 }
@@ -78,12 +75,20 @@ func TestWireErrorSaysEndpointOnce(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, nil, 0o644))
 	cfg := filepath.Join(dir, "c.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte("wal: {dir: "+file+"/wal}\nremote_write:\n  - {name: vm, url: 'http://127.0.0.1:1/api/v1/write'}\n"), 0o644))
+	stderr := runFails(t, []string{"--config", cfg, "--listen-address", "127.0.0.1:0",
+		"--sandbox-root", filepath.Join(dir, "sbs"), "--runtime-endpoint", filepath.Join(dir, "none.sock")}, exitFail)
+	require.Equal(t, 1, strings.Count(stderr, `remote_write \"vm\"`), stderr)
+}
+
+// runFails runs the program with args, which must fail before anything
+// started with exit code code, and returns what it wrote to stderr.
+func runFails(t *testing.T, args []string, code int) string {
+	t.Helper()
 	var errb bytes.Buffer
-	code := run(context.Background(), []string{"--config", cfg, "--listen-address", "127.0.0.1:0",
-		"--sandbox-root", filepath.Join(dir, "sbs"), "--runtime-endpoint", filepath.Join(dir, "none.sock")}, &bytes.Buffer{}, &errb)
-	require.Equal(t, exitFail, code, errb.String())
-	require.Equal(t, 1, strings.Count(errb.String(), `remote_write \"vm\"`), errb.String())
+	got := run(context.Background(), args, &bytes.Buffer{}, &errb)
+	require.Equal(t, code, got, errb.String())
 	require.NotContains(t, errb.String(), "started")
+	return errb.String()
 }
 
 func TestHelp(t *testing.T) {
