@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,23 +265,44 @@ func (r *rig) pull(t testing.TB, prefixes ...string) string {
 	return buf.String()
 }
 
-// counter reads one of the forwarder's self-metrics.
-func (r *rig) counter(t testing.TB, name string) float64 {
+// counter sums the samples (counters and gauges) of one of the forwarder's
+// self-metrics; with reason, only the sample of that reason label. It
+// fails when no such sample is registered.
+func (r *rig) counter(t testing.TB, name string, reason ...string) float64 {
 	t.Helper()
 	mfs, err := r.reg.Gather()
 	require.NoError(t, err)
+	var sum float64
+	found := false
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
 		}
-		var sum float64
 		for _, m := range mf.GetMetric() {
+			if len(reason) > 0 && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+				return l.GetName() == "reason" && l.GetValue() == reason[0]
+			}) {
+				continue
+			}
+			found = true
 			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
-		return sum
 	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
+	if !found {
+		t.Fatalf("metric %s%v not registered", name, reason)
+	}
+	return sum
+}
+
+// serve makes the sandboxes of bodies (id -> exposition) live, each
+// serving its body.
+func (r *rig) serve(bodies map[string]string) {
+	ids := make([]string, 0, len(bodies))
+	for id, body := range bodies {
+		ids = append(ids, id)
+		r.scraper.set(id, body)
+	}
+	r.sbs.set(ids...)
 }
 
 // parseText parses a pull response the way a Prometheus client would.
@@ -326,4 +348,18 @@ func labelsOf(ts series.Series) map[string]string {
 		m[l.Name] = l.Value
 	}
 	return m
+}
+
+// scheduled runs one scheduled round the way Run does and returns every
+// series the appender received for it: the shim series, then the own
+// metrics when the rig pushes them; nil when nothing was appended.
+func (r *rig) scheduled(t testing.TB) []series.Series {
+	t.Helper()
+	before := r.appender.roundCount()
+	r.f.scheduledRound(context.Background())
+	var out []series.Series
+	for i := before; i < r.appender.roundCount(); i++ {
+		out = append(out, r.appender.round(i)...)
+	}
+	return out
 }

@@ -63,12 +63,7 @@ func TestMergeKeepsEverySeries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
-			var ids []string
-			for id, body := range tt.bodies {
-				ids = append(ids, id)
-				r.scraper.set(id, body)
-			}
-			r.sbs.set(ids...)
+			r.serve(tt.bodies)
 			out := r.pull(t)
 			parseText(t, out)
 			lines := 0
@@ -87,7 +82,7 @@ func TestMergeKeepsEverySeries(t *testing.T) {
 				assert.Contains(t, out, "# TYPE "+fam+" "+typ+"\n")
 			}
 			total := 0.0
-			for _, id := range ids {
+			for id := range tt.bodies {
 				st, ok := r.f.Status(id)
 				require.True(t, ok)
 				assert.Equal(t, tt.wantDrops[id], st.Dropped, "sandbox %s", id)

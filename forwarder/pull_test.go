@@ -88,12 +88,7 @@ kata_shim_process_cpu_seconds_total{sandbox_id="aaa"} 1.5
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
-			var ids []string
-			for id, body := range tc.bodies {
-				ids = append(ids, id)
-				r.scraper.set(id, body)
-			}
-			r.sbs.set(ids...)
+			r.serve(tc.bodies)
 			for id, pod := range tc.pods {
 				r.pods.set(id, pod)
 			}

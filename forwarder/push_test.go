@@ -22,17 +22,6 @@ import (
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
-// scheduled runs one scheduled round the way Run does.
-func (r *rig) scheduled(t testing.TB) []series.Series {
-	t.Helper()
-	before := r.appender.roundCount()
-	r.f.scheduledRound(context.Background())
-	if r.appender.roundCount() == before {
-		return nil
-	}
-	return r.appender.round(before)
-}
-
 func TestPushSeriesLabelsAndTimestamps(t *testing.T) {
 	r := newRig(t, withPush, withConfig(func(c *Config) {
 		c.ExternalLabels = map[string]string{"node": "n1", "a": "ext"}

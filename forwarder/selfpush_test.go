@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"context"
 	"math"
 	"testing"
 	"time"
@@ -13,19 +12,6 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
-
-// scheduledAll runs one scheduled round and returns every series the
-// appender received for it (shim series, then the self-metrics).
-func (r *rig) scheduledAll(t testing.TB) []series.Series {
-	t.Helper()
-	before := r.appender.roundCount()
-	r.f.scheduledRound(context.Background())
-	var out []series.Series
-	for i := before; i < r.appender.roundCount(); i++ {
-		out = append(out, r.appender.round(i)...)
-	}
-	return out
-}
 
 // selfKey renders a series by all its labels but node (checked apart).
 func selfKey(s series.Series) string {
@@ -57,7 +43,7 @@ func TestPushSelfMetrics(t *testing.T) {
 		}), func(_ *rig, _ *Config, d *Deps) { d.Self = self })
 		r.sbs.set("aaa")
 		r.scraper.set("aaa", "up 1\n")
-		ss := r.scheduledAll(t)
+		ss := r.scheduled(t)
 		now := r.clock.Now().UnixMilli()
 		if optOut {
 			require.Len(t, ss, 1, "push_self_metrics: false pushes the shim series only")
@@ -95,14 +81,14 @@ func TestPushSelfMetrics(t *testing.T) {
 		gauge.DeleteLabelValues("vm")
 		r.clock.Add(15 * time.Second)
 		var markers []string
-		for _, s := range r.scheduledAll(t)[1:] {
+		for _, s := range r.scheduled(t)[1:] {
 			if value.IsStaleNaN(s.Samples[0].Value) {
 				markers = append(markers, selfKey(s))
 			}
 		}
 		assert.Equal(t, []string{"__name__=kata_monitor_queue_lag_seconds,endpoint=vm,"}, markers)
 		r.clock.Add(15 * time.Second)
-		for _, s := range r.scheduledAll(t) {
+		for _, s := range r.scheduled(t) {
 			assert.False(t, math.IsNaN(s.Samples[0].Value), "the marker is sent once")
 		}
 		gauge.WithLabelValues("vm").Set(3)

@@ -127,7 +127,7 @@ func TestPushTimestampRules(t *testing.T) {
 				r.clock.Add(15 * time.Second)
 			}
 			for _, reason := range push.Reasons {
-				assert.Equal(t, tc.wantDropped[reason], testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", reason), reason)
+				assert.Equal(t, tc.wantDropped[reason], r.counter(t, "kata_monitor_forwarder_samples_dropped_total", reason), reason)
 			}
 			assert.Equal(t, tc.wantRepeat, r.counter(t, "kata_monitor_forwarder_samples_repeated_total"))
 			assert.Equal(t, tc.wantLogs, strings.Count(logs.String(), "does not advance its series"), "logged once per series:\n%s", logs.String())
@@ -136,27 +136,6 @@ func TestPushTimestampRules(t *testing.T) {
 			}
 		})
 	}
-}
-
-// testCounterVec reads one child of a labelled counter.
-func testCounterVec(t *testing.T, r *rig, name, reason string) float64 {
-	t.Helper()
-	mfs, err := r.reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("%s{reason=%q} not registered", name, reason)
-	return 0
 }
 
 func TestPushClockSteppingBack(t *testing.T) {
@@ -168,14 +147,14 @@ func TestPushClockSteppingBack(t *testing.T) {
 	r.clock.Add(-time.Minute)
 	r.scraper.set("aaa", "up 1\n") // x vanishes: its marker would be out of order too
 	assert.Empty(t, r.scheduled(t), "nothing before the last push round is queued")
-	assert.Equal(t, 2.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
+	assert.Equal(t, 2.0, r.counter(t, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
 	r.clock.Add(30 * time.Second)
 	assert.Empty(t, r.scheduled(t))
 	assert.Equal(t, 1, strings.Count(logs.String(), "wall clock stepped back"), "logged once per streak")
 	r.clock.Add(31 * time.Second)
 	got := pushedBy(r.scheduled(t))
 	assert.Equal(t, series.Sample{Value: 1, Timestamp: r.clock.Now().UnixMilli()}, got["up/aaa"])
-	assert.Equal(t, 3.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
+	assert.Equal(t, 3.0, r.counter(t, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
 }
 
 // Prometheus's scrape loop sends no staleness marker for a series whose
@@ -196,5 +175,5 @@ func TestPushNoStalenessMarkerForOwnTimestamps(t *testing.T) {
 	r.clock.Add(15 * time.Second)
 	r.scraper.set("aaa", fmt.Sprintf("own 2 %d\n", now-2000))
 	assert.NotContains(t, pushedBy(r.scheduled(t)), "own/aaa")
-	assert.Equal(t, 1.0, testCounterVec(t, r, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
+	assert.Equal(t, 1.0, r.counter(t, "kata_monitor_forwarder_samples_dropped_total", push.ReasonOutOfOrder))
 }
