@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -110,51 +111,69 @@ func TestPushIntoBothReceivers(t *testing.T) {
 	perSandbox := seriesPerSandbox(t)
 	for _, r := range []*receiver.Receiver{vm, prom} {
 		t.Run(string(r.Kind), func(t *testing.T) {
-			// Series seen before the CRI knew a pod carry no cri_* labels
-			// and were ended with a staleness marker; count the labelled ones.
-			var got []receiver.Series
-			waitFor(t, 90*time.Second, time.Second, func() (bool, string) {
-				all, err := r.Export(ctx, `{__name__=~"kata_.+",sandbox_id!="",cri_name!=""}`, start, time.Now())
-				if err != nil {
-					return false, err.Error()
-				}
-				got = got[:0]
-				short := 0
-				for _, s := range all {
-					if s.Labels["cri_name"] == "" {
-						continue
-					}
-					got = append(got, s)
-					if len(s.Values) < 4 {
-						short++
-					}
-				}
-				return len(got) == 20*perSandbox && short == 0, fmt.Sprintf("%d labelled series (want %d), %d with < 4 samples", len(got), 20*perSandbox, short)
-			})
-			unpushed := m.account(t, "vm").unpushed
-			bySandbox := map[string]int{}
-			for _, s := range got {
-				require.Equal(t, "e2e-node", s.Labels["node"], "external label")
-				id := s.Labels["sandbox_id"]
-				bySandbox[id]++
-				i := indexOf(node.IDs(), id)
-				require.GreaterOrEqual(t, i, 0, "unknown sandbox %s", id)
-				pod := fakenode.PodFor(i)
-				require.Equal(t, pod.Name, s.Labels["cri_name"])
-				require.Equal(t, pod.Namespace, s.Labels["cri_namespace"])
-				require.Equal(t, pod.UID, s.Labels["cri_uid"])
-				if s.Labels["__name__"] == counterFamily {
-					deliveredInOrder(t, s, unpushed)
-				}
-			}
-			require.Len(t, bySandbox, 20)
+			got := labelledSeries(ctx, t, r, start, 20*perSandbox)
+			checkLabelled(t, got, m.account(t, "vm").unpushed, 20, nil)
 		})
 	}
 	self := m.ownMetrics(t)
 	require.Zero(t, self["kata_monitor_remote_write_samples_dropped_total"])
 }
 
-func indexOf(ids []string, id string) int {
+// labelledSeries waits (90 s at most) until r holds want series of kata_*
+// families with pod labels since start, each with 4 samples or more, and
+// returns them. Series seen before the CRI knew a pod carry no cri_*
+// labels and were ended with a staleness marker: they are not counted.
+func labelledSeries(ctx context.Context, t *testing.T, r *receiver.Receiver, start time.Time, want int) []receiver.Series {
+	t.Helper()
+	var got []receiver.Series
+	waitFor(t, 90*time.Second, time.Second, func() (bool, string) {
+		all, err := r.Export(ctx, `{__name__=~"kata_.+",sandbox_id!="",cri_name!=""}`, start, time.Now())
+		if err != nil {
+			return false, err.Error()
+		}
+		got = all
+		short := 0
+		for _, s := range all {
+			if len(s.Values) < 4 {
+				short++
+			}
+		}
+		return len(got) == want && short == 0, fmt.Sprintf("%d labelled series (want %d), %d with < 4 samples", len(got), want, short)
+	})
+	return got
+}
+
+// checkLabelled asserts that every series of got carries the external
+// label node="e2e-node" and the cri_* labels of its sandbox's pod, that the
+// counter family arrived in order (deliveredInOrder, unpushed as there),
+// and that got covers sandboxes sandboxes; each, when not nil, checks
+// every series further.
+func checkLabelled(t *testing.T, got []receiver.Series, unpushed float64, sandboxes int, each func(receiver.Series)) {
+	t.Helper()
+	bySandbox := map[string]int{}
+	for _, s := range got {
+		require.Equal(t, "e2e-node", s.Labels["node"], "external label")
+		id := s.Labels["sandbox_id"]
+		bySandbox[id]++
+		i := indexOf(id)
+		require.GreaterOrEqual(t, i, 0, "unknown sandbox %s", id)
+		pod := fakenode.PodFor(i)
+		require.Equal(t, pod.Name, s.Labels["cri_name"])
+		require.Equal(t, pod.Namespace, s.Labels["cri_namespace"])
+		require.Equal(t, pod.UID, s.Labels["cri_uid"])
+		if each != nil {
+			each(s)
+		}
+		if s.Labels["__name__"] == counterFamily {
+			deliveredInOrder(t, s, unpushed)
+		}
+	}
+	require.Len(t, bySandbox, sandboxes)
+}
+
+// indexOf is the fake node's index of sandbox id, -1 when none of the
+// first 1000 has it.
+func indexOf(id string) int {
 	for i := 0; i < 1000; i++ {
 		if fakenode.ID(i) == id {
 			return i

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/url"
 	"os"
 	"strconv"
@@ -18,7 +17,6 @@ import (
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
@@ -146,43 +144,17 @@ func TestRemoteWrite2(t *testing.T) {
 	types := shimFamilyTypes(t)
 	for _, r := range []*receiver.Receiver{prom3, prom2, vm} {
 		t.Run(string(r.Kind), func(t *testing.T) {
-			var got []receiver.Series
-			waitFor(t, 90*time.Second, time.Second, func() (bool, string) {
-				all, err := r.Export(ctx, `{__name__=~"kata_.+",sandbox_id!="",cri_name!=""}`, start, time.Now())
-				if err != nil {
-					return false, err.Error()
-				}
-				got = got[:0]
-				short := 0
-				for _, s := range all {
-					got = append(got, s)
-					if len(s.Values) < 4 {
-						short++
-					}
-				}
-				return len(got) == 20*perSandbox && short == 0, fmt.Sprintf("%d labelled series (want %d), %d with < 4 samples", len(got), 20*perSandbox, short)
-			})
-			unpushed := m.account(t, "vm").unpushed
-			bySandbox := map[string]int{}
-			for _, s := range got {
-				require.Equal(t, "e2e-node", s.Labels["node"], "external label")
-				id := s.Labels["sandbox_id"]
-				bySandbox[id]++
-				pod := fakenode.PodFor(indexOf(node.IDs(), id))
-				require.Equal(t, pod.Name, s.Labels["cri_name"])
-				require.Equal(t, pod.Namespace, s.Labels["cri_namespace"])
-				require.Equal(t, pod.UID, s.Labels["cri_uid"])
-				if r == prom3 {
+			got := labelledSeries(ctx, t, r, start, 20*perSandbox)
+			var each func(receiver.Series)
+			if r == prom3 {
+				each = func(s receiver.Series) {
 					name := s.Labels["__name__"]
 					want := types[familyOf(name, types)]
 					require.NotEmpty(t, want, "series %s: family unknown to the test", name)
 					require.Equal(t, want, s.Labels["__type__"], "series %s carries its family's type", name)
 				}
-				if s.Labels["__name__"] == counterFamily {
-					deliveredInOrder(t, s, unpushed)
-				}
 			}
-			require.Len(t, bySandbox, 20)
+			checkLabelled(t, got, m.account(t, "vm").unpushed, 20, each)
 		})
 	}
 	require.Zero(t, receiverCounter(t, prom3, "prometheus_api_remote_write_without_metadata_appended_samples_total"),
