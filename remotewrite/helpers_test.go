@@ -1,9 +1,7 @@
 package remotewrite
 
 import (
-	"context"
 	"log/slog"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,19 +48,5 @@ func newTestQueue(t *testing.T, cfg config.Config, bq blockQueue) (*Queue, *prom
 	return q, reg
 }
 
-// runQueue runs q in the background; the returned stop cancels it and
-// returns Run's error. Cleanup stops it too.
-func runQueue(t *testing.T, q *Queue) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- q.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() { cancel(); err = <-errc })
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
+// runQueue runs q in the background (rwtest.Run).
+func runQueue(t *testing.T, q *Queue) (stop func() error) { return rwtest.Run(t, q.Run) }

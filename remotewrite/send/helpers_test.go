@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +44,7 @@ func testLogger(t *testing.T) *slog.Logger {
 type testWAL interface {
 	WAL
 	Append(blocks []wal.Block) error
+	AckedSeq() uint64
 }
 
 // testQueue drives a Sender as remotewrite.Queue does, without a disk or
@@ -55,6 +55,8 @@ type testQueue struct {
 	wal    testWAL
 	enc    *codec.Encoder
 	format codec.Format
+	// waits returns the waits recorded by recordSleeps (fastQueue).
+	waits func() []time.Duration
 }
 
 func (q *testQueue) Append(_ context.Context, ss []series.Series) error {
@@ -93,22 +95,8 @@ func newTestQueue(t *testing.T, cfg config.Config, w testWAL, rt ...http.RoundTr
 		format: codec.FormatOf(cfg.ProtobufMessage, cfg.Compression)}, reg
 }
 
-// runQueue runs q in the background; the returned stop cancels it and
-// returns Run's error. Cleanup stops it too.
-func runQueue(t *testing.T, q *testQueue) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- q.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() { cancel(); err = <-errc })
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
+// runQueue runs q in the background (rwtest.Run).
+func runQueue(t *testing.T, q *testQueue) (stop func() error) { return rwtest.Run(t, q.Run) }
 
 // testComp is a compressor for tests.
 func testComp(t testing.TB) *codec.Compressor {
@@ -116,4 +104,31 @@ func testComp(t testing.TB) *codec.Compressor {
 	c, err := codec.NewCompressor()
 	require.NoError(t, err)
 	return c
+}
+
+// deliverAll appends rounds to q, runs q until its WAL acknowledged block
+// acked, and stops it; Run must not fail.
+func deliverAll(t *testing.T, q *testQueue, acked uint64, rounds ...[]series.Series) {
+	t.Helper()
+	for _, r := range rounds {
+		require.NoError(t, q.Append(context.Background(), r))
+	}
+	stop := runQueue(t, q)
+	require.Eventually(t, func() bool { return q.wal.AckedSeq() == acked }, 20*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+}
+
+// fastQueue is a testQueue over a fresh MemQueue for the receiver at url,
+// its queue_config changed by set (nil: defaults), whose waits between
+// attempts are recorded (q.waits) instead of slept.
+func fastQueue(t *testing.T, url string, set func(*config.QueueConfig)) (*testQueue, *rwtest.MemQueue) {
+	t.Helper()
+	cfg := config.Config{URL: url}
+	if set != nil {
+		set(&cfg.QueueConfig)
+	}
+	mq := newMemQueue()
+	q, _ := newTestQueue(t, cfg, mq)
+	q.waits = recordSleeps(q)
+	return q, mq
 }

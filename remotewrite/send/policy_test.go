@@ -69,10 +69,7 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 				return ctx.Err()
 			}
 			const nSeries = 10
-			require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
-			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
-			require.NoError(t, stop())
+			deliverAll(t, q, 1, roundOf(1, nSeries))
 
 			requireInOrder(t, rc.Stored(), nSeries, 1)
 			require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent))
@@ -135,11 +132,7 @@ func TestRefusedSeriesIsolated(t *testing.T) {
 				return http.StatusNoContent, nil
 			}
 			rc.Start()
-			cfg := config.Config{URL: rc.URL()}
-			cfg.QueueConfig.MaxSamplesPerSend = 2000
-			mq := newMemQueue()
-			q, _ := newTestQueue(t, cfg, mq)
-			recordSleeps(q)
+			q, mq := fastQueue(t, rc.URL(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 2000 })
 			const rounds = 3
 			for r := range rounds {
 				round := make([]series.Series, tt.nSeries)
@@ -192,12 +185,7 @@ func TestSplitKeepsSeriesOrder(t *testing.T) {
 		return http.StatusNoContent, nil
 	}
 	rc.Start()
-	cfg := config.Config{URL: rc.URL()}
-	cfg.QueueConfig.MaxSamplesPerSend = 8
-	cfg.QueueConfig.MaxShards = 4
-	mq := newMemQueue()
-	q, _ := newTestQueue(t, cfg, mq)
-	recordSleeps(q)
+	q, mq := fastQueue(t, rc.URL(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 8; qc.MaxShards = 4 })
 	const rounds, nSeries = 30, 32
 	for r := range rounds {
 		require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
@@ -224,9 +212,7 @@ func TestTooLargeSplitsAndRemembers(t *testing.T) {
 		return http.StatusNoContent, nil
 	}
 	rc.Start()
-	mq := newMemQueue()
-	q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
-	recordSleeps(q)
+	q, mq := fastQueue(t, rc.URL(), nil)
 	const rounds, nSeries = 10, 5000
 	for r := range rounds {
 		require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
@@ -276,16 +262,8 @@ func TestNotRetried429Dropped(t *testing.T) {
 	}
 	rc.Start()
 	no := false
-	cfg := config.Config{URL: rc.URL()}
-	cfg.QueueConfig.RetryOnHTTP429 = &no
-	mq := newMemQueue()
-	q, _ := newTestQueue(t, cfg, mq)
-	recordSleeps(q)
-	require.NoError(t, q.Append(context.Background(), roundOf(1, 4)))
-	require.NoError(t, q.Append(context.Background(), roundOf(2, 4)))
-	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return mq.AckedSeq() == 2 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, stop())
+	q, _ := fastQueue(t, rc.URL(), func(qc *config.QueueConfig) { qc.RetryOnHTTP429 = &no })
+	deliverAll(t, q, 2, roundOf(1, 4), roundOf(2, 4))
 	for _, ss := range rc.Stored() {
 		require.Equal(t, []series.Sample{sample(2000, 2)}, ss, "round 1 dropped, round 2 delivered")
 	}
@@ -311,13 +289,8 @@ func TestRefusedEverything(t *testing.T) {
 			return http.StatusBadRequest, nil
 		}
 		rc.Start()
-		mq := newMemQueue()
-		q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
-		recordSleeps(q)
-		require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
-		stop := runQueue(t, q)
-		require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
-		require.NoError(t, stop())
+		q, _ := fastQueue(t, rc.URL(), nil)
+		deliverAll(t, q, 1, roundOf(1, nSeries))
 		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.dropped.WithLabelValues(client.ReasonTooOld)))
 		require.Zero(t, testutil.ToFloat64(q.metrics.droppedRefused))
 		require.Zero(t, testutil.ToFloat64(q.metrics.sent))
@@ -343,10 +316,7 @@ func TestRefusedEverything(t *testing.T) {
 			cycles.Add(1)
 			return ctx.Err()
 		}
-		require.NoError(t, q.Append(context.Background(), roundOf(1, nSeries)))
-		stop := runQueue(t, q)
-		require.Eventually(t, func() bool { return mq.AckedSeq() == 1 }, 10*time.Second, 5*time.Millisecond)
-		require.NoError(t, stop())
+		deliverAll(t, q, 1, roundOf(1, nSeries))
 		require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent), "everything delivered once the endpoint took it")
 		require.Zero(t, droppedTotal(q), "nothing dropped")
 		require.Equal(t, float64(acceptAfter*nSeries), testutil.ToFloat64(q.metrics.failed), "each refused round is visible")

@@ -51,12 +51,8 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 				}
 				return http.StatusOK, nil
 			}).Start()
-			cfg := config.Config{URL: rc.URL()}
-			cfg.QueueConfig.MaxSamplesPerSend = 1
-			cfg.QueueConfig.MaxShards = 1
-			mq := newMemQueue()
-			q, _ := newTestQueue(t, cfg, mq)
-			waits := recordSleeps(q)
+			q, mq := fastQueue(t, rc.URL(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 1; qc.MaxShards = 1 })
+			waits := q.waits
 			const rounds, nSeries = 5, 3
 			for r := range rounds {
 				require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
@@ -96,12 +92,7 @@ func TestOrderUnderRandomFailures(t *testing.T) {
 		}
 		return http.StatusNoContent, nil
 	}).Start()
-	cfg := config.Config{URL: rc.URL()}
-	cfg.QueueConfig.MaxSamplesPerSend = 7
-	cfg.QueueConfig.MaxShards = 4
-	mq := newMemQueue()
-	q, _ := newTestQueue(t, cfg, mq)
-	recordSleeps(q)
+	q, mq := fastQueue(t, rc.URL(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 7; qc.MaxShards = 4 })
 	stop := runQueue(t, q)
 
 	const rounds, nSeries = 60, 40

@@ -4,9 +4,11 @@
 package rwtest
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -159,24 +161,10 @@ func decodeV2(raw []byte) (Request, error) {
 	return out, nil
 }
 
+// metadataTypeV1 is the inverse of prompb.FromMetadataType, which maps
+// model's lower-case names onto the enum's upper-case ones.
 func metadataTypeV1(t prompb.MetricMetadata_MetricType) model.MetricType {
-	switch t {
-	case prompb.MetricMetadata_COUNTER:
-		return model.MetricTypeCounter
-	case prompb.MetricMetadata_GAUGE:
-		return model.MetricTypeGauge
-	case prompb.MetricMetadata_HISTOGRAM:
-		return model.MetricTypeHistogram
-	case prompb.MetricMetadata_GAUGEHISTOGRAM:
-		return model.MetricTypeGaugeHistogram
-	case prompb.MetricMetadata_SUMMARY:
-		return model.MetricTypeSummary
-	case prompb.MetricMetadata_INFO:
-		return model.MetricTypeInfo
-	case prompb.MetricMetadata_STATESET:
-		return model.MetricTypeStateset
-	}
-	return model.MetricTypeUnknown
+	return model.MetricType(strings.ToLower(t.String()))
 }
 
 // LabelKey renders a label set as name=value pairs joined by commas.
@@ -222,23 +210,24 @@ func RequireInOrder(t *testing.T, got map[string][]series.Sample, nSeries, round
 	}
 }
 
-// Gathered returns the value of the one sample of family name in reg
-// whose labels include kv (name, value pairs), or 0 when there is none.
+// Gathered returns the sum of the samples of family name in reg whose
+// labels include kv (name, value pairs): 0 when there is none.
 func Gathered(t *testing.T, reg prometheus.Gatherer, name string, kv ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
+	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			if hasLabels(m.GetLabel(), kv) {
-				return m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 			}
 		}
 	}
-	return 0
+	return sum
 }
 
 func hasLabels(have []*dto.LabelPair, kv []string) bool {
@@ -248,4 +237,22 @@ func hasLabels(have []*dto.LabelPair, kv []string) bool {
 		}
 	}
 	return true
+}
+
+// Run runs run (a Run method) in the background until the returned stop
+// cancels its context; stop returns run's error, and the test's cleanup
+// calls it too.
+func Run(t *testing.T, run func(context.Context) error) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-errc })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }
