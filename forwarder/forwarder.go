@@ -57,7 +57,6 @@ type Forwarder struct {
 
 	mu        sync.Mutex // guards the fields below
 	snap      *snapshot
-	free      []*exposition.Lines // spare pull buffers, at most one round's worth
 	lastPull  time.Time           // last WriteMetrics/View call (zero: none yet)
 	refresher bool                // refreshLoop is running: stale snapshots may be served
 
@@ -241,9 +240,6 @@ func (f *Forwarder) publish(snap *snapshot) {
 		old.retired = true
 		f.recycle(old)
 	}
-	if snap.NoPull {
-		f.free = nil // pulls are idle: keep no spare buffers either
-	}
 	f.mu.Unlock()
 	f.firstOnce.Do(func() { close(f.firstDone) })
 }
@@ -370,25 +366,14 @@ func (f *Forwarder) release(s *snapshot) {
 	f.mu.Unlock()
 }
 
-// recycle returns a retired, unread snapshot's buffers to the free list,
-// which keeps at most one round's worth (one spare set, ~5 MiB at 200
-// sandboxes): reusing them spares the GC a round's worth of allocation
-// every round, and more spares would only add live heap. Called with f.mu
-// held.
+// recycle lets go of a retired, unread snapshot's pull lines (the GC
+// frees them). They are not kept for the next round to reuse: a spare set
+// is ~4 MiB of live heap at 200 sandboxes, all the time, to save one
+// allocation of that size per pull round. Called with f.mu held.
 func (f *Forwarder) recycle(s *snapshot) {
-	if !s.retired || s.readers > 0 || s.Out == nil {
-		return
-	}
-	if f.snap != nil && f.snap.NoPull {
+	if s.retired && s.readers == 0 {
 		s.Out = nil
-		return
 	}
-	for _, r := range s.Out {
-		if len(f.free) < len(s.Out) && r.Tight() {
-			f.free = append(f.free, r)
-		}
-	}
-	s.Out = nil
 }
 
 // pullIdle reports whether no pull request came for max(10 minutes, 4
@@ -403,19 +388,9 @@ func pullIdleAfter(interval time.Duration) time.Duration {
 	return max(10*time.Minute, 4*interval)
 }
 
-// newLines takes a buffer set from the free list, or allocates one sized
-// from the sandbox's previous round (exposition.NewLines).
+// newLines allocates a sandbox's pull lines sized from its previous
+// round (exposition.NewLines).
 func (f *Forwarder) newLines(st *scrape.Target) *exposition.Lines {
-	f.mu.Lock()
-	if n := len(f.free); n > 0 {
-		r := f.free[n-1]
-		f.free[n-1] = nil
-		f.free = f.free[:n-1]
-		f.mu.Unlock()
-		r.Reset()
-		return r
-	}
-	f.mu.Unlock()
 	return exposition.NewLines(st.OutHint)
 }
 

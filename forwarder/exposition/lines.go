@@ -11,8 +11,7 @@ import (
 // and its value: the sandbox's labels are written between the two when the
 // exposition is served, so a round holds ~20 bytes per line instead of the
 // ~190 of a rendered line. Filled by one goroutine (the sandbox's scrape),
-// then owned by a Snapshot and read-only; recycled (Reset) once no reader
-// holds that snapshot.
+// then owned by a Snapshot and read-only.
 type Lines struct {
 	// Meta marks families only (no lines): pulls are idle, the round only
 	// needs the families' metadata.
@@ -78,14 +77,6 @@ func (r *Lines) Reset() {
 // Size returns the lengths of r's slices.
 func (r *Lines) Size() LinesSize {
 	return LinesSize{lines: len(r.series), buf: len(r.buf), fams: len(r.fams), names: len(r.names), runs: len(r.runs)}
-}
-
-// Tight reports whether r is worth recycling: Meta lines are not, and a
-// buffer grown by doubling (a new sandbox, no size hint yet) or left
-// oversized by a once-bigger exposition is dropped, so that a right-sized
-// one replaces it.
-func (r *Lines) Tight() bool {
-	return !r.Meta && cap(r.buf) <= len(r.buf)+len(r.buf)/4+4<<10 && cap(r.series) <= len(r.series)+len(r.series)/4+512
 }
 
 // Append adds the line of series s with value v (and its own timestamp
