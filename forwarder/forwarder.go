@@ -57,8 +57,8 @@ type Forwarder struct {
 
 	mu        sync.Mutex // guards the fields below
 	snap      *snapshot
-	lastPull  time.Time           // last WriteMetrics/View call (zero: none yet)
-	refresher bool                // refreshLoop is running: stale snapshots may be served
+	lastPull  time.Time // last WriteMetrics/View call (zero: none yet)
+	refresher bool      // refreshLoop is running: stale snapshots may be served
 
 	firstDone chan struct{} // closed by the first publish (readiness)
 	firstOnce sync.Once
