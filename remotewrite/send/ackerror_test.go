@@ -15,7 +15,7 @@ import (
 )
 
 // failingAcks is a MemQueue whose first Acks fail, as on a full disk where
-// the ack file cannot be client.Written.
+// the ack file cannot be written.
 type failingAcks struct {
 	*rwtest.MemQueue
 	failures atomic.Int64

@@ -83,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer, lag func() float64) (*Metrics, error)
 		droppedRelabel:  dropped.WithLabelValues(reasonRelabel),
 		dropped:         dropped,
 		droppedPartial:  dropped.WithLabelValues(reasonPartial),
-		fallbacks:       counter("protocol_fallbacks_total", "Times the endpoint fell back from remote write 2.0 to 1.0 because the receiver refused 2.0 (415, 2xx without Written headers, or 400 before any 2.0 request was client.Written); at most 1 per start."),
+		fallbacks:       counter("protocol_fallbacks_total", "Times the endpoint fell back from remote write 2.0 to 1.0 because the receiver refused 2.0 (415, 2xx without Written headers, or 400 before any 2.0 request was written); at most 1 per start."),
 		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "request_splits_total",
 			Help: "Requests split in two halves to isolate refused series (400, 409, 422) or to fit the receiver's size limit (413), by the status code that caused the split.",

@@ -186,38 +186,14 @@ func (s *Sender) newBackoff() *backoff.ExponentialBackOff {
 // returns false on shutdown only.
 func (s *Sender) deliver(stop, sendCtx context.Context, seq uint64, p part, t *tally) bool {
 	if p.format.V2() && s.fellBack.Load() {
-		ss, err := s.decoded(&p)
-		if err != nil {
-			t.refused += p.samples
-			s.logger.Error("cannot decode a queued 2.0 request to send it as 1.0, dropped", "err", err, "seq", seq, "samples", p.samples)
-			return true
-		}
-		return s.deliverEach(stop, sendCtx, seq, [][]series.Series{ss}, p.format&^codec.FormatV2, t)
+		return s.transcode(stop, sendCtx, seq, p, t)
 	}
-	if limit := int(s.sendLimit.Load()); p.samples > limit {
-		if ss, err := s.decoded(&p); err == nil && len(ss) > 1 {
-			if chunks := codec.ChunkBySamples(ss, limit); len(chunks) > 1 {
-				return s.deliverEach(stop, sendCtx, seq, chunks, p.format, t)
-			}
-		}
+	if chunks := s.cutToLimit(&p); chunks != nil {
+		return s.deliverEach(stop, sendCtx, seq, chunks, p.format, t)
 	}
 	w, err := s.attempt(stop, sendCtx, seq, p)
 	if err == nil {
-		n := p.samples
-		if w.Known && w.Samples < int64(n) {
-			// A 2.0 receiver answered 2xx but wrote fewer samples than
-			// sent: never silent.
-			lost := n - int(w.Samples)
-			n -= lost
-			t.partial += lost
-			s.logPartial(seq, p, w)
-		}
-		if p.format.V2() {
-			s.confirmedV2.Store(true)
-		}
-		t.sent += n
-		t.bytes += len(p.data)
-		t.maxSentTs = max(t.maxSentTs, p.maxTs)
+		s.delivered(seq, p, w, t)
 		return true
 	}
 	var uerr client.UnsupportedError
@@ -229,6 +205,61 @@ func (s *Sender) deliver(stop, sendCtx context.Context, seq uint64, p part, t *t
 	if !errors.As(err, &herr) {
 		return false // shutdown cancelled the attempt or its wait
 	}
+	return s.answered(stop, sendCtx, seq, p, herr, t)
+}
+
+// transcode delivers a queued 2.0 part as 1.0, the endpoint having fallen
+// back; a part that cannot be decoded is dropped (counted as refused).
+func (s *Sender) transcode(stop, sendCtx context.Context, seq uint64, p part, t *tally) bool {
+	ss, err := s.decoded(&p)
+	if err != nil {
+		t.refused += p.samples
+		s.logger.Error("cannot decode a queued 2.0 request to send it as 1.0, dropped", "err", err, "seq", seq, "samples", p.samples)
+		return true
+	}
+	return s.deliverEach(stop, sendCtx, seq, [][]series.Series{ss}, p.format&^codec.FormatV2, t)
+}
+
+// cutToLimit returns p's series in runs of at most the endpoint's current
+// request size (lowered by 413 answers), or nil when p fits or cannot be
+// cut (one series, or undecodable).
+func (s *Sender) cutToLimit(p *part) [][]series.Series {
+	limit := int(s.sendLimit.Load())
+	if p.samples <= limit {
+		return nil
+	}
+	if ss, err := s.decoded(p); err == nil && len(ss) > 1 {
+		if chunks := codec.ChunkBySamples(ss, limit); len(chunks) > 1 {
+			return chunks
+		}
+	}
+	return nil
+}
+
+// delivered counts p as sent after a 2xx answer, but for the samples a
+// 2.0 receiver says (Written headers) it did not write: those are counted
+// as dropped, reason receiver_partial_write, and logged, never silent.
+func (s *Sender) delivered(seq uint64, p part, w client.Written, t *tally) {
+	n := p.samples
+	if w.Known && w.Samples < int64(n) {
+		lost := n - int(w.Samples)
+		n -= lost
+		t.partial += lost
+		s.logPartial(seq, p, w)
+	}
+	if p.format.V2() {
+		s.confirmedV2.Store(true)
+	}
+	t.sent += n
+	t.bytes += len(p.data)
+	t.maxSentTs = max(t.maxSentTs, p.maxTs)
+}
+
+// answered acts on an answer that is neither a delivery nor a retry (see
+// deliver): fall back to 1.0 on a 400 that means the receiver cannot read
+// 2.0, drop on a 429 not to retry, or split p and deliver the halves, down
+// to the series the receiver refuses (dropRefused).
+func (s *Sender) answered(stop, sendCtx context.Context, seq uint64, p part, herr client.StatusError, t *tally) bool {
 	act := client.StatusAction(herr.Code, *s.cfg.QueueConfig.RetryOnHTTP429, p.format.V2())
 	if act == client.ActRefused && p.format.V2() && !s.confirmedV2.Load() && herr.Code == http.StatusBadRequest && !herr.Written.Known {
 		// The specification: "Senders SHOULD expect 400 ... from 1.x
@@ -244,22 +275,7 @@ func (s *Sender) deliver(stop, sendCtx context.Context, seq uint64, p part, t *t
 		return true
 	}
 	ts, derr := s.decoded(&p)
-	if act == client.ActRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1 {
-		t.refuseAnswer(client.RefusalReason(herr.Body), p.samples)
-		s.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, nil)
-		return true
-	}
-	if derr != nil || len(ts) <= 1 {
-		if act == client.ActTooLarge {
-			t.tooLarge += p.samples
-			s.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
-		} else if derr != nil {
-			t.refuse(client.RefusalReason(herr.Body), p.samples)
-			s.logDrop("receiver refused series, dropped", herr, seq, p, derr)
-		} else {
-			t.refuseAnswer(client.RefusalReason(herr.Body), p.samples)
-			s.logDrop("receiver refused series, dropped (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, derr)
-		}
+	if s.dropRefused(act, herr, seq, p, ts, derr, t) {
 		return true
 	}
 	if act == client.ActTooLarge {
@@ -270,6 +286,30 @@ func (s *Sender) deliver(stop, sendCtx context.Context, seq uint64, p part, t *t
 	s.metrics.splits.WithLabelValues(strconv.Itoa(herr.Code)).Inc()
 	mid := len(ts) / 2
 	return s.deliverEach(stop, sendCtx, seq, [][]series.Series{ts[:mid], ts[mid:]}, p.format, t)
+}
+
+// dropRefused drops p, counted by reason, when it is not to be split
+// further: the split budget is spent (refusals only), or p is a single
+// series or cannot be decoded. It reports whether it dropped p.
+func (s *Sender) dropRefused(act client.Action, herr client.StatusError, seq uint64, p part, ts []series.Series, derr error, t *tally) bool {
+	reason := client.RefusalReason(herr.Body)
+	switch {
+	case act == client.ActRefused && t.splitsLeft <= 0 && derr == nil && len(ts) > 1:
+		t.refuseAnswer(reason, p.samples)
+		s.logDrop("receiver refuses most of this request; split budget spent, dropped the refused part whole (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, nil)
+	case derr == nil && len(ts) > 1:
+		return false
+	case act == client.ActTooLarge:
+		t.tooLarge += p.samples
+		s.logDrop("receiver refused a single series as too large (413), dropped", herr, seq, p, derr)
+	case derr != nil:
+		t.refuse(reason, p.samples)
+		s.logDrop("receiver refused series, dropped", herr, seq, p, derr)
+	default:
+		t.refuseAnswer(reason, p.samples)
+		s.logDrop("receiver refused series, dropped (kept and retried instead if it refuses the whole request without a cause)", herr, seq, p, derr)
+	}
+	return true
 }
 
 // deliverEach encodes parts in format f and delivers them in order; false
@@ -397,7 +437,7 @@ func (s *Sender) logDrop(msg string, herr client.StatusError, seq uint64, p part
 func (s *Sender) logPartial(seq uint64, p part, w client.Written) {
 	if ok, suppressed := s.dropLog.Allow(); ok {
 		s.logger.Error("receiver answered 2xx but wrote fewer samples than sent (X-Prometheus-Remote-Write-Samples-Written); the rest are counted as dropped, reason receiver_partial_write",
-			"seq", seq, "sent", p.samples, "client.Written", w.Samples, "suppressed", suppressed)
+			"seq", seq, "sent", p.samples, "written", w.Samples, "suppressed", suppressed)
 	}
 }
 

@@ -134,9 +134,9 @@ func TestV2PartialWriteCounted(t *testing.T) {
 // send 1.0 instead (remote write 2.0 specification, "Unsupported Request
 // Content" and "Required Written Response Headers"): 415; 2xx without any
 // Written header (a 1.x receiver that decoded the 2.0 body as an empty 1.0
-// request, as Prometheus 2.x and VictoriaMetrics do: nothing was client.Written);
-// 400 before any 2.0 request was client.Written. Every sample arrives once, as
-// 1.0, the queued 2.0 blocks transcoded, later rounds client.Written as 1.0, and
+// request, as Prometheus 2.x and VictoriaMetrics do: nothing was written);
+// 400 before any 2.0 request was written. Every sample arrives once, as
+// 1.0, the queued 2.0 blocks transcoded, later rounds written as 1.0, and
 // metadata requests (1.0 only) resume.
 // TestV2SplitOnRefusal: once 2.0 works, a 400 is a refusal of data as
 // with 1.0: the 2.0 request is split until only the refused series is
