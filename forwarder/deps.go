@@ -41,11 +41,12 @@ type Forgetter interface {
 // Appender receives every scheduled round in push mode (remotewrite
 // implements it), in order, in one or more calls of at most 8192 series (a
 // series appears at most once per round, so no call reorders a series), as
-// protocol-neutral series: labels, samples and the family's metadata (every
-// series of a family shares one *series.Metadata; nil when the family is
-// unknown, e.g. renamed by metric_relabel_configs). The series, their label
-// slices and sample slices belong to the forwarder and are reused by the
-// next call: Append must copy or encode what it needs before returning and
+// protocol-neutral series: labels (a shim series' as a series.Template
+// shared by all sandboxes with the sandbox's series.Values), samples and
+// the family's metadata (every series of a family shares one
+// *series.Metadata; nil when the family is unknown, e.g. renamed by
+// metric_relabel_configs). The series, their label slices and sample
+// slices belong to the forwarder and are reused by the next call: Append must copy or encode what it needs before returning and
 // must not modify them. The Metadata values are not modified after the
 // call. An error is logged and counted by the forwarder; it never stops the
 // schedule.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/prometheus/prometheus/model/labels"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,7 +167,7 @@ func (a *fakeAppender) Append(_ context.Context, ss []series.Series) error {
 	cp := make([]series.Series, len(ss))
 	for i, s := range ss {
 		cp[i] = series.Series{
-			Labels:   append([]labels.Label(nil), s.Labels...),
+			Labels:   s.AppendLabels(nil),
 			Samples:  append([]series.Sample(nil), s.Samples...),
 			Metadata: s.Metadata,
 		}

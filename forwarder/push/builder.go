@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
@@ -31,19 +30,15 @@ type Builder struct {
 	last       map[uint64]uint64
 	candidates []scrapecache.Gone  // disappeared since the last push round
 	pending    map[uint64]struct{} // candidates due a marker this round (no dedupe)
-	series     []series.Series     // one chunk, reused
-	samples    []series.Sample     // one chunk, reused
-	arena      []labels.Label      // one chunk's labels, reused
-	// emit takes the chunks of the round being built; nSeries and
-	// nLabels count what it was given.
-	emit             func([]series.Series)
-	nSeries, nLabels int
-	// perSeries is the arena's size in labels per series of a chunk: the
-	// last round's average plus one. labels.Label is 32 bytes; sizing for
-	// a worst case of 16 labels kept 4 MiB at 200 sandboxes, half unused.
-	perSeries int
-	md        []series.Metadata
-	mdRound   uint64
+	// series and samples are one chunk, reused. A series is its
+	// template and its sandbox's values (no label set is built per
+	// round), which remotewrite encodes from wire bytes it prepared once.
+	series  []series.Series
+	samples []series.Sample
+	// emit takes the chunks of the round being built.
+	emit    func([]series.Series)
+	md      []series.Metadata
+	mdRound uint64
 	// famMD maps this round's family names to their metadata, which every
 	// pushed series of the family carries (SetFamilies, metadataOf);
 	// prevMD is the previous round's, for the staleness markers of
@@ -102,9 +97,9 @@ func (ps *Builder) Release(sb *scrapecache.Sandbox) {
 }
 
 // Chunk is how many series Build and Self.Push hand to emit at a time. The
-// series, samples and labels of one chunk are built into buffers reused for
-// the next (~2 MiB), instead of the whole round's (~80 MiB at 200
-// sandboxes) staying allocated between rounds.
+// series and samples of one chunk are built into buffers reused for the
+// next (~0.7 MiB), instead of the whole round's staying allocated between
+// rounds.
 const Chunk = 8192
 
 // Build converts a scheduled round starting at ts (Unix ms) into series and
@@ -123,13 +118,9 @@ func (ps *Builder) Build(sbs []*scrapecache.Sandbox, ts int64, emit func([]serie
 	ps.addSamples(sbs, ts, roundOK)
 	ps.addMarkers(ts, roundOK)
 	ps.flush()
-	if ps.nSeries > 0 {
-		ps.perSeries = (ps.nLabels+ps.nSeries-1)/ps.nSeries + 1
-	}
 	ps.emit = nil
 	ps.ts.roundDone(ts, roundOK)
 	ps.ts.prune(ps.round)
-	ps.counts.Samples = ps.nSeries
 	ps.counts.Dropped, ps.counts.Repeated = ps.ts.take()
 	return ps.counts
 }
@@ -144,15 +135,6 @@ func (ps *Builder) beginChunks(emit func([]series.Series)) {
 	}
 	ps.samples = ps.samples[:Chunk]
 	ps.series = ps.series[:0]
-	if ps.perSeries == 0 {
-		ps.perSeries = 16
-	}
-	want := ps.perSeries * Chunk
-	if cap(ps.arena) < want || cap(ps.arena) > want+want/2 {
-		ps.arena = make([]labels.Label, 0, want)
-	}
-	ps.arena = ps.arena[:0]
-	ps.nSeries, ps.nLabels = 0, 0
 }
 
 // flush hands the chunk built so far to emit.
@@ -163,26 +145,18 @@ func (ps *Builder) flush() {
 	ps.emit(ps.series)
 	clear(ps.series)
 	ps.series = ps.series[:0]
-	ps.arena = ps.arena[:0]
 }
 
-// add appends one series (the template's labels with the sandbox's
-// values) with one sample to the chunk, flushing a full one first.
+// add appends one series (the template with the sandbox's values) with
+// one sample to the chunk, flushing a full one first.
 func (ps *Builder) add(t *scrapecache.Template, vals *scrapecache.Values, md *series.Metadata, v float64, ts int64) {
-	n := t.Len()
-	if len(ps.series) == Chunk || cap(ps.arena)-len(ps.arena) < n {
+	if len(ps.series) == Chunk {
 		ps.flush()
-		if cap(ps.arena) < n {
-			ps.arena = make([]labels.Label, 0, max(n, ps.perSeries*Chunk))
-		}
 	}
-	ps.nSeries++
-	ps.nLabels += n
-	lo := len(ps.arena)
-	ps.arena = t.AppendTo(ps.arena, vals)
 	i := len(ps.series)
 	ps.samples[i] = series.Sample{Value: v, Timestamp: ts}
-	ps.series = append(ps.series, series.Series{Labels: ps.arena[lo:len(ps.arena):len(ps.arena)], Samples: ps.samples[i : i+1 : i+1], Metadata: md})
+	ps.series = append(ps.series, series.Series{Template: t, Values: vals, Samples: ps.samples[i : i+1 : i+1], Metadata: md})
+	ps.counts.Samples++
 }
 
 // markPending notes, without dedupe, the candidates sent in the previous

@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
@@ -158,7 +159,7 @@ func (s *Sandbox) SetPod(pod cri.Pod) {
 
 func (s *Sandbox) setVals(pod cri.Pod, known bool) {
 	s.pod, s.podKnown = pod, known
-	s.vals = &Values{s.id, pod.UID, pod.Name, pod.Namespace}
+	s.vals = series.NewValues(s.id, pod.UID, pod.Name, pod.Namespace)
 	s.labels = exposition.SandboxLabels(s.id, pod.UID, pod.Name, pod.Namespace, known)
 }
 

@@ -190,24 +190,28 @@ type Encoder struct {
 	rules      []*relabel.Config
 	comp       *Compressor
 
-	lb    *labels.Builder
-	kept  []series.Series // relabelled shallow copies (only with rules)
-	arena []labels.Label  // backing store for relabelled label sets
-	out   []byte          // compressed blocks of the current round
-	m     marshaler
-	g     grouper // 2.0 only: series grouped by metric name
+	lb      *labels.Builder
+	kept    []series.Series // relabelled shallow copies (only with rules)
+	arena   []labels.Label  // backing store for relabelled label sets
+	scratch []labels.Label  // one series' labels, for relabelling
+	out     []byte          // compressed blocks of the current round
+	m       marshaler
+	g       grouper // 2.0 only: series grouped by metric name
 }
 
 // marshaler holds the scratch of one protobuf marshalling; reused.
 type marshaler struct {
 	raw []byte
-	// 1.0: each series' message size
+	// 1.0: each series' message size, the prepared forms of its
+	// template series
 	sizes []int
+	preps []prepPair
 	// 2.0
 	syms writev2.SymbolsTable
 	ts2  []writev2.TimeSeries
 	refs []uint32
 	ss2  []writev2.Sample
+	v2   refCache
 }
 
 // RoundStats summarises one Encode call for metrics.
@@ -293,6 +297,7 @@ func (e *Encoder) Encode(ss []series.Series, f Format) ([]wal.Block, RoundStats,
 	e.kept = e.kept[:0]
 	clear(e.arena)
 	e.arena = e.arena[:0]
+	clear(e.scratch)
 	e.g.release()
 	e.m.release()
 	return blocks, st, nil
@@ -329,7 +334,7 @@ func (g *grouper) group(ss []series.Series) []series.Series {
 	}
 	g.gid = g.gid[:0]
 	for i := range ss {
-		name := metricName(ss[i].Labels)
+		name := ss[i].Name()
 		id, ok := g.idx[name]
 		if !ok {
 			id = int32(len(g.names))
@@ -372,18 +377,6 @@ func (g *grouper) release() {
 	g.names = g.names[:0]
 }
 
-// metricName returns the __name__ value of a label set, or "" when it has
-// none. It is usually the first label, but a name in upper case sorts
-// before it.
-func metricName(ls []labels.Label) string {
-	for _, l := range ls {
-		if l.Name == model.MetricNameLabel {
-			return l.Value
-		}
-	}
-	return ""
-}
-
 // relabel applies the write rules, returning the kept series with new
 // label sets (sorted by name, as receivers expect).
 func (e *Encoder) relabel(ss []series.Series, st *RoundStats) []series.Series {
@@ -395,7 +388,8 @@ func (e *Encoder) relabel(ss []series.Series, st *RoundStats) []series.Series {
 			continue // nothing to send
 		}
 		e.lb.Reset(labels.EmptyLabels())
-		for _, l := range s.Labels {
+		e.scratch = s.AppendLabels(e.scratch[:0])
+		for _, l := range e.scratch {
 			e.lb.Set(l.Name, l.Value)
 		}
 		if !relabel.ProcessBuilder(e.lb, e.rules...) {
@@ -432,23 +426,46 @@ func (m *marshaler) marshal(ss []series.Series, f Format) ([]byte, error) {
 // the sizes (the generated code, which sizes every message twice, was a
 // third of the push path: BenchmarkMarshalV1).
 func (m *marshaler) marshalV1(ss []series.Series) ([]byte, error) {
-	m.sizes = m.sizes[:0]
+	m.sizes, m.preps = m.sizes[:0], m.preps[:0]
 	total := 0
+	var (
+		lastV *series.Values
+		vp    *valsPrep
+	)
 	for i := range ss {
-		n := seriesSizeV1(&ss[i])
+		s := &ss[i]
+		var n int
+		if s.Template != nil {
+			// The prepared form: the template's and the values' label
+			// bytes, built once (prepared.go).
+			if vp == nil || s.Values != lastV {
+				lastV, vp = s.Values, prepValues(s.Values)
+			}
+			tp := prepTemplate(s.Template)
+			m.preps = append(m.preps, prepPair{tp, vp})
+			n = tp.labelsSizeV1(vp) + samplesSizeV1(s.Samples)
+		} else {
+			n = seriesSizeV1(s)
+		}
 		m.sizes = append(m.sizes, n)
 		total += 1 + varintSize(uint64(n)) + n
 	}
 	b := slices.Grow(m.raw[:0], total)
+	p := 0
 	for i := range ss {
 		s := &ss[i]
 		b = append(b, 0x0a) // WriteRequest.timeseries
 		b = binary.AppendUvarint(b, uint64(m.sizes[i]))
-		for _, l := range s.Labels {
-			b = append(b, 0x0a) // TimeSeries.labels
-			b = binary.AppendUvarint(b, uint64(labelSizeV1(l)))
-			b = appendStringField(b, 0x0a, l.Name)
-			b = appendStringField(b, 0x12, l.Value)
+		if s.Template != nil {
+			b = m.preps[p].t.appendLabelsV1(b, m.preps[p].v)
+			p++
+		} else {
+			for _, l := range s.Labels {
+				b = append(b, 0x0a) // TimeSeries.labels
+				b = binary.AppendUvarint(b, uint64(labelSizeV1(l)))
+				b = appendStringField(b, 0x0a, l.Name)
+				b = appendStringField(b, 0x12, l.Value)
+			}
 		}
 		for _, x := range s.Samples {
 			b = append(b, 0x12) // TimeSeries.samples
@@ -464,7 +481,14 @@ func (m *marshaler) marshalV1(ss []series.Series) ([]byte, error) {
 		}
 	}
 	m.raw = b
+	clear(m.preps)
 	return b, nil
+}
+
+// prepPair is a template series' prepared template and values.
+type prepPair struct {
+	t *tmplPrep
+	v *valsPrep
 }
 
 func varintSize(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
@@ -504,9 +528,14 @@ func seriesSizeV1(s *series.Series) int {
 		ls := labelSizeV1(l)
 		n += 1 + varintSize(uint64(ls)) + ls
 	}
-	for _, x := range s.Samples {
-		xs := sampleSizeV1(x)
-		n += 1 + varintSize(uint64(xs)) + xs
+	return n + samplesSizeV1(s.Samples)
+}
+
+func samplesSizeV1(xs []series.Sample) int {
+	n := 0
+	for _, x := range xs {
+		s := sampleSizeV1(x)
+		n += 1 + varintSize(uint64(s)) + s
 	}
 	return n
 }
@@ -521,10 +550,15 @@ func (m *marshaler) marshalV2(ss []series.Series) ([]byte, error) {
 		m.syms = writev2.NewSymbolTable()
 	}
 	m.syms.Reset()
+	m.v2.reset()
 	m.ts2, m.refs, m.ss2 = m.ts2[:0], m.refs[:0], m.ss2[:0]
 	nr, ns := 0, 0
 	for i := range ss {
-		nr += 2 * len(ss[i].Labels)
+		if ss[i].Template != nil {
+			nr += 2 * ss[i].Template.Len()
+		} else {
+			nr += 2 * len(ss[i].Labels)
+		}
 		ns += len(ss[i].Samples)
 	}
 	m.refs = slices.Grow(m.refs, nr)
@@ -532,15 +566,20 @@ func (m *marshaler) marshalV2(ss []series.Series) ([]byte, error) {
 	for i := range ss {
 		s := &ss[i]
 		r0, s0 := len(m.refs), len(m.ss2)
-		for _, l := range s.Labels {
-			m.refs = append(m.refs, m.syms.Symbolize(l.Name), m.syms.Symbolize(l.Value))
+		if s.Template != nil {
+			m.refs = m.v2.appendRefs(m.refs, &m.syms, s.Template, s.Values)
+		} else {
+			for _, l := range s.Labels {
+				m.refs = append(m.refs, m.syms.Symbolize(l.Name), m.syms.Symbolize(l.Value))
+			}
 		}
 		for _, x := range s.Samples {
 			m.ss2 = append(m.ss2, writev2.Sample{Value: x.Value, Timestamp: x.Timestamp})
 		}
 		ts := writev2.TimeSeries{LabelsRefs: m.refs[r0:len(m.refs):len(m.refs)], Samples: m.ss2[s0:len(m.ss2):len(m.ss2)]}
 		if md := s.Metadata; md != nil {
-			ts.Metadata = writev2.Metadata{Type: writev2.FromMetadataType(md.Type), HelpRef: m.syms.Symbolize(md.Help), UnitRef: m.syms.Symbolize(md.Unit)}
+			help, unit := m.v2.metadataRefs(&m.syms, md)
+			ts.Metadata = writev2.Metadata{Type: writev2.FromMetadataType(md.Type), HelpRef: help, UnitRef: unit}
 		}
 		m.ts2 = append(m.ts2, ts)
 	}
@@ -557,6 +596,7 @@ func (m *marshaler) marshalV2(ss []series.Series) ([]byte, error) {
 // holds, keeping the capacity.
 func (m *marshaler) release() {
 	clear(m.ts2)
+	m.v2.reset()
 	if m.syms.Symbols() != nil {
 		m.syms.Reset()
 	}

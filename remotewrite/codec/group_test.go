@@ -17,7 +17,7 @@ import (
 func seriesKeys(ss []series.Series) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = fmt.Sprintf("%s/%g", metricName(s.Labels), s.Samples[0].Value)
+		out[i] = fmt.Sprintf("%s/%g", s.Name(), s.Samples[0].Value)
 	}
 	return out
 }
@@ -110,8 +110,8 @@ func TestEncodeV2GroupsByName(t *testing.T) {
 				if len(s.Samples) != 2 || s.Samples[0].Timestamp >= s.Samples[1].Timestamp {
 					t.Fatalf("series %d: samples %v out of order", i, s.Samples)
 				}
-				if i > 0 && grouped && metricName(got[i-1].Labels) > metricName(s.Labels) {
-					t.Fatalf("series %d: %s after %s", i, metricName(s.Labels), metricName(got[i-1].Labels))
+				if i > 0 && grouped && got[i-1].Name() > s.Name() {
+					t.Fatalf("series %d: %s after %s", i, s.Name(), got[i-1].Name())
 				}
 				if !grouped && labels.Compare(labels.New(s.Labels...), labels.New(round[i].Labels...)) != 0 {
 					t.Fatalf("series %d is %v, want the given order's %v", i, s.Labels, round[i].Labels)

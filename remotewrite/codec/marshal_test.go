@@ -2,8 +2,12 @@ package codec
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -20,7 +24,7 @@ func toPrompb(ss []series.Series) *prompb.WriteRequest {
 	req := &prompb.WriteRequest{}
 	for _, s := range ss {
 		ts := prompb.TimeSeries{}
-		for _, l := range s.Labels {
+		for _, l := range s.AppendLabels(nil) {
 			ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value})
 		}
 		for _, x := range s.Samples {
@@ -78,6 +82,185 @@ func TestMarshalV1MatchesPrompb(t *testing.T) {
 	}
 }
 
+// randomTemplateSeries returns n series of random templates (shared by
+// several series, some with a slot for __name__ or none at all) and
+// values (empty ones included, which leave their label out), mixed with
+// plain label series, with values long enough for two-byte lengths.
+func randomTemplateSeries(rng *rand.Rand, n int) []series.Series {
+	str := func(max int) string { return string(bytes.Repeat([]byte{byte('a' + rng.IntN(3))}, rng.IntN(max))) }
+	var tmpls []*series.Template
+	for range 1 + rng.IntN(4) {
+		var ls []labels.Label
+		var slots []int
+		for i := range rng.IntN(7) {
+			ls = append(ls, labels.Label{Name: fmt.Sprintf("%c%s", 'a'+i, str(150)), Value: str(200)})
+			slot := -1
+			if rng.IntN(2) == 0 {
+				slot = rng.IntN(5) // slot 4 is past every Values but the longest
+			}
+			slots = append(slots, slot)
+		}
+		tmpls = append(tmpls, series.NewTemplate(ls, slots))
+	}
+	var vals []*series.Values
+	for range 1 + rng.IntN(3) {
+		var v []string
+		for range rng.IntN(6) {
+			v = append(v, str(300))
+		}
+		vals = append(vals, series.NewValues(v...))
+	}
+	vals = append(vals, nil)
+	mds := []*series.Metadata{nil, {Family: "f", Type: "counter", Help: str(20)}, {Family: "g", Type: "gauge", Help: str(20), Unit: str(3)}}
+	ss := make([]series.Series, n)
+	for i := range ss {
+		s := &ss[i]
+		if rng.IntN(4) == 0 {
+			for range rng.IntN(4) {
+				s.Labels = append(s.Labels, labels.Label{Name: str(20), Value: str(20)})
+			}
+		} else {
+			s.Template, s.Values = tmpls[rng.IntN(len(tmpls))], vals[rng.IntN(len(vals))]
+		}
+		for range rng.IntN(3) {
+			s.Samples = append(s.Samples, series.Sample{Value: rng.NormFloat64() * float64(rng.IntN(2)), Timestamp: rng.Int64N(1<<50) - 1<<49})
+		}
+		s.Metadata = mds[rng.IntN(len(mds))]
+	}
+	return ss
+}
+
+// materialized returns ss with every label set given as Labels.
+func materialized(ss []series.Series) []series.Series {
+	out := make([]series.Series, len(ss))
+	for i, s := range ss {
+		out[i] = series.Series{Labels: s.AppendLabels(nil), Samples: s.Samples, Metadata: s.Metadata}
+	}
+	return out
+}
+
+// TestMarshalV2PreparedMatches: a 2.0 request of series given as templates
+// and values (their symbol references looked up once per request,
+// prepared.go) is byte for byte the request of the same label sets given
+// as Labels, symbols table included, and decodes to those label sets.
+func TestMarshalV2PreparedMatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var m, plain marshaler
+	comp, err := NewCompressor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		ss := randomTemplateSeries(rng, rng.IntN(30))
+		want, err := plain.marshalV2(materialized(ss))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.marshalV2(ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("case %d: templates\n%x\nlabels\n%x", i, got, want)
+		}
+		dec, err := comp.DecodeRequest(comp.Compress(nil, got, FormatV2), FormatV2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range ss {
+			if w := ss[j].AppendLabels(nil); !slices.Equal(dec[j].Labels, w) && len(w)+len(dec[j].Labels) > 0 {
+				t.Fatalf("case %d series %d: decoded %v, want %v", i, j, dec[j].Labels, w)
+			}
+		}
+	}
+}
+
+// TestMarshalV1PreparedMatchesPrompb: series given as a template and
+// values (prepared.go) marshal to the bytes prompb's generated code writes
+// for their label sets, in requests mixing them with plain series, and
+// their labels (series.Series.AppendLabels) are what the template and
+// values say.
+func TestMarshalV1PreparedMatchesPrompb(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var m marshaler
+	for i := range 300 {
+		ss := randomTemplateSeries(rng, rng.IntN(30))
+		want, err := toPrompb(ss).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.marshalV1(ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("case %d: marshalV1\n%x\nprompb\n%x", i, got, want)
+		}
+	}
+	// A template's labels: slot values filled in, empty ones left out.
+	tm := series.NewTemplate([]labels.Label{{Name: "__name__", Value: "up"}, {Name: "a", Value: "ignored"}, {Name: "b", Value: "lit"}, {Name: "c"}},
+		[]int{-1, 1, -1, 0})
+	s := series.Series{Template: tm, Values: series.NewValues("", "one")}
+	want := []labels.Label{{Name: "__name__", Value: "up"}, {Name: "a", Value: "one"}, {Name: "b", Value: "lit"}}
+	if got := s.AppendLabels(nil); !slices.Equal(got, want) {
+		t.Fatalf("labels %v, want %v", got, want)
+	}
+	if s.Name() != "up" || s.Get("a") != "one" || s.Get("c") != "" || s.Get("x") != "" {
+		t.Fatalf("Name %q Get(a) %q Get(c) %q", s.Name(), s.Get("a"), s.Get("c"))
+	}
+}
+
+// TestPreparedConcurrent: endpoints encoding the same templates at once
+// share one prepared form (run with -race).
+func TestPreparedConcurrent(t *testing.T) {
+	ss := randomTemplateSeries(rand.New(rand.NewPCG(5, 6)), 200)
+	want, err := toPrompb(ss).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			var m marshaler
+			if got, err := m.marshalV1(ss); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("concurrent marshalV1 differs (err %v)", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// FuzzMarshalV1Prepared: for any template, values and samples the fuzzer
+// derives, the prepared path writes prompb's bytes (1.0) and the bytes of
+// the same label sets given as Labels (2.0).
+func FuzzMarshalV1Prepared(f *testing.F) {
+	f.Add(uint64(1), uint64(2), uint8(5))
+	f.Add(uint64(0), uint64(0), uint8(0))
+	f.Fuzz(func(t *testing.T, a, b uint64, n uint8) {
+		ss := randomTemplateSeries(rand.New(rand.NewPCG(a, b)), int(n))
+		want, err := toPrompb(ss).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m marshaler
+		got, err := m.marshalV1(ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("marshalV1\n%x\nprompb\n%x", got, want)
+		}
+		want, err = m.marshalV2(materialized(ss))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = bytes.Clone(want)
+		if got, err = m.marshalV2(ss); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("marshalV2 (err %v)\n%x\nlabels\n%x", err, got, want)
+		}
+	})
+}
+
 // BenchmarkMarshalV1 marshals one chunk of 8192 series of 12 labels and
 // one sample, as the forwarder hands them over, as a 1.0 request.
 func BenchmarkMarshalV1(b *testing.B) {
@@ -94,6 +277,16 @@ func BenchmarkMarshalV1(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := m.marshalV1(ss); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("prepared", func(b *testing.B) { // the forwarder's form
+		tss := templated(ss)
+		var m marshaler
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.marshalV1(tss); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -117,6 +310,64 @@ func BenchmarkMarshalV1(b *testing.B) {
 			}
 		}
 	})
+}
+
+// templated returns ss as the forwarder hands them over: 8 sandboxes of
+// 1024 series (128 metric names of 8 series), each a template of ss's
+// first 8 labels and 4 sandbox values, grouped by metric name as 2.0
+// requests are.
+func templated(ss []series.Series) []series.Series {
+	tss := make([]series.Series, len(ss))
+	tmpls := make([]*series.Template, 1024)
+	for i := range tmpls {
+		ls := slices.Clone(ss[i].Labels)
+		ls[0] = labels.Label{Name: labels.MetricName, Value: "metric_" + strconv.Itoa(i/8)}
+		ls[1].Value += strconv.Itoa(i)
+		tmpls[i] = series.NewTemplate(ls, []int{-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3})
+	}
+	md := &series.Metadata{Family: "f", Type: "gauge", Help: "help text of the family"}
+	for i := range tss {
+		if i%1024 == 0 {
+			v := strconv.Itoa(i)
+			tss[i].Values = series.NewValues("sandbox_id_"+v+"_0123456789abcdef", "uid_"+v, "name_"+v, "namespace_"+v)
+		} else {
+			tss[i].Values = tss[i-1].Values
+		}
+		tss[i].Template, tss[i].Samples, tss[i].Metadata = tmpls[i%1024], ss[i].Samples, md
+	}
+	var g grouper
+	return slices.Clone(g.group(tss))
+}
+
+// BenchmarkMarshalV2 marshals the chunk of BenchmarkMarshalV1 in requests
+// of 2000 series as 2.0, the series given as label sets and as templates
+// (prepared.go).
+func BenchmarkMarshalV2(b *testing.B) {
+	ss := make([]series.Series, 8192)
+	for i := range ss {
+		ls := make([]labels.Label, 12)
+		for j := range ls {
+			ls[j] = labels.Label{Name: "label_name_" + string(rune('a'+j)), Value: "some_label_value_0123456789"}
+		}
+		ss[i] = series.Series{Labels: ls, Samples: []series.Sample{{Value: float64(i), Timestamp: 1_700_000_000_000}}}
+	}
+	tss := templated(ss)
+	for _, bc := range []struct {
+		name string
+		ss   []series.Series
+	}{{"labels", materialized(tss)}, {"prepared", tss}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var m marshaler
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, part := range ChunkBySamples(bc.ss, 2000) {
+					if _, err := m.marshalV2(part); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkCompressSnappy compresses one marshalled chunk (8192 series of

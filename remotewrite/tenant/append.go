@@ -72,13 +72,8 @@ func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 	var touched []*bucket
 	for i := range ss {
 		t := def
-		for _, l := range ss[i].Labels {
-			if l.Name == label {
-				if l.Value != "" {
-					t = l.Value
-				}
-				break
-			}
+		if v := ss[i].Get(label); v != "" {
+			t = v
 		}
 		// A sandbox's series come one after the other: most series hit
 		// the bucket of the one before.

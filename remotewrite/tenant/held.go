@@ -48,6 +48,8 @@ type held struct {
 func (st *store) hold(h *held, s series.Series) {
 	c := series.Series{
 		Labels:   copyInto(&st.labels, &h.labels, s.Labels),
+		Template: s.Template, // immutable, shared
+		Values:   s.Values,
 		Samples:  copyInto(&st.samples, &h.samples, s.Samples),
 		Metadata: s.Metadata,
 	}

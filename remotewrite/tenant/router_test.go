@@ -104,7 +104,8 @@ func metric(t *testing.T, reg prometheus.Gatherer, name string, want map[string]
 }
 
 // nsRound is one round: per namespace, n series with one sample at ts;
-// namespace "" leaves the label out.
+// namespace "" leaves the label out. Every other series is given as a
+// template with the namespace as its slot, as the forwarder hands them.
 func nsRound(ts int64, n int, namespaces ...string) []series.Series {
 	var out []series.Series
 	for _, ns := range namespaces {
@@ -115,7 +116,17 @@ func nsRound(ts int64, n int, namespaces ...string) []series.Series {
 			} else {
 				kv = append(kv, "own", "1")
 			}
-			out = append(out, mkSeries("m", []series.Sample{{Timestamp: ts, Value: float64(ts)}}, kv...))
+			s := mkSeries("m", []series.Sample{{Timestamp: ts, Value: float64(ts)}}, kv...)
+			if i%2 == 1 {
+				slots := make([]int, len(s.Labels))
+				for j, l := range s.Labels {
+					if slots[j] = -1; l.Name == "cri_namespace" {
+						slots[j] = 0
+					}
+				}
+				s = series.Series{Template: series.NewTemplate(s.Labels, slots), Values: series.NewValues(ns), Samples: s.Samples}
+			}
+			out = append(out, s)
 		}
 	}
 	return out
