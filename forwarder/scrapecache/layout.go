@@ -208,12 +208,15 @@ func readValue(body []byte, i int) (float64, int64, int, bool) {
 	if j == i || j == len(body) {
 		return 0, 0, 0, false
 	}
-	v, err := strconv.ParseFloat(string(body[i:j]), 64)
-	if err != nil {
-		return 0, 0, 0, false
-	}
-	if math.IsNaN(v) {
-		v = math.Float64frombits(value.NormalNaN)
+	v, ok := readUint(body[i:j])
+	if !ok {
+		var err error
+		if v, err = strconv.ParseFloat(string(body[i:j]), 64); err != nil {
+			return 0, 0, 0, false
+		}
+		if math.IsNaN(v) {
+			v = math.Float64frombits(value.NormalNaN)
+		}
 	}
 	switch body[j] {
 	case '\n':
@@ -234,6 +237,24 @@ func readValue(body []byte, i int) (float64, int64, int, bool) {
 		return 0, 0, 0, false
 	}
 	return v, ts, k + 1, true
+}
+
+// readUint reads b when it is 1 to 15 decimal digits, the shape of most
+// values a shim serves (counters, sizes, counts): a float64 holds every
+// such integer exactly, so the result is strconv.ParseFloat's, for a
+// tenth of its cost. ok is false for any other shape.
+func readUint(b []byte) (v float64, ok bool) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, false
+	}
+	var u uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(c-'0')
+	}
+	return float64(u), true
 }
 
 // valueByte reports whether c may be part of a value the replay reads: a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -106,6 +107,8 @@ func TestReplay(t *testing.T) {
 		{"no final newline", strings.TrimSuffix(base, "\n"), false},
 		{"a syntax error", strings.Replace(base, "h_sum 3", "h_sum{ 3", 1), false},
 		{"a duplicate", base + "u 7\n", false},
+		{"integer values, 15 and 16 digits", strings.NewReplacer("h_sum 3", "h_sum 999999999999999", "h_count 2", "h_count 9007199254740993").Replace(base), true},
+		{"integer with leading zeros", strings.Replace(base, "h_sum 3", "h_sum 000000000000000000012", 1), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,6 +118,23 @@ func TestReplay(t *testing.T) {
 				t.Errorf("replayed %v, want %v", got[:3], want)
 			}
 		})
+	}
+}
+
+// TestReadUint: the integer fast path of readValue reads what
+// strconv.ParseFloat reads, and leaves every other shape to it.
+func TestReadUint(t *testing.T) {
+	for _, in := range []string{"0", "7", "00012", "123456789012345", "999999999999999"} {
+		want, err := strconv.ParseFloat(in, 64)
+		got, ok := readUint([]byte(in))
+		if err != nil || !ok || math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("%q: %v %v, ParseFloat %v %v", in, got, ok, want, err)
+		}
+	}
+	for _, in := range []string{"", "1234567890123456", "-1", "+1", "1.5", "1e3", "NaN", "1_0", "0x1"} {
+		if _, ok := readUint([]byte(in)); ok {
+			t.Errorf("%q taken by the fast path", in)
+		}
 	}
 }
 
