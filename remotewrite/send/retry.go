@@ -424,7 +424,7 @@ func (s *Sender) logDrop(msg string, herr client.StatusError, seq uint64, p part
 	}
 	args := []any{"code", herr.Code, "answer", herr.Body, "seq", seq, "samples", p.samples, "suppressed", suppressed}
 	if len(p.series) == 1 {
-		args = append(args, "series", seriesString(p.series[0].Labels))
+		args = append(args, "series", seriesString(p.series[0].AppendLabels(nil)))
 	}
 	if decodeErr != nil {
 		args = append(args, "decode_err", decodeErr)
