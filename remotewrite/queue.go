@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -95,6 +96,12 @@ type Queue struct {
 	appendMu sync.Mutex // serialises rounds: WAL order is round order
 	enc      *codec.Encoder
 	comp     *codec.Compressor
+	// staged are blocks Stage encoded and Commit has not written yet (a
+	// copy of the encoder's output in stagedData), of stagedSeries series.
+	staged       []wal.Block
+	stagedData   []byte
+	stagedSeries int
+	stagedStats  codec.RoundStats
 	// format is what the config asks for; once the sender fell back from
 	// 2.0 (send.Sender.FellBack), new rounds are written as 1.0.
 	format codec.Format
@@ -238,22 +245,127 @@ func newQueue(cfg config.Config, bq blockQueue, rt http.RoundTripper, logger *sl
 // applies write_relabel_configs, cuts the series into blocks of at most
 // max_samples_per_send samples (never splitting a series), encodes them in
 // the endpoint's message and compression and appends them to the WAL as
-// one group. It does not retain ss. It blocks only on the local disk,
-// never on the receiver. Safe for concurrent use; concurrent rounds are
-// queued in the order they take the lock.
+// one group (with what Stage holds, if anything). It does not retain ss.
+// It blocks only on the local disk, never on the receiver. Safe for
+// concurrent use; concurrent rounds are queued in the order they take the
+// lock.
 func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	q.appendMu.Lock()
 	defer q.appendMu.Unlock()
+	if len(q.staged) > 0 {
+		if err := q.stage(ss); err != nil {
+			return err
+		}
+		return q.commit()
+	}
+	blocks, st, err := q.encode(ss)
+	if err != nil {
+		return err
+	}
+	return q.write(blocks, st)
+}
+
+// maxStagedSeries is the most series one group written by Stage holds:
+// the forwarder's chunk size, so a group has at most
+// ceil(8192 / max_samples_per_send) blocks (doc.go, "Chunks, groups and
+// shards").
+const maxStagedSeries = 8192
+
+// Stage is Append in parts: it encodes ss at once (ss is not retained) but
+// holds the blocks and writes them as one group when 8,192 series are
+// staged (ss is split there) or at Commit. A queue that gets one part of
+// every chunk of a round (a tenant's, remotewrite/tenant) so writes its
+// share in ceil(share/8192) groups, each one WAL write and one fsync under
+// wal.fsync append, rather than one per chunk; blocks are still cut per
+// call. What Stage holds is compressed (about 10 bytes a sample) and not in
+// the WAL until written: Commit (or Append, or Close) must follow. Safe for
+// concurrent use.
+func (q *Queue) Stage(ctx context.Context, ss []series.Series) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.appendMu.Lock()
+	defer q.appendMu.Unlock()
+	var errs []error
+	for len(ss) > 0 {
+		part := ss[:min(len(ss), maxStagedSeries-q.stagedSeries)]
+		ss = ss[len(part):]
+		if err := q.stage(part); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if q.stagedSeries >= maxStagedSeries {
+			errs = append(errs, q.commit())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Commit writes what Stage holds to the WAL as one group; nil when it is
+// written (or nothing was staged). Safe for concurrent use.
+func (q *Queue) Commit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.appendMu.Lock()
+	defer q.appendMu.Unlock()
+	return q.commit()
+}
+
+// encode encodes ss into blocks valid until the next encode (appendMu
+// held), counting series write_relabel_configs dropped.
+func (q *Queue) encode(ss []series.Series) ([]wal.Block, codec.RoundStats, error) {
 	blocks, st, err := q.enc.Encode(ss, q.currentFormat())
 	if err != nil {
-		return fmt.Errorf("encode round: %w", err)
+		return nil, st, fmt.Errorf("encode round: %w", err)
 	}
 	if st.DroppedRelabel > 0 {
 		q.metrics.DroppedByRelabel(st.DroppedRelabel)
 	}
+	return blocks, st, nil
+}
+
+// stage encodes ss and adds copies of its blocks to the staged ones
+// (appendMu held).
+func (q *Queue) stage(ss []series.Series) error {
+	blocks, st, err := q.encode(ss)
+	if err != nil {
+		return err
+	}
+	if len(q.staged) == 0 {
+		q.stagedStats = codec.RoundStats{MaxTimestamp: math.MinInt64}
+	}
+	for _, b := range blocks {
+		// Earlier staged blocks keep the old array if this grows it;
+		// nothing writes there again until commit empties the stage.
+		at := len(q.stagedData)
+		q.stagedData = append(q.stagedData, b.Data...)
+		b.Data = q.stagedData[at:len(q.stagedData):len(q.stagedData)]
+		q.staged = append(q.staged, b)
+	}
+	q.stagedSeries += len(ss)
+	q.stagedStats.Samples += st.Samples
+	q.stagedStats.MaxTimestamp = max(q.stagedStats.MaxTimestamp, st.MaxTimestamp)
+	return nil
+}
+
+// commit writes the staged blocks as one group and empties the stage,
+// whether or not the write succeeded (a failed write counts them as
+// dropped: write_error) (appendMu held).
+func (q *Queue) commit() error {
+	if q.stagedSeries == 0 && len(q.staged) == 0 {
+		return nil
+	}
+	err := q.write(q.staged, q.stagedStats)
+	clear(q.staged)
+	q.staged, q.stagedData, q.stagedSeries = q.staged[:0], q.stagedData[:0], 0
+	return err
+}
+
+// write appends blocks to the WAL as one group (appendMu held).
+func (q *Queue) write(blocks []wal.Block, st codec.RoundStats) error {
 	if len(blocks) == 0 {
 		return nil
 	}
@@ -297,11 +409,16 @@ func (q *Queue) Ready() error {
 	return nil
 }
 
-// Close releases the WAL and unregisters the metrics, so the endpoint can
-// be opened again. Run calls it on return; call it directly only if Run
-// will not be called. Idempotent; Append fails afterwards.
+// Close writes what Stage holds, releases the WAL and unregisters the
+// metrics, so the endpoint can be opened again. Run calls it on return;
+// call it directly only if Run will not be called. Idempotent; Append fails afterwards.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
+		q.appendMu.Lock()
+		if err := q.commit(); err != nil {
+			q.logger.Error("cannot write what was staged while closing", "err", err)
+		}
+		q.appendMu.Unlock()
 		q.closed.Store(true)
 		q.metrics.Unregister()
 		if err := q.wal.Close(); err != nil {

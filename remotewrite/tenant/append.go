@@ -10,22 +10,7 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// groupSeries is the most series a tenant's queue gets in one Append (one
-// WAL group, one fsync under wal.fsync append): the forwarder's chunk size
-// (forwarder.Appender), so a tenant's share of a round is written in as
-// few groups as the whole round would be without routing.
-const groupSeries = 8192
-
-// maxHeldSeries bounds the series Append holds over all tenants (about
-// 10 MiB with 8 labels per series): past it, the tenant holding the most
-// is appended at once. Up to maxHeldSeries / groupSeries tenants get
-// ceil(share/groupSeries) groups per round whatever their order; more
-// tenants, interleaved, get groups of about maxHeldSeries / tenants.
-var maxHeldSeries = 4 * groupSeries
-
-// bucket is one tenant's part of the round being gathered: copies of its
-// series (in the router's store), held until groupSeries of them are
-// there, or maxHeldSeries are held over all tenants, or Commit.
+// bucket is one tenant's part of the chunk Append is splitting.
 type bucket struct {
 	tenant string
 	// Resolved at the first series of each Append call (call): the
@@ -36,25 +21,22 @@ type bucket struct {
 	cause  error
 	// dropped counts this call's samples dropped for reason.
 	dropped int
-	inHeld  bool // b is in Router.held
-
-	held held
+	// series are this call's series of the tenant (the caller's slices).
+	series []series.Series
 }
 
 // Append takes one chunk of a round: each series goes to the tenant its
-// tenant.label names (tenant.default without it). A tenant's series are
-// copied and held; once a tenant holds groupSeries of them they are
-// appended to its queue at once, and Commit appends what is left at the
-// end of the round. So a tenant's share of a round becomes
-// ceil(share/groupSeries) WAL groups, however the round was chunked and
-// its tenants interleaved (one group per chunk per tenant would cost
-// routing a write, an fsync and a small request each: docs/benchmarks.md).
-// Series of a tenant that cannot have a queue (invalid name, or
-// tenant.max_tenants reached) are dropped and counted. Append does not
-// retain ss (forwarder.Appender's contract) and blocks only on the local
-// disk. Errors of several tenants are joined; the other tenants' series
-// are taken regardless. What Append holds is at most a round, never more
-// than groupSeries series per tenant.
+// tenant.label names (tenant.default without it), in order. Each tenant's
+// part is encoded into its queue's stage (remotewrite.Queue.Stage) and
+// Commit, after the round's last chunk, writes it: so a tenant's share of
+// a round becomes ceil(share/8192) WAL groups however the round was
+// chunked and its tenants interleaved, where one group per chunk per
+// tenant would cost routing a WAL write, an fsync and an acknowledgement
+// each (docs/benchmarks.md, "Tenant routing"). Series of a tenant that
+// cannot have a queue (invalid name, or tenant.max_tenants reached) are
+// dropped and counted. Append does not retain ss (forwarder.Appender's
+// contract) and blocks only on the local disk. Errors of several tenants
+// are joined; the other tenants' series are taken regardless.
 func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -69,7 +51,7 @@ func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 	label, def := r.cfg.Tenant.Label, r.cfg.Tenant.Default
 	var errs []error
 	var last *bucket
-	var touched []*bucket
+	touched := r.touched[:0]
 	for i := range ss {
 		t := def
 		if v := ss[i].Get(label); v != "" {
@@ -95,23 +77,33 @@ func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 			b.dropped += len(ss[i].Samples)
 			continue
 		}
-		r.store.hold(&b.held, ss[i])
-		if !b.inHeld {
-			b.inHeld = true
-			r.held = append(r.held, b)
-		}
-		r.heldSeries++
-		if b.held.n >= groupSeries {
-			errs = append(errs, r.flush(ctx, b))
-		} else if r.heldSeries > maxHeldSeries {
-			errs = append(errs, r.flush(ctx, r.largest()))
-		}
+		b.series = append(b.series, ss[i])
 	}
 	for _, b := range touched {
+		if len(b.series) > 0 {
+			errs = append(errs, r.stage(ctx, b))
+		}
+		clear(b.series) // holds the caller's slices
+		b.series = b.series[:0]
 		r.countDropped(b, now)
 	}
+	clear(touched)
+	r.touched = touched[:0]
 	r.trimBuckets()
 	return errors.Join(errs...)
+}
+
+// stage hands b's series to its tenant's queue's stage and notes the
+// queue for Commit (r.mu held).
+func (r *Router) stage(ctx context.Context, b *bucket) error {
+	if !b.tq.staged {
+		b.tq.staged = true
+		r.staged = append(r.staged, b.tq)
+	}
+	if err := b.tq.q.Stage(ctx, b.series); err != nil {
+		return fmt.Errorf("tenant %q: %w", b.tenant, err)
+	}
+	return nil
 }
 
 // resolve finds b's queue for this Append call, opening it on first sight,
@@ -158,33 +150,15 @@ func (r *Router) countDropped(b *bucket, now time.Time) {
 	b.dropped = 0
 }
 
-// flush appends b's held series to its tenant's queue as one group and
-// empties b (r.mu held); b stays in r.held until Commit. When ctx has
-// ended, b keeps its series for Run's (or Close's) last commit.
-func (r *Router) flush(ctx context.Context, b *bucket) error {
-	if b.held.n == 0 {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var err error
-	if tq := r.tenants[b.tenant]; tq != nil {
-		if err = tq.q.Append(ctx, r.store.seriesOf(&b.held)); err != nil {
-			err = fmt.Errorf("tenant %q: %w", b.tenant, err)
-		}
-	}
-	r.heldSeries -= b.held.n
-	r.store.release(&b.held)
-	return err
-}
-
-// Commit appends every tenant's held series to its queue, one group per
-// tenant (forwarder.Committer: the forwarder calls it after the last chunk
-// of each round). When it returns nil the round is in the WAL. Errors of
-// several tenants are joined; the other tenants' series are appended
-// regardless.
+// Commit writes what Append staged since the last Commit, one WAL group
+// per tenant (forwarder.Committer: the forwarder calls it after the last
+// chunk of each round). When it returns nil the round is in the WAL.
+// Errors of several tenants are joined; the other tenants' series are
+// written regardless.
 func (r *Router) Commit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err // kept for Run's last commit
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -196,17 +170,14 @@ func (r *Router) Commit(ctx context.Context) error {
 // commit is Commit with r.mu held.
 func (r *Router) commit(ctx context.Context) error {
 	var errs []error
-	kept := r.held[:0] // buckets flush left their series (ctx ended)
-	for _, b := range r.held {
-		errs = append(errs, r.flush(ctx, b))
-		if b.held.n > 0 {
-			kept = append(kept, b)
-			continue
+	for _, tq := range r.staged {
+		tq.staged = false
+		if err := tq.q.Commit(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q: %w", tq.name, err))
 		}
-		b.inHeld = false
 	}
-	clear(r.held[len(kept):])
-	r.held = kept
+	clear(r.staged)
+	r.staged = r.staged[:0]
 	return errors.Join(errs...)
 }
 
@@ -216,20 +187,9 @@ func (r *Router) trimBuckets() {
 	if len(r.buckets) <= 2*r.cfg.Tenant.MaxTenants {
 		return
 	}
-	for t, b := range r.buckets {
-		if r.tenants[t] == nil && b.held.n == 0 {
+	for t := range r.buckets {
+		if r.tenants[t] == nil {
 			delete(r.buckets, t)
 		}
 	}
-}
-
-// largest is the held bucket with the most series (r.mu held).
-func (r *Router) largest() *bucket {
-	var big *bucket
-	for _, b := range r.held {
-		if big == nil || b.held.n > big.held.n {
-			big = b
-		}
-	}
-	return big
 }

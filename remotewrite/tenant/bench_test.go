@@ -6,10 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,13 +41,6 @@ func BenchmarkPushTenants(b *testing.B) {
 		}
 	}))
 	defer srv.Close()
-	if v := os.Getenv("BENCH_MAX_HELD"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		maxHeldSeries = n
-	}
 	for _, sandboxes := range []int{20, 200} {
 		b.Run(fmt.Sprintf("sandboxes=%d", sandboxes), func(b *testing.B) { benchPushTenants(b, srv.URL, arrived, sandboxes) })
 	}

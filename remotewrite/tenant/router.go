@@ -38,11 +38,12 @@ const logEvery = time.Minute
 // Router is one remote_write endpoint with tenant routing (Config.Tenant):
 // a Queue per tenant, each with its own WAL in wal.dir/<endpoint>/<escaped
 // tenant>/, its own sender and its own metrics (label tenant=<tenant>
-// beside endpoint). Append takes a round's chunks and gathers each
-// tenant's share of the round; Commit (after the round's last chunk)
-// appends it, so each tenant's share is written in as few WAL groups as a
-// round without routing. A tenant's queue is opened on first sight (and at start for every tenant directory left
-// on disk, so a backlog is never abandoned), and closed, its directory
+// beside endpoint). Append splits each chunk of a round by tenant and
+// stages each tenant's part in its queue; Commit (after the round's last
+// chunk) writes them, so a tenant's share of a round is written in
+// ceil(share/8192) WAL groups, as a round without routing is. A tenant's
+// queue is opened on first sight (and at start for every tenant directory
+// left on disk, so a backlog is never abandoned), and closed, its directory
 // removed, once it is empty and idle for tenant.idle_timeout. Because each
 // tenant waits on its own receiver answers, one tenant's refusals, 429s
 // and Retry-After never delay another's samples.
@@ -65,15 +66,13 @@ type Router struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenantQueue
-	buckets map[string]*bucket // per tenant seen: its held series (append.go)
-	held    []*bucket          // buckets holding series, in first-held order
+	buckets map[string]*bucket // per tenant seen (append.go)
+	touched []*bucket          // Append's scratch: this call's buckets
+	staged  []*tenantQueue     // queues staged since the last commit
 	call    uint64             // Append calls so far
-	// store keeps the series the buckets hold; heldSeries counts them.
-	store      *store
-	heldSeries int
-	md         []series.Metadata
-	runCtx     context.Context // set by Run; nil before
-	closed     bool
+	md      []series.Metadata
+	runCtx  context.Context // set by Run; nil before
+	closed  bool
 
 	wg      sync.WaitGroup
 	errOnce sync.Once
@@ -88,6 +87,7 @@ type tenantQueue struct {
 	cancel     context.CancelFunc // set when started
 	done       chan struct{}      // closed when its Run returned
 	lastAppend time.Time
+	staged     bool // Append staged series that Commit has not written
 }
 
 // New validates cfg (which must have a tenant block) like remotewrite.New, and
@@ -111,7 +111,7 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 		cfg: cfg, walCfg: walCfg, baseDir: filepath.Join(walCfg.Dir, cfg.Name),
 		logger: logger.With("endpoint", cfg.Name), qlogger: logger, reg: reg,
 		opts: append(slices.Clip(opts), remotewrite.WithAckInterval(ackEvery)), now: time.Now,
-		tenants: map[string]*tenantQueue{}, buckets: map[string]*bucket{}, store: newStore(),
+		tenants: map[string]*tenantQueue{}, buckets: map[string]*bucket{},
 		failed: make(chan struct{}),
 	}
 	if r.metrics, err = newRouterMetrics(reg, cfg.Name); err != nil {
@@ -221,10 +221,11 @@ func (r *Router) AppendMetadata(md []series.Metadata) {
 }
 
 // Run runs every tenant's queue (and those opened later) until ctx ends,
-// closing idle tenants on the way, then appends what Append holds of a
+// closing idle tenants on the way, then writes what Append staged of a
 // round cut short (as a Queue has each chunk in its WAL at once), and
-// waits for the queues to stop softly (each as Queue.Run does). It returns the first error of a tenant's
-// queue (a failing WAL), which stops the others too, or nil. Call it once.
+// waits for the queues to stop softly (each as Queue.Run does). It returns
+// the first error of a tenant's queue (a failing WAL), which stops the
+// others too, or nil. Call it once.
 func (r *Router) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -275,7 +276,7 @@ func (r *Router) closeIdle() {
 		if t == r.cfg.Tenant.Default || now.Sub(tq.lastAppend) < idle || tq.q.PendingBlocks() > 0 {
 			continue
 		}
-		if b := r.buckets[t]; b != nil && b.held.n > 0 {
+		if tq.staged {
 			continue // holds part of a round
 		}
 		// Under r.mu no Append can reach this tenant meanwhile; its
@@ -303,7 +304,7 @@ func (r *Router) Ready() error {
 	return nil
 }
 
-// Close appends what Append holds (as Run does on return), then releases
+// Close writes what Append staged (as Run does on return), then releases
 // every tenant's WAL and the metrics when Run will not be called (Run does
 // it on return). Idempotent; Append fails afterwards.
 func (r *Router) Close() error {
@@ -336,7 +337,7 @@ func (r *Router) Tenants() []string {
 	return slices.Sorted(maps.Keys(r.tenants))
 }
 
-// commitLeft appends what Append holds when the router closes (r.mu held):
+// commitLeft writes what Append staged when the router closes (r.mu held):
 // the chunks of a round cut short are not lost.
 func (r *Router) commitLeft() {
 	if err := r.commit(context.Background()); err != nil {
