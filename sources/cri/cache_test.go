@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/test/background"
 	"github.com/kata-containers/kata-monitor/test/fakecri"
 	"github.com/kata-containers/kata-monitor/test/sockets"
 )
@@ -82,19 +82,7 @@ func newCache(t *testing.T, cfg cri.Config) *harness {
 // promptly once cancelled.
 func (h *harness) run(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.cache.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(waitFor):
-			buf := make([]byte, 1<<20)
-			t.Errorf("Run did not return after cancel; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
-		}
-	})
+	background.Run(t, h.cache.Run)
 }
 
 func (h *harness) metric(t *testing.T, name string, labels ...string) float64 {

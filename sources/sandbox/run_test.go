@@ -12,6 +12,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/test/background"
 )
 
 const (
@@ -23,18 +25,7 @@ const (
 // its context is cancelled.
 func startRun(t *testing.T, w *Watcher) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(waitFor):
-			t.Error("Run did not return after cancel")
-		}
-	})
+	background.Run(t, w.Run)
 	// Run re-lists once after registering its watches: from then on, with
 	// an hour-long ResyncInterval, only fsnotify can bring changes in.
 	require.Eventually(t, func() bool { return testutil.ToFloat64(w.metrics.resyncs) >= 2 }, waitFor, tick)

@@ -8,7 +8,6 @@
 package memory
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/test/background"
 )
 
 // Sink is a running remote-write queue and the receiver behind it.
@@ -70,13 +70,7 @@ func NewSink(t testing.TB, url string, opts ...func(*config.Config)) *Sink {
 	q, err := remotewrite.New(cfg, wcfg, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	s.Queue = q
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	background.Run(t, q.Run)
 	return s
 }
 

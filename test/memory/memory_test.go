@@ -20,6 +20,7 @@ import (
 	"github.com/kata-containers/kata-monitor/forwarder"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
+	"github.com/kata-containers/kata-monitor/test/background"
 )
 
 // shims are n in-memory sandboxes serving the shared exposition, each with
@@ -118,14 +119,8 @@ func newRig(t *testing.T, n int, interval time.Duration, sink *Sink) *rig {
 		Appenders: []forwarder.Appender{sink.Queue}, Logger: slog.New(slog.DiscardHandler),
 		Registerer: reg, Self: g, Now: r.clock.Now})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		close(g.done)
-		cancel()
-		require.NoError(t, <-done)
-	})
+	background.Run(t, f.Run)
+	t.Cleanup(func() { close(g.done) }) // first: a round held in Gather goes on
 	r.f = f
 	return r
 }
