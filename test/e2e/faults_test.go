@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,17 +13,6 @@ import (
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
-// startProxied starts VictoriaMetrics behind a fault proxy.
-func startProxied(t *testing.T) (*receiver.Receiver, *faultproxy.Proxy, string) {
-	t.Helper()
-	vm := startReceiver(t, receiver.VictoriaMetrics)
-	p, err := faultproxy.New(vm.WriteURL())
-	require.NoError(t, err)
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
-	return vm, p, srv.URL + "/api/v1/write"
-}
-
 // TestRejectedBatchAndRetryAfter: one batch answered 400 is split and its
 // halves delivered (the 400 was not about any one series), so nothing is
 // dropped; a 429 with Retry-After is retried after the delay and then
@@ -32,7 +20,7 @@ func startProxied(t *testing.T) (*receiver.Receiver, *faultproxy.Proxy, string) 
 func TestRejectedBatchAndRetryAfter(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 2)
-	_, p, url := startProxied(t)
+	_, p, url := proxied(t, receiver.VictoriaMetrics)
 	var rejected, throttledAt, retriedAt atomic.Int64
 	p.SetFaults(func(n int64, req *prompb.WriteRequest) faultproxy.Fault {
 		switch n {

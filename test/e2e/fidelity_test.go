@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,14 +78,10 @@ func TestFidelityPrometheusScrape(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.kind), func(t *testing.T) {
-			dir := t.TempDir()
-			cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: kata\n    static_configs:\n      - targets: ['%s']\n", m.addr)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644))
-			prom, err := receiver.Start(ctxT(t), tt.kind, dir, nil)
-			require.NoError(t, err)
-			t.Cleanup(prom.Stop)
+			prom := startScraper(t, tt.kind, m.addr)
 			for _, q := range tt.queries {
 				var got []map[string]string
+				var err error
 				waitFor(t, 60*time.Second, 250*time.Millisecond, func() (bool, string) {
 					got, err = prom.Instant(ctxT(t), q.query, time.Now())
 					return err == nil && len(got) == q.want, fmt.Sprintf("%s: err=%v, %d series, want %d: %v", q.query, err, len(got), q.want, got)

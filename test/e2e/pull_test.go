@@ -134,17 +134,26 @@ func TestPullDiscovery(t *testing.T) {
 
 // TestPrometheusScrapesPull has the real Prometheus server scrape the daemon
 // and finds the series with their cri_* labels through its HTTP API.
+// startScraper starts a Prometheus of kind that scrapes kata-monitor's
+// /metrics at addr every second (job "kata"), stopped when the test ends.
+func startScraper(t *testing.T, kind receiver.Kind, addr string) *receiver.Receiver {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: kata\n    static_configs:\n      - targets: ['%s']\n", addr)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644))
+	prom, err := receiver.Start(ctxT(t), kind, dir, nil)
+	require.NoError(t, err)
+	t.Cleanup(prom.Stop)
+	return prom
+}
+
 func TestPrometheusScrapesPull(t *testing.T) {
 	node := startNode(t, 5)
 	m := startMonitor(t, node)
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: kata\n    static_configs:\n      - targets: ['%s']\n", m.addr)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644))
-	prom, err := receiver.Start(ctxT(t), receiver.Prometheus, dir, nil)
-	require.NoError(t, err)
-	t.Cleanup(prom.Stop)
+	prom := startScraper(t, receiver.Prometheus, m.addr)
 
 	var got []map[string]string
+	var err error
 	require.Eventually(t, func() bool {
 		got, err = prom.Instant(ctxT(t), `kata_hypervisor_threads{cri_name!=""}`, time.Now())
 		return err == nil && len(got) == 5

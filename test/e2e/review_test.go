@@ -14,6 +14,7 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
+	"github.com/kata-containers/kata-monitor/test/background"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
@@ -22,19 +23,24 @@ import (
 // reach the receiver exactly as built, without the daemon's forwarder.
 func runQueue(t *testing.T, url, name string) (*remotewrite.Queue, *prometheus.Registry) {
 	t.Helper()
-	cfg := config.Config{URL: url, Name: name}
+	return runSender(t, config.Config{URL: url, Name: name}, remotewrite.New)
+}
+
+// runSender is runQueue for any endpoint config and any sender build
+// makes from it (remotewrite.New, tenant.New): metadata off, WAL in a temp
+// dir, logs to the test, running until the test ends.
+func runSender[S interface{ Run(context.Context) error }](t *testing.T, cfg config.Config,
+	build func(config.Config, config.WALConfig, *slog.Logger, prometheus.Registerer, ...remotewrite.Option) (S, error)) (S, *prometheus.Registry) {
+	t.Helper()
 	f := false
 	cfg.MetadataConfig.Send = &f
 	walCfg := config.DefaultWALConfig()
 	walCfg.Dir = t.TempDir()
 	reg := prometheus.NewRegistry()
-	q, err := remotewrite.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
+	s, err := build(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return q, reg
+	background.Run(t, s.Run)
+	return s, reg
 }
 
 // gathered sums every series of the family name in reg.

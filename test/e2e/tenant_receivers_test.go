@@ -97,6 +97,25 @@ func startDistributed(t *testing.T, kind receiver.Kind, files map[string]string,
 	return r
 }
 
+// settled waits (120 s at most) until tenant's queue of endpoint ep has
+// nothing pending and appended = sent + dropped for three reads in a row
+// with appended unchanged, and returns those values.
+func settled(t *testing.T, m *monitor, ep, tenant string) (appended, sent float64, dropped map[string]float64, pending float64) {
+	t.Helper()
+	stable, last := 0, -1.0
+	waitFor(t, 120*time.Second, 500*time.Millisecond, func() (bool, string) {
+		appended, sent, dropped, pending = tenantValues(m.ownMetrics(t), ep, tenant)
+		if pending == 0 && appended == last && appended == sent+sum(dropped) {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = appended
+		return stable >= 3, fmt.Sprintf("tenant %s: appended %.0f sent %.0f dropped %v pending %.0f", tenant, appended, sent, dropped, pending)
+	})
+	return appended, sent, dropped, pending
+}
+
 // tenantValues reads, per tenant, the queue counters of endpoint ep.
 func tenantValues(v selfmetrics.Values, ep, tenant string) (appended, sent float64, dropped map[string]float64, pending float64) {
 	dropped = map[string]float64{}
@@ -223,19 +242,7 @@ func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int, before func(m *
 	}
 	summary := []string{}
 	for _, ns := range teams {
-		var app, sent, pend float64
-		var dropped map[string]float64
-		stable, last := 0, -1.0
-		waitFor(t, 120*time.Second, 500*time.Millisecond, func() (bool, string) {
-			app, sent, dropped, pend = tenantValues(m.ownMetrics(t), ep, ns)
-			if pend == 0 && app == last && app == sent+sum(dropped) {
-				stable++
-			} else {
-				stable = 0
-			}
-			last = app
-			return stable >= 3, fmt.Sprintf("tenant %s: appended %.0f sent %.0f dropped %v pending %.0f", ns, app, sent, dropped, pend)
-		})
+		app, sent, dropped, _ := settled(t, m, ep, ns)
 		require.Positive(t, app)
 		if ns == "team-c" && limitC > 0 {
 			require.Positive(t, dropped["limit"], "team-c's excess counted under reason limit: %v", dropped)
@@ -297,19 +304,7 @@ func TestTenantsMimirOutageBeyondWindow(t *testing.T) {
 	}
 	var summary []string
 	for _, ns := range teams {
-		var app, sent, pend float64
-		var dropped map[string]float64
-		stable, last := 0, -1.0
-		waitFor(t, 120*time.Second, 500*time.Millisecond, func() (bool, string) {
-			app, sent, dropped, pend = tenantValues(m.ownMetrics(t), "mimir", ns)
-			if pend == 0 && app == last && app == sent+sum(dropped) {
-				stable++
-			} else {
-				stable = 0
-			}
-			last = app
-			return stable >= 3, fmt.Sprintf("tenant %s: appended %.0f sent %.0f dropped %v pending %.0f", ns, app, sent, dropped, pend)
-		})
+		app, sent, dropped, _ := settled(t, m, "mimir", ns)
 		require.Positive(t, dropped["too_old"], "tenant %s: the backlog older than the window is dropped as too_old: %v", ns, dropped)
 		require.Equal(t, []string{"too_old"}, slices.Sorted(mapsKeys(dropped)), "tenant %s: no other reason", ns)
 		require.Positive(t, sent)

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
@@ -29,18 +26,8 @@ import (
 func TestOutageWindowPrometheus(t *testing.T) {
 	t.Parallel()
 	prom := startReceiver(t, receiver.Prometheus)
-	cfg := config.Config{URL: prom.WriteURL(), Name: "prom", Tenant: &config.TenantConfig{Label: "ns"}}
-	f := false
-	cfg.MetadataConfig.Send = &f
-	walCfg := config.DefaultWALConfig()
-	walCfg.Dir = t.TempDir()
-	reg := prometheus.NewRegistry()
-	r, err := tenant.New(cfg, walCfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	r, reg := runSender(t, config.Config{URL: prom.WriteURL(), Name: "prom", Tenant: &config.TenantConfig{Label: "ns"}}, tenant.New)
+	ctx := ctxT(t)
 
 	const nSeries, oldRounds, newRounds = 10, 30, 30
 	now := time.Now().Truncate(time.Second)
