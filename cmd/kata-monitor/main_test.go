@@ -26,12 +26,9 @@ import (
 
 func TestFlagsAndConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	badCfg := filepath.Join(dir, "bad.yaml")
-	require.NoError(t, os.WriteFile(badCfg, []byte("global:\n  scrape_intervall: 15s\n"), 0o644))
-	badURL := filepath.Join(dir, "badurl.yaml")
-	require.NoError(t, os.WriteFile(badURL, []byte("remote_write:\n  - url: 'ftp://x'\n"), 0o644))
-	manyBad := filepath.Join(dir, "many.yaml")
-	require.NoError(t, os.WriteFile(manyBad, []byte("global:\n  scrape_interval: fifteen\nwal:\n  fsync: always\n"), 0o644))
+	badCfg := writeFile(t, dir, "bad.yaml", "global:\n  scrape_intervall: 15s\n")
+	badURL := writeFile(t, dir, "badurl.yaml", "remote_write:\n  - url: 'ftp://x'\n")
+	manyBad := writeFile(t, dir, "many.yaml", "global:\n  scrape_interval: fifteen\nwal:\n  fsync: always\n")
 	tests := []struct {
 		name string
 		args []string
@@ -71,10 +68,8 @@ func TestFlagsAndConfigErrors(t *testing.T) {
 // endpoint once.
 func TestWireErrorSaysEndpointOnce(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "file")
-	require.NoError(t, os.WriteFile(file, nil, 0o644))
-	cfg := filepath.Join(dir, "c.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte("wal: {dir: "+file+"/wal}\nremote_write:\n  - {name: vm, url: 'http://127.0.0.1:1/api/v1/write'}\n"), 0o644))
+	file := writeFile(t, dir, "file", "")
+	cfg := writeFile(t, dir, "c.yaml", "wal: {dir: "+file+"/wal}\nremote_write:\n  - {name: vm, url: 'http://127.0.0.1:1/api/v1/write'}\n")
 	stderr := runFails(t, []string{"--config", cfg, "--listen-address", "127.0.0.1:0",
 		"--sandbox-root", filepath.Join(dir, "sbs"), "--runtime-endpoint", filepath.Join(dir, "none.sock")}, exitFail)
 	require.Equal(t, 1, strings.Count(stderr, `remote_write \"vm\"`), stderr)
@@ -103,10 +98,8 @@ func TestHelp(t *testing.T) {
 
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
-	good := filepath.Join(dir, "good.yaml")
-	require.NoError(t, os.WriteFile(good, []byte("remote_write:\n  - {name: vm, url: 'http://127.0.0.1:8428/api/v1/write'}\n"), 0o644))
-	bad := filepath.Join(dir, "bad.yaml")
-	require.NoError(t, os.WriteFile(bad, []byte("global:\n  scrape_interval: 1x\nremote_writes: []\nwal: {fsync: always}\n"), 0o644))
+	good := writeFile(t, dir, "good.yaml", "remote_write:\n  - {name: vm, url: 'http://127.0.0.1:8428/api/v1/write'}\n")
+	bad := writeFile(t, dir, "bad.yaml", "global:\n  scrape_interval: 1x\nremote_writes: []\nwal: {fsync: always}\n")
 
 	var out, errb bytes.Buffer
 	require.Equal(t, exitOK, run(context.Background(), []string{"check-config", good, "../../configs/examples/pull-only.yaml"}, &out, &errb), errb.String())
@@ -249,13 +242,8 @@ func TestReadiness(t *testing.T) {
 	go func() { done <- d.run(ctx) }()
 	url := "http://" + d.listener.Addr().String() + "/readyz"
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(url)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusOK && string(b) == "ready\n"
+		code, body := child.Get(url, nil)
+		return code == http.StatusOK && body == "ready\n"
 	}, 20*time.Second, 20*time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
@@ -290,4 +278,12 @@ func TestCheckConfigDocumentedExample(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join(wd, "../../README.md"))
 	require.NoError(t, err)
 	require.Contains(t, string(readme), prompt+want, "README.md shows the same output")
+}
+
+// writeFile writes content to dir/name and returns the path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	return path
 }
