@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kata-containers/kata-monitor/test/daemon"
 )
 
 // startServe runs Serve on a fresh loopback listener and returns its base
@@ -50,12 +52,9 @@ func get(t *testing.T, url string, mutate func(*http.Request)) (*http.Response, 
 	if mutate != nil {
 		mutate(req)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, body, err := daemon.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp, string(b)
+	return resp, body
 }
 
 func TestServeBasicAuth(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
 
+	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
@@ -37,12 +38,9 @@ func fetch(t *testing.T, method, url string) (*http.Response, string) {
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Basic c2VjcmV0OnNlY3JldA==")
-	resp, err := http.DefaultClient.Do(req)
+	resp, body, err := daemon.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp, string(b)
+	return resp, body
 }
 
 func TestServeDebugFakeShim(t *testing.T) {

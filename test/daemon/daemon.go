@@ -159,11 +159,21 @@ func Get(url string, hdr http.Header) (int, string) {
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, body, err := Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}
+	return resp.StatusCode, body
+}
+
+// Do sends req with http.DefaultClient and returns the response with its
+// body read and closed.
+func Do(req *http.Request) (*http.Response, string, error) {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
 }

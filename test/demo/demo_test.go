@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -67,19 +68,13 @@ func TestDemoURLs(t *testing.T) {
 	for _, u := range urls {
 		var last string
 		require.True(t, func() bool {
-			resp, err := http.Get(u)
-			if err != nil {
-				last = err.Error()
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			last = resp.Status + "\n" + daemon.Tail(string(b), 5)
-			if resp.StatusCode != http.StatusOK {
+			code, body := daemon.Get(u, nil)
+			last = fmt.Sprintf("%d\n%s", code, daemon.Tail(body, 5))
+			if code != http.StatusOK {
 				return false
 			}
 			for _, m := range markers {
-				if strings.Contains(string(b), m) {
+				if strings.Contains(body, m) {
 					return true
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -97,14 +96,9 @@ func TestImage(t *testing.T) {
 
 	var body string
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/metrics/self")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return resp.StatusCode == http.StatusOK
+		var code int
+		code, body = daemon.Get("http://"+addr+"/metrics/self", nil)
+		return code == http.StatusOK
 	}, 30*time.Second, 100*time.Millisecond, "the container never served /metrics/self")
 	require.Contains(t, body, "kata_monitor_go_goroutines")
 	require.NotContains(t, body, "sandbox_id=", "own metrics only")

@@ -5,7 +5,6 @@ package readme
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 )
 
@@ -117,14 +117,9 @@ func TestQuickStart(t *testing.T) {
 	// and kata-monitor start side by side, so on a loaded machine the
 	// README's one-shot curl may come a moment early).
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://127.0.0.1:8090/sandboxes")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		_, body := daemon.Get("http://127.0.0.1:8090/sandboxes", nil)
 		for i := range 5 {
-			if !strings.Contains(string(b), fakenode.ID(i)) {
+			if !strings.Contains(body, fakenode.ID(i)) {
 				return false
 			}
 		}
