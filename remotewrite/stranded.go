@@ -81,26 +81,8 @@ func ReportStranded(walCfg config.WALConfig, endpoints []config.Config, logger *
 		out = append(out, sq)
 	}
 	if reg != nil && len(out) > 0 {
-		pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "orphaned_queue_pending_samples",
-			Help: "Samples pending, at start, in a queue directory under wal.dir that no remote_write endpoint owns (dir: its name). Set an endpoint's name to dir to send them.",
-		}, []string{"dir"})
-		oldest := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "orphaned_queue_oldest_timestamp_seconds",
-			Help: "Timestamp of the oldest pending sample, at start, in a queue directory no remote_write endpoint owns; 0 when none is pending.",
-		}, []string{"dir"})
-		for _, sq := range out {
-			pending.WithLabelValues(sq.Dir).Set(float64(sq.PendingSamples))
-			ts := 0.0
-			if !sq.OldestPending.IsZero() {
-				ts = float64(sq.OldestPending.UnixMilli()) / 1e3
-			}
-			oldest.WithLabelValues(sq.Dir).Set(ts)
-		}
-		for _, c := range []prometheus.Collector{pending, oldest} {
-			if err := reg.Register(c); err != nil {
-				errs = append(errs, fmt.Errorf("register stranded queue metrics: %w", err))
-			}
+		if err := registerStranded(reg, out); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return out, errors.Join(errs...)
@@ -141,4 +123,32 @@ func inspectQueues(dir string) (sum disk.Summary, found bool, err error) {
 		sum.PendingSamples += s.PendingSamples
 	}
 	return sum, found, errors.Join(errs...)
+}
+
+// registerStranded sets and registers the gauges of the stranded queues
+// out on reg.
+func registerStranded(reg prometheus.Registerer, out []StrandedQueue) error {
+	pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "kata_monitor", Subsystem: "remote_write", Name: "orphaned_queue_pending_samples",
+		Help: "Samples pending, at start, in a queue directory under wal.dir that no remote_write endpoint owns (dir: its name). Set an endpoint's name to dir to send them.",
+	}, []string{"dir"})
+	oldest := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "kata_monitor", Subsystem: "remote_write", Name: "orphaned_queue_oldest_timestamp_seconds",
+		Help: "Timestamp of the oldest pending sample, at start, in a queue directory no remote_write endpoint owns; 0 when none is pending.",
+	}, []string{"dir"})
+	for _, sq := range out {
+		pending.WithLabelValues(sq.Dir).Set(float64(sq.PendingSamples))
+		ts := 0.0
+		if !sq.OldestPending.IsZero() {
+			ts = float64(sq.OldestPending.UnixMilli()) / 1e3
+		}
+		oldest.WithLabelValues(sq.Dir).Set(ts)
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{pending, oldest} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, fmt.Errorf("register stranded queue metrics: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

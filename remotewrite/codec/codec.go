@@ -234,10 +234,29 @@ func NewEncoder(maxSamples int, rules []*relabel.Config, comp *Compressor) *Enco
 func (e *Encoder) Encode(ss []series.Series, f Format) ([]wal.Block, RoundStats, error) {
 	st := RoundStats{MaxTimestamp: math.MinInt64}
 	e.out = e.out[:0]
+	blocks, err := e.cut(e.prepare(ss, f, &st), f, &st)
+	// Drop references to the caller's data held by the scratch slices.
+	clear(e.kept)
+	e.kept = e.kept[:0]
+	clear(e.arena)
+	e.arena = e.arena[:0]
+	clear(e.scratch)
+	e.g.release()
+	e.m.release()
+	if err != nil {
+		return nil, st, err
+	}
+	return blocks, st, nil
+}
+
+// prepare returns the series of ss to send, in the order to send them:
+// relabelled (counting what the rules drop in st), without series that
+// have no samples, grouped by metric name for 2.0.
+func (e *Encoder) prepare(ss []series.Series, f Format, st *RoundStats) []series.Series {
 	src := ss
 	switch {
 	case len(e.rules) > 0:
-		src = e.relabel(ss, &st)
+		src = e.relabel(ss, st)
 	case slices.ContainsFunc(ss, isEmpty):
 		// Rare: keep blocks contiguous by copying the non-empty headers.
 		for i := range ss {
@@ -250,57 +269,52 @@ func (e *Encoder) Encode(ss []series.Series, f Format) ([]wal.Block, RoundStats,
 	if f.V2() {
 		src = e.g.group(src)
 	}
+	return src
+}
 
+// cut cuts src into blocks of at most maxSamples samples, never splitting
+// a series, and encodes each into e.out, counting them in st.
+func (e *Encoder) cut(src []series.Series, f Format, st *RoundStats) ([]wal.Block, error) {
 	var (
 		blocks   []wal.Block
 		start, n int
 		blockMax = int64(math.MinInt64)
 		blockMin = int64(math.MaxInt64)
-		flush    = func(end int) error {
-			if n == 0 {
-				return nil
-			}
-			raw, err := e.m.marshal(src[start:end], f)
-			if err != nil {
-				return err
-			}
-			// Earlier blocks of this round keep pointing at the old array
-			// if this grows it; they are never written again, so that is
-			// safe.
-			at := len(e.out)
-			e.out = e.comp.Compress(e.out, raw, f)
-			data := e.out[at:len(e.out):len(e.out)]
-			blocks = append(blocks, wal.Block{Samples: n, MinTimestamp: blockMin, MaxTimestamp: blockMax, Format: uint8(f), Data: data})
-			st.Samples += n
-			st.MaxTimestamp = max(st.MaxTimestamp, blockMax)
-			start, n, blockMax, blockMin = end, 0, math.MinInt64, math.MaxInt64
+	)
+	flush := func(end int) error {
+		if n == 0 {
 			return nil
 		}
-	)
+		raw, err := e.m.marshal(src[start:end], f)
+		if err != nil {
+			return err
+		}
+		// Earlier blocks of this round keep pointing at the old array if
+		// this grows it; they are never written again, so that is safe.
+		at := len(e.out)
+		e.out = e.comp.Compress(e.out, raw, f)
+		data := e.out[at:len(e.out):len(e.out)]
+		blocks = append(blocks, wal.Block{Samples: n, MinTimestamp: blockMin, MaxTimestamp: blockMax, Format: uint8(f), Data: data})
+		st.Samples += n
+		st.MaxTimestamp = max(st.MaxTimestamp, blockMax)
+		start, n, blockMax, blockMin = end, 0, math.MinInt64, math.MaxInt64
+		return nil
+	}
 	for i := range src {
 		s := &src[i]
-		cnt := len(s.Samples)
-		if n > 0 && n+cnt > e.maxSamples {
+		if cnt := len(s.Samples); n > 0 && n+cnt > e.maxSamples {
 			if err := flush(i); err != nil {
-				return nil, st, err
+				return nil, err
 			}
 		}
-		n += cnt
+		n += len(s.Samples)
 		lo, hi := TimeRange(s)
 		blockMax, blockMin = max(blockMax, hi), min(blockMin, lo)
 	}
 	if err := flush(len(src)); err != nil {
-		return nil, st, err
+		return nil, err
 	}
-	// Drop references to the caller's data held by the scratch slices.
-	clear(e.kept)
-	e.kept = e.kept[:0]
-	clear(e.arena)
-	e.arena = e.arena[:0]
-	clear(e.scratch)
-	e.g.release()
-	e.m.release()
-	return blocks, st, nil
+	return blocks, nil
 }
 
 // grouper reorders the series of one Append so that the series of one
@@ -639,74 +653,108 @@ func (c *Compressor) DecodeRequest(data []byte, f Format) ([]series.Series, erro
 	if err != nil {
 		return nil, err
 	}
-	if !f.V2() {
-		var req prompb.WriteRequest
-		if err := req.Unmarshal(raw); err != nil {
-			return nil, fmt.Errorf("unmarshal write request: %w", err)
-		}
-		out := make([]series.Series, len(req.Timeseries))
-		for i, ts := range req.Timeseries {
-			s := series.Series{Labels: make([]labels.Label, len(ts.Labels)), Samples: make([]series.Sample, len(ts.Samples))}
-			for j, l := range ts.Labels {
-				s.Labels[j] = labels.Label{Name: l.Name, Value: l.Value}
-			}
-			for j, x := range ts.Samples {
-				s.Samples[j] = series.Sample{Value: x.Value, Timestamp: x.Timestamp}
-			}
-			out[i] = s
-		}
-		return out, nil
+	if f.V2() {
+		return decodeV2(raw)
 	}
-	var req writev2.Request
+	return decodeV1(raw)
+}
+
+// decodeV1 unmarshals a prometheus.WriteRequest into series.
+func decodeV1(raw []byte) ([]series.Series, error) {
+	var req prompb.WriteRequest
 	if err := req.Unmarshal(raw); err != nil {
 		return nil, fmt.Errorf("unmarshal write request: %w", err)
 	}
-	sym := func(ref uint32) (string, error) {
-		if int(ref) >= len(req.Symbols) {
-			return "", fmt.Errorf("symbol reference %d outside the table (%d symbols)", ref, len(req.Symbols))
-		}
-		return req.Symbols[ref], nil
-	}
-	type mdKey struct {
-		typ        writev2.Metadata_MetricType
-		help, unit uint32
-	}
-	mds := map[mdKey]*series.Metadata{}
 	out := make([]series.Series, len(req.Timeseries))
 	for i, ts := range req.Timeseries {
-		if len(ts.LabelsRefs)%2 != 0 {
-			return nil, errors.New("odd number of label references")
-		}
-		s := series.Series{Labels: make([]labels.Label, len(ts.LabelsRefs)/2), Samples: make([]series.Sample, len(ts.Samples))}
-		for j := range s.Labels {
-			if s.Labels[j].Name, err = sym(ts.LabelsRefs[2*j]); err != nil {
-				return nil, err
-			}
-			if s.Labels[j].Value, err = sym(ts.LabelsRefs[2*j+1]); err != nil {
-				return nil, err
-			}
+		s := series.Series{Labels: make([]labels.Label, len(ts.Labels)), Samples: make([]series.Sample, len(ts.Samples))}
+		for j, l := range ts.Labels {
+			s.Labels[j] = labels.Label{Name: l.Name, Value: l.Value}
 		}
 		for j, x := range ts.Samples {
 			s.Samples[j] = series.Sample{Value: x.Value, Timestamp: x.Timestamp}
 		}
-		if k := (mdKey{ts.Metadata.Type, ts.Metadata.HelpRef, ts.Metadata.UnitRef}); k != (mdKey{}) {
-			md, ok := mds[k]
-			if !ok {
-				m, err := ts.ToMetadata(req.Symbols)
-				if err != nil {
-					return nil, err
-				}
-				md = &series.Metadata{Type: m.Type, Help: m.Help, Unit: m.Unit}
-				if md.Type == model.MetricTypeUnknown {
-					md.Type = ""
-				}
-				mds[k] = md
-			}
-			s.Metadata = md
+		out[i] = s
+	}
+	return out, nil
+}
+
+// decodeV2 unmarshals an io.prometheus.write.v2.Request into series;
+// series of one family share one *series.Metadata.
+func decodeV2(raw []byte) ([]series.Series, error) {
+	var req writev2.Request
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, fmt.Errorf("unmarshal write request: %w", err)
+	}
+	mds := metadataOf{req: &req, seen: map[mdKey]*series.Metadata{}}
+	out := make([]series.Series, len(req.Timeseries))
+	for i := range req.Timeseries {
+		ts := &req.Timeseries[i]
+		ls, err := labelsOf(ts.LabelsRefs, req.Symbols)
+		if err != nil {
+			return nil, err
+		}
+		s := series.Series{Labels: ls, Samples: make([]series.Sample, len(ts.Samples))}
+		for j, x := range ts.Samples {
+			s.Samples[j] = series.Sample{Value: x.Value, Timestamp: x.Timestamp}
+		}
+		if s.Metadata, err = mds.of(ts); err != nil {
+			return nil, err
 		}
 		out[i] = s
 	}
 	return out, nil
+}
+
+// labelsOf resolves a 2.0 series' label references against symbols.
+func labelsOf(refs []uint32, symbols []string) ([]labels.Label, error) {
+	if len(refs)%2 != 0 {
+		return nil, errors.New("odd number of label references")
+	}
+	for _, r := range refs {
+		if int(r) >= len(symbols) {
+			return nil, fmt.Errorf("symbol reference %d outside the table (%d symbols)", r, len(symbols))
+		}
+	}
+	ls := make([]labels.Label, len(refs)/2)
+	for j := range ls {
+		ls[j] = labels.Label{Name: symbols[refs[2*j]], Value: symbols[refs[2*j+1]]}
+	}
+	return ls, nil
+}
+
+// mdKey identifies a family's metadata within one 2.0 request.
+type mdKey struct {
+	typ        writev2.Metadata_MetricType
+	help, unit uint32
+}
+
+// metadataOf hands out one *series.Metadata per distinct metadata of a
+// 2.0 request.
+type metadataOf struct {
+	req  *writev2.Request
+	seen map[mdKey]*series.Metadata
+}
+
+// of returns ts's metadata, nil when it has none.
+func (m metadataOf) of(ts *writev2.TimeSeries) (*series.Metadata, error) {
+	k := mdKey{ts.Metadata.Type, ts.Metadata.HelpRef, ts.Metadata.UnitRef}
+	if k == (mdKey{}) {
+		return nil, nil
+	}
+	if md, ok := m.seen[k]; ok {
+		return md, nil
+	}
+	pm, err := ts.ToMetadata(m.req.Symbols)
+	if err != nil {
+		return nil, err
+	}
+	md := &series.Metadata{Type: pm.Type, Help: pm.Help, Unit: pm.Unit}
+	if md.Type == model.MetricTypeUnknown {
+		md.Type = ""
+	}
+	m.seen[k] = md
+	return md, nil
 }
 
 // EncodeRequest marshals and compresses ss as one standalone request of

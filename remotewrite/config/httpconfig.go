@@ -45,6 +45,30 @@ func (c Config) validateHTTPClient() error {
 		return fmt.Errorf("%s: at most one of basic_auth, authorization, oauth2, sigv4, azuread and google_iam may be set (found %s)",
 			set[1], strings.Join(set, " and "))
 	}
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
+	if err := validateTLS(hc.TLSConfig); err != nil {
+		return fmt.Errorf("tls_config.%w", err)
+	}
+	if err := validateProxy(hc.ProxyConfig); err != nil {
+		return err
+	}
+	if err := validateHTTPHeaders(hc.HTTPHeaders); err != nil {
+		return err
+	}
+	// Whatever common checks beyond the above (it is the code that builds
+	// the round trippers). Validate normalises, so it runs on a copy.
+	if err := hc.Validate(); err != nil {
+		return fmt.Errorf("http client: %w", err)
+	}
+	return nil
+}
+
+// validateAuth checks the one authentication block set, if any; errors
+// start with its key.
+func (c Config) validateAuth() error {
+	hc := c.HTTPClientConfig
 	if b := hc.BasicAuth; b != nil {
 		if err := validateBasicAuth(b); err != nil {
 			return fmt.Errorf("basic_auth.%w", err)
@@ -63,24 +87,6 @@ func (c Config) validateHTTPClient() error {
 			return fmt.Errorf("oauth2.%w", err)
 		}
 	}
-	if err := validateTLS(hc.TLSConfig); err != nil {
-		return fmt.Errorf("tls_config.%w", err)
-	}
-	if err := validateProxy(hc.ProxyConfig); err != nil {
-		return err
-	}
-	if h := hc.HTTPHeaders; h != nil {
-		if err := h.Validate(); err != nil {
-			return fmt.Errorf("http_headers: %w", err)
-		}
-		for name, v := range h.Headers {
-			for _, f := range v.Files {
-				if err := readable(f); err != nil {
-					return fmt.Errorf("http_headers.%s.files: %w", name, err)
-				}
-			}
-		}
-	}
 	if s := c.SigV4Config; s != nil {
 		if err := s.Validate(); err != nil {
 			return fmt.Errorf("sigv4: %w", err)
@@ -96,10 +102,24 @@ func (c Config) validateHTTPClient() error {
 			return fmt.Errorf("google_iam.credentials_file: %w", err)
 		}
 	}
-	// Whatever common checks beyond the above (it is the code that builds
-	// the round trippers). Validate normalises, so it runs on a copy.
-	if err := hc.Validate(); err != nil {
-		return fmt.Errorf("http client: %w", err)
+	return nil
+}
+
+// validateHTTPHeaders checks http_headers and that the files it names are
+// readable.
+func validateHTTPHeaders(h *commoncfg.Headers) error {
+	if h == nil {
+		return nil
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("http_headers: %w", err)
+	}
+	for name, v := range h.Headers {
+		for _, f := range v.Files {
+			if err := readable(f); err != nil {
+				return fmt.Errorf("http_headers.%s.files: %w", name, err)
+			}
+		}
 	}
 	return nil
 }

@@ -55,6 +55,26 @@ type Metrics struct {
 // lag computes queue_lag_seconds when it is collected. A registration
 // conflict (two endpoints with one name) is an error, not a panic.
 func NewMetrics(reg prometheus.Registerer, lag func() float64) (*Metrics, error) {
+	m := newMetrics(lag)
+	if reg == nil {
+		return m, nil
+	}
+	m.reg = reg
+	for _, c := range []prometheus.Collector{m.appended, m.sent, m.failed, m.retried, m.dropped, m.fallbacks,
+		m.splits, m.failingSince, m.sendLimit, m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
+		m.lastSuccess, m.metadataSent, m.metadataFailed} {
+		if err := reg.Register(c); err != nil {
+			m.Unregister()
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		m.registered = append(m.registered, c)
+	}
+	return m, nil
+}
+
+// newMetrics defines the metrics, one per line (the help texts are the
+// documentation of each), unregistered.
+func newMetrics(lag func() float64) *Metrics {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: name, Help: help,
@@ -110,20 +130,7 @@ func NewMetrics(reg prometheus.Registerer, lag func() float64) (*Metrics, error)
 		metadataSent:   counter("metadata_sent_total", "Metric metadata entries the receiver acknowledged."),
 		metadataFailed: counter("metadata_failed_total", "Metric metadata entries whose request failed (not retried)."),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	m.reg = reg
-	for _, c := range []prometheus.Collector{m.appended, m.sent, m.failed, m.retried, dropped, m.fallbacks,
-		m.splits, m.failingSince, m.sendLimit, m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
-		m.lastSuccess, m.metadataSent, m.metadataFailed} {
-		if err := reg.Register(c); err != nil {
-			m.Unregister()
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-		m.registered = append(m.registered, c)
-	}
-	return m, nil
+	return m
 }
 
 // Unregister removes the metrics so the endpoint can be opened again in

@@ -125,47 +125,11 @@ func (q *Queue) handOut(out []Block) {
 // the index expects, those blocks are lost: they are counted as dropped
 // ("corrupt") and skipped.
 func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped bool, err error) {
-	if q.cur != nil && q.cur.Index() != t.seg.index {
-		q.cur.Close()
-		q.cur = nil
+	c, err := q.cursorFor(t)
+	if c == nil {
+		return nil, false, err
 	}
-	if q.cur == nil {
-		c, err := disk.OpenCursor(q.cfg.Dir, t.seg.index, t.size, q.logger)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, false, nil // deleted by the budget meanwhile: look again
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("read queue: %w", err)
-		}
-		c.ReadData()
-		q.cur = c
-	}
-	c := q.cur
-	c.SetLimit(t.size)
-	var rerr error
-	for {
-		if len(out) == max {
-			stopped = true
-			break
-		}
-		b, err := c.Next()
-		if err != nil {
-			rerr = err
-			break
-		}
-		if b.Seq <= t.readPos || !hasSeq(t.blocks, b.Seq) {
-			continue // consumed, or a record of a failed write
-		}
-		if len(out) > 0 {
-			group = out[0].Group
-		}
-		if group != 0 && b.Group != group {
-			c.Unread(b)
-			stopped = true
-			break
-		}
-		out = append(out, b)
-	}
+	out, stopped, rerr := readGroup(c, t, max, group)
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -182,29 +146,84 @@ func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped 
 	if rerr == nil {
 		return nil, stopped, nil
 	}
-	// The segment yielded everything it could: whatever the index still
-	// expects below memFloor is unreadable.
-	s := t.seg
-	from := firstAfter(t.blocks, q.readPos)
-	to := firstAfter(t.blocks, t.memFloor-1)
-	if from < to {
-		if !s.reported {
-			s.reported = true
-			q.m.corruptions.Inc()
-			q.logger.Warn("corrupt segment, skipping its unreadable blocks", "segment", s.index, "err", rerr, "blocks", to-from)
-		}
-		q.dropUnread(&segment{blocks: t.blocks}, from, to, reasonCorrupt)
-		if s == q.active() {
-			// Later appends must not land behind the corruption.
-			if err := q.cut(); err != nil {
-				q.needCut = true
-			}
-		}
-		q.updateGauges()
-	}
-	if !errors.Is(rerr, io.EOF) || s.closed {
+	q.dropUnreadable(t, rerr)
+	if !errors.Is(rerr, io.EOF) || t.seg.closed {
 		c.Close()
 		q.cur = nil
 	}
 	return nil, false, nil
+}
+
+// cursorFor returns the reader's cursor on t's segment, opening it (and
+// closing the one on another segment) when needed, readable up to t.size.
+// It returns nil without an error when the segment was deleted by the
+// budget meanwhile (the caller looks again).
+func (q *Queue) cursorFor(t target) (*disk.Cursor, error) {
+	if q.cur != nil && q.cur.Index() != t.seg.index {
+		q.cur.Close()
+		q.cur = nil
+	}
+	if q.cur == nil {
+		c, err := disk.OpenCursor(q.cfg.Dir, t.seg.index, t.size, q.logger)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read queue: %w", err)
+		}
+		c.ReadData()
+		q.cur = c
+	}
+	q.cur.SetLimit(t.size)
+	return q.cur, nil
+}
+
+// readGroup reads from c up to max blocks of t that are still pending, of
+// one group (group, if not 0). stopped reports that it ended at max or at
+// a group boundary; rerr is the cursor's error otherwise (io.EOF at the
+// end of the readable data).
+func readGroup(c *disk.Cursor, t target, max int, group uint64) (out []Block, stopped bool, rerr error) {
+	for len(out) < max {
+		b, err := c.Next()
+		if err != nil {
+			return out, false, err
+		}
+		if b.Seq <= t.readPos || !hasSeq(t.blocks, b.Seq) {
+			continue // consumed, or a record of a failed write
+		}
+		if len(out) > 0 {
+			group = out[0].Group
+		}
+		if group != 0 && b.Group != group {
+			c.Unread(b)
+			return out, true, nil
+		}
+		out = append(out, b)
+	}
+	return out, true, nil
+}
+
+// dropUnreadable counts as dropped ("corrupt") the blocks t's segment
+// index still expects below memFloor after its cursor ended with rerr:
+// the segment yielded everything it could (q.mu held).
+func (q *Queue) dropUnreadable(t target, rerr error) {
+	s := t.seg
+	from := firstAfter(t.blocks, q.readPos)
+	to := firstAfter(t.blocks, t.memFloor-1)
+	if from >= to {
+		return
+	}
+	if !s.reported {
+		s.reported = true
+		q.m.corruptions.Inc()
+		q.logger.Warn("corrupt segment, skipping its unreadable blocks", "segment", s.index, "err", rerr, "blocks", to-from)
+	}
+	q.dropUnread(&segment{blocks: t.blocks}, from, to, reasonCorrupt)
+	if s == q.active() {
+		// Later appends must not land behind the corruption.
+		if err := q.cut(); err != nil {
+			q.needCut = true
+		}
+	}
+	q.updateGauges()
 }

@@ -227,9 +227,15 @@ func (c *Client) Send(parent context.Context, data []byte, f codec.Format) (Writ
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	c.observe(strconv.Itoa(resp.StatusCode), time.Since(start))
 
+	return answer(resp, body, c.retryOn429, f)
+}
+
+// answer interprets a receiver's answer to a request of format f, whose
+// body starts with body: see Send.
+func answer(resp *http.Response, body []byte, retryOn429 bool, f codec.Format) (Written, error) {
 	code := resp.StatusCode
 	w := parseWritten(resp.Header)
-	act := StatusAction(code, c.retryOn429, f.V2())
+	act := StatusAction(code, retryOn429, f.V2())
 	if act == ActRefused && wrongPath(body) {
 		// Not a refusal of the data: the URL or headers are wrong. Keep
 		// the data in the WAL until the config is fixed, not drop it.
