@@ -74,7 +74,7 @@ func (f *Forwarder) prepare(ctx context.Context, round uint64, noPull bool) []*s
 			}
 		}
 		if noPull {
-			st.Out = exposition.NewMeta(st.OutHint.Fams())
+			st.Out = exposition.NewMeta()
 		} else {
 			st.Out = f.newLines(st)
 		}
@@ -132,9 +132,7 @@ func (f *Forwarder) newSnapshot(states []*scrape.Target, round uint64, start tim
 	snap.Out = make([]*exposition.Lines, len(states))
 	for i, st := range states {
 		snap.ids[i], snap.status[i], snap.Out[i] = st.ID, st.Status, st.Out
-		if noPull {
-			st.OutHint = st.OutHint.WithFams(st.Out.Size().Fams())
-		} else {
+		if !noPull {
 			st.OutHint = st.Out.Size()
 		}
 		st.Out = nil

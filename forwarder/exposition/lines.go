@@ -20,9 +20,8 @@ type Lines struct {
 	Labels string
 	series []*Series
 	buf    []byte // per line: value [timestamp] newline
-	fams   []famMeta
-	names  []string
-	runs   []run
+	*Families
+	runs []run
 }
 
 // FamilyMeta is the HELP/TYPE of a family as one exposition (or, merged,
@@ -47,36 +46,36 @@ type famMeta struct {
 type run struct{ fam, lo, hi, start int }
 
 // LinesSize is the lengths of a Lines' slices, to size the next one.
-type LinesSize struct{ lines, buf, fams, names, runs int }
+type LinesSize struct{ lines, buf, runs int }
 
 // NewLines returns empty Lines with room for what size describes (plus a
 // sixteenth), so appending does not grow it by doubling (which would leave
 // up to half of it unused for the snapshot's lifetime).
 func NewLines(size LinesSize) *Lines {
 	return &Lines{
-		series: make([]*Series, 0, size.lines+size.lines/16),
-		buf:    make([]byte, 0, size.buf+size.buf/16),
-		fams:   make([]famMeta, 0, size.fams),
-		names:  make([]string, 0, size.names),
-		runs:   make([]run, 0, size.runs),
+		series:   make([]*Series, 0, size.lines+size.lines/16),
+		buf:      make([]byte, 0, size.buf+size.buf/16),
+		runs:     make([]run, 0, size.runs),
+		Families: &Families{},
 	}
 }
 
-// NewMeta returns Lines that keep families only (Meta), with room for
-// fams of them.
-func NewMeta(fams int) *Lines {
-	return &Lines{Meta: true, fams: make([]famMeta, 0, fams)}
+// NewMeta returns Lines that keep families only (Meta).
+func NewMeta() *Lines {
+	return &Lines{Meta: true, Families: &Families{}}
 }
 
-// Reset empties r for reuse, keeping its capacity.
+// Reset empties r for reuse, keeping its capacity (the families are
+// shared: they are let go).
 func (r *Lines) Reset() {
 	clear(r.series)
-	r.series, r.buf, r.fams, r.names, r.runs = r.series[:0], r.buf[:0], r.fams[:0], r.names[:0], r.runs[:0]
+	r.series, r.buf, r.runs = r.series[:0], r.buf[:0], r.runs[:0]
+	r.Families = &Families{}
 }
 
 // Size returns the lengths of r's slices.
 func (r *Lines) Size() LinesSize {
-	return LinesSize{lines: len(r.series), buf: len(r.buf), fams: len(r.fams), names: len(r.names), runs: len(r.runs)}
+	return LinesSize{lines: len(r.series), buf: len(r.buf), runs: len(r.runs)}
 }
 
 // Append adds the line of series s with value v (and its own timestamp
@@ -98,26 +97,9 @@ func (r *Lines) Append(fam int, s *Series, v float64, tsp *int64) {
 	}
 }
 
-// AddFamily adds the next family of the round (in the order of the fam
-// indexes given to Append) with its distinct sample names (not kept in
-// Meta lines: only the merge of rendered lines needs them).
-func (r *Lines) AddFamily(m FamilyMeta, names []string) {
-	lo := len(r.names)
-	if !r.Meta {
-		r.names = append(r.names, names...)
-	}
-	r.fams = append(r.fams, famMeta{FamilyMeta: m, namesLo: lo, namesHi: len(r.names)})
-}
-
-// Fams is the number of families.
-func (z LinesSize) Fams() int { return z.fams }
-
-// WithFams returns z with n families (the size of Meta lines, whose other
-// sizes are zero).
-func (z LinesSize) WithFams(n int) LinesSize {
-	z.fams = n
-	return z
-}
+// SetFamilies gives r the round's families (shared, read-only: see
+// FamilyTable), whose indexes the fam arguments of Append are.
+func (r *Lines) SetFamilies(f *Families) { r.Families = f }
 
 // Len is the number of lines.
 func (r *Lines) Len() int { return len(r.series) }

@@ -28,7 +28,7 @@ func TestMassDisappearanceReleased(t *testing.T) {
 	sb := scrapecache.New("sb")
 	b := NewBuilder(false, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	round := func(r uint64, exp string) (samples, markers int) {
-		out := exposition.NewMeta(0)
+		out := exposition.NewMeta()
 		if _, err := sb.Parse(env, []byte(exp), "", r, true, out); err != nil {
 			t.Fatal(err)
 		}

@@ -46,9 +46,10 @@ type Env struct {
 	push     bool
 	strs     *interner // shared strings and infos of all sandboxes
 	relabel  []*relabel.Config
-	external []labels.Label // sorted by name
-	layouts  layouts        // shared layouts of the replay path
-	noReplay bool           // tests: always run the full parser
+	external []labels.Label         // sorted by name
+	layouts  layouts                // shared layouts of the replay path
+	fams     exposition.FamilyTable // shared family sets of pull lines
+	noReplay bool                   // tests: always run the full parser
 }
 
 // NewEnv returns an Env. With push, every new series gets its push label

@@ -1,11 +1,14 @@
 package scrapecache
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 )
 
 // TestMapsDroppedAndRebuilt: a sandbox with a layout keeps no lookup maps
@@ -85,5 +88,36 @@ func TestSlicesFitted(t *testing.T) {
 	s.TakeEvicted(func(Gone) { n++ })
 	if n != 1100 || cap(s.evicted) != 0 {
 		t.Errorf("evicted %d series, list capacity kept %d", n, cap(s.evicted))
+	}
+}
+
+// TestFamiliesShared: sandboxes whose rounds give the same families share
+// one copy in their pull lines, kept across rounds; a sandbox whose
+// families differ gets its own.
+func TestFamiliesShared(t *testing.T) {
+	env := NewEnv(true, nil, nil)
+	body := sharedExposition(t)
+	other := bytes.Replace(body, []byte("# HELP kata_hypervisor_fds "), []byte("# HELP kata_hypervisor_fds Other. "), 1)
+	a, b, c := New("a"), New("b"), New("c")
+	var got [3][]*exposition.Families
+	for round := uint64(1); round <= 3; round++ {
+		for i, tc := range []struct {
+			s    *Sandbox
+			body []byte
+		}{{a, body}, {b, body}, {c, other}} {
+			out := exposition.NewLines(exposition.LinesSize{})
+			if _, err := tc.s.Parse(env, bytes.Clone(tc.body), "", round, false, out); err != nil {
+				t.Fatal(err)
+			}
+			got[i] = append(got[i], out.Families)
+		}
+	}
+	for r := range 3 {
+		if got[0][r] != got[1][r] || got[0][r] != got[0][0] {
+			t.Errorf("round %d: equal families not shared", r+1)
+		}
+		if got[2][r] == got[0][r] || got[2][r] != got[2][0] {
+			t.Errorf("round %d: the other help text shares a set, or its set changed", r+1)
+		}
 	}
 }

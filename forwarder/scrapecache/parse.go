@@ -52,13 +52,13 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 	}
 	s.replayed = !om && ps.replay(body)
 	if s.replayed {
-		s.finish(round, out)
+		s.finish(env, round, out)
 		s.dropMaps()
 		return ps.stats, nil
 	}
 	s.ensureMaps() // before the recorder reuses s.idx
 	perr := ps.full(body, contentType, !om && !env.noReplay)
-	compacted := s.finish(round, out)
+	compacted := s.finish(env, round, out)
 	s.layout = nil
 	if text, steps, ok := ps.rec.finish(); ok && perr == nil && !compacted {
 		s.layout, s.idx = env.layouts.intern(text, steps), ps.rec.idx
@@ -262,7 +262,7 @@ func (d *famDef) addName(in *exposition.Series) {
 // finish ends a Parse: forgets the series and families the round did not
 // show and hands the round's families to out, in order of appearance. It
 // reports whether the entries were renumbered (compact).
-func (s *Sandbox) finish(round uint64, out *exposition.Lines) bool {
+func (s *Sandbox) finish(env *Env, round uint64, out *exposition.Lines) bool {
 	compacted := false
 	if s.seen < len(s.entries)-len(s.free) {
 		compacted = s.sweep(round)
@@ -274,12 +274,15 @@ func (s *Sandbox) finish(round uint64, out *exposition.Lines) bool {
 			}
 		}
 	}
+	s.famb.Reset()
 	for _, d := range s.defs {
 		if out.Meta && !d.locked {
 			continue // as in a pull round: a family without samples has no lines
 		}
-		out.AddFamily(exposition.FamilyMeta{Name: d.fam.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
+		s.famb.Add(exposition.FamilyMeta{Name: d.fam.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
 	}
+	s.fams = env.fams.Intern(&s.famb, s.fams)
+	out.SetFamilies(s.fams)
 	return compacted
 }
 

@@ -41,6 +41,10 @@ type Sandbox struct {
 
 	curRound uint64
 	defs     []famDef // families of this round, in order of appearance
+	// famb builds the round's families for the pull lines; fams is the
+	// shared copy the last round's lines got (Env.fams).
+	famb exposition.FamiliesBuilder
+	fams *exposition.Families
 
 	samples []Sample // this round's push samples (collect only)
 	tss     []int64  // timestamps given by the exposition, this round
