@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,8 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
+	"github.com/kata-containers/kata-monitor/test/fakeclock"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
 )
 
 // fakeSandboxes is an in-memory live set.
@@ -196,28 +197,6 @@ func (a *fakeAppender) roundCount() int {
 	return len(a.rounds)
 }
 
-// fakeClock is an injected clock moved by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // rig is a forwarder wired to fakes.
 type rig struct {
 	f        *Forwarder
@@ -225,7 +204,7 @@ type rig struct {
 	pods     *fakePods
 	scraper  *fakeScraper
 	appender *fakeAppender
-	clock    *fakeClock
+	clock    *fakeclock.Clock
 	reg      *prometheus.Registry
 }
 
@@ -242,7 +221,7 @@ func withConfig(mod func(*Config)) rigOpt {
 func newRig(t testing.TB, opts ...rigOpt) *rig {
 	t.Helper()
 	r := &rig{sbs: &fakeSandboxes{}, pods: &fakePods{}, scraper: newFakeScraper(), appender: &fakeAppender{},
-		clock: newFakeClock(), reg: prometheus.NewRegistry()}
+		clock: fakeclock.New(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)), reg: prometheus.NewRegistry()}
 	cfg := DefaultConfig()
 	// A short interval keeps the jitter of scheduled rounds (real time) small.
 	cfg.ScrapeInterval, cfg.ScrapeTimeout = 200*time.Millisecond, 200*time.Millisecond
@@ -264,30 +243,18 @@ func (r *rig) pull(t testing.TB, prefixes ...string) string {
 	return buf.String()
 }
 
-// counter sums the samples (counters and gauges) of one of the forwarder's
-// self-metrics; with reason, only the sample of that reason label. It
-// fails when no such sample is registered.
+// counter sums the samples of one of the forwarder's self-metrics; with
+// reason, only the sample of that reason label. It fails when no such
+// sample is registered.
 func (r *rig) counter(t testing.TB, name string, reason ...string) float64 {
 	t.Helper()
-	mfs, err := r.reg.Gather()
-	require.NoError(t, err)
-	var sum float64
-	found := false
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if len(reason) > 0 && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
-				return l.GetName() == "reason" && l.GetValue() == reason[0]
-			}) {
-				continue
-			}
-			found = true
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
+	var kv []string
+	if len(reason) > 0 {
+		kv = []string{"reason", reason[0]}
 	}
-	if !found {
+	sum, n, err := selfmetrics.Sum(r.reg, name, kv...)
+	require.NoError(t, err)
+	if n == 0 {
 		t.Fatalf("metric %s%v not registered", name, reason)
 	}
 	return sum

@@ -16,6 +16,7 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/test/background"
 	"github.com/kata-containers/kata-monitor/test/receiver"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
 )
 
 // runQueue runs an in-process remotewrite.Queue for url (no metadata,
@@ -43,20 +44,12 @@ func runSender[S interface{ Run(context.Context) error }](t *testing.T, cfg conf
 	return s, reg
 }
 
-// gathered sums every series of the family name in reg.
-func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// gathered sums the samples of the family name in reg whose labels
+// include kv (name, value pairs).
+func gathered(t *testing.T, reg prometheus.Gatherer, name string, kv ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	sum, _, err := selfmetrics.Sum(reg, name, kv...)
 	require.NoError(t, err)
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
 	return sum
 }
 

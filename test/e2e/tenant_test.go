@@ -54,30 +54,7 @@ func TestOutageWindowPrometheus(t *testing.T) {
 		require.NoError(t, r.Append(ctx, round("e2e_window", at, float64(k))))
 		require.NoError(t, r.Commit(ctx))
 	}
-	metric := func(name string, labels ...string) float64 {
-		mfs, err := reg.Gather()
-		require.NoError(t, err)
-		var s float64
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-		next:
-			for _, m := range mf.GetMetric() {
-				have := map[string]string{}
-				for _, lp := range m.GetLabel() {
-					have[lp.GetName()] = lp.GetValue()
-				}
-				for i := 0; i+1 < len(labels); i += 2 {
-					if have[labels[i]] != labels[i+1] {
-						continue next
-					}
-				}
-				s += m.GetCounter().GetValue()
-			}
-		}
-		return s
-	}
+	metric := func(name string, labels ...string) float64 { return gathered(t, reg, name, labels...) }
 	appended := float64(nSeries * (1 + oldRounds + newRounds))
 	waitFor(t, 60*time.Second, 100*time.Millisecond, func() (bool, string) {
 		sent := metric("kata_monitor_remote_write_samples_sent_total", "tenant", "team-a")

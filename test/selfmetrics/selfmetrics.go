@@ -1,5 +1,6 @@
 // Package selfmetrics reads kata-monitor's own kata_monitor_* samples from
-// its /metrics endpoint, for the demo, the benchmark and end-to-end tests.
+// its /metrics endpoint, for the demo, the benchmark and end-to-end tests,
+// and sums a family's samples in an in-process registry (Sum).
 package selfmetrics
 
 import (
@@ -9,6 +10,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Values maps each sample key (name{labels}) to its value, and each bare
@@ -53,4 +57,45 @@ func Parse(r io.Reader) (Values, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// Sum adds up the samples (counter, gauge or untyped value) of family name
+// gathered from g whose labels include every kv pair (name, value, name,
+// value...), and says how many samples matched: an in-process registry's
+// counterpart of Values, for tests that hold the Gatherer. The error is
+// Gather's.
+func Sum(g prometheus.Gatherer, name string, kv ...string) (sum float64, matched int, err error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m.GetLabel(), kv) {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+				matched++
+			}
+		}
+	}
+	return sum, matched, nil
+}
+
+// hasLabels reports whether ls holds every name, value pair of kv.
+func hasLabels(ls []*dto.LabelPair, kv []string) bool {
+	for i := 0; i+1 < len(kv); i += 2 {
+		found := false
+		for _, l := range ls {
+			if l.GetName() == kv[i] && l.GetValue() == kv[i+1] {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
