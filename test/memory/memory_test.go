@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/sources/sandbox"
 	"github.com/kata-containers/kata-monitor/test/background"
+	"github.com/kata-containers/kata-monitor/test/fakeclock"
 )
 
 // shims are n in-memory sandboxes serving the shared exposition, each with
@@ -74,29 +74,11 @@ func (g *gate) Gather() ([]*dto.MetricFamily, error) {
 	return nil, nil
 }
 
-// clock is the forwarder's clock: it moves only when the test sets it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // rig is a running forwarder over n in-memory shims pushing into sink.
 type rig struct {
 	f     *forwarder.Forwarder
 	gate  *gate
-	clock *clock
+	clock *fakeclock.Clock
 	// base is an interval boundary: round i starts at base+(i-1)*interval-1ms.
 	base     time.Time
 	interval time.Duration
@@ -114,7 +96,7 @@ func newRig(t *testing.T, n int, interval time.Duration, sink *Sink) *rig {
 	cfg := forwarder.DefaultConfig()
 	cfg.ScrapeInterval, cfg.ScrapeTimeout, cfg.SnapshotMaxAge = interval, interval, 0
 	r := &rig{gate: g, base: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), interval: cfg.ScrapeInterval}
-	r.clock = &clock{t: r.base.Add(-time.Millisecond)}
+	r.clock = fakeclock.New(r.base.Add(-time.Millisecond))
 	f, err := forwarder.New(cfg, forwarder.Deps{Sandboxes: sh, Pods: sh, Scraper: sh,
 		Appenders: []forwarder.Appender{sink.Queue}, Logger: slog.New(slog.DiscardHandler),
 		Registerer: reg, Self: g, Now: r.clock.Now})
@@ -139,7 +121,7 @@ func (r *rig) rounds(t *testing.T, n int, between func(i int)) {
 			t.Fatalf("scheduled round %d did not finish in 2 minutes", i)
 		}
 		between(i)
-		r.clock.set(r.base.Add(time.Duration(i)*r.interval - time.Millisecond))
+		r.clock.Set(r.base.Add(time.Duration(i)*r.interval - time.Millisecond))
 		r.gate.resume <- struct{}{}
 	}
 }
