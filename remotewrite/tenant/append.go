@@ -6,11 +6,18 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// bucket is one tenant's part of the chunk Append is splitting.
+// bucket is one tenant's series that Append holds until they fill a
+// block (queue_config.max_samples_per_send samples) or Commit: copies of
+// the series' headers and samples, and of their labels unless they are
+// given as a template and values (immutable, shared, not copied), in
+// arenas reused round after round, so at most one block's series per
+// tenant.
 type bucket struct {
 	tenant string
 	// Resolved at the first series of each Append call (call): the
@@ -20,19 +27,46 @@ type bucket struct {
 	reason string // tenant_limit or tenant_invalid when tq is nil
 	cause  error
 	// dropped counts this call's samples dropped for reason.
-	dropped int
-	// series are this call's series of the tenant (the caller's slices).
-	series []series.Series
+	dropped     int
+	held        []series.Series
+	heldSamples int
+	samples     []series.Sample // held series' samples
+	labels      []labels.Label  // held series' labels (series without template)
+}
+
+// hold copies s into b; the caller may reuse s's slices afterwards.
+func (b *bucket) hold(s series.Series) {
+	so := len(b.samples)
+	b.samples = append(b.samples, s.Samples...)
+	s.Samples = b.samples[so:len(b.samples):len(b.samples)]
+	if s.Template == nil && len(s.Labels) > 0 {
+		// Earlier held series keep the old array if this grows it;
+		// nothing writes there again until the bucket is staged.
+		lo := len(b.labels)
+		b.labels = append(b.labels, s.Labels...)
+		s.Labels = b.labels[lo:len(b.labels):len(b.labels)]
+	}
+	b.held = append(b.held, s)
+	b.heldSamples += len(s.Samples)
+}
+
+// reset empties b after its series were staged. The arenas are not
+// cleared: until reused they keep at most one block's label strings and
+// metadata alive.
+func (b *bucket) reset() {
+	b.held, b.samples, b.labels, b.heldSamples = b.held[:0], b.samples[:0], b.labels[:0], 0
 }
 
 // Append takes one chunk of a round: each series goes to the tenant its
-// tenant.label names (tenant.default without it), in order. Each tenant's
-// part is encoded into its queue's stage (remotewrite.Queue.Stage) and
-// Commit, after the round's last chunk, writes it: so a tenant's share of
-// a round becomes ceil(share/8192) WAL groups however the round was
-// chunked and its tenants interleaved, where one group per chunk per
-// tenant would cost routing a WAL write, an fsync and an acknowledgement
-// each (docs/benchmarks.md, "Tenant routing"). Series of a tenant that
+// tenant.label names (tenant.default without it), in order. A tenant's
+// series are held until they fill a block, then encoded into its queue's
+// stage (remotewrite.Queue.Stage); Commit, after the round's last chunk,
+// stages the rest and writes every tenant's stage. So a tenant's share of
+// a round becomes full requests and ceil(share/8192) WAL groups however
+// the round was chunked and its tenants interleaved, where one group and
+// one short request per chunk per tenant cost routing a WAL write, an
+// fsync, an acknowledgement and a request each (docs/benchmarks.md,
+// "Tenant routing"). Series of a tenant that
 // cannot have a queue (invalid name, or tenant.max_tenants reached) are
 // dropped and counted. Append does not retain ss (forwarder.Appender's
 // contract) and blocks only on the local disk. Errors of several tenants
@@ -77,14 +111,16 @@ func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 			b.dropped += len(ss[i].Samples)
 			continue
 		}
-		b.series = append(b.series, ss[i])
-	}
-	for _, b := range touched {
-		if len(b.series) > 0 {
+		b.hold(ss[i])
+		if !b.tq.staged {
+			b.tq.staged = true
+			r.staged = append(r.staged, b.tq)
+		}
+		if b.heldSamples >= r.cfg.QueueConfig.MaxSamplesPerSend {
 			errs = append(errs, r.stage(ctx, b))
 		}
-		clear(b.series) // holds the caller's slices
-		b.series = b.series[:0]
+	}
+	for _, b := range touched {
 		r.countDropped(b, now)
 	}
 	clear(touched)
@@ -93,14 +129,20 @@ func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 	return errors.Join(errs...)
 }
 
-// stage hands b's series to its tenant's queue's stage and notes the
-// queue for Commit (r.mu held).
+// stage encodes b's held series into its tenant's queue's stage (r.mu
+// held). When ctx has ended they stay held for Run's (or Close's) last
+// commit.
 func (r *Router) stage(ctx context.Context, b *bucket) error {
-	if !b.tq.staged {
-		b.tq.staged = true
-		r.staged = append(r.staged, b.tq)
+	if len(b.held) == 0 {
+		return nil
 	}
-	if err := b.tq.q.Stage(ctx, b.series); err != nil {
+	tq := r.tenants[b.tenant]
+	if err := ctx.Err(); err != nil || tq == nil {
+		return err
+	}
+	err := tq.q.Stage(ctx, b.held)
+	b.reset()
+	if err != nil {
 		return fmt.Errorf("tenant %q: %w", b.tenant, err)
 	}
 	return nil
@@ -150,8 +192,8 @@ func (r *Router) countDropped(b *bucket, now time.Time) {
 	b.dropped = 0
 }
 
-// Commit writes what Append staged since the last Commit, one WAL group
-// per tenant (forwarder.Committer: the forwarder calls it after the last
+// Commit writes what Append took since the last Commit, in groups of at
+// most 8192 series per tenant (forwarder.Committer: the forwarder calls it after the last
 // chunk of each round). When it returns nil the round is in the WAL.
 // Errors of several tenants are joined; the other tenants' series are
 // written regardless.
@@ -170,14 +212,24 @@ func (r *Router) Commit(ctx context.Context) error {
 // commit is Commit with r.mu held.
 func (r *Router) commit(ctx context.Context) error {
 	var errs []error
+	kept := r.staged[:0] // tenants whose series stay held (ctx ended)
 	for _, tq := range r.staged {
+		if b := r.buckets[tq.name]; b != nil {
+			if err := r.stage(ctx, b); err != nil {
+				errs = append(errs, err)
+			}
+			if len(b.held) > 0 {
+				kept = append(kept, tq)
+				continue
+			}
+		}
 		tq.staged = false
 		if err := tq.q.Commit(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("tenant %q: %w", tq.name, err))
 		}
 	}
-	clear(r.staged)
-	r.staged = r.staged[:0]
+	clear(r.staged[len(kept):])
+	r.staged = kept
 	return errors.Join(errs...)
 }
 

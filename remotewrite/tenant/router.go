@@ -68,7 +68,7 @@ type Router struct {
 	tenants map[string]*tenantQueue
 	buckets map[string]*bucket // per tenant seen (append.go)
 	touched []*bucket          // Append's scratch: this call's buckets
-	staged  []*tenantQueue     // queues staged since the last commit
+	staged  []*tenantQueue     // queues Append gave series since the last commit
 	call    uint64             // Append calls so far
 	md      []series.Metadata
 	runCtx  context.Context // set by Run; nil before
@@ -87,7 +87,7 @@ type tenantQueue struct {
 	cancel     context.CancelFunc // set when started
 	done       chan struct{}      // closed when its Run returned
 	lastAppend time.Time
-	staged     bool // Append staged series that Commit has not written
+	staged     bool // Append took series that Commit has not written
 }
 
 // New validates cfg (which must have a tenant block) like remotewrite.New, and
@@ -221,7 +221,7 @@ func (r *Router) AppendMetadata(md []series.Metadata) {
 }
 
 // Run runs every tenant's queue (and those opened later) until ctx ends,
-// closing idle tenants on the way, then writes what Append staged of a
+// closing idle tenants on the way, then writes what Append took of a
 // round cut short (as a Queue has each chunk in its WAL at once), and
 // waits for the queues to stop softly (each as Queue.Run does). It returns
 // the first error of a tenant's queue (a failing WAL), which stops the
@@ -304,7 +304,7 @@ func (r *Router) Ready() error {
 	return nil
 }
 
-// Close writes what Append staged (as Run does on return), then releases
+// Close writes what Append took (as Run does on return), then releases
 // every tenant's WAL and the metrics when Run will not be called (Run does
 // it on return). Idempotent; Append fails afterwards.
 func (r *Router) Close() error {
@@ -337,7 +337,7 @@ func (r *Router) Tenants() []string {
 	return slices.Sorted(maps.Keys(r.tenants))
 }
 
-// commitLeft writes what Append staged when the router closes (r.mu held):
+// commitLeft writes what Append took when the router closes (r.mu held):
 // the chunks of a round cut short are not lost.
 func (r *Router) commitLeft() {
 	if err := r.commit(context.Background()); err != nil {
