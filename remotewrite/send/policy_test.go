@@ -9,9 +9,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/send/client"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 
@@ -36,7 +38,10 @@ func samplesOf(wr *wreq) int { return series.Count(wr.Timeseries) }
 // TestRetriedStatusesLoseNothing: every status that says nothing about the
 // data (and a connection closed without an answer) is retried with backoff
 // until the receiver takes the data: nothing is dropped, the failures are
-// counted by code, and failing_since is set during the streak and 0 after.
+// counted by code, and failing_since is set during the streak (to the
+// first failure) and 0 after. The receiver is in memory and the backoff's
+// timers run in a testing/synctest bubble, whose clock starts at
+// 2000-01-01T00:00:00Z: the first failure's time is known exactly.
 func TestRetriedStatusesLoseNothing(t *testing.T) {
 	for _, code := range []int{401, 403, 404, 407, 408, 418, 425, 429, 431, 500, 502, 503, 504, 302, 0} {
 		name := strconv.Itoa(code)
@@ -44,46 +49,39 @@ func TestRetriedStatusesLoseNothing(t *testing.T) {
 			name = "connection closed"
 		}
 		t.Run(name, func(t *testing.T) {
-			const failFirst = 3
-			rc := newReceiver(t, nil)
-			rc.Decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
-				if n < failFirst {
-					return code, nil
+			synctest.Test(t, func(t *testing.T) {
+				const failFirst = 3
+				start := float64(time.Now().Unix())
+				var q *testQueue
+				var sinceAtRetries []float64 // failing_since when each retry arrives
+				rc := rwtest.NewMemReceiver(t, nil)
+				rc.Decide = func(n int, _ *http.Request, _ *wreq) (int, map[string]string) {
+					if n > 0 {
+						sinceAtRetries = append(sinceAtRetries, testutil.ToFloat64(q.metrics.failingSince))
+					}
+					if n < failFirst {
+						return code, nil
+					}
+					return http.StatusNoContent, nil
 				}
-				return http.StatusNoContent, nil
-			}
-			rc.Start()
-			cfg := config.Config{URL: rc.URL()}
-			cfg.QueueConfig.MaxShards = 1
-			mq := newMemQueue()
-			q, _ := newTestQueue(t, cfg, mq)
-			now := time.Unix(1_700_000_000, 0)
-			q.now = func() time.Time { return now }
-			var mu sync.Mutex
-			var sinceDuringWaits []float64
-			q.sleep = func(ctx context.Context, d time.Duration) error {
-				mu.Lock()
-				sinceDuringWaits = append(sinceDuringWaits, testutil.ToFloat64(q.metrics.failingSince))
-				mu.Unlock()
-				now = now.Add(d) // only this goroutine reads now while failing
-				return ctx.Err()
-			}
-			const nSeries = 10
-			deliverAll(t, q, 1, roundOf(1, nSeries))
+				cfg := config.Config{URL: rc.URL()}
+				cfg.QueueConfig.MaxShards = 1
+				q, _ = newTestQueue(t, cfg, newMemQueue(), rc.Transport())
+				const nSeries = 10
+				deliverAll(t, q, 1, roundOf(1, nSeries))
 
-			requireInOrder(t, rc.Stored(), nSeries, 1)
-			require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent))
-			require.Zero(t, droppedTotal(q))
-			require.Equal(t, float64(failFirst*nSeries), testutil.ToFloat64(q.metrics.failed))
-			label := strconv.Itoa(code)
-			if code == 0 {
-				label = "error"
-			}
-			require.Equal(t, float64(failFirst), testutil.ToFloat64(q.metrics.requests.WithLabelValues(label)), "failed requests counted by code")
-			mu.Lock()
-			require.Equal(t, []float64{1_700_000_000, 1_700_000_000, 1_700_000_000}, sinceDuringWaits, "failing_since: the first failure of the streak")
-			mu.Unlock()
-			require.Zero(t, testutil.ToFloat64(q.metrics.failingSince), "healthy again")
+				requireInOrder(t, rc.Stored(), nSeries, 1)
+				require.Equal(t, float64(nSeries), testutil.ToFloat64(q.metrics.sent))
+				require.Zero(t, droppedTotal(q))
+				require.Equal(t, float64(failFirst*nSeries), testutil.ToFloat64(q.metrics.failed))
+				label := strconv.Itoa(code)
+				if code == 0 {
+					label = "error"
+				}
+				require.Equal(t, float64(failFirst), testutil.ToFloat64(q.metrics.requests.WithLabelValues(label)), "failed requests counted by code")
+				require.Equal(t, []float64{start, start, start}, sinceAtRetries, "failing_since: the first failure of the streak")
+				require.Zero(t, testutil.ToFloat64(q.metrics.failingSince), "healthy again")
+			})
 		})
 	}
 }

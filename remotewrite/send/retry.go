@@ -136,7 +136,7 @@ func (s *Sender) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 		}
 		wait := min(bo.NextBackOff(), time.Duration(s.cfg.QueueConfig.MaxBackoff))
 		s.metrics.failed.Add(float64(b.Samples))
-		s.metrics.failing(s.now())
+		s.metrics.failing(time.Now())
 		if ok, suppressed := s.retryLog.Allow(); ok {
 			s.logger.Warn("receiver refused every series of this request without naming a cause; that is not shown to be about the data (a wrong url or a gateway answers so too): kept, will retry",
 				"seq", b.Seq, "samples", b.Samples, "retry_in", wait, "suppressed", suppressed)
@@ -356,7 +356,7 @@ func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (cli
 		}
 		w, err := s.client.Send(sendCtx, p.data, p.format)
 		if err == nil {
-			s.metrics.succeeded(s.now())
+			s.metrics.succeeded(time.Now())
 			return w, nil
 		}
 		var rerr client.RecoverableError
@@ -372,7 +372,7 @@ func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (cli
 			return w, err
 		}
 		s.metrics.failed.Add(float64(p.samples))
-		s.metrics.failing(s.now())
+		s.metrics.failing(time.Now())
 		wait := rerr.RetryAfter
 		if wait > 0 {
 			wait = min(wait, retryAfterCapFactor*time.Duration(qc.MaxBackoff))

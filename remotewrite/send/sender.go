@@ -72,8 +72,10 @@ type Sender struct {
 	// limiter is queue_config.max_bytes_per_second; nil without a cap.
 	limiter *rate.Limiter
 
-	// Replaceable in tests (set before Run).
-	now      func() time.Time
+	// sleep waits between attempts; tests that check what is sent under
+	// each answer, against a receiver on a real socket (which a
+	// testing/synctest bubble cannot hold), record the waits instead
+	// (set before Run).
 	sleep    func(ctx context.Context, d time.Duration) error
 	retryLog *LogLimiter
 	dropLog  *LogLimiter
@@ -91,7 +93,6 @@ func New(cfg config.Config, rt http.RoundTripper, comp *codec.Compressor, m *Met
 		comp:          comp,
 		flushDeadline: o.FlushDeadline,
 		onFallback:    o.OnFallback,
-		now:           time.Now,
 		sleep:         sleepCtx,
 	}
 	if bps := int(cfg.QueueConfig.MaxBytesPerSecond); bps > 0 {
@@ -100,8 +101,7 @@ func New(cfg config.Config, rt http.RoundTripper, comp *codec.Compressor, m *Met
 	s.sendLimit.Store(int64(cfg.QueueConfig.MaxSamplesPerSend))
 	m.sendLimit.Set(float64(cfg.QueueConfig.MaxSamplesPerSend))
 	s.client = client.New(cfg, rt, o.UserAgent, m.observeRequest)
-	now := func() time.Time { return s.now() }
-	s.retryLog, s.dropLog, s.ackLog = NewLogLimiter(LogEvery, now), NewLogLimiter(LogEvery, now), NewLogLimiter(LogEvery, now)
+	s.retryLog, s.dropLog, s.ackLog = NewLogLimiter(LogEvery, time.Now), NewLogLimiter(LogEvery, time.Now), NewLogLimiter(LogEvery, time.Now)
 	return s
 }
 

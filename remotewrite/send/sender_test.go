@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -118,59 +120,56 @@ func TestOrderUnderRandomFailures(t *testing.T) {
 }
 
 func TestShutdownGivesInFlightRequestsAFlushDeadline(t *testing.T) {
+	const deadline = 5 * time.Second
 	tests := []struct {
-		name          string
-		flushDeadline time.Duration
-		release       bool // receiver answers after the cancel
-		wantAcked     uint64
+		name      string
+		answerIn  time.Duration // after the cancel; 0: never
+		wantAcked uint64
 	}{
-		{name: "answer within deadline is acked", flushDeadline: time.Minute, release: true, wantAcked: 1},
-		{name: "hung receiver is cut at deadline", flushDeadline: 50 * time.Millisecond, wantAcked: 0},
+		{name: "answer within deadline is acked", answerIn: 3 * time.Second, wantAcked: 1},
+		{name: "hung receiver is cut at deadline", wantAcked: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			arrived := make(chan struct{}, 1)
-			release := make(chan struct{})
-			rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) { return http.StatusNoContent, nil })
-			rc.Srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				arrived <- struct{}{}
-				select {
-				case <-release:
-					rc.Handle(w, r)
-				case <-r.Context().Done():
-				}
-			})
-			rc.Start()
-			t.Cleanup(func() {
-				select {
-				case <-release:
-				default:
-					close(release)
-				}
-			})
-			mq := newMemQueue()
-			q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq)
-			q.flushDeadline = tt.flushDeadline
-			recordSleeps(q)
-			require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
-			require.NoError(t, q.Append(context.Background(), roundOf(2, 2)))
+			// In a bubble the deadline is measured exactly: Run returns
+			// when the answer comes, or at the deadline, not a moment
+			// later or sooner.
+			synctest.Test(t, func(t *testing.T) {
+				arrived := make(chan struct{}, 1)
+				rc := rwtest.NewMemReceiver(t, nil)
+				hung := rwtest.HandlerTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					arrived <- struct{}{}
+					if tt.answerIn == 0 {
+						<-r.Context().Done()
+						return
+					}
+					select {
+					case <-time.After(tt.answerIn):
+						rc.Handle(w, r)
+					case <-r.Context().Done():
+					}
+				}))
+				mq := newMemQueue()
+				q, _ := newTestQueue(t, config.Config{URL: rc.URL()}, mq, hung)
+				q.flushDeadline = deadline
+				require.NoError(t, q.Append(context.Background(), roundOf(1, 2)))
+				require.NoError(t, q.Append(context.Background(), roundOf(2, 2)))
 
-			ctx, cancel := context.WithCancel(context.Background())
-			errc := make(chan error, 1)
-			go func() { errc <- q.Run(ctx) }()
-			<-arrived
-			cancel()
-			if tt.release {
-				close(release)
-			}
-			select {
-			case err := <-errc:
-				require.NoError(t, err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("Run did not return after cancel")
-			}
-			require.Equal(t, tt.wantAcked, mq.AckedSeq())
-			require.Len(t, rc.Stored(), int(tt.wantAcked)*2, "no new group after cancel")
+				ctx, cancel := context.WithCancel(t.Context())
+				errc := make(chan error, 1)
+				go func() { errc <- q.Run(ctx) }()
+				<-arrived
+				start := time.Now()
+				cancel()
+				require.NoError(t, <-errc)
+				want := deadline
+				if tt.answerIn > 0 {
+					want = tt.answerIn
+				}
+				require.Equal(t, want, time.Since(start), "Run returned when the request ended")
+				require.Equal(t, tt.wantAcked, mq.AckedSeq())
+				require.Len(t, rc.Stored(), int(tt.wantAcked)*2, "no new group after cancel")
+			})
 		})
 	}
 }

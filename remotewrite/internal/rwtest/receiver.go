@@ -3,6 +3,7 @@ package rwtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -68,8 +69,54 @@ func (rc *Receiver) Start() *Receiver {
 	return rc
 }
 
-// URL is the receiver's write endpoint.
-func (rc *Receiver) URL() string { return rc.Srv.URL + "/api/v1/write" }
+// NewMemReceiver returns a Receiver without a server, reached only through
+// Transport: no socket, so it works inside a testing/synctest bubble
+// (an httptest server does not: network I/O is not durably blocking).
+func NewMemReceiver(t *testing.T, respond func(int, *http.Request) (int, map[string]string)) *Receiver {
+	return &Receiver{t: t, Respond: respond, Seen: make(chan struct{}, 1024)}
+}
+
+// URL is the receiver's write endpoint (a placeholder host for a
+// NewMemReceiver, whose Transport ignores it).
+func (rc *Receiver) URL() string {
+	if rc.Srv == nil {
+		return "http://receiver.test/api/v1/write"
+	}
+	return rc.Srv.URL + "/api/v1/write"
+}
+
+// Transport is an in-memory transport to the receiver's Handle.
+func (rc *Receiver) Transport() http.RoundTripper {
+	return HandlerTransport(http.HandlerFunc(rc.Handle))
+}
+
+// HandlerTransport is an http.RoundTripper that serves each request with h
+// in the caller's goroutine, through an httptest.ResponseRecorder. A
+// handler that panics with http.ErrAbortHandler is a connection closed
+// without an answer; a request whose context ended fails with its error,
+// as over a socket.
+func HandlerTransport(h http.Handler) http.RoundTripper { return handlerTransport{h} }
+
+type handlerTransport struct{ h http.Handler }
+
+func (ht handlerTransport) RoundTrip(r *http.Request) (resp *http.Response, err error) {
+	rec := httptest.NewRecorder()
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			resp, err = nil, errors.New("connection closed without an answer")
+		}
+	}()
+	ht.h.ServeHTTP(rec, r)
+	if err := r.Context().Err(); err != nil {
+		return nil, err
+	}
+	resp = rec.Result()
+	resp.Request = r
+	return resp, nil
+}
 
 // Content type of a remote write 2.0 request and the Written headers
 // (remote write 2.0 specification), spelled out here rather than taken
