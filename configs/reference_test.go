@@ -39,14 +39,12 @@ type configKey struct {
 }
 
 var (
-	durationType     = reflect.TypeFor[time.Duration]()
-	promDurationType = reflect.TypeFor[model.Duration]()
-	bytesType        = reflect.TypeFor[config.Bytes]()
-	secretType       = reflect.TypeFor[commoncfg.Secret]()
-	urlType          = reflect.TypeFor[commoncfg.URL]()
-	tlsVersionType   = reflect.TypeFor[commoncfg.TLSVersion]()
-	proxyHeaderType  = reflect.TypeFor[commoncfg.ProxyHeader]()
-	relabelType      = reflect.TypeFor[relabel.Config]()
+	bytesType       = reflect.TypeFor[config.Bytes]()
+	secretType      = reflect.TypeFor[commoncfg.Secret]()
+	urlType         = reflect.TypeFor[commoncfg.URL]()
+	tlsVersionType  = reflect.TypeFor[commoncfg.TLSVersion]()
+	proxyHeaderType = reflect.TypeFor[commoncfg.ProxyHeader]()
+	relabelType     = reflect.TypeFor[relabel.Config]()
 )
 
 // prometheusSections are library blocks documented by reference to
@@ -63,7 +61,7 @@ var prometheusSections = map[reflect.Type]bool{
 // typeName is the type column of the reference.
 func typeName(t reflect.Type) string {
 	switch t {
-	case durationType, promDurationType:
+	case goDurationType, modelDurationType:
 		return "duration"
 	case bytesType:
 		return "size"
@@ -116,9 +114,9 @@ func renderDefault(v reflect.Value) string {
 		return ""
 	}
 	switch v.Type() {
-	case durationType:
+	case goDurationType:
 		return model.Duration(v.Interface().(time.Duration)).String()
-	case promDurationType:
+	case modelDurationType:
 		return v.Interface().(model.Duration).String()
 	case bytesType:
 		return v.Interface().(config.Bytes).String()
