@@ -30,62 +30,113 @@ func main() {
 	}
 }
 
+// settings are the demo's environment knobs.
+type settings struct {
+	seconds   int    // DEMO_SECONDS: stop after that long; 0 runs until Ctrl-C
+	sandboxes int    // DEMO_SANDBOXES, default 30
+	bin       string // DEMO_BIN, default bin/kata-monitor, absolute
+}
+
+// demo is one running demo: its temp dir, the simulated node, the receiver
+// and kata-monitor.
+type demo struct {
+	dir     string
+	node    *fakenode.Node
+	vm      *receiver.Receiver
+	listen  string // kata-monitor's address
+	cfgPath string
+	kmLog   *os.File
+	proc    *daemon.Process
+}
+
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if s := os.Getenv("DEMO_SECONDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("DEMO_SECONDS=%q: want a positive number of seconds", s)
-		}
+	set, err := readSettings()
+	if err != nil {
+		return err
+	}
+	if set.seconds > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(n)*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(set.seconds)*time.Second)
 		defer cancel()
 	}
-	sandboxes := 30
-	if s := os.Getenv("DEMO_SANDBOXES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("DEMO_SANDBOXES=%q: want a positive number", s)
-		}
-		sandboxes = n
-	}
-	bin := os.Getenv("DEMO_BIN") // the test builds its own
-	if bin == "" {
-		bin = "bin/kata-monitor"
-	}
-	bin, err := filepath.Abs(bin)
-	if err != nil {
+	d := &demo{}
+	defer d.close()
+	if err := d.start(ctx, set); err != nil {
 		return err
+	}
+	// The rate query needs two rounds in VictoriaMetrics: wait for them,
+	// so every URL printed below answers with data when it is printed
+	// (test/demo's test fetches each once, at once).
+	cpuQuery := `sum by (cri_namespace, cri_name) (rate(kata_hypervisor_proc_stat{item="utime"}[1m]))`
+	fmt.Println("demo: waiting for the first two rounds to reach VictoriaMetrics (about 10s)")
+	if err := waitData(ctx, d.vm, cpuQuery, 60*time.Second); err != nil {
+		return fmt.Errorf("no data in VictoriaMetrics (see %s): %w", d.kmLog.Name(), err)
+	}
+	d.printURLs(cpuQuery)
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.proc.Done():
+			return fmt.Errorf("kata-monitor exited (see %s)", d.kmLog.Name())
+		case <-t.C:
+			fmt.Printf("\r%s", progress(d.listen, d.vm))
+		}
+	}
+}
+
+// readSettings reads and checks the DEMO_* environment.
+func readSettings() (settings, error) {
+	set := settings{sandboxes: 30, bin: "bin/kata-monitor"}
+	for _, v := range []struct {
+		name string
+		dst  *int
+	}{{"DEMO_SECONDS", &set.seconds}, {"DEMO_SANDBOXES", &set.sandboxes}} {
+		if s := os.Getenv(v.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return set, fmt.Errorf("%s=%q: want a positive number", v.name, s)
+			}
+			*v.dst = n
+		}
+	}
+	if b := os.Getenv("DEMO_BIN"); b != "" { // the test builds its own
+		set.bin = b
+	}
+	bin, err := filepath.Abs(set.bin)
+	if err != nil {
+		return set, err
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s missing: run `make demo` (it builds first)", bin)
+		return set, fmt.Errorf("%s missing: run `make demo` (it builds first)", bin)
 	}
+	set.bin = bin
+	return set, nil
+}
 
-	dir, err := os.MkdirTemp("", "km")
-	if err != nil {
+// start makes the temp dir and starts the node, VictoriaMetrics and
+// kata-monitor pushing into it, and waits until kata-monitor is ready.
+// close undoes what start did, also after a failure.
+func (d *demo) start(ctx context.Context, set settings) error {
+	var err error
+	if d.dir, err = os.MkdirTemp("", "km"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	fmt.Printf("demo: working in %s (removed on exit)\n", dir)
-
-	node, err := fakenode.Start(dir, sandboxes, fakeshim.Options{})
-	if err != nil {
+	fmt.Printf("demo: working in %s (removed on exit)\n", d.dir)
+	if d.node, err = fakenode.Start(d.dir, set.sandboxes, fakeshim.Options{}); err != nil {
 		return err
 	}
-	defer node.Close()
-	fmt.Printf("demo: fake node with %d sandboxes under %s, fake CRI on %s\n", sandboxes, node.Root, node.CRISocket)
-
-	vmLog, _ := os.Create(filepath.Join(dir, "victoria-metrics.log"))
-	vm, err := receiver.Start(ctx, receiver.VictoriaMetrics, filepath.Join(dir, "vm"), vmLog)
-	if err != nil {
+	fmt.Printf("demo: fake node with %d sandboxes under %s, fake CRI on %s\n", set.sandboxes, d.node.Root, d.node.CRISocket)
+	vmLog, _ := os.Create(filepath.Join(d.dir, "victoria-metrics.log"))
+	if d.vm, err = receiver.Start(ctx, receiver.VictoriaMetrics, filepath.Join(d.dir, "vm"), vmLog); err != nil {
 		return err
 	}
-	defer vm.Stop()
-	fmt.Printf("demo: VictoriaMetrics listening on %s (data in %s)\n", vm.Addr, filepath.Join(dir, "vm"))
-
-	listen, err := daemon.FreeAddr()
-	if err != nil {
+	fmt.Printf("demo: VictoriaMetrics listening on %s (data in %s)\n", d.vm.Addr, filepath.Join(d.dir, "vm"))
+	if d.listen, err = daemon.FreeAddr(); err != nil {
 		return err
 	}
 	cfg := fmt.Sprintf(`global:
@@ -99,41 +150,48 @@ wal:
 remote_write:
   - name: vm
     url: %s
-`, filepath.Join(dir, "wal"), vm.WriteURL())
-	cfgPath := filepath.Join(dir, "kata-monitor.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+`, filepath.Join(d.dir, "wal"), d.vm.WriteURL())
+	d.cfgPath = filepath.Join(d.dir, "kata-monitor.yaml")
+	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	kmLog, _ := os.Create(filepath.Join(dir, "kata-monitor.log"))
-	proc, err := daemon.Launch(bin, []string{"--listen-address", listen, "--runtime-endpoint", node.CRISocket,
-		"--sandbox-root", node.Root, "--config", cfgPath}, kmLog)
-	if err != nil {
+	d.kmLog, _ = os.Create(filepath.Join(d.dir, "kata-monitor.log"))
+	if d.proc, err = daemon.Launch(set.bin, []string{"--listen-address", d.listen, "--runtime-endpoint", d.node.CRISocket,
+		"--sandbox-root", d.node.Root, "--config", d.cfgPath}, d.kmLog); err != nil {
 		return err
 	}
-	defer func() {
-		proc.Stop(syscall.SIGTERM, 20*time.Second)
-		fmt.Println("\ndemo: stopped kata-monitor, VictoriaMetrics and the fake node")
-	}()
-
-	if err := proc.WaitHealthy(listen, 30*time.Second, func() bool {
-		code, _ := daemon.Get("http://"+listen+"/readyz", nil)
+	if err := d.proc.WaitHealthy(d.listen, 30*time.Second, func() bool {
+		code, _ := daemon.Get("http://"+d.listen+"/readyz", nil)
 		return code == http.StatusOK
 	}); err != nil {
-		return fmt.Errorf("kata-monitor not ready (see %s): %w", kmLog.Name(), err)
+		return fmt.Errorf("kata-monitor not ready (see %s): %w", d.kmLog.Name(), err)
 	}
-	// The rate query needs two rounds in VictoriaMetrics: wait for them,
-	// so every URL printed below answers with data when it is printed
-	// (test/demo's test fetches each once, at once).
-	cpuQuery := `sum by (cri_namespace, cri_name) (rate(kata_hypervisor_proc_stat{item="utime"}[1m]))`
-	fmt.Println("demo: waiting for the first two rounds to reach VictoriaMetrics (about 10s)")
-	if err := waitData(ctx, vm, cpuQuery, 60*time.Second); err != nil {
-		return fmt.Errorf("no data in VictoriaMetrics (see %s): %w", kmLog.Name(), err)
+	return nil
+}
+
+// close stops what start started, in reverse order, and removes the dir.
+func (d *demo) close() {
+	if d.proc != nil {
+		d.proc.Stop(syscall.SIGTERM, 20*time.Second)
+		fmt.Println("\ndemo: stopped kata-monitor, VictoriaMetrics and the fake node")
 	}
-	// Every URL printed here answers 200 with kata data (test/demo's
-	// test fetches each). Debian's VictoriaMetrics
-	// 1.79 has no web UI (/vmui/): its query API answers JSON, its
-	// federation endpoint the text format, both readable in a browser.
-	vmURL := func(path string, q url.Values) string { return vm.BaseURL() + path + "?" + q.Encode() }
+	if d.vm != nil {
+		d.vm.Stop()
+	}
+	if d.node != nil {
+		d.node.Close()
+	}
+	if d.dir != "" {
+		_ = os.RemoveAll(d.dir)
+	}
+}
+
+// printURLs prints the URLs to open. Every one answers 200 with kata data
+// (test/demo's test fetches each). Debian's VictoriaMetrics 1.79 has no
+// web UI (/vmui/): its query API answers JSON, its federation endpoint the
+// text format, both readable in a browser.
+func (d *demo) printURLs(cpuQuery string) {
+	vmURL := func(path string, q url.Values) string { return d.vm.BaseURL() + path + "?" + q.Encode() }
 	fmt.Printf(`
 kata-monitor is running (config %s, log %s). Open:
   kata-monitor, sandboxes:         http://%s/sandboxes
@@ -144,23 +202,10 @@ kata-monitor is running (config %s, log %s). Open:
   VictoriaMetrics, raw samples:    %s
 Ctrl-C to stop.
 
-`, cfgPath, kmLog.Name(), listen, listen, listen,
+`, d.cfgPath, d.kmLog.Name(), d.listen, d.listen, d.listen,
 		vmURL("/api/v1/query", url.Values{"query": {cpuQuery}}),
 		vmURL("/federate", url.Values{"match[]": {`{cri_name="pod-0000"}`}}),
 		vmURL("/api/v1/export", url.Values{"match[]": {`kata_shim_threads{cri_name="pod-0000"}`}}))
-
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-proc.Done():
-			return fmt.Errorf("kata-monitor exited (see %s)", kmLog.Name())
-		case <-t.C:
-			fmt.Printf("\r%s", progress(listen, vm))
-		}
-	}
 }
 
 // waitData waits until query answers at least one series in vm, or
