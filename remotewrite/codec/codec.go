@@ -206,6 +206,7 @@ type marshaler struct {
 	// template series
 	sizes []int
 	preps []prepPair
+	slots slotMsgs
 	// 2.0
 	syms writev2.SymbolsTable
 	ts2  []writev2.TimeSeries
@@ -457,7 +458,7 @@ func (m *marshaler) marshalV1(ss []series.Series) ([]byte, error) {
 			}
 			tp := prepTemplate(s.Template)
 			m.preps = append(m.preps, prepPair{tp, vp})
-			n = tp.labelsSizeV1(vp) + samplesSizeV1(s.Samples)
+			n = tp.labelsSizeV1(&m.slots, vp) + samplesSizeV1(s.Samples)
 		} else {
 			n = seriesSizeV1(s)
 		}
@@ -471,7 +472,7 @@ func (m *marshaler) marshalV1(ss []series.Series) ([]byte, error) {
 		b = append(b, 0x0a) // WriteRequest.timeseries
 		b = binary.AppendUvarint(b, uint64(m.sizes[i]))
 		if s.Template != nil {
-			b = m.preps[p].t.appendLabelsV1(b, m.preps[p].v)
+			b = m.preps[p].t.appendLabelsV1(b, &m.slots, m.preps[p].v)
 			p++
 		} else {
 			for _, l := range s.Labels {
@@ -609,6 +610,7 @@ func (m *marshaler) marshalV2(ss []series.Series) ([]byte, error) {
 // release drops the references to the caller's strings that the scratch
 // holds, keeping the capacity.
 func (m *marshaler) release() {
+	m.slots.vals = nil
 	clear(m.ts2)
 	m.v2.reset()
 	if m.syms.Symbols() != nil {

@@ -2,6 +2,8 @@ package codec
 
 import (
 	"encoding/binary"
+	"strings"
+	"sync"
 
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
@@ -17,22 +19,53 @@ import (
 
 // tmplPrep is what a template's memo holds.
 type tmplPrep struct {
-	// v1 holds the template's 1.0 Label messages in label order, each
-	// complete (0x0a, size, name and value fields) for a literal and only
-	// the name field for a slot, whose message is finished per series.
+	// v1 holds the template's literal labels as complete 1.0 Label
+	// messages (0x0a, size, name and value fields) in label order; the
+	// slots' messages go between them, per series.
 	v1 []byte
 	// slots are the template's slots in label order.
 	slots []slotV1
-	// fixed is the size of the literal labels' messages.
-	fixed int
 }
 
 // slotV1 is one slot of a prepared template: v1[prev:lit] are the literal
-// label messages before it (prev is the previous slot's name end),
-// v1[lit:name] its name field.
+// label messages before it (prev is the previous slot's lit), name its
+// label's name field.
 type slotV1 struct {
-	lit, name int32
-	slot      int8
+	lit  int32
+	slot int8
+	name *nameField
+}
+
+// nameField is the 1.0 name field (0x0a, length, name) of a label a
+// template takes from a slot. Templates share one per name (nameFields),
+// so that slotMsgs recognises a slot message it has built by the pointer.
+type nameField struct{ b []byte }
+
+// nameFields interns nameFields by label name, up to maxNameFields names
+// (sandbox_id and the pod labels, in practice; a shim label that happens
+// to equal a pod label's value adds its name). Past the bound a name gets
+// a field of its own: correct, only not recognised across templates.
+var nameFields struct {
+	sync.Mutex
+	m map[string]*nameField
+}
+
+const maxNameFields = 1024
+
+func internNameField(name string) *nameField {
+	nameFields.Lock()
+	defer nameFields.Unlock()
+	if f, ok := nameFields.m[name]; ok {
+		return f
+	}
+	f := &nameField{b: appendStringField(nil, 0x0a, name)}
+	if nameFields.m == nil {
+		nameFields.m = make(map[string]*nameField)
+	}
+	if len(nameFields.m) < maxNameFields {
+		nameFields.m[strings.Clone(name)] = f
+	}
+	return f
 }
 
 // valsPrep is what a Values' memo holds: the 1.0 value field (0x12, length,
@@ -58,18 +91,14 @@ func prepTemplate(t *series.Template) *tmplPrep {
 	for i := range t.Len() {
 		name, value, slot := t.Label(i)
 		if slot >= 0 {
-			lit := int32(len(p.v1))
-			p.v1 = appendStringField(p.v1, 0x0a, name)
-			p.slots = append(p.slots, slotV1{lit: lit, name: int32(len(p.v1)), slot: int8(slot)})
+			p.slots = append(p.slots, slotV1{lit: int32(len(p.v1)), slot: int8(slot), name: internNameField(name)})
 			continue
 		}
-		start := len(p.v1)
 		n := stringFieldSize(name) + stringFieldSize(value)
 		p.v1 = append(p.v1, 0x0a) // TimeSeries.labels
 		p.v1 = binary.AppendUvarint(p.v1, uint64(n))
 		p.v1 = appendStringField(p.v1, 0x0a, name)
 		p.v1 = appendStringField(p.v1, 0x12, value)
-		p.fixed += len(p.v1) - start
 	}
 	return t.SetMemo(p).(*tmplPrep)
 }
@@ -91,18 +120,43 @@ func prepValues(v *series.Values) *valsPrep {
 	return v.SetMemo(p).(*valsPrep)
 }
 
+// slotMsgs keeps, for the values of the series being marshalled, each
+// slot's complete 1.0 Label message for the name it was last built for:
+// consecutive series share their values (a sandbox's series come
+// together) and their slots' names (sandbox_id and the pod labels), so a
+// slot costs one copy. Not safe for concurrent use (one per marshaler).
+type slotMsgs struct {
+	vals *valsPrep
+	name [series.MaxSlots]*nameField
+	msg  [series.MaxSlots][]byte
+}
+
+// get returns slot s's Label message with the values v: empty when the
+// value is (the label is left out, as series.Template.AppendTo does).
+func (c *slotMsgs) get(v *valsPrep, s *slotV1) []byte {
+	if c.vals != v {
+		c.vals, c.name = v, [series.MaxSlots]*nameField{}
+	}
+	if c.name[s.slot] == s.name {
+		return c.msg[s.slot]
+	}
+	m := c.msg[s.slot][:0]
+	if vf := v.field(int(s.slot)); len(vf) > 0 {
+		m = append(m, 0x0a) // TimeSeries.labels
+		m = binary.AppendUvarint(m, uint64(len(s.name.b)+len(vf)))
+		m = append(m, s.name.b...)
+		m = append(m, vf...)
+	}
+	c.name[s.slot], c.msg[s.slot] = s.name, m
+	return m
+}
+
 // labelsSizeV1 is the size of the 1.0 Label messages of the series of
-// template t with values v: t's literals and each slot whose value is not
-// empty (an empty one is left out, as series.Template.AppendTo does).
-func (t *tmplPrep) labelsSizeV1(v *valsPrep) int {
-	n := t.fixed
-	for _, s := range t.slots {
-		vf := len(v.field(int(s.slot)))
-		if vf == 0 {
-			continue
-		}
-		ls := int(s.name-s.lit) + vf
-		n += 1 + varintSize(uint64(ls)) + ls
+// template t with values v.
+func (t *tmplPrep) labelsSizeV1(c *slotMsgs, v *valsPrep) int {
+	n := len(t.v1)
+	for i := range t.slots {
+		n += len(c.get(v, &t.slots[i]))
 	}
 	return n
 }
@@ -110,20 +164,13 @@ func (t *tmplPrep) labelsSizeV1(v *valsPrep) int {
 // appendLabelsV1 appends the 1.0 Label messages of the series of template
 // t with values v: the same bytes as marshalV1 writes for the labels
 // t.AppendTo(nil, v).
-func (t *tmplPrep) appendLabelsV1(b []byte, v *valsPrep) []byte {
+func (t *tmplPrep) appendLabelsV1(b []byte, c *slotMsgs, v *valsPrep) []byte {
 	prev := int32(0)
-	for _, s := range t.slots {
+	for i := range t.slots {
+		s := &t.slots[i]
 		b = append(b, t.v1[prev:s.lit]...)
-		prev = s.name
-		vf := v.field(int(s.slot))
-		if len(vf) == 0 {
-			continue
-		}
-		nf := t.v1[s.lit:s.name]
-		b = append(b, 0x0a) // TimeSeries.labels
-		b = binary.AppendUvarint(b, uint64(len(nf)+len(vf)))
-		b = append(b, nf...)
-		b = append(b, vf...)
+		b = append(b, c.get(v, s)...)
+		prev = s.lit
 	}
 	return append(b, t.v1[prev:]...)
 }
