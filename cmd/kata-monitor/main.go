@@ -244,13 +244,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if gc, ok := defaultGCPercent(os.Getenv); ok {
-		debug.SetGCPercent(gc)
-		logger.Debug("go GC percent set (GOGC overrides)", "percent", gc)
-	}
-	// The library logs the limit it set, or why it set none.
-	_, _ = setMemoryLimit(logger, memlimit.FromCgroup)
-	stopProfile, err := startCPUProfile(os.Getenv)
+	stopProfile, err := tuneRuntime(logger)
 	if err != nil {
 		listener.Close()
 		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
@@ -276,6 +270,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("kata-monitor stopped")
 	return exitOK
+}
+
+// tuneRuntime sets the GC percent (unless GOGC is set) and the memory
+// limit from the cgroup, and starts the CPU profile asked for in the
+// environment; the caller stops the profile with the returned func.
+func tuneRuntime(logger *slog.Logger) (stopProfile func() error, err error) {
+	if gc, ok := defaultGCPercent(os.Getenv); ok {
+		debug.SetGCPercent(gc)
+		logger.Debug("go GC percent set (GOGC overrides)", "percent", gc)
+	}
+	// The library logs the limit it set, or why it set none.
+	_, _ = setMemoryLimit(logger, memlimit.FromCgroup)
+	return startCPUProfile(os.Getenv)
 }
 
 // daemon is every component, built but not started.
@@ -309,29 +316,9 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 	if d.shims, err = shim.NewPool(cfg.Shim, reg); err != nil {
 		return nil, fmt.Errorf("shim client: %w", err)
 	}
-	var appenders []forwarder.Appender
-	// Tenant-routed endpoints label their queues' metrics with tenant; the
-	// others then carry tenant="" so every queue metric has the same label
-	// names (the registry refuses a mix).
-	qreg := prometheus.Registerer(reg)
-	if slices.ContainsFunc(cfg.RemoteWrite, func(rw config.Config) bool { return rw.Tenant != nil }) {
-		qreg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, reg)
-	}
-	for _, rw := range cfg.RemoteWrite {
-		var q endpoint
-		var err error
-		rwLogger, ua := logger.With("component", "remote_write"), remotewrite.WithUserAgent(appName+"/"+version)
-		if rw.Tenant != nil {
-			q, err = tenant.New(rw, cfg.WAL, rwLogger, reg, ua)
-		} else {
-			q, err = remotewrite.New(rw, cfg.WAL, rwLogger, qreg, ua)
-		}
-		if err != nil {
-			d.closeQueues()
-			return nil, err // names the endpoint: remote_write "vm": ...
-		}
-		d.queues = append(d.queues, q)
-		appenders = append(appenders, q)
+	appenders, err := d.wireQueues(reg)
+	if err != nil {
+		return nil, err
 	}
 	// Queues of endpoints no longer configured (a renamed endpoint, or a
 	// URL spelled differently without name) are reported, never dropped.
@@ -356,6 +343,37 @@ func wire(cfg configs.Config, o options, logger *slog.Logger) (*daemon, error) {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
 	return d, nil
+}
+
+// wireQueues builds one queue (or tenant router) per remote_write endpoint
+// into d.queues and returns them as the forwarder's appenders. On error it
+// closes those it built; the error names the endpoint.
+func (d *daemon) wireQueues(reg *prometheus.Registry) ([]forwarder.Appender, error) {
+	var appenders []forwarder.Appender
+	// Tenant-routed endpoints label their queues' metrics with tenant; the
+	// others then carry tenant="" so every queue metric has the same label
+	// names (the registry refuses a mix).
+	qreg := prometheus.Registerer(reg)
+	if slices.ContainsFunc(d.cfg.RemoteWrite, func(rw config.Config) bool { return rw.Tenant != nil }) {
+		qreg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, reg)
+	}
+	rwLogger, ua := d.logger.With("component", "remote_write"), remotewrite.WithUserAgent(appName+"/"+version)
+	for _, rw := range d.cfg.RemoteWrite {
+		var q endpoint
+		var err error
+		if rw.Tenant != nil {
+			q, err = tenant.New(rw, d.cfg.WAL, rwLogger, reg, ua)
+		} else {
+			q, err = remotewrite.New(rw, d.cfg.WAL, rwLogger, qreg, ua)
+		}
+		if err != nil {
+			d.closeQueues()
+			return nil, err // names the endpoint: remote_write "vm": ...
+		}
+		d.queues = append(d.queues, q)
+		appenders = append(appenders, q)
+	}
+	return appenders, nil
 }
 
 // ready is /readyz: the listener is up (or nothing would answer), the
