@@ -20,8 +20,8 @@ import (
 // tenant; the chunks' reused label and sample buffers are copied, so every
 // series arrives once, intact, in its own tenant's requests.
 func TestRouterGroupsPerTenantAcrossRound(t *testing.T) {
-	rc := newReceiver(t).start()
-	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
+	rc := newReceiver(t, nil).Start()
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
 	require.Equal(t, "append", fx.walCfg.Fsync)
 	// Sandboxes of 100 series in the order a, b, a, c, a, b, ...:
 	// shares a 15,000, b 10,500 and c 1,500 series, in 4 chunks.
@@ -75,21 +75,18 @@ func TestRouterGroupsPerTenantAcrossRound(t *testing.T) {
 		return metric(t, fx.reg, "kata_monitor_remote_write_samples_sent_total", nil) == float64(len(round))
 	}, 20*time.Second, 5*time.Millisecond)
 	got := map[string]int{}
-	for _, g := range rc.requests() {
-		tn := g.header.Get("X-Scope-OrgID")
-		for _, ts := range g.series {
+	for _, g := range rc.Requests() {
+		tn := g.Header.Get("X-Scope-OrgID")
+		for _, ts := range g.Req.Timeseries {
 			require.Equal(t, tn, namespaceOf(ts), "a request mixes tenants")
 			got[tn]++
 		}
 	}
 	require.Equal(t, share, got)
-	stored := rc.stored()
+	stored := rc.Stored()
 	require.Len(t, stored, len(round), "every series once")
 	for i, s := range round {
-		k := ""
-		for _, l := range s.Labels {
-			k += l.Name + "=" + l.Value + ","
-		}
+		k := labelKey(s.Labels)
 		require.Equal(t, []series.Sample{{Timestamp: 1000, Value: float64(i)}}, stored[k], k)
 	}
 }

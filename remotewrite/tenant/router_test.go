@@ -17,6 +17,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -68,41 +69,6 @@ func (f *routerFixture) run(t *testing.T) (stop func() error) {
 	return stop
 }
 
-// metric sums the samples of family name in reg whose labels include
-// every pair in want.
-func metric(t *testing.T, reg prometheus.Gatherer, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return sum
-}
-
 // nsRound is one round: per namespace, n series with one sample at ts;
 // namespace "" leaves the label out. Every other series is given as a
 // template with the namespace as its slot, as the forwarder hands them.
@@ -132,15 +98,15 @@ func nsRound(ts int64, n int, namespaces ...string) []series.Series {
 	return out
 }
 
-func namespaceOf(ts series.Series) string { return labelOf(ts, "cri_namespace") }
+func namespaceOf(ts series.Series) string { return ts.Get("cri_namespace") }
 
 // TestRouterTenantPerNamespace: each request carries one tenant in the
 // tenant header and only that tenant's series; series without the label
 // go to the default tenant; each tenant has its own WAL directory and its
 // own exact accounting.
 func TestRouterTenantPerNamespace(t *testing.T) {
-	rc := newReceiver(t).start()
-	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace", Header: "THANOS-TENANT"})
+	rc := newReceiver(t, nil).Start()
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace", Header: "THANOS-TENANT"})
 	fx.run(t)
 	const rounds, perNS = 5, 7
 	for i := range rounds {
@@ -159,10 +125,10 @@ func TestRouterTenantPerNamespace(t *testing.T) {
 	}, 20*time.Second, 5*time.Millisecond)
 
 	got := map[string]int{}
-	for _, g := range rc.requests() {
-		tn := g.header.Get("THANOS-TENANT")
+	for _, g := range rc.Requests() {
+		tn := g.Header.Get("THANOS-TENANT")
 		require.NotEmpty(t, tn)
-		for _, ts := range g.series {
+		for _, ts := range g.Req.Timeseries {
 			ns := namespaceOf(ts)
 			if ns == "" {
 				ns = config.DefaultTenant
@@ -190,21 +156,20 @@ func TestRouterTenantPerNamespace(t *testing.T) {
 // arrive, in order, while the throttled one waits; the refused one's
 // samples are dropped and counted under the reason the receiver gave.
 func TestRouterNoHeadOfLineBlocking(t *testing.T) {
-	rc := newReceiver(t)
-	rc.decide = func(r *http.Request, _ []series.Series) int {
+	rc := newReceiver(t, func(_ int, r *http.Request) (int, map[string]string) {
 		switch r.Header.Get("X-Scope-OrgID") {
 		case "slow":
-			return http.StatusTooManyRequests // Retry-After: 3600
+			return http.StatusTooManyRequests, map[string]string{"Retry-After": "3600"}
 		case "limited":
-			return http.StatusBadRequest // rc.answer names the per-tenant limit
+			return http.StatusBadRequest, nil // rc.Answer names the per-tenant limit
 		}
-		return http.StatusNoContent
-	}
+		return http.StatusNoContent, nil
+	})
 	// Mimir names the limit; a 400 naming no cause for every series
 	// would be kept and retried (TestRefusedEverything).
-	rc.answer = "per-user series limit of 5 exceeded (err-mimir-max-series-per-user)"
-	rc.start()
-	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
+	rc.Answer = "per-user series limit of 5 exceeded (err-mimir-max-series-per-user)"
+	rc.Start()
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
 	// Retry-After is capped at 10*max_backoff; make that long.
 	fx.r.cfg.QueueConfig.MaxBackoff = model.Duration(time.Hour)
 	fx.run(t)
@@ -224,7 +189,7 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 	require.Zero(t, metric(t, fx.reg, "kata_monitor_remote_write_samples_dropped_total", map[string]string{"tenant": "fast"}))
 
 	// Every fast sample arrived once, in order.
-	stored := rc.stored()
+	stored := rc.Stored()
 	n := 0
 	for k, ss := range stored {
 		if !strings.Contains(k, "cri_namespace=fast") {
@@ -243,16 +208,16 @@ func TestRouterNoHeadOfLineBlocking(t *testing.T) {
 // Mimir's (400 err-mimir-max-series-per-user for some series) drops just
 // the refused series of that tenant, under reason "limit".
 func TestRouterRefusalReasonPerTenant(t *testing.T) {
-	rc := newReceiver(t)
-	rc.decide = func(r *http.Request, ss []series.Series) int {
-		if r.Header.Get("X-Scope-OrgID") == "small" && (hasIdx(ss, "3") || hasIdx(ss, "4")) {
-			return http.StatusBadRequest
+	rc := newReceiver(t, nil)
+	rc.Decide = func(_ int, r *http.Request, wr *rwtest.Request) (int, map[string]string) {
+		if r.Header.Get("X-Scope-OrgID") == "small" && (hasIdx(wr.Timeseries, "3") || hasIdx(wr.Timeseries, "4")) {
+			return http.StatusBadRequest, nil
 		}
-		return http.StatusNoContent
+		return http.StatusNoContent, nil
 	}
-	rc.answer = "per-user series limit of 3 exceeded (err-mimir-max-series-per-user)"
-	rc.start()
-	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
+	rc.Answer = "per-user series limit of 3 exceeded (err-mimir-max-series-per-user)"
+	rc.Start()
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
 	fx.run(t)
 	fx.appendRound(t, nsRound(1000, 5, "small", "big"))
 	require.Eventually(t, func() bool {
@@ -267,10 +232,10 @@ func TestRouterRefusalReasonPerTenant(t *testing.T) {
 // no valid tenant, series are dropped and counted, never sent to another
 // tenant; closing an idle tenant frees its place and its directory.
 func TestRouterTenantBound(t *testing.T) {
-	rc := newReceiver(t).start()
+	rc := newReceiver(t, nil).Start()
 	// The idle timeout leaves room for the checks below before a goes idle
 	// (200 ms closed it before them on a loaded machine).
-	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(2 * time.Second)})
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace", MaxTenants: 2, IdleTimeout: model.Duration(2 * time.Second)})
 	fx.run(t)
 	fx.appendRound(t, nsRound(1000, 3, "", "a", "b", "../etc"))
 	dropped := func(reason string) float64 {
@@ -301,38 +266,25 @@ func TestRouterTenantBound(t *testing.T) {
 // TestRouterBacklogSurvivesRestart: a tenant's backlog is reopened and
 // sent after a restart even if that tenant sends nothing new.
 func TestRouterBacklogSurvivesRestart(t *testing.T) {
-	var mu sync.Mutex
-	up := false
-	rc := newReceiver(t)
-	rc.decide = func(*http.Request, []series.Series) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if !up {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusNoContent
-	}
-	rc.start()
+	rc, up := rwtest.NewSwitchReceiver(t)
 	dir := t.TempDir()
-	fx := newRouterFixture(t, rc.url(), dir, config.TenantConfig{Label: "cri_namespace"})
+	fx := newRouterFixture(t, rc.URL(), dir, config.TenantConfig{Label: "cri_namespace"})
 	stop := fx.run(t)
 	for i := range 3 {
 		fx.appendRound(t, nsRound(int64(1000+i), 4, "gone"))
 	}
 	require.NoError(t, stop())
 
-	mu.Lock()
-	up = true
-	mu.Unlock()
-	fx2 := newRouterFixture(t, rc.url(), dir, config.TenantConfig{Label: "cri_namespace"})
+	up.Store(true)
+	fx2 := newRouterFixture(t, rc.URL(), dir, config.TenantConfig{Label: "cri_namespace"})
 	require.Equal(t, []string{"gone"}, fx2.r.Tenants())
 	fx2.run(t)
 	require.Eventually(t, func() bool {
 		return metric(t, fx2.reg, "kata_monitor_remote_write_samples_sent_total", map[string]string{"tenant": "gone"}) == 12
 	}, 20*time.Second, 5*time.Millisecond)
-	for _, g := range rc.requests() {
-		if g.code/100 == 2 {
-			require.Equal(t, "gone", g.header.Get("X-Scope-OrgID"))
+	for _, g := range rc.Requests() {
+		if g.Code/100 == 2 {
+			require.Equal(t, "gone", g.Header.Get("X-Scope-OrgID"))
 		}
 	}
 }
@@ -340,10 +292,10 @@ func TestRouterBacklogSurvivesRestart(t *testing.T) {
 // TestRouterBesidePlainQueue: a tenant-routed endpoint and a plain one
 // (registered with tenant="", as cmd does) share one registry.
 func TestRouterBesidePlainQueue(t *testing.T) {
-	rc := newReceiver(t).start()
-	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
+	rc := newReceiver(t, nil).Start()
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
 	fx.appendRound(t, nsRound(1000, 1, "a"))
-	q, err := remotewrite.New(config.Config{URL: rc.url(), Name: "plain"}, fx.walCfg, nil,
+	q, err := remotewrite.New(config.Config{URL: rc.URL(), Name: "plain"}, fx.walCfg, nil,
 		prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, fx.reg))
 	require.NoError(t, err)
 	require.NoError(t, q.Append(context.Background(), nsRound(1000, 1, "a")))
@@ -352,6 +304,6 @@ func TestRouterBesidePlainQueue(t *testing.T) {
 	require.Equal(t, 1.0, metric(t, fx.reg, "kata_monitor_remote_write_samples_appended_total", map[string]string{"endpoint": "plain"}))
 	require.NoError(t, q.Close())
 	require.NoError(t, fx.r.Close())
-	_, err = remotewrite.New(config.Config{URL: rc.url(), Name: "ep", Tenant: &config.TenantConfig{Label: "x"}}, fx.walCfg, nil, nil)
+	_, err = remotewrite.New(config.Config{URL: rc.URL(), Name: "ep", Tenant: &config.TenantConfig{Label: "x"}}, fx.walCfg, nil, nil)
 	require.ErrorContains(t, err, "tenant.New")
 }

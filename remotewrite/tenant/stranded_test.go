@@ -1,8 +1,6 @@
 package tenant
 
 import (
-	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -20,16 +19,8 @@ import (
 // was down, its backlog must be reported like any stranded queue (issue
 // 10, item 3: "every directory under wal.dir that no endpoint owns").
 func TestStrandedTenantQueue(t *testing.T) {
-	var up atomic.Bool
-	rc := newReceiver(t)
-	rc.decide = func(*http.Request, []series.Series) int {
-		if up.Load() {
-			return http.StatusNoContent
-		}
-		return http.StatusServiceUnavailable
-	}
-	rc.start()
-	fx := newRouterFixture(t, rc.url(), "", config.TenantConfig{Label: "cri_namespace"})
+	rc, up := rwtest.NewSwitchReceiver(t)
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
 	stop := fx.run(t)
 	ss := []series.Series{{
 		Labels:  []labels.Label{{Name: "__name__", Value: "m"}, {Name: "cri_namespace", Value: "team-a"}},
@@ -57,7 +48,7 @@ func TestStrandedTenantQueue(t *testing.T) {
 	// Adopted the documented way (name set back, tenant section kept):
 	// the backlog is sent.
 	up.Store(true)
-	fx2 := newRouterFixture(t, rc.url(), fx.walCfg.Dir, config.TenantConfig{Label: "cri_namespace"})
+	fx2 := newRouterFixture(t, rc.URL(), fx.walCfg.Dir, config.TenantConfig{Label: "cri_namespace"})
 	fx2.run(t)
 	require.Eventually(t, func() bool {
 		return metric(t, fx2.reg, "kata_monitor_remote_write_samples_sent_total", nil) == 1

@@ -59,7 +59,8 @@ func Parse(r io.Reader) (Values, error) {
 	return out, sc.Err()
 }
 
-// Sum adds up the samples (counter, gauge or untyped value) of family name
+// Sum adds up the samples (counter, gauge or untyped value, a histogram's
+// or summary's count) of family name
 // gathered from g whose labels include every kv pair (name, value, name,
 // value...), and says how many samples matched: an in-process registry's
 // counterpart of Values, for tests that hold the Gatherer. The error is
@@ -75,7 +76,8 @@ func Sum(g prometheus.Gatherer, name string, kv ...string) (sum float64, matched
 		}
 		for _, m := range mf.GetMetric() {
 			if hasLabels(m.GetLabel(), kv) {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue() +
+					float64(m.GetHistogram().GetSampleCount()+m.GetSummary().GetSampleCount())
 				matched++
 			}
 		}
