@@ -92,27 +92,52 @@ func Load(r io.Reader) (Config, error) {
 	}
 	// First the shape, as a node tree: all unknown keys and bad values at
 	// once, in the file's terms.
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, syntaxErrors(err).orNil()
-	}
-	// A second document in the file is almost certainly a mistake.
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return Config{}, Errors{{Line: extra.Line, Msg: "a second YAML document (after ---): put everything in one"}}
-	} else if !errors.Is(err, io.EOF) {
-		return Config{}, syntaxErrors(err).orNil()
+	doc, err := parseDocument(raw)
+	if err != nil {
+		return Config{}, err
 	}
 	sc := shapeChecker{lines: map[string]int{}}
 	sc.check(&doc, reflect.TypeFor[Config](), "")
-	errs := sc.errs
-	// Then the real, strict decode over the defaults. With shape errors it
-	// runs lax, over the node tree with every refused value blanked (so
-	// the field keeps its default), only so that the other sections can
-	// still be validated: every problem is reported at once.
+	cfg, err := decodeOverDefaults(raw, &doc, &sc)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg.applyListDefaults()
+	errs := append(sc.errs, cfg.settingProblems(&sc)...)
+	if err := errs.orNil(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// parseDocument parses raw as one YAML document (empty: a zero node); a
+// second document in the file is almost certainly a mistake, refused.
+func parseDocument(raw []byte) (yaml.Node, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return doc, syntaxErrors(err).orNil()
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return doc, Errors{{Line: extra.Line, Msg: "a second YAML document (after ---): put everything in one"}}
+	} else if !errors.Is(err, io.EOF) {
+		return doc, syntaxErrors(err).orNil()
+	}
+	return doc, nil
+}
+
+// decodeOverDefaults is the real, strict decode over Default(). With shape
+// errors (sc.errs) it runs lax, over the node tree with every refused
+// value blanked (so the field keeps its default), only so that the other
+// sections can still be validated: every problem is reported at once. An
+// error means there is nothing worth validating: a syntax error the shape
+// check missed, or, with shape errors, a decode stopped half-way (then
+// the error is the shape errors).
+func decodeOverDefaults(raw []byte, doc *yaml.Node, sc *shapeChecker) (Config, error) {
 	cfg := Default()
-	if len(errs) == 0 {
+	var err error
+	if len(sc.errs) == 0 {
 		strict := yaml.NewDecoder(bytes.NewReader(raw))
 		strict.KnownFields(true)
 		err = strict.Decode(&cfg)
@@ -124,28 +149,33 @@ func Load(r io.Reader) (Config, error) {
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
-		if len(errs) == 0 {
+		if len(sc.errs) == 0 {
 			return Config{}, syntaxErrors(err).orNil() // unexpected: the check passed
 		}
 		if !errors.As(err, &te) {
 			// A value's own unmarshaler stopped the decode half-way
 			// although the check blanked every refused value: what
 			// follows is undecoded, so validating it would mislead.
-			return Config{}, errs.orNil()
+			return Config{}, sc.errs.orNil()
 		}
 	}
-	cfg.applyListDefaults()
-	var later Errors
-	if err := cfg.expandExternalLabels(os.LookupEnv); err != nil {
+	return cfg, nil
+}
+
+// settingProblems expands the external labels and validates c, each
+// problem with its line (from sc); a problem in a section that had a bad
+// value is left out: that section holds a default in its place, and what
+// Validate says about it may be an echo of it.
+func (c *Config) settingProblems(sc *shapeChecker) Errors {
+	var later, errs Errors
+	if err := c.expandExternalLabels(os.LookupEnv); err != nil {
 		later = append(later, asErrors(err)...)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		later = append(later, asErrors(err)...)
 	}
 	for _, e := range later {
-		// A section with a bad value holds a default in its place:
-		// what Validate says about that section may be an echo of it.
-		if hasSection(echoes(sc), e.Path) {
+		if hasSection(echoes(*sc), e.Path) {
 			continue
 		}
 		if e.Line == 0 {
@@ -153,10 +183,7 @@ func Load(r io.Reader) (Config, error) {
 		}
 		errs = append(errs, e)
 	}
-	if err := errs.orNil(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return errs
 }
 
 func (c *Config) applyListDefaults() {
