@@ -63,9 +63,11 @@ func (s *scriptedTransport) gaps() []time.Duration {
 // testing/synctest bubble, where the waits between attempts are measured
 // exactly: min_backoff doubling up to max_backoff (each within the 10 %
 // randomization), a Retry-After hint taken as given, failing_since set for
-// the whole streak. The other retry tests talk to a real HTTP receiver,
-// which cannot run in a bubble (network I/O is not durably blocking); they
-// record the waits instead of sleeping.
+// the whole streak. The other retry tests run in bubbles too, against
+// in-memory receivers (rwtest.NewMemReceiver: a socket is not durably
+// blocking, so an httptest server cannot be in a bubble), except the one
+// that needs Go's TLS server on a real socket
+// (TestReviewHTTPToHTTPSRetried), which waits on attempts, not durations.
 func TestBackoffTimes(t *testing.T) {
 	const unavailable = http.StatusServiceUnavailable
 	tests := []struct {

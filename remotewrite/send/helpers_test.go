@@ -27,6 +27,7 @@ var (
 	roundOf           = rwtest.Round
 	requireInOrder    = rwtest.RequireInOrder
 	newReceiver       = rwtest.NewReceiver
+	newMemReceiver    = rwtest.NewMemReceiver
 	newMemQueue       = rwtest.NewMemQueue
 	newSwitchReceiver = rwtest.NewSwitchReceiver
 )
@@ -55,8 +56,6 @@ type testQueue struct {
 	wal    testWAL
 	enc    *codec.Encoder
 	format codec.Format
-	// waits returns the waits recorded by recordSleeps (fastQueue).
-	waits func() []time.Duration
 }
 
 func (q *testQueue) Append(_ context.Context, ss []series.Series) error {
@@ -107,28 +106,30 @@ func testComp(t testing.TB) *codec.Compressor {
 }
 
 // deliverAll appends rounds to q, runs q until its WAL acknowledged block
-// acked, and stops it; Run must not fail.
+// acked, and stops it; Run must not fail. Callers run in a
+// testing/synctest bubble, so the generous wait is on the bubble's clock
+// (a receiver refusing 20 times costs a minute of backoff, no real time).
 func deliverAll(t *testing.T, q *testQueue, acked uint64, rounds ...[]series.Series) {
 	t.Helper()
 	for _, r := range rounds {
 		require.NoError(t, q.Append(context.Background(), r))
 	}
 	stop := runQueue(t, q)
-	require.Eventually(t, func() bool { return q.wal.AckedSeq() == acked }, 20*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return q.wal.AckedSeq() == acked }, 10*time.Minute, 5*time.Millisecond)
 	require.NoError(t, stop())
 }
 
-// fastQueue is a testQueue over a fresh MemQueue for the receiver at url,
-// its queue_config changed by set (nil: defaults), whose waits between
-// attempts are recorded (q.waits) instead of slept.
-func fastQueue(t *testing.T, url string, set func(*config.QueueConfig)) (*testQueue, *rwtest.MemQueue) {
+// fastQueue is a testQueue over a fresh MemQueue whose requests go to an
+// in-memory receiver through rt (Receiver.Transport, HandlerTransport),
+// its queue_config changed by set (nil: defaults). Callers run in a
+// testing/synctest bubble: the real backoff timers then take no time.
+func fastQueue(t *testing.T, rt http.RoundTripper, set func(*config.QueueConfig)) (*testQueue, *rwtest.MemQueue) {
 	t.Helper()
-	cfg := config.Config{URL: url}
+	cfg := config.Config{URL: "http://receiver.test/api/v1/write"}
 	if set != nil {
 		set(&cfg.QueueConfig)
 	}
 	mq := newMemQueue()
-	q, _ := newTestQueue(t, cfg, mq)
-	q.waits = recordSleeps(q)
+	q, _ := newTestQueue(t, cfg, mq, rt)
 	return q, mq
 }

@@ -141,7 +141,7 @@ func (s *Sender) sendBlock(stop, sendCtx context.Context, b wal.Block) bool {
 			s.logger.Warn("receiver refused every series of this request without naming a cause; that is not shown to be about the data (a wrong url or a gateway answers so too): kept, will retry",
 				"seq", b.Seq, "samples", b.Samples, "retry_in", wait, "suppressed", suppressed)
 		}
-		if err := s.sleep(stop, wait); err != nil {
+		if err := sleepCtx(stop, wait); err != nil {
 			return false
 		}
 	}
@@ -383,7 +383,7 @@ func (s *Sender) attempt(stop, sendCtx context.Context, seq uint64, p part) (cli
 			s.logger.Warn("send failed, will retry", "err", err, "seq", seq,
 				"samples", p.samples, "retry_in", wait, "suppressed", suppressed)
 		}
-		if err := s.sleep(stop, wait); err != nil {
+		if err := sleepCtx(stop, wait); err != nil {
 			return client.Written{}, err
 		}
 	}
@@ -457,8 +457,8 @@ func seriesString(ls []labels.Label) string {
 	return b.String()
 }
 
-// sleepCtx waits d or until ctx ends, whichever is first; it is the default
-// of Sender.sleep, which tests replace to observe the waits.
+// sleepCtx waits d or until ctx ends, whichever is first. Tests run the
+// waits in a testing/synctest bubble, where they take no real time.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

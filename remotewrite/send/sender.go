@@ -72,11 +72,6 @@ type Sender struct {
 	// limiter is queue_config.max_bytes_per_second; nil without a cap.
 	limiter *rate.Limiter
 
-	// sleep waits between attempts; tests that check what is sent under
-	// each answer, against a receiver on a real socket (which a
-	// testing/synctest bubble cannot hold), record the waits instead
-	// (set before Run).
-	sleep    func(ctx context.Context, d time.Duration) error
 	retryLog *LogLimiter
 	dropLog  *LogLimiter
 	ackLog   *LogLimiter
@@ -93,7 +88,6 @@ func New(cfg config.Config, rt http.RoundTripper, comp *codec.Compressor, m *Met
 		comp:          comp,
 		flushDeadline: o.FlushDeadline,
 		onFallback:    o.OnFallback,
-		sleep:         sleepCtx,
 	}
 	if bps := int(cfg.QueueConfig.MaxBytesPerSecond); bps > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(bps), bps)

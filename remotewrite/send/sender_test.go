@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,24 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
-
-// recordSleeps replaces q.sleep with one that returns at once (unless ctx
-// ended) and records the requested waits.
-func recordSleeps(q *testQueue) func() []time.Duration {
-	var mu sync.Mutex
-	var waits []time.Duration
-	q.sleep = func(ctx context.Context, d time.Duration) error {
-		mu.Lock()
-		waits = append(waits, d)
-		mu.Unlock()
-		return ctx.Err()
-	}
-	return func() []time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]time.Duration(nil), waits...)
-	}
-}
 
 func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 	tests := []struct {
@@ -47,76 +28,83 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
-				if n < tt.failFirst {
-					return tt.code, nil
+			synctest.Test(t, func(t *testing.T) {
+				rc := newMemReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
+					if n < tt.failFirst {
+						return tt.code, nil
+					}
+					return http.StatusOK, nil
+				})
+				q, mq := fastQueue(t, rc.Transport(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 1; qc.MaxShards = 1 })
+				const rounds, nSeries = 5, 3
+				for r := range rounds {
+					require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
 				}
-				return http.StatusOK, nil
-			}).Start()
-			q, mq := fastQueue(t, rc.URL(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 1; qc.MaxShards = 1 })
-			waits := q.waits
-			const rounds, nSeries = 5, 3
-			for r := range rounds {
-				require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
-			}
-			stop := runQueue(t, q)
-			require.Eventually(t, func() bool { return mq.AckedSeq() == rounds*nSeries }, 10*time.Second, 5*time.Millisecond)
-			require.NoError(t, stop())
+				stop := runQueue(t, q)
+				require.Eventually(t, func() bool { return mq.AckedSeq() == rounds*nSeries }, 10*time.Second, 5*time.Millisecond)
+				require.NoError(t, stop())
 
-			requireInOrder(t, rc.Stored(), nSeries, rounds)
-			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.failed))
-			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.retried))
-			require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
-			require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.requests.WithLabelValues(fmt.Sprint(tt.code))))
-			require.Len(t, waits(), tt.failFirst)
-			prev := time.Duration(0)
-			for _, w := range waits() {
-				// Backoff doubles from min (±10% jitter), never above max.
-				require.GreaterOrEqual(t, w, time.Duration(q.cfg.QueueConfig.MinBackoff)*9/10)
-				require.Greater(t, w, prev)
-				prev = w
-			}
-			require.Positive(t, testutil.ToFloat64(q.metrics.lastSuccess))
-			require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestSent))
-			require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestAppended))
-			require.Zero(t, testutil.ToFloat64(q.metrics.lag))
+				requireInOrder(t, rc.Stored(), nSeries, rounds)
+				require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.failed))
+				require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.retried))
+				require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
+				require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.requests.WithLabelValues(fmt.Sprint(tt.code))))
+				// The first block's attempts come first (one shard, one
+				// sample per block); the gaps between them are the waits.
+				reqs := rc.Requests()
+				prev := time.Duration(0)
+				for i := range tt.failFirst {
+					w := reqs[i+1].At.Sub(reqs[i].At)
+					// Backoff doubles from min (±10% jitter), never above max.
+					require.GreaterOrEqual(t, w, time.Duration(q.cfg.QueueConfig.MinBackoff)*9/10)
+					require.Greater(t, w, prev)
+					prev = w
+				}
+				require.Zero(t, reqs[tt.failFirst+1].At.Sub(reqs[tt.failFirst].At), "no wait after the success")
+				require.Positive(t, testutil.ToFloat64(q.metrics.lastSuccess))
+				require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestSent))
+				require.Equal(t, float64(rounds), testutil.ToFloat64(q.metrics.highestAppended))
+				require.Zero(t, testutil.ToFloat64(q.metrics.lag))
+			})
 		})
 	}
 }
 
 func TestOrderUnderRandomFailures(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	codes := []int{500, 502, 503, 429}
-	rc := newReceiver(t, func(int, *http.Request) (int, map[string]string) {
-		// Called under the receiver's lock, so rng is not shared.
-		if rng.IntN(100) < 35 {
-			return codes[rng.IntN(len(codes))], nil
-		}
-		return http.StatusNoContent, nil
-	}).Start()
-	q, mq := fastQueue(t, rc.URL(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 7; qc.MaxShards = 4 })
-	stop := runQueue(t, q)
-
-	const rounds, nSeries = 60, 40
-	appended := make(chan error, 1)
-	go func() { // rounds arrive while the sender runs
-		for r := range rounds {
-			if err := q.Append(context.Background(), roundOf(r+1, nSeries)); err != nil {
-				appended <- err
-				return
+	synctest.Test(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		codes := []int{500, 502, 503, 429}
+		rc := newMemReceiver(t, func(int, *http.Request) (int, map[string]string) {
+			// Called under the receiver's lock, so rng is not shared.
+			if rng.IntN(100) < 35 {
+				return codes[rng.IntN(len(codes))], nil
 			}
-		}
-		appended <- nil
-	}()
-	require.NoError(t, <-appended)
-	blocksPerRound := (nSeries + 6) / 7
-	require.Eventually(t, func() bool { return mq.AckedSeq() == uint64(rounds*blocksPerRound) }, 30*time.Second, 10*time.Millisecond)
-	require.NoError(t, stop())
+			return http.StatusNoContent, nil
+		})
+		q, mq := fastQueue(t, rc.Transport(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 7; qc.MaxShards = 4 })
+		stop := runQueue(t, q)
 
-	requireInOrder(t, rc.Stored(), nSeries, rounds)
-	require.Positive(t, testutil.ToFloat64(q.metrics.failed), "the receiver did fail")
-	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
-	require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.appended))
+		const rounds, nSeries = 60, 40
+		appended := make(chan error, 1)
+		go func() { // rounds arrive while the sender runs
+			for r := range rounds {
+				if err := q.Append(context.Background(), roundOf(r+1, nSeries)); err != nil {
+					appended <- err
+					return
+				}
+			}
+			appended <- nil
+		}()
+		require.NoError(t, <-appended)
+		blocksPerRound := (nSeries + 6) / 7
+		require.Eventually(t, func() bool { return mq.AckedSeq() == uint64(rounds*blocksPerRound) }, 30*time.Second, 10*time.Millisecond)
+		require.NoError(t, stop())
+
+		requireInOrder(t, rc.Stored(), nSeries, rounds)
+		require.Positive(t, testutil.ToFloat64(q.metrics.failed), "the receiver did fail")
+		require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.sent))
+		require.Equal(t, float64(rounds*nSeries), testutil.ToFloat64(q.metrics.appended))
+	})
 }
 
 func TestShutdownGivesInFlightRequestsAFlushDeadline(t *testing.T) {

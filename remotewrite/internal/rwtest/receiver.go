@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal"
@@ -23,6 +24,7 @@ type GotRequest struct {
 	Header http.Header
 	Req    Request
 	Code   int
+	At     time.Time // when it arrived (the bubble's clock under testing/synctest)
 }
 
 // Receiver is a real HTTP remote-write receiver (httptest): it decodes
@@ -139,7 +141,7 @@ func (rc *Receiver) Handle(w http.ResponseWriter, r *http.Request) {
 	v2, zstd := r.Header.Get("Content-Type") == contentTypeV2, r.Header.Get("Content-Encoding") == "zstd"
 	if rc.V1Only && v2 {
 		http.Error(w, "unsupported", http.StatusUnsupportedMediaType)
-		rc.record(GotRequest{Header: r.Header.Clone(), Code: http.StatusUnsupportedMediaType})
+		rc.record(GotRequest{Header: r.Header.Clone(), Code: http.StatusUnsupportedMediaType, At: time.Now()})
 		return
 	}
 	wr, err := Decode(body, v2, zstd)
@@ -186,7 +188,7 @@ func (rc *Receiver) decide(r *http.Request, wr *Request, body []byte) (int, map[
 	case rc.Respond != nil:
 		code, hdr = rc.Respond(n, r)
 	}
-	rc.all = append(rc.all, GotRequest{Header: r.Header.Clone(), Req: *wr, Code: code})
+	rc.all = append(rc.all, GotRequest{Header: r.Header.Clone(), Req: *wr, Code: code, At: time.Now()})
 	if rc.Tap != nil {
 		rc.Tap(body)
 	}
