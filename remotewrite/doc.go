@@ -63,6 +63,13 @@
 // catch-up at the defaults already runs at about 50 times the production
 // rate (docs/benchmarks.md), and a receiver gets fewer, larger requests.
 //
+// A tenant's queue (remotewrite/tenant) is fed through Stage and Commit
+// instead: the router holds a tenant's series until they fill a block,
+// Stage encodes them and keeps the compressed blocks, and a group is
+// written each time 8,192 series are staged and at Commit, after the
+// round's last chunk. A tenant's share of a round is so ceil(share/8192)
+// groups of the same shape, however many tenants share each chunk.
+//
 // # Remote write 2.0
 //
 // With protobuf_message io.prometheus.write.v2.Request each request has
