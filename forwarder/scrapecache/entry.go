@@ -1,6 +1,7 @@
 package scrapecache
 
 import (
+	"sync"
 	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
@@ -49,6 +50,7 @@ type Env struct {
 	external []labels.Label         // sorted by name
 	layouts  layouts                // shared layouts of the replay path
 	fams     exposition.FamilyTable // shared family sets of pull lines
+	famb     sync.Pool              // *exposition.FamiliesBuilder, one per parse in flight
 	noReplay bool                   // tests: always run the full parser
 }
 

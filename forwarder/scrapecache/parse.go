@@ -274,14 +274,19 @@ func (s *Sandbox) finish(env *Env, round uint64, out *exposition.Lines) bool {
 			}
 		}
 	}
-	s.famb.Reset()
+	b, _ := env.famb.Get().(*exposition.FamiliesBuilder)
+	if b == nil {
+		b = &exposition.FamiliesBuilder{}
+	}
+	b.Reset()
 	for _, d := range s.defs {
 		if out.Meta && !d.locked {
 			continue // as in a pull round: a family without samples has no lines
 		}
-		s.famb.Add(exposition.FamilyMeta{Name: d.fam.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
+		b.Add(exposition.FamilyMeta{Name: d.fam.name, Help: d.help, HasHelp: d.hasHelp, UTF8: d.utf8, Type: d.typ}, d.names)
 	}
-	s.fams = env.fams.Intern(&s.famb, s.fams)
+	s.fams = env.fams.Intern(b, s.fams)
+	env.famb.Put(b)
 	out.SetFamilies(s.fams)
 	return compacted
 }

@@ -41,9 +41,7 @@ type Sandbox struct {
 
 	curRound uint64
 	defs     []famDef // families of this round, in order of appearance
-	// famb builds the round's families for the pull lines; fams is the
-	// shared copy the last round's lines got (Env.fams).
-	famb exposition.FamiliesBuilder
+	// fams is the shared family set the last round's lines got (Env.fams).
 	fams *exposition.Families
 
 	samples []Sample // this round's push samples (collect only)
