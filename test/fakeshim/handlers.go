@@ -46,47 +46,15 @@ func (s *Shim) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	n := s.scrapes.Add(1)
 	accept := r.Header.Get("Accept")
 	s.accept.Store(&accept)
-	if d := time.Duration(s.latency.Load()); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-s.done:
-			t.Stop()
-			drop(w)
-			return
-		}
-	}
-	if s.hang.Load() {
-		select {
-		case <-r.Context().Done():
-		case <-s.done:
-			drop(w)
-		}
+	if !s.stall(w, r) {
 		return
 	}
 	if code := int(s.status.Load()); code != 0 {
 		http.Error(w, fmt.Sprintf("fake shim failure %d", code), code)
 		return
 	}
-
-	var body []byte
-	if b := s.body.Load(); b != nil {
-		body = *b
-	} else if fn := s.bodyFn.Load(); fn != nil {
-		body = (*fn)(n)
-	} else {
-		bp, _ := s.bufs.Get().(*[]byte)
-		if bp == nil {
-			bp = new([]byte)
-		}
-		*bp = s.tmpl.render((*bp)[:0], n)
-		defer s.bufs.Put(bp)
-		body = *bp
-	}
-
+	body, release := s.metricsBody(n)
+	defer release()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	if s.gzip.Load() && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		var zb bytes.Buffer
@@ -107,6 +75,51 @@ func (s *Shim) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write(body) // the client went away: nothing to do
+}
+
+// stall applies the latency and hang knobs; false when the request is
+// over (the client left, or the shim closed and dropped the connection).
+func (s *Shim) stall(w http.ResponseWriter, r *http.Request) bool {
+	if d := time.Duration(s.latency.Load()); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return false
+		case <-s.done:
+			t.Stop()
+			drop(w)
+			return false
+		}
+	}
+	if s.hang.Load() {
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+			drop(w)
+		}
+		return false
+	}
+	return true
+}
+
+// metricsBody is scrape n's exposition: the fixed body, else the body
+// func's, else the template rendered into a pooled buffer that release
+// returns.
+func (s *Shim) metricsBody(n int64) (body []byte, release func()) {
+	if b := s.body.Load(); b != nil {
+		return *b, func() {}
+	}
+	if fn := s.bodyFn.Load(); fn != nil {
+		return (*fn)(n), func() {}
+	}
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = s.tmpl.render((*bp)[:0], n)
+	return *bp, func() { s.bufs.Put(bp) }
 }
 
 // drop closes the connection without an answer, as a dying shim does.
