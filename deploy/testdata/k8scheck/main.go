@@ -139,22 +139,7 @@ func decode(where string, doc []byte, objs *objects) []string {
 	default:
 		return []string{fmt.Sprintf("%s: unexpected %s %s", where, tm.APIVersion, tm.Kind)}
 	}
-	// The API server's strict field validation: YAML with duplicate keys is
-	// refused, then the JSON is matched case-sensitively (encoding/json, and
-	// so yaml.UnmarshalStrict, would take "clusterIp" for "clusterIP").
-	j, err := yaml.YAMLToJSONStrict(doc)
-	if err != nil {
-		return []string{fmt.Sprintf("%s: %s: %v", where, tm.Kind, err)}
-	}
-	strictErrs, err := sigsjson.UnmarshalStrict(j, obj)
-	if err != nil {
-		return []string{fmt.Sprintf("%s: %s: %v", where, tm.Kind, err)}
-	}
-	if len(strictErrs) > 0 {
-		var problems []string
-		for _, e := range strictErrs {
-			problems = append(problems, fmt.Sprintf("%s: %s: %v", where, tm.Kind, e))
-		}
+	if problems := decodeStrict(where+": "+tm.Kind, doc, obj); problems != nil {
 		return problems
 	}
 	if tm.Kind != "Namespace" && obj.GetNamespace() != namespace {
@@ -164,6 +149,27 @@ func decode(where string, doc []byte, objs *objects) []string {
 		keep()
 	}
 	return nil
+}
+
+// decodeStrict decodes doc into obj as the API server's strict field
+// validation does: YAML with duplicate keys is refused, then the JSON is
+// matched case-sensitively (encoding/json, and so yaml.UnmarshalStrict,
+// would take "clusterIp" for "clusterIP"). It returns every problem, each
+// prefixed with where.
+func decodeStrict(where string, doc []byte, obj any) []string {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", where, err)}
+	}
+	strictErrs, err := sigsjson.UnmarshalStrict(j, obj)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", where, err)}
+	}
+	var problems []string
+	for _, e := range strictErrs {
+		problems = append(problems, fmt.Sprintf("%s: %v", where, e))
+	}
+	return problems
 }
 
 func checkObjects(objs objects) []string {
