@@ -368,37 +368,48 @@ type Series struct {
 // query over a window (`selector[window]`), which also returns raw samples.
 func (r *Receiver) Export(ctx context.Context, selector string, start, end time.Time) ([]Series, error) {
 	if r.Kind.isVictoriaMetrics() {
-		if _, err := r.get(ctx, "/internal/force_flush"); err != nil {
-			return nil, err
-		}
-		q := url.Values{"match[]": {selector}, "start": {strconv.FormatInt(start.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix()+1, 10)}}
-		body, err := r.get(ctx, "/api/v1/export?"+q.Encode())
-		if err != nil {
-			return nil, err
-		}
-		var out []Series
-		dec := json.NewDecoder(bytes.NewReader(body))
-		for dec.More() {
-			var line struct {
-				Metric     map[string]string `json:"metric"`
-				Values     []*float64        `json:"values"`
-				Timestamps []int64           `json:"timestamps"`
-			}
-			if err := dec.Decode(&line); err != nil {
-				return nil, fmt.Errorf("decode export: %w", err)
-			}
-			s := Series{Labels: line.Metric, Timestamps: line.Timestamps}
-			for _, v := range line.Values {
-				if v == nil {
-					s.Values = append(s.Values, 0)
-					continue
-				}
-				s.Values = append(s.Values, *v)
-			}
-			out = append(out, s)
-		}
-		return out, nil
+		return r.exportVM(ctx, selector, start, end)
 	}
+	return r.exportPrometheus(ctx, selector, start, end)
+}
+
+// exportVM is Export from VictoriaMetrics: flush, then /api/v1/export.
+func (r *Receiver) exportVM(ctx context.Context, selector string, start, end time.Time) ([]Series, error) {
+	if _, err := r.get(ctx, "/internal/force_flush"); err != nil {
+		return nil, err
+	}
+	q := url.Values{"match[]": {selector}, "start": {strconv.FormatInt(start.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix()+1, 10)}}
+	body, err := r.get(ctx, "/api/v1/export?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	var out []Series
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for dec.More() {
+		var line struct {
+			Metric     map[string]string `json:"metric"`
+			Values     []*float64        `json:"values"`
+			Timestamps []int64           `json:"timestamps"`
+		}
+		if err := dec.Decode(&line); err != nil {
+			return nil, fmt.Errorf("decode export: %w", err)
+		}
+		s := Series{Labels: line.Metric, Timestamps: line.Timestamps}
+		for _, v := range line.Values {
+			if v == nil {
+				s.Values = append(s.Values, 0)
+				continue
+			}
+			s.Values = append(s.Values, *v)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// exportPrometheus is Export from Prometheus: an instant query of
+// selector[window] at end.
+func (r *Receiver) exportPrometheus(ctx context.Context, selector string, start, end time.Time) ([]Series, error) {
 	window := int64(end.Sub(start)/time.Second) + 1
 	q := url.Values{"query": {fmt.Sprintf("%s[%ds]", selector, window)}, "time": {strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64)}}
 	body, err := r.get(ctx, "/api/v1/query?"+q.Encode())

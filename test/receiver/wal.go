@@ -45,72 +45,95 @@ func (r *Receiver) ReadWAL() ([]WALSeries, error) {
 		return nil, errors.New("stop the receiver before reading its WAL")
 	}
 	dir := filepath.Join(r.dir, "data", "wal")
-	var readers []io.ReadCloser
+	readers, err := walReaders(dir)
 	defer func() {
 		for _, rc := range readers {
 			rc.Close()
 		}
 	}()
-	cp, _, err := wlog.LastCheckpoint(dir)
-	switch {
-	case err == nil:
-		rc, err := wlog.NewSegmentsReader(cp)
-		if err != nil {
-			return nil, fmt.Errorf("checkpoint %s: %w", cp, err)
-		}
-		readers = append(readers, rc)
-	case !errors.Is(err, record.ErrNotFound):
-		return nil, fmt.Errorf("checkpoint in %s: %w", dir, err)
-	}
-	rc, err := wlog.NewSegmentsReader(dir)
 	if err != nil {
-		return nil, fmt.Errorf("segments in %s: %w", dir, err)
+		return nil, err
 	}
-	readers = append(readers, rc)
-
-	dec := record.NewDecoder(labels.NewSymbolTable(), slog.New(slog.DiscardHandler))
-	byRef := map[chunks.HeadSeriesRef]int{}
-	var out []WALSeries
-	var series []record.RefSeries
-	var mds []record.RefMetadata
+	wd := walDecoder{dec: record.NewDecoder(labels.NewSymbolTable(), slog.New(slog.DiscardHandler)), byRef: map[chunks.HeadSeriesRef]int{}}
 	for _, rc := range readers {
 		rd := wlog.NewReader(rc)
 		for rd.Next() {
-			rec := rd.Record()
-			switch dec.Type(rec) {
-			case record.Series:
-				if series, err = dec.Series(rec, series[:0]); err != nil {
-					return nil, fmt.Errorf("series record in segment %d: %w", rd.Segment(), err)
-				}
-				for _, s := range series {
-					if _, ok := byRef[s.Ref]; ok {
-						continue
-					}
-					byRef[s.Ref] = len(out)
-					// The decoder's labels alias the record's bytes.
-					out = append(out, WALSeries{Ref: uint64(s.Ref), Labels: s.Labels.Copy()})
-				}
-			case record.Metadata:
-				if mds, err = dec.Metadata(rec, mds[:0]); err != nil {
-					return nil, fmt.Errorf("metadata record in segment %d: %w", rd.Segment(), err)
-				}
-				for _, m := range mds {
-					i, ok := byRef[m.Ref]
-					if !ok {
-						return nil, fmt.Errorf("metadata record for ref %d before its series record", m.Ref)
-					}
-					out[i].Metadata = &metadata.Metadata{Type: record.ToMetricType(m.Type), Unit: m.Unit, Help: m.Help}
-				}
+			if err := wd.add(rd.Record()); err != nil {
+				return nil, fmt.Errorf("segment %d: %w", rd.Segment(), err)
 			}
 		}
 		if err := rd.Err(); err != nil {
 			return nil, fmt.Errorf("read WAL %s: %w", dir, err)
 		}
 	}
-	if len(out) == 0 {
+	if len(wd.out) == 0 {
 		if _, err := os.Stat(dir); err != nil {
 			return nil, err
 		}
 	}
-	return out, nil
+	return wd.out, nil
+}
+
+// walReaders opens the WAL in dir for reading: its last checkpoint, if
+// any, then its segments. The caller closes what is returned, also with an
+// error.
+func walReaders(dir string) ([]io.ReadCloser, error) {
+	var readers []io.ReadCloser
+	cp, _, err := wlog.LastCheckpoint(dir)
+	switch {
+	case err == nil:
+		rc, err := wlog.NewSegmentsReader(cp)
+		if err != nil {
+			return readers, fmt.Errorf("checkpoint %s: %w", cp, err)
+		}
+		readers = append(readers, rc)
+	case !errors.Is(err, record.ErrNotFound):
+		return readers, fmt.Errorf("checkpoint in %s: %w", dir, err)
+	}
+	rc, err := wlog.NewSegmentsReader(dir)
+	if err != nil {
+		return readers, fmt.Errorf("segments in %s: %w", dir, err)
+	}
+	return append(readers, rc), nil
+}
+
+// walDecoder collects the series of Series records, in ref order of first
+// appearance, and attaches each Metadata record to its series.
+type walDecoder struct {
+	dec    record.Decoder
+	byRef  map[chunks.HeadSeriesRef]int
+	out    []WALSeries
+	series []record.RefSeries
+	mds    []record.RefMetadata
+}
+
+// add decodes one record; other record types are skipped.
+func (w *walDecoder) add(rec []byte) error {
+	var err error
+	switch w.dec.Type(rec) {
+	case record.Series:
+		if w.series, err = w.dec.Series(rec, w.series[:0]); err != nil {
+			return fmt.Errorf("series record: %w", err)
+		}
+		for _, s := range w.series {
+			if _, ok := w.byRef[s.Ref]; ok {
+				continue
+			}
+			w.byRef[s.Ref] = len(w.out)
+			// The decoder's labels alias the record's bytes.
+			w.out = append(w.out, WALSeries{Ref: uint64(s.Ref), Labels: s.Labels.Copy()})
+		}
+	case record.Metadata:
+		if w.mds, err = w.dec.Metadata(rec, w.mds[:0]); err != nil {
+			return fmt.Errorf("metadata record: %w", err)
+		}
+		for _, m := range w.mds {
+			i, ok := w.byRef[m.Ref]
+			if !ok {
+				return fmt.Errorf("metadata record for ref %d before its series record", m.Ref)
+			}
+			w.out[i].Metadata = &metadata.Metadata{Type: record.ToMetricType(m.Type), Unit: m.Unit, Help: m.Help}
+		}
+	}
+	return nil
 }
