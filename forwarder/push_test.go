@@ -145,65 +145,74 @@ func TestPushStaleness(t *testing.T) {
 	}
 }
 
+// stalenessStep is one scheduled round of testPushStaleness: the live
+// sandboxes and their bodies, a failing one, an optional pull round
+// before it, and the series (name/sandbox[/pod]) pushed with a value and
+// with a staleness marker.
+type stalenessStep struct {
+	name     string
+	ids      []string
+	bodies   map[string]string
+	fail     string
+	pull     bool   // a pull round before the scheduled one
+	failPull string // fails during that pull round only
+	want     []string
+	wantNaN  []string
+}
+
+var stalenessSteps = []stalenessStep{{
+	name:   "first round",
+	ids:    []string{"aaa", "bbb"},
+	bodies: map[string]string{"aaa": "up 1\nx 2\n", "bbb": "up 3\n"},
+	want:   []string{"up/aaa", "x/aaa", "up/bbb"},
+}, {
+	name:    "sandbox and series vanish: one marker each",
+	ids:     []string{"aaa"},
+	bodies:  map[string]string{"aaa": "up 1\n"},
+	want:    []string{"up/aaa"},
+	wantNaN: []string{"x/aaa", "up/bbb"},
+}, {
+	name: "markers are sent once",
+	ids:  []string{"aaa"},
+	want: []string{"up/aaa"},
+}, {
+	name:    "failed scrape",
+	ids:     []string{"aaa"},
+	fail:    "aaa",
+	wantNaN: []string{"up/aaa"},
+}, {
+	name: "still failing",
+	ids:  []string{"aaa"},
+	fail: "aaa",
+}, {
+	name:   "recovered, series back, a pull round in between",
+	ids:    []string{"aaa", "bbb"},
+	bodies: map[string]string{"aaa": "up 1\nx 2\n", "bbb": "up 3\n"},
+	want:   []string{"up/aaa", "x/aaa", "up/bbb"},
+}, {
+	name:    "series vanishes during a pull round",
+	ids:     []string{"aaa", "bbb"},
+	bodies:  map[string]string{"aaa": "up 1\n"},
+	pull:    true,
+	want:    []string{"up/aaa", "up/bbb"},
+	wantNaN: []string{"x/aaa"},
+}, {
+	name:     "scrape fails in a pull round only: no marker, the series is back",
+	ids:      []string{"aaa", "bbb"},
+	pull:     true,
+	failPull: "aaa",
+	want:     []string{"up/aaa", "up/bbb"},
+}, {
+	name:    "pod metadata arrives: the labels change, old series end",
+	ids:     []string{"aaa", "bbb"},
+	want:    []string{"up/aaa/web", "up/bbb"},
+	wantNaN: []string{"up/aaa"},
+}}
+
+// testPushStaleness runs stalenessSteps in order; the last step gives pod
+// aaa its metadata.
 func testPushStaleness(t *testing.T, opt rigOpt) {
-	type step struct {
-		name     string
-		ids      []string
-		bodies   map[string]string
-		fail     string
-		pull     bool   // a pull round before the scheduled one
-		failPull string // fails during that pull round only
-		want     []string
-		wantNaN  []string
-	}
-	steps := []step{{
-		name:   "first round",
-		ids:    []string{"aaa", "bbb"},
-		bodies: map[string]string{"aaa": "up 1\nx 2\n", "bbb": "up 3\n"},
-		want:   []string{"up/aaa", "x/aaa", "up/bbb"},
-	}, {
-		name:    "sandbox and series vanish: one marker each",
-		ids:     []string{"aaa"},
-		bodies:  map[string]string{"aaa": "up 1\n"},
-		want:    []string{"up/aaa"},
-		wantNaN: []string{"x/aaa", "up/bbb"},
-	}, {
-		name: "markers are sent once",
-		ids:  []string{"aaa"},
-		want: []string{"up/aaa"},
-	}, {
-		name:    "failed scrape",
-		ids:     []string{"aaa"},
-		fail:    "aaa",
-		wantNaN: []string{"up/aaa"},
-	}, {
-		name: "still failing",
-		ids:  []string{"aaa"},
-		fail: "aaa",
-	}, {
-		name:   "recovered, series back, a pull round in between",
-		ids:    []string{"aaa", "bbb"},
-		bodies: map[string]string{"aaa": "up 1\nx 2\n", "bbb": "up 3\n"},
-		want:   []string{"up/aaa", "x/aaa", "up/bbb"},
-	}, {
-		name:    "series vanishes during a pull round",
-		ids:     []string{"aaa", "bbb"},
-		bodies:  map[string]string{"aaa": "up 1\n"},
-		pull:    true,
-		want:    []string{"up/aaa", "up/bbb"},
-		wantNaN: []string{"x/aaa"},
-	}, {
-		name:     "scrape fails in a pull round only: no marker, the series is back",
-		ids:      []string{"aaa", "bbb"},
-		pull:     true,
-		failPull: "aaa",
-		want:     []string{"up/aaa", "up/bbb"},
-	}, {
-		name:    "pod metadata arrives: the labels change, old series end",
-		ids:     []string{"aaa", "bbb"},
-		want:    []string{"up/aaa/web", "up/bbb"},
-		wantNaN: []string{"up/aaa"},
-	}}
+	steps := stalenessSteps
 	r := newRig(t, withPush, opt)
 	for i, s := range steps {
 		r.clock.Add(15 * time.Second)
