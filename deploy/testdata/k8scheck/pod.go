@@ -190,36 +190,41 @@ func checkConfigVolume(p *problemList, spec corev1.PodSpec, c corev1.Container, 
 		switch {
 		case src.ConfigMap != nil:
 			cm, ok := objs.configMaps[src.ConfigMap.Name]
-			if !ok {
-				p.addf("config volume: ConfigMap %q is not defined", src.ConfigMap.Name)
-				continue
-			}
-			for _, it := range src.ConfigMap.Items {
-				if _, ok := cm.Data[it.Key]; !ok {
-					p.addf("config volume: ConfigMap %s has no key %s", cm.Name, it.Key)
-				}
-				paths[it.Path] = true
-			}
+			checkProjected(p, paths, "ConfigMap", src.ConfigMap.Name, ok, src.ConfigMap.Items, func(key string) bool {
+				_, in := cm.Data[key]
+				return in
+			})
 		case src.Secret != nil:
 			s, ok := objs.secrets[src.Secret.Name]
-			if !ok {
-				p.addf("config volume: Secret %q is not defined", src.Secret.Name)
-				continue
-			}
+			checkProjected(p, paths, "Secret", src.Secret.Name, ok, src.Secret.Items, func(key string) bool {
+				_, inData := s.Data[key]
+				_, inString := s.StringData[key]
+				return inData || inString
+			})
 			for _, it := range src.Secret.Items {
-				_, inData := s.Data[it.Key]
-				_, inString := s.StringData[it.Key]
-				if !inData && !inString {
-					p.addf("config volume: Secret %s has no key %s", s.Name, it.Key)
-				}
-				if !strings.HasPrefix(it.Path, "secrets/") {
+				if ok && !strings.HasPrefix(it.Path, "secrets/") {
 					p.addf("config volume: secret key %s projected outside secrets/", it.Key)
 				}
-				paths[it.Path] = true
 			}
 		}
 	}
 	if !paths["config.yaml"] {
 		p.addf("config volume: config.yaml is not projected")
+	}
+}
+
+// checkProjected checks one projected source of the config volume: the
+// object kind name must exist (defined) and have every item's key (has);
+// the items' paths are added to paths.
+func checkProjected(p *problemList, paths map[string]bool, kind, name string, defined bool, items []corev1.KeyToPath, has func(key string) bool) {
+	if !defined {
+		p.addf("config volume: %s %q is not defined", kind, name)
+		return
+	}
+	for _, it := range items {
+		if !has(it.Key) {
+			p.addf("config volume: %s %s has no key %s", kind, name, it.Key)
+		}
+		paths[it.Path] = true
 	}
 }
