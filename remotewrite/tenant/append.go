@@ -140,7 +140,10 @@ func (r *Router) stage(ctx context.Context, b *bucket) error {
 	if err := ctx.Err(); err != nil || tq == nil {
 		return err
 	}
-	err := tq.q.Stage(ctx, b.held)
+	// Past this check the series are staged whatever ctx does next: a
+	// shutdown arriving inside Stage would have it refuse them, and
+	// reset would then lose them uncounted.
+	err := tq.q.Stage(context.WithoutCancel(ctx), b.held)
 	b.reset()
 	if err != nil {
 		return fmt.Errorf("tenant %q: %w", b.tenant, err)
@@ -223,8 +226,11 @@ func (r *Router) commit(ctx context.Context) error {
 				continue
 			}
 		}
+		// Not ctx: a shutdown arriving now would leave the stage unwritten
+		// with tq no longer marked staged, and closeIdle could then close
+		// the queue and remove its directory with the series.
 		tq.staged = false
-		if err := tq.q.Commit(ctx); err != nil {
+		if err := tq.q.Commit(context.WithoutCancel(ctx)); err != nil {
 			errs = append(errs, fmt.Errorf("tenant %q: %w", tq.name, err))
 		}
 	}
