@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,19 +54,9 @@ func (f *routerFixture) appendRound(t *testing.T, ss []series.Series) {
 	require.NoError(t, f.r.Commit(context.Background()))
 }
 
-func (f *routerFixture) run(t *testing.T) (stop func() error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- f.r.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() { cancel(); err = <-errc })
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
+// run runs the router in the background until the returned stop (or the
+// test's end).
+func (f *routerFixture) run(t *testing.T) (stop func() error) { return rwtest.Run(t, f.r.Run) }
 
 // nsRound is one round: per namespace, n series with one sample at ts;
 // namespace "" leaves the label out. Every other series is given as a
