@@ -66,11 +66,11 @@ func (b *bucket) reset() {
 // the round was chunked and its tenants interleaved, where one group and
 // one short request per chunk per tenant cost routing a WAL write, an
 // fsync, an acknowledgement and a request each (docs/benchmarks.md,
-// "Tenant routing"). Series of a tenant that
-// cannot have a queue (invalid name, or tenant.max_tenants reached) are
-// dropped and counted. Append does not retain ss (forwarder.Appender's
-// contract) and blocks only on the local disk. Errors of several tenants
-// are joined; the other tenants' series are taken regardless.
+// "Tenant routing"). Series of a tenant that cannot have a queue (invalid
+// name, or tenant.max_tenants reached) are dropped and counted. Append
+// does not retain ss (forwarder.Appender's contract) and blocks only on
+// the local disk. Errors of several tenants are joined; the other
+// tenants' series are taken regardless.
 func (r *Router) Append(ctx context.Context, ss []series.Series) error {
 	if err := ctx.Err(); err != nil {
 		return err
