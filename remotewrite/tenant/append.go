@@ -24,7 +24,7 @@ type bucket struct {
 	// tenant's queue, or why its series are dropped.
 	call   uint64
 	tq     *tenantQueue
-	reason string // tenant_limit or tenant_invalid when tq is nil
+	reason string // tenant_limit, tenant_invalid or tenant_queue_error when tq is nil
 	cause  error
 	// dropped counts this call's samples dropped for reason.
 	dropped     int
@@ -154,7 +154,7 @@ func (r *Router) stage(ctx context.Context, b *bucket) error {
 // resolve finds b's queue for this Append call, opening it on first sight,
 // or the reason b's series are dropped (r.mu held). An error opening the
 // queue is returned (the forwarder counts it); b's series of this call are
-// then not taken.
+// then dropped and counted (tenant_queue_error).
 func (r *Router) resolve(b *bucket, now time.Time) error {
 	b.call, b.dropped = r.call, 0
 	b.tq, b.reason, b.cause = r.tenants[b.tenant], "", nil
@@ -170,6 +170,9 @@ func (r *Router) resolve(b *bucket, now time.Time) error {
 	default:
 		tq, err := r.openTenant(b.tenant)
 		if err != nil {
+			// Dropped and counted like an invalid tenant's, so the
+			// router's accounting stays exact; the next call tries again.
+			b.reason, b.cause = reasonTenantQueueError, err
 			return err
 		}
 		b.tq, tq.lastAppend = tq, now

@@ -2,6 +2,8 @@ package tenant
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,4 +99,23 @@ func TestRouterCommitCancelledThenIdle(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // polling the receiver, not synchronising
 	}
 	require.Len(t, rc.Stored(), 1, "the receiver stored the series")
+}
+
+// TestRouterOpenFailureCounted: the series of a tenant whose queue cannot
+// be opened (its WAL directory cannot be created) are dropped, and counted
+// under reason tenant_queue_error like those of an invalid tenant, so the
+// router's accounting stays exact; the other tenants' series are taken.
+func TestRouterOpenFailureCounted(t *testing.T) {
+	rc := newReceiver(t, nil).Start()
+	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
+	// A file where tenant x's queue directory goes.
+	require.NoError(t, os.WriteFile(filepath.Join(fx.walCfg.Dir, fx.cfg.Name, dirOf("x")), nil, 0o600))
+	err := fx.r.Append(context.Background(), []series.Series{
+		mkSeries("m", []series.Sample{{Timestamp: 1, Value: 1}, {Timestamp: 2, Value: 2}}, "cri_namespace", "x", "idx", "0"),
+		mkSeries("m", []series.Sample{{Timestamp: 1, Value: 1}}, "cri_namespace", "y", "idx", "0"),
+	})
+	require.ErrorContains(t, err, `tenant "x"`)
+	require.NoError(t, fx.r.Commit(context.Background()))
+	require.Equal(t, 2.0, metric(t, fx.reg, "kata_monitor_remote_write_tenant_samples_dropped_total", map[string]string{"reason": "tenant_queue_error"}))
+	require.Equal(t, 1.0, metric(t, fx.reg, "kata_monitor_remote_write_samples_appended_total", map[string]string{"tenant": "y"}))
 }

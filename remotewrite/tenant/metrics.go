@@ -26,11 +26,12 @@ func newRouterMetrics(reg prometheus.Registerer, endpoint string) (*routerMetric
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kata_monitor", Subsystem: "remote_write", Name: "tenant_samples_dropped_total", ConstLabels: labels,
-			Help: "Samples dropped before any tenant's queue, by reason: tenant_limit (tenant.max_tenants queues open), tenant_invalid (the label value is not a valid tenant name).",
+			Help: "Samples dropped before any tenant's queue, by reason: tenant_limit (tenant.max_tenants queues open), tenant_invalid (the label value is not a valid tenant name), tenant_queue_error (the tenant's queue could not be opened, e.g. its WAL directory; tried again next round).",
 		}, []string{"reason"}),
 	}
 	m.dropped.WithLabelValues(reasonTenantLimit)
 	m.dropped.WithLabelValues(reasonTenantInvalid)
+	m.dropped.WithLabelValues(reasonTenantQueueError)
 	if reg == nil {
 		return m, nil
 	}

@@ -26,6 +26,9 @@ import (
 const (
 	reasonTenantLimit   = "tenant_limit"
 	reasonTenantInvalid = "tenant_invalid"
+	// reasonTenantQueueError: the tenant's queue could not be opened (its
+	// WAL directory, say); the next round tries again.
+	reasonTenantQueueError = "tenant_queue_error"
 )
 
 // ackEvery is how often at most a tenant queue persists its acknowledged
