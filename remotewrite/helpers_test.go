@@ -3,8 +3,10 @@ package remotewrite
 import (
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
@@ -50,3 +52,22 @@ func newTestQueue(t *testing.T, cfg config.Config, bq blockQueue) (*Queue, *prom
 
 // runQueue runs q in the background (rwtest.Run).
 func runQueue(t *testing.T, q *Queue) (stop func() error) { return rwtest.Run(t, q.Run) }
+
+// These tests run the real WAL and an httptest receiver through New, so
+// they run outside a testing/synctest bubble (a socket is not durably
+// blocking); they wait on conditions, and fastRetries keeps the real
+// backoff between attempts to milliseconds.
+
+// fastRetries returns c with a backoff of 1 to 5 ms.
+func fastRetries(c config.Config) config.Config {
+	c.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
+	c.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
+	return c
+}
+
+// tempWAL is the default wal block in a fresh temporary directory.
+func tempWAL(t *testing.T) config.WALConfig {
+	w := config.DefaultWALConfig()
+	w.Dir = t.TempDir()
+	return w
+}

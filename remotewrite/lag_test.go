@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
@@ -20,11 +19,8 @@ import (
 // sent.
 func TestLagGrowsFromStartAndAcrossRestarts(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
-	cfg := config.Config{URL: rc.URL(), Name: "lag"}
-	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
-	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
-	walCfg := config.DefaultWALConfig()
-	walCfg.Dir = t.TempDir()
+	cfg := fastRetries(config.Config{URL: rc.URL(), Name: "lag"})
+	walCfg := tempWAL(t)
 	reg := prometheus.NewRegistry()
 	t0 := time.UnixMilli(1_700_000_000_000)
 	var now atomic.Int64 // ms

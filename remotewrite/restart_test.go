@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
@@ -21,12 +20,9 @@ import (
 func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
 
-	cfg := config.Config{URL: rc.URL(), Name: "primary"}
+	cfg := fastRetries(config.Config{URL: rc.URL(), Name: "primary"})
 	cfg.QueueConfig.MaxSamplesPerSend = 5
-	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
-	cfg.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
-	walCfg := config.DefaultWALConfig()
-	walCfg.Dir = t.TempDir()
+	walCfg := tempWAL(t)
 	reg := prometheus.NewRegistry()
 	const nSeries, before, after = 12, 20, 5
 
@@ -67,8 +63,7 @@ func TestRestartDeliversQueuedRoundsOnce(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	walCfg := config.DefaultWALConfig()
-	walCfg.Dir = t.TempDir()
+	walCfg := tempWAL(t)
 	tests := []struct {
 		name    string
 		cfg     config.Config

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
@@ -26,11 +25,9 @@ import (
 // directory's name delivers every pending sample.
 func TestStrandedQueueReportedThenAdopted(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
-	walCfg := config.DefaultWALConfig()
-	walCfg.Dir = t.TempDir()
+	walCfg := tempWAL(t)
 	fast := func(c config.Config) config.Config {
-		c.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
-		c.QueueConfig.MaxBackoff = model.Duration(5 * time.Millisecond)
+		c = fastRetries(c)
 		c.ApplyDefaults()
 		return c
 	}

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -68,18 +69,30 @@ func TestMarshalV1MatchesPrompb(t *testing.T) {
 	}
 	var m marshaler
 	for i, ss := range cases {
-		want, err := toPrompb(ss).Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := m.marshalV1(ss)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("case %d: marshalV1\n%x\nprompb\n%x", i, got, want)
-		}
+		requireMarshalV1(t, &m, i, ss)
 	}
+}
+
+// requireMarshalV1 fails the test unless m.marshalV1 writes the bytes
+// prompb's generated marshaller writes for case i, ss.
+func requireMarshalV1(t *testing.T, m *marshaler, i int, ss []series.Series) {
+	t.Helper()
+	want, werr := toPrompb(ss).Marshal()
+	got, gerr := m.marshalV1(ss)
+	sameBytes(t, i, got, gerr, want, werr)
+}
+
+// sameBytes fails the test unless both marshallings of case i succeeded
+// with the same bytes, and returns them.
+func sameBytes(t *testing.T, i int, got []byte, gotErr error, want []byte, wantErr error) []byte {
+	t.Helper()
+	if err := errors.Join(gotErr, wantErr); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("case %d: got\n%x\nwant\n%x", i, got, want)
+	}
+	return got
 }
 
 // randomTemplateSeries returns n series of random templates (shared by
@@ -152,17 +165,9 @@ func TestMarshalV2PreparedMatches(t *testing.T) {
 	}
 	for i := range 300 {
 		ss := randomTemplateSeries(rng, rng.IntN(30))
-		want, err := plain.marshalV2(materialized(ss))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := m.marshalV2(ss)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("case %d: templates\n%x\nlabels\n%x", i, got, want)
-		}
+		want, werr := plain.marshalV2(materialized(ss))
+		g, gerr := m.marshalV2(ss)
+		got := sameBytes(t, i, g, gerr, want, werr) // templates, labels
 		dec, err := comp.DecodeRequest(comp.Compress(nil, got, FormatV2), FormatV2)
 		if err != nil {
 			t.Fatal(err)
@@ -184,18 +189,7 @@ func TestMarshalV1PreparedMatchesPrompb(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var m marshaler
 	for i := range 300 {
-		ss := randomTemplateSeries(rng, rng.IntN(30))
-		want, err := toPrompb(ss).Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := m.marshalV1(ss)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("case %d: marshalV1\n%x\nprompb\n%x", i, got, want)
-		}
+		requireMarshalV1(t, &m, i, randomTemplateSeries(rng, rng.IntN(30)))
 	}
 	// A template's labels: slot values filled in, empty ones left out.
 	tm := series.NewTemplate([]labels.Label{{Name: "__name__", Value: "up"}, {Name: "a", Value: "ignored"}, {Name: "b", Value: "lit"}, {Name: "c"}},
@@ -264,14 +258,7 @@ func FuzzMarshalV1Prepared(f *testing.F) {
 // BenchmarkMarshalV1 marshals one chunk of 8192 series of 12 labels and
 // one sample, as the forwarder hands them over, as a 1.0 request.
 func BenchmarkMarshalV1(b *testing.B) {
-	ss := make([]series.Series, 8192)
-	for i := range ss {
-		ls := make([]labels.Label, 12)
-		for j := range ls {
-			ls[j] = labels.Label{Name: "label_name_" + string(rune('a'+j)), Value: "some_label_value_0123456789"}
-		}
-		ss[i] = series.Series{Labels: ls, Samples: []series.Sample{{Value: float64(i), Timestamp: 1_700_000_000_000}}}
-	}
+	ss := benchChunk()
 	b.Run("direct", func(b *testing.B) {
 		var m marshaler
 		b.ReportAllocs()
@@ -343,14 +330,7 @@ func templated(ss []series.Series) []series.Series {
 // of 2000 series as 2.0, the series given as label sets and as templates
 // (prepared.go).
 func BenchmarkMarshalV2(b *testing.B) {
-	ss := make([]series.Series, 8192)
-	for i := range ss {
-		ls := make([]labels.Label, 12)
-		for j := range ls {
-			ls[j] = labels.Label{Name: "label_name_" + string(rune('a'+j)), Value: "some_label_value_0123456789"}
-		}
-		ss[i] = series.Series{Labels: ls, Samples: []series.Sample{{Value: float64(i), Timestamp: 1_700_000_000_000}}}
-	}
+	ss := benchChunk()
 	tss := templated(ss)
 	for _, bc := range []struct {
 		name string
@@ -405,4 +385,18 @@ func BenchmarkCompressSnappy(b *testing.B) {
 	if err != nil || !bytes.Equal(got, raw) {
 		b.Fatalf("golang/snappy cannot read s2's block: %v", err)
 	}
+}
+
+// benchChunk is one chunk of 8192 series of 12 labels and one sample, as
+// the forwarder hands them over.
+func benchChunk() []series.Series {
+	ss := make([]series.Series, 8192)
+	for i := range ss {
+		ls := make([]labels.Label, 12)
+		for j := range ls {
+			ls[j] = labels.Label{Name: "label_name_" + string(rune('a'+j)), Value: "some_label_value_0123456789"}
+		}
+		ss[i] = series.Series{Labels: ls, Samples: []series.Sample{{Value: float64(i), Timestamp: 1_700_000_000_000}}}
+	}
+	return ss
 }

@@ -303,11 +303,9 @@ func TestConfigValidate(t *testing.T) {
 			c.ApplyDefaults()
 			tt.mutate(&c)
 			err := c.Validate()
-			if tt.wantErr == "" {
-				require.NoError(t, err)
+			if !requireErr(t, err, tt.wantErr) {
 				return
 			}
-			require.ErrorContains(t, err, tt.wantErr)
 			require.True(t, strings.HasPrefix(err.Error(), strings.SplitN(tt.wantErr, ":", 2)[0]+":"),
 				"the error starts with the key path: %v", err)
 		})
@@ -332,12 +330,7 @@ func TestWALConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultWALConfig()
 			tt.mutate(&c)
-			err := c.Validate()
-			if tt.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tt.wantErr)
+			requireErr(t, c.Validate(), tt.wantErr)
 		})
 	}
 }
@@ -481,4 +474,16 @@ func TestDecodeUnknownKeys(t *testing.T) {
 			require.ErrorContains(t, err, tt.want)
 		})
 	}
+}
+
+// requireErr checks err against want: nil when want is empty, else an
+// error containing want. It reports whether an error was wanted.
+func requireErr(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want == "" {
+		require.NoError(t, err)
+		return false
+	}
+	require.ErrorContains(t, err, want)
+	return true
 }

@@ -124,9 +124,16 @@ func validateHTTPHeaders(h *commoncfg.Headers) error {
 	return nil
 }
 
-// both reports the error for a value given inline and from a file.
-func both(inline, file string) error {
-	return fmt.Errorf("%s: at most one of %s and %s", file, inline, file)
+// secret checks a value that may be given inline (key) or read from a
+// file (key_file): at most one of both, and the file readable now.
+func secret(key, inline, file string) error {
+	if inline != "" && file != "" {
+		return fmt.Errorf("%s_file: at most one of %s and %s_file", key, key, key)
+	}
+	if err := readable(file); err != nil {
+		return fmt.Errorf("%s_file: %w", key, err)
+	}
+	return nil
 }
 
 // noRef refuses a secret-manager reference.
@@ -141,19 +148,10 @@ func validateBasicAuth(b *commoncfg.BasicAuth) error {
 	if err := errors.Join(noRef("username_ref", b.UsernameRef, "username_file"), noRef("password_ref", b.PasswordRef, "password_file")); err != nil {
 		return err
 	}
-	if b.Username != "" && b.UsernameFile != "" {
-		return both("username", "username_file")
+	if err := secret("username", b.Username, b.UsernameFile); err != nil {
+		return err
 	}
-	if b.Password != "" && b.PasswordFile != "" {
-		return both("password", "password_file")
-	}
-	if err := readable(b.UsernameFile); err != nil {
-		return fmt.Errorf("username_file: %w", err)
-	}
-	if err := readable(b.PasswordFile); err != nil {
-		return fmt.Errorf("password_file: %w", err)
-	}
-	return nil
+	return secret("password", string(b.Password), b.PasswordFile)
 }
 
 func validateAuthorization(a *commoncfg.Authorization) error {
@@ -163,13 +161,7 @@ func validateAuthorization(a *commoncfg.Authorization) error {
 	if strings.EqualFold(strings.TrimSpace(a.Type), "basic") {
 		return errors.New(`type: "basic" is not allowed, use basic_auth`)
 	}
-	if a.Credentials != "" && a.CredentialsFile != "" {
-		return both("credentials", "credentials_file")
-	}
-	if err := readable(a.CredentialsFile); err != nil {
-		return fmt.Errorf("credentials_file: %w", err)
-	}
-	return nil
+	return secret("credentials", string(a.Credentials), a.CredentialsFile)
 }
 
 func validateOAuth2(o *commoncfg.OAuth2) error {
@@ -186,17 +178,11 @@ func validateOAuth2(o *commoncfg.OAuth2) error {
 	if err := validateURL(o.TokenURL); err != nil {
 		return fmt.Errorf("token_url: %w", err)
 	}
-	if o.ClientSecret != "" && o.ClientSecretFile != "" {
-		return both("client_secret", "client_secret_file")
+	if err := secret("client_secret", string(o.ClientSecret), o.ClientSecretFile); err != nil {
+		return err
 	}
-	if o.ClientCertificateKey != "" && o.ClientCertificateKeyFile != "" {
-		return both("client_certificate_key", "client_certificate_key_file")
-	}
-	if err := readable(o.ClientSecretFile); err != nil {
-		return fmt.Errorf("client_secret_file: %w", err)
-	}
-	if err := readable(o.ClientCertificateKeyFile); err != nil {
-		return fmt.Errorf("client_certificate_key_file: %w", err)
+	if err := secret("client_certificate_key", string(o.ClientCertificateKey), o.ClientCertificateKeyFile); err != nil {
+		return err
 	}
 	if err := validateTLS(o.TLSConfig); err != nil {
 		return fmt.Errorf("tls_config.%w", err)
@@ -209,21 +195,14 @@ func validateTLS(t commoncfg.TLSConfig) error {
 	if err := errors.Join(noRef("ca_ref", t.CARef, "ca_file"), noRef("cert_ref", t.CertRef, "cert_file"), noRef("key_ref", t.KeyRef, "key_file")); err != nil {
 		return err
 	}
-	switch {
-	case t.CA != "" && t.CAFile != "":
-		return both("ca", "ca_file")
-	case t.Cert != "" && t.CertFile != "":
-		return both("cert", "cert_file")
-	case t.Key != "" && t.KeyFile != "":
-		return both("key", "key_file")
-	case (t.Cert == "" && t.CertFile == "") != (t.Key == "" && t.KeyFile == ""):
+	if (t.Cert == "" && t.CertFile == "") != (t.Key == "" && t.KeyFile == "") {
 		return errors.New("cert_file: a client certificate and its key go together (cert or cert_file with key or key_file)")
 	}
-	for _, f := range []struct{ name, path string }{
-		{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile},
+	for _, f := range []struct{ key, inline, file string }{
+		{"ca", t.CA, t.CAFile}, {"cert", t.Cert, t.CertFile}, {"key", string(t.Key), t.KeyFile},
 	} {
-		if err := readable(f.path); err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
+		if err := secret(f.key, f.inline, f.file); err != nil {
+			return err
 		}
 	}
 	if t.MaxVersion != 0 && t.MinVersion > t.MaxVersion {

@@ -133,3 +133,12 @@ func fastQueue(t *testing.T, rt http.RoundTripper, set func(*config.QueueConfig)
 	q, _ := newTestQueue(t, cfg, mq, rt)
 	return q, mq
 }
+
+// roundsOf is rounds 1 to n of nSeries series (rwtest.Round).
+func roundsOf(n, nSeries int) [][]series.Series {
+	out := make([][]series.Series, n)
+	for r := range out {
+		out[r] = roundOf(r+1, nSeries)
+	}
+	return out
+}

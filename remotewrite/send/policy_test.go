@@ -182,14 +182,9 @@ func TestSplitKeepsSeriesOrder(t *testing.T) {
 			}
 			return http.StatusNoContent, nil
 		}
-		q, mq := fastQueue(t, rc.Transport(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 8; qc.MaxShards = 4 })
+		q, _ := fastQueue(t, rc.Transport(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 8; qc.MaxShards = 4 })
 		const rounds, nSeries = 30, 32
-		for r := range rounds {
-			require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
-		}
-		stop := runQueue(t, q)
-		require.Eventually(t, func() bool { return mq.AckedSeq() == rounds*4 }, 10*time.Second, 5*time.Millisecond)
-		require.NoError(t, stop())
+		deliverAll(t, q, rounds*4, roundsOf(rounds, nSeries)...)
 		requireInOrder(t, rc.Stored(), nSeries, rounds)
 		require.Zero(t, droppedTotal(q))
 	})

@@ -62,16 +62,14 @@ func TestReview413ForEverything(t *testing.T) {
 // TestReviewWrongPathVictoriaMetrics plays it against the real receiver.
 func TestReviewWrongPathRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var n atomic.Int64
-		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			if n.Add(1) <= 3 {
-				http.Error(w, `remoteAddr: "127.0.0.1:1"; requestURI: /api/v1/writ; unsupported path requested: "/api/v1/writ"`, http.StatusBadRequest)
-				return
+		rc := newMemReceiver(t, func(n int, _ *http.Request) (int, map[string]string) {
+			if n < 3 {
+				return http.StatusBadRequest, nil
 			}
-			w.WriteHeader(http.StatusNoContent)
+			return http.StatusNoContent, nil
 		})
-		q, _ := fastQueue(t, rwtest.HandlerTransport(h), nil)
+		rc.Answer = `remoteAddr: "127.0.0.1:1"; requestURI: /api/v1/writ; unsupported path requested: "/api/v1/writ"`
+		q, _ := fastQueue(t, rc.Transport(), nil)
 		deliverAll(t, q, 1, roundOf(1, 10))
 		require.Zero(t, droppedTotal(q))
 		require.Equal(t, 10.0, testutil.ToFloat64(q.metrics.sent))

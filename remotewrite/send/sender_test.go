@@ -35,14 +35,9 @@ func TestSendRetriesThenSucceedsInOrder(t *testing.T) {
 					}
 					return http.StatusOK, nil
 				})
-				q, mq := fastQueue(t, rc.Transport(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 1; qc.MaxShards = 1 })
+				q, _ := fastQueue(t, rc.Transport(), func(qc *config.QueueConfig) { qc.MaxSamplesPerSend = 1; qc.MaxShards = 1 })
 				const rounds, nSeries = 5, 3
-				for r := range rounds {
-					require.NoError(t, q.Append(context.Background(), roundOf(r+1, nSeries)))
-				}
-				stop := runQueue(t, q)
-				require.Eventually(t, func() bool { return mq.AckedSeq() == rounds*nSeries }, 10*time.Second, 5*time.Millisecond)
-				require.NoError(t, stop())
+				deliverAll(t, q, rounds*nSeries, roundsOf(rounds, nSeries)...)
 
 				requireInOrder(t, rc.Stored(), nSeries, rounds)
 				require.Equal(t, float64(tt.failFirst), testutil.ToFloat64(q.metrics.failed))
