@@ -23,6 +23,7 @@ import (
 // queue. The old directory is reported (warning with pending samples and
 // oldest sample, gauges), and setting the endpoint's name to the old
 // directory's name delivers every pending sample.
+// Long because it is one story in three runs.
 func TestStrandedQueueReportedThenAdopted(t *testing.T) {
 	rc, up := newSwitchReceiver(t)
 	walCfg := tempWAL(t)

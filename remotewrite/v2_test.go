@@ -14,6 +14,15 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
+// TestV2FallsBackToV1 covers the three answers that make a 2.0 endpoint
+// send 1.0 instead (remote write 2.0 specification, "Unsupported Request
+// Content" and "Required Written Response Headers"): 415; 2xx without any
+// Written header (a 1.x receiver that decoded the 2.0 body as an empty 1.0
+// request, as Prometheus 2.x and VictoriaMetrics do: nothing was written);
+// 400 before any 2.0 request was written. Every sample arrives once, as
+// 1.0, the queued 2.0 blocks transcoded, later rounds written as 1.0, and
+// metadata requests (1.0 only) resume.
+// Long for its three receivers and the checks each must pass.
 func TestV2FallsBackToV1(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

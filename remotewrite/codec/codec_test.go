@@ -39,6 +39,9 @@ func mustRelabel(t *testing.T, rc relabel.Config) *relabel.Config {
 	return &base
 }
 
+// TestEncodeRoundTrip: what Encode writes decodes, with the generated
+// types, to the input after write_relabel_configs. Long for its table,
+// one row per rule set.
 func TestEncodeRoundTrip(t *testing.T) {
 	in := []series.Series{
 		rwtest.Series("kata_a", []series.Sample{rwtest.Sample(1000, 1), rwtest.Sample(2000, 2)}, "sandbox_id", "s1"),

@@ -72,6 +72,7 @@ func TestGrouperOrder(t *testing.T) {
 // (every series once, samples of a series in order), and the grouping
 // makes it smaller than the same blocks in the given order, with zstd and
 // with snappy; 1.0 keeps the given order.
+// Long for its checks per format, in one table.
 func TestEncodeV2GroupsByName(t *testing.T) {
 	round := rwtest.BenchRound(20, 759)
 	for i := range round {

@@ -140,6 +140,8 @@ func TestApplyDefaults(t *testing.T) {
 	require.Equal(t, "Bearer", c5.HTTPClientConfig.Authorization.Type)
 }
 
+// TestConfigValidate: every rule of Validate, each a row naming the key
+// path its error must start with. Long for its table, one row per rule.
 func TestConfigValidate(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")

@@ -68,6 +68,7 @@ func (s *scriptedTransport) gaps() []time.Duration {
 // blocking, so an httptest server cannot be in a bubble), except the one
 // that needs Go's TLS server on a real socket
 // (TestReviewHTTPToHTTPSRetried), which waits on attempts, not durations.
+// Long for its table of schedules.
 func TestBackoffTimes(t *testing.T) {
 	const unavailable = http.StatusServiceUnavailable
 	tests := []struct {

@@ -98,6 +98,7 @@ func droppedTotal(q *testQueue) float64 {
 // out-of-order or duplicate sample) costs only that series: the request is
 // split down to it, it alone is dropped and counted, every other series
 // arrives, within about 2*log2(n) extra requests per refused series.
+// Long for its table and the accounting checked after each case.
 func TestRefusedSeriesIsolated(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -274,6 +275,7 @@ func TestNotRetried429Dropped(t *testing.T) {
 // gateway), nothing shows the data is at fault: the block is kept and
 // retried, one request per retry but for a split probe every
 // splitProbeEvery retries, until the endpoint takes it; nothing dropped.
+// Long for its two cases, each checked in full.
 func TestRefusedEverything(t *testing.T) {
 	const nSeries = 2000
 	budget := refusalSplitBudget(nSeries)

@@ -35,6 +35,7 @@ func rawV2(t *testing.T, body []byte) writev2.Request {
 // sorted with no empty or repeated name and no empty value, samples in
 // every series and in timestamp order, the family's type, help and unit
 // with every series.
+// Long because it checks the requirements one after the other.
 func TestV2RequestFollowsTheSpecification(t *testing.T) {
 	var bodies [][]byte
 	rc := newReceiver(t, nil)
@@ -130,14 +131,6 @@ func TestV2PartialWriteCounted(t *testing.T) {
 	require.Zero(t, testutil.ToFloat64(q.metrics.fallbacks), "headers present: a 2.0 receiver")
 }
 
-// TestV2FallsBackToV1 covers the three answers that make a 2.0 endpoint
-// send 1.0 instead (remote write 2.0 specification, "Unsupported Request
-// Content" and "Required Written Response Headers"): 415; 2xx without any
-// Written header (a 1.x receiver that decoded the 2.0 body as an empty 1.0
-// request, as Prometheus 2.x and VictoriaMetrics do: nothing was written);
-// 400 before any 2.0 request was written. Every sample arrives once, as
-// 1.0, the queued 2.0 blocks transcoded, later rounds written as 1.0, and
-// metadata requests (1.0 only) resume.
 // TestV2SplitOnRefusal: once 2.0 works, a 400 is a refusal of data as
 // with 1.0: the 2.0 request is split until only the refused series is
 // dropped, every part still sent as 2.0 with its metadata.

@@ -13,6 +13,8 @@ import (
 // acks some blocks and holds others, and proves that every appended sample
 // is acked, dropped or pending, and that the reader sees gaps but never a
 // reordering.
+// Long because the writer, the slow reader and the final accounting
+// share their counts.
 func TestBudgetAccounting(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -20,6 +20,10 @@ func FuzzOpenCorrupt(f *testing.F) {
 	f.Fuzz(runFuzzBody)
 }
 
+// runFuzzBody writes a queue, damages its files as ops say (offsets to
+// flip or truncate), reopens it and checks the accounting identity and
+// the order of what is read back. Long because those are the three steps
+// of one fuzz run, sharing their state.
 func runFuzzBody(t *testing.T, ops []byte) {
 	{
 		const (

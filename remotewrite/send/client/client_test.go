@@ -52,6 +52,9 @@ func writeFile(t *testing.T, path, content string) {
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
 }
 
+// TestClientHeadersAndAuth: the headers and the credentials of each
+// authentication block, as the receiver sees them. Long for its table,
+// one row per block.
 func TestClientHeadersAndAuth(t *testing.T) {
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "password")
