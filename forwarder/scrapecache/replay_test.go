@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,10 @@ type roundResult struct {
 	pull    string
 	samples []string
 	live    int
+	// evicted is the series TakeEvicted handed over after the round
+	// (sorted), with the push round that last sent them: the staleness
+	// markers the push phase would add.
+	evicted []string
 }
 
 func parseRound(t testing.TB, s *Sandbox, env *Env, body []byte, ct string, round uint64) roundResult {
@@ -53,6 +58,10 @@ func parseRound(t testing.TB, s *Sandbox, env *Env, body []byte, ct string, roun
 		}
 		res.samples = append(res.samples, fmt.Sprintf("%v %x %s", ls, math.Float64bits(smp.Value), ts))
 	}
+	s.TakeEvicted(func(g Gone) {
+		res.evicted = append(res.evicted, fmt.Sprintf("%v sent %d", g.Tmpl.AppendTo(nil, g.Vals), g.Sent))
+	})
+	slices.Sort(res.evicted)
 	return res
 }
 
@@ -77,6 +86,11 @@ func compareRounds(t testing.TB, ct string, bodies ...[]byte) []bool {
 		round := uint64(i + 1)
 		got := parseRound(t, fast, fastEnv, b, ct, round)
 		want := parseRound(t, full, fullEnv, b, ct, round)
+		for _, sb := range []*Sandbox{fast, full} { // as the push phase does
+			for _, smp := range sb.Samples() {
+				sb.Entry(smp.Entry).Sent = uint32(round)
+			}
+		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("round %d (replayed %v) of %q:\nreplay: %+v\nfull:   %+v", round, fast.replayed, b, got, want)
 		}

@@ -8,12 +8,15 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -399,4 +402,82 @@ func benchChunk() []series.Series {
 		ss[i] = series.Series{Labels: ls, Samples: []series.Sample{{Value: float64(i), Timestamp: 1_700_000_000_000}}}
 	}
 	return ss
+}
+
+// TestMarshalPreparedLongAndUTF8: the prepared 1.0 bytes and the 2.0
+// request of template series equal prompb's and the plain labels' for
+// values whose length varints take 1, 2 and 3 bytes (127/128, 16383/16384
+// bytes, counted with the label message around them), UTF-8 names and
+// values, a literal equal to a slot's value, an empty slot value and nil
+// values.
+func TestMarshalPreparedLongAndUTF8(t *testing.T) {
+	var ss []series.Series
+	for _, n := range []int{0, 1, 120, 127, 128, 16370, 16383, 16384, 70000} {
+		v := strings.Repeat("é", n/2) + strings.Repeat("x", n%2)
+		tm := series.NewTemplate([]labels.Label{{Name: "__name__", Value: "m"}, {Name: "cri_name", Value: v}, {Name: "nämé", Value: v}, {Name: "sandbox_id"}, {Name: "z"}},
+			[]int{-1, 1, -1, 0, 2})
+		for _, vals := range []*series.Values{series.NewValues("sb", v, ""), series.NewValues(v, "", v), nil} {
+			ss = append(ss, series.Series{Template: tm, Values: vals, Samples: []series.Sample{{Value: 1, Timestamp: 2}}})
+		}
+	}
+	want, err := toPrompb(ss).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m marshaler
+	if got, err := m.marshalV1(ss); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("marshalV1 differs from prompb (err %v)", err)
+	}
+	want, err = m.marshalV2(materialized(ss))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = bytes.Clone(want)
+	if got, err := m.marshalV2(ss); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("marshalV2 of templates differs from labels (err %v)", err)
+	}
+}
+
+// TestEncodeTemplatesLikeLabels: the Encoder turns series given as
+// templates and values into the blocks it makes of the same label sets
+// given as Labels, in both formats, with write_relabel_configs that
+// rewrite, drop and keep series (a relabelled series no longer matches its
+// template's prepared bytes) and without rules.
+func TestEncodeTemplatesLikeLabels(t *testing.T) {
+	rewrite := relabel.DefaultRelabelConfig
+	rewrite.SourceLabels, rewrite.TargetLabel, rewrite.Replacement = model.LabelNames{"b"}, "a", "from-b-$1"
+	drop := relabel.DefaultRelabelConfig
+	drop.Action, drop.SourceLabels, drop.Regex = relabel.Drop, model.LabelNames{"a"}, relabel.MustNewRegexp("from-b-") // b absent
+	for _, rc := range []*relabel.Config{&rewrite, &drop} {
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ruleSets := [][]*relabel.Config{nil, {&rewrite}, {&rewrite, &drop}}
+	comp := testComp(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := range 100 {
+		ss := randomTemplateSeries(rng, rng.IntN(40))
+		for r, rules := range ruleSets {
+			for _, f := range []Format{FormatV1, FormatV2} {
+				e, plain := NewEncoder(7, rules, comp), NewEncoder(7, rules, comp)
+				got, gst, err := e.Encode(ss, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, wst, err := plain.Encode(materialized(ss), f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if gst != wst || len(got) != len(want) {
+					t.Fatalf("case %d rules %d %v: stats %+v blocks %d, labels: %+v blocks %d", i, r, f, gst, len(got), wst, len(want))
+				}
+				for j := range got {
+					if !bytes.Equal(got[j].Data, want[j].Data) || got[j].Samples != want[j].Samples {
+						t.Fatalf("case %d rules %d %v: block %d differs", i, r, f, j)
+					}
+				}
+			}
+		}
+	}
 }
