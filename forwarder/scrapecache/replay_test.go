@@ -191,3 +191,24 @@ func FuzzReplay(f *testing.F) {
 		compareRounds(t, "", body, body, next, body, next)
 	})
 }
+
+// TestReplayValueShapes: every value and timestamp shape the brief of
+// issue 14's fast path names (signs, zeros, leading zeros, infinities,
+// NaN, exponents, underscores, hex, 15/16/30 digits; timestamps with
+// leading zeros, negative, overflowing) replays to what the full parser
+// reads, or is left to it.
+func TestReplayValueShapes(t *testing.T) {
+	const base = "# TYPE g gauge\ng{x=\"1\"} 1\ng{x=\"2\"} 2 1000\n"
+	values := []string{"-0", "+0", "0", "00", "+1", "-1", "1.0e3", "1e3", "1E3", "1e-3", "+Inf", "-Inf", "Inf", "inf", "+inf",
+		"NaN", "nan", "1_000", "0x10", "0x1p3", "999999999999999", "1234567890123456", "9007199254740993",
+		"123456789012345678901234567890", ".5", "5.", "1e", "--1", "1e400", "-1e400", "4.9e-324"}
+	stamps := []string{"0", "0001", "-5", "99999999999999999999", "9223372036854775807", "1e3"}
+	for _, v := range values {
+		next := strings.Replace(base, "} 1\n", "} "+v+"\n", 1)
+		compareRounds(t, "", []byte(base), []byte(base), []byte(next), []byte(base))
+		for _, ts := range stamps {
+			next := strings.Replace(base, "} 2 1000\n", "} "+v+" "+ts+"\n", 1)
+			compareRounds(t, "", []byte(base), []byte(base), []byte(next), []byte(base))
+		}
+	}
+}
