@@ -36,12 +36,14 @@ type TenantConfig struct {
 	// Header is the request header naming the tenant. Default
 	// X-Scope-OrgID (Mimir, Cortex); THANOS-TENANT for Thanos Receive.
 	Header string `yaml:"header"`
-	// MaxTenants bounds the tenants with a queue at once (default 64):
-	// series of a further tenant are dropped and counted
-	// (tenant_samples_dropped_total{reason="tenant_limit"}), never sent to
-	// another tenant. A tenant whose queue is empty and that got no series
-	// for IdleTimeout is closed and frees its place. Each tenant's WAL gets
-	// wal.max_size / MaxTenants of disk (at least 1 MiB).
+	// MaxTenants bounds the tenants other than Default with a queue at
+	// once (default 64): series of a further tenant are dropped and
+	// counted (tenant_samples_dropped_total{reason="tenant_limit"}), never
+	// sent to another tenant. The default tenant always has its queue, so
+	// series without the label and kata-monitor's own metrics are never
+	// dropped for the limit. A tenant whose queue is empty and that got no
+	// series for IdleTimeout is closed and frees its place. Each tenant's
+	// WAL gets wal.max_size / (MaxTenants + 1) of disk (at least 1 MiB).
 	MaxTenants int `yaml:"max_tenants"`
 	// IdleTimeout is how long a tenant with an empty queue keeps it
 	// without getting series (default 1h); then its queue is closed and

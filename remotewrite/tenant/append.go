@@ -165,7 +165,7 @@ func (r *Router) resolve(b *bucket, now time.Time) error {
 	switch err := config.ValidTenant(b.tenant); {
 	case err != nil:
 		b.reason, b.cause = reasonTenantInvalid, err
-	case len(r.tenants) >= r.cfg.Tenant.MaxTenants:
+	case b.tenant != r.cfg.Tenant.Default && r.namedTenants() >= r.cfg.Tenant.MaxTenants:
 		b.reason, b.cause = reasonTenantLimit, fmt.Errorf("tenant.max_tenants (%d) queues open", r.cfg.Tenant.MaxTenants)
 	default:
 		tq, err := r.openTenant(b.tenant)
@@ -178,6 +178,18 @@ func (r *Router) resolve(b *bucket, now time.Time) error {
 		b.tq, tq.lastAppend = tq, now
 	}
 	return nil
+}
+
+// namedTenants is the number of open queues that count against
+// tenant.max_tenants: all but the default tenant's, which always has a
+// place so that series without the tenant label (kata-monitor's own
+// metrics among them) are never dropped for the limit (r.mu held).
+func (r *Router) namedTenants() int {
+	n := len(r.tenants)
+	if r.tenants[r.cfg.Tenant.Default] != nil {
+		n--
+	}
+	return n
 }
 
 // countDropped counts and logs (rate-limited) the samples of b dropped in

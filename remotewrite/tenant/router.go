@@ -154,7 +154,7 @@ func (r *Router) openExisting() error {
 			return err
 		}
 	}
-	if n := len(r.tenants); n > r.cfg.Tenant.MaxTenants {
+	if n := r.namedTenants(); n > r.cfg.Tenant.MaxTenants {
 		r.logger.Warn("more tenant queues on disk than tenant.max_tenants; all are sent, new tenants are dropped until some close",
 			"tenants", n, "max_tenants", r.cfg.Tenant.MaxTenants)
 	}
@@ -176,7 +176,7 @@ func (r *Router) openTenant(tenant string) (*tenantQueue, error) {
 	if r.reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": tenant}, r.reg)
 	}
-	opts := append(slices.Clip(r.opts), remotewrite.WithWALShare(dir, tc.MaxTenants))
+	opts := append(slices.Clip(r.opts), remotewrite.WithWALShare(dir, tc.MaxTenants+1)) // + the default tenant
 	q, err := remotewrite.New(cfg, r.walCfg, r.qlogger.With("tenant", tenant), reg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
