@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/collectors"
 	"github.com/kata-containers/kata-monitor/remotewrite/send/client"
 )
 
@@ -39,8 +40,7 @@ type Metrics struct {
 	metadataSent    prometheus.Counter
 	metadataFailed  prometheus.Counter
 
-	reg        prometheus.Registerer
-	registered []prometheus.Collector
+	group *collectors.Group
 
 	// mu guards the highest timestamps and the failure streak.
 	mu                  sync.Mutex
@@ -56,19 +56,13 @@ type Metrics struct {
 // conflict (two endpoints with one name) is an error, not a panic.
 func NewMetrics(reg prometheus.Registerer, lag func() float64) (*Metrics, error) {
 	m := newMetrics(lag)
-	if reg == nil {
-		return m, nil
-	}
-	m.reg = reg
-	for _, c := range []prometheus.Collector{m.appended, m.sent, m.failed, m.retried, m.dropped, m.fallbacks,
+	g, err := collectors.Register(reg, m.appended, m.sent, m.failed, m.retried, m.dropped, m.fallbacks,
 		m.splits, m.failingSince, m.sendLimit, m.requests, m.sendDuration, m.bytesSent, m.highestSent, m.highestAppended, m.lag,
-		m.lastSuccess, m.metadataSent, m.metadataFailed} {
-		if err := reg.Register(c); err != nil {
-			m.Unregister()
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-		m.registered = append(m.registered, c)
+		m.lastSuccess, m.metadataSent, m.metadataFailed)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
 	}
+	m.group = g
 	return m, nil
 }
 
@@ -135,12 +129,7 @@ func newMetrics(lag func() float64) *Metrics {
 
 // Unregister removes the metrics so the endpoint can be opened again in
 // the same process.
-func (m *Metrics) Unregister() {
-	for _, c := range m.registered {
-		m.reg.Unregister(c)
-	}
-	m.registered = nil
-}
+func (m *Metrics) Unregister() { m.group.Unregister() }
 
 // observeRequest is the client's per-attempt hook.
 func (m *Metrics) observeRequest(code string, d time.Duration) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/collectors"
 )
 
 // Drop reasons, the values of the "reason" label.
@@ -14,8 +16,7 @@ const (
 )
 
 type metrics struct {
-	reg        prometheus.Registerer
-	registered []prometheus.Collector
+	group *collectors.Group
 
 	bytes           prometheus.Gauge
 	segments        prometheus.Gauge
@@ -38,7 +39,6 @@ func newMetrics(reg prometheus.Registerer, endpoint string) (*metrics, error) {
 		return prometheus.Opts{Namespace: "kata_monitor", Subsystem: "wal", Name: name, Help: help, ConstLabels: labels}
 	}
 	m := &metrics{
-		reg:             reg,
 		bytes:           prometheus.NewGauge(prometheus.GaugeOpts(opts("bytes", "Bytes of segment files on disk."))),
 		segments:        prometheus.NewGauge(prometheus.GaugeOpts(opts("segments", "Segment files on disk."))),
 		pendingSamples:  prometheus.NewGauge(prometheus.GaugeOpts(opts("pending_samples", "Samples appended but not yet acknowledged or dropped."))),
@@ -59,27 +59,17 @@ func newMetrics(reg prometheus.Registerer, endpoint string) (*metrics, error) {
 		m.droppedSamples.WithLabelValues(r)
 		m.droppedBlocks.WithLabelValues(r)
 	}
-	if reg == nil {
-		return m, nil
+	g, err := collectors.Register(reg, m.bytes, m.segments, m.pendingSamples, m.blocksAppended,
+		m.samplesAppended, m.bytesAppended, m.droppedSamples, m.droppedBlocks, m.corruptions, m.fsyncDuration)
+	if err != nil {
+		return nil, fmt.Errorf("register wal metrics for endpoint %q: %w", endpoint, err)
 	}
-	for _, c := range []prometheus.Collector{m.bytes, m.segments, m.pendingSamples, m.blocksAppended,
-		m.samplesAppended, m.bytesAppended, m.droppedSamples, m.droppedBlocks, m.corruptions, m.fsyncDuration} {
-		if err := reg.Register(c); err != nil {
-			m.unregister()
-			return nil, fmt.Errorf("register wal metrics for endpoint %q: %w", endpoint, err)
-		}
-		m.registered = append(m.registered, c)
-	}
+	m.group = g
 	return m, nil
 }
 
 // unregister removes the metrics so a reopened queue can register again.
-func (m *metrics) unregister() {
-	for _, c := range m.registered {
-		m.reg.Unregister(c)
-	}
-	m.registered = nil
-}
+func (m *metrics) unregister() { m.group.Unregister() }
 
 func (m *metrics) drop(reason string, blocks, samples int) {
 	if blocks == 0 {
