@@ -12,8 +12,12 @@ import (
 // Unregister frees every name for the next Register.
 func TestRegisterAllOrNone(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	newA := func() prometheus.Collector { return prometheus.NewCounter(prometheus.CounterOpts{Name: "a_total", Help: "A."}) }
-	newB := func() prometheus.Collector { return prometheus.NewCounter(prometheus.CounterOpts{Name: "b_total", Help: "B."}) }
+	newA := func() prometheus.Collector {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "a_total", Help: "A."})
+	}
+	newB := func() prometheus.Collector {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "b_total", Help: "B."})
+	}
 	taken, err := Register(reg, newB())
 	require.NoError(t, err)
 
