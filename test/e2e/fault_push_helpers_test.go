@@ -156,8 +156,7 @@ func resume(node *fakenode.Node) {
 
 // counterSeries reads back the per-sandbox counter kata_agent_scrape_count
 // of sandbox id (the fake shim serves base+n on its n-th scrape). Staleness
-// markers (NaN; VictoriaMetrics exports them as null, read as 0) are not
-// scraped values and are left out; exact duplicates (same timestamp and
+// markers are not scraped values and Export leaves them out; exact duplicates (same timestamp and
 // value, from an at-least-once resend into a receiver that keeps them) are
 // collapsed and counted.
 func counterSeries(t *testing.T, r *receiver.Receiver, id string, start time.Time) (receiver.Series, int) {

@@ -364,7 +364,9 @@ type Series struct {
 // made searchable when it fills or up to 2 s later (v1.151
 // lib/storage/raw_row.go, pendingRowsFlushInterval), so without it a newer
 // sample of a series can be visible while an older one is not yet: a hole
-// that is not there. Prometheus uses a range-less instant
+// that is not there. VictoriaMetrics exports staleness markers as null:
+// they are left out, as Prometheus's queries leave them out, so both
+// receivers return only scraped values. Prometheus uses a range-less instant
 // query over a window (`selector[window]`), which also returns raw samples.
 func (r *Receiver) Export(ctx context.Context, selector string, start, end time.Time) ([]Series, error) {
 	if r.Kind.isVictoriaMetrics() {
@@ -394,13 +396,13 @@ func (r *Receiver) exportVM(ctx context.Context, selector string, start, end tim
 		if err := dec.Decode(&line); err != nil {
 			return nil, fmt.Errorf("decode export: %w", err)
 		}
-		s := Series{Labels: line.Metric, Timestamps: line.Timestamps}
-		for _, v := range line.Values {
-			if v == nil {
-				s.Values = append(s.Values, 0)
-				continue
+		s := Series{Labels: line.Metric}
+		for i, v := range line.Values {
+			if v == nil || i >= len(line.Timestamps) {
+				continue // a staleness marker: Prometheus's queries do not return them either
 			}
 			s.Values = append(s.Values, *v)
+			s.Timestamps = append(s.Timestamps, line.Timestamps[i])
 		}
 		out = append(out, s)
 	}
