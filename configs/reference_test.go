@@ -319,19 +319,66 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	}
 }
 
-// TestReferenceExamplesLoad loads every ```yaml block of the reference, so
-// the snippets operators copy are valid configs.
-func TestReferenceExamplesLoad(t *testing.T) {
-	raw, err := os.ReadFile(referenceDoc)
+// notConfig marks a ```yaml block of the docs that is some other program's
+// file (a receiver's limits, alerting rules, a kustomization): its first
+// line is a comment that says so, for the reader as for this test.
+const notConfig = "not a kata-monitor config"
+
+// TestDocsExamplesLoad loads every ```yaml block of README.md and docs/*.md
+// (the reference included; blocks inside list items too, dedented), so the
+// snippets operators copy are valid configs. A block of another program's
+// file must say so on its first line (notConfig) and is skipped.
+func TestDocsExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob("../docs/*.md")
 	require.NoError(t, err)
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
-	require.NotEmpty(t, blocks)
-	for i, b := range blocks {
-		t.Run(strconv.Itoa(i), func(t *testing.T) {
-			_, err := Load(strings.NewReader(b[1]))
-			require.NoError(t, err, "block %d:\n%s", i, b[1])
-		})
+	files = append(files, "../README.md")
+	loaded := map[string]int{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, b := range yamlBlocks(string(raw)) {
+			first, _, _ := strings.Cut(b.text, "\n")
+			if strings.HasPrefix(first, "#") && strings.Contains(first, notConfig) {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s:%d", filepath.Base(f), b.line), func(t *testing.T) {
+				_, err := Load(strings.NewReader(b.text))
+				require.NoError(t, err, "%s line %d: a kata-monitor config that does not load (or another program's file: say %q on its first line):\n%s", f, b.line, notConfig, b.text)
+			})
+			loaded[filepath.Base(f)]++
+		}
 	}
+	require.GreaterOrEqual(t, loaded["configuration.md"], 4, "the reference's examples were not found")
+}
+
+type yamlBlock struct {
+	line int // of the block's first line, 1-based
+	text string
+}
+
+// yamlBlocks returns the ```yaml blocks of a Markdown text, each dedented by
+// its fence's indentation.
+func yamlBlocks(md string) []yamlBlock {
+	var out []yamlBlock
+	lines := strings.Split(md, "\n")
+	for i := 0; i < len(lines); i++ {
+		if strings.TrimLeft(lines[i], " ") != "```yaml" {
+			continue
+		}
+		indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
+		var body []string
+		j := i + 1
+		for ; j < len(lines) && strings.TrimSpace(lines[j]) != "```"; j++ {
+			l := lines[j]
+			if len(l) >= indent && strings.TrimSpace(l[:indent]) == "" {
+				l = l[indent:]
+			}
+			body = append(body, l)
+		}
+		out = append(out, yamlBlock{line: i + 2, text: strings.Join(body, "\n") + "\n"})
+		i = j
+	}
+	return out
 }
 
 // TestSchemaWalk keeps the walker honest: it must find known keys with the
