@@ -46,6 +46,9 @@ func summary(cfg configs.Config) string {
 	fmt.Fprintf(&b, "  push: %d endpoint(s), WAL %s/<name> (%v each, fsync %s)\n", len(cfg.RemoteWrite), cfg.WAL.Dir, cfg.WAL.MaxSize, cfg.WAL.Fsync)
 	for _, rw := range cfg.RemoteWrite {
 		fmt.Fprintf(&b, "    %s -> %v\n", rw.Name, rw.URL)
+		if t := rw.Tenant; t != nil {
+			fmt.Fprintf(&b, "      tenant from label %s, sent in header %s; default tenant %q; at most %d others at once\n", t.Label, t.Header, t.Default, t.MaxTenants)
+		}
 	}
 	return b.String()
 }

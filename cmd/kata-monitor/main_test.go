@@ -108,6 +108,13 @@ func TestCheckConfig(t *testing.T) {
 	require.Contains(t, out.String(), "pull-only.yaml: valid\n")
 	require.Contains(t, out.String(), "push: none (pull only)")
 
+	// Tenant routing is named, with the defaults filled in, so a tenant
+	// block that loaded is visibly understood.
+	out.Reset()
+	tenants := writeFile(t, dir, "tenants.yaml", "remote_write:\n  - {name: mimir, url: 'http://127.0.0.1:9009/api/v1/push', tenant: {label: cri_namespace}}\n")
+	require.Equal(t, exitOK, run(context.Background(), []string{"check-config", tenants}, &out, &errb), errb.String())
+	require.Contains(t, out.String(), "    mimir -> http://127.0.0.1:9009/api/v1/push\n      tenant from label cri_namespace, sent in header X-Scope-OrgID; default tenant \"kata-monitor\"; at most 64 others at once\n")
+
 	out.Reset()
 	errb.Reset()
 	require.Equal(t, exitConfig, run(context.Background(), []string{"check-config", good, bad}, &out, &errb))
