@@ -1,4 +1,3 @@
-// Package scripts tests the shell scripts of this directory.
 package scripts
 
 import (
