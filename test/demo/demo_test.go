@@ -59,6 +59,14 @@ func TestDemoURLs(t *testing.T) {
 			break
 		}
 	}
+	// Piped, as here, each progress report is a line of its own (no \r).
+	var progressLine string
+	for strings.TrimSpace(progressLine) == "" { // a blank line after the URL block
+		progressLine, err = lines.ReadString('\n')
+		require.NoError(t, err)
+	}
+	require.True(t, strings.HasPrefix(progressLine, "sandboxes "), "progress line %q", progressLine)
+	require.NotContains(t, progressLine, "\r")
 	go func() { _, _ = io.Copy(io.Discard, lines); exited <- cmd.Wait() }()
 	require.GreaterOrEqual(t, len(urls), 6, printed.String())
 

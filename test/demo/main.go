@@ -75,6 +75,12 @@ func run() error {
 		return fmt.Errorf("no data in VictoriaMetrics (see %s): %w", d.kmLog.Name(), err)
 	}
 	d.printURLs(cpuQuery)
+	// On a terminal the progress line rewrites itself; piped (make demo |
+	// tee, a CI log) each one is a line of its own.
+	format := "\r%s"
+	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice == 0 {
+		format = "%s\n"
+	}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
@@ -84,7 +90,7 @@ func run() error {
 		case <-d.proc.Done():
 			return fmt.Errorf("kata-monitor exited (see %s)", d.kmLog.Name())
 		case <-t.C:
-			fmt.Printf("\r%s", progress(d.listen, d.vm))
+			fmt.Printf(format, progress(d.listen, d.vm))
 		}
 	}
 }
