@@ -27,7 +27,7 @@ func cpuTime() time.Duration {
 
 // BenchmarkParseShim is one sandbox's parse of the shared exposition in
 // steady state (every series cached), for pull only and for pull and push,
-// by the replay path (layout.go) and by the full parser; push-relayout is
+// by the replay path (package layout) and by the full parser; push-relayout is
 // a shim whose exposition changes shape every round (a series comes and
 // goes): the full parser runs each round after rebuilding the lookup maps
 // from the last layout (ensureMaps).

@@ -10,7 +10,10 @@
 // Entry per series. Parse reads one exposition (text format or
 // OpenMetrics) into pull lines (exposition.Lines) and push samples; series
 // that disappear are handed to the push phase for their staleness markers
-// (TakeEvicted).
+// (TakeEvicted). An exposition that matches the last one but for its
+// values is replayed without the lexer: its layout (the bytes but the
+// values, and the parser's steps) is kept by the subpackage layout.
 //
-// It imports forwarder/exposition and sources; forwarder drives it.
+// It imports forwarder/exposition, forwarder/scrapecache/layout,
+// remotewrite/series and sources; forwarder drives it.
 package scrapecache

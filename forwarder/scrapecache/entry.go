@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/scrapecache/layout"
 )
 
 // invalid marks a series dropped every round (bad names, non-UTF-8 values,
@@ -48,7 +49,7 @@ type Env struct {
 	strs     *interner // shared strings and infos of all sandboxes
 	relabel  []*relabel.Config
 	external []labels.Label         // sorted by name
-	layouts  layouts                // shared layouts of the replay path
+	layouts  layout.Table           // shared layouts of the replay path
 	fams     exposition.FamilyTable // shared family sets of pull lines
 	famb     sync.Pool              // *exposition.FamiliesBuilder, one per parse in flight
 	noReplay bool                   // tests: always run the full parser

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/scrapecache/layout"
 	"github.com/kata-containers/kata-monitor/sources/shim"
 )
 
@@ -29,7 +30,7 @@ type parsing struct {
 	r       uint32 // the round, truncated as Entry.seen is
 	cur     int    // the family of the last HELP/TYPE line, -1: none
 	stats   Stats
-	rec     recorder
+	rec     layout.Recorder
 }
 
 // Parse reads one exposition of round (in the format contentType names,
@@ -38,7 +39,7 @@ type parsing struct {
 // what it left out, and the error that stopped the parser early; what was
 // parsed before it is kept. A series not seen in this round is forgotten
 // (TakeEvicted hands it to the push phase). An exposition that matches the
-// last one but for its values is replayed without the lexer (layout.go),
+// last one but for its values is replayed without the lexer (package layout),
 // with the same result.
 func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64, collect bool, out *exposition.Lines) (Stats, error) {
 	s.defs = s.defs[:0]
@@ -60,8 +61,8 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 	perr := ps.full(body, contentType, !om && !env.noReplay)
 	compacted := s.finish(env, round, out)
 	s.layout = nil
-	if text, steps, ok := ps.rec.finish(); ok && perr == nil && !compacted {
-		s.layout, s.idx = env.layouts.intern(text, steps), ps.rec.idx
+	if text, steps, idx, ok := ps.rec.Finish(); ok && perr == nil && !compacted {
+		s.layout, s.idx = env.layouts.Intern(text, steps), idx
 	}
 	s.dropMaps()
 	s.fit()
@@ -93,7 +94,7 @@ func (ps *parsing) full(body []byte, contentType string, record bool) error {
 		return err
 	}
 	if record {
-		ps.rec.start(body, ps.s.idx)
+		ps.rec.Start(body, ps.s.idx)
 	}
 	for {
 		et, err := p.Next()
@@ -111,60 +112,57 @@ func (ps *parsing) full(body []byte, contentType string, record bool) error {
 				d.fam.help = ps.env.strs.bytes(help) // every sandbox has the same
 			}
 			ps.setHelp(ps.s.defs[ps.cur].fam.help)
-			if ps.rec.ok {
-				ps.rec.meta(step{kind: stepHelp, name: ps.env.strs.bytes(name), help: ps.env.strs.bytes(help)}, name)
+			if ps.rec.OK() {
+				ps.rec.Meta(layout.Step{Kind: layout.StepHelp, Name: ps.env.strs.bytes(name), Help: ps.env.strs.bytes(help)}, name)
 			}
 		case textparse.EntryType:
 			name, typ := p.Type()
 			ps.cur = ps.s.def(ps.env, name)
 			ps.setType(typ)
-			if ps.rec.ok {
-				ps.rec.meta(step{kind: stepType, name: ps.env.strs.bytes(name), typ: typ}, name)
+			if ps.rec.OK() {
+				ps.rec.Meta(layout.Step{Kind: layout.StepType, Name: ps.env.strs.bytes(name), Typ: typ}, name)
 			}
 		case textparse.EntrySeries:
 			raw, tsp, v := p.Series()
 			idx := ps.lookup(p, raw)
-			if ps.rec.ok {
-				ps.rec.series(raw, idx)
+			if ps.rec.OK() {
+				ps.rec.Series(raw, idx)
 			}
 			ps.sample(idx, v, tsp)
 		case textparse.EntryComment:
 		default:
-			ps.rec.ok = false
+			ps.rec.Fail()
 		}
 	}
 }
 
 // replay applies the sandbox's layout to body when body matches it (see
-// layout.go), and reports whether it did.
+// package layout), and reports whether it did.
 func (ps *parsing) replay(body []byte) bool {
 	s, l := ps.s, ps.s.layout
 	if l == nil || ps.env.noReplay {
 		return false
 	}
-	vals, _ := ps.env.layouts.scratch.Get().(*replayVals)
-	if vals == nil {
-		vals = &replayVals{}
-	}
-	defer ps.env.layouts.scratch.Put(vals)
-	if !l.match(body, vals) {
+	vals := ps.env.layouts.GetVals()
+	defer ps.env.layouts.PutVals(vals)
+	if !l.Match(body, vals) {
 		return false
 	}
 	k := 0
-	for i := range l.steps {
-		switch st := &l.steps[i]; st.kind {
-		case stepHelp:
-			ps.cur = s.defName(ps.env, st.name)
-			ps.setHelp(st.help)
-		case stepType:
-			ps.cur = s.defName(ps.env, st.name)
-			ps.setType(st.typ)
-		case stepSeries:
+	for i := range l.Steps {
+		switch st := &l.Steps[i]; st.Kind {
+		case layout.StepHelp:
+			ps.cur = s.defName(ps.env, st.Name)
+			ps.setHelp(st.Help)
+		case layout.StepType:
+			ps.cur = s.defName(ps.env, st.Name)
+			ps.setType(st.Typ)
+		case layout.StepSeries:
 			var tsp *int64
-			if vals.ts[k] >= 0 {
-				tsp = &vals.ts[k]
+			if vals.TS[k] >= 0 {
+				tsp = &vals.TS[k]
 			}
-			ps.sample(s.idx[k], vals.v[k], tsp)
+			ps.sample(s.idx[k], vals.V[k], tsp)
 			k++
 		}
 	}

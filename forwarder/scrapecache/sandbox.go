@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
+	"github.com/kata-containers/kata-monitor/forwarder/scrapecache/layout"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
@@ -48,9 +49,9 @@ type Sandbox struct {
 	tss     []int64  // timestamps given by the exposition, this round
 
 	// layout is the last exposition but its values, for the replay path
-	// (layout.go), nil when the last parse could not record one; idx is
+	// (package layout), nil when the last parse could not record one; idx is
 	// the entry of each of its series steps.
-	layout   *layout
+	layout   *layout.Layout
 	idx      []int32
 	replayed bool // the last Parse took the replay path
 }
@@ -231,12 +232,10 @@ func (s *Sandbox) ensureMaps() {
 	s.byRaw = make(map[string]int32, len(s.idx))
 	if l := s.layout; l != nil {
 		k := 0
-		for i := range l.steps {
-			if st := &l.steps[i]; st.kind == stepSeries {
-				s.byRaw[l.text[st.raw:st.end-1]] = s.idx[k]
-				k++
-			}
-		}
+		l.Series(func(raw string) {
+			s.byRaw[raw] = s.idx[k]
+			k++
+		})
 	}
 	s.spells = len(s.byRaw)
 }
