@@ -3,7 +3,6 @@ package forwarder
 import (
 	"context"
 	"io"
-	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 	"github.com/kata-containers/kata-monitor/test/memory"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
 )
 
 // discardAppender counts the series it was given (a round may come in
@@ -38,11 +38,7 @@ func benchRig(b testing.TB, n int, opts ...rigOpt) *rig {
 	return r
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+var cpuTime = selfmetrics.CPUTime
 
 // BenchmarkRound200 is one scheduled push round of 200 sandboxes (759 series
 // each) from an in-memory scraper: scrape copy, parse, enrichment,

@@ -9,10 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
-	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
 )
 
-var cpuTime = rwtest.CPUTime
+var cpuTime = selfmetrics.CPUTime
 
 // BenchmarkQueueAppendOutage is Queue.Append of one round of 200 sandboxes
 // (151800 samples) into a real WAL with the receiver down (no Run): encode,

@@ -1,7 +1,6 @@
 package remotewrite
 
 import (
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,11 +10,13 @@ import (
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
 )
 
 // Shorthands for the helpers shared with the other remote write
 // packages' tests (package rwtest).
 var (
+	testLogger        = rwtest.Logger
 	sample            = rwtest.Sample
 	v2Round           = rwtest.V2Round
 	roundOf           = rwtest.Round
@@ -24,17 +25,13 @@ var (
 	newReceiver       = rwtest.NewReceiver
 	newMemQueue       = rwtest.NewMemQueue
 	newSwitchReceiver = rwtest.NewSwitchReceiver
-	gathered          = rwtest.Gathered
+	gathered          = selfmetrics.MustSum
 )
 
 type (
 	wreq     = rwtest.Request
 	receiver = rwtest.Receiver
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // newTestQueue builds a Queue around bq with a fresh registry; it fails the
 // test if cfg is invalid.

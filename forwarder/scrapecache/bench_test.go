@@ -2,12 +2,11 @@ package scrapecache
 
 import (
 	"os"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 	"github.com/kata-containers/kata-monitor/sources/cri"
+	"github.com/kata-containers/kata-monitor/test/selfmetrics"
 )
 
 func sharedExposition(t testing.TB) []byte {
@@ -19,11 +18,7 @@ func sharedExposition(t testing.TB) []byte {
 	return b
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+var cpuTime = selfmetrics.CPUTime
 
 // BenchmarkParseShim is one sandbox's parse of the shared exposition in
 // steady state (every series cached), for pull only and for pull and push,

@@ -2,7 +2,6 @@ package send
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 // Shorthands for the helpers shared with the other remote write
 // packages' tests (package rwtest).
 var (
+	testLogger        = rwtest.Logger
 	mkSeries          = rwtest.Series
 	sample            = rwtest.Sample
 	v2Round           = rwtest.V2Round
@@ -36,10 +36,6 @@ type (
 	wreq     = rwtest.Request
 	receiver = rwtest.Receiver
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // testWAL is what a testQueue appends to and its Sender reads from.
 type testWAL interface {

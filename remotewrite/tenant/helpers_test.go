@@ -1,7 +1,6 @@
 package tenant
 
 import (
-	"log/slog"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,15 +14,12 @@ import (
 // Shorthands for the helpers shared with the other remote write
 // packages' tests (package rwtest).
 var (
+	testLogger  = rwtest.Logger
 	newReceiver = rwtest.NewReceiver
 	mkSeries    = rwtest.Series
 	labelKey    = rwtest.LabelKey
-	cpuTime     = rwtest.CPUTime
+	cpuTime     = selfmetrics.CPUTime
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // metric sums the samples of family name in the registry whose labels
 // include every pair in want (a histogram's count).

@@ -46,12 +46,7 @@ func runSender[S interface{ Run(context.Context) error }](t *testing.T, cfg conf
 
 // gathered sums the samples of the family name in reg whose labels
 // include kv (name, value pairs).
-func gathered(t *testing.T, reg prometheus.Gatherer, name string, kv ...string) float64 {
-	t.Helper()
-	sum, _, err := selfmetrics.Sum(reg, name, kv...)
-	require.NoError(t, err)
-	return sum
-}
+var gathered = selfmetrics.MustSum
 
 // TestReviewWrongPathVictoriaMetrics: a url whose path is not a write path
 // (a typo, or the base URL without /api/v1/write) is answered by

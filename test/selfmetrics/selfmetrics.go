@@ -1,6 +1,7 @@
 // Package selfmetrics reads kata-monitor's own kata_monitor_* samples from
 // its /metrics endpoint, for the demo, the benchmark and end-to-end tests,
-// and sums a family's samples in an in-process registry (Sum).
+// sums a family's samples in an in-process registry (Sum, MustSum), and
+// reads the process's CPU time for benchmarks (CPUTime).
 package selfmetrics
 
 import (

@@ -6,15 +6,13 @@ package rwtest
 import (
 	"context"
 	"fmt"
-	"slices"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/golang/snappy"
 	zstdlib "github.com/klauspost/compress/zstd"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -210,35 +208,6 @@ func RequireInOrder(t *testing.T, got map[string][]series.Sample, nSeries, round
 	}
 }
 
-// Gathered returns the sum of the samples of family name in reg whose
-// labels include kv (name, value pairs): 0 when there is none.
-func Gathered(t *testing.T, reg prometheus.Gatherer, name string, kv ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hasLabels(m.GetLabel(), kv) {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-func hasLabels(have []*dto.LabelPair, kv []string) bool {
-	for i := 0; i+1 < len(kv); i += 2 {
-		if !slices.ContainsFunc(have, func(l *dto.LabelPair) bool { return l.GetName() == kv[i] && l.GetValue() == kv[i+1] }) {
-			return false
-		}
-	}
-	return true
-}
-
 // Run runs run (a Run method) in the background until the returned stop
 // cancels its context; stop returns run's error, and the test's cleanup
 // calls it too.
@@ -255,4 +224,9 @@ func Run(t *testing.T, run func(context.Context) error) (stop func() error) {
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
+}
+
+// Logger is a debug-level text logger writing to t's output.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
