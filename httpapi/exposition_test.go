@@ -17,6 +17,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// getMetrics answers GET /metrics from a fresh test env, with the header
+// name set to value unless value is empty, and requires a 200.
+func getMetrics(t *testing.T, name, value string) (*testEnv, *httptest.ResponseRecorder) {
+	t.Helper()
+	env := newTestEnv(t, DefaultConfig(), nil)
+	h := http.Header{}
+	if value != "" {
+		h.Set(name, value)
+	}
+	w := do(t, env.api.Handler(), http.MethodGet, "/metrics", h)
+	require.Equal(t, http.StatusOK, w.Code)
+	return env, w
+}
+
 // do runs one request against the API's handler.
 func do(t testing.TB, h http.Handler, method, target string, header http.Header) *httptest.ResponseRecorder {
 	t.Helper()
@@ -112,13 +126,7 @@ func TestMetricsGzip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := newTestEnv(t, DefaultConfig(), nil)
-			h := http.Header{}
-			if tt.encoding != "" {
-				h.Set("Accept-Encoding", tt.encoding)
-			}
-			w := do(t, env.api.Handler(), http.MethodGet, "/metrics", h)
-			require.Equal(t, http.StatusOK, w.Code)
+			_, w := getMetrics(t, "Accept-Encoding", tt.encoding)
 			body := w.Body.Bytes()
 			if !tt.wantGzip {
 				assert.Empty(t, w.Header().Get("Content-Encoding"))
@@ -313,13 +321,7 @@ func TestMetricsNameEscapingNegotiated(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := newTestEnv(t, DefaultConfig(), nil)
-			hdr := http.Header{}
-			if tt.accept != "" {
-				hdr.Set("Accept", tt.accept)
-			}
-			w := do(t, env.api.Handler(), http.MethodGet, "/metrics", hdr)
-			require.Equal(t, http.StatusOK, w.Code)
+			env, w := getMetrics(t, "Accept", tt.accept)
 			assert.Equal(t, tt.wantCT, w.Header().Get("Content-Type"))
 			assert.Equal(t, []model.EscapingScheme{tt.wantScheme}, env.metrics.schemes)
 		})

@@ -44,19 +44,7 @@ func isLegacyLabelName(s string) bool {
 // and newline: the escaping of label values and quoted names.
 func appendQuoted(b []byte, s string) []byte {
 	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			b = append(b, '\\', '\\')
-		case '"':
-			b = append(b, '\\', '"')
-		case '\n':
-			b = append(b, '\\', 'n')
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
+	return append(appendEscaped(b, s, true), '"')
 }
 
 // appendFamilyName writes a metric name as it appears in HELP and TYPE lines.
@@ -69,13 +57,19 @@ func appendFamilyName(b []byte, name string) []byte {
 
 // appendHelp escapes a docstring: backslash and newline only, as the format
 // says (a double quote stays as is).
-func appendHelp(b []byte, help string) []byte {
-	for i := 0; i < len(help); i++ {
-		switch c := help[i]; c {
-		case '\\':
+func appendHelp(b []byte, help string) []byte { return appendEscaped(b, help, false) }
+
+// appendEscaped appends s with backslash and newline escaped, and the
+// double quote too when quote is set.
+func appendEscaped(b []byte, s string, quote bool) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
 			b = append(b, '\\', '\\')
-		case '\n':
+		case c == '\n':
 			b = append(b, '\\', 'n')
+		case c == '"' && quote:
+			b = append(b, '\\', '"')
 		default:
 			b = append(b, c)
 		}
