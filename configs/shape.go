@@ -69,29 +69,14 @@ func (c *shapeChecker) check(n *yaml.Node, t reflect.Type, path string) {
 		c.add(n, path, "nested too deeply (an alias that refers to itself?)")
 		return
 	}
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	if n.Kind == yaml.DocumentNode {
-		if len(n.Content) == 0 {
-			return
-		}
-		n = n.Content[0]
-	}
-	if n.Kind == 0 || isNull(n) {
+	if n = valueNode(n); n == nil {
 		return // yaml.v3 leaves the default (or nil) in place
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if customUnmarshal(t) {
-		before := len(c.errs)
-		if t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode {
-			c.checkStruct(n, t, path)
-		}
-		if len(c.errs) == before {
-			c.decodeValue(n, t, path)
-		}
+		c.checkCustom(n, t, path)
 		return
 	}
 	switch t.Kind() {
@@ -125,6 +110,36 @@ func (c *shapeChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Interface:
 		// Anything goes.
 	default:
+		c.decodeValue(n, t, path)
+	}
+}
+
+// valueNode follows aliases and a document to the node holding the value:
+// nil for an empty document or a null.
+func valueNode(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return nil
+		}
+		n = n.Content[0]
+	}
+	if n.Kind == 0 || isNull(n) {
+		return nil
+	}
+	return n
+}
+
+// checkCustom checks a value of a type with its own unmarshaller: the keys
+// of a struct first, then a trial decode when they were right.
+func (c *shapeChecker) checkCustom(n *yaml.Node, t reflect.Type, path string) {
+	before := len(c.errs)
+	if t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode {
+		c.checkStruct(n, t, path)
+	}
+	if len(c.errs) == before {
 		c.decodeValue(n, t, path)
 	}
 }

@@ -207,31 +207,52 @@ func configError(path string, err error) error {
 	return errors.New(b.String())
 }
 
+// run is the command line: check-config, or startup then serve until ctx
+// ends. It returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check-config" {
 		return checkConfig(args[1:], stdout, stderr)
 	}
+	st, code, done := startup(args, stdout, stderr)
+	if done {
+		return code
+	}
+	return serve(ctx, st, stderr)
+}
+
+// started is what startup hands to serve.
+type started struct {
+	o        options
+	cfg      configs.Config
+	level    slog.Level
+	listener net.Listener
+}
+
+// startup parses the flags and the config and opens the listener: the
+// steps that fail with a usage or config exit code before anything runs.
+// done is set when run must return code (--help, --version, an error).
+func startup(args []string, stdout, stderr io.Writer) (st started, code int, done bool) {
 	o, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+		return st, exitOK, true
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", appName, err, appName)
-		return exitConfig
+		return st, exitConfig, true
 	}
 	if o.showVersion {
 		printVersion(stdout)
-		return exitOK
+		return st, exitOK, true
 	}
 	level, err := parseLevel(o.logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: --log-level: %v\n", appName, err)
-		return exitConfig
+		return st, exitConfig, true
 	}
 	cfg, err := loadConfig(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
-		return exitConfig
+		return st, exitConfig, true
 	}
 	// A listen address that cannot be used is a bad flag: refuse it before
 	// anything starts. The listener is then handed to the server.
@@ -239,11 +260,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
 		if errors.Is(err, errListenBusy) {
-			return exitFail
+			return st, exitFail, true
 		}
-		return exitConfig
+		return st, exitConfig, true
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return started{o: o, cfg: cfg, level: level, listener: listener}, 0, false
+}
+
+// serve wires the daemon on what startup opened and runs it until ctx
+// ends. It returns exitFail when the daemon could not start or stopped on
+// an error, exitConfig when the runtime settings are refused.
+func serve(ctx context.Context, st started, stderr io.Writer) int {
+	cfg, listener := st.cfg, st.listener
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.level}))
 	stopProfile, err := tuneRuntime(logger)
 	if err != nil {
 		listener.Close()
@@ -255,7 +284,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			logger.Warn("cpu profile not written", "err", err)
 		}
 	}()
-	d, err := wire(cfg, o, logger)
+	d, err := wire(cfg, st.o, logger)
 	if err != nil {
 		listener.Close()
 		logger.Error("start failed", "err", err)
