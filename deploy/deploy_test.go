@@ -124,6 +124,9 @@ func path(v any, keys ...any) any {
 	return v
 }
 
+// TestManifestsDecodeStrictly: the shipped manifests decode strictly into
+// the Kubernetes types, and each mistake an edit could make is caught. Long
+// for its table, one row per manifest mistake.
 func TestManifestsDecodeStrictly(t *testing.T) {
 	bin, out, err := goBuild(t, "./deploy/testdata/k8scheck")
 	if err != nil && missingModules(out) {

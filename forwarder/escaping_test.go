@@ -17,6 +17,7 @@ import (
 // the answer unreadable: a client that did not ask for UTF-8 names gets
 // them escaped as it asked (underscores by default), one that did gets
 // them quoted; every other sandbox's series are in both.
+// Long for its table of four escapings, each checked in both phases.
 func TestNameEscaping(t *testing.T) {
 	const plain = "# TYPE kata_guest_load gauge\nkata_guest_load{item=\"load1\"} 1\n"
 	tests := []struct {

@@ -21,6 +21,7 @@ import (
 // TestScrapeFormats: the answer's Content-Type picks the parser; the same
 // data in text and OpenMetrics serves the same pull lines, and a format
 // nobody asked for is a scrape failure saying so.
+// Long for its table, one row per Content-Type.
 func TestScrapeFormats(t *testing.T) {
 	const text = "# HELP x_total Requests.\n# TYPE x_total counter\nx_total{code=\"200\"} 3\n" +
 		"# TYPE lat histogram\nlat_bucket{le=\"1\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_sum 3.5\nlat_count 2\n"

@@ -11,6 +11,7 @@ import (
 // TestMergeKeepsEverySeries: families exposed differently by different
 // sandboxes keep every series the text format can carry; what it cannot
 // carry is counted per sandbox and reason.
+// Long for its table, one row per way families differ.
 func TestMergeKeepsEverySeries(t *testing.T) {
 	const gauge = "# HELP kata_guest_load Load.\n# TYPE kata_guest_load gauge\nkata_guest_load{item=\"load1\"} 1\nkata_guest_load{item=\"load5\"} 2\n"
 	const untyped = "kata_guest_load{item=\"load1\"} 1\nkata_guest_load{item=\"load5\"} 2\n"

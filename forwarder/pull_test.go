@@ -16,6 +16,9 @@ import (
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
+// TestWriteMetricsRendering: the pull answer for sandboxes' expositions and
+// pods, byte for byte (merging, renaming, label precedence, untyped
+// strays). Long for its table: each row is a whole exposition in and out.
 func TestWriteMetricsRendering(t *testing.T) {
 	web := cri.Pod{UID: "u1", Name: "web", Namespace: "default"}
 	tests := []struct {

@@ -62,6 +62,9 @@ func relabelRule(mod func(c *relabel.Config)) *relabel.Config {
 	return &c
 }
 
+// TestPushRelabel: write-side relabel rules applied to pushed series, and
+// the samples they drop counted. Long for its table, each row a rule set
+// and the series it leaves.
 func TestPushRelabel(t *testing.T) {
 	body := "# TYPE up gauge\nup 1\n# TYPE kata_shim_fds gauge\nkata_shim_fds 4\n"
 	tests := []struct {

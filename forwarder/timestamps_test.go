@@ -49,6 +49,9 @@ func pushedBy(ss []series.Series) map[string]series.Sample {
 	return out
 }
 
+// TestPushTimestampRules: which pushed samples keep the shim's own
+// timestamp, which take the round's and which are dropped, round after
+// round. Long for its table of six timestamp cases, each a run of rounds.
 func TestPushTimestampRules(t *testing.T) {
 	const minute = int64(60_000)
 	// A step is one scheduled round of sandbox "bad" exposing g with the

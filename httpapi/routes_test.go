@@ -79,6 +79,9 @@ func TestSandboxesHTMLWithoutOptionalDeps(t *testing.T) {
 	assert.Contains(t, w.Body.String(), idB)
 }
 
+// TestSimpleRoutes: status, Content-Type and body of the small routes
+// (health, readiness, index, unknown paths, debug off). Long for its table,
+// one row per route and state.
 func TestSimpleRoutes(t *testing.T) {
 	notReady := func(d *Deps) { d.Ready = func() error { return errors.New("sandbox watcher not synced") } }
 	ready := func(d *Deps) { d.Ready = func() error { return nil } }

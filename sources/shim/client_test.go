@@ -20,6 +20,9 @@ import (
 	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
+// TestMetrics: what Metrics returns for each way a real shim socket answers
+// (whole, at or over the size cap, 500, hung, slow, closed mid-response).
+// Long for its table, one row per way a shim answers.
 func TestMetrics(t *testing.T) {
 	exposition := fakeshim.ExpositionAt(nil, 1)
 	tests := []struct {

@@ -28,6 +28,7 @@ import (
 // resent, so only a single series met by an injected 400 on its own is
 // dropped; everything else arrives, and the accounting is exact:
 // appended = received + dropped(refused = exactly the single-series 400s).
+// Long for its table of three misbehaviours, each checked in full.
 func TestFaultReceiverMisbehaves(t *testing.T) {
 	t.Parallel()
 	type schedule func(since time.Duration, n int64) faultproxy.Fault

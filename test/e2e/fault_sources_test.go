@@ -29,6 +29,7 @@ const (
 // shim can misbehave. /metrics keeps answering within scrape_timeout plus a
 // margin with every other sandbox's series, the failure is counted, the
 // daemon survives, and its memory stays bounded.
+// Long for its table, one row per way a shim fails.
 func TestSourceShimFaults(t *testing.T) {
 	t.Parallel()
 	huge := bytes.Repeat([]byte("kata_filler_total 1\n"), (50<<20)/20) // 50 MiB, over the 32 MiB cap

@@ -32,6 +32,7 @@ func parseText(t *testing.T, body string) map[string]int {
 
 // TestPullDropIn drives every upstream endpoint of the real binary on 20 fake
 // sandboxes, as an operator replacing upstream kata-monitor would.
+// Long for its table of the upstream endpoints.
 func TestPullDropIn(t *testing.T) {
 	node := startNode(t, 20)
 	m := startMonitor(t, node)

@@ -114,6 +114,7 @@ type refusalCase struct {
 // binary: one series refused with 400 inside every request (only it
 // dropped), 408 for a while, 413 above 1,000 samples, and 401/403 until
 // the credentials file is fixed (nothing dropped).
+// Long for its table of six cases, each run against the real binary.
 func TestRefusalPolicy(t *testing.T) {
 	t.Parallel()
 	const poison = "kata_hypervisor_threads"

@@ -103,6 +103,9 @@ func TestExpositionAtCounterStep(t *testing.T) {
 	}
 }
 
+// TestExpositionAtRules: what each template rule renders at round n
+// (counters, wrapping gauges, summaries, histograms, verbatim lines,
+// special values). Long for its table, one row per template rule.
 func TestExpositionAtRules(t *testing.T) {
 	tests := []struct {
 		name string
