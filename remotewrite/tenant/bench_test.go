@@ -60,30 +60,9 @@ func benchPushTenants(b *testing.B, url string, arrived <-chan struct{}, sandbox
 		buf = append(buf[:0], part...)
 		return p.Append(ctx, buf)
 	}
-	type pusher interface {
-		Append(context.Context, []series.Series) error
-		Run(context.Context) error
-	}
 	for _, mode := range []string{"off", "on"} {
 		b.Run("tenants="+mode, func(b *testing.B) {
-			cfg := config.DefaultConfig()
-			cfg.URL = url
-			cfg.Name = "bench"
-			f := false
-			cfg.MetadataConfig.Send = &f
-			wcfg := config.WALConfig{Dir: filepath.Join(b.TempDir(), "wal"), MaxSize: 4 << 30, Fsync: benchFsync}
-			var p pusher
-			var err error
-			reg := &sentCounters{Registerer: prometheus.NewRegistry()}
-			if mode == "on" {
-				cfg.Tenant = &config.TenantConfig{Label: "cri_namespace"}
-				p, err = New(cfg, wcfg, nil, reg)
-			} else {
-				p, err = remotewrite.New(cfg, wcfg, nil, reg)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+			p, reg := newBenchPusher(b, url, mode == "on")
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
@@ -124,25 +103,62 @@ func benchPushTenants(b *testing.B, url string, arrived <-chan struct{}, sandbox
 			}
 			cpu := cpuTime() - cpu0
 			b.ReportMetric(cpu.Seconds()/float64(b.N)/float64(len(round))*1e6, "cpu-s/Msamples")
-			// The live heap between rounds (the round itself included):
-			// what the router keeps for gathering rounds shows here.
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
-			if dir := os.Getenv("BENCH_HEAP_PROFILE_DIR"); dir != "" {
-				f, err := os.Create(filepath.Join(dir, fmt.Sprintf("heap-%d-%s.prof", sandboxes, mode)))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer f.Close()
-				if err := pprof.WriteHeapProfile(f); err != nil {
-					b.Fatal(err)
-				}
-			}
+			reportHeap(b, fmt.Sprintf("heap-%d-%s.prof", sandboxes, mode))
 			runtime.KeepAlive(round)
 			runtime.KeepAlive(p)
 		})
+	}
+}
+
+// pusher is what the benchmark drives: a Queue or a Router.
+type pusher interface {
+	Append(context.Context, []series.Series) error
+	Run(context.Context) error
+}
+
+// newBenchPusher builds the benchmark's endpoint to url (no metadata, a
+// 4 GiB WAL): a Router per cri_namespace when tenants, else one Queue.
+func newBenchPusher(b *testing.B, url string, tenants bool) (pusher, *sentCounters) {
+	cfg := config.DefaultConfig()
+	cfg.URL = url
+	cfg.Name = "bench"
+	f := false
+	cfg.MetadataConfig.Send = &f
+	wcfg := config.WALConfig{Dir: filepath.Join(b.TempDir(), "wal"), MaxSize: 4 << 30, Fsync: benchFsync}
+	var p pusher
+	var err error
+	reg := &sentCounters{Registerer: prometheus.NewRegistry()}
+	if tenants {
+		cfg.Tenant = &config.TenantConfig{Label: "cri_namespace"}
+		p, err = New(cfg, wcfg, nil, reg)
+	} else {
+		p, err = remotewrite.New(cfg, wcfg, nil, reg)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, reg
+}
+
+// reportHeap reports the live heap between rounds (the round itself
+// included: what the router keeps for gathering rounds shows here), and
+// writes a heap profile named name under $BENCH_HEAP_PROFILE_DIR when set.
+func reportHeap(b *testing.B, name string) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+	dir := os.Getenv("BENCH_HEAP_PROFILE_DIR")
+	if dir == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
 	}
 }
 

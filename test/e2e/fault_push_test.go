@@ -429,27 +429,7 @@ func diskFull(t *testing.T, upWhileFull bool) {
 	})
 
 	filler := filepath.Join(walDir, "filler")
-	fillUp(t, filler)
-	full := m.account(t, "vm")
-	waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
-		code, body := m.get("/metrics", nil)
-		require.Equal(t, http.StatusOK, code, "pull while the disk is full")
-		require.Contains(t, body, "kata_hypervisor_threads{")
-		a := m.account(t, "vm")
-		// Several rounds failed, and rounds went on.
-		return a.writeError > 0 && a.rounds >= full.rounds+8, a.String()
-	})
-	requireRunning(t, m)
-	duringFull := m.account(t, "vm")
-	if upWhileFull {
-		p.SetFaults(nil)
-		waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
-			requireRunning(t, m)
-			a := m.account(t, "vm")
-			return a.sent > 0 && a.rounds >= duringFull.rounds+8, a.String()
-		})
-		requireRunning(t, m)
-	}
+	full, duringFull := whileDiskFull(t, m, p, filler, upWhileFull)
 
 	require.NoError(t, os.Remove(filler))
 	p.SetFaults(nil)
@@ -469,6 +449,35 @@ func diskFull(t *testing.T, upWhileFull bool) {
 	require.Zero(t, dups)
 	result(t, "4MiB tmpfs filled while the receiver was down: %s; received %d; rounds went on (%.0f during the full disk), pull answered 200; after freeing space data flowed (one series: %d values, gaps %v)",
 		a, st.ForwardedSamples, duringFull.rounds-full.rounds, len(s.Values), g)
+}
+
+// whileDiskFull fills the WAL's filesystem (file filler) and waits until
+// rounds fail to write yet go on, pull still answering; with upWhileFull
+// the receiver comes back before space is freed and the backlog must be
+// sent. It returns the accounts when the disk filled and after the wait.
+func whileDiskFull(t *testing.T, m *monitor, p *faultproxy.Proxy, filler string, upWhileFull bool) (full, duringFull account) {
+	fillUp(t, filler)
+	full = m.account(t, "vm")
+	waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+		code, body := m.get("/metrics", nil)
+		require.Equal(t, http.StatusOK, code, "pull while the disk is full")
+		require.Contains(t, body, "kata_hypervisor_threads{")
+		a := m.account(t, "vm")
+		// Several rounds failed, and rounds went on.
+		return a.writeError > 0 && a.rounds >= full.rounds+8, a.String()
+	})
+	requireRunning(t, m)
+	duringFull = m.account(t, "vm")
+	if upWhileFull {
+		p.SetFaults(nil)
+		waitFor(t, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+			requireRunning(t, m)
+			a := m.account(t, "vm")
+			return a.sent > 0 && a.rounds >= duringFull.rounds+8, a.String()
+		})
+		requireRunning(t, m)
+	}
+	return full, duringFull
 }
 
 // fillUp writes to path until the filesystem is full.

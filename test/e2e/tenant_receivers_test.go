@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -169,6 +170,21 @@ func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int, before func(m *
 		before(m)
 	}
 
+	requireTenantsSeparated(ctx, t, r, n, limitC)
+	// Stop the shims' series (own metrics keep flowing to the default
+	// tenant), then the namespaces' tenants settle: appended = sent +
+	// dropped exactly, nothing pending.
+	for _, id := range node.IDs() {
+		require.NoError(t, node.Remove(id))
+	}
+	summary := requireTenantsComplete(ctx, t, r, m, n, limitC, start)
+	result(t, "20 sandboxes in 3 namespaces into %s, tenant per namespace: each tenant's query returns exactly its namespace's series, own metrics only in the default tenant; %s", r.Kind, strings.Join(summary, "; "))
+}
+
+// requireTenantsSeparated waits until every namespace's series are in its
+// own tenant and only there (limitC: see tenantsInto), kata-monitor's own
+// metrics in the default tenant alone.
+func requireTenantsSeparated(ctx context.Context, t *testing.T, r *receiver.Receiver, n, limitC int) {
 	// Every namespace's series arrive in its own tenant, and only there.
 	var at time.Time
 	for _, ns := range teams {
@@ -214,13 +230,14 @@ func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int, before func(m *
 		require.NoError(t, err)
 		require.Empty(t, got, "tenant %s", ns)
 	}
+}
 
-	// Stop the shims' series (own metrics keep flowing to the default
-	// tenant), then the namespaces' tenants settle: appended = sent +
-	// dropped exactly, nothing pending.
-	for _, id := range node.IDs() {
-		require.NoError(t, node.Remove(id))
-	}
+// requireTenantsComplete checks, once the shims are gone, that every
+// tenant stored every round of its counter series in order and settled
+// (appended = sent + dropped, drops only for team-c's limit), and returns
+// a line per tenant for the result.
+func requireTenantsComplete(ctx context.Context, t *testing.T, r *receiver.Receiver, m *monitor, n, limitC int, start time.Time) []string {
+	ep := string(r.Kind)
 	// Every round of every counter series a tenant stored is there, once,
 	// in order (the fake shims add 1 per scrape to a counter): all 5 per
 	// sandbox of a tenant without a limit (kata_agent_scrape_count, 4
@@ -252,7 +269,7 @@ func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int, before func(m *
 		}
 		summary = append(summary, fmt.Sprintf("%s appended %.0f sent %.0f dropped %v", ns, app, sent, dropped))
 	}
-	result(t, "20 sandboxes in 3 namespaces into %s, tenant per namespace: each tenant's query returns exactly its namespace's series, own metrics only in the default tenant; %s", r.Kind, strings.Join(summary, "; "))
+	return summary
 }
 
 func mapsKeys(m map[string]float64) func(func(string) bool) {
