@@ -251,6 +251,10 @@ type (
 
 func queryText(raw json.RawMessage) string { return dashboard.QueryText(raw) }
 
+// TestDashboards: each shipped Grafana dashboard queries only series
+// kata-monitor serves, through the datasource variable, with the variables
+// it needs and the families it exists to show. Long for its table of two
+// dashboards, each checked variable by variable and panel by panel.
 func TestDashboards(t *testing.T) {
 	known := knownSeriesNames(t)
 	values := shimLabelValues(t)

@@ -24,6 +24,11 @@ func selfKey(s series.Series) string {
 	return k
 }
 
+// TestPushSelfMetrics: kata-monitor's own metrics (gauge, histogram,
+// summary) are pushed with the round at its time, with the external labels
+// but the metric's own label winning, with their metadata and staleness
+// markers; push_self_metrics: false pushes the shim series only. Long for
+// its two runs (pushed, opted out), each checked in full.
 func TestPushSelfMetrics(t *testing.T) {
 	self := prometheus.NewRegistry()
 	wrapped := prometheus.WrapRegistererWithPrefix("kata_monitor_", self)

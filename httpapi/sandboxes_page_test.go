@@ -15,6 +15,7 @@ import (
 
 // TestSandboxesPage renders one sandbox in each state an operator must tell
 // apart: healthy, failing, not scraped yet, and unknown to the CRI.
+// Long because each state's row is checked on the same rendered page.
 func TestSandboxesPage(t *testing.T) {
 	const (
 		idFail  = "fa11fa11fa11fa11fa11"

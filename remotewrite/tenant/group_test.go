@@ -19,6 +19,8 @@ import (
 // fsyncs under wal.fsync append: one per group), not one per chunk per
 // tenant; the chunks' reused label and sample buffers are copied, so every
 // series arrives once, intact, in its own tenant's requests.
+// Long because building the interleaved round and checking every tenant's
+// groups and requests are one case.
 func TestRouterGroupsPerTenantAcrossRound(t *testing.T) {
 	rc := newReceiver(t, nil).Start()
 	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})

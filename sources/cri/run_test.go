@@ -14,6 +14,8 @@ import (
 // its times are exact. The gRPC side stays outside: a connection's I/O is
 // not durably blocking, so Cache.Run itself is tested against the real fake
 // CRI in cache_test.go.
+// Long because the schedule's steps are checked in sequence in one synctest
+// bubble.
 func TestSchedule(t *testing.T) {
 	const interval, minInterval = time.Hour, 200 * time.Millisecond
 	synctest.Test(t, func(t *testing.T) {

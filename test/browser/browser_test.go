@@ -57,6 +57,8 @@ var pngMagic = []byte("\x89PNG\r\n\x1a\n")
 // three states an operator must tell apart (healthy, shim failing, pod
 // unknown to the CRI), checks the DOM Chromium built, follows links found in
 // it, and takes a screenshot.
+// Long because one Chromium run is checked for every state, then its links
+// followed.
 func TestSandboxesPageInChromium(t *testing.T) {
 	b := newBrowser(t)
 	node, err := fakenode.Start(sockets.Dir(t), 5, fakeshim.Options{})

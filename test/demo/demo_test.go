@@ -24,6 +24,8 @@ import (
 // sandboxes), reads the URLs it prints and fetches every one: each must
 // answer 200 with data of the simulated node (a sandbox id, a pod name or
 // kata-monitor's own series), not a 404 page.
+// Long because the demo runs once and every URL it prints is checked
+// against it.
 func TestDemoURLs(t *testing.T) {
 	dir := t.TempDir()
 	bin, err := daemon.Build(dir)

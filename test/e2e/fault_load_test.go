@@ -15,6 +15,7 @@ import (
 // TestLoadConcurrentPull: 16 clients x 50 requests on /metrics never scrape
 // a shim more than once per round, and pull rounds are rate limited by
 // snapshot_max_age; in push mode pulls share the scheduled rounds too.
+// Long because pull mode and push mode are loaded and checked in turn.
 func TestLoadConcurrentPull(t *testing.T) {
 	t.Parallel()
 	const sandboxes, clients, requests = 10, 16, 50

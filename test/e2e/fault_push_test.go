@@ -118,6 +118,8 @@ func TestFaultReceiverMisbehaves(t *testing.T) {
 // budget overflows it several times. The oldest data goes, the newest stays,
 // and the drop counter equals exactly what is missing:
 // received + dropped(disk_budget) == appended. Scraping and pull go on.
+// Long because the outage, the overflows and the exact accounting after
+// them are one story.
 func TestFaultDiskBudgetOutage(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 4)
@@ -262,6 +264,7 @@ func TestFaultSIGKILLLoop(t *testing.T) {
 // TestFaultWALDamage (issue 4): the WAL is damaged on disk while
 // kata-monitor is stopped; it starts anyway, logs the damage, counts it in
 // kata_monitor_wal_corruptions_total and sends everything else.
+// Long for its table of four damages, each started and checked on its own.
 func TestFaultWALDamage(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

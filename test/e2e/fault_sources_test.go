@@ -127,6 +127,8 @@ func knob(f func(*fakeshim.Shim)) func(*testing.T, *fakenode.Node) string {
 // TestSourceChurn: 2,000 sandbox directories appear and vanish in bursts
 // (some with real shims) while /metrics is hammered; the live set converges
 // to the directory listing and goroutines return to their baseline.
+// Long because the churn, the convergence and the goroutine baseline are
+// checked on one running daemon.
 func TestSourceChurn(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 5)
@@ -208,6 +210,7 @@ func TestSourceChurn(t *testing.T) {
 // TestSourceCRI: the CRI down at start, coming up, going away and back, and
 // slow; pods without a shim are ignored; a sandbox without a pod gets only
 // sandbox_id; a shim cannot forge sandbox_id or cri_* labels.
+// Long because the CRI's states follow each other on one running daemon.
 func TestSourceCRI(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 3)

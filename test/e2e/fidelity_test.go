@@ -106,6 +106,7 @@ func startMonitorEndpoint(t *testing.T, node *fakenode.Node, endpoint string, ex
 // directory appears; the very first sample of that sandbox, pulled and
 // pushed, carries its cri_* labels, under a second after the directory
 // appeared (issue 11, kind 5).
+// Long because the first sample is checked both pulled and pushed.
 func TestFidelityFirstSampleLabelled(t *testing.T) {
 	t.Parallel()
 	t.Run("pull", func(t *testing.T) {

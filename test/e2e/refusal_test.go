@@ -333,6 +333,8 @@ func TestLagFromStart(t *testing.T) {
 // 127.0.0.1: the old directory is reported at start (warning with pending
 // samples and the gauge), and giving the endpoint the directory's name
 // delivers every pending sample.
+// Long because it is one story across restarts of the daemon, each run
+// needing the WAL the last one left.
 func TestStrandedQueueAdopted(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 2)

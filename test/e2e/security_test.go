@@ -33,6 +33,7 @@ import (
 // TestSecurityHostileRequests: hostile sandbox ids, huge queries and headers
 // against the real binary. Every answer is a 4xx, never a 5xx, and the
 // daemon stays up.
+// Long for its tables of hostile ids, queries and headers.
 func TestSecurityHostileRequests(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 2)

@@ -47,6 +47,8 @@ func quickStart(t *testing.T, readme string) []string {
 // root, in one shell (so `&` keeps its meaning), then checks what it
 // promises: /sandboxes lists the five simulated sandboxes and the query
 // shows five pods in VictoriaMetrics.
+// Long because the quick start runs as one shell and each of its promises
+// is checked after it.
 func TestQuickStart(t *testing.T) {
 	if _, err := exec.LookPath("victoria-metrics"); err != nil {
 		t.Fatal("victoria-metrics not installed: run scripts/install-deps.sh")
