@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/remotewrite/internal/rwtest"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
@@ -41,7 +42,7 @@ func TestRouterHeldSurviveCancelMidStage(t *testing.T) {
 		fx.cfg.QueueConfig.MaxSamplesPerSend = 2
 		fx.r.Close()
 		var err error
-		fx.r, err = New(fx.cfg, fx.walCfg, testLogger(t), fx.reg)
+		fx.r, err = New(fx.cfg, fx.walCfg, rwtest.Logger(t), fx.reg)
 		require.NoError(t, err)
 		ss := []series.Series{
 			mkSeries("m", []series.Sample{{Timestamp: 1, Value: 1}}, "cri_namespace", "a", "idx", "0"),
@@ -58,7 +59,7 @@ func TestRouterHeldSurviveCancelMidStage(t *testing.T) {
 		}
 		// The next start sends what the WAL holds.
 		fx.reg = prometheus.NewRegistry()
-		fx.r, err = New(fx.cfg, fx.walCfg, testLogger(t), fx.reg)
+		fx.r, err = New(fx.cfg, fx.walCfg, rwtest.Logger(t), fx.reg)
 		require.NoError(t, err)
 		stop := fx.run(t)
 		sent := func() float64 {

@@ -14,7 +14,6 @@ import (
 // Shorthands for the helpers shared with the other remote write
 // packages' tests (package rwtest).
 var (
-	testLogger  = rwtest.Logger
 	newReceiver = rwtest.NewReceiver
 	mkSeries    = rwtest.Series
 	labelKey    = rwtest.LabelKey

@@ -42,7 +42,7 @@ func newRouterFixture(t *testing.T, url string, dir string, tc config.TenantConf
 	walCfg.Dir = dir
 	walCfg.MaxSize = 64 << 20
 	reg := prometheus.NewRegistry()
-	r, err := New(cfg, walCfg, testLogger(t), reg, remotewrite.WithFlushDeadline(50*time.Millisecond))
+	r, err := New(cfg, walCfg, rwtest.Logger(t), reg, remotewrite.WithFlushDeadline(50*time.Millisecond))
 	require.NoError(t, err)
 	return &routerFixture{r: r, reg: reg, walCfg: walCfg, cfg: cfg}
 }

@@ -35,7 +35,7 @@ func TestStrandedTenantQueue(t *testing.T) {
 
 	renamed := fx.cfg
 	renamed.Name = "ep2"
-	got, err := remotewrite.ReportStranded(fx.walCfg, []config.Config{renamed}, testLogger(t), prometheus.NewRegistry())
+	got, err := remotewrite.ReportStranded(fx.walCfg, []config.Config{renamed}, rwtest.Logger(t), prometheus.NewRegistry())
 	require.NoError(t, err)
 	total := 0
 	for _, sq := range got {
