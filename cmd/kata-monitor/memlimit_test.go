@@ -86,6 +86,43 @@ func TestStartCPUProfile(t *testing.T) {
 	require.ErrorContains(t, err, "KATA_MONITOR_CPUPROFILE")
 }
 
+// TestStartCPUProfileDelay: with KATA_MONITOR_CPUPROFILE_DELAY the
+// profile starts late (a stop before then leaves an empty file, a stop
+// after it a profile); a bad duration is refused by name.
+func TestStartCPUProfileDelay(t *testing.T) {
+	env := func(path, delay string) func(string) string {
+		return func(k string) string {
+			switch k {
+			case "KATA_MONITOR_CPUPROFILE":
+				return path
+			case "KATA_MONITOR_CPUPROFILE_DELAY":
+				return delay
+			}
+			return ""
+		}
+	}
+	early := filepath.Join(t.TempDir(), "early.pb.gz")
+	stop, err := startCPUProfile(env(early, "1h"))
+	require.NoError(t, err)
+	require.NoError(t, stop())
+	fi, err := os.Stat(early)
+	require.NoError(t, err)
+	require.Zero(t, fi.Size(), "stopped before the delay: nothing profiled")
+
+	late := filepath.Join(t.TempDir(), "late.pb.gz")
+	started := make(chan struct{})
+	stop, err = startCPUProfileNotify(env(late, "1ms"), func() { close(started) })
+	require.NoError(t, err)
+	<-started
+	require.NoError(t, stop())
+	fi, err = os.Stat(late)
+	require.NoError(t, err)
+	require.Positive(t, fi.Size(), "a profile was written")
+
+	_, err = startCPUProfile(env(late, "soon"))
+	require.ErrorContains(t, err, "KATA_MONITOR_CPUPROFILE_DELAY")
+}
+
 // envWith is an environment (os.Getenv's shape) where only key is set.
 func envWith(key, value string) func(string) string {
 	return func(k string) string {

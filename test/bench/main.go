@@ -12,7 +12,10 @@
 // BENCH_WIRE=1 (only the wire bandwidth per remote write encoding, at
 // BENCH_WIRE_SANDBOXES=200, measured by a counting proxy in front of the
 // receiver: wire.go; BENCH_WIRE_ONLY=zstd runs the variants whose name
-// contains it).
+// contains it), BENCH_CPUPROFILE=<file> (a CPU profile of the daemon in
+// steady state, from four intervals after its start to the end of the push
+// window: the daemon is stopped there and the pulls are skipped; use one
+// size per run, each run writes the same file).
 //
 // Self-metrics are read from /metrics/self (falling back to /metrics for
 // binaries without it), so observing the daemon costs no shim scrape and
@@ -276,7 +279,19 @@ func measure(bin string, n int, interval, pushFor time.Duration, pullReqs int) (
 		return r, err
 	}
 	defer cleanup()
+	profile := os.Getenv("BENCH_CPUPROFILE")
+	if profile != "" {
+		if profile, err = filepath.Abs(profile); err != nil {
+			return r, err
+		}
+		// The daemon inherits the environment: its profile starts once the
+		// first rounds' full parses are over (see cmd/kata-monitor/cpuprofile.go).
+		os.Setenv("KATA_MONITOR_CPUPROFILE", profile)
+		os.Setenv("KATA_MONITOR_CPUPROFILE_DELAY", (4 * interval).String())
+	}
 	in, err := startMonitor(bin, node, dir, pushConfig(dir, vm.WriteURL(), interval, "4GiB"))
+	os.Unsetenv("KATA_MONITOR_CPUPROFILE")
+	os.Unsetenv("KATA_MONITOR_CPUPROFILE_DELAY")
 	if err != nil {
 		return r, err
 	}
@@ -302,6 +317,12 @@ func measure(bin string, n int, interval, pushFor time.Duration, pullReqs int) (
 	r.SamplesPerSec = sent / pushFor.Seconds()
 	r.WireBytesPerSample = (s1["kata_monitor_remote_write_bytes_sent_total"] - s0["kata_monitor_remote_write_bytes_sent_total"]) / sent
 	r.WALBytesPerSample = (s1["kata_monitor_wal_bytes_appended_total"] - s0["kata_monitor_wal_bytes_appended_total"]) / scraped
+	if profile != "" {
+		r.PeakRSSMiB = in.statusKiB("VmHWM") / 1024
+		in.stop() // writes the profile; pulls would blur it
+		fmt.Fprintf(os.Stderr, "bench: CPU profile of the push window in %s (pulls skipped)\n", profile)
+		return r, nil
+	}
 
 	// Pull with push still running: 1 client, then 8.
 	pullRounds0 := s1[`kata_monitor_rounds_total{trigger="pull"}`]
