@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 	"unicode"
@@ -54,6 +55,10 @@ type Client struct {
 	http      *http.Client
 	proxy     *httputil.ReverseProxy
 	m         *metrics
+	// lean serves get (scrapes, /agent-url) without the transport
+	// (lean.go); scrapeReq is the scrape's request.
+	lean      leanPool
+	scrapeReq []byte
 }
 
 // newClient builds a client for socket; it connects lazily.
@@ -79,7 +84,9 @@ func newClient(socket string, cfg Config, m *metrics) *Client {
 			// A shim never redirects; if one does, report the answer.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		m: m,
+		m:         m,
+		lean:      leanPool{socket: socket},
+		scrapeReq: requestBytes("/metrics", ScrapeAccept),
 	}
 	c.proxy = c.newProxy()
 	return c
@@ -140,45 +147,49 @@ func (c *Client) AgentURL(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// get fetches path within Config.Timeout and appends a body of at most
-// Config.MaxResponseBytes to dst[:0]; it returns the answer's Content-Type.
-// Go's transport asks for gzip and decodes it (resp.Uncompressed); any
-// other encoding left on the answer was not asked for.
+// get fetches path within Config.Timeout (or ctx's deadline, if earlier)
+// and appends a body of at most Config.MaxResponseBytes to dst[:0]; it
+// returns the answer's Content-Type. It asks for gzip and decodes it; any
+// other encoding on the answer was not asked for. It goes over the
+// client's own keep-alive connections (lean.go), not net/http's
+// Transport.
 func (c *Client) get(ctx context.Context, path, accept string, dst []byte) ([]byte, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shim"+path, nil)
+	deadline := time.Now().Add(c.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	req := c.scrapeReq
+	if path != "/metrics" || accept != ScrapeAccept {
+		req = requestBytes(path, accept)
+	}
+	a, err := c.lean.roundTrip(ctx, req, deadline)
 	if err != nil {
-		return dst[:0], "", fmt.Errorf("get %s: %w", path, err)
-	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return dst[:0], "", fmt.Errorf("get %s: %w", path, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxStatusBody)) // best effort: the status is the news
-		// Drain a little so a small error page does not cost the connection.
-		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		return dst[:0], "", fmt.Errorf("get %s: %w", path, &StatusError{Code: resp.StatusCode, Body: Printable(string(body))})
-	}
-	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		return dst[:0], "", fmt.Errorf("get %s: shim answered Content-Encoding %q, asked for gzip or none: %w", path, Printable(enc), ErrEncoding)
+		return dst[:0], "", fmt.Errorf("get %s: %w", path, timeoutError(ctx, err))
 	}
 	limit := c.cfg.MaxResponseBytes
-	if resp.ContentLength > limit {
-		return dst[:0], "", fmt.Errorf("get %s: body of %d bytes over %d: %w", path, resp.ContentLength, limit, ErrTooLarge)
+	if a.length > limit {
+		a.finish(false)
+		return dst[:0], "", fmt.Errorf("get %s: body of %d bytes over %d: %w", path, a.length, limit, ErrTooLarge)
 	}
-	out, err := readCapped(resp.Body, dst[:0], limit, resp.ContentLength)
+	out, err := readCapped(a.body, dst[:0], limit, a.length)
+	a.finish(err == nil)
 	if err != nil {
-		return out[:0], "", fmt.Errorf("get %s: %w", path, unwrapURLError(err))
+		return out[:0], "", fmt.Errorf("get %s: %w", path, timeoutError(ctx, err))
 	}
-	return out, resp.Header.Get("Content-Type"), nil
+	return out, a.ctype, nil
+}
+
+// timeoutError returns ctx's error when ctx ended, and
+// context.DeadlineExceeded when the connection's deadline passed, so a
+// timeout reads the same whichever deadline was first; else err.
+func timeoutError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return err
 }
 
 // Printable returns s as valid UTF-8 with every non-printable character

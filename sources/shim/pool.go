@@ -55,6 +55,7 @@ func (p *Pool) Forget(socket string) {
 	p.mu.Unlock()
 	if ok {
 		c.transport.CloseIdleConnections()
+		c.lean.close()
 	}
 }
 
