@@ -80,6 +80,7 @@ func (q *Queue) write(recs [][]byte) (*segment, error) {
 	}
 	prev := q.active()
 	err := q.w.Log(recs...)
+	q.cutMaybe = q.cutMaybe || err != nil
 	if err == nil && q.cfg.Fsync == FsyncAppend {
 		start := time.Now()
 		err = q.w.Sync()
@@ -102,6 +103,7 @@ func (q *Queue) active() *segment { return q.segs[len(q.segs)-1] }
 
 // cut closes the active segment (fsynced) and starts a new one.
 func (q *Queue) cut() error {
+	q.cutMaybe = true
 	if _, err := q.w.NextSegmentSync(); err != nil {
 		return err
 	}
@@ -109,8 +111,24 @@ func (q *Queue) cut() error {
 }
 
 // refresh brings the segment index in line with the writer: segments wlog
-// started (it cuts by itself when a record does not fit) and sizes.
+// started (it cuts by itself when a record does not fit) and sizes. wlog
+// tells the active segment only by listing the directory
+// (LastSegmentAndOffset), a readdir per Append; so after a clean write
+// refresh looks for the next segment's file instead (wlog creates it when
+// it cuts) and takes the active segment's size from a stat: a successful
+// Log ends with the partial page written out, so the file size is wlog's
+// offset. After a failed write (sizes unknown) it asks wlog.
 func (q *Queue) refresh() error {
+	if !q.cutMaybe {
+		if _, err := os.Stat(wlog.SegmentName(q.cfg.Dir, q.active().index+1)); errors.Is(err, os.ErrNotExist) {
+			fi, err := os.Stat(wlog.SegmentName(q.cfg.Dir, q.active().index))
+			if err == nil {
+				q.active().size = fi.Size()
+				return nil
+			}
+		}
+	}
+	q.cutMaybe = false
 	seg, off, err := q.w.LastSegmentAndOffset()
 	if err != nil {
 		return fmt.Errorf("locate active segment: %w", err)

@@ -66,6 +66,7 @@ type Queue struct {
 	w        segmentLog
 	segs     []*segment // ascending index, contiguous; the last one is active
 	needCut  bool       // a write failed: start a fresh segment before the next one
+	cutMaybe bool       // refresh must ask wlog (a write failed, or a cut was asked)
 	nextSeq  uint64
 	readPos  uint64      // every block <= readPos was handed out, dropped or acked
 	acked    uint64      // every block <= acked is done
