@@ -216,7 +216,8 @@ func TestListenFailure(t *testing.T) {
 
 // TestReadiness: with remote_write, /readyz answers 503 with the reason until
 // the first round is done, 200 after, and names the endpoint whose WAL is
-// closed once the queues stopped.
+// closed once the queues stopped. The first round also releases the
+// binary's startup pages, once.
 func TestReadiness(t *testing.T) {
 	dir, err := os.MkdirTemp("", "kmrdy")
 	require.NoError(t, err)
@@ -233,7 +234,8 @@ func TestReadiness(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := loadConfig(o)
 	require.NoError(t, err)
-	d, err := wire(cfg, o, slog.New(slog.DiscardHandler))
+	var logs child.Buffer
+	d, err := wire(cfg, o, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	require.NoError(t, err)
 	d.listener, err = listen(o.listenAddress, "")
 	require.NoError(t, err)
@@ -252,9 +254,15 @@ func TestReadiness(t *testing.T) {
 		code, body := child.Get(url, nil)
 		return code == http.StatusOK && body == "ready\n"
 	}, 20*time.Second, 20*time.Millisecond)
+	// The first round done, the binary's startup pages are released
+	// (imagepages.go) once.
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "released the binary's startup pages")
+	}, 20*time.Second, 20*time.Millisecond, logs.String())
 	cancel()
 	require.NoError(t, <-done)
 	require.EqualError(t, d.ready(), `remote_write "vm": wal closed`)
+	require.Equal(t, 1, strings.Count(logs.String(), "startup pages"), logs.String())
 }
 
 // TestCheckConfigDocumentedExample runs check-config on the file shown in
