@@ -39,7 +39,7 @@ type Forgetter interface {
 }
 
 // Appender receives every scheduled round in push mode (remotewrite
-// implements it), in order, in one or more calls of at most 8192 series (a
+// implements it), in order, in one or more calls of at most push.Chunk (16384) series (a
 // series appears at most once per round, so no call reorders a series), as
 // protocol-neutral series: labels (a shim series' as a series.Template
 // shared by all sandboxes with the sandbox's series.Values), samples and

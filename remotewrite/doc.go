@@ -48,20 +48,21 @@
 //
 // # Chunks, groups and shards
 //
-// The forwarder hands a round over in chunks of at most 8,192 series
-// (forwarder's pushChunk: its buffers stay small), one Append each, so one
-// round of 200 sandboxes (about 152,000 series of one sample) is about 19
-// groups, each one WAL write (and one fsync with wal.fsync "append") of at
-// most ceil(8192 / max_samples_per_send) blocks: 5 with the default 2,000.
-// Since groups go out one after the other, at most that many requests
-// are in flight: max_shards above it (the default 8) is not reached with
-// the default max_samples_per_send. It is the contract, kept on purpose:
-// a group is the unit of fsync, of acknowledgement and of ordering, and
-// sending the next group before the previous one is done could reorder a
-// series whose block of the previous group is being retried. To use more
-// shards, lower max_samples_per_send (1,000 gives 9 blocks per group);
-// catch-up at the defaults already runs at about 50 times the production
-// rate (docs/benchmarks.md), and a receiver gets fewer, larger requests.
+// The forwarder hands a round over in chunks of at most 16,384 series
+// (forwarder/push.Chunk: its buffers stay small), one Append each, so one
+// round of 200 sandboxes (about 152,000 series of one sample) is about 10
+// groups, each one WAL write (and one fsync with wal.fsync "append") and
+// one acknowledgement once sent, of at most ceil(16384 /
+// max_samples_per_send) blocks: 9 with the default 2,000. Since groups go
+// out one after the other, at most that many requests are in flight, and
+// at most max_shards (the default 8) at once. It is the contract, kept on
+// purpose: a group is the unit of fsync, of acknowledgement and of
+// ordering, and sending the next group before the previous one is done
+// could reorder a series whose block of the previous group is being
+// retried. Fewer, larger groups cost less CPU per sample (each group's
+// fsyncs: docs/benchmarks.md, "Push cost, session 5"); catch-up at the
+// defaults already runs at about 50 times the production rate, and a
+// receiver gets fewer, larger requests.
 //
 // A tenant's queue (remotewrite/tenant) is fed through Stage and Commit
 // instead: the router holds a tenant's series until they fill a block,
