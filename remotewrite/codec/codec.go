@@ -202,10 +202,7 @@ type Encoder struct {
 // marshaler holds the scratch of one protobuf marshalling; reused.
 type marshaler struct {
 	raw []byte
-	// 1.0: each series' message size, the prepared forms of its
-	// template series
-	sizes []int
-	preps []prepPair
+	// 1.0: the slot messages of the values being written
 	slots slotMsgs
 	// 2.0
 	syms writev2.SymbolsTable
@@ -437,73 +434,80 @@ func (m *marshaler) marshal(ss []series.Series, f Format) ([]byte, error) {
 // from the neutral series: the same bytes as prompb's generated marshaller
 // (fields in number order, zero scalars left out, every label and sample
 // message written even when empty; TestMarshalV1MatchesPrompb), without
-// copying the series into prompb types first and in one forward pass after
-// the sizes (the generated code, which sizes every message twice, was a
-// third of the push path: BenchmarkMarshalV1).
+// copying the series into prompb types first and in one forward pass (the
+// generated code, which sizes every message twice, was a third of the
+// push path: BenchmarkMarshalV1). A template series is written behind
+// room for a 2-byte length (its size is known once written: most are
+// 128 to 16383 bytes) and moved when its length takes another width
+// (patchLen), so its labels are not sized before they are copied.
 func (m *marshaler) marshalV1(ss []series.Series) ([]byte, error) {
-	m.sizes, m.preps = m.sizes[:0], m.preps[:0]
-	total := 0
+	b := m.raw[:0]
 	var (
 		lastV *series.Values
 		vp    *valsPrep
 	)
 	for i := range ss {
 		s := &ss[i]
-		var n int
-		if s.Template != nil {
-			// The prepared form: the template's and the values' label
-			// bytes, built once (prepared.go).
-			if vp == nil || s.Values != lastV {
-				lastV, vp = s.Values, prepValues(s.Values)
-			}
-			tp := prepTemplate(s.Template)
-			m.preps = append(m.preps, prepPair{tp, vp})
-			n = tp.labelsSizeV1(&m.slots, vp) + samplesSizeV1(s.Samples)
-		} else {
-			n = seriesSizeV1(s)
-		}
-		m.sizes = append(m.sizes, n)
-		total += 1 + varintSize(uint64(n)) + n
-	}
-	b := slices.Grow(m.raw[:0], total)
-	p := 0
-	for i := range ss {
-		s := &ss[i]
 		b = append(b, 0x0a) // WriteRequest.timeseries
-		b = binary.AppendUvarint(b, uint64(m.sizes[i]))
-		if s.Template != nil {
-			b = m.preps[p].t.appendLabelsV1(b, &m.slots, m.preps[p].v)
-			p++
-		} else {
+		if s.Template == nil {
+			b = binary.AppendUvarint(b, uint64(seriesSizeV1(s)))
 			for _, l := range s.Labels {
 				b = append(b, 0x0a) // TimeSeries.labels
 				b = binary.AppendUvarint(b, uint64(labelSizeV1(l)))
 				b = appendStringField(b, 0x0a, l.Name)
 				b = appendStringField(b, 0x12, l.Value)
 			}
+			b = appendSamplesV1(b, s.Samples)
+			continue
 		}
-		for _, x := range s.Samples {
-			b = append(b, 0x12) // TimeSeries.samples
-			b = binary.AppendUvarint(b, uint64(sampleSizeV1(x)))
-			if x.Value != 0 {
-				b = append(b, 0x09)
-				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x.Value))
-			}
-			if x.Timestamp != 0 {
-				b = append(b, 0x10)
-				b = binary.AppendUvarint(b, uint64(x.Timestamp))
-			}
+		// The prepared form: the template's and the values' label bytes,
+		// built once (prepared.go).
+		if vp == nil || s.Values != lastV {
+			lastV, vp = s.Values, prepValues(s.Values)
 		}
+		at := len(b)
+		b = append(b, 0, 0)
+		b = prepTemplate(s.Template).appendLabelsV1(b, &m.slots, vp)
+		b = appendSamplesV1(b, s.Samples)
+		b = patchLen(b, at, 2)
 	}
 	m.raw = b
-	clear(m.preps)
 	return b, nil
 }
 
-// prepPair is a template series' prepared template and values.
-type prepPair struct {
-	t *tmplPrep
-	v *valsPrep
+// patchLen writes the size of the message b[at+room:] as a varint at
+// b[at:], where room bytes were left for it, moving the message when the
+// varint is shorter or longer.
+func patchLen(b []byte, at, room int) []byte {
+	n := len(b) - at - room
+	w := varintSize(uint64(n))
+	switch {
+	case w < room:
+		copy(b[at+w:], b[at+room:])
+		b = b[:at+w+n]
+	case w > room:
+		b = slices.Grow(b, w-room)[:at+w+n]
+		copy(b[at+w:], b[at+room:at+room+n])
+	}
+	binary.PutUvarint(b[at:], uint64(n))
+	return b
+}
+
+// appendSamplesV1 appends xs as 1.0 Sample messages.
+func appendSamplesV1(b []byte, xs []series.Sample) []byte {
+	for _, x := range xs {
+		b = append(b, 0x12) // TimeSeries.samples
+		b = binary.AppendUvarint(b, uint64(sampleSizeV1(x)))
+		if x.Value != 0 {
+			b = append(b, 0x09)
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x.Value))
+		}
+		if x.Timestamp != 0 {
+			b = append(b, 0x10)
+			b = binary.AppendUvarint(b, uint64(x.Timestamp))
+		}
+	}
+	return b
 }
 
 func varintSize(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
