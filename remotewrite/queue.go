@@ -47,9 +47,11 @@ type Option func(*options)
 type options struct {
 	userAgent     string
 	flushDeadline time.Duration
-	// walDir and walShare are set by WithWALShare (tenant queues).
-	walDir   string
-	walShare int
+	// walShared, walTenant and walShare are set by WithWALStream (tenant
+	// queues).
+	walShared *wal.Queue
+	walTenant string
+	walShare  int
 	// ackEvery is set by WithAckInterval (tenant queues): see coalescedAck.
 	ackEvery time.Duration
 }
@@ -63,13 +65,14 @@ func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = u
 // context ends (default DefaultFlushDeadline).
 func WithFlushDeadline(d time.Duration) Option { return func(o *options) { o.flushDeadline = d } }
 
-// WithWALShare makes the queue one of share queues that split the
-// endpoint's WAL budget (remotewrite/tenant opens one per tenant): its WAL
-// lives in dir instead of wal.dir/<name>, and gets wal.max_size / share of
-// disk (at least 1 MiB) and 1/share of the in-memory tail (at least 256
-// KiB).
-func WithWALShare(dir string, share int) Option {
-	return func(o *options) { o.walDir, o.walShare = dir, max(share, 1) }
+// WithWALStream makes the queue tenant's reader of the shared WAL w
+// (remotewrite/tenant opens one WAL per endpoint, OpenTenantWAL, and a
+// queue per tenant on it) instead of the owner of its own WAL: it sends
+// tenant's blocks, gets 1/share of the in-memory tail (at least 256 KiB),
+// and what Stage holds is written by WriteStaged, with the other tenants',
+// in one WAL write. Close detaches the queue from w, which stays open.
+func WithWALStream(w *wal.Queue, tenant string, share int) Option {
+	return func(o *options) { o.walShared, o.walTenant, o.walShare = w, tenant, max(share, 1) }
 }
 
 // WithAckInterval makes the queue persist its acknowledged position at
@@ -80,7 +83,7 @@ func WithWALShare(dir string, share int) Option {
 func WithAckInterval(d time.Duration) Option { return func(o *options) { o.ackEvery = d } }
 
 // minSharedMemory is the least in-memory WAL tail a queue under
-// WithWALShare gets.
+// WithWALStream gets.
 const minSharedMemory = 256 << 10
 
 // Queue is one remote_write endpoint: Append puts each scrape round into
@@ -100,8 +103,13 @@ type Queue struct {
 	// copy of the encoder's output in stagedData), of stagedSeries series.
 	staged       []wal.Block
 	stagedData   []byte
-	stagedSeries int
-	stagedStats  codec.RoundStats
+	stagedSeries int              // of the open group (staged[sealedEnd:])
+	stagedStats  codec.RoundStats // of the open group
+	sealed       []stagedGroup    // groups before the open one (WithWALStream)
+	// shared (WithWALStream): Stage seals a group at 8192 series instead
+	// of writing it; WriteStaged writes them all. tenant is the stream's.
+	shared bool
+	tenant string
 	// format is what the config asks for; once the sender fell back from
 	// 2.0 (send.Sender.FellBack), new rounds are written as 1.0.
 	format codec.Format
@@ -116,6 +124,12 @@ type Queue struct {
 
 	mdLog *send.LogLimiter
 	now   func() time.Time // the wall clock lag reads; replaced in tests
+}
+
+// stagedGroup is a group Stage sealed: its blocks end at staged[end].
+type stagedGroup struct {
+	end   int
+	stats codec.RoundStats
 }
 
 // Prepare returns cfg with its defaults applied, validated together with
@@ -150,8 +164,8 @@ func prepare(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, op
 }
 
 // New validates cfg (after applying defaults to a copy), builds the HTTP
-// client and opens the endpoint's WAL in walCfg.Dir/<name> (or where
-// WithWALShare says), taking its lock. It starts nothing. Metrics are registered on reg wrapped with the
+// client and opens the endpoint's WAL in walCfg.Dir/<name> (or attaches
+// to the stream WithWALStream names), taking its lock. It starts nothing. Metrics are registered on reg wrapped with the
 // label endpoint=<name>; reg may be nil (no registration). The caller must
 // call Run, or Close if it never will, to release the WAL.
 func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
@@ -162,20 +176,77 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 	if cfg.Tenant != nil {
 		return nil, fmt.Errorf("remote_write %q: tenant routing needs tenant.New (package remotewrite/tenant)", cfg.Name)
 	}
+	wc := walConfig(cfg, walCfg, filepath.Join(walCfg.Dir, cfg.Name))
+	if o.walShared != nil {
+		return openStream(cfg, o.walShared, max(wc.MemoryBytes/int64(o.walShare), minSharedMemory), logger, reg, o)
+	}
+	return open(cfg, wc, logger, reg, o)
+}
+
+// walConfig is the WAL of endpoint cfg in dir.
+func walConfig(cfg config.Config, walCfg config.WALConfig, dir string) wal.Config {
 	qc := cfg.QueueConfig
-	wc := wal.Config{
-		Dir:         filepath.Join(walCfg.Dir, cfg.Name),
+	return wal.Config{
+		Dir:         dir,
+		Name:        cfg.Name,
 		MaxSize:     int64(walCfg.MaxSize),
 		MemoryBytes: int64(qc.Capacity) * int64(qc.MaxShards) * bytesPerSample,
 		Fsync:       wal.FsyncPolicy(walCfg.Fsync),
 	}
-	if o.walDir != "" {
-		n := int64(o.walShare)
-		wc.Dir = o.walDir
-		wc.MaxSize = max(wc.MaxSize/n, int64(config.MinWALSize))
-		wc.MemoryBytes = max(wc.MemoryBytes/n, minSharedMemory)
+}
+
+// TenantWALDir is the name of the directory, under wal.dir/<endpoint>/,
+// of the WAL that an endpoint with tenant routing shares among its
+// tenants. A '.' is always escaped in a tenant's directory name of the
+// per-tenant layout before it (remotewrite/tenant), so they never collide.
+const TenantWALDir = "tenants.wal"
+
+// OpenTenantWAL opens the WAL that the tenants of endpoint cfg share,
+// wal.dir/<name>/tenants.wal/, with the whole wal.max_size as its budget;
+// Prepare's rules apply to cfg and walCfg. Its queues attach with
+// WithWALStream; the caller closes it after them. Its metrics (files,
+// fsyncs) are registered on reg with the label endpoint=<name>.
+func OpenTenantWAL(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg prometheus.Registerer) (*wal.Queue, error) {
+	cfg, err := Prepare(cfg, walCfg)
+	if err != nil {
+		return nil, err
 	}
-	return open(cfg, wc, logger, reg, o)
+	wc := walConfig(cfg, walCfg, filepath.Join(walCfg.Dir, cfg.Name, TenantWALDir))
+	wc.Tenants = true
+	w, err := wal.Open(wc, logger, reg)
+	if err != nil {
+		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
+	}
+	return w, nil
+}
+
+// openStream attaches a Queue to tenant's stream of the shared WAL w.
+func openStream(cfg config.Config, w *wal.Queue, memory int64, logger *slog.Logger, reg prometheus.Registerer, o options) (*Queue, error) {
+	rt, err := cfg.NewRoundTripper()
+	if err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	st, err := w.Stream(o.walTenant, memory, reg)
+	if err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	q, err := newQueue(cfg, withAckInterval(st, o, logger), rt, logger, reg, o)
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
+	q.shared, q.tenant = true, o.walTenant
+	return q, nil
+}
+
+// withAckInterval wraps bq per WithAckInterval.
+func withAckInterval(bq blockQueue, o options, logger *slog.Logger) blockQueue {
+	if o.ackEvery <= 0 {
+		return bq
+	}
+	return &coalescedAck{blockQueue: bq, every: o.ackEvery, now: time.Now, errs: func(err error) {
+		logger.Warn("cannot persist the acknowledged position; a restart would resend", "err", err)
+	}}
 }
 
 // open builds the round tripper, opens the WAL wcfg and assembles the
@@ -185,18 +256,11 @@ func open(cfg config.Config, wcfg wal.Config, logger *slog.Logger, reg prometheu
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
-	wcfg.Name = cfg.Name
 	w, err := wal.Open(wcfg, logger, reg) // the WAL labels its metrics endpoint=<name> itself
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
 	}
-	var bq blockQueue = w
-	if o.ackEvery > 0 {
-		bq = &coalescedAck{blockQueue: w, every: o.ackEvery, now: time.Now, errs: func(err error) {
-			logger.Warn("cannot persist the acknowledged position; a restart would resend", "err", err)
-		}}
-	}
-	q, err := newQueue(cfg, bq, rt, logger, reg, o)
+	q, err := newQueue(cfg, withAckInterval(w, o, logger), rt, logger, reg, o)
 	if err != nil {
 		// Handing the error back is the decision; the close error adds nothing.
 		_ = w.Close()
@@ -297,6 +361,10 @@ func (q *Queue) Stage(ctx context.Context, ss []series.Series) error {
 			return errors.Join(append(errs, err)...)
 		}
 		if q.stagedSeries >= maxStagedSeries {
+			if q.shared {
+				q.seal()
+				continue
+			}
 			errs = append(errs, q.commit())
 		}
 	}
@@ -334,7 +402,7 @@ func (q *Queue) stage(ss []series.Series) error {
 	if err != nil {
 		return err
 	}
-	if len(q.staged) == 0 {
+	if len(q.staged) == q.sealedEnd() {
 		q.stagedStats = codec.RoundStats{MaxTimestamp: math.MinInt64}
 	}
 	for _, b := range blocks {
@@ -351,17 +419,80 @@ func (q *Queue) stage(ss []series.Series) error {
 	return nil
 }
 
-// commit writes the staged blocks as one group and empties the stage,
-// whether or not the write succeeded (a failed write counts them as
-// dropped: write_error) (appendMu held).
-func (q *Queue) commit() error {
-	if q.stagedSeries == 0 && len(q.staged) == 0 {
-		return nil
+// sealedEnd is where the open group starts in staged (appendMu held).
+func (q *Queue) sealedEnd() int {
+	if len(q.sealed) == 0 {
+		return 0
 	}
-	err := q.write(q.staged, q.stagedStats)
+	return q.sealed[len(q.sealed)-1].end
+}
+
+// seal closes the open group, if it has blocks (appendMu held).
+func (q *Queue) seal() {
+	if len(q.staged) > q.sealedEnd() {
+		q.sealed = append(q.sealed, stagedGroup{end: len(q.staged), stats: q.stagedStats})
+	}
+	q.stagedSeries = 0
+}
+
+// commit writes the staged groups, each as one WAL group, and empties the
+// stage, whether or not the writes succeeded (a failed write counts its
+// blocks as dropped: write_error) (appendMu held).
+func (q *Queue) commit() error {
+	q.seal()
+	var errs []error
+	start := 0
+	for _, g := range q.sealed {
+		errs = append(errs, q.write(q.staged[start:g.end], g.stats))
+		start = g.end
+	}
+	q.resetStage()
+	return errors.Join(errs...)
+}
+
+// resetStage empties the stage (appendMu held).
+func (q *Queue) resetStage() {
 	clear(q.staged)
-	q.staged, q.stagedData, q.stagedSeries = q.staged[:0], q.stagedData[:0], 0
-	return err
+	q.staged, q.stagedData, q.stagedSeries, q.sealed = q.staged[:0], q.stagedData[:0], 0, q.sealed[:0]
+}
+
+// WriteStaged writes what Stage holds in each of qs (queues attached to
+// w with WithWALStream, whose Stage calls the caller has serialised with
+// this call) to w in one AppendGroups: one WAL write and, under
+// wal.fsync append, one fsync for every tenant, where a Commit per queue
+// costs one each (issue 16: that fsync was most of what routing cost). It
+// empties their stages whatever happens; on a write error every staged
+// block is counted dropped (write_error) on its tenant's stream. When it
+// returns nil, every staged block is in the WAL.
+func WriteStaged(w *wal.Queue, qs []*Queue) error {
+	var groups [][]wal.Block
+	for _, q := range qs {
+		q.appendMu.Lock()
+		defer q.appendMu.Unlock()
+		q.seal()
+		start := 0
+		for _, g := range q.sealed {
+			blocks := q.staged[start:g.end]
+			for i := range blocks {
+				blocks[i].Tenant = q.tenant
+			}
+			groups = append(groups, blocks)
+			start = g.end
+		}
+	}
+	err := w.AppendGroups(groups)
+	for _, q := range qs {
+		if err == nil {
+			for _, g := range q.sealed {
+				q.metrics.Appended(g.stats.Samples, g.stats.MaxTimestamp)
+			}
+		}
+		q.resetStage()
+	}
+	if err != nil {
+		return fmt.Errorf("wal append: %w", err)
+	}
+	return nil
 }
 
 // write appends blocks to the WAL as one group (appendMu held).

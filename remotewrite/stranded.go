@@ -90,7 +90,8 @@ func ReportStranded(walCfg config.WALConfig, endpoints []config.Config, logger *
 
 // inspectQueues sums what is pending in dir: dir itself if it is a queue
 // directory, else every queue directory one level below it (an endpoint
-// with `tenant` keeps one queue per tenant under wal.dir/<name>/<tenant>/).
+// with `tenant` keeps its shared WAL in wal.dir/<name>/tenants.wal/, and
+// releases before it one queue per tenant under wal.dir/<name>/<tenant>/).
 // found is false when dir holds no queue at all.
 func inspectQueues(dir string) (sum disk.Summary, found bool, err error) {
 	dirs := []string{dir}

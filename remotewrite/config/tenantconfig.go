@@ -22,9 +22,11 @@ const (
 // per any label). Each series goes to the tenant named by its Label value,
 // or to Default when it has none (kata-monitor's own metrics, node-level
 // series). A request holds the series of one tenant only and carries it in
-// Header. Every tenant has its own WAL (wal.dir/<endpoint>/<escaped
-// tenant>/) and sender (remotewrite/tenant.Router), so one tenant's refusals, 429s and Retry-After
-// waits never hold back another's.
+// Header. The tenants share the endpoint's WAL (wal.dir/<endpoint>/
+// tenants.wal/, one write and fsync per round), and every tenant has its
+// own read position in it and its own sender (remotewrite/tenant.Router),
+// so one tenant's refusals, 429s and Retry-After waits never hold back
+// another's.
 type TenantConfig struct {
 	// Label names the label whose value is the tenant, e.g. cri_namespace.
 	// Required. It is read before write_relabel_configs run, so those may

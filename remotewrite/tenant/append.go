@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
@@ -227,10 +228,12 @@ func (r *Router) Commit(ctx context.Context) error {
 	return r.commit(ctx)
 }
 
-// commit is Commit with r.mu held.
+// commit is Commit with r.mu held: the staged tenants' blocks go into
+// the WAL in one write (remotewrite.WriteStaged).
 func (r *Router) commit(ctx context.Context) error {
 	var errs []error
 	kept := r.staged[:0] // tenants whose series stay held (ctx ended)
+	var qs []*remotewrite.Queue
 	for _, tq := range r.staged {
 		if b := r.buckets[tq.name]; b != nil {
 			if err := r.stage(ctx, b); err != nil {
@@ -241,12 +244,15 @@ func (r *Router) commit(ctx context.Context) error {
 				continue
 			}
 		}
-		// Not ctx: a shutdown arriving now would leave the stage unwritten
-		// with tq no longer marked staged, and closeIdle could then close
-		// the queue and remove its directory with the series.
+		// Written whatever ctx does now: a shutdown arriving here would
+		// leave the stage unwritten with tq no longer marked staged, and
+		// closeIdle could then close the queue with the series.
 		tq.staged = false
-		if err := tq.q.Commit(context.WithoutCancel(ctx)); err != nil {
-			errs = append(errs, fmt.Errorf("tenant %q: %w", tq.name, err))
+		qs = append(qs, tq.q)
+	}
+	if len(qs) > 0 {
+		if err := remotewrite.WriteStaged(r.wal, qs); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	clear(r.staged[len(kept):])

@@ -2,8 +2,6 @@ package tenant
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,14 +101,16 @@ func TestRouterCommitCancelledThenIdle(t *testing.T) {
 }
 
 // TestRouterOpenFailureCounted: the series of a tenant whose queue cannot
-// be opened (its WAL directory cannot be created) are dropped, and counted
+// be opened (its metrics clash with a collector already registered) are
+// dropped, and counted
 // under reason tenant_queue_error like those of an invalid tenant, so the
 // router's accounting stays exact; the other tenants' series are taken.
 func TestRouterOpenFailureCounted(t *testing.T) {
 	rc := newReceiver(t, nil).Start()
 	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
-	// A file where tenant x's queue directory goes.
-	require.NoError(t, os.WriteFile(filepath.Join(fx.walCfg.Dir, fx.cfg.Name, dirOf("x")), nil, 0o600))
+	// A collector in the way of tenant x's WAL stream metrics.
+	require.NoError(t, fx.reg.Register(prometheus.NewGauge(prometheus.GaugeOpts{Name: "kata_monitor_wal_pending_samples",
+		Help: "Samples appended but not yet acknowledged or dropped.", ConstLabels: prometheus.Labels{"endpoint": fx.cfg.Name, "tenant": "x"}})))
 	err := fx.r.Append(context.Background(), []series.Series{
 		mkSeries("m", []series.Sample{{Timestamp: 1, Value: 1}, {Timestamp: 2, Value: 2}}, "cri_namespace", "x", "idx", "0"),
 		mkSeries("m", []series.Sample{{Timestamp: 1, Value: 1}}, "cri_namespace", "y", "idx", "0"),

@@ -3,21 +3,27 @@ package tenant
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/wlog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // TestRouterGroupsPerTenantAcrossRound: a round handed over in the
 // forwarder's chunks of 8192 series, its tenants interleaved sandbox by
-// sandbox, becomes ceil(share/8192) WAL groups per tenant (counted as
-// fsyncs under wal.fsync append: one per group), not one per chunk per
-// tenant; the chunks' reused label and sample buffers are copied, so every
+// sandbox, becomes ceil(share/8192) WAL groups per tenant (read back from
+// the WAL's records), not one per chunk per tenant, all written with one
+// fsync (wal.fsync append); the chunks' reused label and sample buffers are copied, so every
 // series arrives once, intact, in its own tenant's requests.
 // Long because building the interleaved round and checking every tenant's
 // groups and requests are one case.
@@ -64,13 +70,13 @@ func TestRouterGroupsPerTenantAcrossRound(t *testing.T) {
 	}
 	require.NoError(t, fx.r.Commit(context.Background()))
 
-	groups := func(tn string) float64 {
-		return metric(t, fx.reg, "kata_monitor_wal_fsync_duration_seconds", map[string]string{"tenant": tn})
-	}
+	require.Equal(t, 1.0, metric(t, fx.reg, "kata_monitor_wal_fsync_duration_seconds", map[string]string{"endpoint": "ep"}),
+		"one WAL write and fsync for the round, every tenant's groups in it")
 	// Without gathering: a, b and c each in all 4 chunks, 4 groups each.
-	require.Equal(t, 2.0, groups("a"), "ceil(15000/8192)")
-	require.Equal(t, 2.0, groups("b"), "ceil(10500/8192)")
-	require.Equal(t, 1.0, groups("c"), "ceil(1500/8192)")
+	groups := walGroups(t, filepath.Join(fx.walCfg.Dir, "ep", remotewrite.TenantWALDir))
+	require.Equal(t, 2, groups["a"], "ceil(15000/8192)")
+	require.Equal(t, 2, groups["b"], "ceil(10500/8192)")
+	require.Equal(t, 1, groups["c"], "ceil(1500/8192)")
 
 	fx.run(t)
 	require.Eventually(t, func() bool {
@@ -91,4 +97,30 @@ func TestRouterGroupsPerTenantAcrossRound(t *testing.T) {
 		k := labelKey(s.Labels)
 		require.Equal(t, []series.Sample{{Timestamp: 1000, Value: float64(i)}}, stored[k], k)
 	}
+}
+
+// walGroups counts the WAL groups of each tenant in the segments of dir.
+func walGroups(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	idx, err := disk.ListSegments(dir)
+	require.NoError(t, err)
+	seen := map[string]map[uint64]bool{}
+	for _, k := range idx {
+		fi, err := os.Stat(wlog.SegmentName(dir, k))
+		require.NoError(t, err)
+		c, err := disk.OpenCursor(dir, k, fi.Size(), slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		for b, err := c.Next(); err == nil; b, err = c.Next() {
+			if seen[b.Tenant] == nil {
+				seen[b.Tenant] = map[uint64]bool{}
+			}
+			seen[b.Tenant][b.Group] = true
+		}
+		require.NoError(t, c.Close())
+	}
+	out := map[string]int{}
+	for tn, g := range seen {
+		out[tn] = len(g)
+	}
+	return out
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite"
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
+	"github.com/kata-containers/kata-monitor/remotewrite/wal"
 	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
@@ -39,17 +40,21 @@ const ackEvery = time.Second
 const logEvery = time.Minute
 
 // Router is one remote_write endpoint with tenant routing (Config.Tenant):
-// a Queue per tenant, each with its own WAL in wal.dir/<endpoint>/<escaped
-// tenant>/, its own sender and its own metrics (label tenant=<tenant>
-// beside endpoint). Append splits each chunk of a round by tenant and
-// stages each tenant's part in its queue; Commit (after the round's last
-// chunk) writes them, so a tenant's share of a round is written in
+// one WAL shared by the tenants (wal.dir/<endpoint>/tenants.wal/, the
+// whole wal.max_size, remotewrite.OpenTenantWAL) and a Queue per tenant
+// reading its own stream of it, with its own read position and
+// acknowledgements, its own sender and its own metrics (label
+// tenant=<tenant> beside endpoint). Append splits each chunk of a round by
+// tenant and stages each tenant's part in its queue; Commit (after the
+// round's last chunk) writes every tenant's part in one WAL write and one
+// fsync (remotewrite.WriteStaged), a tenant's share of a round in
 // ceil(share/8192) WAL groups, as a round without routing is. A tenant's
-// queue is opened on first sight (and at start for every tenant directory
-// left on disk, so a backlog is never abandoned), and closed, its directory
-// removed, once it is empty and idle for tenant.idle_timeout. Because each
-// tenant waits on its own receiver answers, one tenant's refusals, 429s
-// and Retry-After never delay another's samples.
+// queue is opened on first sight (and at start for every tenant with
+// blocks pending in the WAL, so a backlog is never abandoned), and closed
+// once it is empty and idle for tenant.idle_timeout. Because each tenant
+// waits on its own receiver answers, one tenant's refusals, 429s and
+// Retry-After never delay another's samples. The per-tenant directories
+// of the layout before the shared WAL are moved into it at New (migrate).
 //
 // Append, Commit, AppendMetadata, Ready and Close are safe for concurrent
 // use.
@@ -61,6 +66,7 @@ type Router struct {
 	qlogger *slog.Logger          // as passed to New (each queue adds endpoint)
 	reg     prometheus.Registerer // as passed to New (tenant queues wrap it)
 	opts    []remotewrite.Option
+	wal     *wal.Queue // shared by the tenants' queues; closed after them
 	metrics *routerMetrics
 	now     func() time.Time
 	// The drop log's rate limit (r.mu held): one line per logEvery.
@@ -85,7 +91,6 @@ type Router struct {
 
 type tenantQueue struct {
 	name       string
-	dir        string
 	q          *remotewrite.Queue
 	cancel     context.CancelFunc // set when started
 	done       chan struct{}      // closed when its Run returned
@@ -93,9 +98,10 @@ type tenantQueue struct {
 	staged     bool // Append took series that Commit has not written
 }
 
-// New validates cfg (which must have a tenant block) like remotewrite.New, and
-// opens the queue of every tenant whose directory exists under
-// walCfg.Dir/<name>/. It starts nothing; call Run, or Close if Run will
+// New validates cfg (which must have a tenant block) like remotewrite.New,
+// opens the endpoint's shared WAL, moves into it the per-tenant queue
+// directories of the layout before it (walCfg.Dir/<name>/<escaped
+// tenant>/), and opens the queue of every tenant with blocks pending. It starts nothing; call Run, or Close if Run will
 // not be called. Metrics are registered on reg with the label
 // endpoint=<name> (and tenant=<tenant> for each tenant's queue); reg may be
 // nil.
@@ -120,6 +126,21 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 	if r.metrics, err = newRouterMetrics(reg, cfg.Name); err != nil {
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
+	if err := os.MkdirAll(r.baseDir, 0o750); err != nil {
+		r.metrics.unregister()
+		return nil, fmt.Errorf("remote_write %q: create wal dir: %w", cfg.Name, err)
+	}
+	// The WAL's own metrics (its files, its fsyncs) are the endpoint's,
+	// not a tenant's: tenant="" keeps the label names of the tenants'
+	// metrics, as cmd gives plain endpoints (the registry refuses a mix).
+	var wreg prometheus.Registerer
+	if reg != nil {
+		wreg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, reg)
+	}
+	if r.wal, err = remotewrite.OpenTenantWAL(cfg, walCfg, logger, wreg); err != nil {
+		r.metrics.unregister()
+		return nil, err
+	}
 	if err := r.openExisting(); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
@@ -127,27 +148,22 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 	return r, nil
 }
 
-// openExisting opens the queue of every tenant directory on disk: they may
-// hold a backlog from before a restart.
+// openExisting moves the per-tenant directories of the layout before the
+// shared WAL into it, then opens the queue of every tenant with blocks
+// pending in it: they may hold a backlog from before a restart.
 func (r *Router) openExisting() error {
-	if err := os.MkdirAll(r.baseDir, 0o750); err != nil {
-		return fmt.Errorf("create wal dir: %w", err)
-	}
 	if disk.IsQueueDir(r.baseDir) {
 		r.logger.Warn("the endpoint's queue from before tenant routing was enabled is not sent while tenant routing is on; "+
 			"disable tenant routing until it is empty, or move it away", "dir", r.baseDir)
 	}
-	entries, err := os.ReadDir(r.baseDir)
-	if err != nil {
-		return fmt.Errorf("list wal dir: %w", err)
+	if err := r.migrate(); err != nil {
+		return err
 	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		t, ok := tenantOf(e.Name())
-		dir := filepath.Join(r.baseDir, e.Name())
-		if !ok || !disk.IsQueueDir(dir) {
+	tenants := r.wal.Tenants()
+	slices.Sort(tenants)
+	for _, t := range tenants {
+		if err := config.ValidTenant(t); err != nil {
+			r.logger.Warn("blocks of an invalid tenant in the WAL are not sent", "tenant", t, "err", err)
 			continue
 		}
 		if _, err := r.openTenant(t); err != nil {
@@ -155,7 +171,7 @@ func (r *Router) openExisting() error {
 		}
 	}
 	if n := r.namedTenants(); n > r.cfg.Tenant.MaxTenants {
-		r.logger.Warn("more tenant queues on disk than tenant.max_tenants; all are sent, new tenants are dropped until some close",
+		r.logger.Warn("more tenants with a backlog than tenant.max_tenants; all are sent, new tenants are dropped until some close",
 			"tenants", n, "max_tenants", r.cfg.Tenant.MaxTenants)
 	}
 	return nil
@@ -171,12 +187,11 @@ func (r *Router) openTenant(tenant string) (*tenantQueue, error) {
 		cfg.Headers = map[string]string{}
 	}
 	cfg.Headers[tc.Header] = tenant
-	dir := filepath.Join(r.baseDir, dirOf(tenant))
 	var reg prometheus.Registerer
 	if r.reg != nil {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": tenant}, r.reg)
 	}
-	opts := append(slices.Clip(r.opts), remotewrite.WithWALShare(dir, tc.MaxTenants+1)) // + the default tenant
+	opts := append(slices.Clip(r.opts), remotewrite.WithWALStream(r.wal, tenant, tc.MaxTenants+1)) // + the default tenant
 	q, err := remotewrite.New(cfg, r.walCfg, r.qlogger.With("tenant", tenant), reg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
@@ -184,7 +199,7 @@ func (r *Router) openTenant(tenant string) (*tenantQueue, error) {
 	if r.md != nil {
 		q.AppendMetadata(r.md)
 	}
-	tq := &tenantQueue{name: tenant, dir: dir, q: q, lastAppend: r.now()}
+	tq := &tenantQueue{name: tenant, q: q, lastAppend: r.now()}
 	r.tenants[tenant] = tq
 	r.metrics.tenants.Set(float64(len(r.tenants)))
 	if r.runCtx != nil {
@@ -264,12 +279,16 @@ loop:
 	cancel()
 	r.wg.Wait()
 	r.metrics.unregister()
+	if err := r.wal.Close(); err != nil && r.err == nil {
+		return fmt.Errorf("close wal: %w", err)
+	}
 	return r.err
 }
 
 // closeIdle closes the queue of every tenant that is empty and got no
-// series for tenant.idle_timeout, and removes its directory, so its place
-// under max_tenants is free. The default tenant is kept.
+// series for tenant.idle_timeout, so its place under max_tenants is free
+// (its stream leaves the WAL with its last segment). The default tenant
+// is kept.
 func (r *Router) closeIdle() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -289,10 +308,6 @@ func (r *Router) closeIdle() {
 		delete(r.tenants, t)
 		delete(r.buckets, t)
 		r.metrics.tenants.Set(float64(len(r.tenants)))
-		if err := os.RemoveAll(tq.dir); err != nil {
-			r.logger.Warn("cannot remove an idle tenant's queue directory", "tenant", t, "dir", tq.dir, "err", err)
-			continue
-		}
 		r.logger.Info("closed an idle tenant's queue", "tenant", t, "idle", now.Sub(tq.lastAppend).Round(time.Second))
 	}
 }
@@ -330,6 +345,11 @@ func (r *Router) Close() error {
 		errs = append(errs, q.Close())
 	}
 	r.metrics.unregister()
+	if r.wal != nil {
+		if err := r.wal.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close wal: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 

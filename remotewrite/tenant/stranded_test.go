@@ -14,8 +14,8 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/series"
 )
 
-// TestStrandedTenantQueue: an endpoint with `tenant` keeps one queue
-// per tenant under wal.dir/<name>/<tenant>/. Renamed while its receiver
+// TestStrandedTenantQueue: an endpoint with `tenant` keeps its tenants'
+// shared WAL in wal.dir/<name>/tenants.wal/. Renamed while its receiver
 // was down, its backlog must be reported like any stranded queue (issue
 // 10, item 3: "every directory under wal.dir that no endpoint owns").
 func TestStrandedTenantQueue(t *testing.T) {

@@ -11,25 +11,45 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
-// Append writes blocks durably (as the fsync policy defines) in one wlog
-// write, assigns their Seq and Group (written back into the caller's slice)
-// and wakes a reader blocked in Next. The Data slices are copied. Afterwards
-// it enforces the disk budget, which may drop the oldest unsent blocks.
+// Append writes blocks durably (as the fsync policy defines) as one group
+// of the plain queue's stream (Tenant ""): AppendGroups with one group.
+func (q *Queue) Append(blocks []Block) error {
+	for i := range blocks {
+		blocks[i].Tenant = ""
+	}
+	return q.AppendGroups([][]Block{blocks})
+}
+
+// AppendGroups writes every block of groups durably (as the fsync policy
+// defines) in one wlog write, so one fsync covers them all, assigns their
+// Seq and Group (written back into the caller's slices: Group is the Seq
+// of the first block of its inner slice) and wakes the readers blocked in
+// Next. Each inner slice is one group of one stream: its blocks must have
+// the same Tenant (at most disk.MaxTenantLength bytes); a tenant without a
+// reader gets a stream state that keeps its blocks for a later reader. The
+// Data slices are copied. Afterwards it enforces the disk budget, which
+// may drop the oldest unsent blocks of any stream.
 //
 // On a write error (e.g. a full disk) it returns the error and counts all
-// the blocks as dropped ("write_error"); the queue stays usable and a later
-// Append may succeed. A Samples value outside [0, 2^32) is refused before
-// anything is counted. Safe for concurrent use; it blocks on disk I/O.
-func (q *Queue) Append(blocks []Block) error {
-	if len(blocks) == 0 {
-		return nil
-	}
-	samples := 0
-	for i := range blocks {
-		if !disk.ValidSamples(blocks[i].Samples) {
-			return fmt.Errorf("block %d: samples %d out of range", i, blocks[i].Samples)
+// the blocks as dropped ("write_error") on their streams; the queue stays
+// usable and a later call may succeed. A Samples value outside [0, 2^32)
+// or a bad tenant is refused before anything is counted. Safe for
+// concurrent use; it blocks on disk I/O.
+func (q *Queue) AppendGroups(groups [][]Block) error {
+	n := 0
+	for g, blocks := range groups {
+		for i := range blocks {
+			if !disk.ValidSamples(blocks[i].Samples) {
+				return fmt.Errorf("group %d block %d: samples %d out of range", g, i, blocks[i].Samples)
+			}
+			if blocks[i].Tenant != blocks[0].Tenant || len(blocks[i].Tenant) > disk.MaxTenantLength {
+				return fmt.Errorf("group %d block %d: tenant %q: one tenant of at most %d bytes per group", g, i, blocks[i].Tenant, disk.MaxTenantLength)
+			}
 		}
-		samples += blocks[i].Samples
+		n += len(blocks)
+	}
+	if n == 0 {
+		return nil
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -37,35 +57,63 @@ func (q *Queue) Append(blocks []Block) error {
 		return ErrClosed
 	}
 	first := q.nextSeq
-	q.nextSeq += uint64(len(blocks))
-	recs := make([][]byte, len(blocks))
-	size := 0
-	for i := range blocks {
-		blocks[i].Seq, blocks[i].Group = first+uint64(i), first
-		recs[i] = disk.EncodeRecord(&blocks[i])
-		size += len(recs[i])
+	recs := make([][]byte, 0, n)
+	owners := make([]*Stream, 0, n) // the stream of each record
+	for _, blocks := range groups {
+		if len(blocks) == 0 {
+			continue
+		}
+		st := q.streamOf(blocks[0].Tenant)
+		group, size, samples := q.nextSeq, 0, 0
+		for i := range blocks {
+			blocks[i].Seq, blocks[i].Group = q.nextSeq, group
+			q.nextSeq++
+			rec := disk.EncodeRecord(&blocks[i])
+			recs = append(recs, rec)
+			owners = append(owners, st)
+			size += len(rec)
+			samples += blocks[i].Samples
+		}
+		st.m.bytesAppended.Add(float64(size))
+		st.m.blocksAppended.Add(float64(len(blocks)))
+		st.m.samplesAppended.Add(float64(samples))
 	}
-	q.m.bytesAppended.Add(float64(size))
-	q.m.blocksAppended.Add(float64(len(blocks)))
-	q.m.samplesAppended.Add(float64(samples))
 
 	prev, err := q.write(recs)
 	if err != nil {
 		// The seqs stay burned: part of the batch may be on disk, and the
 		// reader only returns blocks the index knows.
-		q.m.drop(reasonWriteError, len(blocks), samples)
+		for _, blocks := range groups {
+			if len(blocks) > 0 {
+				q.streamOf(blocks[0].Tenant).m.drop(reasonWriteError, len(blocks), sumSamples(blocks))
+			}
+		}
 		q.needCut = true
 		q.updateGauges()
 		return fmt.Errorf("append blocks %d-%d: %w", first, q.nextSeq-1, err)
 	}
-	q.index(blocks, recs, prev)
-	q.pendingBlocks += len(blocks)
-	q.pendingSamples += samples
+	q.index(groups, recs, owners, prev, first)
 	q.enforceBudget()
 	q.updateGauges()
-	close(q.wake)
-	q.wake = make(chan struct{})
+	// The owners, not q.streams: the budget may have dropped a detached
+	// stream's last blocks, and its state with them.
+	var last *Stream
+	for _, st := range owners {
+		if st != last {
+			close(st.wake)
+			st.wake = make(chan struct{})
+			last = st
+		}
+	}
 	return nil
+}
+
+func sumSamples(blocks []Block) int {
+	n := 0
+	for i := range blocks {
+		n += blocks[i].Samples
+	}
+	return n
 }
 
 // write logs recs and applies the fsync policy; it returns the segment that
@@ -146,34 +194,51 @@ func (q *Queue) refresh() error {
 	return nil
 }
 
-// index records the written blocks in the segment index and the memory
-// tail. prev was the active segment before the write. If wlog cut segments
-// during the write, the new segments are read back to learn exactly which
-// blocks landed where: drops are counted per segment, so this must be exact.
-func (q *Queue) index(blocks []Block, recs [][]byte, prev *segment) {
+// index records the written blocks (recs[i] is the record of the i-th
+// block over groups, of stream owners[i]; seqs from first on) in the
+// segment index, the streams' pending counts and their memory tails. prev
+// was the active segment before the write. If wlog cut segments during the
+// write, the new segments are read back to learn exactly which blocks
+// landed where: drops are counted per segment, so this must be exact.
+func (q *Queue) index(groups [][]Block, recs [][]byte, owners []*Stream, prev *segment, first uint64) {
 	var where []*segment // nil: every block is in prev
 	if q.active() != prev {
-		where = make([]*segment, len(blocks))
-		q.locate(blocks, prev, where)
+		where = make([]*segment, len(recs))
+		q.locate(first, first+uint64(len(recs))-1, prev, where)
 	}
-	for i := range blocks {
-		s := prev
-		if where != nil && where[i] != nil {
-			s = where[i]
+	i := 0
+	for _, blocks := range groups {
+		for _, b := range blocks {
+			s, st := prev, owners[i]
+			if where != nil && where[i] != nil {
+				s = where[i]
+			}
+			s.add(st, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
+			st.pendingBlocks++
+			st.pendingSamples += b.Samples
+			if st.detached {
+				st.memFloor = max(st.memFloor, b.Seq+1) // no tail without a reader
+			} else {
+				b.Data = recs[i][len(recs[i])-len(b.Data):] // the record is our own copy of Data
+				st.mem = append(st.mem, b)
+				st.memBytes += int64(len(b.Data))
+			}
+			i++
 		}
-		s.blocks = append(s.blocks, blockMeta{seq: blocks[i].Seq, samples: blocks[i].Samples, minTs: blocks[i].MinTimestamp})
-		b := blocks[i]
-		b.Data = recs[i][disk.RecordHeaderSize:] // the record is our own copy of Data
-		q.mem = append(q.mem, b)
-		q.memBytes += int64(len(b.Data))
 	}
-	q.trimMem()
+	var last *Stream
+	for _, st := range owners {
+		if st != last {
+			st.trimMem()
+			last = st
+		}
+	}
 }
 
-// locate reads the segments that follow prev and sets where[i] for every
-// block found in them; the others are in prev (records are written in order).
-func (q *Queue) locate(blocks []Block, prev *segment, where []*segment) {
-	first, last := blocks[0].Seq, blocks[len(blocks)-1].Seq
+// locate reads the segments that follow prev and sets where[seq-first] for
+// every block in [first, last] found in them; the others are in prev
+// (records are written in order).
+func (q *Queue) locate(first, last uint64, prev *segment, where []*segment) {
 	for _, s := range q.segs {
 		if s.index <= prev.index {
 			continue
@@ -198,19 +263,19 @@ func (q *Queue) locate(blocks []Block, prev *segment, where []*segment) {
 }
 
 // trimMem drops consumed blocks and, past the memory budget, the oldest ones
-// (the reader then gets them from disk).
-func (q *Queue) trimMem() {
+// (the reader then gets them from disk). Called with q.mu held.
+func (st *Stream) trimMem() {
 	n := 0
-	for n < len(q.mem) && (q.mem[n].Seq <= q.readPos || q.memBytes > q.cfg.MemoryBytes) {
-		q.memBytes -= int64(len(q.mem[n].Data))
-		if q.mem[n].Seq > q.readPos {
-			q.memFloor = q.mem[n].Seq + 1
+	for n < len(st.mem) && (st.mem[n].Seq <= st.readPos || st.memBytes > st.memLimit) {
+		st.memBytes -= int64(len(st.mem[n].Data))
+		if st.mem[n].Seq > st.readPos {
+			st.memFloor = st.mem[n].Seq + 1
 		}
-		q.mem[n] = Block{}
+		st.mem[n] = Block{}
 		n++
 	}
-	q.mem = q.mem[n:]
-	if len(q.mem) == 0 {
-		q.mem = nil // release the backing array
+	st.mem = st.mem[n:]
+	if len(st.mem) == 0 {
+		st.mem = nil // release the backing array
 	}
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // enforceBudget deletes the oldest segments while the segments exceed
-// MaxSize, counting every block in them that the reader has not been handed
-// as dropped. The active segment is never deleted: when it alone is over
+// MaxSize, counting every block in them that its stream's reader has not
+// been handed as dropped on that stream, whatever the stream: a stream
+// that is held back loses its oldest blocks first. The active segment is never deleted: when it alone is over
 // budget it is cut first so that it can go. Deletion errors are logged and
 // end this round; the next Append retries.
 func (q *Queue) enforceBudget() {
@@ -31,38 +32,45 @@ func (q *Queue) enforceBudget() {
 			q.logger.Warn("cannot delete segment over disk budget", "segment", s.index, "err", err)
 			return
 		}
-		q.dropUnread(s, firstAfter(s.blocks, q.readPos), len(s.blocks), reasonBudget)
+		for _, p := range s.parts {
+			p.st.dropUnread(p.blocks, firstAfter(p.blocks, p.st.readPos), len(p.blocks), reasonBudget)
+		}
 		q.logger.Debug("deleted segment over disk budget", "segment", s.index, "max_size", q.cfg.MaxSize)
 	}
 }
 
-// dropUnread counts s.blocks[from:to] as dropped for reason and moves the
-// read position past them. Blocks already handed out are not in that range:
-// the reader owns those until it acks them.
-func (q *Queue) dropUnread(s *segment, from, to int, reason string) {
+// dropUnread counts blocks[from:to] (the stream's) as dropped for reason
+// and moves the read position past them. Blocks already handed out are not
+// in that range: the reader owns those until it acks them (q.mu held).
+func (st *Stream) dropUnread(blocks []blockMeta, from, to int, reason string) {
 	if from >= to {
 		return
 	}
 	samples := 0
-	for _, b := range s.blocks[from:to] {
+	for _, b := range blocks[from:to] {
 		samples += b.samples
 	}
 	n := to - from
-	q.m.drop(reason, n, samples)
-	q.pendingBlocks -= n
-	q.pendingSamples -= samples
-	q.readPos = max(q.readPos, s.blocks[to-1].seq)
-	q.trimMem()
+	st.m.drop(reason, n, samples)
+	st.pendingBlocks -= n
+	st.pendingSamples -= samples
+	st.readPos = max(st.readPos, blocks[to-1].seq)
+	st.trimMem()
 }
 
-// trimFront deletes leading closed segments whose blocks are all acked (or
-// that hold none). Only leading ones, so that indexes stay contiguous as
-// wlog requires.
+// trimFront deletes leading closed segments whose blocks are all acked
+// as the ack file says, for every stream (or that hold none). Only leading
+// ones, so that indexes stay contiguous as wlog requires.
 func (q *Queue) trimFront() {
 	for len(q.segs) > 0 {
 		s := q.segs[0]
-		if !s.closed || s.lastSeq() > q.acked {
+		if !s.closed {
 			return
+		}
+		for _, p := range s.parts {
+			if lastOf(p.blocks) > p.st.persisted {
+				return
+			}
 		}
 		if err := q.removeSegment(s); err != nil {
 			q.logger.Warn("cannot delete acknowledged segment", "segment", s.index, "err", err)
@@ -81,5 +89,11 @@ func (q *Queue) removeSegment(s *segment) error {
 	}
 	q.segs[0] = nil
 	q.segs = q.segs[1:]
+	for _, p := range s.parts {
+		p.st.segRefs--
+		if p.st.segRefs == 0 && p.st.detached && p.st != q.def {
+			delete(q.streams, p.st.tenant) // nothing of it left to keep a position for
+		}
+	}
 	return nil
 }

@@ -43,9 +43,13 @@ type Config struct {
 	// unless Name is set.
 	Dir string `yaml:"dir"`
 	// Name, when set, is the "endpoint" label and log field instead of
-	// Dir's base name (a tenant's queue lives in <wal.dir>/<endpoint
-	// name>/<tenant>/ and is labelled with its endpoint).
+	// Dir's base name (a tenant-routed endpoint's WAL lives in
+	// <wal.dir>/<endpoint name>/tenants.wal/ and is labelled with its
+	// endpoint).
 	Name string `yaml:"-"`
+	// Tenants, when set, makes the queue one shared by tenants: no plain
+	// stream, a Stream per tenant (remotewrite/tenant's Router).
+	Tenants bool `yaml:"-"`
 	// MaxSize is the disk budget in bytes for segment files; 0 = unlimited.
 	// Past it the oldest segments are deleted and their unsent samples counted
 	// as dropped.

@@ -86,7 +86,7 @@ func TestUnknownRecordVersionSkipped(t *testing.T) {
 		return disk.EncodeRecord(&Block{Seq: seq, Group: seq, Samples: int(seq%7) + 1, MaxTimestamp: int64(seq) * 1000, Data: payload(seq, 64)})
 	}
 	future := good(2)
-	future[0] = disk.RecordVersion + 1
+	future[0] = disk.RecordVersionTenant + 1
 	require.NoError(t, w.Log(good(1), future, good(3)))
 	require.NoError(t, w.Close())
 

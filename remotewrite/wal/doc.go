@@ -5,6 +5,20 @@
 // once acknowledged or when a disk budget forces it. It knows nothing of
 // Kata or HTTP.
 //
+// # Tenants
+//
+// An endpoint with tenant routing has one Queue for all its tenants
+// (Config.Tenants) and one Stream per tenant: AppendGroups writes every
+// tenant's groups of a round in one wlog write and one fsync, each block
+// tagged with its tenant, and each Stream reads, acknowledges and counts
+// its own blocks only, so a tenant held back by its receiver holds back no
+// other. The ack file keeps each tenant's position (package disk). A
+// segment file is deleted once every tenant's blocks in it are
+// acknowledged (as the ack file says); the disk budget deletes the oldest
+// segment whoever's blocks it holds, counting each tenant's unsent blocks
+// as that tenant's drops. Everything below holds per stream; a plain
+// queue is the one-stream case (tenant "").
+//
 // # Files
 //
 // The queue directory's files (segments of block records, the ack file)
@@ -60,7 +74,7 @@
 // handed out but not yet acked belong to the reader and are not counted. The
 // reader continues with the next existing block: a gap, never a reordering.
 //
-// Accounting is exact: over the life of a Queue,
+// Accounting is exact, per stream: over the life of a Queue,
 //
 //	pending at Open + samples appended =
 //	    samples acked + samples dropped (all reasons) + samples pending

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // FuzzOpenCorrupt writes a few blocks over several segments, flips
@@ -17,28 +19,68 @@ func FuzzOpenCorrupt(f *testing.F) {
 	f.Add([]byte{0, 0x90, 0x00, 0x01})             // middle of the second segment
 	f.Add([]byte{0, 0x00, 0x40, 0x80, 1, 0, 0, 1}) // a payload byte, and a header elsewhere
 	f.Add([]byte{0xff, 0xff, 0x55, 0x00})          // truncate the last segment
-	f.Fuzz(runFuzzBody)
+	f.Fuzz(func(t *testing.T, ops []byte) { runFuzzBody(t, ops, false) })
+}
+
+// FuzzOpenCorruptTenants is FuzzOpenCorrupt for a queue shared by two
+// tenants (record version 4, ack file version 2 after a partial ack): each
+// stream gets only its own intact blocks, in order, and per stream got +
+// lost = pending at Open.
+func FuzzOpenCorruptTenants(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0x10, 0xff})
+	f.Add([]byte{0, 0x90, 0x00, 0x01})
+	f.Add([]byte{0, 0x00, 0x2e, 0x04}) // a tenant length byte
+	f.Add([]byte{0xff, 0xff, 0x55, 0x00})
+	f.Fuzz(func(t *testing.T, ops []byte) { runFuzzBody(t, ops, true) })
+}
+
+// fuzzTenant is the tenant of block seq in FuzzOpenCorruptTenants ("" in
+// FuzzOpenCorrupt): odd seqs are a's, even ones b's.
+func fuzzTenant(tenants bool, seq uint64) string {
+	switch {
+	case !tenants:
+		return ""
+	case seq%2 == 1:
+		return "a"
+	default:
+		return "b"
+	}
 }
 
 // runFuzzBody writes a queue, damages its files as ops say (offsets to
 // flip or truncate), reopens it and checks the accounting identity and
 // the order of what is read back. Long because those are the three steps
 // of one fuzz run, sharing their state.
-func runFuzzBody(t *testing.T, ops []byte) {
+func runFuzzBody(t *testing.T, ops []byte, tenants bool) {
 	{
 		const (
-			blocks = 14
+			blocks = uint64(14)
 			size   = 7000
 		)
 		dir := filepath.Join(t.TempDir(), "ep")
-		cfg := Config{Dir: dir, SegmentSize: 32 << 10, MemoryBytes: 1, Fsync: FsyncSegment}
+		cfg := Config{Dir: dir, SegmentSize: 32 << 10, MemoryBytes: 1, Fsync: FsyncSegment, Tenants: tenants}
 		q, err := Open(cfg, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < blocks; i += 2 {
-			bs := []Block{{Samples: 1, Data: payload(uint64(i+1), size)}, {Samples: 2, Data: payload(uint64(i+2), size)}}
-			if err := q.Append(bs); err != nil {
+		for i := uint64(0); i < blocks; i += 2 {
+			bs := []Block{{Samples: 1, Data: payload(i+1, size)}, {Samples: 2, Data: payload(i+2, size)}}
+			groups := [][]Block{bs}
+			if tenants {
+				bs[0].Tenant, bs[1].Tenant = "a", "b"
+				groups = [][]Block{bs[:1], bs[1:]}
+			}
+			if err := q.AppendGroups(groups); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tenants { // b acknowledges its first block: ack file version 2
+			st, err := q.Stream("b", 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bs, err := st.Next(context.Background(), 1); err != nil || st.Ack(bs[0].Seq) != nil {
 				t.Fatal(err)
 			}
 		}
@@ -88,37 +130,60 @@ func runFuzzBody(t *testing.T, ops []byte) {
 			t.Fatalf("Open refused corrupt data: %v", err)
 		}
 		defer q.Close()
-		pending := q.Stats().PendingBlocks
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		var last uint64
-		got := 0
-		for {
-			bs, err := q.Next(ctx, 3)
-			if err != nil {
-				break
-			}
-			for _, b := range bs {
-				if b.Seq <= last || b.Seq > blocks {
-					t.Fatalf("seq %d after %d", b.Seq, last)
+		readers := []*Stream{q.def}
+		if tenants {
+			readers = nil
+			for _, tn := range []string{"a", "b"} {
+				st, err := q.Stream(tn, 0, nil)
+				if err != nil {
+					t.Fatal(err)
 				}
-				last = b.Seq
-				if b.Group != bs[0].Group || b.Group != b.Seq-(b.Seq+1)%2 {
-					t.Fatalf("block %d: group %d", b.Seq, b.Group)
-				}
-				if string(b.Data) != string(payload(b.Seq, size)) || b.Samples != int(2-b.Seq%2) {
-					t.Fatalf("block %d is not intact", b.Seq)
-				}
-				got++
+				readers = append(readers, st)
 			}
 		}
-		lost, _ := dropped(q, reasonCorrupt)
-		if got+lost != pending {
-			t.Fatalf("pending %d at Open, got %d, lost %d", pending, got, lost)
+		for _, r := range readers {
+			checkFuzzStream(t, r, blocks, size, tenants)
 		}
 		// The queue stays usable.
-		if err := q.Append([]Block{{Samples: 1, Data: []byte("after")}}); err != nil {
+		if err := q.AppendGroups([][]Block{{{Samples: 1, Tenant: fuzzTenant(tenants, 1), Data: []byte("after")}}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// checkFuzzStream drains st and checks order, groups, payloads and that
+// got + lost = pending at Open.
+func checkFuzzStream(t *testing.T, st *Stream, blocks uint64, size int, tenants bool) {
+	pending := st.Stats().PendingBlocks
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var last uint64
+	got := 0
+	for {
+		bs, err := st.Next(ctx, 3)
+		if err != nil {
+			break
+		}
+		for _, b := range bs {
+			if b.Seq <= last || b.Seq > blocks || fuzzTenant(tenants, b.Seq) != st.tenant {
+				t.Fatalf("stream %q: seq %d after %d", st.tenant, b.Seq, last)
+			}
+			last = b.Seq
+			group := b.Seq - (b.Seq+1)%2
+			if tenants {
+				group = b.Seq
+			}
+			if b.Group != bs[0].Group || b.Group != group {
+				t.Fatalf("block %d: group %d", b.Seq, b.Group)
+			}
+			if string(b.Data) != string(payload(b.Seq, size)) || b.Samples != int(2-b.Seq%2) {
+				t.Fatalf("block %d is not intact", b.Seq)
+			}
+			got++
+		}
+	}
+	lost := int(testutil.ToFloat64(st.m.droppedBlocks.WithLabelValues(reasonCorrupt)))
+	if got+lost != pending {
+		t.Fatalf("stream %q: pending %d at Open, got %d, lost %d", st.tenant, pending, got, lost)
 	}
 }

@@ -96,8 +96,8 @@ func seqRange(from, to uint64) []uint64 {
 }
 
 func dropped(q *Queue, reason string) (blocks, samples int) {
-	return int(testutil.ToFloat64(q.m.droppedBlocks.WithLabelValues(reason))),
-		int(testutil.ToFloat64(q.m.droppedSamples.WithLabelValues(reason)))
+	return int(testutil.ToFloat64(q.def.m.droppedBlocks.WithLabelValues(reason))),
+		int(testutil.ToFloat64(q.def.m.droppedSamples.WithLabelValues(reason)))
 }
 
 func corruptions(q *Queue) int { return int(testutil.ToFloat64(q.m.corruptions)) }

@@ -10,9 +10,10 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
-// Next blocks until at least one block after the last one it returned
-// exists, then returns 1..max consecutive blocks of one Group in Seq order
-// (max < 1 counts as 1). After a restart it starts after the acked Seq.
+// Next blocks until at least one block of the stream after the last one
+// it returned exists, then returns 1..max consecutive blocks of one Group
+// in Seq order (max < 1 counts as 1). After a restart it starts after the
+// stream's acked Seq.
 // Blocks dropped by the disk budget or lost to corruption are skipped (a
 // gap, never a reordering). Available blocks are returned even if ctx is
 // already done; otherwise it returns ctx.Err() when ctx ends, or ErrClosed.
@@ -21,29 +22,30 @@ import (
 // disk, one segment at a time. Intended for a single reader; concurrent
 // calls are serialised and never return the same block twice. The caller
 // owns the returned blocks and should Ack them once sent.
-func (q *Queue) Next(ctx context.Context, max int) ([]Block, error) {
+func (st *Stream) Next(ctx context.Context, max int) ([]Block, error) {
 	if max < 1 {
 		max = 1
 	}
-	q.readMu.Lock()
-	defer q.readMu.Unlock()
+	q := st.q
+	st.readMu.Lock()
+	defer st.readMu.Unlock()
 	var acc []Block // a group may continue in the next segment or in memory
 	for {
 		q.mu.Lock()
-		if q.closed {
+		if q.closed || st.detached {
 			q.mu.Unlock()
 			return nil, ErrClosed
 		}
-		t, onDisk := q.diskTarget()
+		t, onDisk := st.diskTarget()
 		if !onDisk {
-			if len(q.mem) > 0 && (len(acc) == 0 || q.mem[0].Group == acc[0].Group) {
-				acc = append(acc, q.takeMem(max-len(acc))...)
+			if len(st.mem) > 0 && (len(acc) == 0 || st.mem[0].Group == acc[0].Group) {
+				acc = append(acc, st.takeMem(max-len(acc))...)
 			}
 			if len(acc) > 0 {
 				q.mu.Unlock()
 				return acc, nil
 			}
-			wake := q.wake
+			wake := st.wake
 			q.mu.Unlock()
 			select {
 			case <-ctx.Done():
@@ -57,7 +59,7 @@ func (q *Queue) Next(ctx context.Context, max int) ([]Block, error) {
 		if len(acc) > 0 {
 			group = acc[0].Group
 		}
-		out, stopped, err := q.readDisk(t, max-len(acc), group)
+		out, stopped, err := st.readDisk(t, max-len(acc), group)
 		if err != nil {
 			if len(acc) > 0 {
 				return acc, nil // the error will repeat on the next call
@@ -72,7 +74,7 @@ func (q *Queue) Next(ctx context.Context, max int) ([]Block, error) {
 }
 
 // target is a snapshot of the segment the reader must read next, taken under
-// q.mu so that size and blocks agree.
+// q.mu so that size and blocks agree. blocks are the stream's in it.
 type target struct {
 	seg      *segment
 	size     int64
@@ -81,41 +83,43 @@ type target struct {
 	memFloor uint64
 }
 
-// diskTarget finds the oldest unread block; it must come from disk if it is
-// older than everything the memory tail is guaranteed to hold.
-func (q *Queue) diskTarget() (target, bool) {
-	for _, s := range q.segs {
-		if s.lastSeq() <= q.readPos {
+// diskTarget finds the stream's oldest unread block; it must come from
+// disk if it is older than everything the memory tail is guaranteed to
+// hold. Called with q.mu held.
+func (st *Stream) diskTarget() (target, bool) {
+	for _, s := range st.q.segs {
+		bl := s.blocksOf(st)
+		if lastOf(bl) <= st.readPos {
 			continue
 		}
-		i := firstAfter(s.blocks, q.readPos)
-		if s.blocks[i].seq >= q.memFloor {
+		i := firstAfter(bl, st.readPos)
+		if bl[i].seq >= st.memFloor {
 			return target{}, false
 		}
-		return target{seg: s, size: s.size, blocks: s.blocks, readPos: q.readPos, memFloor: q.memFloor}, true
+		return target{seg: s, size: s.size, blocks: bl, readPos: st.readPos, memFloor: st.memFloor}, true
 	}
 	return target{}, false
 }
 
 // takeMem hands out the head of the memory tail. Called with q.mu held.
-func (q *Queue) takeMem(max int) []Block {
-	g := q.mem[0].Group
+func (st *Stream) takeMem(max int) []Block {
+	g := st.mem[0].Group
 	n := 0
-	for n < len(q.mem) && n < max && q.mem[n].Group == g {
+	for n < len(st.mem) && n < max && st.mem[n].Group == g {
 		n++
 	}
-	out := append([]Block(nil), q.mem[:n]...)
-	q.handOut(out)
+	out := append([]Block(nil), st.mem[:n]...)
+	st.handOut(out)
 	return out
 }
 
 // handOut moves the read position past out. Called with q.mu held.
-func (q *Queue) handOut(out []Block) {
+func (st *Stream) handOut(out []Block) {
 	for _, b := range out {
-		q.inflight = append(q.inflight, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
+		st.inflight = append(st.inflight, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
 	}
-	q.readPos = out[len(out)-1].Seq
-	q.trimMem()
+	st.readPos = out[len(out)-1].Seq
+	st.trimMem()
 }
 
 // readDisk reads up to max blocks of one group (group, if not 0) from t's
@@ -124,8 +128,9 @@ func (q *Queue) handOut(out []Block) {
 // segment's readable data. When the segment ends without yielding a block
 // the index expects, those blocks are lost: they are counted as dropped
 // ("corrupt") and skipped.
-func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped bool, err error) {
-	c, err := q.cursorFor(t)
+func (st *Stream) readDisk(t target, max int, group uint64) (out []Block, stopped bool, err error) {
+	q := st.q
+	c, err := st.cursorFor(t)
 	if c == nil {
 		return nil, false, err
 	}
@@ -135,21 +140,21 @@ func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped 
 	defer q.mu.Unlock()
 	// The budget may have dropped some of them while q.mu was free.
 	n := 0
-	for n < len(out) && out[n].Seq <= q.readPos {
+	for n < len(out) && out[n].Seq <= st.readPos {
 		n++
 	}
 	out = out[n:]
 	if len(out) > 0 {
-		q.handOut(out)
+		st.handOut(out)
 		return out, stopped, nil
 	}
 	if rerr == nil {
 		return nil, stopped, nil
 	}
-	q.dropUnreadable(t, rerr)
+	st.dropUnreadable(t, rerr)
 	if !errors.Is(rerr, io.EOF) || t.seg.closed {
 		c.Close()
-		q.cur = nil
+		st.cur = nil
 	}
 	return nil, false, nil
 }
@@ -158,12 +163,13 @@ func (q *Queue) readDisk(t target, max int, group uint64) (out []Block, stopped 
 // closing the one on another segment) when needed, readable up to t.size.
 // It returns nil without an error when the segment was deleted by the
 // budget meanwhile (the caller looks again).
-func (q *Queue) cursorFor(t target) (*disk.Cursor, error) {
-	if q.cur != nil && q.cur.Index() != t.seg.index {
-		q.cur.Close()
-		q.cur = nil
+func (st *Stream) cursorFor(t target) (*disk.Cursor, error) {
+	q := st.q
+	if st.cur != nil && st.cur.Index() != t.seg.index {
+		st.cur.Close()
+		st.cur = nil
 	}
-	if q.cur == nil {
+	if st.cur == nil {
 		c, err := disk.OpenCursor(q.cfg.Dir, t.seg.index, t.size, q.logger)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
@@ -172,10 +178,12 @@ func (q *Queue) cursorFor(t target) (*disk.Cursor, error) {
 			return nil, fmt.Errorf("read queue: %w", err)
 		}
 		c.ReadData()
-		q.cur = c
+		st.cur = c
 	}
-	q.cur.SetLimit(t.size)
-	return q.cur, nil
+	st.cur.SetLimit(t.size)
+	// Other streams' records are decoded without their payload.
+	st.cur.Keep(func(seq uint64) bool { return hasSeq(t.blocks, seq) })
+	return st.cur, nil
 }
 
 // readGroup reads from c up to max blocks of t that are still pending, of
@@ -206,9 +214,10 @@ func readGroup(c *disk.Cursor, t target, max int, group uint64) (out []Block, st
 // dropUnreadable counts as dropped ("corrupt") the blocks t's segment
 // index still expects below memFloor after its cursor ended with rerr:
 // the segment yielded everything it could (q.mu held).
-func (q *Queue) dropUnreadable(t target, rerr error) {
+func (st *Stream) dropUnreadable(t target, rerr error) {
+	q := st.q
 	s := t.seg
-	from := firstAfter(t.blocks, q.readPos)
+	from := firstAfter(t.blocks, st.readPos)
 	to := firstAfter(t.blocks, t.memFloor-1)
 	if from >= to {
 		return
@@ -218,7 +227,7 @@ func (q *Queue) dropUnreadable(t target, rerr error) {
 		q.m.corruptions.Inc()
 		q.logger.Warn("corrupt segment, skipping its unreadable blocks", "segment", s.index, "err", rerr, "blocks", to-from)
 	}
-	q.dropUnread(&segment{blocks: t.blocks}, from, to, reasonCorrupt)
+	st.dropUnread(t.blocks, from, to, reasonCorrupt)
 	if s == q.active() {
 		// Later appends must not land behind the corruption.
 		if err := q.cut(); err != nil {

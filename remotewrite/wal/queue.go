@@ -1,12 +1,15 @@
 package wal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,36 +50,33 @@ type segmentLog interface {
 	Close() error
 }
 
-// Queue is a durable FIFO of blocks in one directory. All methods are safe
-// for concurrent use; it is meant for one writer (Append) and one reader
+// Queue is a durable FIFO of blocks in one directory, read by one or more
+// streams: a plain queue has one stream (tenant ""), read through the
+// Queue's own Next, Ack and Stats; a queue opened with Config.Tenants has
+// one stream per tenant (Stream), each with its own read position,
+// acknowledgements, in-memory tail and metrics, while the segment files,
+// the disk budget and every write (one wlog write and, under fsync
+// "append", one fsync per AppendGroups for all tenants) are shared. All
+// methods are safe for concurrent use; each stream is meant for one reader
 // (Next then Ack). The caller must Close it to release the directory lock.
 type Queue struct {
 	cfg    Config
 	logger *slog.Logger
+	reg    prometheus.Registerer
 	m      *metrics
 	lock   fileutil.Releaser
 
-	ackMu  sync.Mutex // serialises Ack's file writes; taken before mu
-	readMu sync.Mutex // serialises Next and owns cur; taken before mu
-	cur    *disk.Cursor
+	ackMu sync.Mutex // serialises the ack file's writes; taken before a stream's readMu and mu
 
 	mu       sync.Mutex
 	closed   bool
-	wake     chan struct{} // closed and replaced by Append; closed by Close
 	w        segmentLog
 	segs     []*segment // ascending index, contiguous; the last one is active
 	needCut  bool       // a write failed: start a fresh segment before the next one
 	cutMaybe bool       // refresh must ask wlog (a write failed, or a cut was asked)
 	nextSeq  uint64
-	readPos  uint64      // every block <= readPos was handed out, dropped or acked
-	acked    uint64      // every block <= acked is done
-	inflight []blockMeta // handed out by Next, not yet acked
-	mem      []Block     // newest blocks with seq > readPos, bounded by cfg.MemoryBytes
-	memBytes int64
-	memFloor uint64 // mem holds every existing unread block with seq >= memFloor
-
-	pendingBlocks  int
-	pendingSamples int
+	streams  map[string]*Stream // every attached stream, and every one with blocks on disk
+	def      *Stream            // tenant "": the Queue's own Next, Ack and Stats; nil with Tenants
 }
 
 // Open locks cfg.Dir (creating it if needed), reads the ack file, indexes
@@ -97,6 +97,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 	if cfg.Name != "" {
 		endpoint = cfg.Name
 	}
+	cfg.Name = endpoint
 	logger = logger.With("endpoint", endpoint)
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create wal dir: %w", err)
@@ -110,11 +111,24 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 		lock.Release()
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, logger: logger, m: m, lock: lock, wake: make(chan struct{})}
-	if err := q.load(); err != nil {
+	q := &Queue{cfg: cfg, logger: logger, reg: reg, m: m, lock: lock, streams: map[string]*Stream{}}
+	fail := func(err error) (*Queue, error) {
+		for _, st := range q.streams {
+			st.m.unregister()
+		}
 		m.unregister()
 		lock.Release()
 		return nil, err
+	}
+	if !cfg.Tenants {
+		sm, err := newStreamMetrics(reg, endpoint)
+		if err != nil {
+			return fail(err)
+		}
+		q.def = q.newStream("", sm, cfg.MemoryBytes)
+	}
+	if err := q.load(); err != nil {
+		return fail(err)
 	}
 	// wlog's own metrics (prometheus_tsdb_wal_*: page flushes, failed
 	// writes, its fsync summary) have fixed names; the endpoint label keeps
@@ -125,29 +139,47 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 		prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": endpoint}, reg))
 	w, err := wlog.NewSize(logger, wreg, cfg.Dir, cfg.SegmentSize, compression.None)
 	if err != nil {
-		m.unregister()
-		lock.Release()
-		return nil, fmt.Errorf("open segment writer: %w", err)
+		return fail(fmt.Errorf("open segment writer: %w", err))
 	}
 	q.w = w
 	seg, off, err := w.LastSegmentAndOffset()
 	if err != nil {
 		w.Close()
-		m.unregister()
-		lock.Release()
-		return nil, fmt.Errorf("locate active segment: %w", err)
+		return fail(fmt.Errorf("locate active segment: %w", err))
 	}
 	q.segs = append(q.segs, &segment{index: seg, size: int64(off)})
 	q.updateGauges()
 	return q, nil
 }
 
-// load restores the acked position and the segment index from disk.
+// newStream adds the state of tenant's stream (q.mu held, or before q is
+// shared). A stream that never had a block starts after every seq so far.
+func (q *Queue) newStream(tenant string, m *streamMetrics, memoryBytes int64) *Stream {
+	st := &Stream{q: q, tenant: tenant, m: m, memLimit: memoryBytes, wake: make(chan struct{}),
+		readPos: q.nextSeq - min(q.nextSeq, 1), memFloor: q.nextSeq}
+	st.acked, st.persisted = st.readPos, st.readPos
+	q.streams[tenant] = st
+	return st
+}
+
+// streamOf returns tenant's stream state, adding an unattached one (with
+// unregistered metrics) for a tenant no reader asked for yet (q.mu held).
+func (q *Queue) streamOf(tenant string) *Stream {
+	if st := q.streams[tenant]; st != nil {
+		return st
+	}
+	m, _ := newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
+	st := q.newStream(tenant, m, q.cfg.MemoryBytes)
+	st.detached = true
+	return st
+}
+
+// load restores the acked positions and the segment index from disk.
 func (q *Queue) load() error {
-	a, err := disk.ReadAck(q.cfg.Dir)
-	switch {
+	var a disk.AckState
+	switch got, err := disk.ReadAck(q.cfg.Dir); {
 	case err == nil:
-		q.acked = a.Seq
+		a = got
 	case errors.Is(err, disk.ErrAckNotFound):
 	case errors.Is(err, disk.ErrAckCorrupt):
 		// Resend rather than lose: replay everything still on disk.
@@ -172,27 +204,42 @@ func (q *Queue) load() error {
 		last = max(last, s.lastSeq())
 		q.segs = append(q.segs, s)
 	}
-	q.nextSeq = max(last, q.acked) + 1
-	q.readPos, q.memFloor = q.acked, q.nextSeq
+	q.nextSeq = max(last, a.Seq) + 1
+	for _, seq := range a.Tenants {
+		q.nextSeq = max(q.nextSeq, seq+1)
+	}
+	for _, st := range q.streams {
+		st.acked = max(st.acked, a.Done(st.tenant))
+		st.readPos, st.persisted, st.memFloor = st.acked, st.acked, q.nextSeq
+	}
 	for _, s := range q.segs {
-		for _, b := range s.blocks[firstAfter(s.blocks, q.acked):] {
-			q.pendingBlocks++
-			q.pendingSamples += b.samples
+		for _, p := range s.parts {
+			for _, b := range p.blocks[firstAfter(p.blocks, p.st.acked):] {
+				p.st.pendingBlocks++
+				p.st.pendingSamples += b.samples
+			}
 		}
 	}
 	q.trimFront()
 	// Trailing segments without a readable block (left by restarts without
 	// appends, or wholly corrupt) hold nothing to send.
-	for n := len(q.segs); n > 0 && len(q.segs[n-1].blocks) == 0; n = len(q.segs) {
+	for n := len(q.segs); n > 0 && q.segs[n-1].empty(); n = len(q.segs) {
 		if err := os.Remove(wlog.SegmentName(q.cfg.Dir, q.segs[n-1].index)); err != nil {
 			return fmt.Errorf("remove empty segment %d: %w", q.segs[n-1].index, err)
 		}
 		q.segs = q.segs[:n-1]
 	}
+	for t, st := range q.streams {
+		if st.detached && st.pendingBlocks > 0 && !q.cfg.Tenants {
+			q.logger.Warn("blocks of a tenant in a queue without tenants: not sent, kept until the disk budget drops them",
+				"tenant", t, "pending_samples", st.pendingSamples)
+		}
+	}
 	return nil
 }
 
-// scanSegment indexes segment k. Blocks must have seqs above after.
+// scanSegment indexes segment k. Blocks must have seqs above after; a
+// stream state is added for each tenant seen.
 func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 	fi, err := os.Stat(wlog.SegmentName(q.cfg.Dir, k))
 	if err != nil {
@@ -208,7 +255,7 @@ func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 	for {
 		b, err := c.Next()
 		if err == nil {
-			s.blocks = append(s.blocks, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
+			s.add(q.streamOf(b.Tenant), blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
 			continue
 		}
 		if errors.Is(err, io.EOF) {
@@ -217,12 +264,12 @@ func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 				return nil, terr
 			}
 			if torn {
-				q.logger.Warn("torn segment tail, keeping the records before it", "segment", k, "offset", c.Offset(), "blocks_kept", len(s.blocks))
+				q.logger.Warn("torn segment tail, keeping the records before it", "segment", k, "offset", c.Offset(), "blocks_kept", s.count())
 				q.m.corruptions.Inc()
 				s.reported = true
 			}
 		} else {
-			q.logger.Warn("corrupt segment, skipping its rest", "segment", k, "err", err, "blocks_kept", len(s.blocks))
+			q.logger.Warn("corrupt segment, skipping its rest", "segment", k, "err", err, "blocks_kept", s.count())
 			q.m.corruptions.Inc()
 			s.reported = true
 		}
@@ -236,8 +283,9 @@ func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 }
 
 // Close flushes and fsyncs the active segment, closes the files, releases
-// the directory lock and unregisters the metrics. A Next blocked in another
-// goroutine returns ErrClosed. Calling Close twice returns ErrClosed.
+// the directory lock and unregisters the metrics (the streams' too). A
+// Next blocked in another goroutine returns ErrClosed. Calling Close twice
+// returns ErrClosed.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed {
@@ -245,20 +293,25 @@ func (q *Queue) Close() error {
 		return ErrClosed
 	}
 	q.closed = true
-	close(q.wake)
+	streams := slices.Collect(maps.Values(q.streams))
+	for _, st := range streams {
+		close(st.wake)
+	}
 	q.mu.Unlock()
 
 	q.ackMu.Lock()
 	defer q.ackMu.Unlock()
-	q.readMu.Lock()
-	defer q.readMu.Unlock()
+	var errs []error
+	for _, st := range streams {
+		st.readMu.Lock()
+		if st.cur != nil {
+			errs = append(errs, st.cur.Close())
+			st.cur = nil
+		}
+		st.readMu.Unlock()
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var errs []error
-	if q.cur != nil {
-		errs = append(errs, q.cur.Close())
-		q.cur = nil
-	}
 	if err := q.w.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close segment writer: %w", err))
 	}
@@ -266,40 +319,56 @@ func (q *Queue) Close() error {
 		errs = append(errs, fmt.Errorf("release wal dir lock: %w", err))
 	}
 	q.m.unregister()
-	q.mem, q.memBytes = nil, 0
+	for _, st := range streams {
+		st.m.unregister()
+		st.mem, st.memBytes = nil, 0
+	}
 	return errors.Join(errs...)
 }
 
-// Stats returns a snapshot. It does not block on I/O.
+// Stats returns a snapshot of the plain queue's stream, or with Tenants
+// the sums over every stream (OldestPending: the oldest of theirs). It
+// does not block on I/O.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return Stats{
-		Bytes:          q.diskBytes(),
-		Segments:       len(q.segs),
-		PendingBlocks:  q.pendingBlocks,
-		PendingSamples: q.pendingSamples,
-		AckedSeq:       q.acked,
-		LastSeq:        q.nextSeq - 1,
-		OldestPending:  q.oldestPending(),
+	if q.def != nil {
+		return q.def.stats()
 	}
+	st := Stats{Bytes: q.diskBytes(), Segments: len(q.segs), LastSeq: q.nextSeq - 1}
+	for _, s := range q.streams {
+		if s.pendingBlocks == 0 {
+			continue
+		}
+		o := s.oldestPending()
+		if st.PendingBlocks == 0 || o < st.OldestPending {
+			st.OldestPending = o
+		}
+		st.PendingBlocks += s.pendingBlocks
+		st.PendingSamples += s.pendingSamples
+	}
+	return st
 }
 
-// oldestPending returns the MinTimestamp of the oldest pending block: the
-// first one handed out and not acked, else the first one not handed out
-// (blocks dropped by the budget or lost to corruption are behind readPos).
-// 0 when nothing is pending. Called with q.mu held.
-func (q *Queue) oldestPending() int64 {
-	if len(q.inflight) > 0 {
-		return q.inflight[0].minTs
+// Next is the plain queue's stream's Next (see Stream.Next); it fails
+// for a queue opened with Tenants.
+func (q *Queue) Next(ctx context.Context, max int) ([]Block, error) {
+	if q.def == nil {
+		return nil, errTenants
 	}
-	for _, s := range q.segs {
-		if i := firstAfter(s.blocks, q.readPos); i < len(s.blocks) {
-			return s.blocks[i].minTs
-		}
-	}
-	return 0
+	return q.def.Next(ctx, max)
 }
+
+// Ack is the plain queue's stream's Ack (see Stream.Ack); it fails for a
+// queue opened with Tenants.
+func (q *Queue) Ack(seq uint64) error {
+	if q.def == nil {
+		return errTenants
+	}
+	return q.def.Ack(seq)
+}
+
+var errTenants = errors.New("wal queue has tenant streams: read them through Stream")
 
 func (q *Queue) diskBytes() int64 {
 	var n int64
@@ -309,8 +378,12 @@ func (q *Queue) diskBytes() int64 {
 	return n
 }
 
+// updateGauges sets the queue's gauges and the pending gauge of every
+// stream (q.mu held).
 func (q *Queue) updateGauges() {
 	q.m.bytes.Set(float64(q.diskBytes()))
 	q.m.segments.Set(float64(len(q.segs)))
-	q.m.pendingSamples.Set(float64(q.pendingSamples))
+	for _, st := range q.streams {
+		st.m.pendingSamples.Set(float64(st.pendingSamples))
+	}
 }

@@ -5,18 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/prometheus/prometheus/tsdb/fileutil"
 )
 
 const (
-	AckFileName    = "ack"
-	ackTmpFileName = "ack.tmp"
-	ackVersion     = 1
-	ackFileSize    = 4 + 1 + 8 + 8 + 4 // magic, version, seq, segment, crc
-	ackMagic       = "KMAK"
+	AckFileName       = "ack"
+	ackTmpFileName    = "ack.tmp"
+	ackVersion        = 1
+	ackVersionTenants = 2
+	ackFileSize       = 4 + 1 + 8 + 8 + 4     // magic, version, seq, segment, crc
+	ackFixedSizeV2    = 4 + 1 + 8 + 8 + 4 + 4 // ..., tenant count, crc
+	ackMagic          = "KMAK"
 )
 
 var (
@@ -28,18 +32,42 @@ var (
 
 // AckState is the persisted acknowledged position.
 type AckState struct {
-	Seq     uint64 // every block <= Seq is done
+	Seq     uint64 // every block <= Seq is done, whatever its tenant
 	Segment int64  // segment holding the first unacked block when written (diagnostic)
+	// Tenants holds, per tenant, the seq up to which that tenant's blocks
+	// are done (entries not above Seq add nothing). Tenants are at most
+	// MaxTenantLength bytes.
+	Tenants map[string]uint64
 }
 
+// Done is the position up to which blocks of tenant are done.
+func (a AckState) Done(tenant string) uint64 { return max(a.Seq, a.Tenants[tenant]) }
+
+// EncodeAck writes version 1 when a has no tenant entries (what releases
+// before tenant records read), else version 2.
 func EncodeAck(a AckState) []byte {
-	buf := make([]byte, ackFileSize)
+	if len(a.Tenants) == 0 {
+		buf := make([]byte, ackFileSize)
+		copy(buf, ackMagic)
+		buf[4] = ackVersion
+		binary.BigEndian.PutUint64(buf[5:], a.Seq)
+		binary.BigEndian.PutUint64(buf[13:], uint64(a.Segment))
+		binary.BigEndian.PutUint32(buf[21:], crc32.Checksum(buf[:21], castagnoli))
+		return buf
+	}
+	buf := make([]byte, 21, ackFixedSizeV2+len(a.Tenants)*(1+MaxTenantLength+8))
 	copy(buf, ackMagic)
-	buf[4] = ackVersion
+	buf[4] = ackVersionTenants
 	binary.BigEndian.PutUint64(buf[5:], a.Seq)
 	binary.BigEndian.PutUint64(buf[13:], uint64(a.Segment))
-	binary.BigEndian.PutUint32(buf[21:], crc32.Checksum(buf[:21], castagnoli))
-	return buf
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(a.Tenants)))
+	for _, t := range slices.Sorted(maps.Keys(a.Tenants)) {
+		t = t[:min(len(t), MaxTenantLength)]
+		buf = append(buf, byte(len(t)))
+		buf = append(buf, t...)
+		buf = binary.BigEndian.AppendUint64(buf, a.Tenants[t])
+	}
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 }
 
 // DecodeAck parses an ack file. Every version ends with a CRC32-Castagnoli of
@@ -53,6 +81,9 @@ func DecodeAck(buf []byte) (AckState, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return AckState{}, fmt.Errorf("%w: checksum mismatch", ErrAckCorrupt)
 	}
+	if buf[4] == ackVersionTenants {
+		return decodeAckV2(body)
+	}
 	if buf[4] != ackVersion {
 		return AckState{}, fmt.Errorf("%w %d (written by a newer kata-monitor?)", ErrAckVersion, buf[4])
 	}
@@ -63,6 +94,32 @@ func DecodeAck(buf []byte) (AckState, error) {
 		Seq:     binary.BigEndian.Uint64(buf[5:]),
 		Segment: int64(binary.BigEndian.Uint64(buf[13:])),
 	}, nil
+}
+
+// decodeAckV2 parses a version 2 body (CRC already checked and cut off).
+func decodeAckV2(body []byte) (AckState, error) {
+	if len(body) < ackFixedSizeV2-4 {
+		return AckState{}, fmt.Errorf("%w: size %d", ErrAckCorrupt, len(body)+4)
+	}
+	a := AckState{
+		Seq:     binary.BigEndian.Uint64(body[5:]),
+		Segment: int64(binary.BigEndian.Uint64(body[13:])),
+		Tenants: map[string]uint64{},
+	}
+	n := binary.BigEndian.Uint32(body[21:])
+	rest := body[25:]
+	for range n {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0])+8 {
+			return AckState{}, fmt.Errorf("%w: tenant entries cut short", ErrAckCorrupt)
+		}
+		l := int(rest[0])
+		a.Tenants[string(rest[1:1+l])] = binary.BigEndian.Uint64(rest[1+l:])
+		rest = rest[1+l+8:]
+	}
+	if len(rest) != 0 || len(a.Tenants) != int(n) {
+		return AckState{}, fmt.Errorf("%w: %d bytes after %d tenant entries", ErrAckCorrupt, len(rest), n)
+	}
+	return a, nil
 }
 
 func ReadAck(dir string) (AckState, error) {

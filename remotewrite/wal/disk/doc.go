@@ -37,6 +37,14 @@
 //	37     1    format       caller's encoding of data (opaque here)
 //	38     n    data         opaque payload
 //
+// Version 4 (from 2026-11-30) is a block with a tenant (a queue shared by
+// an endpoint's tenants): version 3's header, then at offset 38 the
+// tenant's length t (1 byte, 1 to 255) and the tenant (t bytes), then
+// data at 39+t. A block without a tenant is still written as version 3,
+// so a queue without tenants is read by the releases before version 4.
+// group is then the seq of the first block of the same tenant's group in
+// the same write: one write holds groups of several tenants.
+//
 // Version 2 (until 2026-11-30) is the same without format (data at offset
 // 37) and reads back with format 0; version 1 (before 2026-11-30) also
 // lacks minTimestamp (data at offset 29) and reads back with minTimestamp =
@@ -53,7 +61,14 @@
 // # Ack file
 //
 // 25 bytes: magic "KMAK" | version (1) | acked seq uint64 | segment uint64 |
-// CRC32-Castagnoli of the preceding 21 bytes. Every future version must also
+// CRC32-Castagnoli of the preceding 21 bytes. Version 2 (a queue shared by
+// tenants) adds, after segment, a tenant count uint32 and per tenant its
+// length (1 byte), its name and its acked seq uint64, before the CRC of
+// all preceding bytes: a block is done when its seq is at most the
+// tenant's entry or at most acked seq (the floor: the lowest position of
+// the tenants with blocks on disk; tenants not listed are at the floor).
+// A queue whose tenants are all at the floor (a plain queue always)
+// writes version 1. Every future version must also
 // end with the CRC of all preceding bytes: a file whose CRC matches but
 // whose version is unknown was written by a newer kata-monitor and Open
 // refuses it (rather than guess and resend or lose data); a file whose CRC

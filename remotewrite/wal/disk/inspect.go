@@ -39,10 +39,10 @@ func IsQueueDir(dir string) bool {
 // as pending (what Open would replay); corrupt records are skipped as Open
 // skips them. It fails only when dir cannot be listed.
 func Inspect(dir string) (Summary, error) {
-	var acked uint64
+	var acked AckState
 	switch a, err := ReadAck(dir); {
 	case err == nil:
-		acked = a.Seq
+		acked = a
 	case errors.Is(err, ErrAckNotFound), errors.Is(err, ErrAckCorrupt):
 	default:
 		return Summary{}, err
@@ -71,7 +71,7 @@ func Inspect(dir string) (Summary, error) {
 				break // the end, or an unreadable rest that Open would skip too
 			}
 			last = b.Seq
-			if b.Seq <= acked {
+			if b.Seq <= acked.Done(b.Tenant) {
 				continue
 			}
 			if s.PendingBlocks == 0 {

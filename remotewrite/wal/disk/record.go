@@ -8,10 +8,15 @@ import (
 )
 
 const (
-	// RecordVersion is what EncodeRecord writes; DecodeHeader also reads
+	// RecordVersion is what EncodeRecord writes for a block without a
+	// tenant, RecordVersionTenant for one with; DecodeHeader also reads
 	// recordVersion1 (written before 2026-11-30, without minTimestamp) and
 	// recordVersion2 (written until 2026-11-30, without format).
-	RecordVersion      = 3
+	RecordVersion       = 3
+	RecordVersionTenant = 4
+	// MaxTenantLength is the longest tenant a record holds (one length
+	// byte; remotewrite's tenants are at most 150 bytes, Mimir's limit).
+	MaxTenantLength    = 255
 	recordVersion2     = 2
 	recordVersion1     = 1
 	recordHeaderSizeV1 = 1 + 8 + 8 + 4 + 8      // version, seq, group, samples, maxTimestamp
@@ -23,17 +28,30 @@ const (
 // writer: it is counted as corrupt and skipped, never guessed at.
 var ErrUnknownRecordVersion = errors.New("unknown record version")
 
-// EncodeRecord returns the wlog payload of b (layout: the package doc).
+// EncodeRecord returns the wlog payload of b (layout: the package doc);
+// Data is its last len(b.Data) bytes. A block without a tenant is written as
+// version 3, so a queue without tenants writes what older releases read.
+// b.Tenant must be at most MaxTenantLength bytes (it is cut there).
 func EncodeRecord(b *Block) []byte {
-	rec := make([]byte, RecordHeaderSize+len(b.Data))
+	size := RecordHeaderSize
+	tenant := b.Tenant[:min(len(b.Tenant), MaxTenantLength)]
+	if tenant != "" {
+		size += 1 + len(tenant)
+	}
+	rec := make([]byte, size+len(b.Data))
 	rec[0] = RecordVersion
+	if tenant != "" {
+		rec[0] = RecordVersionTenant
+		rec[RecordHeaderSize] = byte(len(tenant))
+		copy(rec[RecordHeaderSize+1:], tenant)
+	}
 	binary.BigEndian.PutUint64(rec[1:], b.Seq)
 	binary.BigEndian.PutUint64(rec[9:], b.Group)
 	binary.BigEndian.PutUint32(rec[17:], uint32(b.Samples))
 	binary.BigEndian.PutUint64(rec[21:], uint64(b.MaxTimestamp))
 	binary.BigEndian.PutUint64(rec[29:], uint64(b.MinTimestamp))
 	rec[37] = b.Format
-	copy(rec[RecordHeaderSize:], b.Data)
+	copy(rec[size:], b.Data)
 	return rec
 }
 
@@ -50,12 +68,18 @@ func DecodeRecord(rec []byte) (Block, error) {
 
 // DecodeHeader parses everything but the payload, for scans that only
 // rebuild the index, and returns the header's size (where Data starts).
+// The tenant is a new string per call; Tenant reads it without one.
 func DecodeHeader(rec []byte) (Block, int, error) {
 	if len(rec) == 0 {
 		return Block{}, 0, errors.New("empty record")
 	}
 	size := RecordHeaderSize
 	switch rec[0] {
+	case RecordVersionTenant:
+		if len(rec) <= RecordHeaderSize || rec[RecordHeaderSize] == 0 {
+			return Block{}, 0, fmt.Errorf("short record: %d bytes", len(rec))
+		}
+		size += 1 + int(rec[RecordHeaderSize])
 	case RecordVersion:
 	case recordVersion2:
 		size = recordHeaderSizeV2
@@ -79,6 +103,9 @@ func DecodeHeader(rec []byte) (Block, int, error) {
 	}
 	if rec[0] >= RecordVersion {
 		b.Format = rec[37]
+	}
+	if rec[0] >= RecordVersionTenant {
+		b.Tenant = string(rec[RecordHeaderSize+1 : size])
 	}
 	if b.Seq == 0 || b.Group == 0 || b.Group > b.Seq {
 		return Block{}, 0, fmt.Errorf("invalid seq %d / group %d", b.Seq, b.Group)
@@ -112,6 +139,11 @@ type Block struct {
 	// compression). Blocks written by record versions 1 and 2 read back
 	// with Format 0.
 	Format uint8
+	// Tenant is provided by the caller: the reader (wal.Stream) the block
+	// belongs to; "" for a queue without tenants. At most
+	// MaxTenantLength bytes. Blocks written by record versions 1 to 3
+	// read back with Tenant "".
+	Tenant string
 	// Data is the payload. Append copies it; a Block returned by Next owns
 	// its Data.
 	Data []byte

@@ -10,6 +10,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	for _, b := range []Block{
 		{Seq: 1, Group: 1, Samples: 0, MinTimestamp: -9, MaxTimestamp: -5, Data: nil},
 		{Seq: 1<<64 - 1, Group: 7, Samples: 1<<32 - 1, MinTimestamp: 1 << 61, MaxTimestamp: 1 << 62, Format: 3, Data: []byte("snappy bytes")},
+		{Seq: 8, Group: 6, Samples: 2, Tenant: "team-a", Data: []byte("tenant bytes")},
+		{Seq: 9, Group: 9, Tenant: string(make([]byte, MaxTenantLength))},
 	} {
 		got, err := DecodeRecord(EncodeRecord(&b))
 		require.NoError(t, err)
@@ -27,7 +29,9 @@ func TestDecodeRecordErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "empty record"},
-		{"version", append([]byte{4}, ok[1:]...), "unknown record version 4"},
+		{"version", append([]byte{5}, ok[1:]...), "unknown record version 5"},
+		{"v4 without tenant", append([]byte{RecordVersionTenant}, ok[1:]...), "short record"},
+		{"v4 short tenant", EncodeRecord(&Block{Seq: 5, Group: 3, Tenant: "abc"})[:RecordHeaderSize+3], "short record"},
 		{"short", ok[:20], "short record"},
 		{"short v3", ok[:RecordHeaderSize-1], "short record"},
 		{"short v2", encodeRecordV2(&Block{Seq: 5, Group: 3})[:recordHeaderSizeV2-1], "short record"},
@@ -75,7 +79,15 @@ func TestRecordVersion1StillReads(t *testing.T) {
 	require.Equal(t, Block{Seq: 4, Group: 3, Samples: 7, MinTimestamp: 250, MaxTimestamp: 250, Data: []byte("payload")}, got)
 }
 
+// TestRecordWithoutTenantIsVersion3: a queue without tenants writes what
+// the release before tenant records reads, so a downgrade keeps it.
+func TestRecordWithoutTenantIsVersion3(t *testing.T) {
+	require.Equal(t, byte(RecordVersion), EncodeRecord(&Block{Seq: 1, Group: 1})[0])
+	require.Equal(t, byte(RecordVersionTenant), EncodeRecord(&Block{Seq: 1, Group: 1, Tenant: "a"})[0])
+}
+
 func FuzzDecodeRecord(f *testing.F) {
+	f.Add(EncodeRecord(&Block{Seq: 3, Group: 2, Tenant: "ns-1", Data: []byte("payload")}))
 	f.Add(EncodeRecord(&Block{Seq: 1, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("payload")}))
 	f.Add(EncodeRecord(&Block{Seq: 9, Group: 2}))
 	f.Add(encodeRecordV1(&Block{Seq: 2, Group: 1, Samples: 3, MaxTimestamp: 42, Data: []byte("v1")}))

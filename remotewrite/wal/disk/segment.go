@@ -86,11 +86,12 @@ type Cursor struct {
 	seg     *wlog.Segment
 	lim     *limitReader
 	lr      *wlog.LiveReader
-	lastSeq uint64 // last seq decoded, to enforce strictly increasing order
-	bad     int    // records skipped as undecodable or out of order
-	err     error  // terminal read error (corruption)
-	data    bool   // decode payloads (false: index scan only)
-	peek    *Block // read ahead past a group boundary
+	lastSeq uint64                // last seq decoded, to enforce strictly increasing order
+	bad     int                   // records skipped as undecodable or out of order
+	err     error                 // terminal read error (corruption)
+	data    bool                  // decode payloads (false: index scan only)
+	keep    func(seq uint64) bool // with data: whose payloads to decode (nil: all)
+	peek    *Block                // read ahead past a group boundary
 }
 
 // OpenCursor opens segment index of the queue in dir for reading up to
@@ -123,10 +124,11 @@ func (c *Cursor) Next() (Block, error) {
 			b   Block
 			err error
 		)
-		if c.data {
-			b, err = DecodeRecord(c.lr.Record())
-		} else {
-			b, _, err = DecodeHeader(c.lr.Record())
+		rec := c.lr.Record()
+		var n int
+		b, n, err = DecodeHeader(rec)
+		if err == nil && c.data && (c.keep == nil || c.keep(b.Seq)) {
+			b.Data = append([]byte(nil), rec[n:]...)
 		}
 		if err != nil || b.Seq <= c.lastSeq {
 			c.bad++
@@ -182,6 +184,11 @@ func (c *Cursor) After(seq uint64) { c.lastSeq = seq }
 // ReadData makes Next decode payloads too (by default it reads headers
 // only, for index scans).
 func (c *Cursor) ReadData() { c.data = true }
+
+// Keep makes Next decode the payload only of blocks whose seq keep
+// accepts (the others come back without Data): a reader of one tenant
+// skips the others' records without copying them.
+func (c *Cursor) Keep(keep func(seq uint64) bool) { c.keep = keep }
 
 // SetLimit moves the readable end of the segment to limit bytes (it grows
 // while the segment is the one being written).

@@ -1,0 +1,183 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
+)
+
+// Stream is one tenant's reader of a Queue: the blocks appended with its
+// tenant, in order, with its own read position, acknowledgements,
+// in-memory tail and metrics, so that a reader that is held back (a
+// tenant's receiver refusing or rate-limiting it) holds back no other
+// stream. A plain queue's stream is its own Next, Ack and Stats. Methods
+// are safe for concurrent use; one reader (Next then Ack) is intended.
+type Stream struct {
+	q        *Queue
+	tenant   string
+	m        *streamMetrics
+	memLimit int64
+
+	readMu sync.Mutex // serialises Next and owns cur; taken before q.mu
+	cur    *disk.Cursor
+
+	// Under q.mu:
+	detached       bool          // no reader: Close was called, or never attached
+	wake           chan struct{} // closed and replaced by an Append with its blocks; closed by Close
+	readPos        uint64        // every block of the stream <= readPos was handed out, dropped or acked
+	acked          uint64        // every block of the stream <= acked is done
+	persisted      uint64        // acked as the ack file has it
+	inflight       []blockMeta   // handed out by Next, not yet acked
+	mem            []Block       // newest blocks with seq > readPos, bounded by memLimit
+	memBytes       int64
+	memFloor       uint64 // mem holds every existing unread block with seq >= memFloor
+	pendingBlocks  int
+	pendingSamples int
+	segRefs        int // segments holding blocks of the stream
+}
+
+// Stream attaches a reader to tenant's stream of a queue opened with
+// Tenants: its blocks already on disk (after its acknowledged position)
+// and every block appended with its tenant from now on. memoryBytes bounds
+// its in-memory tail (0: the queue's MemoryBytes). Its metrics are
+// registered on reg, which should add a tenant label (nil: not
+// registered). It fails when the tenant has a reader already, for an
+// invalid tenant, or when the queue is closed.
+func (q *Queue) Stream(tenant string, memoryBytes int64, reg prometheus.Registerer) (*Stream, error) {
+	if tenant == "" || len(tenant) > disk.MaxTenantLength {
+		return nil, fmt.Errorf("tenant %q: must be 1 to %d bytes", tenant, disk.MaxTenantLength)
+	}
+	if memoryBytes <= 0 {
+		memoryBytes = q.cfg.MemoryBytes
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, ErrClosed
+	}
+	if st := q.streams[tenant]; st != nil && !st.detached {
+		return nil, fmt.Errorf("tenant %q: stream already has a reader", tenant)
+	}
+	m, err := newStreamMetrics(reg, q.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	st := q.streams[tenant]
+	if st == nil {
+		st = q.newStream(tenant, m, memoryBytes)
+	} else {
+		st.m.unregister()
+		st.m, st.memLimit = m, memoryBytes
+	}
+	st.detached = false
+	st.m.pendingSamples.Set(float64(st.pendingSamples))
+	return st, nil
+}
+
+// Tenants returns the tenants whose streams hold pending blocks but have
+// no reader: after Open, the backlog a caller must attach readers to.
+func (q *Queue) Tenants() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []string
+	for t, st := range q.streams {
+		if st.detached && st.pendingBlocks > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Tenant is the stream's tenant ("" for a plain queue's).
+func (st *Stream) Tenant() string { return st.tenant }
+
+// Append appends blocks as one group of the stream (Queue.AppendGroups).
+func (st *Stream) Append(blocks []Block) error {
+	for i := range blocks {
+		blocks[i].Tenant = st.tenant
+	}
+	return st.q.AppendGroups([][]Block{blocks})
+}
+
+// Stats returns a snapshot of the stream: its pending blocks, positions
+// and lag; Bytes and Segments are the whole queue's.
+func (st *Stream) Stats() Stats {
+	st.q.mu.Lock()
+	defer st.q.mu.Unlock()
+	return st.stats()
+}
+
+func (st *Stream) stats() Stats {
+	q := st.q
+	return Stats{
+		Bytes:          q.diskBytes(),
+		Segments:       len(q.segs),
+		PendingBlocks:  st.pendingBlocks,
+		PendingSamples: st.pendingSamples,
+		AckedSeq:       st.acked,
+		LastSeq:        q.nextSeq - 1,
+		OldestPending:  st.oldestPending(),
+	}
+}
+
+// Close detaches the reader: its metrics are unregistered, and blocks it
+// was handed but did not acknowledge will be handed out again to the next
+// reader of the tenant (or after a restart). Its blocks stay on disk until
+// acknowledged or dropped. Returns ErrClosed when already detached or the
+// queue is closed. The plain queue's stream is closed by Queue.Close.
+func (st *Stream) Close() error {
+	q := st.q
+	if st == q.def {
+		return errors.New("the plain queue's stream is closed by Queue.Close")
+	}
+	q.mu.Lock()
+	if q.closed || st.detached {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	st.detached = true
+	close(st.wake) // a Next waiting returns ErrClosed, freeing readMu
+	st.wake = make(chan struct{})
+	q.mu.Unlock()
+
+	st.readMu.Lock()
+	defer st.readMu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var err error
+	if st.cur != nil {
+		err = st.cur.Close()
+		st.cur = nil
+	}
+	st.m.unregister()
+	if len(st.inflight) > 0 {
+		st.readPos = st.inflight[0].seq - 1
+		st.inflight = nil
+	}
+	st.mem, st.memBytes, st.memFloor = nil, 0, q.nextSeq
+	if st.segRefs == 0 {
+		delete(q.streams, st.tenant)
+	}
+	return err
+}
+
+// oldestPending returns the MinTimestamp of the stream's oldest pending
+// block: the first one handed out and not acked, else the first one not
+// handed out (blocks dropped by the budget or lost to corruption are
+// behind readPos). 0 when nothing is pending. Called with q.mu held.
+func (st *Stream) oldestPending() int64 {
+	if len(st.inflight) > 0 {
+		return st.inflight[0].minTs
+	}
+	for _, s := range st.q.segs {
+		bl := s.blocksOf(st)
+		if i := firstAfter(bl, st.readPos); i < len(bl) {
+			return bl[i].minTs
+		}
+	}
+	return 0
+}
