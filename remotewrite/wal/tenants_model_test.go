@@ -1,0 +1,295 @@
+package wal
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
+)
+
+// walModel drives a tenant-shared queue through random appends, reads,
+// acknowledgements, detaches, reattaches, clean restarts and crashes (the
+// directory copied while the queue is open, or mid-Ack: the ack file
+// written, the segments it frees not yet deleted), and keeps what each
+// tenant was promised: an acknowledged block is never handed out again,
+// every appended block is handed out or counted dropped, and a block is
+// counted dropped only if it was never acknowledged.
+type walModel struct {
+	t    *testing.T
+	rng  *rand.Rand
+	root string
+	cfg  Config
+	q    *Queue
+	life int
+
+	nextID    uint64
+	streams   map[string]*Stream // attached readers of this life
+	session   map[string][]delivery
+	lastID    map[string]uint64 // per attach session: order check
+	appended  map[string]map[uint64]bool
+	delivered map[string]map[uint64]bool
+	acked     map[string]map[uint64]bool
+	metrics   map[*streamMetrics]string // every stream metrics object seen, by tenant
+}
+
+type delivery struct{ seq, id uint64 }
+
+func newWALModel(t *testing.T, seed uint64, cfg Config) *walModel {
+	m := &walModel{t: t, rng: rand.New(rand.NewPCG(seed, 1)), root: t.TempDir(), cfg: cfg,
+		streams: map[string]*Stream{}, session: map[string][]delivery{}, lastID: map[string]uint64{},
+		appended: map[string]map[uint64]bool{}, delivered: map[string]map[uint64]bool{},
+		acked: map[string]map[uint64]bool{}, metrics: map[*streamMetrics]string{}}
+	m.open(filepath.Join(m.root, "life0"), nil)
+	return m
+}
+
+// Tenants with a '.', a '/', unicode and the shared directory's own name.
+var modelTenants = []string{"a", "b.c", "ü/ñ", "tenants.wal", "z"}
+
+func set(m map[string]map[uint64]bool, tn string) map[uint64]bool {
+	if m[tn] == nil {
+		m[tn] = map[uint64]bool{}
+	}
+	return m[tn]
+}
+
+// open opens the queue in dir and attaches the tenants of attach and every
+// tenant with a backlog.
+func (m *walModel) open(dir string, attach []string) {
+	cfg := m.cfg
+	cfg.Dir, cfg.Tenants = dir, true
+	q, err := Open(cfg, nil, nil)
+	require.NoError(m.t, err)
+	m.t.Cleanup(func() { q.Close() })
+	m.q = q
+	m.streams, m.session, m.lastID = map[string]*Stream{}, map[string][]delivery{}, map[string]uint64{}
+	for _, tn := range append(attach, q.Tenants()...) {
+		if m.streams[tn] == nil {
+			m.attach(tn)
+		}
+	}
+}
+
+func (m *walModel) attach(tn string) {
+	st, err := m.q.Stream(tn, int64(1+m.rng.IntN(3))<<13, nil)
+	require.NoError(m.t, err)
+	m.streams[tn], m.session[tn], m.lastID[tn] = st, nil, 0
+}
+
+// see records the metrics object of every stream state the queue has.
+func (m *walModel) see() {
+	m.q.mu.Lock()
+	defer m.q.mu.Unlock()
+	for tn, st := range m.q.streams {
+		m.metrics[st.m] = tn
+	}
+}
+
+func (m *walModel) appendRound() {
+	var groups [][]Block
+	var ids [][]uint64
+	for _, tn := range modelTenants {
+		if m.rng.IntN(3) == 0 {
+			continue
+		}
+		var g []Block
+		var gi []uint64
+		for range 1 + m.rng.IntN(3) {
+			m.nextID++
+			data := make([]byte, 200+m.rng.IntN(3000))
+			binary.BigEndian.PutUint64(data, m.nextID)
+			g = append(g, Block{Tenant: tn, Samples: 1, Data: data})
+			gi = append(gi, m.nextID)
+		}
+		groups, ids = append(groups, g), append(ids, gi)
+	}
+	require.NoError(m.t, m.q.AppendGroups(groups))
+	for g := range groups {
+		for _, id := range ids[g] {
+			set(m.appended, groups[g][0].Tenant)[id] = true
+		}
+	}
+	if m.cfg.MaxSize > 0 {
+		require.LessOrEqual(m.t, m.q.Stats().Bytes, m.cfg.MaxSize, "disk over the budget")
+	}
+}
+
+func (m *walModel) read(tn string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 1 + m.rng.IntN(3) {
+		bs, err := m.streams[tn].Next(ctx, 1+m.rng.IntN(4))
+		if err != nil {
+			require.ErrorIs(m.t, err, context.Canceled)
+			return
+		}
+		for _, b := range bs {
+			id := binary.BigEndian.Uint64(b.Data)
+			require.Equal(m.t, tn, b.Tenant)
+			require.True(m.t, m.appended[tn][id], "life %d tenant %q: block %d not appended with this tenant", m.life, tn, id)
+			require.False(m.t, m.acked[tn][id], "life %d tenant %q: acknowledged block %d (seq %d) handed out again", m.life, tn, id, b.Seq)
+			require.Greater(m.t, id, m.lastID[tn], "life %d tenant %q: order", m.life, tn)
+			m.lastID[tn] = id
+			set(m.delivered, tn)[id] = true
+			m.session[tn] = append(m.session[tn], delivery{b.Seq, id})
+		}
+	}
+}
+
+// ack acknowledges a prefix of what the tenant's reader was handed.
+func (m *walModel) ack(tn string) {
+	s := m.session[tn]
+	if len(s) == 0 {
+		return
+	}
+	n := 1 + m.rng.IntN(len(s))
+	require.NoError(m.t, m.streams[tn].Ack(s[n-1].seq))
+	for _, d := range s[:n] {
+		set(m.acked, tn)[d.id] = true
+	}
+	m.session[tn] = s[n:]
+}
+
+func (m *walModel) detach(tn string) {
+	require.NoError(m.t, m.streams[tn].Close())
+	delete(m.streams, tn)
+}
+
+func (m *walModel) attached() []string {
+	var out []string
+	for _, tn := range modelTenants {
+		if m.streams[tn] != nil {
+			out = append(out, tn)
+		}
+	}
+	return out
+}
+
+// restart reopens the queue: cleanly, after a crash (its files copied
+// while open), or after a crash inside an Ack between the ack file's
+// write and the deletion of the segments it frees.
+func (m *walModel) restart(kind int) {
+	m.life++
+	attach := m.attached()
+	old, oldDir := m.q, m.q.cfg.Dir
+	dir := filepath.Join(m.root, fmt.Sprintf("life%d", m.life))
+	switch kind {
+	case 0:
+		require.NoError(m.t, old.Close())
+		require.NoError(m.t, os.Rename(oldDir, dir))
+	case 1:
+		copyDir(m.t, oldDir, dir)
+	default:
+		copyDir(m.t, oldDir, dir)
+		if len(attach) > 0 {
+			m.ack(attach[m.rng.IntN(len(attach))])
+			m.see()
+			b, err := os.ReadFile(filepath.Join(oldDir, disk.AckFileName))
+			if err == nil {
+				require.NoError(m.t, os.WriteFile(filepath.Join(dir, disk.AckFileName), b, 0o640))
+			}
+		}
+	}
+	if kind != 0 {
+		require.NoError(m.t, old.Close())
+	}
+	m.open(dir, attach)
+}
+
+func (m *walModel) step() {
+	m.see()
+	defer m.see()
+	att := m.attached()
+	pick := func() string { return att[m.rng.IntN(len(att))] }
+	switch op := m.rng.IntN(100); {
+	case op < 25:
+		m.appendRound()
+	case op < 60 && len(att) > 0:
+		m.read(pick())
+	case op < 80 && len(att) > 0:
+		m.ack(pick())
+	case op < 86 && len(att) > 0:
+		m.detach(pick())
+	case op < 94:
+		tn := modelTenants[m.rng.IntN(len(modelTenants))]
+		if m.streams[tn] == nil {
+			m.attach(tn)
+		}
+	default:
+		m.restart(m.rng.IntN(3))
+	}
+}
+
+// finish drains every tenant after a clean restart and checks the books.
+func (m *walModel) finish() {
+	m.restart(0)
+	for _, tn := range modelTenants {
+		if m.streams[tn] == nil {
+			m.attach(tn)
+		}
+		m.lastID[tn] = 0
+		for {
+			before := len(m.delivered[tn])
+			m.read(tn)
+			if len(m.delivered[tn]) == before && len(m.session[tn]) == 0 {
+				break
+			}
+			for len(m.session[tn]) > 0 {
+				m.ack(tn)
+			}
+		}
+	}
+	m.see()
+	dropped := map[string]int{}
+	for sm, tn := range m.metrics {
+		for _, r := range []string{reasonBudget, reasonWriteError, reasonCorrupt} {
+			dropped[tn] += int(testutil.ToFloat64(sm.droppedBlocks.WithLabelValues(r)))
+		}
+	}
+	for _, tn := range modelTenants {
+		lost, unacked := 0, 0
+		for id := range m.appended[tn] {
+			if !m.delivered[tn][id] {
+				lost++
+			}
+			if !m.acked[tn][id] {
+				unacked++
+			}
+		}
+		require.LessOrEqual(m.t, lost, dropped[tn], "tenant %q: %d blocks never handed out, %d counted dropped", tn, lost, dropped[tn])
+		require.LessOrEqual(m.t, dropped[tn], unacked, "tenant %q: %d counted dropped, only %d never acknowledged", tn, dropped[tn], unacked)
+		require.Zero(m.t, m.streams[tn].Stats().PendingBlocks, "tenant %q: pending after draining", tn)
+	}
+	require.Zero(m.t, corruptions(m.q))
+}
+
+// TestTenantsModel: random operations on a tenant-shared queue, with and
+// without a disk budget, keep every tenant's books (walModel).
+func TestTenantsModel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"unbounded", Config{SegmentSize: 32 << 10}},
+		{"budget", Config{SegmentSize: 32 << 10, MaxSize: 96 << 10}},
+		{"budget-fsync-segment", Config{SegmentSize: 32 << 10, MaxSize: 64 << 10, Fsync: FsyncSegment}},
+	} {
+		for seed := range uint64(4) {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, seed), func(t *testing.T) {
+				m := newWALModel(t, seed, tc.cfg)
+				for range 300 {
+					m.step()
+				}
+				m.finish()
+			})
+		}
+	}
+}
