@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/internal/collectors"
 )
@@ -96,6 +97,30 @@ func newStreamMetrics(reg prometheus.Registerer, endpoint string) (*streamMetric
 func (m *metrics) unregister() { m.group.Unregister() }
 
 func (m *streamMetrics) unregister() { m.group.Unregister() }
+
+// carryOver adds to m what o counted: the counts of a stream without a
+// reader (on unregistered metrics) move to the metrics its next reader
+// registers, so drops and appends of a tenant's blocks while it had no
+// reader (its backlog found at start or moved in from the per-tenant
+// layout, or appended after its reader closed) are not lost to scrapes.
+func (m *streamMetrics) carryOver(o *streamMetrics) {
+	m.blocksAppended.Add(counterValue(o.blocksAppended))
+	m.samplesAppended.Add(counterValue(o.samplesAppended))
+	m.bytesAppended.Add(counterValue(o.bytesAppended))
+	for _, r := range []string{reasonBudget, reasonWriteError, reasonCorrupt} {
+		m.droppedBlocks.WithLabelValues(r).Add(counterValue(o.droppedBlocks.WithLabelValues(r)))
+		m.droppedSamples.WithLabelValues(r).Add(counterValue(o.droppedSamples.WithLabelValues(r)))
+	}
+}
+
+// counterValue reads a counter's value.
+func counterValue(c prometheus.Counter) float64 {
+	var d dto.Metric
+	if err := c.Write(&d); err != nil {
+		return 0
+	}
+	return d.GetCounter().GetValue()
+}
 
 func (m *streamMetrics) drop(reason string, blocks, samples int) {
 	if blocks == 0 {

@@ -70,7 +70,9 @@ func (q *Queue) Stream(tenant string, memoryBytes int64, reg prometheus.Register
 	if st == nil {
 		st = q.newStream(tenant, m, memoryBytes)
 	} else {
-		st.m.unregister()
+		// st.m counted unregistered while the stream had no reader (Close
+		// swapped the reader's metrics for such a set).
+		m.carryOver(st.m)
 		st.m, st.memLimit = m, memoryBytes
 	}
 	st.detached = false
@@ -154,6 +156,9 @@ func (st *Stream) Close() error {
 		st.cur = nil
 	}
 	st.m.unregister()
+	// What happens to its blocks until the next reader attaches is counted
+	// apart and added to that reader's metrics (Queue.Stream).
+	st.m, _ = newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
 	if len(st.inflight) > 0 {
 		st.readPos = st.inflight[0].seq - 1
 		st.inflight = nil

@@ -79,8 +79,18 @@ func (m *walModel) open(dir string, attach []string) {
 }
 
 func (m *walModel) attach(tn string) {
+	m.see()
+	m.q.mu.Lock()
+	var old *streamMetrics
+	if st := m.q.streams[tn]; st != nil {
+		old = st.m
+	}
+	m.q.mu.Unlock()
 	st, err := m.q.Stream(tn, int64(1+m.rng.IntN(3))<<13, nil)
 	require.NoError(m.t, err)
+	if old != nil {
+		delete(m.metrics, old) // the reader's metrics carry its counts over
+	}
 	m.streams[tn], m.session[tn], m.lastID[tn] = st, nil, 0
 }
 
