@@ -26,10 +26,11 @@ import (
 // file pages before the first round ends, ~14 MiB (with fault-around)
 // needed from then on.
 //
-// releaseImagePages drops the process's mappings of those pages once, after
-// startup: the pages stay in the page cache (clean, shared, reclaimable
-// under pressure without any write-back), and the code still in use is
-// mapped again by ordinary minor faults at its next run. Only private,
+// releaseImagePages drops the process's mappings of those pages (after
+// startup, releaseStartupPages): the pages stay in the page cache (clean,
+// shared, reclaimable under pressure without any write-back), and the
+// code still in use is mapped again by ordinary minor faults at its next
+// run. Only private,
 // never-written, read-only mappings of the executable are released (smaps
 // "Anonymous: 0 kB": no copy-on-write page that a release would revert to
 // the file's bytes, e.g. a debugger's breakpoint); the writable data
@@ -148,11 +149,19 @@ func releaseImagePages(dontNeed func(start, length uintptr) error) (int64, error
 // only when someone pulls).
 const startupPagesWait = 30 * time.Second
 
-// releaseStartupPages waits for the first scrape round (first) or
-// startupPagesWait, then releases the binary's pages once (releaseImagePages
-// with madviseDontNeed) and logs what it did. It returns when done or when
-// ctx ends; a failure is logged, never fatal (the pages just stay mapped).
+// releaseStartupPages releases the binary's pages (releaseImagePages with
+// madviseDontNeed) twice: at once, which takes the inits, flag and config
+// parsing and the wiring out of the RSS before the first round's full
+// parses add their heap (else startup would set the process's RSS high
+// water mark), and again after the first scrape round (first) or
+// startupPagesWait, for the code only that round ran. It logs what it did
+// and returns when done or when ctx ends; a failure is logged, never fatal
+// (the pages just stay mapped).
 func releaseStartupPages(ctx context.Context, first <-chan struct{}, logger *slog.Logger) {
+	if _, err := releaseImagePages(madviseDontNeed); err != nil {
+		logger.Warn("cannot release the binary's startup pages; RSS keeps them", "err", err)
+		return
+	}
 	t := time.NewTimer(startupPagesWait)
 	defer t.Stop()
 	select {

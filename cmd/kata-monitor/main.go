@@ -452,8 +452,9 @@ func (d *daemon) run(ctx context.Context) error {
 		g.Go(func() error { return q.Run(ctx) })
 	}
 	g.Go(func() error { return d.api.Serve(ctx, d.listener, d.opts.webConfigFile) })
-	// Startup's code and tables leave the RSS once the first round ran
-	// (imagepages.go): ~8 MiB of the binary's file pages at 200 sandboxes.
+	// Startup's code and tables leave the RSS as rounds begin, and the
+	// first round's once it ran (imagepages.go): ~8 MiB of the binary's
+	// file pages at 200 sandboxes.
 	g.Go(func() error { releaseStartupPages(ctx, d.fwd.FirstRoundDone(), d.logger); return nil })
 	return g.Wait()
 }
