@@ -57,6 +57,10 @@ type leanConn struct {
 	lr   io.LimitedReader // bounds the header bytes read; nc below
 	br   *bufio.Reader    // over lr
 	used time.Time        // when it went idle
+	// rc and peek serve quiet (nil rc: not a socket, never checked).
+	rc        syscall.RawConn
+	peek      func(fd uintptr) bool
+	peekQuiet bool
 }
 
 // leanPool is a Client's idle connections and gzip readers.
@@ -88,7 +92,7 @@ func requestBytes(path, accept string) []byte {
 var getRequest = &http.Request{Method: http.MethodGet}
 
 // take returns an idle connection (nil if none), closing those idle too
-// long.
+// long and those with something to read (quiet).
 func (p *leanPool) take(now time.Time) *leanConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -96,12 +100,45 @@ func (p *leanPool) take(now time.Time) *leanConn {
 		c := p.idle[len(p.idle)-1]
 		p.idle[len(p.idle)-1] = nil
 		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(c.used) < idleTimeout {
+		if now.Sub(c.used) < idleTimeout && c.quiet() {
 			return c
 		}
 		_ = c.nc.Close()
 	}
 	return nil
+}
+
+// quiet reports whether the idle connection c has nothing to read: no
+// bytes left in its buffer or its socket, and no end of file. Bytes there
+// were sent after the answer's end, unasked (a Content-Length shorter than
+// the body, a second answer to one request): on a reused connection they
+// would be read as the next request's answer, so the next scrape would
+// fail, or return the earlier answer's body as its own. Go's transport
+// closes such a connection too ("Unsolicited response received on idle
+// HTTP channel"); so does a connection the shim closed, instead of
+// failing a write and retrying. One non-blocking peek (recv with MSG_PEEK
+// and MSG_DONTWAIT) per reuse.
+func (c *leanConn) quiet() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.rc == nil {
+		return true
+	}
+	c.peekQuiet = false
+	return c.rc.Read(c.peek) == nil && c.peekQuiet
+}
+
+// peekFunc is c's non-blocking peek for quiet, built once per connection
+// (no allocation per reuse): it sets c.peekQuiet when the socket has
+// nothing to read.
+func (c *leanConn) peekFunc() func(fd uintptr) bool {
+	var b [1]byte
+	return func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		c.peekQuiet = errors.Is(err, syscall.EAGAIN)
+		return true // never wait for the socket to become readable
+	}
 }
 
 // put keeps c for the next request, or closes it when enough are idle or
@@ -139,6 +176,13 @@ func (p *leanPool) dial(ctx context.Context, deadline time.Time) (*leanConn, err
 	}
 	c := &leanConn{nc: nc}
 	c.lr.R = nc
+	if sc, ok := nc.(syscall.Conn); ok {
+		if c.rc, err = sc.SyscallConn(); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+		c.peek = c.peekFunc()
+	}
 	// 4 KiB, as net/http's: a body is read straight into the caller's
 	// buffer, which is larger.
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
