@@ -1,8 +1,8 @@
 // Package scrape is the scrape stage of the forwarder: it scrapes the
 // sandboxes of one round in parallel (bounded concurrency, per-shim timeout,
-// a fixed jitter per sandbox in scheduled rounds), parses each exposition
-// into the sandbox's scrape cache and pull lines (forwarder/scrapecache)
-// inside its concurrency slot, and judges the outcome: a failed scrape of a
+// a fixed jitter per sandbox in scheduled rounds, in ten waves), parses
+// each exposition into the sandbox's scrape cache and pull lines
+// (forwarder/scrapecache) inside its concurrency slot, and judges the outcome: a failed scrape of a
 // sandbox that went away meanwhile is its end, not a failure; the others
 // are counted and logged once per streak, and the samples left out are
 // counted by reason. It keeps what it needs across rounds in one Target per
@@ -84,34 +84,45 @@ func (r *Round) All(ctx context.Context, targets []*Target) {
 	rctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	sem := make(chan struct{}, r.Concurrency)
+	began := time.Now() // the jitters count from here: a slot's timers fire together
 	var wg sync.WaitGroup
 	for _, t := range targets {
-		wg.Go(func() { r.one(rctx, t, sem) })
+		wg.Go(func() { r.one(rctx, t, sem, began) })
 	}
 	wg.Wait()
 	r.judgeFailures(targets)
 }
 
-// jitterFor spreads scheduled scrapes over the first part of the interval,
-// the same offset for a sandbox every round.
+// jitterSlots is how many distinct jitters the sandboxes get: their
+// scheduled scrapes start in jitterSlots waves spread over the first part
+// of the interval, a wave's scrapes together (at most Concurrency at
+// once). A jitter of its own per sandbox woke the idle process once per
+// scrape, and those wake-ups (timer, scheduler, futex) were 16 % of the
+// daemon's CPU at 200 sandboxes (docs/benchmarks.md, "Push cost, session
+// 5"); ten waves still spread the load on the host.
+const jitterSlots = 10
+
+// jitterFor spreads scheduled scrapes over the first part of the interval
+// ([0, max)), in jitterSlots waves, the same wave for a sandbox every
+// round.
 func jitterFor(id string, max time.Duration) time.Duration {
 	if max <= 0 {
 		return 0
 	}
 	h := fnv.New64a()
 	h.Write([]byte(id))
-	return time.Duration(h.Sum64() % uint64(max))
+	return time.Duration(h.Sum64()%jitterSlots) * (max / jitterSlots)
 }
 
 // one scrapes and parses one sandbox; it runs in its own goroutine and
 // touches only t. It waits for the sandbox's jitter (scheduled rounds),
 // then holds a concurrency slot for the scrape and the parse, so at most
 // Concurrency scrape buffers are in use at once.
-func (r *Round) one(ctx context.Context, t *Target, sem chan struct{}) {
+func (r *Round) one(ctx context.Context, t *Target, sem chan struct{}, began time.Time) {
 	t.Status = Status{LastScrape: r.Now()}
 	t.drops = exposition.DropCounts{}
 	r.Metrics.Scrapes.Inc()
-	err := waitSlot(ctx, t, sem, r.Scheduled)
+	err := waitSlot(ctx, t, sem, r.Scheduled, began)
 	var body []byte
 	var ct string
 	if err == nil {
@@ -160,11 +171,11 @@ func (r *Round) parse(t *Target, body []byte, contentType string) {
 	t.parseFailing = perr != nil
 }
 
-// waitSlot waits for the sandbox's jitter (scheduled rounds) and takes a
-// concurrency slot; the caller releases it.
-func waitSlot(ctx context.Context, t *Target, sem chan struct{}, scheduled bool) error {
+// waitSlot waits until the sandbox's jitter past began (scheduled rounds)
+// and takes a concurrency slot; the caller releases it.
+func waitSlot(ctx context.Context, t *Target, sem chan struct{}, scheduled bool, began time.Time) error {
 	if scheduled && t.Jitter > 0 {
-		tm := time.NewTimer(t.Jitter)
+		tm := time.NewTimer(time.Until(began.Add(t.Jitter)))
 		select {
 		case <-ctx.Done():
 			tm.Stop()

@@ -47,7 +47,8 @@ type Target struct {
 }
 
 // NewTarget returns the state of sandbox id, its scheduled scrapes delayed
-// by a jitter in [0, jitterMax) that is the same every round.
+// by a jitter in [0, jitterMax) that is the same every round: one of
+// jitterSlots multiples of jitterMax/jitterSlots.
 func NewTarget(id string, jitterMax time.Duration) *Target {
 	return &Target{Cache: scrapecache.New(id), ID: id, Jitter: jitterFor(id, jitterMax)}
 }
