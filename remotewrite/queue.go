@@ -54,6 +54,8 @@ type options struct {
 	walShare  int
 	// ackEvery is set by WithAckInterval (tenant queues): see coalescedAck.
 	ackEvery time.Duration
+	// enc is set by WithSharedEncoder (tenant queues).
+	enc *SharedEncoder
 }
 
 // WithUserAgent sets the User-Agent of requests (default "kata-monitor";
@@ -74,6 +76,32 @@ func WithFlushDeadline(d time.Duration) Option { return func(o *options) { o.flu
 func WithWALStream(w *wal.Queue, tenant string, share int) Option {
 	return func(o *options) { o.walShared, o.walTenant, o.walShare = w, tenant, max(share, 1) }
 }
+
+// SharedEncoder is one encoder for the queues of an endpoint's tenants:
+// its buffers are sized for a full request (the marshalled request and
+// the compressor's worst case, about 1.4 MiB at the defaults), which one
+// encoder per tenant queue held for each of them. Encode calls through it
+// are serialised, each one's output copied out before the next.
+type SharedEncoder struct {
+	mu  sync.Mutex
+	enc *codec.Encoder
+}
+
+// NewSharedEncoder returns an encoder for the queues of endpoint cfg
+// (defaulted and valid, as Prepare returns it): its
+// max_samples_per_send and write_relabel_configs.
+func NewSharedEncoder(cfg config.Config) (*SharedEncoder, error) {
+	comp, err := codec.NewCompressor()
+	if err != nil {
+		return nil, err
+	}
+	return &SharedEncoder{enc: codec.NewEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp)}, nil
+}
+
+// WithSharedEncoder makes the queue encode rounds with e instead of an
+// encoder of its own (remotewrite/tenant: one per endpoint). e must have
+// been built from the same endpoint config.
+func WithSharedEncoder(e *SharedEncoder) Option { return func(o *options) { o.enc = e } }
 
 // WithAckInterval makes the queue persist its acknowledged position at
 // most once per d instead of after every sent group (see coalescedAck):
@@ -98,6 +126,7 @@ type Queue struct {
 
 	appendMu sync.Mutex // serialises rounds: WAL order is round order
 	enc      *codec.Encoder
+	encMu    *sync.Mutex // WithSharedEncoder: held from Encode until its output is copied
 	comp     *codec.Compressor
 	// staged are blocks Stage encoded and Commit has not written yet (a
 	// copy of the encoder's output in stagedData), of stagedSeries series.
@@ -284,12 +313,16 @@ func newQueue(cfg config.Config, bq blockQueue, rt http.RoundTripper, logger *sl
 		cfg:    cfg,
 		logger: logger,
 		wal:    bq,
-		enc:    codec.NewEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp),
 		comp:   comp,
 		format: codec.FormatOf(cfg.ProtobufMessage, cfg.Compression),
 		mdKick: make(chan struct{}, 1),
 		mdLog:  send.NewLogLimiter(send.LogEvery, time.Now),
 		now:    time.Now,
+	}
+	if o.enc != nil {
+		q.enc, q.encMu = o.enc.enc, &o.enc.mu
+	} else {
+		q.enc = codec.NewEncoder(cfg.QueueConfig.MaxSamplesPerSend, cfg.WriteRelabelConfigs, comp)
 	}
 	// q is complete enough for lag before the gauge can be collected.
 	m, err := send.NewMetrics(reg, q.lag)
@@ -325,11 +358,23 @@ func (q *Queue) Append(ctx context.Context, ss []series.Series) error {
 		}
 		return q.commit()
 	}
+	unlock := q.lockEncoder()
+	defer unlock()
 	blocks, st, err := q.encode(ss)
 	if err != nil {
 		return err
 	}
-	return q.write(blocks, st)
+	return q.write(blocks, st) // the WAL copies the blocks
+}
+
+// lockEncoder takes a shared encoder's lock; the returned func releases
+// it. The encoder's output must be copied (stage, the WAL) before then.
+func (q *Queue) lockEncoder() (unlock func()) {
+	if q.encMu == nil {
+		return func() {}
+	}
+	q.encMu.Lock()
+	return q.encMu.Unlock
 }
 
 // maxStagedSeries is the most series one group written by Stage holds:
@@ -398,6 +443,8 @@ func (q *Queue) encode(ss []series.Series) ([]wal.Block, codec.RoundStats, error
 // stage encodes ss and adds copies of its blocks to the staged ones
 // (appendMu held).
 func (q *Queue) stage(ss []series.Series) error {
+	unlock := q.lockEncoder()
+	defer unlock()
 	blocks, st, err := q.encode(ss)
 	if err != nil {
 		return err

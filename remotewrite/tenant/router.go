@@ -116,10 +116,17 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// One encoder for every tenant's queue: Append stages one tenant at a
+	// time (under r.mu), and one encoder's request-sized buffers per
+	// tenant were most of what routing added to the heap.
+	enc, err := remotewrite.NewSharedEncoder(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
+	}
 	r := &Router{
 		cfg: cfg, walCfg: walCfg, baseDir: filepath.Join(walCfg.Dir, cfg.Name),
 		logger: logger.With("endpoint", cfg.Name), qlogger: logger, reg: reg,
-		opts: append(slices.Clip(opts), remotewrite.WithAckInterval(ackEvery)), now: time.Now,
+		opts: append(slices.Clip(opts), remotewrite.WithAckInterval(ackEvery), remotewrite.WithSharedEncoder(enc)), now: time.Now,
 		tenants: map[string]*tenantQueue{}, buckets: map[string]*bucket{},
 		failed: make(chan struct{}),
 	}
