@@ -64,12 +64,13 @@
 // defaults already runs at about 50 times the production rate, and a
 // receiver gets fewer, larger requests.
 //
-// A tenant's queue (remotewrite/tenant) is fed through Stage and Commit
-// instead: the router holds a tenant's series until they fill a block,
-// Stage encodes them and keeps the compressed blocks, and a group is
-// written each time 8,192 series are staged and at Commit, after the
-// round's last chunk. A tenant's share of a round is so ceil(share/8192)
-// groups of the same shape, however many tenants share each chunk.
+// A tenant's queue (remotewrite/tenant) is fed through Stage instead: the
+// router holds a tenant's series until they fill a block, Stage encodes
+// them and keeps the compressed blocks, sealing a group each time 8,192
+// series are staged, and after the round's last chunk WriteStaged writes
+// every tenant's groups into the endpoint's shared WAL in one write (one
+// fsync). A tenant's share of a round is so ceil(share/8192) groups of
+// the same shape, however many tenants share each chunk.
 //
 // # Remote write 2.0
 //

@@ -44,12 +44,12 @@ type TenantConfig struct {
 	// sent to another tenant. The default tenant always has its queue, so
 	// series without the label and kata-monitor's own metrics are never
 	// dropped for the limit. A tenant whose queue is empty and that got no
-	// series for IdleTimeout is closed and frees its place. Each tenant's
-	// WAL gets wal.max_size / (MaxTenants + 1) of disk (at least 1 MiB).
+	// series for IdleTimeout is closed and frees its place. The tenants
+	// share the endpoint's WAL and its wal.max_size; each gets 1/(MaxTenants
+	// + 1) of the in-memory tail.
 	MaxTenants int `yaml:"max_tenants"`
 	// IdleTimeout is how long a tenant with an empty queue keeps it
-	// without getting series (default 1h); then its queue is closed and
-	// its directory removed.
+	// without getting series (default 1h); then its queue is closed.
 	IdleTimeout model.Duration `yaml:"idle_timeout"`
 }
 

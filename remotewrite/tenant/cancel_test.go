@@ -74,8 +74,8 @@ func TestRouterHeldSurviveCancelMidStage(t *testing.T) {
 // TestRouterCommitCancelledThenIdle: a shutdown of the forwarder's context
 // arriving inside Commit, after a tenant's series were staged, still
 // writes them to its WAL: otherwise the tenant's queue, no longer marked
-// as holding part of a round and with nothing pending, is closed for
-// idleness and its directory removed with the series.
+// as holding part of a round and with nothing pending, would be closed
+// for idleness with the series never written.
 func TestRouterCommitCancelledThenIdle(t *testing.T) {
 	rc := newReceiver(t, nil).Start()
 	fx := newRouterFixture(t, rc.URL(), "", config.TenantConfig{Label: "cri_namespace"})
