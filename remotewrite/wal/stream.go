@@ -54,30 +54,76 @@ func (q *Queue) Stream(tenant string, memoryBytes int64, reg prometheus.Register
 	if memoryBytes <= 0 {
 		memoryBytes = q.cfg.MemoryBytes
 	}
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return nil, ErrClosed
+		}
+		st := q.streams[tenant]
+		if st != nil && !st.detached {
+			q.mu.Unlock()
+			return nil, fmt.Errorf("tenant %q: stream already has a reader", tenant)
+		}
+		if st == nil {
+			defer q.mu.Unlock()
+			m, err := newStreamMetrics(reg, q.cfg.Name)
+			if err != nil {
+				return nil, err
+			}
+			st = q.newStream(tenant, m, memoryBytes)
+			st.m.pendingSamples.Set(float64(st.pendingSamples))
+			return st, nil
+		}
+		// A detached state: what its last reader held is reset under
+		// readMu, which a Close of that reader may not have reached yet.
+		q.mu.Unlock()
+		if st, ok, err := q.reattach(st, memoryBytes, reg); ok {
+			return st, err
+		}
+	}
+}
+
+// reattach attaches a new reader to the detached st; ok is false when st
+// changed meanwhile (attached, or dropped from the queue): the caller
+// looks again.
+func (q *Queue) reattach(st *Stream, memoryBytes int64, reg prometheus.Registerer) (_ *Stream, ok bool, _ error) {
+	st.readMu.Lock()
+	defer st.readMu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
-		return nil, ErrClosed
-	}
-	if st := q.streams[tenant]; st != nil && !st.detached {
-		return nil, fmt.Errorf("tenant %q: stream already has a reader", tenant)
+	if q.closed || q.streams[st.tenant] != st || !st.detached {
+		return nil, false, nil
 	}
 	m, err := newStreamMetrics(reg, q.cfg.Name)
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
-	st := q.streams[tenant]
-	if st == nil {
-		st = q.newStream(tenant, m, memoryBytes)
-	} else {
-		// st.m counted unregistered while the stream had no reader (Close
-		// swapped the reader's metrics for such a set).
-		m.carryOver(st.m)
-		st.m, st.memLimit = m, memoryBytes
-	}
+	_ = st.resetReader() // a cursor's close error changes nothing for the new reader
+	// st.m counted unregistered while the stream had no reader (Close
+	// swapped the reader's metrics for such a set).
+	m.carryOver(st.m)
+	st.m, st.memLimit = m, memoryBytes
 	st.detached = false
 	st.m.pendingSamples.Set(float64(st.pendingSamples))
-	return st, nil
+	return st, true, nil
+}
+
+// resetReader forgets what the stream's last reader held: its cursor, its
+// memory tail, and the blocks it was handed but did not acknowledge, which
+// the next reader gets again (st.readMu and q.mu held).
+func (st *Stream) resetReader() error {
+	var err error
+	if st.cur != nil {
+		err = st.cur.Close()
+		st.cur = nil
+	}
+	if len(st.inflight) > 0 {
+		st.readPos = st.inflight[0].seq - 1
+		st.inflight = nil
+	}
+	st.mem, st.memBytes, st.memFloor = nil, 0, st.q.nextSeq
+	return err
 }
 
 // Tenants returns the tenants whose streams hold pending blocks but have
@@ -144,27 +190,23 @@ func (st *Stream) Close() error {
 	st.detached = true
 	close(st.wake) // a Next waiting returns ErrClosed, freeing readMu
 	st.wake = make(chan struct{})
+	st.m.unregister()
+	// What happens to its blocks until the next reader attaches is counted
+	// apart and added to that reader's metrics (Queue.Stream).
+	st.m, _ = newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
 	q.mu.Unlock()
 
 	st.readMu.Lock()
 	defer st.readMu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var err error
-	if st.cur != nil {
-		err = st.cur.Close()
-		st.cur = nil
+	if !st.detached {
+		// A new reader attached in between (Queue.Stream), and reset
+		// what this one held: nothing here is this reader's any more.
+		return nil
 	}
-	st.m.unregister()
-	// What happens to its blocks until the next reader attaches is counted
-	// apart and added to that reader's metrics (Queue.Stream).
-	st.m, _ = newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
-	if len(st.inflight) > 0 {
-		st.readPos = st.inflight[0].seq - 1
-		st.inflight = nil
-	}
-	st.mem, st.memBytes, st.memFloor = nil, 0, q.nextSeq
-	if st.segRefs == 0 {
+	err := st.resetReader()
+	if st.segRefs == 0 && q.streams[st.tenant] == st {
 		delete(q.streams, st.tenant)
 	}
 	return err
