@@ -92,7 +92,7 @@ func (q *Queue) removeSegment(s *segment) error {
 	for _, p := range s.parts {
 		p.st.segRefs--
 		if p.st.segRefs == 0 && p.st.detached && p.st != q.def {
-			delete(q.streams, p.st.tenant) // nothing of it left to keep a position for
+			q.forget(p.st) // nothing of it left to keep a position for
 		}
 	}
 	return nil

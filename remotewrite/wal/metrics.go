@@ -113,6 +113,19 @@ func (m *streamMetrics) carryOver(o *streamMetrics) {
 	}
 }
 
+// counts reports whether m counted anything.
+func (m *streamMetrics) counts() bool {
+	if counterValue(m.blocksAppended) > 0 {
+		return true
+	}
+	for _, r := range []string{reasonBudget, reasonWriteError, reasonCorrupt} {
+		if counterValue(m.droppedBlocks.WithLabelValues(r)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // counterValue reads a counter's value.
 func counterValue(c prometheus.Counter) float64 {
 	var d dto.Metric

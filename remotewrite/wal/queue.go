@@ -76,7 +76,11 @@ type Queue struct {
 	cutMaybe bool       // refresh must ask wlog (a write failed, or a cut was asked)
 	nextSeq  uint64
 	streams  map[string]*Stream // every attached stream, and every one with blocks on disk
-	def      *Stream            // tenant "": the Queue's own Next, Ack and Stats; nil with Tenants
+	// counted holds, per tenant, what a stream state without a reader
+	// counted (appends, drops) when the state was forgotten (no block of
+	// it left on disk): the tenant's next reader's metrics start with it.
+	counted map[string]*streamMetrics
+	def     *Stream // tenant "": the Queue's own Next, Ack and Stats; nil with Tenants
 }
 
 // Open locks cfg.Dir (creating it if needed), reads the ack file, indexes
@@ -111,7 +115,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 		lock.Release()
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, logger: logger, reg: reg, m: m, lock: lock, streams: map[string]*Stream{}}
+	q := &Queue{cfg: cfg, logger: logger, reg: reg, m: m, lock: lock, streams: map[string]*Stream{}, counted: map[string]*streamMetrics{}}
 	fail := func(err error) (*Queue, error) {
 		for _, st := range q.streams {
 			st.m.unregister()
@@ -168,10 +172,32 @@ func (q *Queue) streamOf(tenant string) *Stream {
 	if st := q.streams[tenant]; st != nil {
 		return st
 	}
-	m, _ := newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
+	m := q.counted[tenant]
+	delete(q.counted, tenant)
+	if m == nil {
+		m, _ = newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
+	}
 	st := q.newStream(tenant, m, q.cfg.MemoryBytes)
 	st.detached = true
 	return st
+}
+
+// forget removes the state of a stream without a reader and without
+// blocks on disk, keeping what its metrics counted for the tenant's next
+// reader (q.mu held).
+func (q *Queue) forget(st *Stream) {
+	if q.streams[st.tenant] != st {
+		return
+	}
+	delete(q.streams, st.tenant)
+	if !st.m.counts() {
+		return
+	}
+	if o := q.counted[st.tenant]; o != nil {
+		o.carryOver(st.m)
+	} else {
+		q.counted[st.tenant] = st.m
+	}
 }
 
 // load restores the acked positions and the segment index from disk.

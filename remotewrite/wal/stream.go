@@ -71,6 +71,10 @@ func (q *Queue) Stream(tenant string, memoryBytes int64, reg prometheus.Register
 			if err != nil {
 				return nil, err
 			}
+			if o := q.counted[tenant]; o != nil {
+				m.carryOver(o) // a reader's, or its blocks', before the state was forgotten
+				delete(q.counted, tenant)
+			}
 			st = q.newStream(tenant, m, memoryBytes)
 			st.m.pendingSamples.Set(float64(st.pendingSamples))
 			return st, nil
@@ -111,7 +115,10 @@ func (q *Queue) reattach(st *Stream, memoryBytes int64, reg prometheus.Registere
 
 // resetReader forgets what the stream's last reader held: its cursor, its
 // memory tail, and the blocks it was handed but did not acknowledge, which
-// the next reader gets again (st.readMu and q.mu held).
+// the next reader gets again from disk; those the disk budget deleted
+// meanwhile (the budget leaves handed-out blocks to their reader) are
+// counted dropped now, as nobody can send them any more (st.readMu and
+// q.mu held).
 func (st *Stream) resetReader() error {
 	var err error
 	if st.cur != nil {
@@ -119,6 +126,16 @@ func (st *Stream) resetReader() error {
 		st.cur = nil
 	}
 	if len(st.inflight) > 0 {
+		blocks, samples := 0, 0
+		for _, b := range st.inflight {
+			if !st.onDisk(b.seq) {
+				blocks++
+				samples += b.samples
+			}
+		}
+		st.m.drop(reasonBudget, blocks, samples)
+		st.pendingBlocks -= blocks
+		st.pendingSamples -= samples
 		st.readPos = st.inflight[0].seq - 1
 		st.inflight = nil
 	}
@@ -206,10 +223,21 @@ func (st *Stream) Close() error {
 		return nil
 	}
 	err := st.resetReader()
-	if st.segRefs == 0 && q.streams[st.tenant] == st {
-		delete(q.streams, st.tenant)
+	if st.segRefs == 0 {
+		q.forget(st)
 	}
 	return err
+}
+
+// onDisk reports whether the stream's block seq is in a segment's index
+// (q.mu held).
+func (st *Stream) onDisk(seq uint64) bool {
+	for _, s := range st.q.segs {
+		if bl := s.blocksOf(st); len(bl) > 0 && bl[0].seq <= seq && seq <= lastOf(bl) {
+			return hasSeq(bl, seq)
+		}
+	}
+	return false
 }
 
 // oldestPending returns the MinTimestamp of the stream's oldest pending

@@ -47,3 +47,26 @@ func TestTenantsDropsWhileDetachedCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestTenantsCloseWithHandedOutBlocksGone: a reader detached while holding
+// blocks the budget deleted from disk meanwhile: the next reader cannot
+// get them again, so they are counted dropped (disk_budget) on the
+// tenant, not left pending forever (a pending count that never drains,
+// an age of the oldest pending sample that grows without end).
+func TestTenantsCloseWithHandedOutBlocksGone(t *testing.T) {
+	q, sts := openTenants(t, Config{Dir: filepath.Join(t.TempDir(), "ep"), MaxSize: 96 << 10, SegmentSize: 32 << 10}, "a")
+	first := appendRound(t, q, 2, 6000, "a")["a"]
+	got := drainStream(t, sts["a"], 10)
+	require.Len(t, got, 2)
+	for range 30 { // push the handed-out blocks' segment out
+		appendRound(t, q, 1, 6000, "b")
+	}
+	require.NoError(t, sts["a"].Close())
+	a, err := q.Stream("a", 0, prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.Empty(t, drainStream(t, a, 10))
+	blocks, samples := streamDropped(a, reasonBudget)
+	require.Equal(t, 2, blocks)
+	require.Equal(t, sumSamples(first), samples)
+	require.Zero(t, a.Stats().PendingBlocks)
+}

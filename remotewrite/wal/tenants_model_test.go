@@ -37,7 +37,8 @@ type walModel struct {
 	appended  map[string]map[uint64]bool
 	delivered map[string]map[uint64]bool
 	acked     map[string]map[uint64]bool
-	metrics   map[*streamMetrics]string // every stream metrics object seen, by tenant
+	closedM   map[*streamMetrics]string // metrics of readers closed in this life, by tenant
+	dropped   map[string]int            // blocks counted dropped in earlier lives, by tenant
 }
 
 type delivery struct{ seq, id uint64 }
@@ -46,7 +47,7 @@ func newWALModel(t *testing.T, seed uint64, cfg Config) *walModel {
 	m := &walModel{t: t, rng: rand.New(rand.NewPCG(seed, 1)), root: t.TempDir(), cfg: cfg,
 		streams: map[string]*Stream{}, session: map[string][]delivery{}, lastID: map[string]uint64{},
 		appended: map[string]map[uint64]bool{}, delivered: map[string]map[uint64]bool{},
-		acked: map[string]map[uint64]bool{}, metrics: map[*streamMetrics]string{}}
+		acked: map[string]map[uint64]bool{}, closedM: map[*streamMetrics]string{}, dropped: map[string]int{}}
 	m.open(filepath.Join(m.root, "life0"), nil)
 	return m
 }
@@ -79,28 +80,33 @@ func (m *walModel) open(dir string, attach []string) {
 }
 
 func (m *walModel) attach(tn string) {
-	m.see()
-	m.q.mu.Lock()
-	var old *streamMetrics
-	if st := m.q.streams[tn]; st != nil {
-		old = st.m
-	}
-	m.q.mu.Unlock()
 	st, err := m.q.Stream(tn, int64(1+m.rng.IntN(3))<<13, nil)
 	require.NoError(m.t, err)
-	if old != nil {
-		delete(m.metrics, old) // the reader's metrics carry its counts over
-	}
 	m.streams[tn], m.session[tn], m.lastID[tn] = st, nil, 0
 }
 
-// see records the metrics object of every stream state the queue has.
-func (m *walModel) see() {
+// tally adds the drops this life counted to m.dropped: on the metrics of
+// its closed readers (not carried to a later reader), and on those of
+// every stream state and every forgotten one (which the next reader's
+// start with).
+func (m *walModel) tally() {
 	m.q.mu.Lock()
 	defer m.q.mu.Unlock()
-	for tn, st := range m.q.streams {
-		m.metrics[st.m] = tn
+	add := func(sm *streamMetrics, tn string) {
+		for _, r := range []string{reasonBudget, reasonWriteError, reasonCorrupt} {
+			m.dropped[tn] += int(testutil.ToFloat64(sm.droppedBlocks.WithLabelValues(r)))
+		}
 	}
+	for sm, tn := range m.closedM {
+		add(sm, tn)
+	}
+	for tn, st := range m.q.streams {
+		add(st.m, tn)
+	}
+	for tn, sm := range m.q.counted {
+		add(sm, tn)
+	}
+	m.closedM = map[*streamMetrics]string{}
 }
 
 func (m *walModel) appendRound() {
@@ -169,6 +175,9 @@ func (m *walModel) ack(tn string) {
 }
 
 func (m *walModel) detach(tn string) {
+	m.q.mu.Lock()
+	m.closedM[m.streams[tn].m] = tn // the reader's own, which no later reader carries
+	m.q.mu.Unlock()
 	require.NoError(m.t, m.streams[tn].Close())
 	delete(m.streams, tn)
 }
@@ -191,6 +200,7 @@ func (m *walModel) restart(kind int) {
 	attach := m.attached()
 	old, oldDir := m.q, m.q.cfg.Dir
 	dir := filepath.Join(m.root, fmt.Sprintf("life%d", m.life))
+	m.tally()
 	switch kind {
 	case 0:
 		require.NoError(m.t, old.Close())
@@ -201,7 +211,6 @@ func (m *walModel) restart(kind int) {
 		copyDir(m.t, oldDir, dir)
 		if len(attach) > 0 {
 			m.ack(attach[m.rng.IntN(len(attach))])
-			m.see()
 			b, err := os.ReadFile(filepath.Join(oldDir, disk.AckFileName))
 			if err == nil {
 				require.NoError(m.t, os.WriteFile(filepath.Join(dir, disk.AckFileName), b, 0o640))
@@ -215,8 +224,6 @@ func (m *walModel) restart(kind int) {
 }
 
 func (m *walModel) step() {
-	m.see()
-	defer m.see()
 	att := m.attached()
 	pick := func() string { return att[m.rng.IntN(len(att))] }
 	switch op := m.rng.IntN(100); {
@@ -257,13 +264,8 @@ func (m *walModel) finish() {
 			}
 		}
 	}
-	m.see()
-	dropped := map[string]int{}
-	for sm, tn := range m.metrics {
-		for _, r := range []string{reasonBudget, reasonWriteError, reasonCorrupt} {
-			dropped[tn] += int(testutil.ToFloat64(sm.droppedBlocks.WithLabelValues(r)))
-		}
-	}
+	m.tally()
+	dropped := m.dropped
 	for _, tn := range modelTenants {
 		lost, unacked := 0, 0
 		for id := range m.appended[tn] {
