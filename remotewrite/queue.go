@@ -52,8 +52,6 @@ type options struct {
 	walShared *wal.Queue
 	walTenant string
 	walShare  int
-	// ackEvery is set by WithAckInterval (tenant queues): see coalescedAck.
-	ackEvery time.Duration
 	// enc is set by WithSharedEncoder (tenant queues).
 	enc *SharedEncoder
 }
@@ -102,13 +100,6 @@ func NewSharedEncoder(cfg config.Config) (*SharedEncoder, error) {
 // encoder of its own (remotewrite/tenant: one per endpoint). e must have
 // been built from the same endpoint config.
 func WithSharedEncoder(e *SharedEncoder) Option { return func(o *options) { o.enc = e } }
-
-// WithAckInterval makes the queue persist its acknowledged position at
-// most once per d instead of after every sent group (see coalescedAck):
-// with many queues per endpoint (one per tenant) that keeps the fsyncs of
-// acknowledgements at one queue's rate. d <= 0 persists after every group
-// (the default).
-func WithAckInterval(d time.Duration) Option { return func(o *options) { o.ackEvery = d } }
 
 // minSharedMemory is the least in-memory WAL tail a queue under
 // WithWALStream gets.
@@ -233,15 +224,17 @@ const TenantWALDir = "tenants.wal"
 // OpenTenantWAL opens the WAL that the tenants of endpoint cfg share,
 // wal.dir/<name>/tenants.wal/, with the whole wal.max_size as its budget;
 // Prepare's rules apply to cfg and walCfg. Its queues attach with
-// WithWALStream; the caller closes it after them. Its metrics (files,
-// fsyncs) are registered on reg with the label endpoint=<name>.
-func OpenTenantWAL(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg prometheus.Registerer) (*wal.Queue, error) {
+// WithWALStream; the caller closes it after them. Acknowledged positions
+// are written at most once per ackInterval for all tenants at once
+// (wal.Config.AckInterval; 0: at every acknowledgement). Its metrics
+// (files, fsyncs) are registered on reg with the label endpoint=<name>.
+func OpenTenantWAL(cfg config.Config, walCfg config.WALConfig, ackInterval time.Duration, logger *slog.Logger, reg prometheus.Registerer) (*wal.Queue, error) {
 	cfg, err := Prepare(cfg, walCfg)
 	if err != nil {
 		return nil, err
 	}
 	wc := walConfig(cfg, walCfg, filepath.Join(walCfg.Dir, cfg.Name, TenantWALDir))
-	wc.Tenants = true
+	wc.Tenants, wc.AckInterval = true, ackInterval
 	w, err := wal.Open(wc, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
@@ -259,23 +252,13 @@ func openStream(cfg config.Config, w *wal.Queue, memory int64, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
-	q, err := newQueue(cfg, withAckInterval(st, o, logger), rt, logger, reg, o)
+	q, err := newQueue(cfg, st, rt, logger, reg, o)
 	if err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("remote_write %q: %w", cfg.Name, err)
 	}
 	q.shared, q.tenant = true, o.walTenant
 	return q, nil
-}
-
-// withAckInterval wraps bq per WithAckInterval.
-func withAckInterval(bq blockQueue, o options, logger *slog.Logger) blockQueue {
-	if o.ackEvery <= 0 {
-		return bq
-	}
-	return &coalescedAck{blockQueue: bq, every: o.ackEvery, now: time.Now, errs: func(err error) {
-		logger.Warn("cannot persist the acknowledged position; a restart would resend", "err", err)
-	}}
 }
 
 // open builds the round tripper, opens the WAL wcfg and assembles the
@@ -289,7 +272,7 @@ func open(cfg config.Config, wcfg wal.Config, logger *slog.Logger, reg prometheu
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %q: open wal: %w", cfg.Name, err)
 	}
-	q, err := newQueue(cfg, withAckInterval(w, o, logger), rt, logger, reg, o)
+	q, err := newQueue(cfg, w, rt, logger, reg, o)
 	if err != nil {
 		// Handing the error back is the decision; the close error adds nothing.
 		_ = w.Close()

@@ -32,8 +32,9 @@ const (
 	reasonTenantQueueError = "tenant_queue_error"
 )
 
-// ackEvery is how often at most a tenant queue persists its acknowledged
-// position (remotewrite.WithAckInterval).
+// ackEvery is how often at most the shared WAL writes its tenants'
+// acknowledged positions (wal.Config.AckInterval): one write for all the
+// tenants acking a round, not one per tenant.
 const ackEvery = time.Second
 
 // logEvery is how often at most the router logs dropped series.
@@ -126,7 +127,7 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 	r := &Router{
 		cfg: cfg, walCfg: walCfg, baseDir: filepath.Join(walCfg.Dir, cfg.Name),
 		logger: logger.With("endpoint", cfg.Name), qlogger: logger, reg: reg,
-		opts: append(slices.Clip(opts), remotewrite.WithAckInterval(ackEvery), remotewrite.WithSharedEncoder(enc)), now: time.Now,
+		opts: append(slices.Clip(opts), remotewrite.WithSharedEncoder(enc)), now: time.Now,
 		tenants: map[string]*tenantQueue{}, buckets: map[string]*bucket{},
 		failed: make(chan struct{}),
 	}
@@ -144,7 +145,7 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 	if reg != nil {
 		wreg = prometheus.WrapRegistererWith(prometheus.Labels{"tenant": ""}, reg)
 	}
-	if r.wal, err = remotewrite.OpenTenantWAL(cfg, walCfg, logger, wreg); err != nil {
+	if r.wal, err = remotewrite.OpenTenantWAL(cfg, walCfg, ackEvery, logger, wreg); err != nil {
 		r.metrics.unregister()
 		return nil, err
 	}

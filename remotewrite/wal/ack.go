@@ -1,7 +1,9 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
@@ -14,24 +16,62 @@ import (
 // two fsyncs; safe for concurrent use. On a persistence error the position
 // is still advanced in memory (the blocks were sent) but no segment is
 // deleted, so a restart resends rather than loses.
+//
+// With Config.AckInterval the position is only taken in memory (pending
+// counts included) and the ack file is written later for every stream at
+// once (flushAcks), so an endpoint's tenants acking a round cost one
+// write and two fsyncs, not two per tenant.
 func (st *Stream) Ack(seq uint64) error {
 	q := st.q
+	if q.cfg.AckInterval > 0 {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if err := st.take(seq); err != nil {
+			if errors.Is(err, errAcked) {
+				return nil
+			}
+			return err
+		}
+		q.updateGauges()
+		q.scheduleAckFlush()
+		return nil
+	}
 	q.ackMu.Lock()
 	defer q.ackMu.Unlock()
 
 	q.mu.Lock()
-	if q.closed || st.detached {
+	if err := st.take(seq); err != nil {
 		q.mu.Unlock()
+		if errors.Is(err, errAcked) {
+			return nil
+		}
+		return err
+	}
+	state, snap := q.ackState()
+	q.updateGauges()
+	q.mu.Unlock()
+
+	if err := disk.WriteAck(q.cfg.Dir, state); err != nil {
+		return fmt.Errorf("persist ack %d: %w", seq, err)
+	}
+	q.persisted(snap)
+	return nil
+}
+
+// errAcked: the position is not beyond the stream's acked one (no-op).
+var errAcked = errors.New("already acked")
+
+// take moves the stream's acked position to seq in memory (q.mu held).
+func (st *Stream) take(seq uint64) error {
+	q := st.q
+	if q.closed || st.detached {
 		return ErrClosed
 	}
 	if seq <= st.acked {
-		q.mu.Unlock()
-		return nil
+		return errAcked
 	}
 	if seq > st.readPos {
-		readPos := st.readPos
-		q.mu.Unlock()
-		return fmt.Errorf("ack %d: beyond the last block handed out (%d)", seq, readPos)
+		return fmt.Errorf("ack %d: beyond the last block handed out (%d)", seq, st.readPos)
 	}
 	n := 0
 	for n < len(st.inflight) && st.inflight[n].seq <= seq {
@@ -41,14 +81,12 @@ func (st *Stream) Ack(seq uint64) error {
 	}
 	st.inflight = append(st.inflight[:0], st.inflight[n:]...)
 	st.acked = seq
-	state, snap := q.ackState()
-	q.updateGauges()
-	q.mu.Unlock()
+	return nil
+}
 
-	if err := disk.WriteAck(q.cfg.Dir, state); err != nil {
-		return fmt.Errorf("persist ack %d: %w", seq, err)
-	}
-
+// persisted records what an ack file write held and deletes the segments
+// it made done.
+func (q *Queue) persisted(snap map[*Stream]uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for s, acked := range snap {
@@ -56,7 +94,50 @@ func (st *Stream) Ack(seq uint64) error {
 	}
 	q.trimFront()
 	q.updateGauges()
-	return nil
+}
+
+// scheduleAckFlush arms the timer that writes the ack file (q.mu held):
+// AckInterval after the last write, and never sooner than a tenth of it,
+// so the acks of one round's tenants, which come within milliseconds of
+// each other, go in one write.
+func (q *Queue) scheduleAckFlush() {
+	q.ackDirty = true
+	if q.ackTimer != nil {
+		return
+	}
+	every := q.cfg.AckInterval
+	wait := max(every-time.Since(q.ackLast), every/10)
+	q.ackTimer = time.AfterFunc(wait, q.flushAcks)
+}
+
+// flushAcks writes the ack file with every stream's position (the
+// timer's function, and Close's). A write error is logged; the positions
+// are written again at the next flush.
+func (q *Queue) flushAcks() {
+	q.ackMu.Lock()
+	defer q.ackMu.Unlock()
+	q.flushAcksLocked()
+}
+
+// flushAcksLocked is flushAcks with q.ackMu held.
+func (q *Queue) flushAcksLocked() {
+	q.mu.Lock()
+	q.ackTimer = nil
+	if !q.ackDirty || q.acksDone {
+		q.mu.Unlock()
+		return
+	}
+	q.ackDirty, q.ackLast = false, time.Now()
+	state, snap := q.ackState()
+	q.mu.Unlock()
+	if err := disk.WriteAck(q.cfg.Dir, state); err != nil {
+		q.logger.Warn("cannot persist the acknowledged positions; a restart would resend", "err", err)
+		q.mu.Lock()
+		q.ackDirty = true
+		q.mu.Unlock()
+		return
+	}
+	q.persisted(snap)
 }
 
 // ackState is what the ack file must say now, and the acked position of

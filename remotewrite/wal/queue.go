@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/tsdb/fileutil"
@@ -80,7 +81,12 @@ type Queue struct {
 	// counted (appends, drops) when the state was forgotten (no block of
 	// it left on disk): the tenant's next reader's metrics start with it.
 	counted map[string]*streamMetrics
-	def     *Stream // tenant "": the Queue's own Next, Ack and Stats; nil with Tenants
+	// Config.AckInterval: acks waiting for the timer to write the file.
+	ackDirty bool
+	ackTimer *time.Timer
+	ackLast  time.Time
+	acksDone bool    // Close wrote the last ack file (q.ackMu held to set it)
+	def      *Stream // tenant "": the Queue's own Next, Ack and Stats; nil with Tenants
 }
 
 // Open locks cfg.Dir (creating it if needed), reads the ack file, indexes
@@ -323,10 +329,18 @@ func (q *Queue) Close() error {
 	for _, st := range streams {
 		close(st.wake)
 	}
+	if q.ackTimer != nil {
+		q.ackTimer.Stop()
+		q.ackTimer = nil
+	}
 	q.mu.Unlock()
 
 	q.ackMu.Lock()
 	defer q.ackMu.Unlock()
+	q.flushAcksLocked() // the positions taken in memory (AckInterval)
+	q.mu.Lock()
+	q.acksDone = true // a timer that fired meanwhile finds it
+	q.mu.Unlock()
 	var errs []error
 	for _, st := range streams {
 		st.readMu.Lock()

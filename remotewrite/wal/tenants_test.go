@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -263,4 +264,44 @@ func TestTenantsCloseWakesNext(t *testing.T) {
 	}()
 	require.NoError(t, sts["a"].Close())
 	require.ErrorIs(t, <-errc, ErrClosed)
+}
+
+// TestTenantsAckInterval: with AckInterval the tenants' acks are taken in
+// memory at once (pending counts) and written together: no ack file and no
+// segment deleted before the timer (here: an hour), every position in
+// the one write that Close makes; with a short interval the timer writes
+// them and the done segments go.
+func TestTenantsAckInterval(t *testing.T) {
+	for _, every := range []time.Duration{time.Hour, 20 * time.Millisecond} {
+		t.Run(every.String(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ep")
+			cfg := Config{Dir: dir, SegmentSize: 32 << 10, AckInterval: every}
+			q, sts := openTenants(t, cfg, "a", "b", "c")
+			for range 8 {
+				appendRound(t, q, 1, 6000, "a", "b", "c")
+			}
+			want := map[string]uint64{}
+			for _, tn := range []string{"a", "b", "c"} {
+				got := drainStream(t, sts[tn], 100)
+				require.NoError(t, sts[tn].Ack(got[len(got)-1].Seq))
+				require.NoError(t, sts[tn].Ack(got[len(got)-1].Seq), "acking again is a no-op")
+				require.Zero(t, sts[tn].Stats().PendingBlocks, "taken in memory at once")
+				want[tn] = got[len(got)-1].Seq
+			}
+			if every == time.Hour {
+				_, err := disk.ReadAck(dir)
+				require.ErrorIs(t, err, disk.ErrAckNotFound, "nothing written before the timer")
+				require.Greater(t, q.Stats().Segments, 1)
+				require.NoError(t, q.Close())
+			} else {
+				require.Eventually(t, func() bool { return q.Stats().Segments == 1 }, 10*time.Second, 5*time.Millisecond,
+					"the timer's write deletes the done segments")
+			}
+			ack, err := disk.ReadAck(dir)
+			require.NoError(t, err)
+			for tn, seq := range want {
+				require.Equal(t, seq, ack.Done(tn), "tenant %s", tn)
+			}
+		})
+	}
 }
