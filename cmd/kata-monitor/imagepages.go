@@ -33,8 +33,10 @@ import (
 // run. Only private,
 // never-written, read-only mappings of the executable are released (smaps
 // "Anonymous: 0 kB": no copy-on-write page that a release would revert to
-// the file's bytes, e.g. a debugger's breakpoint); the writable data
-// segment is never touched. Linux's madvise(2) MADV_DONTNEED documents
+// the file's bytes, e.g. a debugger's breakpoint, or the relocated
+// read-only data of a -buildmode=pie build, checked: its RELRO mapping is
+// skipped, text and rodata released); the writable data segment is never
+// touched. Linux's madvise(2) MADV_DONTNEED documents
 // that a private file mapping's pages then repopulate from the file.
 
 // imageSegment is one read-only mapping of the executable, [start, end).
