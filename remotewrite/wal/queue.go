@@ -90,7 +90,9 @@ type Queue struct {
 }
 
 // Open locks cfg.Dir (creating it if needed), reads the ack file, indexes
-// the existing segments and starts a new segment for appends. Corrupt data
+// the existing segments, starts a new segment for appends and enforces
+// MaxSize (as Append does: the oldest segments deleted, their unsent
+// blocks counted dropped). Corrupt data
 // never makes it fail: corrupt records, torn tails and a corrupt ack file are
 // logged, counted and skipped. It fails on I/O errors, on an ack file of an
 // unknown version, and when another Queue holds the directory.
@@ -158,6 +160,10 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 		return fail(fmt.Errorf("locate active segment: %w", err))
 	}
 	q.segs = append(q.segs, &segment{index: seg, size: int64(off)})
+	// The budget holds from now on, not from the first Append: a clean
+	// Close pads the active segment's last page, and wal.max_size may be
+	// smaller than at the last start.
+	q.enforceBudget()
 	q.updateGauges()
 	return q, nil
 }

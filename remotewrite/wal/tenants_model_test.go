@@ -71,6 +71,9 @@ func (m *walModel) open(dir string, attach []string) {
 	require.NoError(m.t, err)
 	m.t.Cleanup(func() { q.Close() })
 	m.q = q
+	if cfg.MaxSize > 0 {
+		require.LessOrEqual(m.t, q.Stats().Bytes, cfg.MaxSize, "disk over the budget after Open")
+	}
 	m.streams, m.session, m.lastID = map[string]*Stream{}, map[string][]delivery{}, map[string]uint64{}
 	for _, tn := range append(attach, q.Tenants()...) {
 		if m.streams[tn] == nil {
