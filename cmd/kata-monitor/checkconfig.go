@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/kata-containers/kata-monitor/configs"
+	"github.com/kata-containers/kata-monitor/remotewrite"
 )
 
 // checkConfig is `kata-monitor check-config FILE...`, for CI pipelines and
@@ -48,6 +50,9 @@ func summary(cfg configs.Config) string {
 		fmt.Fprintf(&b, "    %s -> %v\n", rw.Name, rw.URL)
 		if t := rw.Tenant; t != nil {
 			fmt.Fprintf(&b, "      tenant from label %s, sent in header %s; default tenant %q; at most %d others at once\n", t.Label, t.Header, t.Default, t.MaxTenants)
+			// The tenants share one WAL, not one each: say where, and
+			// that wal.max_size bounds all of them together.
+			fmt.Fprintf(&b, "      one WAL for all its tenants: %s (%v in all)\n", filepath.Join(cfg.WAL.Dir, rw.Name, remotewrite.TenantWALDir), cfg.WAL.MaxSize)
 		}
 	}
 	return b.String()

@@ -111,9 +111,10 @@ func TestCheckConfig(t *testing.T) {
 	// Tenant routing is named, with the defaults filled in, so a tenant
 	// block that loaded is visibly understood.
 	out.Reset()
-	tenants := writeFile(t, dir, "tenants.yaml", "remote_write:\n  - {name: mimir, url: 'http://127.0.0.1:9009/api/v1/push', tenant: {label: cri_namespace}}\n")
+	tenants := writeFile(t, dir, "tenants.yaml", "wal: {dir: /var/lib/km, max_size: 1GiB}\nremote_write:\n  - {name: mimir, url: 'http://127.0.0.1:9009/api/v1/push', tenant: {label: cri_namespace}}\n")
 	require.Equal(t, exitOK, run(context.Background(), []string{"check-config", tenants}, &out, &errb), errb.String())
-	require.Contains(t, out.String(), "    mimir -> http://127.0.0.1:9009/api/v1/push\n      tenant from label cri_namespace, sent in header X-Scope-OrgID; default tenant \"kata-monitor\"; at most 64 others at once\n")
+	require.Contains(t, out.String(), "    mimir -> http://127.0.0.1:9009/api/v1/push\n      tenant from label cri_namespace, sent in header X-Scope-OrgID; default tenant \"kata-monitor\"; at most 64 others at once\n"+
+		"      one WAL for all its tenants: /var/lib/km/mimir/tenants.wal (1GiB in all)\n")
 
 	out.Reset()
 	errb.Reset()
