@@ -35,6 +35,7 @@ func (q *Queue) enforceBudget() {
 		for _, p := range s.parts {
 			p.st.dropUnread(p.blocks, firstAfter(p.blocks, p.st.readPos), len(p.blocks), reasonBudget)
 		}
+		q.forgetUnused(s) // after the drops are counted on their states
 		q.logger.Debug("deleted segment over disk budget", "segment", s.index, "max_size", q.cfg.MaxSize)
 	}
 }
@@ -76,6 +77,7 @@ func (q *Queue) trimFront() {
 			q.logger.Warn("cannot delete acknowledged segment", "segment", s.index, "err", err)
 			return
 		}
+		q.forgetUnused(s)
 	}
 }
 
@@ -91,9 +93,17 @@ func (q *Queue) removeSegment(s *segment) error {
 	q.segs = q.segs[1:]
 	for _, p := range s.parts {
 		p.st.segRefs--
-		if p.st.segRefs == 0 && p.st.detached && p.st != q.def {
-			q.forget(p.st) // nothing of it left to keep a position for
-		}
 	}
 	return nil
+}
+
+// forgetUnused forgets the states without a reader that had blocks in
+// the removed segment s and have none on disk any more: nothing of them
+// is left to keep a position for (q.mu held).
+func (q *Queue) forgetUnused(s *segment) {
+	for _, p := range s.parts {
+		if p.st.segRefs == 0 && p.st.detached && p.st != q.def {
+			q.forget(p.st)
+		}
+	}
 }

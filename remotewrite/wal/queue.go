@@ -194,6 +194,30 @@ func (q *Queue) streamOf(tenant string) *Stream {
 	return st
 }
 
+// dropOn counts blocks of st (samples) dropped for reason on the metrics
+// that stand for st's tenant now: st's while the queue has st as the
+// tenant's state; once st was forgotten (a Close finishing after the
+// budget deleted its last segment), the tenant's current state's, or what
+// the queue keeps for its next reader (q.mu held).
+func (q *Queue) dropOn(st *Stream, reason string, blocks, samples int) {
+	if blocks == 0 {
+		return
+	}
+	m := st.m
+	if cur := q.streams[st.tenant]; cur != st {
+		switch {
+		case cur != nil:
+			m = cur.m
+		case q.counted[st.tenant] != nil:
+			m = q.counted[st.tenant]
+		default:
+			m, _ = newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
+			q.counted[st.tenant] = m
+		}
+	}
+	m.drop(reason, blocks, samples)
+}
+
 // forget removes the state of a stream without a reader and without
 // blocks on disk, keeping what its metrics counted for the tenant's next
 // reader (q.mu held).

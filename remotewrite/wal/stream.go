@@ -133,7 +133,7 @@ func (st *Stream) resetReader() error {
 				samples += b.samples
 			}
 		}
-		st.m.drop(reasonBudget, blocks, samples)
+		st.q.dropOn(st, reasonBudget, blocks, samples)
 		st.pendingBlocks -= blocks
 		st.pendingSamples -= samples
 		st.readPos = st.inflight[0].seq - 1

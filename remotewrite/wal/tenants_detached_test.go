@@ -70,3 +70,22 @@ func TestTenantsCloseWithHandedOutBlocksGone(t *testing.T) {
 	require.Equal(t, sumSamples(first), samples)
 	require.Zero(t, a.Stats().PendingBlocks)
 }
+
+// TestTenantsBudgetDropsLastBlocksOfClosedReader: the budget deletes the
+// last segment holding blocks of a tenant whose reader closed without
+// reading them; the tenant's state goes with it, but the drops are counted
+// first and reach the tenant's next reader's metrics.
+func TestTenantsBudgetDropsLastBlocksOfClosedReader(t *testing.T) {
+	q, sts := openTenants(t, Config{Dir: filepath.Join(t.TempDir(), "ep"), MaxSize: 96 << 10, SegmentSize: 32 << 10}, "a")
+	first := appendRound(t, q, 3, 2000, "a")["a"]
+	require.NoError(t, sts["a"].Close())
+	for range 30 {
+		appendRound(t, q, 1, 6000, "b")
+	}
+	a, err := q.Stream("a", 0, prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.Empty(t, drainStream(t, a, 10))
+	blocks, samples := streamDropped(a, reasonBudget)
+	require.Equal(t, 3, blocks)
+	require.Equal(t, sumSamples(first), samples)
+}

@@ -83,7 +83,7 @@ func (m *walModel) open(dir string, attach []string) {
 }
 
 func (m *walModel) attach(tn string) {
-	st, err := m.q.Stream(tn, int64(1+m.rng.IntN(3))<<13, nil)
+	st, err := m.q.Stream(tn, int64(512)<<m.rng.IntN(6), nil) // 512 B (every read from disk) to 16 KiB
 	require.NoError(m.t, err)
 	m.streams[tn], m.session[tn], m.lastID[tn] = st, nil, 0
 }
