@@ -44,8 +44,8 @@ type walModel struct {
 	// crash a block acked since may come again (at-least-once).
 	persisted map[string]map[uint64]bool
 	sinceOpen map[string]map[uint64]bool // acked since the last clean Close
-	closedM   map[*streamMetrics]string // metrics of readers closed in this life, by tenant
-	dropped   map[string]int            // blocks counted dropped in earlier lives, by tenant
+	closedM   map[*streamMetrics]string  // metrics of readers closed in this life, by tenant
+	dropped   map[string]int             // blocks counted dropped in earlier lives, by tenant
 }
 
 type delivery struct{ seq, id uint64 }
