@@ -27,7 +27,7 @@ import (
 const DefaultFlushDeadline = 5 * time.Second
 
 // bytesPerSample estimates one encoded, compressed sample for sizing the
-// WAL's in-memory tail from queue_config.capacity.
+// in-memory WAL tail of a tenant's stream from queue_config.capacity.
 const bytesPerSample = 10
 
 // blockQueue is the seam to the durable queue (wal.Queue), so the queue
@@ -198,20 +198,27 @@ func New(cfg config.Config, walCfg config.WALConfig, logger *slog.Logger, reg pr
 	}
 	wc := walConfig(cfg, walCfg, filepath.Join(walCfg.Dir, cfg.Name))
 	if o.walShared != nil {
-		return openStream(cfg, o.walShared, max(wc.MemoryBytes/int64(o.walShare), minSharedMemory), logger, reg, o)
+		return openStream(cfg, o.walShared, max(sharedTailBytes(cfg)/int64(o.walShare), minSharedMemory), logger, reg, o)
 	}
 	return open(cfg, wc, logger, reg, o)
 }
 
+// sharedTailBytes sizes the in-memory WAL tail of the tenant streams of
+// endpoint cfg from its queue_config: a stream of a shared WAL without one
+// would read every tenant's records back from the segment. A plain queue
+// keeps none (wal.DefaultMemoryBytes): its one reader reads the blocks
+// just written back from the page cache.
+func sharedTailBytes(cfg config.Config) int64 {
+	return int64(cfg.QueueConfig.Capacity) * int64(cfg.QueueConfig.MaxShards) * bytesPerSample
+}
+
 // walConfig is the WAL of endpoint cfg in dir.
 func walConfig(cfg config.Config, walCfg config.WALConfig, dir string) wal.Config {
-	qc := cfg.QueueConfig
 	return wal.Config{
-		Dir:         dir,
-		Name:        cfg.Name,
-		MaxSize:     int64(walCfg.MaxSize),
-		MemoryBytes: int64(qc.Capacity) * int64(qc.MaxShards) * bytesPerSample,
-		Fsync:       wal.FsyncPolicy(walCfg.Fsync),
+		Dir:     dir,
+		Name:    cfg.Name,
+		MaxSize: int64(walCfg.MaxSize),
+		Fsync:   wal.FsyncPolicy(walCfg.Fsync),
 	}
 }
 

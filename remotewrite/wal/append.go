@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -57,8 +58,7 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 		return ErrClosed
 	}
 	first := q.nextSeq
-	recs := make([][]byte, 0, n)
-	owners := make([]*Stream, 0, n) // the stream of each record
+	owners := make([]*Stream, 0, n) // the stream of each block
 	for _, blocks := range groups {
 		if len(blocks) == 0 {
 			continue
@@ -68,10 +68,8 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 		for i := range blocks {
 			blocks[i].Seq, blocks[i].Group = q.nextSeq, group
 			q.nextSeq++
-			rec := disk.EncodeRecord(&blocks[i])
-			recs = append(recs, rec)
 			owners = append(owners, st)
-			size += len(rec)
+			size += disk.RecordSize(&blocks[i])
 			samples += blocks[i].Samples
 		}
 		st.m.bytesAppended.Add(float64(size))
@@ -79,7 +77,7 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 		st.m.samplesAppended.Add(float64(samples))
 	}
 
-	prev, err := q.write(recs)
+	prev, err := q.write(groups)
 	if err != nil {
 		// The seqs stay burned: part of the batch may be on disk, and the
 		// reader only returns blocks the index knows.
@@ -92,7 +90,7 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 		q.updateGauges()
 		return fmt.Errorf("append blocks %d-%d: %w", first, q.nextSeq-1, err)
 	}
-	q.index(groups, recs, owners, prev, first)
+	q.index(groups, owners, prev, first)
 	q.enforceBudget()
 	q.updateGauges()
 	// The owners, not q.streams: the budget may have dropped a detached
@@ -116,10 +114,16 @@ func sumSamples(blocks []Block) int {
 	return n
 }
 
-// write logs recs and applies the fsync policy; it returns the segment that
-// was active before the write. After a failure it starts a new segment
-// first, so a half-written record cannot hide later ones.
-func (q *Queue) write(recs [][]byte) (*segment, error) {
+// logChunk is how many bytes of records the queue encodes before it
+// hands them to wlog: its encoding buffer is reused across appends and
+// holds about this much (or one larger record), however big a round is.
+const logChunk = 256 << 10
+
+// write logs the records of groups' blocks and applies the fsync policy; it
+// returns the segment that was active before the write. After a failure it
+// starts a new segment first, so a half-written record cannot hide later
+// ones.
+func (q *Queue) write(groups [][]Block) (*segment, error) {
 	if q.needCut {
 		if err := q.cut(); err != nil {
 			return nil, fmt.Errorf("start new segment after write error: %w", err)
@@ -127,7 +131,7 @@ func (q *Queue) write(recs [][]byte) (*segment, error) {
 		q.needCut = false
 	}
 	prev := q.active()
-	err := q.w.Log(recs...)
+	err := q.log(groups)
 	q.cutMaybe = q.cutMaybe || err != nil
 	if err == nil && q.cfg.Fsync == FsyncAppend {
 		start := time.Now()
@@ -145,6 +149,31 @@ func (q *Queue) write(recs [][]byte) (*segment, error) {
 		err = disk.SyncDir(q.cfg.Dir)
 	}
 	return prev, err
+}
+
+// log encodes the records of groups' blocks into the queue's reused buffer
+// and writes them with wlog about logChunk bytes at a time (wlog copies
+// them into its page buffer). It stops at the first error. q.mu held.
+func (q *Queue) log(groups [][]Block) error {
+	buf, recs := q.encBuf[:0], q.encRecs[:0]
+	defer func() {
+		clear(recs)
+		q.encBuf, q.encRecs = buf[:0], recs[:0]
+	}()
+	for _, blocks := range groups {
+		for i := range blocks {
+			if size := disk.RecordSize(&blocks[i]); len(buf) > 0 && len(buf)+size > max(cap(buf), logChunk) {
+				if err := q.w.Log(recs...); err != nil {
+					return err
+				}
+				buf, recs = buf[:0], recs[:0]
+			}
+			start := len(buf)
+			buf = disk.AppendRecord(buf, &blocks[i])
+			recs = append(recs, buf[start:])
+		}
+	}
+	return q.w.Log(recs...)
 }
 
 func (q *Queue) active() *segment { return q.segs[len(q.segs)-1] }
@@ -194,17 +223,18 @@ func (q *Queue) refresh() error {
 	return nil
 }
 
-// index records the written blocks (recs[i] is the record of the i-th
-// block over groups, of stream owners[i]; seqs from first on) in the
-// segment index, the streams' pending counts and their memory tails. prev
-// was the active segment before the write. If wlog cut segments during the
-// write, the new segments are read back to learn exactly which blocks
-// landed where: drops are counted per segment, so this must be exact.
-func (q *Queue) index(groups [][]Block, recs [][]byte, owners []*Stream, prev *segment, first uint64) {
+// index records the written blocks (owners[i] is the stream of the i-th
+// block over groups; seqs from first on) in the segment index, the
+// streams' pending counts and the memory tails of the streams that keep
+// one (a copy of Data). prev was the active segment before the write. If
+// wlog cut segments during the write, the new segments are read back to
+// learn exactly which blocks landed where: drops are counted per segment,
+// so this must be exact.
+func (q *Queue) index(groups [][]Block, owners []*Stream, prev *segment, first uint64) {
 	var where []*segment // nil: every block is in prev
 	if q.active() != prev {
-		where = make([]*segment, len(recs))
-		q.locate(first, first+uint64(len(recs))-1, prev, where)
+		where = make([]*segment, len(owners))
+		q.locate(first, first+uint64(len(owners))-1, prev, where)
 	}
 	i := 0
 	for _, blocks := range groups {
@@ -216,10 +246,12 @@ func (q *Queue) index(groups [][]Block, recs [][]byte, owners []*Stream, prev *s
 			s.add(st, blockMeta{seq: b.Seq, samples: b.Samples, minTs: b.MinTimestamp})
 			st.pendingBlocks++
 			st.pendingSamples += b.Samples
-			if st.detached {
-				st.memFloor = max(st.memFloor, b.Seq+1) // no tail without a reader
+			if st.detached || st.memLimit == 0 {
+				// No tail: the reader reads the block back from the
+				// segment (the page cache, as it was just written).
+				st.memFloor = max(st.memFloor, b.Seq+1)
 			} else {
-				b.Data = recs[i][len(recs[i])-len(b.Data):] // the record is our own copy of Data
+				b.Data = bytes.Clone(b.Data)
 				st.mem = append(st.mem, b)
 				st.memBytes += int64(len(b.Data))
 			}

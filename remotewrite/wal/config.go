@@ -28,11 +28,14 @@ const (
 	minDerivedSegment = 256 << 10
 	maxDerivedSegment = 64 << 20
 
-	// DefaultMemoryBytes is how much of the newest data a Queue also keeps
-	// in memory when Config.MemoryBytes is 0. A caught-up reader needs only
-	// the last round or two (~4 MiB encoded at 200 sandboxes); more is live
-	// heap for nothing. (remotewrite sizes it from queue_config instead.)
-	DefaultMemoryBytes = 8 << 20
+	// DefaultMemoryBytes is Config.MemoryBytes's default: no in-memory
+	// tail. A caught-up reader reads the blocks just written back from the
+	// active segment through the cursor it keeps open, which the kernel
+	// serves from the page cache; a tail would be a second copy of them in
+	// the heap (~4.8 MiB at 200 sandboxes, issue 14). A queue shared by
+	// tenants gives its streams one (remotewrite sizes it), as each
+	// stream's cursor otherwise reads every tenant's records.
+	DefaultMemoryBytes = 0
 )
 
 // Config configures one Queue. The zero value of every field except Dir
@@ -66,8 +69,9 @@ type Config struct {
 	// rounded down to 32 KiB (64 MiB when MaxSize is 0), so the budget is
 	// enforced with a granularity of about 1/16.
 	SegmentSize int `yaml:"segment_size"`
-	// MemoryBytes bounds the copy of the newest blocks kept in memory so that
-	// a caught-up reader never touches the disk; 0 = DefaultMemoryBytes.
+	// MemoryBytes bounds a copy of the newest blocks kept in memory (per
+	// stream) so that a caught-up reader does not read them back from the
+	// segment; 0 (DefaultMemoryBytes) keeps none.
 	MemoryBytes int64 `yaml:"memory_bytes"`
 	// Fsync is the fsync policy; "" = FsyncAppend.
 	Fsync FsyncPolicy `yaml:"fsync"`
@@ -104,9 +108,6 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.SegmentSize == 0 {
 		c.SegmentSize = derivedSegmentSize(c.MaxSize)
-	}
-	if c.MemoryBytes == 0 {
-		c.MemoryBytes = DefaultMemoryBytes
 	}
 	if c.Fsync == "" {
 		c.Fsync = FsyncAppend

@@ -84,7 +84,16 @@
 //
 // # Memory
 //
-// The newest blocks (up to MemoryBytes of payload) are also kept in memory,
-// so a reader that keeps up never reads the disk; a reader that falls behind
-// reads the segments sequentially.
+// By default the queue keeps no copy of the blocks in memory: every reader
+// reads the segments sequentially through a cursor it keeps open, also on
+// the active segment, which it follows up to the bytes of the last
+// completed write (never a half-written record). A reader that keeps up
+// reads what was just written, which the kernel serves from the page
+// cache, and gets its own copy of each block; the queue encodes records
+// into a buffer it reuses and hands them to wlog about 256 KiB at a time.
+// With MemoryBytes (or Queue.Stream's memoryBytes) the newest blocks, up
+// to that much payload per stream, are also kept in memory, so a reader
+// that keeps up never reads them back: worth it when many tenant streams
+// share the queue, as each stream's cursor otherwise reads every tenant's
+// records.
 package wal

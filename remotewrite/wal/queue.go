@@ -76,6 +76,8 @@ type Queue struct {
 	needCut  bool       // a write failed: start a fresh segment before the next one
 	cutMaybe bool       // refresh must ask wlog (a write failed, or a cut was asked)
 	nextSeq  uint64
+	encBuf   []byte             // records being encoded for wlog, reused (q.log)
+	encRecs  [][]byte           // their slices of encBuf
 	streams  map[string]*Stream // every attached stream, and every one with blocks on disk
 	// counted holds, per tenant, what a stream state without a reader
 	// counted (appends, drops) when the state was forgotten (no block of

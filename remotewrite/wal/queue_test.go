@@ -12,12 +12,12 @@ import (
 func TestAppendNextAck(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		memory int64 // 1: every read comes from disk
+		memory int64 // 0 (the default): every read comes from disk
 		seg    int
 	}{
-		{"memory", 0, 0},
-		{"disk", 1, 0},
-		{"disk_small_segments", 1, 32 << 10},
+		{"memory", 8 << 20, 0},
+		{"disk", 0, 0},
+		{"disk_small_segments", 0, 32 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "ep")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 const (
@@ -33,14 +34,29 @@ var ErrUnknownRecordVersion = errors.New("unknown record version")
 // version 3, so a queue without tenants writes what older releases read.
 // b.Tenant must be at most MaxTenantLength bytes (it is cut there).
 func EncodeRecord(b *Block) []byte {
+	return AppendRecord(make([]byte, 0, RecordSize(b)), b)
+}
+
+// RecordSize is the length in bytes of b's record (EncodeRecord).
+func RecordSize(b *Block) int {
+	size := RecordHeaderSize + len(b.Data)
+	if n := min(len(b.Tenant), MaxTenantLength); n > 0 {
+		size += 1 + n
+	}
+	return size
+}
+
+// AppendRecord appends b's record (EncodeRecord) to dst and returns the
+// extended slice, so a writer can encode into a buffer it reuses.
+func AppendRecord(dst []byte, b *Block) []byte {
+	start := len(dst)
+	dst = slices.Grow(dst, RecordSize(b))[:start+RecordSize(b)]
+	rec := dst[start:]
 	size := RecordHeaderSize
 	tenant := b.Tenant[:min(len(b.Tenant), MaxTenantLength)]
-	if tenant != "" {
-		size += 1 + len(tenant)
-	}
-	rec := make([]byte, size+len(b.Data))
 	rec[0] = RecordVersion
 	if tenant != "" {
+		size += 1 + len(tenant)
 		rec[0] = RecordVersionTenant
 		rec[RecordHeaderSize] = byte(len(tenant))
 		copy(rec[RecordHeaderSize+1:], tenant)
@@ -52,7 +68,7 @@ func EncodeRecord(b *Block) []byte {
 	binary.BigEndian.PutUint64(rec[29:], uint64(b.MinTimestamp))
 	rec[37] = b.Format
 	copy(rec[size:], b.Data)
-	return rec
+	return dst
 }
 
 // DecodeRecord parses a wlog payload. The returned Data is a copy: wlog
