@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -135,5 +137,58 @@ func requireIntactAnySize(t *testing.T, bs []Block) {
 		require.Greater(t, b.Seq, last)
 		last = b.Seq
 		require.Equal(t, payload(b.Seq, len(b.Data)), b.Data)
+	}
+}
+
+// TestBudgetInflightAtClose holds blocks handed out by Next while the disk
+// budget deletes their segment, then closes the queue without acking:
+// those blocks can be sent by nobody any more, so Close counts them
+// dropped, and every appended block is dropped or replayed after a
+// restart, once.
+func TestBudgetInflightAtClose(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		memory int64
+	}{
+		{"memory_tail", 1 << 20},
+		{"disk_reads", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ep")
+			cfg := Config{Dir: dir, MaxSize: 96 << 10, SegmentSize: 32 << 10, MemoryBytes: tc.memory, Fsync: FsyncSegment}
+			q, err := Open(cfg, nil, prometheus.NewRegistry())
+			require.NoError(t, err)
+			appended := map[uint64]int{}
+			for _, b := range appendN(t, q, 3, 4000) {
+				appended[b.Seq] = b.Samples
+			}
+			held, err := q.Next(context.Background(), 3)
+			require.NoError(t, err)
+			require.Len(t, held, 3)
+			for range 40 { // far past the budget: the held blocks' segment goes
+				for _, b := range appendN(t, q, 1, 4000) {
+					appended[b.Seq] = b.Samples
+				}
+			}
+			require.False(t, q.def.onDisk(held[0].Seq), "the budget deleted the held blocks' segment")
+			bBefore, _ := dropped(q, reasonBudget)
+			require.NoError(t, q.Close())
+			bAfter, sAfter := dropped(q, reasonBudget)
+			require.Equal(t, bBefore+len(held), bAfter, "held blocks of a deleted segment counted at Close")
+
+			q2 := openTest(t, cfg)
+			replayed := drain(t, q2, 100)
+			samples := 0
+			for _, b := range replayed {
+				require.Contains(t, appended, b.Seq)
+				samples += b.Samples
+			}
+			total := 0
+			for _, s := range appended {
+				total += s
+			}
+			require.Equal(t, len(appended), bAfter+len(replayed), "every block dropped or replayed, once")
+			require.Equal(t, total, sAfter+samples)
+		})
 	}
 }

@@ -347,7 +347,10 @@ func (q *Queue) scanSegment(k int, after uint64) (*segment, error) {
 }
 
 // Close flushes and fsyncs the active segment, closes the files, releases
-// the directory lock and unregisters the metrics (the streams' too). A
+// the directory lock and unregisters the metrics (the streams' too).
+// Blocks handed out by Next and not acknowledged whose segment the disk
+// budget deleted are counted dropped ("disk_budget"); the others are
+// handed out again after the next Open. A
 // Next blocked in another goroutine returns ErrClosed. Calling Close twice
 // returns ErrClosed.
 func (q *Queue) Close() error {
@@ -375,11 +378,16 @@ func (q *Queue) Close() error {
 	q.mu.Unlock()
 	var errs []error
 	for _, st := range streams {
+		// Blocks handed out and not acked are sent again after a restart
+		// if their segment is still on disk; those the disk budget deleted
+		// meanwhile (it leaves handed-out blocks to their reader) can be
+		// sent by nobody any more and are counted dropped now.
 		st.readMu.Lock()
-		if st.cur != nil {
-			errs = append(errs, st.cur.Close())
-			st.cur = nil
+		q.mu.Lock()
+		if err := st.resetReader(); err != nil {
+			errs = append(errs, err)
 		}
+		q.mu.Unlock()
 		st.readMu.Unlock()
 	}
 	q.mu.Lock()
