@@ -31,9 +31,17 @@ func (q *Queue) Append(blocks []Block) error {
 // Data slices are copied. Afterwards it enforces the disk budget, which
 // may drop the oldest unsent blocks of any stream.
 //
-// On a write error (e.g. a full disk) it returns the error and counts all
-// the blocks as dropped ("write_error") on their streams; the queue stays
-// usable and a later call may succeed. A Samples value outside [0, 2^32)
+// On a write error (e.g. a full disk) it returns the error and the blocks
+// are dropped ("write_error"): their seqs are burned, and the queue stays
+// usable, a later call may succeed. Records of a failed write may have
+// reached the disk (a failed fsync, a partial write, or wlog flushing its
+// page later), where the next Open would find and send them; so they are
+// counted dropped only once they are gone: the segment is cut, the failed
+// write's segments are truncated back to their size before it and fsynced
+// (discardFailed). Until that succeeds (a cut or truncate that fails is
+// retried at every later call and at Close) they are neither pending nor
+// counted; a crash meanwhile leaves them to the next Open, which sends
+// what is on disk. A Samples value outside [0, 2^32)
 // or a bad tenant is refused before anything is counted. Safe for
 // concurrent use; it blocks on disk I/O.
 func (q *Queue) AppendGroups(groups [][]Block) error {
@@ -77,16 +85,29 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 		st.m.samplesAppended.Add(float64(samples))
 	}
 
-	prev, err := q.write(groups)
+	prev, logged, err := q.write(groups)
 	if err != nil {
 		// The seqs stay burned: part of the batch may be on disk, and the
 		// reader only returns blocks the index knows.
+		var drops []failedDrop
 		for _, blocks := range groups {
 			if len(blocks) > 0 {
-				q.streamOf(blocks[0].Tenant).m.drop(reasonWriteError, len(blocks), sumSamples(blocks))
+				drops = append(drops, failedDrop{q.streamOf(blocks[0].Tenant), len(blocks), sumSamples(blocks)})
 			}
 		}
 		q.needCut = true
+		if logged {
+			// Counted once the records are gone from disk.
+			q.failed[len(q.failed)-1].drops = drops
+			if cerr := q.cut(); cerr == nil {
+				q.needCut = false
+			}
+			q.discardFailed()
+		} else {
+			for _, d := range drops {
+				q.dropOn(d.st, reasonWriteError, d.blocks, d.samples)
+			}
+		}
 		q.updateGauges()
 		return fmt.Errorf("append blocks %d-%d: %w", first, q.nextSeq-1, err)
 	}
@@ -120,17 +141,21 @@ func sumSamples(blocks []Block) int {
 const logChunk = 256 << 10
 
 // write logs the records of groups' blocks and applies the fsync policy; it
-// returns the segment that was active before the write. After a failure it
-// starts a new segment first, so a half-written record cannot hide later
-// ones.
-func (q *Queue) write(groups [][]Block) (*segment, error) {
+// returns the segment that was active before the write and whether records
+// were handed to wlog (on an error: whether some may be on disk, then noted
+// in q.failed). After a failure it starts a new segment first, so a
+// half-written record cannot hide later ones, and discards what the failed
+// write left.
+func (q *Queue) write(groups [][]Block) (*segment, bool, error) {
 	if q.needCut {
 		if err := q.cut(); err != nil {
-			return nil, fmt.Errorf("start new segment after write error: %w", err)
+			return nil, false, fmt.Errorf("start new segment after write error: %w", err)
 		}
 		q.needCut = false
 	}
+	q.discardFailed()
 	prev := q.active()
+	size := prev.size
 	err := q.log(groups)
 	q.cutMaybe = q.cutMaybe || err != nil
 	if err == nil && q.cfg.Fsync == FsyncAppend {
@@ -142,13 +167,86 @@ func (q *Queue) write(groups [][]Block) (*segment, error) {
 		}
 	}
 	if rerr := q.refresh(); rerr != nil {
-		return nil, errors.Join(err, rerr)
-	}
-	if err == nil && q.cfg.Fsync == FsyncAppend && q.active() != prev {
+		err = errors.Join(err, rerr)
+	} else if err == nil && q.cfg.Fsync == FsyncAppend && q.active() != prev {
 		// A new segment's directory entry must survive a power cut too.
 		err = disk.SyncDir(q.cfg.Dir)
 	}
-	return prev, err
+	if err != nil {
+		q.failed = append(q.failed, &failedWrite{seg: prev.index, size: size})
+	}
+	return prev, true, err
+}
+
+// failedWrite is what a failed write may have left on disk: records from
+// byte size of segment seg on, and every record of the segments after it
+// up to end (exclusive), the first segment started after the failure (0:
+// no cut yet, wlog may still write the records it holds).
+type failedWrite struct {
+	seg   int
+	size  int64
+	end   int
+	drops []failedDrop // counted "write_error" once discarded
+}
+
+type failedDrop struct {
+	st              *Stream
+	blocks, samples int
+}
+
+// truncateFile cuts the file at path to size and fsyncs it; a variable so
+// that tests can make it fail.
+var truncateFile = func(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+// discardFailed removes from disk what the failed writes left, once wlog
+// writes into a later segment, and then counts their blocks dropped
+// ("write_error"); a failure is logged and retried at the next call (every
+// write and Close). A segment already deleted holds nothing any more
+// (q.mu held).
+func (q *Queue) discardFailed() {
+	keep := q.failed[:0]
+	for _, f := range q.failed {
+		if f.end == 0 {
+			keep = append(keep, f)
+			continue
+		}
+		var err error
+		for k := f.seg; k < f.end && err == nil; k++ {
+			size := int64(0)
+			if k == f.seg {
+				size = f.size
+			}
+			if err = truncateFile(wlog.SegmentName(q.cfg.Dir, k), size); errors.Is(err, os.ErrNotExist) {
+				err = nil
+				continue
+			}
+			for _, s := range q.segs {
+				if s.index == k && err == nil {
+					s.size = size
+				}
+			}
+		}
+		if err != nil {
+			q.logger.Warn("cannot discard the records of a failed write; retrying at the next append or Close", "segment", f.seg, "err", err)
+			keep = append(keep, f)
+			continue
+		}
+		for _, d := range f.drops {
+			q.dropOn(d.st, reasonWriteError, d.blocks, d.samples)
+		}
+	}
+	clear(q.failed[len(keep):])
+	q.failed = keep
 }
 
 // log encodes the records of groups' blocks into the queue's reused buffer
@@ -178,13 +276,22 @@ func (q *Queue) log(groups [][]Block) error {
 
 func (q *Queue) active() *segment { return q.segs[len(q.segs)-1] }
 
-// cut closes the active segment (fsynced) and starts a new one.
+// cut closes the active segment (fsynced) and starts a new one; the
+// failed writes before it end there.
 func (q *Queue) cut() error {
 	q.cutMaybe = true
 	if _, err := q.w.NextSegmentSync(); err != nil {
 		return err
 	}
-	return q.refresh()
+	if err := q.refresh(); err != nil {
+		return err
+	}
+	for _, f := range q.failed {
+		if f.end == 0 {
+			f.end = q.active().index
+		}
+	}
+	return nil
 }
 
 // refresh brings the segment index in line with the writer: segments wlog

@@ -80,7 +80,11 @@
 //	    samples acked + samples dropped (all reasons) + samples pending
 //
 // where "appended" counts every block passed to Append (a failed write
-// counts it both as appended and as dropped with reason "write_error").
+// counts it both as appended and as dropped with reason "write_error", the
+// latter once its records are gone from disk, so that the next Open cannot
+// find and send them too; see AppendGroups), and blocks handed out but not
+// acked when the queue closes, whose segment the disk budget deleted, are
+// counted dropped ("disk_budget") by Close.
 //
 // # Memory
 //

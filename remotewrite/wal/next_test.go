@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 )
 
@@ -103,21 +104,43 @@ func (f *failingLog) NextSegmentSync() (int, error) {
 	return f.segmentLog.NextSegmentSync()
 }
 
+// TestWriteError fails writes (before wlog, or after it wrote: a failed
+// fsync), cuts and the truncation that discards a failed write's records,
+// and proves that the failed blocks are never handed out, counted dropped
+// once they are gone from disk, and not found again by the next Open:
+// appended = acked + dropped + pending, across the restart.
 func TestWriteError(t *testing.T) {
 	for _, tc := range []struct {
 		name             string
 		failLog, failCut int
 		failAfterWrite   int
+		failTruncate     int
 		failedAppends    int
+		countedAtFailure int // failed blocks counted dropped before the next good Append
 	}{
-		{"written_but_failed", 0, 0, 1, 1},
-		{"written_but_failed_and_cut_fails", 0, 2, 1, 3},
-		{"one_failed_write", 1, 0, 0, 1},
-		{"cut_also_fails_once", 1, 1, 0, 2},
-		{"three_failed_writes", 3, 0, 0, 3},
+		{"written_but_failed", 0, 0, 1, 0, 1, 2},
+		// The failing Append tries the cut once itself.
+		{"written_but_failed_and_cut_fails", 0, 3, 1, 0, 3, 4},
+		{"written_but_failed_and_truncate_fails", 0, 0, 1, 1, 1, 0},
+		{"written_but_failed_and_truncate_fails_twice", 0, 0, 1, 2, 1, 0},
+		{"one_failed_write", 1, 0, 0, 0, 1, 2},
+		{"cut_also_fails_once", 1, 2, 0, 0, 2, 2},
+		{"three_failed_writes", 3, 0, 0, 0, 3, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			q := openTest(t, Config{Dir: filepath.Join(t.TempDir(), "ep")})
+			failTruncate := tc.failTruncate
+			truncate := truncateFile
+			truncateFile = func(path string, size int64) error {
+				if failTruncate > 0 {
+					failTruncate--
+					return syscall.EIO
+				}
+				return truncate(path, size)
+			}
+			t.Cleanup(func() { truncateFile = truncate })
+			cfg := Config{Dir: filepath.Join(t.TempDir(), "ep")}
+			q, err := Open(cfg, nil, prometheus.NewRegistry())
+			require.NoError(t, err)
 			appended := 0
 			for _, b := range appendN(t, q, 2, 500) {
 				appended += b.Samples
@@ -134,9 +157,8 @@ func TestWriteError(t *testing.T) {
 				appended += 11
 				failedSamples += 11
 			}
-			blocks, samples := dropped(q, reasonWriteError)
-			require.Equal(t, 2*tc.failedAppends, blocks)
-			require.Equal(t, failedSamples, samples)
+			blocks, _ := dropped(q, reasonWriteError)
+			require.Equal(t, tc.countedAtFailure, blocks, "only records gone from disk are counted")
 
 			after := appendN(t, q, 2, 500) // the queue stays usable
 			for _, b := range after {
@@ -145,12 +167,81 @@ func TestWriteError(t *testing.T) {
 			got := drain(t, q, 10)
 			require.Equal(t, []uint64{1, 2, after[0].Seq, after[1].Seq}, seqs(got), "failed blocks never handed out")
 			requireIntact(t, got, 500)
-			acked := 0
-			for _, b := range got {
-				acked += b.Samples
+			// Closed without acking, so that a restart replays every block
+			// still on disk.
+			require.NoError(t, q.Close())
+			blocks, samples := dropped(q, reasonWriteError)
+			require.Equal(t, 2*tc.failedAppends, blocks, "every failed block counted by Close")
+			require.Equal(t, failedSamples, samples)
+
+			// The next Open must not find (and send) what was counted dropped.
+			q2 := openTest(t, cfg)
+			replayed := drain(t, q2, 10)
+			require.Equal(t, seqs(got), seqs(replayed), "failed blocks found again after a restart")
+			requireIntact(t, replayed, 500)
+			sent := 0
+			for _, b := range replayed {
+				sent += b.Samples
 			}
-			require.NoError(t, q.Ack(got[len(got)-1].Seq))
-			require.Equal(t, appended, acked+samples+q.Stats().PendingSamples)
+			require.NoError(t, q2.Ack(replayed[len(replayed)-1].Seq))
+			require.Equal(t, appended, sent+samples)
 		})
 	}
+}
+
+// TestWriteErrorCrash: the records of a failed write that could not be
+// discarded before a crash are found by the next Open and sent; they were
+// never counted dropped, so nothing is counted twice.
+func TestWriteErrorCrash(t *testing.T) {
+	truncate := truncateFile
+	truncateFile = func(string, int64) error { return syscall.EIO }
+	t.Cleanup(func() { truncateFile = truncate })
+	dir := filepath.Join(t.TempDir(), "ep")
+	q := openTest(t, Config{Dir: dir})
+	appendN(t, q, 2, 500)
+	q.mu.Lock()
+	q.w = &failingLog{segmentLog: q.w, failAfterWrite: 1}
+	q.mu.Unlock()
+	require.Error(t, q.Append([]Block{{Samples: 5, Data: []byte("kept")}}))
+	appendN(t, q, 1, 500)
+	blocks, _ := dropped(q, reasonWriteError)
+	require.Zero(t, blocks, "not counted while on disk")
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyDir(t, dir, crash)
+
+	truncateFile = truncate
+	q2 := openTest(t, Config{Dir: crash})
+	got := drain(t, q2, 10)
+	require.Equal(t, []uint64{1, 2, 3, 4}, seqs(got), "the failed write's block is sent after the crash")
+	require.Equal(t, []byte("kept"), got[2].Data)
+}
+
+// TestWriteErrorSpanningSegments fails a write after wlog wrote it across
+// segments it cut by itself: every segment the failed write reached is
+// discarded, and a restart finds none of its blocks.
+func TestWriteErrorSpanningSegments(t *testing.T) {
+	cfg := Config{Dir: filepath.Join(t.TempDir(), "ep"), SegmentSize: 32 << 10}
+	q, err := Open(cfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	before := appendN(t, q, 2, 500)
+	q.mu.Lock()
+	q.w = &failingLog{segmentLog: q.w, failAfterWrite: 1}
+	q.mu.Unlock()
+	bs := make([]Block, 12)
+	for i := range bs {
+		bs[i] = Block{Samples: 1, Data: payload(uint64(100+i), 8000)} // about 3 segments
+	}
+	segsBefore := len(segmentFiles(t, cfg.Dir))
+	require.Error(t, q.Append(bs))
+	require.Greater(t, len(segmentFiles(t, cfg.Dir)), segsBefore+2, "wlog cut during the failed write")
+	after := appendN(t, q, 2, 500)
+	require.NoError(t, q.Close())
+	blocks, samples := dropped(q, reasonWriteError)
+	require.Equal(t, 12, blocks)
+	require.Equal(t, 12, samples)
+
+	q2 := openTest(t, cfg)
+	got := drain(t, q2, 100)
+	require.Equal(t, seqs(append(before, after...)), seqs(got))
+	requireIntact(t, got, 500)
 }

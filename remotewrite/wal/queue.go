@@ -72,9 +72,10 @@ type Queue struct {
 	mu       sync.Mutex
 	closed   bool
 	w        segmentLog
-	segs     []*segment // ascending index, contiguous; the last one is active
-	needCut  bool       // a write failed: start a fresh segment before the next one
-	cutMaybe bool       // refresh must ask wlog (a write failed, or a cut was asked)
+	segs     []*segment     // ascending index, contiguous; the last one is active
+	needCut  bool           // a write failed: start a fresh segment before the next one
+	failed   []*failedWrite // records of failed writes not yet discarded from disk
+	cutMaybe bool           // refresh must ask wlog (a write failed, or a cut was asked)
 	nextSeq  uint64
 	encBuf   []byte             // records being encoded for wlog, reused (q.log)
 	encRecs  [][]byte           // their slices of encBuf
@@ -395,6 +396,14 @@ func (q *Queue) Close() error {
 	if err := q.w.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close segment writer: %w", err))
 	}
+	// wlog writes nothing more: what failed writes left can go, the active
+	// segment's included.
+	for _, f := range q.failed {
+		if f.end == 0 {
+			f.end = q.active().index + 1
+		}
+	}
+	q.discardFailed()
 	if err := q.lock.Release(); err != nil {
 		errs = append(errs, fmt.Errorf("release wal dir lock: %w", err))
 	}
