@@ -192,3 +192,40 @@ func TestBudgetInflightAtClose(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetInflightAtCloseTenants: the same with tenant streams, each
+// counting its own held blocks.
+func TestBudgetInflightAtCloseTenants(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ep")
+	cfg := Config{Dir: dir, MaxSize: 96 << 10, SegmentSize: 32 << 10, Tenants: true, Fsync: FsyncSegment}
+	q, err := Open(cfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	a, err := q.Stream("a", 0, nil)
+	require.NoError(t, err)
+	b, err := q.Stream("b", 0, nil)
+	require.NoError(t, err)
+	data := func() []Block { return []Block{{Samples: 3, Data: make([]byte, 4000)}} }
+	for range 2 {
+		require.NoError(t, a.Append(data()))
+		require.NoError(t, b.Append(data()))
+	}
+	var heldA []Block
+	for len(heldA) < 2 { // one group per Next
+		bs, err := a.Next(context.Background(), 2)
+		require.NoError(t, err)
+		heldA = append(heldA, bs...)
+	}
+	heldB, err := b.Next(context.Background(), 1)
+	require.NoError(t, err)
+	require.Len(t, heldB, 1)
+	for range 40 {
+		require.NoError(t, a.Append(data()))
+	}
+	aBefore, _ := streamDropped(a, reasonBudget)
+	bBefore, _ := streamDropped(b, reasonBudget)
+	require.NoError(t, q.Close())
+	aAfter, _ := streamDropped(a, reasonBudget)
+	bAfter, _ := streamDropped(b, reasonBudget)
+	require.Equal(t, aBefore+2, aAfter, "tenant a's held blocks")
+	require.Equal(t, bBefore+1, bAfter, "tenant b's held block")
+}
