@@ -70,3 +70,45 @@ func BenchmarkReplay(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFollow is a reader caught up with the writer: each op appends
+// a group of 8 blocks of 32 KiB (segment fsync policy) and reads it back,
+// without the in-memory tail (the default: from the segment, through the
+// page cache) and with one.
+func BenchmarkFollow(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		memory int64
+	}{{"no_tail", 0}, {"tail_8MiB", 8 << 20}} {
+		b.Run(tc.name, func(b *testing.B) {
+			q, err := Open(Config{Dir: filepath.Join(b.TempDir(), "ep"), MaxSize: 64 << 20, MemoryBytes: tc.memory, Fsync: FsyncSegment}, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			data := payload(1, 32<<10)
+			blocks := make([]Block, 8)
+			b.SetBytes(int64(len(blocks) * len(data)))
+			b.ReportAllocs()
+			ctx := context.Background()
+			for b.Loop() {
+				for i := range blocks {
+					blocks[i] = Block{Samples: 1000, Data: data}
+				}
+				if err := q.Append(blocks); err != nil {
+					b.Fatal(err)
+				}
+				for n := 0; n < len(blocks); {
+					bs, err := q.Next(ctx, len(blocks))
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += len(bs)
+					if err := q.Ack(bs[len(bs)-1].Seq); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

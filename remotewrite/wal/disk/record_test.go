@@ -118,5 +118,14 @@ func FuzzDecodeRecord(f *testing.F) {
 		if got := want(&b); string(got) != string(rec) {
 			t.Fatalf("re-encoding differs:\n%x\n%x", got, rec)
 		}
+		// The queue encodes into a reused buffer after other records.
+		enc := EncodeRecord(&b)
+		if RecordSize(&b) != len(enc) {
+			t.Fatalf("RecordSize %d, EncodeRecord %d bytes", RecordSize(&b), len(enc))
+		}
+		prefix := []byte("earlier record")
+		if got := AppendRecord(prefix[:len(prefix):len(prefix)], &b); string(got) != string(prefix)+string(enc) {
+			t.Fatalf("AppendRecord after a prefix:\n%x\n%x", got, enc)
+		}
 	})
 }
