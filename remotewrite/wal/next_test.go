@@ -245,3 +245,43 @@ func TestWriteErrorSpanningSegments(t *testing.T) {
 	require.Equal(t, seqs(append(before, after...)), seqs(got))
 	requireIntact(t, got, 500)
 }
+
+// TestWriteErrorTenants: a failed AppendGroups over two tenants counts
+// each tenant's blocks on its own stream, once they are gone from disk,
+// and a restart hands neither tenant its failed blocks.
+func TestWriteErrorTenants(t *testing.T) {
+	cfg := Config{Dir: filepath.Join(t.TempDir(), "ep"), Tenants: true}
+	q, err := Open(cfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	a, err := q.Stream("a", 0, nil)
+	require.NoError(t, err)
+	b, err := q.Stream("b", 0, nil)
+	require.NoError(t, err)
+	groups := func(na, nb int) [][]Block {
+		var ga, gb []Block
+		for range na {
+			ga = append(ga, Block{Tenant: "a", Samples: 2, Data: []byte("a")})
+		}
+		for range nb {
+			gb = append(gb, Block{Tenant: "b", Samples: 3, Data: []byte("b")})
+		}
+		return [][]Block{ga, gb}
+	}
+	require.NoError(t, q.AppendGroups(groups(1, 1)))
+	q.mu.Lock()
+	q.w = &failingLog{segmentLog: q.w, failAfterWrite: 1}
+	q.mu.Unlock()
+	require.ErrorIs(t, q.AppendGroups(groups(2, 3)), syscall.ENOSPC)
+	require.NoError(t, q.AppendGroups(groups(1, 1)))
+	require.NoError(t, q.Close())
+	da, sa := streamDropped(a, reasonWriteError)
+	db, sb := streamDropped(b, reasonWriteError)
+	require.Equal(t, []int{2, 4, 3, 9}, []int{da, sa, db, sb})
+
+	q2 := openTest(t, cfg)
+	for _, tn := range []string{"a", "b"} {
+		st, err := q2.Stream(tn, 0, nil)
+		require.NoError(t, err)
+		require.Len(t, drainStream(t, st, 10), 2, "tenant %s: only the blocks of the good writes", tn)
+	}
+}
