@@ -3,7 +3,6 @@ package wal
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -342,20 +341,4 @@ func TestTenantsModel(t *testing.T) {
 // copyLive copies the files of a queue's directory while the queue is
 // open, as a crash leaves them; a file its ack timer renames meanwhile
 // (ack.tmp) is skipped.
-func copyLive(t *testing.T, src, dst string) {
-	t.Helper()
-	require.NoError(t, os.MkdirAll(dst, 0o750))
-	entries, err := os.ReadDir(src)
-	require.NoError(t, err)
-	for _, e := range entries {
-		if e.Name() == "lock" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, e.Name()), b, 0o640))
-	}
-}
+func copyLive(t *testing.T, src, dst string) { copyFiles(t, src, dst, true) }
