@@ -71,8 +71,8 @@ func socketPath(endpoint string) (string, error) {
 		path = rest
 	} else if rest, ok := strings.CutPrefix(endpoint, "unix:"); ok && strings.HasPrefix(rest, "/") {
 		path = rest
-	} else if i := strings.Index(endpoint, "://"); i >= 0 {
-		return "", fmt.Errorf("unsupported scheme %q, want unix://", endpoint[:i])
+	} else if scheme, ok := uriScheme(endpoint); ok {
+		return "", fmt.Errorf("unsupported scheme %q, want unix://", scheme)
 	}
 	if strings.ContainsRune(path, 0) {
 		return "", errors.New("contains a NUL byte")
@@ -81,4 +81,23 @@ func socketPath(endpoint string) (string, error) {
 		return "", fmt.Errorf("%q is not an absolute socket path", endpoint)
 	}
 	return filepath.Clean(path), nil
+}
+
+// uriScheme returns the scheme an endpoint starts with, by RFC 3986
+// section 3.1 (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) then ":"), so
+// that "tcp://x" and "npipe:////./pipe/x" are named as schemes while an
+// absolute path with a colon in it ("/run/a:b") is still a path.
+func uriScheme(endpoint string) (string, bool) {
+	for i := 0; i < len(endpoint); i++ {
+		c := endpoint[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && c == ':':
+			return endpoint[:i], true
+		default:
+			return "", false
+		}
+	}
+	return "", false
 }

@@ -43,6 +43,14 @@ func TestSocketPath(t *testing.T) {
 		{endpoint: "unix:", wantErr: true},
 		{endpoint: "npipe:////./pipe/containerd", wantErr: true},
 		{endpoint: "/run/a\x00b", wantErr: true},
+		// An absolute path is a path whatever it contains after its
+		// first byte; only a leading RFC 3986 scheme is a scheme.
+		{endpoint: "unix:/://", want: "/:"},
+		{endpoint: "/run/a://b.sock", want: "/run/a:/b.sock"},
+		{endpoint: "/run/a:b.sock", want: "/run/a:b.sock"},
+		{endpoint: "dns:///x", wantErr: true},
+		{endpoint: "C:/x", wantErr: true},
+		{endpoint: "run/a://b", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.endpoint, func(t *testing.T) {
@@ -58,7 +66,7 @@ func TestSocketPath(t *testing.T) {
 }
 
 func FuzzSocketPath(f *testing.F) {
-	for _, s := range []string{"/run/containerd/containerd.sock", "unix:///run/crio/crio.sock", "tcp://x:1", "", "unix://", "rel/path", "/a/../..//b"} {
+	for _, s := range []string{"/run/containerd/containerd.sock", "unix:///run/crio/crio.sock", "tcp://x:1", "", "unix://", "rel/path", "/a/../..//b", "unix:/://", "/a://b", "//x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, endpoint string) {
@@ -69,8 +77,19 @@ func FuzzSocketPath(f *testing.F) {
 		if !filepath.IsAbs(got) || filepath.Clean(got) != got || strings.ContainsRune(got, 0) {
 			t.Fatalf("socketPath(%q) = %q: not a clean absolute path", endpoint, got)
 		}
-		if strings.Contains(endpoint, "://") && !strings.HasPrefix(endpoint, unixScheme) {
-			t.Fatalf("socketPath(%q) accepted a non-unix scheme", endpoint)
+		// Accepted means a path or the unix scheme, and the path is the
+		// endpoint's own after that prefix, cleaned.
+		rest, ok := strings.CutPrefix(endpoint, "unix:")
+		if ok {
+			rest = strings.TrimPrefix(rest, "//")
+		} else {
+			rest = endpoint
+		}
+		if !strings.HasPrefix(endpoint, "/") && !ok {
+			t.Fatalf("socketPath(%q) = %q: accepted neither a path nor unix:", endpoint, got)
+		}
+		if filepath.Clean(rest) != got {
+			t.Fatalf("socketPath(%q) = %q, want %q", endpoint, got, filepath.Clean(rest))
 		}
 	})
 }
