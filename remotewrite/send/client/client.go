@@ -23,8 +23,9 @@ import (
 	"github.com/kata-containers/kata-monitor/remotewrite/config"
 )
 
-// maxRetryAfterSeconds bounds a hint before converting it, so a silly
-// value cannot overflow a Duration; the retry loop caps it further.
+// maxRetryAfterSeconds bounds a hint, in seconds or as a date, before
+// converting it, so a silly value cannot overflow a Duration; the retry
+// loop caps it further.
 const maxRetryAfterSeconds = 1 << 20
 
 // maxErrBody caps how much of a receiver's error answer we keep for logs.
@@ -332,7 +333,7 @@ func retryAfter(v string, now time.Time) time.Duration {
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, maxRetryAfterSeconds*time.Second)
 		}
 	}
 	return 0

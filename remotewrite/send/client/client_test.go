@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,6 +226,8 @@ func TestRetryAfterParse(t *testing.T) {
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
 		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
 		{"99999999999", maxRetryAfterSeconds * time.Second},
+		{" 7\t", 7 * time.Second},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", maxRetryAfterSeconds * time.Second}, // a date is capped as seconds are
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -309,10 +312,34 @@ func FuzzRetryAfter(f *testing.F) {
 	for _, s := range []string{"1", "0", "-1", "120", now.Add(time.Minute).Format(http.TimeFormat), "Wed, 21 Oct 2015 07:28:00 GMT", "x"} {
 		f.Add(s)
 	}
+	f.Add(" +7\t")
+	const most = maxRetryAfterSeconds * time.Second
 	f.Fuzz(func(t *testing.T, v string) {
 		d := retryAfter(v, now)
-		if d < 0 {
-			t.Fatalf("retryAfter(%q) = %v, negative", v, d)
+		if d < 0 || d > most {
+			t.Fatalf("retryAfter(%q) = %v, outside [0, %v]", v, d, most)
+		}
+		if padded := retryAfter(" \t"+v+" ", now); padded != d {
+			t.Fatalf("retryAfter(%q) = %v but %v with blanks around it", v, d, padded)
+		}
+		if d == 0 {
+			return
+		}
+		// A delay comes only from delay-seconds or an HTTP-date (RFC 9110
+		// section 10.2.3), and says what they say.
+		s := strings.TrimSpace(v)
+		if n, err := strconv.Atoi(s); err == nil {
+			if want := time.Duration(min(n, maxRetryAfterSeconds)) * time.Second; d != want {
+				t.Fatalf("retryAfter(%q) = %v, want %v", v, d, want)
+			}
+			return
+		}
+		when, err := http.ParseTime(s)
+		if err != nil {
+			t.Fatalf("retryAfter(%q) = %v from neither seconds nor an HTTP-date", v, d)
+		}
+		if want := min(when.Sub(now), most); d != want {
+			t.Fatalf("retryAfter(%q) = %v, want %v", v, d, want)
 		}
 	})
 }
