@@ -32,8 +32,9 @@ const (
 	reasonTenantQueueError = "tenant_queue_error"
 )
 
-// ackEvery is how often at most the shared WAL writes its tenants'
-// acknowledged positions (wal.Config.AckInterval): one write for all the
+// ackEvery is how long at most the shared WAL leaves its tenants'
+// acknowledged positions unwritten when no tenant sends its next group,
+// which writes them first (wal.Config.AckInterval): one write for all the
 // tenants acking a round, not one per tenant.
 const ackEvery = time.Second
 

@@ -15,12 +15,17 @@ import (
 // block Next returned; acking an older position is a no-op. It blocks on
 // two fsyncs; safe for concurrent use. On a persistence error the position
 // is still advanced in memory (the blocks were sent) but no segment is
-// deleted, so a restart resends rather than loses.
+// deleted, so a restart resends rather than loses; the stream's next Next
+// tries the write again before it hands out more blocks.
 //
 // With Config.AckInterval the position is only taken in memory (pending
-// counts included) and the ack file is written later for every stream at
-// once (flushAcks), so an endpoint's tenants acking a round cost one
-// write and two fsyncs, not two per tenant.
+// counts included) and the ack file is written for every stream at once:
+// by the stream's next Next that hands out blocks, before it returns them,
+// or by a timer at most AckInterval later, whichever comes first. An
+// endpoint's tenants acking a round so cost one write and two fsyncs, not
+// two per tenant, while a crash can still only resend each stream's last
+// acknowledged group, which nothing newer of the stream followed (a
+// receiver takes its samples as exact duplicates).
 func (st *Stream) Ack(seq uint64) error {
 	q := st.q
 	if q.cfg.AckInterval > 0 {
@@ -52,10 +57,34 @@ func (st *Stream) Ack(seq uint64) error {
 	q.mu.Unlock()
 
 	if err := disk.WriteAck(q.cfg.Dir, state); err != nil {
+		q.mu.Lock()
+		q.ackDirty = true // Next tries again before the stream's next send
+		q.mu.Unlock()
 		return fmt.Errorf("persist ack %d: %w", seq, err)
 	}
 	q.persisted(snap)
 	return nil
+}
+
+// persistAcks writes the ack file if it does not hold the stream's
+// acknowledged position yet (taken in memory under Config.AckInterval, or
+// not written because a write failed). Next calls it before it returns
+// blocks, so the position a send earned is on disk before the stream's next
+// send: after a SIGKILL (the file is in the page cache) or a power cut (it
+// is fsynced) the stream resends at most the group it was sending, never
+// groups the receiver took before newer ones. A receiver without an
+// out-of-order window (Prometheus, Mimir by default) would refuse those as
+// out of order, although they were delivered. A write error is logged and
+// the blocks are handed out all the same: a full disk must not stop
+// sending; it only widens what a restart resends.
+func (st *Stream) persistAcks() {
+	q := st.q
+	q.mu.Lock()
+	need := st.acked > st.persisted
+	q.mu.Unlock()
+	if need {
+		q.flushAcks()
+	}
 }
 
 // errAcked: the position is not beyond the stream's acked one (no-op).
@@ -110,9 +139,10 @@ func (q *Queue) scheduleAckFlush() {
 	q.ackTimer = time.AfterFunc(wait, q.flushAcks)
 }
 
-// flushAcks writes the ack file with every stream's position (the
-// timer's function, and Close's). A write error is logged; the positions
-// are written again at the next flush.
+// flushAcks writes the ack file with every stream's position if an Ack
+// changed one since the last write (the timer's function, Close's, and
+// persistAcks'). A write error is logged; the positions are written again
+// at the next flush.
 func (q *Queue) flushAcks() {
 	q.ackMu.Lock()
 	defer q.ackMu.Unlock()
@@ -122,7 +152,10 @@ func (q *Queue) flushAcks() {
 // flushAcksLocked is flushAcks with q.ackMu held.
 func (q *Queue) flushAcksLocked() {
 	q.mu.Lock()
-	q.ackTimer = nil
+	if q.ackTimer != nil {
+		q.ackTimer.Stop() // this write is the one it was armed for
+		q.ackTimer = nil
+	}
 	if !q.ackDirty || q.acksDone {
 		q.mu.Unlock()
 		return

@@ -54,11 +54,13 @@ type Config struct {
 	// Tenants, when set, makes the queue one shared by tenants: no plain
 	// stream, a Stream per tenant (remotewrite/tenant's Router).
 	Tenants bool `yaml:"-"`
-	// AckInterval, when > 0, makes Ack take positions in memory and write
-	// the ack file (every stream's positions) at most once per interval,
-	// and at Close: with many tenants a round's acks cost one write, not
-	// one per tenant. After a crash up to an interval of sent blocks are
-	// sent again (at-least-once). 0: every Ack writes the file.
+	// AckInterval, when > 0, makes Ack take positions in memory; the ack
+	// file (every stream's positions) is written before the stream's next
+	// Next returns blocks, at Stream.Close and Close, or by a timer at most
+	// this long after the Ack: with many tenants a round's acks cost one
+	// write, not one per tenant. After a crash each stream resends at most
+	// its last acknowledged or in-flight group (see doc.go). 0: every Ack
+	// writes the file.
 	AckInterval time.Duration `yaml:"-"`
 	// MaxSize is the disk budget in bytes for segment files; 0 = unlimited.
 	// Past it the oldest segments are deleted and their unsent samples counted

@@ -49,8 +49,28 @@
 //     a power cut can lose the unsynced tail of the active segment, up to one
 //     segment of data. The next Open finds a torn tail and keeps what is intact.
 //
-// An Ack is fsynced before it returns; a power cut just before it makes the
-// reader resend blocks (at-least-once delivery).
+// # Acknowledgements and what a crash resends
+//
+// The ack file holds each stream's acknowledged position. A stream's Next
+// writes it, if it lacks the stream's latest position, before it returns
+// blocks: the position a send earned is on disk (in the page cache, and
+// fsynced) before the stream's next send. An Ack of a plain queue writes
+// it at once; under Config.AckInterval (tenant streams) Ack only takes the
+// position in memory, and the file, with every stream's position, is
+// written by the first stream's next Next, by Stream.Close, by Close, or
+// by a timer at most AckInterval later. In steady state that is one write
+// (two fsyncs) per round for all tenants.
+//
+// So a crash, a SIGKILL or a power cut alike, makes each stream resend at
+// most the group it was sending or had just acknowledged (one group: at
+// most queue_config.max_shards requests), never a group that a newer one
+// of the same stream followed. A resent group is the newest the receiver
+// has of its series, so it takes the samples as exact duplicates; a group
+// resent behind newer samples would be refused as out of order by a
+// receiver without an out-of-order window (Prometheus, Mimir by default)
+// and counted dropped although it was delivered. Only while the ack file
+// cannot be written (a full disk: logged, and tried again before each
+// send) can a restart resend more (at-least-once delivery).
 //
 // # Recovery
 //

@@ -22,7 +22,21 @@ import (
 // disk, one segment at a time. Intended for a single reader; concurrent
 // calls are serialised and never return the same block twice. The caller
 // owns the returned blocks and should Ack them once sent.
+//
+// Before it returns blocks, the ack file holds every position the stream
+// acknowledged so far (see Stream.Ack and doc.go, "Acknowledgements"): a
+// block acknowledged before a later one was handed out is never handed
+// out again, even after a crash.
 func (st *Stream) Next(ctx context.Context, max int) ([]Block, error) {
+	out, err := st.next(ctx, max)
+	if len(out) > 0 {
+		st.persistAcks()
+	}
+	return out, err
+}
+
+// next is Next without persisting the acknowledged positions.
+func (st *Stream) next(ctx context.Context, max int) ([]Block, error) {
 	if max < 1 {
 		max = 1
 	}
