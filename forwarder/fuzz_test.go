@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -18,7 +19,9 @@ import (
 // FuzzParse feeds arbitrary bytes to two sandboxes as their exposition,
 // one as text and one as OpenMetrics: nothing panics and the merged pull
 // output always parses with expfmt, in UTF-8 syntax and escaped for a
-// client without UTF-8 names.
+// client without UTF-8 names, and every series in it carries its sandbox's
+// sandbox_id (and, for the sandbox with a pod, its cri_* labels), whatever
+// labels the exposition claims.
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		"# HELP a A.\n# TYPE a gauge\na 1\n",
@@ -50,15 +53,41 @@ func FuzzParse(f *testing.F) {
 		var out bytes.Buffer
 		require.NoError(t, r.f.WriteMetrics(context.Background(), &out, nil))
 		p := expfmt.NewTextParser(model.UTF8Validation)
-		_, err := p.TextToMetricFamilies(strings.NewReader(out.String()))
+		mfs, err := p.TextToMetricFamilies(strings.NewReader(out.String()))
 		require.NoError(t, err, "input %q\noutput:\n%s", body, out.String())
+		checkSandboxLabels(t, mfs, body, out.String())
 
 		out.Reset()
 		require.NoError(t, r.f.View(context.Background(), model.UnderscoreEscaping, func(_ uint64, write func(io.Writer, []string) error) error {
 			return write(&out, nil)
 		}))
 		legacy := expfmt.NewTextParser(model.LegacyValidation)
-		_, err = legacy.TextToMetricFamilies(strings.NewReader(out.String()))
+		mfs, err = legacy.TextToMetricFamilies(strings.NewReader(out.String()))
 		require.NoError(t, err, "escaped: input %q\noutput:\n%s", body, out.String())
+		checkSandboxLabels(t, mfs, body, out.String())
 	})
+}
+
+// checkSandboxLabels fails unless every series of mfs has sandbox_id aaa
+// or bbb, and bbb's series carry pod u/n/ns as cri_uid, cri_name and
+// cri_namespace (FuzzParse's two sandboxes).
+func checkSandboxLabels(t *testing.T, mfs map[string]*dto.MetricFamily, body []byte, out string) {
+	t.Helper()
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			switch got["sandbox_id"] {
+			case "aaa":
+			case "bbb":
+				if got["cri_uid"] != "u" || got["cri_name"] != "n" || got["cri_namespace"] != "ns" {
+					t.Fatalf("%s%v: pod labels lost; input %q\noutput:\n%s", name, got, body, out)
+				}
+			default:
+				t.Fatalf("%s%v: no sandbox_id of a sandbox; input %q\noutput:\n%s", name, got, body, out)
+			}
+		}
+	}
 }
