@@ -44,8 +44,8 @@ type Family struct {
 }
 
 // sbRun is lines [lo, hi) of sandbox sb; start is the offset of line lo's
-// value in its buf.
-type sbRun struct{ sb, lo, hi, start int }
+// value in its buf (16 bytes: a snapshot holds one per family and sandbox).
+type sbRun struct{ sb, lo, hi, start int32 }
 
 // Families returns every family of the round (renderable or not), sorted
 // by name: the metadata of the round. Not to be modified.
@@ -68,6 +68,9 @@ func (s *Snapshot) UTF8() bool { return s.utf8 }
 // an escaping client cannot tell apart as escape_clash.
 func (s *Snapshot) Merge() []DropCounts {
 	m := merger{s: s, byName: make(map[string]*Family)}
+	for _, r := range s.Out {
+		r.Finish(nil, nil) // Lines filled without Finish get their own shape
+	}
 	if s.NoPull {
 		for _, r := range s.Out {
 			for i := range r.fams {
@@ -78,7 +81,7 @@ func (s *Snapshot) Merge() []DropCounts {
 		return nil
 	}
 	for _, r := range s.Out {
-		for _, rn := range r.runs {
+		for _, rn := range r.runs() {
 			m.family(&r.fams[rn.fam].FamilyMeta)
 		}
 	}
@@ -138,13 +141,13 @@ func (m *merger) drop(sb int, why DropReason, n int) {
 // the sandbox typed the family otherwise (type_conflict).
 func (m *merger) place() {
 	for sb, r := range m.s.Out {
-		for _, rn := range r.runs {
+		for i, rn := range r.runs() {
 			fm := &r.fams[rn.fam]
 			mf := m.byName[fm.Name]
 			if fm.Type == mf.Type || !needsCheck(mf.Type) {
-				mf.addRun(sb, rn.lo, rn.hi, rn.start)
-			} else if kept := mf.addFitting(sb, r, rn); kept < rn.hi-rn.lo {
-				m.drop(sb, DropTypeConflict, rn.hi-rn.lo-kept)
+				mf.addRun(int32(sb), rn.lo, rn.hi, r.starts[i])
+			} else if kept := mf.addFitting(int32(sb), r, rn, r.starts[i]); kept < int(rn.hi-rn.lo) {
+				m.drop(sb, DropTypeConflict, int(rn.hi-rn.lo)-kept)
 			}
 			for _, n := range r.names[fm.namesLo:fm.namesHi] {
 				if !slices.Contains(mf.names, n) {
@@ -166,7 +169,7 @@ func (m *merger) dropClashes() {
 			continue
 		}
 		for _, rn := range mf.runs {
-			m.drop(rn.sb, DropNameClash, rn.hi-rn.lo)
+			m.drop(int(rn.sb), DropNameClash, int(rn.hi-rn.lo))
 		}
 	}
 }
@@ -186,7 +189,7 @@ func (m *merger) escape() {
 	for _, mf := range s.fams {
 		if !kept[mf.Name] {
 			for _, rn := range mf.runs {
-				m.drop(rn.sb, DropEscapeClash, rn.hi-rn.lo)
+				m.drop(int(rn.sb), DropEscapeClash, int(rn.hi-rn.lo))
 			}
 		}
 	}
@@ -240,7 +243,7 @@ func needsCheck(t model.MetricType) bool {
 
 // addRun appends lines [lo, hi) of sandbox sb, merging with the previous
 // run when contiguous.
-func (mf *Family) addRun(sb, lo, hi, start int) {
+func (mf *Family) addRun(sb, lo, hi, start int32) {
 	if n := len(mf.runs); n > 0 && mf.runs[n-1].sb == sb && mf.runs[n-1].hi == lo {
 		mf.runs[n-1].hi = hi
 		return
@@ -248,17 +251,19 @@ func (mf *Family) addRun(sb, lo, hi, start int) {
 	mf.runs = append(mf.runs, sbRun{sb: sb, lo: lo, hi: hi, start: start})
 }
 
-// addFitting appends the lines of run rn (rendered under another type)
-// that the text format accepts under mf's type, and returns how many.
-// Rare: only for a family typed differently across sandboxes.
-func (mf *Family) addFitting(sb int, r *Lines, rn run) int {
+// addFitting appends the lines of run rn (rendered under another type),
+// whose values start at offset start of r's buf, that the text format
+// accepts under mf's type, and returns how many. Rare: only for a family
+// typed differently across sandboxes.
+func (mf *Family) addFitting(sb int32, r *Lines, rn run, start int32) int {
 	kept := 0
-	off := rn.start
+	off := start
+	series := r.series()
 	for i := rn.lo; i < rn.hi; i++ {
-		n := bytes.IndexByte(r.buf[off:], '\n') + 1
+		n := int32(bytes.IndexByte(r.buf[off:], '\n') + 1)
 		val, _, _ := strings.Cut(string(r.buf[off:off+n-1]), " ")
 		v, err := strconv.ParseFloat(val, 64)
-		if err == nil && Renderable(mf.Type, r.series[i], v) {
+		if err == nil && Renderable(mf.Type, series[i], v) {
 			mf.addRun(sb, i, i+1, off)
 			kept++
 		}
@@ -290,8 +295,8 @@ func (s *Snapshot) Write(w io.Writer, prefixes []string, scheme model.EscapingSc
 		}
 		for _, rn := range mf.runs {
 			r := s.Out[rn.sb]
-			off := rn.start
-			for _, in := range r.series[rn.lo:rn.hi] {
+			off := int(rn.start)
+			for _, in := range r.series()[rn.lo:rn.hi] {
 				n := bytes.IndexByte(r.buf[off:], '\n') + 1
 				if esc && in.UTF8 {
 					_, _ = bw.WriteString(escapedHead(in, scheme))

@@ -51,6 +51,7 @@ type Env struct {
 	external []labels.Label         // sorted by name
 	layouts  layout.Table           // shared layouts of the replay path
 	fams     exposition.FamilyTable // shared family sets of pull lines
+	shapes   exposition.ShapeTable  // shared series and runs of pull lines
 	famb     sync.Pool              // *exposition.FamiliesBuilder, one per parse in flight
 	noReplay bool                   // tests: always run the full parser
 }

@@ -7,14 +7,15 @@ import (
 	"testing"
 
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/forwarder/exposition"
 	"github.com/kata-containers/kata-monitor/sources/cri"
 )
 
 // FuzzSharedFamilySets: the merged pull exposition of sandboxes sharing
-// one Env (their family sets shared through its table, a sandbox's last
-// set reused when equal), round after round, is the one sandboxes parsing
+// one Env (their family sets and line shapes shared through its tables, a
+// sandbox's last set and shape reused when equal), round after round, is the one sandboxes parsing
 // the same bodies once, in a fresh Env, give: sandboxes serving the same
 // or different families, HELP and TYPE, and changing them between rounds;
 // with and without a family filter.
@@ -74,4 +75,42 @@ func FuzzSharedFamilySets(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSharedShapes: sandboxes serving the same structure share one Shape
+// (series and runs of their pull lines) across sandboxes and rounds; a
+// sandbox whose structure changes gets its own, and keeps it while it
+// stays; a values-only change keeps the shared one. Without the sharing
+// each Lines holds its own copy (8 bytes a line, 12 a run).
+func TestSharedShapes(t *testing.T) {
+	const a = "# HELP a A.\n# TYPE a counter\na_total{x=\"1\"} 1\na_total{x=\"2\"} 2\n# TYPE b gauge\nb 2\n"
+	const a2 = "# HELP a A.\n# TYPE a counter\na_total{x=\"1\"} 10\na_total{x=\"2\"} 20.5\n# TYPE b gauge\nb 3 1700000000000\n"
+	const other = "# TYPE b gauge\nb 2\n# HELP a A.\n# TYPE a counter\na_total{x=\"1\"} 1\n"
+	env := NewEnv(false, nil, nil)
+	sbs := make([]*Sandbox, 3)
+	for i := range sbs {
+		sbs[i] = New(fmt.Sprint("sb", i))
+	}
+	parse := func(round uint64, bodies ...string) []*exposition.Shape {
+		var shapes []*exposition.Shape
+		for i, sb := range sbs {
+			out := exposition.NewLines(exposition.LinesSize{})
+			_, err := sb.Parse(env, []byte(bodies[i]), "", round, false, out)
+			require.NoError(t, err)
+			require.NotNil(t, out.Shape(), "sandbox %d round %d", i, round)
+			shapes = append(shapes, out.Shape())
+		}
+		return shapes
+	}
+	r1 := parse(1, a, a, a)
+	require.Same(t, r1[0], r1[1])
+	require.Same(t, r1[0], r1[2])
+	r2 := parse(2, a, a2, other) // a replay, a values-only change, a new structure
+	require.Same(t, r1[0], r2[0])
+	require.Same(t, r1[0], r2[1])
+	require.NotSame(t, r1[0], r2[2])
+	r3 := parse(3, a, a, other)
+	require.Same(t, r1[0], r3[1])
+	require.Same(t, r2[2], r3[2])
+	require.Equal(t, 2, env.shapes.Len())
 }

@@ -286,6 +286,9 @@ func (s *Sandbox) finish(env *Env, round uint64, out *exposition.Lines) bool {
 	s.fams = env.fams.Intern(b, s.fams)
 	env.famb.Put(b)
 	out.SetFamilies(s.fams)
+	if !out.Meta {
+		s.shape = out.Finish(&env.shapes, s.shape)
+	}
 	return compacted
 }
 

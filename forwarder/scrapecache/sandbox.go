@@ -42,8 +42,10 @@ type Sandbox struct {
 
 	curRound uint64
 	defs     []famDef // families of this round, in order of appearance
-	// fams is the shared family set the last round's lines got (Env.fams).
-	fams *exposition.Families
+	// fams is the shared family set the last round's lines got (Env.fams),
+	// shape their shared series and runs (Env.shapes; nil: none yet).
+	fams  *exposition.Families
+	shape *exposition.Shape
 
 	samples []Sample // this round's push samples (collect only)
 	tss     []int64  // timestamps given by the exposition, this round
@@ -180,6 +182,7 @@ func (s *Sandbox) EvictAll() {
 	s.live, s.seen = 0, 0
 	s.samples = s.samples[:0]
 	s.layout = nil
+	s.shape = nil
 }
 
 // evict records a series that disappeared for its staleness marker.
