@@ -74,10 +74,15 @@ func TestSlicesFitted(t *testing.T) {
 	env := NewEnv(true, nil, nil)
 	s := New("sb")
 	parseRound(t, s, env, []byte(body.String()), "", 1)
+	if s.defs != nil {
+		t.Errorf("the round's family list (%d) kept after the parse", cap(s.defs))
+	}
+	if s.layout == nil || s.idx != nil {
+		t.Errorf("layout recorded %v, idx of %d entries kept: want a layout and no idx (its entries are in order)", s.layout != nil, len(s.idx))
+	}
 	for name, c := range map[string][2]int{
 		"entries": {len(s.entries), cap(s.entries)},
 		"samples": {len(s.samples), cap(s.samples)},
-		"idx":     {len(s.idx), cap(s.idx)},
 	} {
 		if c[0] != 1100 || c[1] > c[0]+c[0]/8+16 {
 			t.Errorf("%s: len %d cap %d, want 1100 and a fitting capacity", name, c[0], c[1])

@@ -42,7 +42,8 @@ type parsing struct {
 // last one but for its values is replayed without the lexer (package layout),
 // with the same result.
 func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64, collect bool, out *exposition.Lines) (Stats, error) {
-	s.defs = s.defs[:0]
+	s.defs = env.getDefs()
+	defer func() { env.putDefs(s.defs); s.defs = nil }()
 	s.curRound = round
 	s.samples, s.tss = s.samples[:0], s.tss[:0]
 	s.live, s.seen = 0, 0
@@ -63,6 +64,9 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 	s.layout = nil
 	if text, steps, idx, ok := ps.rec.Finish(); ok && perr == nil && !compacted {
 		s.layout, s.idx = env.layouts.Intern(text, steps), idx
+		if identity(idx) {
+			s.idx = nil // entryAt: step k's entry is k
+		}
 	}
 	s.dropMaps()
 	s.fit()
@@ -77,7 +81,17 @@ func (s *Sandbox) fit() {
 	s.entries = fitted(s.entries)
 	s.samples = fitted(s.samples)
 	s.idx = fitted(s.idx)
-	s.defs = fitted(s.defs)
+}
+
+// identity reports whether idx[k] == k for every k: the common case (a
+// sandbox's entries are added in exposition order), kept as a nil idx.
+func identity(idx []int32) bool {
+	for k, i := range idx {
+		if i != int32(k) {
+			return false
+		}
+	}
+	return true
 }
 
 func fitted[E any](v []E) []E {
@@ -162,7 +176,7 @@ func (ps *parsing) replay(body []byte) bool {
 			if vals.TS[k] >= 0 {
 				tsp = &vals.TS[k]
 			}
-			ps.sample(s.idx[k], vals.V[k], tsp)
+			ps.sample(s.entryAt(k), vals.V[k], tsp)
 			k++
 		}
 	}

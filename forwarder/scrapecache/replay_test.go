@@ -194,3 +194,25 @@ func TestReplayValueShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayEntriesOutOfOrder: a layout whose series steps are not the
+// entries in order (a series spelled twice: the second spelling is the
+// first's entry, a duplicate) keeps its idx and replays to what the full
+// parser gives; in-order entries keep none (entryAt).
+func TestReplayEntriesOutOfOrder(t *testing.T) {
+	body := []byte("# TYPE a counter\na_total{x=\"1\",y=\"2\"} 1\nb 2\na_total{y=\"2\",x=\"1\"} 3\nc 4\n")
+	next := bytes.ReplaceAll(body, []byte(" 4\n"), []byte(" 5\n"))
+	if got := compareRounds(t, "", body, body, next); !got[1] || !got[2] {
+		t.Errorf("replayed %v", got)
+	}
+	s, env := New("sb"), NewEnv(true, nil, nil)
+	parseRound(t, s, env, body, "", 1)
+	if s.layout == nil || fmt.Sprint(s.idx) != "[0 1 0 2]" {
+		t.Errorf("layout %v, idx %v: want [0 1 0 2]", s.layout != nil, s.idx)
+	}
+	s = New("sb2")
+	parseRound(t, s, env, []byte("a 1\nb 2\n"), "", 1)
+	if s.layout == nil || s.idx != nil {
+		t.Errorf("layout %v, idx %v: want none for entries in order", s.layout != nil, s.idx)
+	}
+}

@@ -41,7 +41,7 @@ type Sandbox struct {
 	families map[string]*family // by name as exposed
 
 	curRound uint64
-	defs     []famDef // families of this round, in order of appearance
+	defs     []famDef // during a Parse: families of the round, in order of appearance (Env.getDefs)
 	// fams is the shared family set the last round's lines got (Env.fams),
 	// shape their shared series and runs (Env.shapes; nil: none yet).
 	fams  *exposition.Families
@@ -52,7 +52,8 @@ type Sandbox struct {
 
 	// layout is the last exposition but its values, for the replay path
 	// (package layout), nil when the last parse could not record one; idx is
-	// the entry of each of its series steps.
+	// the entry of each of its series steps, nil when step k's entry is k
+	// (entryAt; 4 bytes a series saved in the common case).
 	layout   *layout.Layout
 	idx      []int32
 	replayed bool // the last Parse took the replay path
@@ -232,15 +233,23 @@ func (s *Sandbox) ensureMaps() {
 			s.byInfo[in.Canon] = int32(i)
 		}
 	}
-	s.byRaw = make(map[string]int32, len(s.idx))
+	s.byRaw = make(map[string]int32, len(s.entries))
 	if l := s.layout; l != nil {
 		k := 0
 		l.Series(func(raw string) {
-			s.byRaw[raw] = s.idx[k]
+			s.byRaw[raw] = s.entryAt(k)
 			k++
 		})
 	}
 	s.spells = len(s.byRaw)
+}
+
+// entryAt returns the entry of the layout's series step k.
+func (s *Sandbox) entryAt(k int) int32 {
+	if s.idx == nil {
+		return int32(k)
+	}
+	return s.idx[k]
 }
 
 // dropMaps frees byRaw and byInfo once the sandbox has a layout
