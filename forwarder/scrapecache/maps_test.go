@@ -126,3 +126,28 @@ func TestFamiliesShared(t *testing.T) {
 		}
 	}
 }
+
+// TestSamplesReleased: the push samples are not held once the push phase
+// cleared them, and the next collect round allocates them at the size the
+// last one needed (no growth by doubling).
+func TestSamplesReleased(t *testing.T) {
+	var body strings.Builder
+	for i := range 1100 {
+		body.WriteString("a{i=\"" + strconv.Itoa(i) + "\"} 1 1000\n")
+	}
+	env := NewEnv(true, nil, nil)
+	s := New("sb")
+	for round := uint64(1); round <= 3; round++ {
+		parseRound(t, s, env, []byte(body.String()), "", round)
+		if len(s.samples) != 1100 || cap(s.samples) > 1100+1100/8+16 || len(s.tss) != 1100 {
+			t.Fatalf("round %d: %d samples (cap %d), %d timestamps, want 1100 and a fitting capacity", round, len(s.samples), cap(s.samples), len(s.tss))
+		}
+		if round > 1 && cap(s.samples) != 1100 {
+			t.Errorf("round %d: samples allocated with capacity %d, want the last round's 1100", round, cap(s.samples))
+		}
+		s.ClearSamples()
+		if s.samples != nil || s.tss != nil {
+			t.Fatalf("round %d: samples (cap %d) or timestamps (cap %d) held after ClearSamples", round, cap(s.samples), cap(s.tss))
+		}
+	}
+}

@@ -46,6 +46,9 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 	defer func() { env.putDefs(s.defs); s.defs = nil }()
 	s.curRound = round
 	s.samples, s.tss = s.samples[:0], s.tss[:0]
+	if collect && s.samples == nil && s.nSamples > 0 {
+		s.samples = make([]Sample, 0, s.nSamples)
+	}
 	s.live, s.seen = 0, 0
 	ps := &parsing{s: s, env: env, out: out, collect: collect, r: uint32(round), cur: -1}
 	om, err := isOpenMetrics(contentType)
