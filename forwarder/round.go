@@ -85,12 +85,14 @@ func (f *Forwarder) prepare(ctx context.Context, round uint64, noPull bool) []*s
 }
 
 // scrapeAll scrapes and parses every sandbox of the round in parallel
-// (forwarder/scrape), then judges the failures.
+// (forwarder/scrape), then judges the failures. The round's scrape
+// buffers are let go once it is done (scrape.Buffers.Release).
 func (f *Forwarder) scrapeAll(ctx context.Context, states []*scrape.Target, scheduled, collect bool, round uint64) {
 	r := scrape.Round{Source: f.deps.Scraper, Env: f.env, Buffers: f.bufs, Metrics: &f.m.scrape, Log: f.log,
 		Now: f.now, Timeout: f.cfg.ScrapeTimeout, JitterMax: f.jitterMax, Concurrency: f.cfg.Concurrency,
 		Number: round, Scheduled: scheduled, Collect: collect, Live: f.deps.Sandboxes.List}
 	r.All(ctx, states)
+	f.bufs.Release()
 }
 
 // forgetGone drops the sandboxes the round did not list (their series
