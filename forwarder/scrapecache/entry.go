@@ -2,6 +2,7 @@ package scrapecache
 
 import (
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
@@ -53,8 +54,12 @@ type Env struct {
 	fams     exposition.FamilyTable // shared family sets of pull lines
 	shapes   exposition.ShapeTable  // shared series and runs of pull lines
 	famb     sync.Pool              // *exposition.FamiliesBuilder, one per parse in flight
-	defs     sync.Pool              // *[]famDef, one per parse in flight
-	noReplay bool                   // tests: always run the full parser
+	defs     sync.Pool              // *defScratch, one per parse in flight
+	// families is every family name seen (raw -> *family), shared by all
+	// sandboxes: read by every parse, written when a name is new.
+	families  sync.Map
+	nfamilies atomic.Int64
+	noReplay  bool // tests: always run the full parser
 }
 
 // NewEnv returns an Env. With push, every new series gets its push label
@@ -64,31 +69,63 @@ func NewEnv(push bool, relabel []*relabel.Config, external []labels.Label) *Env 
 	return &Env{push: push, strs: newInterner(), relabel: relabel, external: external}
 }
 
-// getDefs returns an empty family list for one Parse (a sandbox needs it
-// only while it parses: ~5 KiB for the shared exposition's 75 families,
-// kept per parse in flight instead of per sandbox); putDefs gives it back.
-func (env *Env) getDefs() []famDef {
-	if p, _ := env.defs.Get().(*[]famDef); p != nil {
-		return (*p)[:0]
-	}
-	return nil
+// defScratch is a Parse's family list and its index by name (Sandbox.defs,
+// Sandbox.defIdx): a sandbox needs them only while it parses (~10 KiB for
+// the shared exposition's 75 families), so they are kept per parse in
+// flight instead of per sandbox.
+type defScratch struct {
+	defs []famDef
+	idx  map[string]int
 }
 
-func (env *Env) putDefs(d []famDef) {
-	if cap(d) == 0 {
-		return
+// getDefs returns an empty family list and index for one Parse; putDefs
+// gives them back.
+func (env *Env) getDefs() ([]famDef, map[string]int) {
+	if p, _ := env.defs.Get().(*defScratch); p != nil {
+		return p.defs[:0], p.idx
 	}
+	return nil, make(map[string]int)
+}
+
+func (env *Env) putDefs(d []famDef, idx map[string]int) {
 	for i := range d {
 		d[i] = famDef{names: d[i].names[:0]} // no family or help kept alive
 	}
-	env.defs.Put(&d)
+	if len(idx) > 4096 { // a Go map never shrinks: no huge one kept
+		return
+	}
+	clear(idx)
+	env.defs.Put(&defScratch{defs: d, idx: idx})
+}
+
+// family returns the shared family named raw (as exposed), adding it if
+// new; raw must be long-lived (interned).
+func (env *Env) family(raw string) *family {
+	if f, ok := env.families.Load(raw); ok {
+		return f.(*family)
+	}
+	out := raw
+	if r, ok := renamed(raw); ok {
+		out = env.strs.str(r)
+	}
+	f, loaded := env.families.LoadOrStore(raw, &family{raw: raw, name: out})
+	if !loaded {
+		env.nfamilies.Add(1)
+	}
+	return f.(*family)
 }
 
 // Reset drops the interner's tables when they hold more than limit
 // strings (or series, or templates): called between rounds, with a bound
 // derived from the live series, so churn of high-cardinality values cannot
 // grow them without bound. Not concurrent with a Parse.
-func (env *Env) Reset(limit int) { env.strs.reset(limit) }
+func (env *Env) Reset(limit int) {
+	env.strs.reset(limit)
+	if env.nfamilies.Load() > int64(limit) {
+		env.families.Clear()
+		env.nfamilies.Store(0)
+	}
+}
 
 // newEntry builds the entry for the series the parser is positioned on.
 func (s *Sandbox) newEntry(env *Env, p textparse.Parser) Entry {

@@ -2,6 +2,7 @@ package scrapecache
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -74,8 +75,8 @@ func TestSlicesFitted(t *testing.T) {
 	env := NewEnv(true, nil, nil)
 	s := New("sb")
 	parseRound(t, s, env, []byte(body.String()), "", 1)
-	if s.defs != nil {
-		t.Errorf("the round's family list (%d) kept after the parse", cap(s.defs))
+	if s.defs != nil || s.defIdx != nil {
+		t.Errorf("the round's family list (%d) or index (%d) kept after the parse", cap(s.defs), len(s.defIdx))
 	}
 	if s.layout == nil || s.idx != nil {
 		t.Errorf("layout recorded %v, idx of %d entries kept: want a layout and no idx (its entries are in order)", s.layout != nil, len(s.idx))
@@ -149,5 +150,38 @@ func TestSamplesReleased(t *testing.T) {
 		if s.samples != nil || s.tss != nil {
 			t.Fatalf("round %d: samples (cap %d) or timestamps (cap %d) held after ClearSamples", round, cap(s.samples), cap(s.tss))
 		}
+	}
+}
+
+// TestFamilyNamesShared: sandboxes share one record per family name (its
+// exposed and renamed names) instead of each keeping its own, and Reset
+// lets them go once they outnumber the bound.
+func TestFamilyNamesShared(t *testing.T) {
+	env := NewEnv(true, nil, nil)
+	body := sharedExposition(t)
+	for i := range 3 {
+		s := New(fmt.Sprint("sb", i))
+		for round := uint64(1); round <= 2; round++ {
+			parseRound(t, s, env, body, "", round)
+		}
+	}
+	n := env.nfamilies.Load()
+	if n < 50 || n > 100 {
+		t.Fatalf("%d family names for the shared exposition's families", n)
+	}
+	f, ok := env.families.Load("go_goroutines")
+	if !ok || f.(*family).name != "kata_shim_go_goroutines" {
+		t.Fatalf("go_goroutines: %v %v, want renamed kata_shim_go_goroutines", ok, f)
+	}
+	env.Reset(int(n))
+	if env.nfamilies.Load() != n {
+		t.Error("names dropped within the bound")
+	}
+	env.Reset(int(n) - 1)
+	if env.nfamilies.Load() != 0 {
+		t.Error("names kept past the bound")
+	}
+	if _, ok := env.families.Load("go_goroutines"); ok {
+		t.Error("go_goroutines kept past the bound")
 	}
 }

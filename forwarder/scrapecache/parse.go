@@ -42,9 +42,11 @@ type parsing struct {
 // last one but for its values is replayed without the lexer (package layout),
 // with the same result.
 func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64, collect bool, out *exposition.Lines) (Stats, error) {
-	s.defs = env.getDefs()
-	defer func() { env.putDefs(s.defs); s.defs = nil }()
-	s.curRound = round
+	s.defs, s.defIdx = env.getDefs()
+	defer func() {
+		env.putDefs(s.defs, s.defIdx)
+		s.defs, s.defIdx = nil, nil
+	}()
 	s.samples, s.tss = s.samples[:0], s.tss[:0]
 	if collect && s.samples == nil && s.nSamples > 0 {
 		s.samples = make([]Sample, 0, s.nSamples)
@@ -125,10 +127,9 @@ func (ps *parsing) full(body []byte, contentType string, record bool) error {
 		case textparse.EntryHelp:
 			name, help := p.Help()
 			ps.cur = ps.s.def(ps.env, name)
-			if d := &ps.s.defs[ps.cur]; !d.locked && !d.hasHelp && string(help) != d.fam.help {
-				d.fam.help = ps.env.strs.bytes(help) // every sandbox has the same
+			if d := &ps.s.defs[ps.cur]; !d.locked && !d.hasHelp {
+				ps.setHelp(ps.env.strs.bytes(help)) // every sandbox has the same
 			}
-			ps.setHelp(ps.s.defs[ps.cur].fam.help)
 			if ps.rec.OK() {
 				ps.rec.Meta(layout.Step{Kind: layout.StepHelp, Name: ps.env.strs.bytes(name), Help: ps.env.strs.bytes(help)}, name)
 			}
@@ -190,7 +191,6 @@ func (ps *parsing) replay(body []byte) bool {
 // earlier HELP fixed it; help is long-lived.
 func (ps *parsing) setHelp(help string) {
 	if d := &ps.s.defs[ps.cur]; !d.locked && !d.hasHelp {
-		d.fam.help = help
 		d.help, d.hasHelp = help, true
 	}
 }
@@ -281,13 +281,6 @@ func (s *Sandbox) finish(env *Env, round uint64, out *exposition.Lines) bool {
 	compacted := false
 	if s.seen < len(s.entries)-len(s.free) {
 		compacted = s.sweep(round)
-	}
-	if len(s.families) > 2*len(s.defs)+16 {
-		for k, fam := range s.families {
-			if fam.round != round {
-				delete(s.families, k)
-			}
-		}
 	}
 	b, _ := env.famb.Get().(*exposition.FamiliesBuilder)
 	if b == nil {

@@ -30,18 +30,19 @@ type Sandbox struct {
 	// every entry) and are rebuilt from it before the next full parse
 	// (ensureMaps), which at 200 sandboxes saves ~12 MiB of map space that
 	// steady-state rounds never read.
-	byRaw    map[string]int32
-	byInfo   map[string]int32
-	spells   int    // raw spellings cached: len(byRaw) when built
-	scratch  []byte // for rendering a new entry's head
-	live     int    // distinct valid entries seen this round
-	seen     int    // distinct entries (valid or not) seen this round
-	evicted  []Gone // pushable series that disappeared, for the push phase
-	lb       *labels.Builder
-	families map[string]*family // by name as exposed
+	byRaw   map[string]int32
+	byInfo  map[string]int32
+	spells  int    // raw spellings cached: len(byRaw) when built
+	scratch []byte // for rendering a new entry's head
+	live    int    // distinct valid entries seen this round
+	seen    int    // distinct entries (valid or not) seen this round
+	evicted []Gone // pushable series that disappeared, for the push phase
+	lb      *labels.Builder
 
-	curRound uint64
-	defs     []famDef // during a Parse: families of the round, in order of appearance (Env.getDefs)
+	// During a Parse (Env.getDefs): the families of the round, in order of
+	// appearance, and the index in defs of each by name as exposed.
+	defs   []famDef
+	defIdx map[string]int
 	// fams is the shared family set the last round's lines got (Env.fams),
 	// shape their shared series and runs (Env.shapes; nil: none yet).
 	fams  *exposition.Families
@@ -89,21 +90,18 @@ type famDef struct {
 	utf8             bool // a line's name or label name needs quoting
 }
 
-// family is what a sandbox keeps about one family name across rounds, so a
-// round neither re-renames nor re-allocates names and unchanged help texts.
+// family is one family name as exposed and after renaming, shared by all
+// sandboxes (Env.family), so a round neither re-renames nor re-allocates
+// names. Read-only.
 type family struct {
-	raw, name string // as exposed, and after renaming
-	help      string // the last help text seen
-	round     uint64 // the round idx belongs to
-	idx       int    // index in defs in that round
+	raw, name string
 }
 
 // New returns the empty cache of sandbox id, pod unknown.
 func New(id string) *Sandbox {
 	s := &Sandbox{
-		id:       id,
-		lb:       labels.NewBuilder(labels.EmptyLabels()),
-		families: make(map[string]*family),
+		id: id,
+		lb: labels.NewBuilder(labels.EmptyLabels()),
 	}
 	s.setVals(cri.Pod{}, false)
 	return s
@@ -326,36 +324,22 @@ func (s *Sandbox) compact() {
 
 // def returns the index of this round's family named raw, creating it.
 func (s *Sandbox) def(env *Env, raw []byte) int {
-	fam := s.families[string(raw)]
-	if fam == nil {
-		fam = s.newFamily(env, env.strs.bytes(raw))
+	if i, ok := s.defIdx[string(raw)]; ok {
+		return i
 	}
-	return s.defOf(fam)
+	return s.newDef(env.family(env.strs.bytes(raw)))
 }
 
 // defName is def for a name that is already a long-lived string.
 func (s *Sandbox) defName(env *Env, name string) int {
-	fam := s.families[name]
-	if fam == nil {
-		fam = s.newFamily(env, name)
+	if i, ok := s.defIdx[name]; ok {
+		return i
 	}
-	return s.defOf(fam)
+	return s.newDef(env.family(name))
 }
 
-func (s *Sandbox) newFamily(env *Env, raw string) *family {
-	out := raw
-	if r, ok := renamed(raw); ok {
-		out = env.strs.str(r)
-	}
-	fam := &family{raw: raw, name: out}
-	s.families[raw] = fam
-	return fam
-}
-
-func (s *Sandbox) defOf(fam *family) int {
-	if fam.round == s.curRound {
-		return fam.idx
-	}
+// newDef adds family fam to the round's families and returns its index.
+func (s *Sandbox) newDef(fam *family) int {
 	n := len(s.defs)
 	if n < cap(s.defs) {
 		s.defs = s.defs[:n+1]
@@ -365,6 +349,6 @@ func (s *Sandbox) defOf(fam *family) int {
 	}
 	d := &s.defs[n]
 	d.fam, d.typ = fam, model.MetricTypeUnknown
-	fam.round, fam.idx = s.curRound, n
+	s.defIdx[fam.raw] = n
 	return n
 }
