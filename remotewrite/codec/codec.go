@@ -283,14 +283,18 @@ func (e *Encoder) cut(src []series.Series, f Format, st *RoundStats) ([]wal.Bloc
 		if n == 0 {
 			return nil
 		}
-		raw, err := e.m.marshal(src[start:end], f)
-		if err != nil {
-			return err
-		}
 		// Earlier blocks of this round keep pointing at the old array if
 		// this grows it; they are never written again, so that is safe.
 		at := len(e.out)
-		e.out = e.comp.Compress(e.out, raw, f)
+		if f == FormatV1 {
+			e.out = e.m.appendSnappyV1(e.out, src[start:end])
+		} else {
+			raw, err := e.m.marshal(src[start:end], f)
+			if err != nil {
+				return err
+			}
+			e.out = e.comp.Compress(e.out, raw, f)
+		}
 		data := e.out[at:len(e.out):len(e.out)]
 		blocks = append(blocks, wal.Block{Samples: n, MinTimestamp: blockMin, MaxTimestamp: blockMax, Format: uint8(f), Data: data})
 		st.Samples += n
@@ -441,38 +445,114 @@ func (m *marshaler) marshal(ss []series.Series, f Format) ([]byte, error) {
 // 128 to 16383 bytes) and moved when its length takes another width
 // (patchLen), so its labels are not sized before they are copied.
 func (m *marshaler) marshalV1(ss []series.Series) ([]byte, error) {
+	var w writerV1
 	b := m.raw[:0]
-	var (
-		lastV *series.Values
-		vp    *valsPrep
-	)
 	for i := range ss {
-		s := &ss[i]
-		b = append(b, 0x0a) // WriteRequest.timeseries
-		if s.Template == nil {
-			b = binary.AppendUvarint(b, uint64(seriesSizeV1(s)))
-			for _, l := range s.Labels {
-				b = append(b, 0x0a) // TimeSeries.labels
-				b = binary.AppendUvarint(b, uint64(labelSizeV1(l)))
-				b = appendStringField(b, 0x0a, l.Name)
-				b = appendStringField(b, 0x12, l.Value)
-			}
-			b = appendSamplesV1(b, s.Samples)
-			continue
-		}
-		// The prepared form: the template's and the values' label bytes,
-		// built once (prepared.go).
-		if vp == nil || s.Values != lastV {
-			lastV, vp = s.Values, prepValues(s.Values)
-		}
-		at := len(b)
-		b = append(b, 0, 0)
-		b = prepTemplate(s.Template).appendLabelsV1(b, &m.slots, vp)
-		b = appendSamplesV1(b, s.Samples)
-		b = patchLen(b, at, 2)
+		b = w.appendSeries(b, &ss[i], &m.slots)
 	}
 	m.raw = b
 	return b, nil
+}
+
+// writerV1 appends the series of one 1.0 request, remembering the
+// prepared values of the last templated series (consecutive series of a
+// sandbox share them).
+type writerV1 struct {
+	lastV *series.Values
+	vp    *valsPrep
+}
+
+// appendSeries appends s as one WriteRequest.timeseries field.
+func (w *writerV1) appendSeries(b []byte, s *series.Series, slots *slotMsgs) []byte {
+	b = append(b, 0x0a) // WriteRequest.timeseries
+	if s.Template == nil {
+		b = binary.AppendUvarint(b, uint64(seriesSizeV1(s)))
+		for _, l := range s.Labels {
+			b = append(b, 0x0a) // TimeSeries.labels
+			b = binary.AppendUvarint(b, uint64(labelSizeV1(l)))
+			b = appendStringField(b, 0x0a, l.Name)
+			b = appendStringField(b, 0x12, l.Value)
+		}
+		return appendSamplesV1(b, s.Samples)
+	}
+	// The prepared form: the template's and the values' label bytes,
+	// built once (prepared.go).
+	if w.vp == nil || s.Values != w.lastV {
+		w.lastV, w.vp = s.Values, prepValues(s.Values)
+	}
+	at := len(b)
+	b = append(b, 0, 0)
+	b = prepTemplate(s.Template).appendLabelsV1(b, slots, w.vp)
+	b = appendSamplesV1(b, s.Samples)
+	return patchLen(b, at, 2)
+}
+
+// snappyPiece is how much of a marshalled 1.0 request appendSnappyV1 holds
+// before compressing it. Each piece is compressed on its own, so a series
+// finds no match in an earlier piece; the same series of the sandbox
+// before lies one sandbox's series back (759 series of ~200 bytes). In
+// the harness (200 sandboxes, max_samples_per_send 10000: ~2 MB a
+// request) the wire took 21.15 bytes a sample compressed whole, 21.77 at
+// 1 MiB pieces, 22.28 at 512 KiB and 23.56 at 256 KiB
+// (docs/benchmarks.md, "Session 6, push side and runtime"). A request of
+// at most 1 MiB (about 5000 samples; the default max_samples_per_send is
+// 2000) is one piece, compressed whole as before.
+const snappyPiece = 1 << 20
+
+// appendSnappyV1 appends ss as one 1.0 request compressed in Snappy's
+// block format to dst: a block that decodes to the bytes marshalV1 gives,
+// but marshalled and compressed snappyPiece bytes at a time, so the
+// scratch is one piece (1 MiB plus a series) instead of the whole
+// marshalled request (about 200 bytes a series: 2 MB at
+// max_samples_per_send 10000), and dst grows by the compressed size plus
+// one piece's worst case instead of the whole request's (s2.MaxEncodedLen).
+// A Snappy block is the uvarint length of the uncompressed bytes followed
+// by elements, literals and copies of output already decoded
+// (format_description.txt in google/snappy); a piece's copies reach only
+// into the piece, so the elements of pieces compressed alone concatenate
+// into one valid block (golang/snappy's Encode builds its blocks so, of
+// 64 KiB pieces). The length is known only at the end: maxLenVarint bytes
+// are left for it and the compressed bytes moved back over what the
+// varint does not use.
+func (m *marshaler) appendSnappyV1(dst []byte, ss []series.Series) []byte {
+	at := len(dst)
+	dst = append(dst, make([]byte, maxLenVarint)...)
+	var w writerV1
+	b := m.raw[:0]
+	total := 0
+	for i := range ss {
+		b = w.appendSeries(b, &ss[i], &m.slots)
+		for len(b) >= snappyPiece {
+			dst = appendSnappyElements(dst, b[:snappyPiece])
+			total += snappyPiece
+			b = b[:copy(b, b[snappyPiece:])]
+		}
+	}
+	dst = appendSnappyElements(dst, b)
+	total += len(b)
+	m.raw = b[:0]
+	n := binary.PutUvarint(dst[at:], uint64(total))
+	copy(dst[at+n:], dst[at+maxLenVarint:])
+	return dst[:len(dst)-(maxLenVarint-n)]
+}
+
+// maxLenVarint is the room appendSnappyV1 leaves for a block's length: a
+// request's marshalled size fits a uint32 (Snappy's limit as well).
+const maxLenVarint = binary.MaxVarintLen32
+
+// appendSnappyElements appends p compressed as the elements of a Snappy
+// block, without the block's length, to dst (s2's Snappy-compatible
+// encoder, as Compress; its length prefix is dropped).
+func appendSnappyElements(dst, p []byte) []byte {
+	if len(p) == 0 {
+		return dst
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, s2.MaxEncodedLen(len(p)))
+	enc := s2.EncodeSnappy(dst[start:cap(dst)], p)
+	h := varintSize(uint64(len(p)))
+	n := copy(dst[start:cap(dst)], enc[h:])
+	return dst[:start+n]
 }
 
 // patchLen writes the size of the message b[at+room:] as a varint at
