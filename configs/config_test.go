@@ -199,7 +199,10 @@ func TestLoadReportsEverySectionError(t *testing.T) {
 	}, strings.Split(err.Error(), "\n"))
 }
 
-// FuzzLoad: any input is either a config or an error, never a panic.
+// FuzzLoad: any input is either a valid config or Errors, never a panic:
+// each problem says something, problems come in file order (by line, those
+// without one last), a line is one of the input's, and the same input
+// gives the same errors again.
 func FuzzLoad(f *testing.F) {
 	files, _ := filepath.Glob("examples/*.yaml")
 	for _, p := range files {
@@ -213,7 +216,23 @@ func FuzzLoad(f *testing.F) {
 		cfg, err := Load(strings.NewReader(s))
 		if err == nil {
 			require.NoError(t, cfg.Validate())
+			return
 		}
+		var errs Errors
+		require.ErrorAs(t, err, &errs, "%q", s)
+		require.NotEmpty(t, errs)
+		// YAML breaks lines at \n, \r\n and \r.
+		lines := 1 + strings.Count(strings.ReplaceAll(s, "\r\n", "\n"), "\n") + strings.Count(strings.ReplaceAll(s, "\r\n", "\n"), "\r")
+		for i, e := range errs {
+			require.NotEmpty(t, e.Msg, "%q: %v", s, err)
+			require.True(t, e.Line >= 0 && e.Line <= lines, "%q has %d lines: %v", s, lines, err)
+			if i > 0 {
+				p := errs[i-1]
+				require.True(t, e.Line == 0 || (p.Line != 0 && p.Line <= e.Line), "%q: out of file order: %v", s, err)
+			}
+		}
+		_, again := Load(strings.NewReader(s))
+		require.EqualError(t, again, err.Error(), "%q", s)
 	})
 }
 
