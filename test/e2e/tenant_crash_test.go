@@ -10,10 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kata-containers/kata-monitor/remotewrite/config"
+	"github.com/kata-containers/kata-monitor/test/daemon"
 	"github.com/kata-containers/kata-monitor/test/fakenode"
 	"github.com/kata-containers/kata-monitor/test/fakeshim"
+	"github.com/kata-containers/kata-monitor/test/faultproxy"
 	"github.com/kata-containers/kata-monitor/test/receiver"
 )
 
@@ -147,4 +151,122 @@ func TestTenantsSIGKILLLoop(t *testing.T) {
 	}
 	result(t, "tenant per namespace (3), %d SIGKILLs at random 50-700ms (receiver down in %d runs), Prometheus 2.42 without an out-of-order window: refused 0 samples over all runs; final run per tenant: %s, dropped 0; rounds delivered in order of scraped: %s (the rest: interrupted rounds and the final run's %0.f failed scrapes)",
 		iterations, downRuns, strings.Join(summary, "; "), strings.Join(rounds, ", "), unpushed)
+}
+
+// TestTenantsSIGTERMRestarts (the probe of session 5's unexplained
+// observation: two rounds of one namespace missing after restarts with
+// the receiver paused, counted nowhere): tenant routing by cri_namespace
+// (3 namespaces, one sandbox each) into Prometheus 2.42, 8 runs stopped
+// with SIGTERM after 0.5-1.5 s, each with the receiver normal, paused
+// (every request held past remote_timeout), paused for team-b only, or
+// answering 503 to team-b only; then a run that drains. Prometheus
+// refused nothing, the draining run dropped nothing, and every round a
+// shim served is in Prometheus, in order, except scrapes the log reports
+// as failed ("scrape shim failed": a shutdown cancels the scrapes in
+// flight, which a shim has counted already) and at most one round per
+// stop: a round that a shutdown cuts short is not pushed at all
+// (forwarder.execRound), also the sandboxes whose scrape had completed,
+// and nothing logs or counts those. That, not the WAL, was session 5's
+// observation: with the binary of 9dd229c^ in the 8 runs, 6 of 10 runs
+// here had one or two sandboxes miss a round at a stop with no failed
+// scrape logged; with 27e9349's binary 1 of 6 did (its scrapes start in
+// ten waves, not at a jitter each, so fewer stops fall between completed
+// scrapes of a round). Pushing, or at least counting, what a round cut
+// short had scraped would let this test allow failed scrapes only. With KATA_MONITOR_FIRST_BINARY the 8 runs use that binary (one
+// built at 9dd229c^, with per-tenant WAL directories, checks an upgrade).
+func TestTenantsSIGTERMRestarts(t *testing.T) {
+	t.Parallel()
+	first := binary
+	if b := os.Getenv("KATA_MONITOR_FIRST_BINARY"); b != "" {
+		first = b
+	}
+	const n, runs = 3, 8
+	node := tenantNode(t, n)
+	prom, p, url := proxied(t, receiver.Prometheus)
+	start := time.Now()
+	cfg := writeConfig(t, "250ms", t.TempDir(), "64MiB", endpoint{name: "prom", url: url,
+		extra: "    remote_timeout: 1s\n    tenant: {label: cri_namespace}\n" + noMetadata})
+	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 17))
+	m := &monitor{t: t, addr: freeAddr(t), log: &daemon.Buffer{}}
+	m.args = []string{"--listen-address", m.addr, "--runtime-endpoint", "unix://" + node.CRISocket,
+		"--sandbox-root", node.Root, "--log-level", "debug", "--config", cfg}
+	t.Cleanup(func() {
+		m.stop(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("kata-monitor log:\n%s", tail(m.log.String(), 80))
+		}
+	})
+	held := faultproxy.Fault{Delay: 5 * time.Second} // > remote_timeout: a paused receiver
+	var modes []string
+	for i := range runs {
+		mode := []string{"normal", "paused", "team-b-paused", "team-b-503"}[rng.IntN(4)]
+		p.SetHTTPFaults(func(_ int64, r *http.Request, _ *prompb.WriteRequest) faultproxy.Fault {
+			switch {
+			case mode == "paused":
+				return held
+			case mode == "normal" || r.Header.Get(config.DefaultTenantHeader) != "team-b":
+				return faultproxy.Fault{}
+			case mode == "team-b-503":
+				return faultproxy.Fault{Status: http.StatusServiceUnavailable}
+			}
+			return held
+		})
+		proc, err := daemon.Launch(first, m.args, m.log)
+		require.NoError(t, err)
+		m.proc = proc
+		require.NoError(t, proc.WaitHealthy(m.addr, 30*time.Second, nil), "run %d", i)
+		// The stop point is the fault being injected, not a wait for a
+		// condition.
+		time.Sleep(time.Duration(500+rng.IntN(1000)) * time.Millisecond)
+		require.Equal(t, 0, m.stop(syscall.SIGTERM), "run %d (%s): a clean exit", i, mode)
+		modes = append(modes, mode)
+	}
+	p.SetFaults(nil)
+	m.start()
+	waitFor(t, 60*time.Second, 250*time.Millisecond, func() (bool, string) {
+		v := m.ownMetrics(t)
+		for _, ns := range teams {
+			if app, _, _, _ := tenantValues(v, "prom", ns); app == 0 {
+				return false, "tenant " + ns + ": the draining run appended nothing yet"
+			}
+		}
+		return true, ""
+	})
+	shims := make([]*fakeshim.Shim, n)
+	for i := range n {
+		shims[i] = node.Shim(fakenode.ID(i))
+		require.NoError(t, node.Remove(fakenode.ID(i)))
+	}
+	var books []string
+	for _, ns := range teams {
+		var app, sent float64
+		var dropped map[string]float64
+		waitFor(t, 60*time.Second, 300*time.Millisecond, func() (bool, string) {
+			var pending float64
+			app, sent, dropped, pending = tenantValues(m.ownMetrics(t), "prom", ns)
+			return pending == 0, fmt.Sprintf("tenant %s: pending %.0f", ns, pending)
+		})
+		require.Empty(t, dropped, "tenant %s", ns)
+		books = append(books, fmt.Sprintf("%s appended %.0f sent %.0f", ns, app, sent))
+	}
+	require.Zero(t, p.Stats().ReceiverRejectedSamples, "Prometheus refused nothing")
+	log := m.log.String()
+	var rounds []string
+	for i, shim := range shims {
+		id := fakenode.ID(i)
+		failed := 0
+		for _, l := range strings.Split(log, "\n") {
+			if strings.Contains(l, `msg="scrape shim failed"`) && strings.Contains(l, "sandbox_id="+id) {
+				failed++
+			}
+		}
+		s, _ := counterSeries(t, prom, id, start)
+		g := gaps(t, s) // in order, no repeat
+		scraped := int(shim.Scrapes())
+		require.LessOrEqual(t, scraped-len(s.Values), failed+runs,
+			"sandbox %d (%s): every round a shim served arrived, but scrapes the log reports failed and one round per stop; gaps %v", i, teams[i%3], g)
+		rounds = append(rounds, fmt.Sprintf("%s %d of %d (%d failed scrapes logged)", teams[i%3], len(s.Values), scraped, failed))
+	}
+	result(t, "tenant per namespace (3), %d SIGTERM restarts (receiver %s), Prometheus 2.42: refused 0; rounds delivered of served: %s; draining run: %s, dropped 0",
+		runs, strings.Join(modes, ", "), strings.Join(rounds, ", "), strings.Join(books, "; "))
 }
