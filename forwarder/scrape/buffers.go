@@ -3,14 +3,18 @@ package scrape
 import "sync"
 
 // Buffers pools scrape buffers across the sandboxes of a round, at most one
-// per concurrency slot, and lets them go between rounds (Release): a
-// round's buffers (up to concurrency times the exposition's size, ~2 MB
-// for 32 slots of a shim's 58 KiB) are not held while no scrape runs, when
-// pull rounds and requests need the memory. Safe for concurrent use.
+// per concurrency slot. Between rounds (Release) they are held only by a
+// sync.Pool, which lets them go once two GC cycles passed without a round
+// taking them back: a round's buffers (up to concurrency times the
+// exposition's size, ~2 MB for 32 slots of a shim's 58 KiB) are not held
+// while pull requests keep the GC busy, and cost no allocation while
+// rounds follow each other with few collections between them (push only).
+// Safe for concurrent use.
 type Buffers struct {
 	mu   sync.Mutex
 	max  int
 	bufs [][]byte
+	idle sync.Pool // *[]byte: buffers released between rounds
 	// hint is the capacity of a new buffer: the mean body of the last
 	// round that had one, plus an eighth (0: none yet, the scraper
 	// grows its own).
@@ -21,13 +25,17 @@ type Buffers struct {
 // NewBuffers returns a pool that keeps at most n buffers.
 func NewBuffers(n int) *Buffers { return &Buffers{max: n} }
 
-// Get returns a scrape buffer from the pool, else a new one sized for the
-// last round's mean body, else nil (the scraper allocates one).
+// Get returns a scrape buffer from the pool, else one released by an
+// earlier round, else a new one sized for the last round's mean body,
+// else nil (the scraper allocates one).
 func (p *Buffers) Get() []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.bufs)
 	if n == 0 {
+		if b, _ := p.idle.Get().(*[]byte); b != nil {
+			return (*b)[:0]
+		}
 		if p.hint == 0 {
 			return nil
 		}
@@ -59,15 +67,19 @@ func (p *Buffers) Put(b []byte) {
 	}
 }
 
-// Release lets go of the pooled buffers, once a round's scrapes are done;
-// the next round's new buffers get the capacity of this round's mean body
-// (plus an eighth), so that a typical exposition fits without regrowing
-// and one huge exposition does not size them all.
+// Release hands the pooled buffers to the GC's discretion (a sync.Pool),
+// once a round's scrapes are done; the next round's new buffers get the
+// capacity of this round's mean body (plus an eighth), so that a typical
+// exposition fits without regrowing and one huge exposition does not size
+// them all.
 func (p *Buffers) Release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	clear(p.bufs)
-	p.bufs = nil
+	for i, b := range p.bufs {
+		p.idle.Put(&b)
+		p.bufs[i] = nil
+	}
+	p.bufs = p.bufs[:0]
 	if p.count > 0 {
 		mean := p.sum / p.count
 		p.hint = mean + mean/8
@@ -75,8 +87,9 @@ func (p *Buffers) Release() {
 	p.sum, p.count = 0, 0
 }
 
-// Pooled returns how many buffers the pool holds and the largest capacity
-// among them, and the capacity a new buffer gets.
+// Pooled returns how many buffers the pool holds for the round (not those
+// released to the GC's discretion) and the largest capacity among them,
+// and the capacity a new buffer gets.
 func (p *Buffers) Pooled() (n, maxCap, hint int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -128,9 +128,9 @@ func TestFamiliesShared(t *testing.T) {
 	}
 }
 
-// TestSamplesReleased: the push samples are not held once the push phase
-// cleared them, and the next collect round allocates them at the size the
-// last one needed (no growth by doubling).
+// TestSamplesReleased: the push samples are not held by the sandbox once
+// the push phase cleared them (only by a sync.Pool), and the next collect
+// round gets them at the size the last one needed (no growth by doubling).
 func TestSamplesReleased(t *testing.T) {
 	var body strings.Builder
 	for i := range 1100 {

@@ -49,7 +49,7 @@ func (s *Sandbox) Parse(env *Env, body []byte, contentType string, round uint64,
 	}()
 	s.samples, s.tss = s.samples[:0], s.tss[:0]
 	if collect && s.samples == nil && s.nSamples > 0 {
-		s.samples = make([]Sample, 0, s.nSamples)
+		s.samples = newSamples(s.nSamples)
 	}
 	s.live, s.seen = 0, 0
 	ps := &parsing{s: s, env: env, out: out, collect: collect, r: uint32(round), cur: -1}
