@@ -164,11 +164,19 @@ func (q *Queue) flushAcksLocked() {
 	state, snap := q.ackState()
 	q.mu.Unlock()
 	if err := disk.WriteAck(q.cfg.Dir, state); err != nil {
-		q.logger.Warn("cannot persist the acknowledged positions; a restart would resend", "err", err)
+		// Once per failing spell: Next tries again before every send.
+		if !q.ackFailing {
+			q.logger.Warn("cannot persist the acknowledged positions; a restart would resend, trying again before each send", "err", err)
+		}
+		q.ackFailing = true
 		q.mu.Lock()
 		q.ackDirty = true
 		q.mu.Unlock()
 		return
+	}
+	if q.ackFailing {
+		q.logger.Info("acknowledged positions persisted again")
+		q.ackFailing = false
 	}
 	q.persisted(snap)
 }

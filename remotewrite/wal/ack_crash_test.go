@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -229,4 +232,30 @@ func TestAckWriteFailureRetriedBeforeNextSend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAckWriteFailureLoggedOnce: while the ack file cannot be written,
+// every Next that hands out blocks tries again, but the warning is
+// logged once per failing spell, and the recovery once.
+func TestAckWriteFailureLoggedOnce(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ep")
+	var log bytes.Buffer
+	q, err := Open(Config{Dir: dir, Tenants: true, AckInterval: time.Hour}, slog.New(slog.NewTextHandler(&log, nil)), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { q.Close() })
+	st, err := q.Stream("a", 0, nil)
+	require.NoError(t, err)
+	for range 6 {
+		appendRound(t, q, 1, 100, "a")
+	}
+	block := filepath.Join(dir, "ack.tmp")
+	require.NoError(t, os.Mkdir(block, 0o750))
+	for range 4 {
+		bs := nextNow(t, st)
+		require.NoError(t, st.Ack(bs[len(bs)-1].Seq))
+	}
+	require.NoError(t, os.Remove(block))
+	nextNow(t, st)
+	require.Equal(t, 1, strings.Count(log.String(), "cannot persist the acknowledged positions"), log.String())
+	require.Equal(t, 1, strings.Count(log.String(), "acknowledged positions persisted again"), log.String())
 }

@@ -67,7 +67,8 @@ type Queue struct {
 	m      *metrics
 	lock   fileutil.Releaser
 
-	ackMu sync.Mutex // serialises the ack file's writes; taken before a stream's readMu and mu
+	ackMu      sync.Mutex // serialises the ack file's writes; taken before a stream's readMu and mu
+	ackFailing bool       // the last flushAcksLocked failed (ackMu held)
 
 	mu       sync.Mutex
 	closed   bool
