@@ -157,12 +157,12 @@ const startupPagesWait = 30 * time.Second
 // parses add their heap (else startup would set the process's RSS high
 // water mark), and again after the first scrape round (first) or
 // startupPagesWait, for the code only that round ran. It logs what it did
-// and returns when done or when ctx ends; a failure is logged, never fatal
-// (the pages just stay mapped).
-func releaseStartupPages(ctx context.Context, first <-chan struct{}, logger *slog.Logger) {
+// and returns when done (true) or when ctx ends; a failure is logged,
+// never fatal (the pages just stay mapped), and returns false.
+func releaseStartupPages(ctx context.Context, first <-chan struct{}, logger *slog.Logger) bool {
 	if _, err := releaseImagePages(madviseDontNeed); err != nil {
 		logger.Warn("cannot release the binary's startup pages; RSS keeps them", "err", err)
-		return
+		return false
 	}
 	t := time.NewTimer(startupPagesWait)
 	defer t.Stop()
@@ -170,14 +170,52 @@ func releaseStartupPages(ctx context.Context, first <-chan struct{}, logger *slo
 	case <-first:
 	case <-t.C:
 	case <-ctx.Done():
-		return
+		return false
 	}
 	n, err := releaseImagePages(madviseDontNeed)
 	if err != nil {
 		logger.Warn("cannot release the binary's startup pages; RSS keeps them", "err", err)
-		return
+		return false
 	}
 	logger.Debug("released the binary's startup pages (they fault back in when used)", "bytes", n)
+	return true
+}
+
+// imagePagesEvery is how often releasePagesEvery releases the binary's
+// pages once the daemon runs: the scrape interval (a round's code faults
+// back in once per round), at least minImagePagesEvery.
+func imagePagesEvery(scrapeInterval time.Duration) time.Duration {
+	return max(scrapeInterval, minImagePagesEvery)
+}
+
+// minImagePagesEvery bounds how often the pages are released: each release
+// costs the faults of the code that runs next (measured at 200 sandboxes:
+// 200-900 minor faults a 15 s round, fault-around mapping 64 KiB each).
+const minImagePagesEvery = 5 * time.Second
+
+// releasePagesEvery calls release (releaseImagePages with madviseDontNeed
+// in production) every every until ctx ends. The pages of code that ran
+// once in a while (a WAL segment cut, a metadata send, a CRI refresh, a
+// burst of pulls) otherwise stay mapped for good: from 10 MiB after the
+// startup release to 15-17 MiB at the peak of a harness run at 200
+// sandboxes; released every round, the binary's pages in the RSS are
+// 2-4 MiB between rounds and what one round and the pulls of that interval
+// touch at most (docs/benchmarks.md, "Session 6, push side and runtime").
+// A failure is logged and ends the releases (the pages just stay mapped).
+func releasePagesEvery(ctx context.Context, every time.Duration, release func() (int64, error), logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := release(); err != nil {
+			logger.Warn("cannot release the binary's pages; RSS keeps those in use", "err", err)
+			return
+		}
+	}
 }
 
 // madviseDontNeed is madvise(start, length, MADV_DONTNEED).

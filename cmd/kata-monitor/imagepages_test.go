@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -136,4 +141,36 @@ func rssFileKiB(t *testing.T) int64 {
 	}
 	t.Fatal("no RssFile in /proc/self/status")
 	return 0
+}
+
+// TestReleasePagesEvery: the pages are released every period until ctx
+// ends, and a failure ends the releases after one warning.
+func TestReleasePagesEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		var calls int
+		done := make(chan struct{})
+		go func() {
+			releasePagesEvery(ctx, 15*time.Second, func() (int64, error) { calls++; return 1, nil }, slog.New(slog.DiscardHandler))
+			close(done)
+		}()
+		time.Sleep(46 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 3, calls, "at 15, 30 and 45 s")
+		cancel()
+		<-done
+
+		var buf bytes.Buffer
+		calls = 0
+		go func() {
+			releasePagesEvery(t.Context(), 15*time.Second, func() (int64, error) { calls++; return 0, errors.New("madvise: EINVAL") },
+				slog.New(slog.NewTextHandler(&buf, nil)))
+		}()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, 1, calls, "a failure ends the releases")
+		require.Contains(t, buf.String(), "EINVAL")
+	})
+	require.Equal(t, 15*time.Second, imagePagesEvery(15*time.Second))
+	require.Equal(t, minImagePagesEvery, imagePagesEvery(time.Second))
 }

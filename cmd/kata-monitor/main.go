@@ -454,8 +454,15 @@ func (d *daemon) run(ctx context.Context) error {
 	g.Go(func() error { return d.api.Serve(ctx, d.listener, d.opts.webConfigFile) })
 	// Startup's code and tables leave the RSS as rounds begin, and the
 	// first round's once it ran (imagepages.go): ~8 MiB of the binary's
-	// file pages at 200 sandboxes.
-	g.Go(func() error { releaseStartupPages(ctx, d.fwd.FirstRoundDone(), d.logger); return nil })
+	// file pages at 200 sandboxes; from then on what ran since the last
+	// release, every scrape interval.
+	g.Go(func() error {
+		if releaseStartupPages(ctx, d.fwd.FirstRoundDone(), d.logger) {
+			release := func() (int64, error) { return releaseImagePages(madviseDontNeed) }
+			releasePagesEvery(ctx, imagePagesEvery(d.cfg.Global.ScrapeInterval), release, d.logger)
+		}
+		return nil
+	})
 	return g.Wait()
 }
 
