@@ -185,6 +185,13 @@ func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
 
 // scheduledRound waits for any pull round in flight, then runs a round of
 // its own (pull callers arriving meanwhile share it) and pushes it.
+//
+// A round that began finishes even if ctx ends meanwhile (shutdown): its
+// scrapes are bounded by scrape_timeout and the CRI lookups by the CRI's
+// timeout, and what it scraped is appended and committed. Cutting it short
+// would either lose the samples of every shim already scraped or, pushed,
+// turn the shims not yet scraped into staleness markers. The appenders
+// outlive Run for this (cmd/kata-monitor stops them after it).
 func (f *Forwarder) scheduledRound(ctx context.Context) {
 	var snap *snapshot
 	var md []series.Metadata
@@ -195,12 +202,13 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 		// Joining a pull round in flight returns without ran: rounds never
 		// overlap, so the push round starts after it.
 		_, _, _ = f.rounds.Do(roundKey, func() (any, error) {
-			snap, md = f.execRound(ctx, true)
+			snap, md = f.execRound(context.WithoutCancel(ctx), true)
 			f.publish(snap)
 			return snap, nil
 		})
 	}
-	if f.self != nil && ctx.Err() == nil {
+	ctx = context.WithoutCancel(ctx) // the round ran: push all of it
+	if f.self != nil {
 		// The shims' metadata set is f.push.LastMetadata() whether or not
 		// this round resends it; the self families join it.
 		c, changed := f.self.Push(snap.at.UnixMilli(), func(ss []series.Series) { f.sendSeries(ctx, ss) })
@@ -210,9 +218,7 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 			md = f.self.Metadata(f.push.LastMetadata())
 		}
 	}
-	// A round cut short by shutdown is committed by the appender's own
-	// shutdown (remotewrite/tenant.Router.Run), not here.
-	if f.pushing && ctx.Err() == nil {
+	if f.pushing {
 		f.commit(ctx)
 	}
 	if md != nil {

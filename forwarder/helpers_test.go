@@ -156,12 +156,26 @@ func (s *fakeScraper) callCount(id string) int {
 	return s.calls[id]
 }
 
-// fakeAppender records deep copies of every round.
+// fakeAppender records deep copies of every round and counts commits.
 type fakeAppender struct {
-	mu     sync.Mutex
-	rounds [][]series.Series
-	md     [][]series.Metadata
-	err    error
+	mu      sync.Mutex
+	rounds  [][]series.Series
+	md      [][]series.Metadata
+	err     error
+	commits int
+}
+
+func (a *fakeAppender) Commit(context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.commits++
+	return nil
+}
+
+func (a *fakeAppender) commitCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.commits
 }
 
 func (a *fakeAppender) Append(_ context.Context, ss []series.Series) error {

@@ -396,24 +396,53 @@ func (a *sleepAppender) Append(context.Context, []series.Series) error {
 	return nil
 }
 
-func TestPushNothingFromARoundCutByShutdown(t *testing.T) {
+// TestRoundCutByShutdownFinishes: a shutdown while a scheduled round is
+// scraping lets the round finish; every shim's samples are appended with
+// their values (no staleness marker for the shim still being scraped) and
+// the round is committed. Pushing nothing lost a whole round, uncounted, at
+// every stop that fell inside a round.
+func TestRoundCutByShutdownFinishes(t *testing.T) {
 	r := newRig(t, withPush)
-	r.sbs.set("aaa")
+	r.sbs.set("aaa", "bbb")
 	r.scraper.set("aaa", "up 1\n")
+	r.scraper.set("bbb", "up 2\n")
 	r.scheduled(t)
+	commits := r.appender.commitCount()
+	gate := make(chan struct{})
 	r.scraper.mu.Lock()
-	r.scraper.gate = make(chan struct{}) // never opened
+	r.scraper.gate = gate
 	r.scraper.mu.Unlock()
+	r.scraper.set("aaa", "up 3\n")
+	r.scraper.set("bbb", "up 4\n")
+	r.clock.Add(15 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		r.f.scheduledRound(ctx)
 	}()
-	require.Eventually(t, func() bool { return r.scraper.callCount("aaa") == 2 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		return r.scraper.callCount("aaa") == 2 && r.scraper.callCount("bbb") == 2
+	}, 5*time.Second, time.Millisecond)
 	cancel()
+	select {
+	case <-done:
+		t.Fatal("the round returned while its scrapes were still running")
+	default:
+	}
+	close(gate)
 	<-done
-	assert.Equal(t, 1, r.appender.roundCount(), "no staleness markers for a shutdown")
+	require.Equal(t, 2, r.appender.roundCount())
+	got := map[string]float64{}
+	for _, ts := range r.appender.round(1) {
+		got[labelsOf(ts)["sandbox_id"]] = ts.Samples[0].Value
+	}
+	assert.Equal(t, map[string]float64{"aaa": 3, "bbb": 4}, got, "both shims' values, no staleness marker")
+	assert.Equal(t, commits+1, r.appender.commitCount(), "the round is committed")
+
+	// A round not yet begun when the context ends does not start.
+	r.f.scheduledRound(ctx)
+	assert.Equal(t, 2, r.appender.roundCount())
 }
 
 // TestPushAfterCompaction: a sandbox whose series set shrinks for good has

@@ -33,8 +33,10 @@ func (f *Forwarder) execRound(ctx context.Context, scheduled bool) (*snapshot, [
 	snap := f.newSnapshot(states, round, start, noPull)
 
 	var md []series.Metadata
-	// A round cut short by shutdown would turn every series into a
-	// staleness marker: push nothing from it.
+	// A cancelled ctx would have cut scrapes short and turned their series
+	// into staleness markers: push nothing then. Scheduled and pull rounds
+	// run without cancellation (scheduledRound, pullRound), so this only
+	// guards callers that pass a cancellable ctx.
 	if collect && ctx.Err() == nil {
 		md = f.pushRound(ctx, states, snap, start)
 	}

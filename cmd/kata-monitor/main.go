@@ -445,11 +445,20 @@ func (d *daemon) run(ctx context.Context) error {
 		d.logger.Warn("no Kata sandbox root and no CRI: is this a Kata Containers node?", "hint", hint)
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	// The queues stop after the forwarder: a scheduled round in flight at
+	// shutdown finishes (bounded by scrape_timeout) and is appended and
+	// committed before the WALs close. A queue that fails still stops the
+	// rest through ctx (the forwarder returns, then qctx ends).
+	qctx, stopQueues := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopQueues()
 	g.Go(func() error { return d.watcher.Run(ctx) })
 	g.Go(func() error { return d.pods.Run(ctx) })
-	g.Go(func() error { return d.fwd.Run(ctx) })
+	g.Go(func() error {
+		defer stopQueues()
+		return d.fwd.Run(ctx)
+	})
 	for _, q := range d.queues {
-		g.Go(func() error { return q.Run(ctx) })
+		g.Go(func() error { return q.Run(qctx) })
 	}
 	g.Go(func() error { return d.api.Serve(ctx, d.listener, d.opts.webConfigFile) })
 	// Startup's code and tables leave the RSS as rounds begin, and the

@@ -162,17 +162,14 @@ func TestTenantsSIGKILLLoop(t *testing.T) {
 // answering 503 to team-b only; then a run that drains. Prometheus
 // refused nothing, the draining run dropped nothing, and every round a
 // shim served is in Prometheus, in order, except scrapes the log reports
-// as failed ("scrape shim failed": a shutdown cancels the scrapes in
-// flight, which a shim has counted already) and at most one round per
-// stop: a round that a shutdown cuts short is not pushed at all
-// (forwarder.execRound), also the sandboxes whose scrape had completed,
-// and nothing logs or counts those. That, not the WAL, was session 5's
-// observation: with the binary of 9dd229c^ in the 8 runs, 6 of 10 runs
-// here had one or two sandboxes miss a round at a stop with no failed
-// scrape logged; with 27e9349's binary 1 of 6 did (its scrapes start in
-// ten waves, not at a jitter each, so fewer stops fall between completed
-// scrapes of a round). Pushing, or at least counting, what a round cut
-// short had scraped would let this test allow failed scrapes only. With KATA_MONITOR_FIRST_BINARY the 8 runs use that binary (one
+// as failed. Session 5's observation was a round cut short by a shutdown:
+// it pushed nothing, not even the sandboxes whose scrape had completed,
+// and nothing logged or counted them (with the binary of 9dd229c^ in the 8
+// runs, 6 of 10 runs here had one or two sandboxes miss a round at a
+// stop). Since then a round in flight at shutdown finishes, is appended
+// and committed before the WAL closes (forwarder.scheduledRound,
+// cmd/kata-monitor run), so a stop loses no round. With
+// KATA_MONITOR_FIRST_BINARY the 8 runs use that binary (one
 // built at 9dd229c^, with per-tenant WAL directories, checks an upgrade).
 func TestTenantsSIGTERMRestarts(t *testing.T) {
 	t.Parallel()
@@ -241,10 +238,17 @@ func TestTenantsSIGTERMRestarts(t *testing.T) {
 	for _, ns := range teams {
 		var app, sent float64
 		var dropped map[string]float64
+		last, stable := -1.0, 0
 		waitFor(t, 60*time.Second, 300*time.Millisecond, func() (bool, string) {
 			var pending float64
 			app, sent, dropped, pending = tenantValues(m.ownMetrics(t), "prom", ns)
-			return pending == 0, fmt.Sprintf("tenant %s: pending %.0f", ns, pending)
+			if pending == 0 && app == last {
+				stable++ // the round in flight at the shims' removal is in
+			} else {
+				stable = 0
+			}
+			last = app
+			return stable >= 3, fmt.Sprintf("tenant %s: pending %.0f", ns, pending)
 		})
 		require.Empty(t, dropped, "tenant %s", ns)
 		books = append(books, fmt.Sprintf("%s appended %.0f sent %.0f", ns, app, sent))
@@ -263,8 +267,8 @@ func TestTenantsSIGTERMRestarts(t *testing.T) {
 		s, _ := counterSeries(t, prom, id, start)
 		g := gaps(t, s) // in order, no repeat
 		scraped := int(shim.Scrapes())
-		require.LessOrEqual(t, scraped-len(s.Values), failed+runs,
-			"sandbox %d (%s): every round a shim served arrived, but scrapes the log reports failed and one round per stop; gaps %v", i, teams[i%3], g)
+		require.LessOrEqual(t, scraped-len(s.Values), failed,
+			"sandbox %d (%s): every round a shim served arrived, but scrapes the log reports failed; gaps %v", i, teams[i%3], g)
 		rounds = append(rounds, fmt.Sprintf("%s %d of %d (%d failed scrapes logged)", teams[i%3], len(s.Values), scraped, failed))
 	}
 	result(t, "tenant per namespace (3), %d SIGTERM restarts (receiver %s), Prometheus 2.42: refused 0; rounds delivered of served: %s; draining run: %s, dropped 0",
