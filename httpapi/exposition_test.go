@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -271,7 +273,9 @@ func TestAcceptEncoding(t *testing.T) {
 }
 
 // FuzzAcceptEncoding: any Accept-Encoding gets a 200 whose body decodes to
-// the same exposition; gzip only when the client named it.
+// the same exposition; gzip only when the client named it, and, when the
+// header is well-formed and names gzip once, exactly when its weight is
+// above 0.
 func FuzzAcceptEncoding(f *testing.F) {
 	for _, s := range []string{"gzip", "gzip;q=0", "*;q=0.5, identity", ";;,,=", "gzip;q=1e400", "GZip ; Q=0.5"} {
 		f.Add(s)
@@ -292,8 +296,50 @@ func FuzzAcceptEncoding(f *testing.F) {
 		default:
 			t.Fatalf("Content-Encoding %q for Accept-Encoding %q", ce, s)
 		}
+		if q, ok := gzipWeight(s); ok && (q > 0) != (w.Header().Get("Content-Encoding") == "gzip") {
+			t.Fatalf("Accept-Encoding %q weighs gzip %v; Content-Encoding %q", s, q, w.Header().Get("Content-Encoding"))
+		}
 		require.Equal(t, plain, shimPart(body))
 	})
+}
+
+// qvalue is RFC 9110's weight, section 12.4.2.
+var qvalue = regexp.MustCompile(`^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$`)
+
+// gzipWeight reads an Accept-Encoding value as RFC 9110 section 12.5.3
+// writes it (codings with an optional weight, separated by commas, blanks
+// around both): the weight of gzip when the value is well-formed and
+// names gzip exactly once; ok is false otherwise.
+func gzipWeight(v string) (q float64, ok bool) {
+	n := 0
+	for _, el := range strings.Split(v, ",") {
+		el = strings.Trim(el, " \t")
+		if el == "" {
+			continue // empty list elements are allowed (section 5.6.1)
+		}
+		parts := strings.Split(el, ";")
+		coding := strings.Trim(parts[0], " \t")
+		if coding == "" || strings.ContainsFunc(coding, func(r rune) bool { return !tchar(r) }) || len(parts) > 2 {
+			return 0, false
+		}
+		w := 1.0
+		if len(parts) == 2 {
+			p := strings.Trim(parts[1], " \t")
+			if len(p) < 2 || !strings.EqualFold(p[:2], "q=") || !qvalue.MatchString(p[2:]) {
+				return 0, false
+			}
+			w, _ = strconv.ParseFloat(p[2:], 64)
+		}
+		if strings.EqualFold(coding, "gzip") {
+			q, n = w, n+1
+		}
+	}
+	return q, n == 1
+}
+
+// tchar reports whether r may be in an HTTP token (RFC 9110 section 5.6.2).
+func tchar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }
 
 // TestMetricsNameEscapingNegotiated: the escaping term of Accept decides
