@@ -232,9 +232,10 @@ const TenantWALDir = "tenants.wal"
 // wal.dir/<name>/tenants.wal/, with the whole wal.max_size as its budget;
 // Prepare's rules apply to cfg and walCfg. Its queues attach with
 // WithWALStream; the caller closes it after them. Acknowledged positions
-// are written for all tenants at once, before a tenant's next group is
-// handed out or at most ackInterval after the acknowledgement
-// (wal.Config.AckInterval; 0: at every acknowledgement). Its metrics
+// are written at each acknowledgement to the fast ack file (no fsync) and
+// for all tenants at once to the fsynced ack file at most ackInterval
+// later (wal.Config.AckInterval; 0: the fsynced file at every
+// acknowledgement). Its metrics
 // (files, fsyncs) are registered on reg with the label endpoint=<name>.
 func OpenTenantWAL(cfg config.Config, walCfg config.WALConfig, ackInterval time.Duration, logger *slog.Logger, reg prometheus.Registerer) (*wal.Queue, error) {
 	cfg, err := Prepare(cfg, walCfg)

@@ -18,20 +18,23 @@ import (
 // deleted, so a restart resends rather than loses; the stream's next Next
 // tries the write again before it hands out more blocks.
 //
-// With Config.AckInterval the position is only taken in memory (pending
-// counts included) and the ack file is written for every stream at once:
-// by the stream's next Next that hands out blocks, before it returns them,
-// or by a timer at most AckInterval later, whichever comes first. An
-// endpoint's tenants acking a round so cost one write and two fsyncs, not
-// two per tenant, while a crash can still only resend each stream's last
-// acknowledged group, which nothing newer of the stream followed (a
-// receiver takes its samples as exact duplicates).
+// With Config.AckInterval (tenant streams) the position is written to the
+// fast ack file before Ack returns (every stream's, one pwrite, no fsync;
+// it may wait for a write of the ack file in progress), and the ack file
+// (fsynced) for every stream at once by a timer at most AckInterval later,
+// by Stream.Close and by Close. A SIGKILL so resends no acknowledged
+// group, and a power cut at most the groups acknowledged in the last
+// AckInterval, which a receiver without an out-of-order window may refuse
+// (counted, never lost) while the rest of a round costs no fsync. A
+// segment is deleted only once the ack file, not the fast one, covers it.
 func (st *Stream) Ack(seq uint64) error {
 	q := st.q
 	if q.cfg.AckInterval > 0 {
+		q.ackMu.Lock()
+		defer q.ackMu.Unlock()
 		q.mu.Lock()
-		defer q.mu.Unlock()
 		if err := st.take(seq); err != nil {
+			q.mu.Unlock()
 			if errors.Is(err, errAcked) {
 				return nil
 			}
@@ -39,6 +42,12 @@ func (st *Stream) Ack(seq uint64) error {
 		}
 		q.updateGauges()
 		q.scheduleAckFlush()
+		q.mu.Unlock()
+		if q.fast != nil {
+			// On failure (logged) the stream's next Next tries again,
+			// falling back to the ack file.
+			q.writeFastLocked()
+		}
 		return nil
 	}
 	q.ackMu.Lock()
@@ -62,30 +71,114 @@ func (st *Stream) Ack(seq uint64) error {
 		q.mu.Unlock()
 		return fmt.Errorf("persist ack %d: %w", seq, err)
 	}
+	q.ackSum = disk.AckSum(state)
 	q.persisted(snap)
 	return nil
 }
 
-// persistAcks writes the ack file if it does not hold the stream's
-// acknowledged position yet (taken in memory under Config.AckInterval, or
-// not written because a write failed). Next calls it before it returns
-// blocks, so the position a send earned is on disk before the stream's next
-// send: after a SIGKILL (the file is in the page cache) or a power cut (it
-// is fsynced) the stream resends at most the group it was sending, never
-// groups the receiver took before newer ones. A receiver without an
-// out-of-order window (Prometheus, Mimir by default) would refuse those as
-// out of order, although they were delivered. A write error is logged and
-// the blocks are handed out all the same: a full disk must not stop
-// sending; it only widens what a restart resends.
+// persistAcks makes sure the stream's acknowledged position is written
+// (taken in memory under Config.AckInterval, or not written because a
+// write failed). Next calls it before it returns blocks, so the position
+// a send earned is written before the stream's next send: a receiver
+// without an out-of-order window (Prometheus, Mimir by default) would
+// refuse groups resent behind newer ones as out of order, although they
+// were delivered. Under AckInterval it writes the fast ack file (one
+// pwrite, no fsync: enough for a SIGKILL, whose page cache survives),
+// leaving the ack file (fsynced, for a power cut) to the timer; otherwise,
+// or when that write fails, the ack file. A write error is logged and the
+// blocks are handed out all the same: a full disk must not stop sending;
+// it only widens what a restart resends.
 func (st *Stream) persistAcks() {
 	q := st.q
 	q.mu.Lock()
-	need := st.acked > st.persisted
+	need := st.acked > st.fastPos
 	q.mu.Unlock()
-	if need {
-		q.flushAcks()
+	if !need {
+		return
+	}
+	q.ackMu.Lock()
+	defer q.ackMu.Unlock()
+	if q.fast == nil || !q.writeFastLocked() {
+		q.flushAcksLocked()
 	}
 }
+
+// writeFastLocked writes every stream's position to the fast ack file
+// (q.ackMu held); false when it could not (logged once per failing spell).
+func (q *Queue) writeFastLocked() bool {
+	q.mu.Lock()
+	if q.acksDone {
+		q.mu.Unlock()
+		return true // Close wrote the ack file
+	}
+	state, snap := q.ackState()
+	q.mu.Unlock()
+	if err := q.fast.Write(q.ackSum, state); err != nil {
+		if !q.fastFailing {
+			q.logger.Warn("cannot write the fast ack file, writing the ack file instead", "err", err)
+		}
+		q.fastFailing = true
+		return false
+	}
+	if q.fastFailing {
+		q.logger.Info("fast ack file written again")
+		q.fastFailing = false
+	}
+	q.mu.Lock()
+	for s, acked := range snap {
+		s.fastPos = max(s.fastPos, acked)
+	}
+	q.mu.Unlock()
+	return true
+}
+
+// loadAcks reads the ack file and the fast ack file and returns the
+// positions Open starts from: per stream the newer of the two. A fast
+// record counts only if it was written over the ack file found (its Base
+// is that file's checksum): one left by an earlier life of the queue
+// after the ack file was written again (by a clean Close, or by a release
+// that does not know the fast file and may since have reused the seqs it
+// names) is ignored. When the fast record is ahead, the ack file is
+// written with the merged positions (fsynced) before the fast file is
+// truncated for this life's writes, so no position is ever held by the
+// fast file alone once Open returns but one this life wrote.
+func (q *Queue) loadAcks() (disk.AckState, error) {
+	var a disk.AckState
+	trusted := true // a fast record may add to the ack file found
+	sum := uint32(0)
+	switch got, s, err := disk.ReadAckSum(q.cfg.Dir); {
+	case err == nil:
+		a, sum = got, s
+	case errors.Is(err, disk.ErrAckNotFound):
+	case errors.Is(err, disk.ErrAckCorrupt):
+		// Resend rather than lose: replay everything still on disk.
+		q.logger.Warn("corrupt ack file, replaying from the oldest segment", "err", err)
+		q.m.corruptions.Inc()
+		trusted = false
+	default:
+		return a, err
+	}
+	fast, ok, err := disk.ReadFastAck(q.cfg.Dir)
+	if err != nil {
+		return a, err
+	}
+	if ok && trusted && fast.Base == sum {
+		if merged, ahead := disk.MergeAcks(a, fast.State); ahead {
+			if err := disk.WriteAck(q.cfg.Dir, merged); err != nil {
+				return a, err
+			}
+			a, sum = merged, disk.AckSum(merged)
+		}
+	}
+	q.ackSum = sum
+	if q.cfg.AckInterval > 0 {
+		if q.fast, err = disk.CreateFastAck(q.cfg.Dir, fast.Gen+1); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
 
 // errAcked: the position is not beyond the stream's acked one (no-op).
 var errAcked = errors.New("already acked")
@@ -120,6 +213,7 @@ func (q *Queue) persisted(snap map[*Stream]uint64) {
 	defer q.mu.Unlock()
 	for s, acked := range snap {
 		s.persisted = max(s.persisted, acked)
+		s.fastPos = max(s.fastPos, acked)
 	}
 	q.trimFront()
 	q.updateGauges()
@@ -178,6 +272,7 @@ func (q *Queue) flushAcksLocked() {
 		q.logger.Info("acknowledged positions persisted again")
 		q.ackFailing = false
 	}
+	q.ackSum = disk.AckSum(state)
 	q.persisted(snap)
 }
 

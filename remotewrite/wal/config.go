@@ -54,13 +54,13 @@ type Config struct {
 	// Tenants, when set, makes the queue one shared by tenants: no plain
 	// stream, a Stream per tenant (remotewrite/tenant's Router).
 	Tenants bool `yaml:"-"`
-	// AckInterval, when > 0, makes Ack take positions in memory; the ack
-	// file (every stream's positions) is written before the stream's next
-	// Next returns blocks, at Stream.Close and Close, or by a timer at most
-	// this long after the Ack: with many tenants a round's acks cost one
-	// write, not one per tenant. After a crash each stream resends at most
-	// its last acknowledged or in-flight group (see doc.go). 0: every Ack
-	// writes the file.
+	// AckInterval, when > 0, makes Ack write every stream's positions to
+	// the fast ack file (one pwrite, no fsync) and the fsynced ack file
+	// only by a timer at most this long after the Ack, at Close (and
+	// before a Next when the fast write failed): a round's acks cost no
+	// fsync. A SIGKILL then resends at most each stream's in-flight group,
+	// a power cut at most the groups acknowledged in the last AckInterval
+	// (see doc.go). 0: every Ack writes the fsynced ack file.
 	AckInterval time.Duration `yaml:"-"`
 	// MaxSize is the disk budget in bytes for segment files; 0 = unlimited.
 	// Past it the oldest segments are deleted and their unsent samples counted

@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kata-containers/kata-monitor/remotewrite/wal/disk"
 )
 
 // FuzzOpenCorrupt writes a few blocks over several segments, flips
@@ -23,11 +26,15 @@ func FuzzOpenCorrupt(f *testing.F) {
 }
 
 // FuzzOpenCorruptTenants is FuzzOpenCorrupt for a queue shared by two
-// tenants (record version 4, ack file version 2 after a partial ack): each
-// stream gets only its own intact blocks, in order, and per stream got +
-// lost = pending at Open.
+// tenants (record version 4) whose process is killed after a partial ack:
+// the position is in the fast ack file only, which comes first in the
+// bytes the fuzzer flips (a damaged record is ignored: the block is
+// resent). Each stream gets only its own intact blocks, in order, and per
+// stream got + lost = pending at Open.
 func FuzzOpenCorruptTenants(f *testing.F) {
 	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0x08, 0x01}) // the fast record's gen
+	f.Add([]byte{0, 0, 0x1c, 0x80}) // its ack state
 	f.Add([]byte{0, 0, 0x10, 0xff})
 	f.Add([]byte{0, 0x90, 0x00, 0x01})
 	f.Add([]byte{0, 0x00, 0x2e, 0x04}) // a tenant length byte
@@ -60,6 +67,9 @@ func runFuzzBody(t *testing.T, ops []byte, tenants bool) {
 		)
 		dir := filepath.Join(t.TempDir(), "ep")
 		cfg := Config{Dir: dir, SegmentSize: 32 << 10, MemoryBytes: 1, Fsync: FsyncSegment, Tenants: tenants}
+		if tenants {
+			cfg.AckInterval = time.Hour // Ack writes the fast ack file only
+		}
 		q, err := Open(cfg, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -75,7 +85,11 @@ func runFuzzBody(t *testing.T, ops []byte, tenants bool) {
 				t.Fatal(err)
 			}
 		}
-		if tenants { // b acknowledges its first block: ack file version 2
+		var files [][]byte
+		var names []string
+		total := 0
+		var paths []string
+		if tenants { // b acknowledges its first block, then the process is killed
 			st, err := q.Stream("b", 0, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -83,15 +97,18 @@ func runFuzzBody(t *testing.T, ops []byte, tenants bool) {
 			if bs, err := st.Next(context.Background(), 1); err != nil || st.Ack(bs[0].Seq) != nil {
 				t.Fatal(err)
 			}
+			killed := filepath.Join(t.TempDir(), "killed")
+			copyLive(t, dir, killed)
+			dir, cfg.Dir = killed, killed
+			paths = append([]string{filepath.Join(dir, disk.FastAckFileName)}, segmentFiles(t, dir)...)
 		}
 		if err := q.Close(); err != nil {
 			t.Fatal(err)
 		}
-
-		var files [][]byte
-		var names []string
-		total := 0
-		for _, p := range segmentFiles(t, dir) {
+		if !tenants {
+			paths = segmentFiles(t, dir)
+		}
+		for _, p := range paths {
 			b, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)

@@ -67,8 +67,14 @@ type Queue struct {
 	m      *metrics
 	lock   fileutil.Releaser
 
-	ackMu      sync.Mutex // serialises the ack file's writes; taken before a stream's readMu and mu
+	ackMu      sync.Mutex // serialises the ack files' writes; taken before a stream's readMu and mu
 	ackFailing bool       // the last flushAcksLocked failed (ackMu held)
+	// Under ackMu: the fast ack file (Config.AckInterval; nil otherwise),
+	// whether its last write failed, and the checksum of the ack file its
+	// records add to (disk.AckSum; 0: none).
+	fast        *disk.FastAckWriter
+	fastFailing bool
+	ackSum      uint32
 
 	mu       sync.Mutex
 	closed   bool
@@ -129,6 +135,9 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 	}
 	q := &Queue{cfg: cfg, logger: logger, reg: reg, m: m, lock: lock, streams: map[string]*Stream{}, counted: map[string]*streamMetrics{}}
 	fail := func(err error) (*Queue, error) {
+		if q.fast != nil {
+			q.fast.Close()
+		}
 		for _, st := range q.streams {
 			st.m.unregister()
 		}
@@ -177,7 +186,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, e
 func (q *Queue) newStream(tenant string, m *streamMetrics, memoryBytes int64) *Stream {
 	st := &Stream{q: q, tenant: tenant, m: m, memLimit: memoryBytes, wake: make(chan struct{}),
 		readPos: q.nextSeq - min(q.nextSeq, 1), memFloor: q.nextSeq}
-	st.acked, st.persisted = st.readPos, st.readPos
+	st.acked, st.persisted, st.fastPos = st.readPos, st.readPos, st.readPos
 	q.streams[tenant] = st
 	return st
 }
@@ -242,16 +251,8 @@ func (q *Queue) forget(st *Stream) {
 
 // load restores the acked positions and the segment index from disk.
 func (q *Queue) load() error {
-	var a disk.AckState
-	switch got, err := disk.ReadAck(q.cfg.Dir); {
-	case err == nil:
-		a = got
-	case errors.Is(err, disk.ErrAckNotFound):
-	case errors.Is(err, disk.ErrAckCorrupt):
-		// Resend rather than lose: replay everything still on disk.
-		q.logger.Warn("corrupt ack file, replaying from the oldest segment", "err", err)
-		q.m.corruptions.Inc()
-	default:
+	a, err := q.loadAcks()
+	if err != nil {
 		return err
 	}
 	idx, err := disk.ListSegments(q.cfg.Dir)
@@ -276,7 +277,7 @@ func (q *Queue) load() error {
 	}
 	for _, st := range q.streams {
 		st.acked = max(st.acked, a.Done(st.tenant))
-		st.readPos, st.persisted, st.memFloor = st.acked, st.acked, q.nextSeq
+		st.readPos, st.persisted, st.fastPos, st.memFloor = st.acked, st.acked, st.acked, q.nextSeq
 	}
 	for _, s := range q.segs {
 		for _, p := range s.parts {
@@ -379,6 +380,14 @@ func (q *Queue) Close() error {
 	q.acksDone = true // a timer that fired meanwhile finds it
 	q.mu.Unlock()
 	var errs []error
+	if q.fast != nil {
+		// Its records name the ack file they add to, which the flush
+		// just replaced: the next Open ignores them.
+		if err := q.fast.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", disk.FastAckFileName, err))
+		}
+		q.fast = nil
+	}
 	for _, st := range streams {
 		// Blocks handed out and not acked are sent again after a restart
 		// if their segment is still on disk; those the disk budget deleted

@@ -30,7 +30,8 @@ type Stream struct {
 	wake           chan struct{} // closed and replaced by an Append with its blocks; closed by Close
 	readPos        uint64        // every block of the stream <= readPos was handed out, dropped or acked
 	acked          uint64        // every block of the stream <= acked is done
-	persisted      uint64        // acked as the ack file has it
+	persisted      uint64        // acked as the ack file has it (fsynced: survives a power cut)
+	fastPos        uint64        // acked as the ack file or the fast ack file has it (survives a SIGKILL)
 	inflight       []blockMeta   // handed out by Next, not yet acked
 	mem            []Block       // newest blocks with seq > readPos, bounded by memLimit
 	memBytes       int64

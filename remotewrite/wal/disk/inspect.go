@@ -21,9 +21,9 @@ type Summary struct {
 }
 
 // IsQueueDir reports whether dir looks like a queue directory: it holds
-// the lock file, an ack file or a segment.
+// the lock file, an ack file, a fast ack file or a segment.
 func IsQueueDir(dir string) bool {
-	for _, name := range []string{"lock", AckFileName} {
+	for _, name := range []string{"lock", AckFileName, FastAckFileName} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return true
 		}
@@ -35,12 +35,13 @@ func IsQueueDir(dir string) bool {
 // Inspect reads the queue in dir without opening it: it takes no lock and
 // writes nothing (files are opened read-only), so it is safe on a
 // directory another process is using; what it reports is then a snapshot
-// that may already be stale. A corrupt ack file counts everything on disk
-// as pending (what Open would replay); corrupt records are skipped as Open
+// that may already be stale. Acknowledged positions are the ack file's
+// with the fast ack file's merged in (ReadAcks). A corrupt ack file counts
+// everything on disk as pending (what Open would replay); corrupt records are skipped as Open
 // skips them. It fails only when dir cannot be listed.
 func Inspect(dir string) (Summary, error) {
 	var acked AckState
-	switch a, err := ReadAck(dir); {
+	switch a, err := ReadAcks(dir); {
 	case err == nil:
 		acked = a
 	case errors.Is(err, ErrAckNotFound), errors.Is(err, ErrAckCorrupt):
