@@ -20,13 +20,14 @@ import (
 //
 // With Config.AckInterval (tenant streams) the position is written to the
 // fast ack file before Ack returns (every stream's, one pwrite, no fsync;
-// it may wait for a write of the ack file in progress), and the ack file
-// (fsynced) for every stream at once by a timer at most AckInterval later,
-// by Stream.Close and by Close. A SIGKILL so resends no acknowledged
-// group, and a power cut at most the groups acknowledged in the last
-// AckInterval, which a receiver without an out-of-order window may refuse
-// (counted, never lost) while the rest of a round costs no fsync. A
-// segment is deleted only once the ack file, not the fast one, covers it.
+// it may wait for a write of the ack file in progress), and to the ack
+// file (fsynced) for every stream at once by a timer at most AckInterval
+// later and by Close; when the fast write fails, the stream's next Next
+// or Close writes the ack file. Acks so cost no fsync, a SIGKILL resends
+// no acknowledged group, and a power cut at most the groups acknowledged
+// in the last AckInterval (a receiver without an out-of-order window may
+// refuse those: counted, never lost). A segment is deleted only once the
+// ack file, not the fast one, covers it.
 func (st *Stream) Ack(seq uint64) error {
 	q := st.q
 	if q.cfg.AckInterval > 0 {
@@ -178,7 +179,6 @@ func (q *Queue) loadAcks() (disk.AckState, error) {
 	}
 	return a, nil
 }
-
 
 // errAcked: the position is not beyond the stream's acked one (no-op).
 var errAcked = errors.New("already acked")

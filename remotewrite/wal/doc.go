@@ -51,26 +51,46 @@
 //
 // # Acknowledgements and what a crash resends
 //
-// The ack file holds each stream's acknowledged position. A stream's Next
-// writes it, if it lacks the stream's latest position, before it returns
-// blocks: the position a send earned is on disk (in the page cache, and
-// fsynced) before the stream's next send. An Ack of a plain queue writes
-// it at once; under Config.AckInterval (tenant streams) Ack only takes the
-// position in memory, and the file, with every stream's position, is
-// written by the first stream's next Next, by Stream.Close, by Close, or
-// by a timer at most AckInterval later. In steady state that is one write
-// (two fsyncs) per round for all tenants.
+// The ack file holds each stream's acknowledged position, fsynced (package
+// disk). An Ack of a plain queue writes it before it returns. Under
+// Config.AckInterval (tenant streams) an Ack writes every stream's
+// position to the fast ack file instead (ack.fast: one pwrite of a
+// checksummed record in place, no fsync, no rename), and the ack file is
+// written, for every stream at once, by a timer at most AckInterval later,
+// by Close, and by a Next when the fast write failed. A round's acks so
+// cost no fsync (issue 16), while each bound holds with its own file:
 //
-// So a crash, a SIGKILL or a power cut alike, makes each stream resend at
-// most the group it was sending or had just acknowledged (one group: at
-// most queue_config.max_shards requests), never a group that a newer one
-// of the same stream followed. A resent group is the newest the receiver
-// has of its series, so it takes the samples as exact duplicates; a group
-// resent behind newer samples would be refused as out of order by a
-// receiver without an out-of-order window (Prometheus, Mimir by default)
-// and counted dropped although it was delivered. Only while the ack file
-// cannot be written (a full disk: logged, and tried again before each
-// send) can a restart resend more (at-least-once delivery).
+//   - SIGKILL or a crash of the process (the page cache survives): every
+//     acknowledged position is on file, so each stream resends at most the
+//     group it was sending and had not acknowledged (at most
+//     queue_config.max_shards requests). That group is the newest the
+//     receiver has of its series, so it takes its samples as exact
+//     duplicates; a group resent behind newer samples would be refused as
+//     out of order by a receiver without an out-of-order window
+//     (Prometheus, Mimir by default) and counted dropped although it was
+//     delivered.
+//   - Power cut: a plain queue's ack file is fsynced at every Ack (the same
+//     bound as a SIGKILL). A tenant stream resends in addition the groups
+//     it acknowledged since the timer's last write (at most about
+//     AckInterval of them), which such a receiver may refuse as out of
+//     order: counted, never a loss. The fast record may come back torn,
+//     empty, stale or intact: one failing its checksum is ignored, and an
+//     intact one states positions that were true when written.
+//
+// Open takes per stream the newer of the two files' positions, the fast
+// record counting only if it was written over the ack file found (it
+// names that file's checksum): one outlived by a clean Close, or by a
+// release that ignores ack.fast (and may have reused the seqs it names
+// since), is ignored. When the fast record adds to the ack file, Open
+// first writes the merged positions to the ack file (fsynced), then
+// truncates ack.fast. A segment is deleted only once the fsynced ack file
+// covers all its blocks, never on the fast file's word, so after a power
+// cut every block the restored ack file does not cover is still on disk.
+// A release from before ack.fast ignores the file: after a SIGKILL it
+// resends, per tenant, what was acknowledged since the last ack file
+// write as well. Only while neither file can be written (a full disk:
+// logged, and tried again before each send) can a restart resend more
+// (at-least-once delivery).
 //
 // # Recovery
 //

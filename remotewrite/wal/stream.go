@@ -193,10 +193,11 @@ func (st *Stream) stats() Stats {
 // Close detaches the reader: its metrics are unregistered, and blocks it
 // was handed but did not acknowledge will be handed out again to the next
 // reader of the tenant (or after a restart). Its blocks stay on disk until
-// acknowledged or dropped. The positions it acknowledged are written to
-// the ack file before Close returns (under Config.AckInterval they may
-// still be in memory only). Returns ErrClosed when already detached or the
-// queue is closed. The plain queue's stream is closed by Queue.Close.
+// acknowledged or dropped. The positions it acknowledged are written
+// before Close returns (under Config.AckInterval to the fast ack file, the
+// fsynced ack file following on the timer). Returns ErrClosed when already
+// detached or the queue is closed. The plain queue's stream is closed by
+// Queue.Close.
 func (st *Stream) Close() error {
 	err := st.detach()
 	if !errors.Is(err, ErrClosed) {

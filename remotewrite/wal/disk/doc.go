@@ -1,11 +1,12 @@
 // Package disk is the on-disk format of one queue directory of package
 // wal and the reading of it: the block records (Block, EncodeRecord,
 // DecodeRecord) inside prometheus/tsdb/wlog segment files, the ack file
-// (ReadAck, WriteAck), reading a segment in order (Cursor) and a
+// (ReadAck, WriteAck) and the fast ack file (ReadFastAck, FastAckWriter,
+// ReadAcks for what Open starts from), reading a segment in order (Cursor) and a
 // read-only summary of a directory another process may own (Inspect,
 // IsQueueDir). The queue itself (appending, handing out, acknowledging,
 // the disk budget) is package wal; this package writes nothing but the
-// ack file and keeps no state.
+// ack files and keeps no state beyond a FastAckWriter's slots.
 //
 // # Directory layout
 //
@@ -14,6 +15,7 @@
 //	lock        flock(2)ed by the open Queue: one process (and one Queue) per directory
 //	ack         the acknowledged position (below)
 //	ack.tmp     transient, while the ack file is replaced
+//	ack.fast    the fast ack file of a queue shared by tenants (below)
 //	00000012    segment files, numbered contiguously, oldest first
 //
 // # Segments and records
@@ -78,4 +80,23 @@
 // informational, the index is always rebuilt by scanning. The file is
 // replaced atomically: write ack.tmp, fsync, rename over ack, fsync the
 // directory. Seq numbering continues after max(last seq on disk, acked seq).
+//
+// # Fast ack file
+//
+// ack.fast (from 2026-11-30; written by queues shared by tenants) holds
+// records at offsets that are multiples of 4096, each: magic "KMAF" |
+// version (1) | gen uint64 | base uint32 | length uint32 | an ack file's
+// bytes (length, any ack file version) | CRC32-Castagnoli of all preceding
+// bytes. It is written in place with one pwrite per record and never
+// fsynced: it survives a killed process (the page cache does), not a
+// power cut. gen grows with each record; two slots alternate (offset 0
+// and a second one, moved past everything written when a record outgrows
+// the first), so a write cut short never damages the newest intact
+// record, which is the one with the highest gen. base is the CRC that
+// ends the ack file the record adds to (AckSum; 0: there was none): a
+// record counts only over that very ack file, and then per tenant the
+// newer of the two positions holds (MergeAcks). A record that is torn,
+// fails its CRC or is of an unknown version is ignored, never an error
+// (what it held is resent). Releases before the file ignore it: they
+// resend the acknowledgements it held beyond the ack file.
 package disk
