@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -51,4 +52,23 @@ func TestInspect(t *testing.T) {
 	require.Zero(t, s.PendingBlocks)
 	_, err = disk.Inspect(filepath.Join(empty, "missing"))
 	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestInspectTenantsFastAck: a tenant's position that is in the fast ack
+// file only (the ack file is the timer's, an hour away) counts as done, as
+// Open would take it.
+func TestInspectTenantsFastAck(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ep")
+	q, sts := openTenants(t, Config{Dir: dir, SegmentSize: 32 << 10, AckInterval: time.Hour}, "a", "b")
+	for range 3 {
+		appendRound(t, q, 2, 100, "a", "b")
+	}
+	bs := nextNow(t, sts["a"])
+	require.NoError(t, sts["a"].Ack(bs[len(bs)-1].Seq))
+	_, err := os.Stat(filepath.Join(dir, disk.AckFileName))
+	require.ErrorIs(t, err, os.ErrNotExist, "no ack file yet")
+	s, err := disk.Inspect(dir)
+	require.NoError(t, err)
+	require.Equal(t, 10, s.PendingBlocks, "a's first group is done")
+	require.Equal(t, q.Stats().PendingBlocks, s.PendingBlocks)
 }

@@ -211,7 +211,8 @@ func MergeAcks(a, b AckState) (_ AckState, ahead bool) {
 // ack file's newest intact record merged in when that record was written
 // over this very ack file (its Base is the file's AckSum). A corrupt ack
 // file reads as none (everything replayed) and voids the fast record.
-// Errors are ReadAck's (ErrAckVersion, I/O).
+// Errors are ReadAck's (ErrAckVersion, I/O; ErrAckNotFound when neither
+// file holds a position).
 func ReadAcks(dir string) (AckState, error) {
 	a, sum, err := ReadAckSum(dir)
 	switch {
@@ -227,6 +228,7 @@ func ReadAcks(dir string) (AckState, error) {
 	}
 	if ok && f.Base == sum {
 		a, _ = MergeAcks(a, f.State)
+		err = nil // ErrAckNotFound: the fast record is all there is
 	}
 	return a, err
 }
