@@ -32,7 +32,8 @@ import (
 // code still in use is mapped again by ordinary minor faults at its next
 // run. Only private,
 // never-written, read-only mappings of the executable are released (smaps
-// "Anonymous: 0 kB": no copy-on-write page that a release would revert to
+// "Anonymous: 0 kB" and "Swap: 0 kB": no copy-on-write page, resident or
+// swapped out, that a release would revert to
 // the file's bytes, e.g. a debugger's breakpoint, or the relocated
 // read-only data of a -buildmode=pie build, checked: its RELRO mapping is
 // skipped, text and rodata released); the writable data segment is never
@@ -43,8 +44,16 @@ import (
 type imageSegment struct {
 	start, end uintptr
 	perms      string // as /proc/PID/maps spells them: r-xp, r--p
-	anonKiB    int64  // copy-on-write pages in it (smaps Anonymous)
+	anonKiB    int64  // resident copy-on-write pages in it (smaps Anonymous)
+	swapKiB    int64  // swapped-out copy-on-write pages in it (smaps Swap)
 }
+
+// written reports whether the mapping holds copy-on-write pages, resident
+// (smaps Anonymous) or swapped out (smaps Swap, which Anonymous does not
+// count): MADV_DONTNEED would discard them, swap entries included, and the
+// next access would read the file's bytes instead (for the RELRO mapping
+// of a -buildmode=pie build: pointers without their relocations).
+func (s imageSegment) written() bool { return s.anonKiB != 0 || s.swapKiB != 0 }
 
 // size is the segment's length in bytes.
 func (s imageSegment) size() int64 { return int64(s.end - s.start) }
@@ -75,12 +84,16 @@ func imageSegments(r io.Reader, exe string) ([]imageSegment, error) {
 			}
 			continue
 		}
-		if cur >= 0 && fields[0] == "Anonymous:" && len(fields) >= 2 {
+		if cur >= 0 && (fields[0] == "Anonymous:" || fields[0] == "Swap:") && len(fields) >= 2 {
 			n, err := strconv.ParseInt(fields[1], 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("smaps: %q: %w", line, err)
 			}
-			segs[cur].anonKiB = n
+			if fields[0] == "Swap:" {
+				segs[cur].swapKiB = n
+			} else {
+				segs[cur].anonKiB = n
+			}
 		}
 	}
 	return segs, sc.Err()
@@ -114,7 +127,7 @@ func parseMapping(line string) (imageSegment, string, error) {
 // segments found in /proc/self/smaps, calling dontNeed for each (madvise
 // MADV_DONTNEED in production). It returns the bytes of address space
 // released (resident or not) and skips, without error, a segment holding
-// copy-on-write pages. An error says which step failed; segments released
+// copy-on-write pages, resident or swapped out (imageSegment.written). An error says which step failed; segments released
 // before it stay released (harmless: they fault back in).
 func releaseImagePages(dontNeed func(start, length uintptr) error) (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
@@ -135,7 +148,7 @@ func releaseImagePages(dontNeed func(start, length uintptr) error) (int64, error
 	}
 	var released int64
 	for _, s := range segs {
-		if s.anonKiB != 0 {
+		if s.written() {
 			continue
 		}
 		if err := dontNeed(s.start, s.end-s.start); err != nil {

@@ -51,6 +51,11 @@ func TestImageSegments(t *testing.T) {
 		{"a written (copy-on-write) text page is reported, so the caller skips it",
 			"00400000-00401000 r-xp 00000000 fe:00 1 /bin/km\nAnonymous:             4 kB\n", "/bin/km",
 			[]imageSegment{{start: 0x400000, end: 0x401000, perms: "r-xp", anonKiB: 4}}, ""},
+		{"swapped-out copy-on-write pages (Anonymous counts only resident ones) are reported too",
+			"00400000-00401000 r--p 00000000 fe:00 1 /bin/km\nAnonymous:             0 kB\nSwap:                 8 kB\nSwapPss:              8 kB\n", "/bin/km",
+			[]imageSegment{{start: 0x400000, end: 0x401000, perms: "r--p", swapKiB: 8}}, ""},
+		{"a Swap field that is not a number",
+			"00400000-00402000 r--p 00000000 fe:00 1 /bin/km\nSwap: lots kB\n", "/bin/km", nil, `"Swap: lots kB"`},
 		{"a path with spaces and a replaced file",
 			"00400000-00402000 r--p 00000000 fe:00 1    /opt/kata monitor/km (deleted)\nAnonymous: 0 kB\n", "/opt/kata monitor/km (deleted)",
 			[]imageSegment{{start: 0x400000, end: 0x402000, perms: "r--p"}}, ""},
@@ -113,7 +118,7 @@ func TestReleaseImagePagesCalls(t *testing.T) {
 	var sum int64
 	for _, s := range segs {
 		require.Contains(t, []string{"r-xp", "r--p"}, s.perms)
-		if s.anonKiB == 0 {
+		if !s.written() {
 			want = append(want, [2]uintptr{s.start, s.end - s.start})
 			sum += s.size()
 		}
@@ -173,4 +178,22 @@ func TestReleasePagesEvery(t *testing.T) {
 	})
 	require.Equal(t, 15*time.Second, imagePagesEvery(15*time.Second))
 	require.Equal(t, minImagePagesEvery, imagePagesEvery(time.Second))
+}
+
+// TestImageSegmentWritten: a segment with copy-on-write pages is never
+// released, whether they are resident or swapped out (a swapped-out page
+// is not in smaps Anonymous; MADV_DONTNEED would drop its swap entry and
+// the file's unrelocated bytes would come back).
+func TestImageSegmentWritten(t *testing.T) {
+	for _, tc := range []struct {
+		seg  imageSegment
+		want bool
+	}{
+		{imageSegment{}, false},
+		{imageSegment{anonKiB: 4}, true},
+		{imageSegment{swapKiB: 4}, true},
+		{imageSegment{anonKiB: 4, swapKiB: 4}, true},
+	} {
+		require.Equal(t, tc.want, tc.seg.written(), "%+v", tc.seg)
+	}
 }
