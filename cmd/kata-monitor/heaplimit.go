@@ -25,7 +25,8 @@ import (
 // cycle (live heap and GOGC percent of the live heap, stacks and globals,
 // the runtime's formula) plus what the runtime holds besides heap objects
 // at that moment (fragmentation in spans, GC metadata, stacks, other
-// runtime memory), plus heapLimitSlack. The GC goal is then the same as
+// runtime memory), plus heapLimitSlack, plus the headroom the runtime
+// takes off a memory limit's heap goal (heapLimitHeadroom). The GC goal is then the same as
 // without the limit; what goes is the free memory kept on top of it.
 
 // heapLimitSlack is room above the computed limit for what the runtime
@@ -33,6 +34,11 @@ import (
 // span and GC metadata of a growing heap), so the limit does not make the
 // GC start before its GOGC goal.
 const heapLimitSlack = 2 << 20
+
+// heapLimitHeadroom is the share added to the limit for the headroom the
+// runtime takes off a memory limit's heap goal (3 % of it; see
+// heapLimitFor): 3/97 rounded up.
+const heapLimitHeadroom = 0.031
 
 // heapLimitFloor is the lowest limit followHeap sets: while the heap of a
 // starting daemon grows from nothing, a limit just above a few MiB would
@@ -55,7 +61,8 @@ var heapMetrics = []string{
 
 // heapLimitFor returns the soft memory limit for the runtime's state in v
 // (heapMetrics' values): the GOGC goal of the last cycle, plus the memory
-// the runtime holds beside the heap objects, plus heapLimitSlack, clamped
+// the runtime holds beside the heap objects, plus heapLimitSlack, plus
+// heapLimitHeadroom of that sum, clamped
 // to [heapLimitFloor, ceiling]. ok is false when GOGC is off (the
 // operator asked for no GOGC goal: nothing to follow).
 func heapLimitFor(v [8]uint64, ceiling int64) (limit int64, ok bool) {
@@ -69,7 +76,13 @@ func heapLimitFor(v [8]uint64, ceiling int64) (limit int64, ok bool) {
 	if held := released + free + objects; total > held {
 		other = float64(total - held)
 	}
+	// The runtime's memory-limit heap goal is the limit less that other
+	// memory less a headroom of 3 % of what remains (at least 1 MiB;
+	// memoryLimitHeapGoal in runtime/mgcpacer.go, Go 1.21 on): room for it
+	// too, else above a ~65 MiB goal the headroom exceeds heapLimitSlack
+	// and the GC starts before its GOGC goal.
 	l := goal + other + heapLimitSlack
+	l += l * heapLimitHeadroom
 	if l >= float64(ceiling) {
 		return ceiling, true
 	}

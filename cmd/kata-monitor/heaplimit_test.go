@@ -25,12 +25,12 @@ func TestHeapLimitFor(t *testing.T) {
 	}{
 		// goal 20 + (20+1+0.5)*50% = 30.75; beside free pages and
 		// objects the runtime holds 60-10-8-22 = 20; slack 2.
-		{"goal, other and slack", typical, math.MaxInt64, 30*mib + 3*mib/4 + 20*mib + heapLimitSlack, true},
+		{"goal, other, slack and headroom", typical, math.MaxInt64, withHeadroom(30*mib + 3*mib/4 + 20*mib + heapLimitSlack), true},
 		{"ceiling wins", typical, 40 * mib, 40 * mib, true},
-		{"GOGC 100", func() [8]uint64 { v := typical; v[3] = 100; return v }(), math.MaxInt64, 41*mib + mib/2 + 20*mib + heapLimitSlack, true},
+		{"GOGC 100", func() [8]uint64 { v := typical; v[3] = 100; return v }(), math.MaxInt64, withHeadroom(41*mib + mib/2 + 20*mib + heapLimitSlack), true},
 		{"floor at start", [8]uint64{2 * mib, mib / 4, mib / 4, 50, 10 * mib, 0, mib, 3 * mib}, math.MaxInt64, heapLimitFloor, true},
 		{"ceiling below the floor", [8]uint64{2 * mib, 0, 0, 50, 10 * mib, 0, mib, 3 * mib}, 16 * mib, 16 * mib, true},
-		{"objects above total (racy read)", [8]uint64{20 * mib, 0, 0, 50, 30 * mib, 0, 5 * mib, 30 * mib}, math.MaxInt64, 30*mib + heapLimitSlack, true},
+		{"objects above total (racy read)", [8]uint64{20 * mib, 0, 0, 50, 30 * mib, 0, 5 * mib, 30 * mib}, math.MaxInt64, withHeadroom(30*mib + heapLimitSlack), true},
 		{"GOGC off", func() [8]uint64 { v := typical; v[3] = math.MaxUint64; return v }(), math.MaxInt64, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,6 +38,39 @@ func TestHeapLimitFor(t *testing.T) {
 			require.Equal(t, tc.ok, ok)
 			require.Equal(t, tc.want, got)
 		})
+	}
+}
+
+func withHeadroom(l int64) int64 { return int64(float64(l) + float64(l)*heapLimitHeadroom) }
+
+// TestHeapLimitKeepsGOGCGoal: the heap goal the runtime derives from the
+// limit heapLimitFor sets (memoryLimitHeapGoal in runtime/mgcpacer.go:
+// the limit less the memory beside heap objects, less a headroom of 3 %
+// of the rest, at least 1 MiB) is never below the GOGC goal, small heap or
+// large (without the headroom term the GC started early from a ~65 MiB
+// goal on: 145.5 instead of 150 MiB at 100 MiB live).
+func TestHeapLimitKeepsGOGCGoal(t *testing.T) {
+	const mib = 1 << 20
+	runtimeGoal := func(limit, nonHeap uint64) uint64 {
+		goal := limit - nonHeap
+		headroom := max(goal/100*3, 1<<20)
+		return goal - headroom
+	}
+	for _, live := range []uint64{1 * mib, 10 * mib, 50 * mib, 100 * mib, 400 * mib, 4096 * mib} {
+		for _, gogc := range []uint64{25, 50, 100, 400} {
+			stacks, globals := uint64(mib), uint64(mib/2)
+			free, released := live/8, live/4
+			objects := live + live/3
+			other := 8*mib + live/20 // span metadata, GC bits, stacks
+			total := objects + free + released + other
+			limit, ok := heapLimitFor([8]uint64{live, stacks, globals, gogc, total, released, free, objects}, math.MaxInt64)
+			require.True(t, ok)
+			gogcGoal := live + (live+stacks+globals)*gogc/100
+			// The runtime's nonHeapMemory: mapped and not released, less
+			// free pages and heap objects.
+			got := runtimeGoal(uint64(limit), total-released-free-objects)
+			require.GreaterOrEqual(t, got, gogcGoal, "live %d MiB, GOGC %d: limit %d", live/mib, gogc, limit)
+		}
 	}
 }
 
