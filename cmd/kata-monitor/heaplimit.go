@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
@@ -103,32 +102,31 @@ type heapLimiter struct {
 }
 
 // followHeap starts re-setting the runtime's soft memory limit after every
-// GC (see above) until ctx ends, when the limit in force before is
-// restored. It does nothing when GOMEMLIMIT is set (getenv): an
-// operator's limit wins, and a cgroup's limit (setMemoryLimit) stays the
-// ceiling. It returns at once; the work runs after each GC cycle.
-func followHeap(ctx context.Context, getenv func(string) string, logger *slog.Logger) *heapLimiter {
+// GC (see above) until the returned limiter's stop, which restores the
+// limit in force before. It does nothing and returns nil when GOMEMLIMIT
+// is set (getenv): an operator's limit wins, and a cgroup's limit
+// (setMemoryLimit) stays the ceiling. It returns at once; the work runs
+// after each GC cycle.
+func followHeap(getenv func(string) string, logger *slog.Logger) *heapLimiter {
 	if getenv("GOMEMLIMIT") != "" {
 		logger.Debug("GOMEMLIMIT is set: the soft memory limit does not follow the heap")
 		return nil
 	}
 	h := &heapLimiter{ceiling: debug.SetMemoryLimit(-1), set: debug.SetMemoryLimit, read: metrics.Read, logger: logger}
-	h.start(ctx)
-	return h
-}
-
-// start arms the per-cycle update and the restore at ctx's end.
-func (h *heapLimiter) start(ctx context.Context) {
 	h.samples = make([]metrics.Sample, len(heapMetrics))
 	for i, name := range heapMetrics {
 		h.samples[i].Name = name
 	}
 	h.arm()
-	context.AfterFunc(ctx, h.stop)
+	return h
 }
 
-// stop ends the updates and restores the ceiling.
+// stop ends the updates and restores the ceiling; no limit is set after
+// it returns. Safe on a nil limiter (followHeap's "off").
 func (h *heapLimiter) stop() {
+	if h == nil {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stopped = true

@@ -273,7 +273,8 @@ func startup(args []string, stdout, stderr io.Writer) (st started, code int, don
 func serve(ctx context.Context, st started, stderr io.Writer) int {
 	cfg, listener := st.cfg, st.listener
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.level}))
-	stopProfile, err := tuneRuntime(ctx, logger)
+	stopLimit, stopProfile, err := tuneRuntime(logger)
+	defer stopLimit()
 	if err != nil {
 		listener.Close()
 		fmt.Fprintf(stderr, "%s: %v\n", appName, err)
@@ -302,19 +303,19 @@ func serve(ctx context.Context, st started, stderr io.Writer) int {
 }
 
 // tuneRuntime sets the GC percent (unless GOGC is set) and the memory
-// limit from the cgroup, makes the limit follow the heap until ctx ends
-// (followHeap, unless GOMEMLIMIT is set), and starts the CPU profile asked
-// for in the environment; the caller stops the profile with the returned
-// func.
-func tuneRuntime(ctx context.Context, logger *slog.Logger) (stopProfile func() error, err error) {
+// limit from the cgroup, makes the limit follow the heap (followHeap,
+// unless GOMEMLIMIT is set) until stopLimit, and starts the CPU profile
+// asked for in the environment, which stopProfile writes.
+func tuneRuntime(logger *slog.Logger) (stopLimit func(), stopProfile func() error, err error) {
 	if gc, ok := defaultGCPercent(os.Getenv); ok {
 		debug.SetGCPercent(gc)
 		logger.Debug("go GC percent set (GOGC overrides)", "percent", gc)
 	}
 	// The library logs the limit it set, or why it set none.
 	_, _ = setMemoryLimit(logger, memlimit.FromCgroup)
-	followHeap(ctx, os.Getenv, logger)
-	return startCPUProfile(os.Getenv)
+	h := followHeap(os.Getenv, logger)
+	stopProfile, err = startCPUProfile(os.Getenv)
+	return h.stop, stopProfile, err
 }
 
 // daemon is every component, built but not started.
