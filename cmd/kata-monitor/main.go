@@ -55,6 +55,12 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// The first signal starts the shutdown (a round in flight finishes,
+	// bounded by scrape_timeout, then requests in flight get the flush
+	// deadline); once it arrived the signals' default action is back, so a
+	// second SIGINT or SIGTERM ends the process at once, as after a
+	// SIGKILL (the WAL is crash-safe: docs/faults.md).
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -294,6 +300,11 @@ func serve(ctx context.Context, st started, stderr io.Writer) int {
 	d.listener = listener
 	logger.Info("kata-monitor started", "version", version, "listen_address", listener.Addr().String(),
 		"sandbox_roots", cfg.SandboxRoots, "runtime_endpoint", cfg.CRI.Endpoint, "remote_write", len(cfg.RemoteWrite))
+	stopLog := context.AfterFunc(ctx, func() {
+		logger.Info("shutting down: a round in flight finishes (at most scrape_timeout), then requests in flight get the flush deadline; a second SIGINT or SIGTERM ends the process at once",
+			"scrape_timeout", cfg.Global.ScrapeTimeout)
+	})
+	defer stopLog()
 	if err := d.run(ctx); err != nil {
 		logger.Error("stopped on error", "err", err)
 		return exitFail

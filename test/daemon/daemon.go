@@ -149,6 +149,9 @@ func (p *Process) Stop(sig syscall.Signal, grace time.Duration) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
+// Signal sends sig to the process without waiting.
+func (p *Process) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Get fetches url with the given headers and returns the status and body
 // (status 0 and the error text when the request failed).
 func Get(url string, hdr http.Header) (int, string) {
