@@ -2,8 +2,10 @@ package wal
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func BenchmarkAppend(b *testing.B) {
@@ -107,6 +109,48 @@ func BenchmarkFollow(b *testing.B) {
 					if err := q.Ack(bs[len(bs)-1].Seq); err != nil {
 						b.Fatal(err)
 					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTenantsAck measures one tenant's Ack under AckInterval (the
+// fast ack file's write of every tenant's position) with 10 and 200
+// tenants at distinct positions, the timer an hour away. The cost grows
+// with the tenants: each Ack writes them all.
+func BenchmarkTenantsAck(b *testing.B) {
+	for _, n := range []int{10, 200} {
+		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
+			tenants := make([]string, n)
+			for i := range tenants {
+				tenants[i] = fmt.Sprintf("namespace-%03d", i)
+			}
+			q, sts := openTenants(b, Config{Dir: filepath.Join(b.TempDir(), "ep"), AckInterval: time.Hour, Fsync: FsyncSegment}, tenants...)
+			defer q.Close()
+			// Every tenant has blocks on disk and its own position: each
+			// is an entry of the file.
+			appendRound(b, q, 2, 16, tenants...)
+			for _, tn := range tenants[1:] {
+				bs, err := sts[tn].Next(context.Background(), 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := sts[tn].Ack(bs[0].Seq); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				appendRound(b, q, 1, 16, tenants[0])
+				bs, err := sts[tenants[0]].Next(context.Background(), 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := sts[tenants[0]].Ack(bs[0].Seq); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
