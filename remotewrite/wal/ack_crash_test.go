@@ -409,3 +409,41 @@ func TestFastAckOverAnotherAckFileIgnored(t *testing.T) {
 	_, again := openTenants(t, Config{Dir: killed, AckInterval: time.Hour}, "a")
 	require.Equal(t, first[len(first)-1].Seq+1, nextNow(t, again["a"])[0].Seq, "the ack file's position, not the fast record's")
 }
+
+// TestFastAckFoldedAtOpen: Open after a SIGKILL writes the fast record's
+// positions into the ack file before it truncates ack.fast for its own
+// writes, so a second SIGKILL right after that Open (no Ack since) still
+// resends no acknowledged group.
+func TestFastAckFoldedAtOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ep")
+	cfg := Config{Dir: dir, SegmentSize: 32 << 10, AckInterval: time.Hour}
+	q, sts := openTenants(t, cfg, "a", "b")
+	for range 4 {
+		appendRound(t, q, 1, 100, "a", "b")
+	}
+	var acked uint64
+	for range 2 {
+		bs := nextNow(t, sts["a"])
+		acked = bs[len(bs)-1].Seq
+		require.NoError(t, sts["a"].Ack(acked))
+	}
+	require.Zero(t, ackFileID(t, dir))
+	killed := filepath.Join(t.TempDir(), "ep")
+	copyLive(t, dir, killed)
+
+	cfg.Dir = killed
+	q2, _ := openTenants(t, cfg, "a", "b")
+	fi, err := os.Stat(filepath.Join(killed, disk.FastAckFileName))
+	require.NoError(t, err)
+	require.Zero(t, fi.Size(), "truncated for this life's records")
+	a, err := disk.ReadAck(killed)
+	require.NoError(t, err)
+	require.Equal(t, acked, a.Done("a"), "the fast record's position is in the ack file")
+	again := filepath.Join(t.TempDir(), "ep")
+	copyLive(t, killed, again)
+	require.NoError(t, q2.Close())
+
+	cfg.Dir = again
+	_, sts3 := openTenants(t, cfg, "a", "b")
+	require.Greater(t, nextNow(t, sts3["a"])[0].Seq, acked, "a's acknowledged groups do not come again")
+}
