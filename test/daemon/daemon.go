@@ -77,11 +77,14 @@ type Process struct {
 }
 
 // Launch starts bin with args, writing its output to out. The child dies
-// with the caller (Pdeathsig), so a crashed test leaves nothing behind.
+// with the caller (Pdeathsig), so a crashed test leaves nothing behind. It
+// runs in its own process group: a Ctrl-C at the terminal reaches only the
+// caller, whose Stop then sends the one signal (kata-monitor takes a
+// second SIGINT or SIGTERM as "exit at once").
 func Launch(bin string, args []string, out io.Writer) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
