@@ -44,6 +44,14 @@ type walModel struct {
 	// resends none; only one whose Ack came after the copy (restart kind
 	// 2, midCrash) may come again.
 	persisted map[string]map[uint64]bool
+	// fileHeld: acks the fsynced ack file is known to hold (written by a
+	// clean Close; a reader's Close and Next write the fast ack file under
+	// AckInterval, and the timer's writes are not tracked), all a power
+	// cut is sure to keep under AckInterval.
+	fileHeld map[string]map[uint64]bool
+	// fastSnaps: ack.fast as it was after earlier Acks, of this life and
+	// earlier ones, for a power cut to leave in its place.
+	fastSnaps [][]byte
 	midCrash  bool
 	sinceOpen map[string]map[uint64]bool // acked, not yet known in the ack file
 	closedM   map[*streamMetrics]string  // metrics of readers closed in this life, by tenant
@@ -56,7 +64,7 @@ func newWALModel(t *testing.T, seed uint64, cfg Config) *walModel {
 	m := &walModel{t: t, rng: rand.New(rand.NewPCG(seed, 1)), root: t.TempDir(), cfg: cfg,
 		streams: map[string]*Stream{}, session: map[string][]delivery{}, lastID: map[string]uint64{},
 		appended: map[string]map[uint64]bool{}, delivered: map[string]map[uint64]bool{},
-		acked: map[string]map[uint64]bool{}, persisted: map[string]map[uint64]bool{}, sinceOpen: map[string]map[uint64]bool{}, closedM: map[*streamMetrics]string{}, dropped: map[string]int{}}
+		acked: map[string]map[uint64]bool{}, persisted: map[string]map[uint64]bool{}, fileHeld: map[string]map[uint64]bool{}, sinceOpen: map[string]map[uint64]bool{}, closedM: map[*streamMetrics]string{}, dropped: map[string]int{}}
 	m.open(filepath.Join(m.root, "life0"), nil)
 	return m
 }
@@ -200,6 +208,13 @@ func (m *walModel) ack(tn string) {
 	m.session[tn] = s[n:]
 	if m.cfg.AckInterval > 0 && !m.midCrash {
 		m.written(tn) // the fast ack file
+		if b, err := os.ReadFile(filepath.Join(m.q.cfg.Dir, disk.FastAckFileName)); err == nil {
+			if len(m.fastSnaps) < 64 {
+				m.fastSnaps = append(m.fastSnaps, b)
+			} else {
+				m.fastSnaps[m.rng.IntN(len(m.fastSnaps))] = b
+			}
+		}
 	}
 }
 
@@ -210,6 +225,11 @@ func (m *walModel) detach(tn string) {
 	require.NoError(m.t, m.streams[tn].Close())
 	delete(m.streams, tn)
 	m.written(tn) // Close wrote the tenant's acks
+	if m.cfg.AckInterval == 0 {
+		for id := range m.acked[tn] {
+			set(m.fileHeld, tn)[id] = true // else the fast ack file
+		}
+	}
 }
 
 func (m *walModel) attached() []string {
@@ -237,12 +257,15 @@ func (m *walModel) restart(kind int) {
 		for tn, ids := range m.acked {
 			for id := range ids {
 				set(m.persisted, tn)[id] = true
+				set(m.fileHeld, tn)[id] = true
 			}
 		}
 		m.sinceOpen = map[string]map[uint64]bool{}
 		require.NoError(m.t, os.Rename(oldDir, dir))
 	case 1:
 		copyLive(m.t, oldDir, dir)
+	case 3:
+		m.powerCut(oldDir, dir)
 	default:
 		copyLive(m.t, oldDir, dir)
 		if len(attach) > 0 {
@@ -271,6 +294,36 @@ func (m *walModel) restart(kind int) {
 	m.open(dir, attach)
 }
 
+// powerCut copies the open queue's files as a power cut may leave them:
+// the segments and the ack file as written (both fsynced), ack.fast as
+// the page cache may or may not have written it back: gone, cut short,
+// one of its earlier contents (of this life or an earlier one) or as it
+// is. Every ack the ack file is not known to hold may then come again
+// (resent, never lost); the checks that every appended block is handed
+// out or counted dropped, and dropped only if not acknowledged, stand.
+func (m *walModel) powerCut(oldDir, dir string) {
+	copyLive(m.t, oldDir, dir)
+	fast := filepath.Join(dir, disk.FastAckFileName)
+	switch r := m.rng.IntN(4); {
+	case r == 0:
+		_ = os.Remove(fast)
+	case r == 1:
+		if fi, err := os.Stat(fast); err == nil && fi.Size() > 0 {
+			require.NoError(m.t, os.Truncate(fast, m.rng.Int64N(fi.Size())))
+		}
+	case r == 2 && len(m.fastSnaps) > 0:
+		require.NoError(m.t, os.WriteFile(fast, m.fastSnaps[m.rng.IntN(len(m.fastSnaps))], 0o640))
+	}
+	for tn, ids := range m.acked {
+		for id := range ids {
+			if !m.fileHeld[tn][id] {
+				delete(ids, id)
+				delete(m.persisted[tn], id)
+			}
+		}
+	}
+}
+
 func (m *walModel) step() {
 	att := m.attached()
 	pick := func() string { return att[m.rng.IntN(len(att))] }
@@ -289,7 +342,11 @@ func (m *walModel) step() {
 			m.attach(tn)
 		}
 	default:
-		m.restart(m.rng.IntN(3))
+		kinds := 3
+		if m.cfg.AckInterval > 0 {
+			kinds = 4 // a power cut: ack.fast is not fsynced
+		}
+		m.restart(m.rng.IntN(kinds))
 	}
 }
 
