@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -162,18 +163,21 @@ func TestFaultDiskBudgetOutage(t *testing.T) {
 		require.Zero(t, dups, "nothing sent twice")
 		// The pulls above run a pull round when no fresh one exists (the
 		// first pull after start always does): a scrape that pushes
-		// nothing, a one-round hole in the fake shim's counter, counted in
-		// unpushed like a failed scrape. Anything else is the budget's.
-		var g [][2]float64
-		holes := 0
-		for _, r := range gaps(t, s) {
-			if r[0] == r[1] && holes < int(a.unpushed) {
-				holes++
-				continue
+		// nothing, a hole in the fake shim's counter, counted in unpushed
+		// like a failed scrape (a slow host can time a scrape out next to
+		// a pull round: a two-round hole). The largest gap is the
+		// budget's; the others together are at most the unpushed scrapes.
+		all := gaps(t, s)
+		require.NotEmpty(t, all, "the budget dropped rounds of %s", id)
+		largest := 0
+		for i, r := range all {
+			if r[1]-r[0] > all[largest][1]-all[largest][0] {
+				largest = i
 			}
-			g = append(g, r)
 		}
-		require.Len(t, g, 1, "one gap in %s: %v (%d one-round holes of %.0f unpushed scrapes)", id, g, holes, a.unpushed)
+		holes := slices.Delete(slices.Clone(all), largest, largest+1)
+		require.LessOrEqual(t, missing(holes), a.unpushed, "%s: besides the budget's gap %v, only unpushed scrapes are missing: %v", id, all[largest], holes)
+		g := [][2]float64{all[largest]}
 		// The rounds just before the receiver came back are present: the
 		// newest data is kept.
 		var after int
