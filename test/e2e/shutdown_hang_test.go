@@ -26,9 +26,10 @@ func hangConfig(t *testing.T, interval, timeout, url string) string {
 	return p
 }
 
-// TestShutdownShimHangs: SIGTERM while a shim never answers ends within
-// scrape_timeout plus the 5 s flush deadline (a round in flight at
-// shutdown finishes, 91e2857, but its scrapes are bounded), with exit 0;
+// TestShutdownShimHangs: SIGTERM while a shim never answers (and, in one
+// case, the CRI neither) ends within scrape_timeout plus the 5 s flush
+// deadline (a round in flight at shutdown finishes, 91e2857, but its
+// scrapes and CRI calls are bounded), with exit 0;
 // and a second SIGTERM while the first is still being honoured ends the
 // process at once (the WAL is crash-safe: an operator's or the kubelet's
 // second signal is not swallowed).
@@ -39,9 +40,11 @@ func TestShutdownShimHangs(t *testing.T) {
 		name    string
 		timeout time.Duration
 		twice   bool
+		criHung bool // the CRI never answers either, and a sandbox appears
 	}{
-		{"one SIGTERM waits at most scrape_timeout + flush", 2 * time.Second, false},
-		{"a second SIGTERM exits at once", 20 * time.Second, true},
+		{"one SIGTERM waits at most scrape_timeout + flush", 2 * time.Second, false, false},
+		{"the CRI hangs too", 2 * time.Second, false, true},
+		{"a second SIGTERM exits at once", 20 * time.Second, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			node := startNode(t, 2)
@@ -49,6 +52,13 @@ func TestShutdownShimHangs(t *testing.T) {
 			cfg := hangConfig(t, tc.timeout.String(), tc.timeout.String(), vm.WriteURL())
 			m := startMonitor(t, node, "--config", cfg)
 			hung.SetHang(true)
+			if tc.criHung {
+				// A new sandbox makes the round ask the CRI (bounded by
+				// the new-pod lookup timeout); the cache's refresh hangs.
+				node.CRI.SetDelay(time.Hour)
+				_, err := node.Add()
+				require.NoError(t, err)
+			}
 			// A scheduled round is in flight once the hung shim is asked
 			// (the first round runs at start).
 			n := hung.Scrapes()
@@ -71,7 +81,7 @@ func TestShutdownShimHangs(t *testing.T) {
 			code := m.stop(0)
 			took := time.Since(t0)
 			require.Equal(t, 0, code, "clean exit")
-			require.Less(t, took, tc.timeout+5*time.Second+3*time.Second, "shutdown bounded by scrape_timeout + flush")
+			require.Less(t, took, tc.timeout+time.Second+5*time.Second+3*time.Second, "shutdown bounded by the new-pod lookup, scrape_timeout and the flush")
 			t.Logf("SIGTERM with a hung shim: exit 0 after %s (scrape_timeout %s)", took.Round(10*time.Millisecond), tc.timeout)
 		})
 	}
