@@ -41,7 +41,7 @@ func (st *Stream) Ack(seq uint64) error {
 			}
 			return err
 		}
-		q.updateGauges()
+		st.m.pendingSamples.Set(float64(st.pendingSamples)) // the only gauge take moves
 		q.scheduleAckFlush()
 		q.mu.Unlock()
 		if q.fast != nil {
@@ -126,8 +126,8 @@ func (q *Queue) writeFastLocked() bool {
 		q.fastFailing = false
 	}
 	q.mu.Lock()
-	for s, acked := range snap {
-		s.fastPos = max(s.fastPos, acked)
+	for _, p := range snap {
+		p.st.fastPos = max(p.st.fastPos, p.acked)
 	}
 	q.mu.Unlock()
 	return true
@@ -208,12 +208,12 @@ func (st *Stream) take(seq uint64) error {
 
 // persisted records what an ack file write held and deletes the segments
 // it made done.
-func (q *Queue) persisted(snap map[*Stream]uint64) {
+func (q *Queue) persisted(snap []streamPos) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for s, acked := range snap {
-		s.persisted = max(s.persisted, acked)
-		s.fastPos = max(s.fastPos, acked)
+	for _, p := range snap {
+		p.st.persisted = max(p.st.persisted, p.acked)
+		p.st.fastPos = max(p.st.fastPos, p.acked)
 	}
 	q.trimFront()
 	q.updateGauges()
@@ -276,32 +276,46 @@ func (q *Queue) flushAcksLocked() {
 	q.persisted(snap)
 }
 
+// streamPos is a stream's acked position as ackState saw it.
+type streamPos struct {
+	st    *Stream
+	acked uint64
+}
+
 // ackState is what the ack file must say now, and the acked position of
-// each stream it records (q.mu held). Seq (the floor) is the lowest acked
-// position of the streams with blocks on disk, each tenant above it gets an
-// entry; a plain queue's file so stays version 1 (no entries).
-func (q *Queue) ackState() (disk.AckState, map[*Stream]uint64) {
-	snap := make(map[*Stream]uint64, len(q.streams))
+// each stream it records (q.mu and q.ackMu held). Seq (the floor) is the
+// lowest acked position of the streams with blocks on disk, each tenant
+// above it gets an entry; a plain queue's file so stays version 1 (no
+// entries). The state's Tenants map and the slice are the queue's own,
+// reused by the next call (so an Ack allocates neither): valid while
+// q.ackMu is held, never kept.
+func (q *Queue) ackState() (disk.AckState, []streamPos) {
+	snap := q.ackSnap[:0]
 	var floor, top uint64
 	first := true
 	for _, st := range q.streams {
-		snap[st] = st.acked
+		snap = append(snap, streamPos{st, st.acked})
 		top = max(top, st.acked)
 		if st.segRefs > 0 && (first || st.acked < floor) {
 			floor, first = st.acked, false
 		}
 	}
+	q.ackSnap = snap
 	if first {
 		floor = top // no blocks on disk: every stream is done
 	}
 	a := disk.AckState{Seq: floor, Segment: int64(q.active().index)}
-	for st, acked := range snap {
-		if acked > floor && st.segRefs > 0 {
-			if a.Tenants == nil {
-				a.Tenants = map[string]uint64{}
+	clear(q.ackTenants)
+	for _, p := range snap {
+		if p.acked > floor && p.st.segRefs > 0 {
+			if q.ackTenants == nil {
+				q.ackTenants = map[string]uint64{}
 			}
-			a.Tenants[st.tenant] = acked
+			q.ackTenants[p.st.tenant] = p.acked
 		}
+	}
+	if len(q.ackTenants) > 0 {
+		a.Tenants = q.ackTenants
 	}
 seg:
 	for _, s := range q.segs {

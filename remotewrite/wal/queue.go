@@ -75,6 +75,9 @@ type Queue struct {
 	fast        *disk.FastAckWriter
 	fastFailing bool
 	ackSum      uint32
+	// ackState's reused snapshot and tenant entries (q.ackMu held).
+	ackSnap    []streamPos
+	ackTenants map[string]uint64
 
 	mu       sync.Mutex
 	closed   bool
