@@ -67,12 +67,20 @@ func socketPath(endpoint string) (string, error) {
 		return "", errors.New("must not be empty")
 	}
 	path := endpoint
-	if rest, ok := strings.CutPrefix(endpoint, unixScheme); ok {
-		path = rest
-	} else if rest, ok := strings.CutPrefix(endpoint, "unix:"); ok && strings.HasPrefix(rest, "/") {
-		path = rest
-	} else if scheme, ok := uriScheme(endpoint); ok {
+	scheme, hasScheme := uriScheme(endpoint)
+	switch {
+	case hasScheme && !strings.EqualFold(scheme, "unix"):
 		return "", fmt.Errorf("unsupported scheme %q, want unix://", scheme)
+	case hasScheme:
+		// Schemes are case-insensitive (RFC 3986 section 3.1), as in
+		// kubelet's url.Parse: "UNIX:///run/x.sock" is the unix scheme.
+		rest := endpoint[len(scheme)+1:]
+		if r, ok := strings.CutPrefix(rest, "//"); ok {
+			rest = r
+		} else if !strings.HasPrefix(rest, "/") {
+			return "", fmt.Errorf("%q is not an absolute socket path", endpoint)
+		}
+		path = rest
 	}
 	if strings.ContainsRune(path, 0) {
 		return "", errors.New("contains a NUL byte")

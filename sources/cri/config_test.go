@@ -51,6 +51,9 @@ func TestSocketPath(t *testing.T) {
 		{endpoint: "dns:///x", wantErr: true},
 		{endpoint: "C:/x", wantErr: true},
 		{endpoint: "run/a://b", wantErr: true},
+		{endpoint: "UNIX:///run/crio/crio.sock", want: "/run/crio/crio.sock"},
+		{endpoint: "Unix:/run/x.sock", want: "/run/x.sock"},
+		{endpoint: "unix:x", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.endpoint, func(t *testing.T) {
@@ -79,8 +82,9 @@ func FuzzSocketPath(f *testing.F) {
 		}
 		// Accepted means a path or the unix scheme, and the path is the
 		// endpoint's own after that prefix, cleaned.
-		rest, ok := strings.CutPrefix(endpoint, "unix:")
+		rest, ok := "", len(endpoint) >= 5 && strings.EqualFold(endpoint[:5], "unix:")
 		if ok {
+			rest = endpoint[5:]
 			rest = strings.TrimPrefix(rest, "//")
 		} else {
 			rest = endpoint
