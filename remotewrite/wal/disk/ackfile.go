@@ -55,19 +55,26 @@ func EncodeAck(a AckState) []byte {
 		binary.BigEndian.PutUint32(buf[21:], crc32.Checksum(buf[:21], castagnoli))
 		return buf
 	}
-	buf := make([]byte, 21, ackFixedSizeV2+len(a.Tenants)*(1+MaxTenantLength+8))
-	copy(buf, ackMagic)
-	buf[4] = ackVersionTenants
-	binary.BigEndian.PutUint64(buf[5:], a.Seq)
-	binary.BigEndian.PutUint64(buf[13:], uint64(a.Segment))
+	buf := make([]byte, 0, ackFixedSizeV2+len(a.Tenants)*(1+MaxTenantLength+8))
+	return appendAckV2(buf, a, slices.Sorted(maps.Keys(a.Tenants)))
+}
+
+// appendAckV2 appends a's version 2 encoding to buf, its entries in the
+// order of names (a's tenants, sorted).
+func appendAckV2(buf []byte, a AckState, names []string) []byte {
+	start := len(buf)
+	buf = append(buf, ackMagic...)
+	buf = append(buf, ackVersionTenants)
+	buf = binary.BigEndian.AppendUint64(buf, a.Seq)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(a.Segment))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(a.Tenants)))
-	for _, t := range slices.Sorted(maps.Keys(a.Tenants)) {
+	for _, t := range names {
 		t = t[:min(len(t), MaxTenantLength)]
 		buf = append(buf, byte(len(t)))
 		buf = append(buf, t...)
 		buf = binary.BigEndian.AppendUint64(buf, a.Tenants[t])
 	}
-	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf[start:], castagnoli))
 }
 
 // DecodeAck parses an ack file. Every version ends with a CRC32-Castagnoli of

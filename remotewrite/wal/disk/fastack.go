@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // FastAckFileName is the fast ack file: acknowledged positions written in
@@ -145,8 +146,9 @@ type FastAckWriter struct {
 	// checksums) instead of encoding it again: no sort of the tenant
 	// names, no allocation. at holds the offset in rec of each tenant's
 	// position; nil when rec is not reusable.
-	rec []byte
-	at  map[string]int
+	rec   []byte
+	at    map[string]int
+	names []string // encodeAfresh's, reused
 }
 
 // CreateFastAck creates or truncates dir's fast ack file; the first
@@ -215,33 +217,47 @@ func (w *FastAckWriter) encode(base uint32, a AckState) []byte {
 	return rec
 }
 
-// encodeAfresh encodes a's record and indexes its tenant positions for
-// encode's patches. A state with a name longer than MaxTenantLength
-// (EncodeAck cuts it, which may change the order) is not indexed: such a
-// state is encoded afresh every time, never patched wrongly.
+// encodeAfresh encodes a's record into w.rec (its array reused) and
+// indexes its tenant positions for encode's patches. A state with a name
+// longer than MaxTenantLength (EncodeAck cuts it, which may change the
+// order) is not indexed: such a state is encoded afresh every time, never
+// patched wrongly.
 func (w *FastAckWriter) encodeAfresh(base uint32, a AckState) []byte {
-	w.rec = EncodeFastAck(FastAck{Gen: w.gen, Base: base, State: a})
+	names := w.names[:0]
+	long := false
 	for t := range a.Tenants {
-		if len(t) > MaxTenantLength {
-			w.at = nil
-			return w.rec
-		}
+		names = append(names, t)
+		long = long || len(t) > MaxTenantLength
+	}
+	slices.Sort(names)
+	w.names = names
+	rec := append(w.rec[:0], fastAckMagic...)
+	rec = append(rec, fastAckVersion)
+	rec = binary.BigEndian.AppendUint64(rec, w.gen)
+	rec = binary.BigEndian.AppendUint32(rec, base)
+	rec = append(rec, 0, 0, 0, 0) // the body's length, below
+	if len(a.Tenants) == 0 {
+		rec = append(rec, EncodeAck(a)...) // version 1: Seq and Segment only
+	} else {
+		rec = appendAckV2(rec, a, names)
+	}
+	binary.BigEndian.PutUint32(rec[17:], uint32(len(rec)-fastAckHeader))
+	rec = binary.BigEndian.AppendUint32(rec, crc32.Checksum(rec, castagnoli))
+	w.rec = rec
+	if long {
+		w.at = nil
+		return rec
 	}
 	if w.at == nil {
 		w.at = make(map[string]int, len(a.Tenants))
 	}
 	clear(w.at)
-	if len(a.Tenants) == 0 {
-		return w.rec // version 1: Seq and Segment only
+	off := fastAckHeader + ackFixedSizeV2 - 4 // the first entry
+	for _, t := range names {
+		w.at[t] = off + 1 + len(t)
+		off += 1 + len(t) + 8
 	}
-	body := w.rec[fastAckHeader : len(w.rec)-4]
-	// Version 2: the fixed part, then per tenant length, name, position.
-	for off := ackFixedSizeV2 - 4; off < len(body)-4; {
-		l := int(body[off])
-		w.at[string(body[off+1:off+1+l])] = fastAckHeader + off + 1 + l
-		off += 1 + l + 8
-	}
-	return w.rec
+	return rec
 }
 
 // align rounds n up to a multiple of FastAckAlign.
