@@ -3,9 +3,11 @@ package e2e
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,4 +211,32 @@ func missing(g [][2]float64) float64 {
 func result(t *testing.T, format string, args ...any) {
 	t.Helper()
 	t.Logf("FAULT-RESULT: %s: %s", t.Name(), strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+// killLoop starts kata-monitor on node with cfg iterations times and
+// SIGKILLs it 50-700 ms into each run (the random kill point is the fault
+// being injected, not a wait for a condition), with the receiver behind p
+// down (every request refused) in about a third of the runs. It returns
+// the stopped monitor, ready for a final run, and how many runs had the
+// receiver down.
+func killLoop(t *testing.T, node *fakenode.Node, p *faultproxy.Proxy, cfg string, iterations int, rng *rand.Rand) (*monitor, int) {
+	t.Helper()
+	var m *monitor
+	downRuns := 0
+	for i := range iterations {
+		if rng.IntN(3) == 0 {
+			down(p)
+			downRuns++
+		} else {
+			p.SetFaults(nil)
+		}
+		if m == nil {
+			m = startMonitor(t, node, "--config", cfg)
+		} else {
+			m.start()
+		}
+		time.Sleep(time.Duration(50+rng.IntN(650)) * time.Millisecond)
+		require.Equal(t, -1, m.stop(syscall.SIGKILL), "iteration %d: killed by the signal, not exited", i)
+	}
+	return m, downRuns
 }

@@ -219,26 +219,7 @@ func TestFaultSIGKILLLoop(t *testing.T) {
 	prom, p, url := proxied(t, receiver.Prometheus)
 	start := time.Now()
 	cfg := writeConfig(t, "200ms", t.TempDir(), "64MiB", endpoint{name: "prom", url: url, extra: noMetadata})
-	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 4))
-	var m *monitor
-	downRuns := 0
-	for i := range iterations {
-		if rng.IntN(3) == 0 {
-			down(p)
-			downRuns++
-		} else {
-			p.SetFaults(nil)
-		}
-		if m == nil {
-			m = startMonitor(t, node, "--config", cfg)
-		} else {
-			m.start()
-		}
-		// The random kill point is the fault being injected, not a wait
-		// for a condition.
-		time.Sleep(time.Duration(50+rng.IntN(650)) * time.Millisecond)
-		require.Equal(t, -1, m.stop(syscall.SIGKILL), "iteration %d: killed by the signal, not exited", i)
-	}
+	m, downRuns := killLoop(t, node, p, cfg, iterations, rand.New(rand.NewPCG(uint64(start.UnixNano()), 4)))
 	p.SetFaults(nil)
 	m.start()
 	ids := node.IDs()
