@@ -75,7 +75,10 @@ type options struct {
 	webConfigFile   string
 	sandboxRoots    stringList
 	showVersion     bool
-	set             map[string]bool // flags given explicitly
+	// releasePages: the binary's pages are released after startup and every
+	// scrape interval (imagepages.go); false keeps them mapped.
+	releasePages bool
+	set          map[string]bool // flags given explicitly
 }
 
 type stringList []string
@@ -98,6 +101,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.configFile, "config", "", "YAML config file (push, relabelling, tuning); without it kata-monitor is pull only, as upstream. Check one with: kata-monitor check-config FILE")
 	fs.StringVar(&o.webConfigFile, "web.config.file", "", "Path to a web configuration file enabling TLS or basic authentication on the listener (exporter-toolkit format).")
 	fs.Var(&o.sandboxRoots, "sandbox-root", "Directory holding one directory per sandbox (repeatable; default /run/vc/sbs and /run/kata).")
+	fs.BoolVar(&o.releasePages, "release-binary-pages", true, "Release the binary's code pages from the RSS after startup and every scrape interval (~10 MiB; they fault back in from the page cache when run). false keeps them mapped, e.g. for an image lazily pulled over FUSE.")
 	fs.BoolVar(&o.showVersion, "version", false, "Print version information and exit.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -480,6 +484,10 @@ func (d *daemon) run(ctx context.Context) error {
 	// first round's once it ran (imagepages.go): ~8 MiB of the binary's
 	// file pages at 200 sandboxes; from then on what ran since the last
 	// release, every scrape interval.
+	if !d.opts.releasePages {
+		d.logger.Info("the binary's pages stay mapped (--release-binary-pages=false)")
+		return g.Wait()
+	}
 	g.Go(func() error {
 		if releaseStartupPages(ctx, d.fwd.FirstRoundDone(), d.logger) {
 			release := func() (int64, error) { return releaseImagePages(madviseDontNeed) }

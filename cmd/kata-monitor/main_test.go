@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -220,26 +221,7 @@ func TestListenFailure(t *testing.T) {
 // closed once the queues stopped. The first round also releases the
 // binary's startup pages, once.
 func TestReadiness(t *testing.T) {
-	dir, err := os.MkdirTemp("", "kmrdy")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	node, err := fakenode.Start(dir, 1, fakeshim.Options{})
-	require.NoError(t, err)
-	t.Cleanup(node.Close)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	t.Cleanup(recv.Close)
-	cfgPath := filepath.Join(dir, "c.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte("global: {scrape_interval: 250ms, scrape_timeout: 200ms}\nwal: {dir: "+filepath.Join(dir, "wal")+"}\n"+
-		"remote_write:\n  - {name: vm, url: '"+recv.URL+"/api/v1/write'}\n"), 0o644))
-	o, err := parseFlags([]string{"--config", cfgPath, "--sandbox-root", node.Root, "--runtime-endpoint", node.CRISocket, "--listen-address", "127.0.0.1:0"}, io.Discard)
-	require.NoError(t, err)
-	cfg, err := loadConfig(o)
-	require.NoError(t, err)
-	var logs child.Buffer
-	d, err := wire(cfg, o, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	require.NoError(t, err)
-	d.listener, err = listen(o.listenAddress, "")
-	require.NoError(t, err)
+	d, logs := wiredDaemon(t)
 
 	// Built, not started: not ready, and /readyz says why.
 	rec := httptest.NewRecorder()
@@ -264,6 +246,54 @@ func TestReadiness(t *testing.T) {
 	require.NoError(t, <-done)
 	require.EqualError(t, d.ready(), `remote_write "vm": wal closed`)
 	require.Equal(t, 1, strings.Count(logs.String(), "startup pages"), logs.String())
+}
+
+// TestReleaseBinaryPagesOff: --release-binary-pages=false keeps the
+// binary's pages mapped: rounds run and push, nothing is released.
+func TestReleaseBinaryPagesOff(t *testing.T) {
+	d, logs := wiredDaemon(t, "--release-binary-pages=false")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	// Two rounds: the release after the first would have run by the second.
+	require.Eventually(t, func() bool {
+		rec := httptest.NewRecorder()
+		d.api.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics/self", nil))
+		return regexp.MustCompile(`(?m)^kata_monitor_rounds_total\{trigger="schedule"\} [2-9]`).MatchString(rec.Body.String())
+	}, 20*time.Second, 20*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	require.Contains(t, logs.String(), "the binary's pages stay mapped")
+	require.NotContains(t, logs.String(), "released the binary's", logs.String())
+}
+
+// wiredDaemon wires (does not run) a daemon with one fake sandbox, pushing
+// every 250 ms to an httptest receiver named vm that answers 204, with
+// flags extra; its logs, at debug, are returned too.
+func wiredDaemon(t *testing.T, extra ...string) (*daemon, *child.Buffer) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kmrdy")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	node, err := fakenode.Start(dir, 1, fakeshim.Options{})
+	require.NoError(t, err)
+	t.Cleanup(node.Close)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(recv.Close)
+	cfgPath := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("global: {scrape_interval: 250ms, scrape_timeout: 200ms}\nwal: {dir: "+filepath.Join(dir, "wal")+"}\n"+
+		"remote_write:\n  - {name: vm, url: '"+recv.URL+"/api/v1/write'}\n"), 0o644))
+	args := append([]string{"--config", cfgPath, "--sandbox-root", node.Root, "--runtime-endpoint", node.CRISocket, "--listen-address", "127.0.0.1:0"}, extra...)
+	o, err := parseFlags(args, io.Discard)
+	require.NoError(t, err)
+	cfg, err := loadConfig(o)
+	require.NoError(t, err)
+	logs := &child.Buffer{}
+	d, err := wire(cfg, o, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	require.NoError(t, err)
+	d.listener, err = listen(o.listenAddress, "")
+	require.NoError(t, err)
+	return d, logs
 }
 
 // TestCheckConfigDocumentedExample runs check-config on the file shown in
