@@ -3,7 +3,6 @@ package exposition
 import (
 	"hash/maphash"
 	"slices"
-	"sync"
 )
 
 // Families is the families of one sandbox's round, in order of appearance,
@@ -57,40 +56,18 @@ func (b *FamiliesBuilder) hash(seed maphash.Seed) uint64 {
 	return h.Sum64()
 }
 
-// maxFamilySets bounds a FamilyTable: past it the table is emptied (the
-// sandboxes keep the sets they hold), so churn cannot grow it.
-const maxFamilySets = 256
-
 // FamilyTable hands out one shared Families per distinct content. Safe
 // for concurrent use; the zero value is ready.
-type FamilyTable struct {
-	mu   sync.Mutex
-	seed maphash.Seed
-	m    map[uint64][]*Families
-}
+type FamilyTable struct{ t internTable[Families] }
 
 // Intern returns the shared Families equal to b: last when it is (the
 // sandbox's previous round, the common case: no lock, no hash), else one
 // from the table, else a copy of b added to it.
 func (t *FamilyTable) Intern(b *FamiliesBuilder, last *Families) *Families {
-	if b.equal(last) {
-		return last
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil || len(t.m) >= maxFamilySets {
-		if t.m == nil {
-			t.seed = maphash.MakeSeed()
-		}
-		t.m = make(map[uint64][]*Families)
-	}
-	h := b.hash(t.seed)
-	for _, f := range t.m[h] {
-		if b.equal(f) {
-			return f
-		}
-	}
-	f := &Families{fams: slices.Clone(b.fams), names: slices.Clone(b.names)}
-	t.m[h] = append(t.m[h], f)
-	return f
+	return t.t.intern(b, last)
+}
+
+// clone returns an immutable copy of b's families, right-sized.
+func (b *FamiliesBuilder) clone() *Families {
+	return &Families{fams: slices.Clone(b.fams), names: slices.Clone(b.names)}
 }
