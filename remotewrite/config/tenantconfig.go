@@ -44,7 +44,9 @@ type TenantConfig struct {
 	// sent to another tenant. The default tenant always has its queue, so
 	// series without the label and kata-monitor's own metrics are never
 	// dropped for the limit. A tenant whose queue is empty and that got no
-	// series for IdleTimeout is closed and frees its place. The tenants
+	// series for IdleTimeout is closed and frees its place; with MaxTenants
+	// queues open, a new tenant also takes the place of one whose queue is
+	// empty and that got no series in the last round. The tenants
 	// share the endpoint's WAL and its wal.max_size; each gets 1/(MaxTenants
 	// + 1) of the in-memory tail.
 	MaxTenants int `yaml:"max_tenants"`

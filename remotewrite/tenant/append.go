@@ -160,13 +160,13 @@ func (r *Router) resolve(b *bucket, now time.Time) error {
 	b.call, b.dropped = r.call, 0
 	b.tq, b.reason, b.cause = r.tenants[b.tenant], "", nil
 	if b.tq != nil {
-		b.tq.lastAppend = now
+		b.tq.lastAppend, b.tq.lastRound = now, r.rounds
 		return nil
 	}
 	switch err := config.ValidTenant(b.tenant); {
 	case err != nil:
 		b.reason, b.cause = reasonTenantInvalid, err
-	case b.tenant != r.cfg.Tenant.Default && r.namedTenants() >= r.cfg.Tenant.MaxTenants:
+	case b.tenant != r.cfg.Tenant.Default && r.namedTenants() >= r.cfg.Tenant.MaxTenants && !r.makeRoom(now):
 		b.reason, b.cause = reasonTenantLimit, fmt.Errorf("tenant.max_tenants (%d) queues open", r.cfg.Tenant.MaxTenants)
 	default:
 		tq, err := r.openTenant(b.tenant)
@@ -231,6 +231,7 @@ func (r *Router) Commit(ctx context.Context) error {
 // commit is Commit with r.mu held: the staged tenants' blocks go into
 // the WAL in one write (remotewrite.WriteStaged).
 func (r *Router) commit(ctx context.Context) error {
+	r.rounds++
 	var errs []error
 	kept := r.staged[:0] // tenants whose series stay held (ctx ended)
 	var qs []*remotewrite.Queue

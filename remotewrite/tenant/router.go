@@ -54,7 +54,9 @@ const logEvery = time.Minute
 // ceil(share/8192) WAL groups, as a round without routing is. A tenant's
 // queue is opened on first sight (and at start for every tenant with
 // blocks pending in the WAL, so a backlog is never abandoned), and closed
-// once it is empty and idle for tenant.idle_timeout. Because each tenant
+// once it is empty and idle for tenant.idle_timeout, or, with
+// tenant.max_tenants queues open, once it is empty, got no series in the
+// last round and a new tenant needs its place (makeRoom). Because each tenant
 // waits on its own receiver answers, one tenant's refusals, 429s and
 // Retry-After never delay another's samples. The per-tenant directories
 // of the layout before the shared WAL are moved into it at New (migrate).
@@ -82,6 +84,7 @@ type Router struct {
 	touched []*bucket          // Append's scratch: this call's buckets
 	staged  []*tenantQueue     // queues Append gave series since the last commit
 	call    uint64             // Append calls so far
+	rounds  uint64             // commits so far (a round's last chunk is followed by one)
 	md      []series.Metadata
 	runCtx  context.Context // set by Run; nil before
 	closed  bool
@@ -98,7 +101,11 @@ type tenantQueue struct {
 	cancel     context.CancelFunc // set when started
 	done       chan struct{}      // closed when its Run returned
 	lastAppend time.Time
-	staged     bool // Append took series that Commit has not written
+	// lastRound is Router.rounds when Append last gave it series: it got
+	// series in the round being appended when it equals rounds, in the
+	// last committed one when rounds-1.
+	lastRound uint64
+	staged    bool // Append took series that Commit has not written
 }
 
 // New validates cfg (which must have a tenant block) like remotewrite.New,
@@ -209,7 +216,7 @@ func (r *Router) openTenant(tenant string) (*tenantQueue, error) {
 	if r.md != nil {
 		q.AppendMetadata(r.md)
 	}
-	tq := &tenantQueue{name: tenant, q: q, lastAppend: r.now()}
+	tq := &tenantQueue{name: tenant, q: q, lastAppend: r.now(), lastRound: r.rounds}
 	r.tenants[tenant] = tq
 	r.metrics.tenants.Set(float64(len(r.tenants)))
 	if r.runCtx != nil {
@@ -304,22 +311,59 @@ func (r *Router) closeIdle() {
 	defer r.mu.Unlock()
 	now := r.now()
 	idle := time.Duration(r.cfg.Tenant.IdleTimeout)
-	for t, tq := range r.tenants {
-		if t == r.cfg.Tenant.Default || now.Sub(tq.lastAppend) < idle || tq.q.PendingBlocks() > 0 {
+	for _, tq := range r.tenants {
+		if now.Sub(tq.lastAppend) < idle || !r.closable(tq) {
 			continue
 		}
-		if tq.staged {
-			continue // holds part of a round
-		}
-		// Under r.mu no Append can reach this tenant meanwhile; its
-		// sender is idle (nothing pending), so it stops at once.
-		tq.cancel()
-		<-tq.done
-		delete(r.tenants, t)
-		delete(r.buckets, t)
-		r.metrics.tenants.Set(float64(len(r.tenants)))
-		r.logger.Info("closed an idle tenant's queue", "tenant", t, "idle", now.Sub(tq.lastAppend).Round(time.Second))
+		r.closeTenant(tq, "closed an idle tenant's queue", now)
 	}
+}
+
+// closable reports whether tq's queue may be closed without losing or
+// delaying anything: not the default tenant's, nothing pending, nothing
+// of a round held for it (r.mu held).
+func (r *Router) closable(tq *tenantQueue) bool {
+	return tq.name != r.cfg.Tenant.Default && !tq.staged && tq.q.PendingBlocks() == 0
+}
+
+// closeTenant stops tq's queue and forgets it (r.mu held; r.closable(tq)).
+// Under r.mu no Append can reach this tenant meanwhile; its sender is idle
+// (nothing pending), so it stops at once.
+func (r *Router) closeTenant(tq *tenantQueue, msg string, now time.Time) {
+	tq.cancel()
+	<-tq.done
+	delete(r.tenants, tq.name)
+	delete(r.buckets, tq.name)
+	r.metrics.tenants.Set(float64(len(r.tenants)))
+	r.logger.Info(msg, "tenant", tq.name, "idle", now.Sub(tq.lastAppend).Round(time.Second))
+}
+
+// makeRoom closes, when tenant.max_tenants queues are open, the queue of
+// the tenant idle longest among those that got no series in the last
+// round nor in this one and have nothing pending, so that a new tenant
+// takes its place rather than being dropped until idle_timeout ends
+// (short-lived namespaces: far fewer alive at once than max_tenants, more
+// over an idle_timeout). Tenants that get series every round are never
+// closed for another, so past max_tenants of them the newest are still
+// dropped. Reports whether a place is free (r.mu held).
+func (r *Router) makeRoom(now time.Time) bool {
+	if r.runCtx == nil {
+		return false // nothing runs yet: the queues have no cancel
+	}
+	var victim *tenantQueue
+	for _, tq := range r.tenants {
+		if tq.lastRound+1 >= r.rounds || !r.closable(tq) {
+			continue
+		}
+		if victim == nil || tq.lastAppend.Before(victim.lastAppend) {
+			victim = tq
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	r.closeTenant(victim, "closed the queue of a tenant without series in the last round for a new tenant (tenant.max_tenants reached)", now)
+	return r.namedTenants() < r.cfg.Tenant.MaxTenants
 }
 
 // Ready is nil until the router is closed (readiness probes).
