@@ -579,8 +579,9 @@ func (q *Queue) Ready() error {
 	return nil
 }
 
-// Close writes what Stage holds, releases the WAL and unregisters the
-// metrics, so the endpoint can be opened again. Run calls it on return;
+// Close writes what Stage holds, releases the WAL, unregisters the
+// metrics and closes the idle connections to the receiver, so the
+// endpoint can be opened again. Run calls it on return;
 // call it directly only if Run will not be called. Idempotent; Append fails afterwards.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
@@ -591,6 +592,10 @@ func (q *Queue) Close() error {
 		q.appendMu.Unlock()
 		q.closed.Store(true)
 		q.metrics.Unregister()
+		// Run has stopped the sender (no request in flight): its
+		// connections would stay open until the transport's idle
+		// timeout, one set per tenant queue closed and reopened.
+		q.sender.CloseIdleConnections()
 		if err := q.wal.Close(); err != nil {
 			q.closeErr = fmt.Errorf("close wal: %w", err)
 		}

@@ -99,6 +99,11 @@ func New(cfg config.Config, rt http.RoundTripper, comp *codec.Compressor, m *Met
 	return s
 }
 
+// CloseIdleConnections closes the client's keep-alive connections that no
+// request uses (client.Client.CloseIdleConnections); requests in flight
+// keep theirs.
+func (s *Sender) CloseIdleConnections() { s.client.CloseIdleConnections() }
+
 // Run sends one group at a time until ctx ends; groups are sequential so
 // each series' samples reach the receiver in order. When ctx ends no new
 // group starts and requests in flight get up to the flush deadline; the

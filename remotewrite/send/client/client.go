@@ -136,6 +136,14 @@ func New(cfg config.Config, rt http.RoundTripper, userAgent string, observe func
 	}
 }
 
+// CloseIdleConnections closes the transport's keep-alive connections
+// that no request uses (http.Client.CloseIdleConnections: through
+// prometheus/common's round trippers, which pass it on). A queue calls it
+// when it stops: a tenant's queue closed for idleness would otherwise
+// leave its connections, each with two goroutines, buffers and a file
+// descriptor, open until the transport's idle timeout (5 min).
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // Response headers of remote write 2.0 ("Required Written Response
 // Headers"): how many elements of the request the receiver wrote.
 const (
