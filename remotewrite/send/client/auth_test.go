@@ -268,7 +268,14 @@ queue_config:
 // ID's fixed https authority (login.microsoftonline.com), which cannot be
 // pointed at a local server: they are only loaded, validated and built.
 func TestAuthAzureAD(t *testing.T) {
-	const clientID = "00000000-0000-0000-0000-00000000000a"
+	// A client id of its own for each run: the Azure SDK keeps managed
+	// identity tokens in a process-wide cache keyed by client id and
+	// resource, so with -count=2 a fixed id is answered from the first
+	// run's token without asking the endpoint below.
+	suffix := make([]byte, 6)
+	_, err := rand.Read(suffix)
+	require.NoError(t, err)
+	clientID := "00000000-0000-0000-0000-" + hex.EncodeToString(suffix)
 	var (
 		mu       sync.Mutex
 		resource []string
