@@ -217,12 +217,15 @@ func result(t *testing.T, format string, args ...any) {
 // SIGKILLs it 50-700 ms into each run (the random kill point is the fault
 // being injected, not a wait for a condition), with the receiver behind p
 // down (every request refused) in about a third of the runs. It returns
-// the stopped monitor, ready for a final run, and how many runs had the
-// receiver down.
-func killLoop(t *testing.T, node *fakenode.Node, p *faultproxy.Proxy, cfg string, iterations int, rng *rand.Rand) (*monitor, int) {
+// the stopped monitor, ready for a final run, how many runs had the
+// receiver down, and how many scrapes of the killed runs pushed nothing
+// (account.unpushed, read just before each kill: a scrape failing after
+// the read is in the round the kill interrupts).
+func killLoop(t *testing.T, node *fakenode.Node, p *faultproxy.Proxy, cfg string, iterations int, rng *rand.Rand) (*monitor, int, float64) {
 	t.Helper()
 	var m *monitor
 	downRuns := 0
+	unpushed := 0.0
 	for i := range iterations {
 		if rng.IntN(3) == 0 {
 			down(p)
@@ -236,7 +239,9 @@ func killLoop(t *testing.T, node *fakenode.Node, p *faultproxy.Proxy, cfg string
 			m.start()
 		}
 		time.Sleep(time.Duration(50+rng.IntN(650)) * time.Millisecond)
+		v := m.ownMetrics(t)
+		unpushed += v["kata_monitor_scrape_failed_count"] + v[`kata_monitor_rounds_total{trigger="pull"}`]
 		require.Equal(t, -1, m.stop(syscall.SIGKILL), "iteration %d: killed by the signal, not exited", i)
 	}
-	return m, downRuns
+	return m, downRuns, unpushed
 }

@@ -219,7 +219,7 @@ func TestFaultSIGKILLLoop(t *testing.T) {
 	prom, p, url := proxied(t, receiver.Prometheus)
 	start := time.Now()
 	cfg := writeConfig(t, "200ms", t.TempDir(), "64MiB", endpoint{name: "prom", url: url, extra: noMetadata})
-	m, downRuns := killLoop(t, node, p, cfg, iterations, rand.New(rand.NewPCG(uint64(start.UnixNano()), 4)))
+	m, downRuns, killedUnpushed := killLoop(t, node, p, cfg, iterations, rand.New(rand.NewPCG(uint64(start.UnixNano()), 4)))
 	p.SetFaults(nil)
 	m.start()
 	ids := node.IDs()
@@ -240,7 +240,7 @@ func TestFaultSIGKILLLoop(t *testing.T) {
 	// nothing that reached the WAL may be missing.
 	scrapes := float64(shims.Scrapes())
 	lost := scrapes - float64(len(s.Values))
-	require.LessOrEqual(t, lost, float64(iterations)+a.unpushed, "at most one round lost per kill (plus failed scrapes of the final run); gaps %v", g)
+	require.LessOrEqual(t, lost, float64(iterations)+killedUnpushed+a.unpushed, "at most one round lost per kill (plus failed scrapes: %.0f in the killed runs, %.0f in the final run); gaps %v", killedUnpushed, a.unpushed, g)
 	require.LessOrEqual(t, missing(g), lost)
 	result(t, "%d SIGKILLs at random 50-700ms (receiver down in %d runs); final run: %s; Prometheus 400s 0; %s: %d rounds delivered in order of %d scraped, %d interrupted rounds never appended, received over all runs %d samples (at-least-once)",
 		iterations, downRuns, a, "kata_agent_scrape_count", len(s.Values), int(scrapes), int(lost), st.ForwardedSamples)
@@ -342,15 +342,17 @@ func TestFaultWALDamage(t *testing.T) {
 			lost := first.appended - first.sent - replayed
 			s, dups := counterSeries(t, vm, ids[0], start)
 			g := gaps(t, s)
+			// The restarted run's failed scrapes leave holes too.
+			missed += int(a.unpushed)
 			if lossy {
 				require.Greater(t, lost, 0.0, "the damage cost data")
 				require.Less(t, lost, (first.appended-first.sent)/2, "only the damaged part is lost")
-				require.LessOrEqual(t, len(g), 2+missed, "at most the damaged stretch (and the pause) is missing: %v (%d failed scrapes before)", g, missed)
+				require.LessOrEqual(t, len(g), 2+missed, "at most the damaged stretch (and the pause) is missing: %v (%d failed scrapes)", g, missed)
 			} else {
 				// Resend rather than lose: the acked rounds still on disk
 				// are sent again.
 				require.LessOrEqual(t, lost, 0.0, "a corrupt ack file loses nothing")
-				require.LessOrEqual(t, len(g), 1+missed, "only the pause may leave a gap: %v (%d failed scrapes before)", g, missed)
+				require.LessOrEqual(t, len(g), 1+missed, "only the pause may leave a gap: %v (%d failed scrapes)", g, missed)
 			}
 			result(t, "before damage: appended %.0f, sent %.0f, %d segments; after restart: %s, received %d; lost to damage %.0f samples (negative = resent), duplicates in one series %d, gaps %v",
 				first.appended, first.sent, len(segs), a, f2, lost, dups, g)
@@ -547,8 +549,10 @@ func TestFaultGracefulStop(t *testing.T) {
 				require.Zero(t, dups, "nothing sent twice")
 				g := gaps(t, s)
 				// Only the round SIGTERM interrupted (scraped, never
-				// appended) may be missing.
-				require.LessOrEqual(t, missing(g), 1.0, "sandbox %s: %v", id, g)
+				// appended) may be missing, and the scrapes of either run
+				// that pushed nothing (a timeout on a loaded host; the
+				// first run's read just before the stop).
+				require.LessOrEqual(t, missing(g), 1+queued.unpushed+a.unpushed, "sandbox %s: %v (unpushed scrapes %.0f before the stop, %.0f after)", id, g, queued.unpushed, a.unpushed)
 			}
 			result(t, "SIGTERM with the receiver %s exited 0 in %s with %.0f samples pending; after restart with the receiver up: %s, received %d over both runs, no gap or duplicate in any series",
 				tc.name, took.Round(10*time.Millisecond), queued.pending, a, st.ForwardedSamples)

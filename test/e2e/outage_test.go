@@ -14,7 +14,7 @@ import (
 // started again. Every round scraped during the gap arrives, in order (a
 // reordered sample would be refused with a 400 and counted as dropped), and
 // the counter served by the shim steps by exactly one per round across the
-// whole window: no round missing, none repeated.
+// whole window: no round missing (but scrapes that failed), none repeated.
 func TestReceiverStopped60s(t *testing.T) {
 	t.Parallel()
 	node := startNode(t, 3)
@@ -57,10 +57,14 @@ func TestReceiverStopped60s(t *testing.T) {
 		// Delivered through the last round scraped after the restart.
 		return got[0].Timestamps[len(got[0].Timestamps)-1] > restarted.UnixMilli(), fmt.Sprintf("%d samples, last %v", len(got[0].Values), last)
 	})
-	consecutive(t, got[0])
-	require.GreaterOrEqual(t, int64(len(got[0].Values)), gapRounds+3)
+	// Every round arrived once, in order; a hole only where a scrape
+	// pushed nothing (a timeout on a loaded host moves the shim's counter
+	// and is counted as failed).
+	unpushed := m.account(t, "prom").unpushed
+	deliveredInOrder(t, got[0], unpushed)
+	require.GreaterOrEqual(t, float64(len(got[0].Values))+unpushed, float64(gapRounds+3))
 	self := m.ownMetrics(t)
 	require.Zero(t, self["kata_monitor_remote_write_samples_dropped_total"], "nothing refused (no out-of-order, no duplicate errors)")
-	t.Logf("FAULT-RESULT: receiver stopped 60s: %d rounds scraped during the gap, %d samples of the series delivered in order after restart, consecutive, dropped 0, drained %.1fs after restart",
+	t.Logf("FAULT-RESULT: receiver stopped 60s: %d rounds scraped during the gap, %d samples of the series delivered in order after restart, in order, dropped 0, drained %.1fs after restart",
 		gapRounds, len(got[0].Values), time.Since(restarted).Seconds())
 }
