@@ -14,7 +14,7 @@ type intsBuilder struct{ v []int }
 type ints struct{ v []int }
 
 func (b *intsBuilder) equal(o *ints) bool { return o != nil && slices.Equal(b.v, o.v) }
-func (b *intsBuilder) clone() *ints        { return &ints{v: slices.Clone(b.v)} }
+func (b *intsBuilder) clone() *ints       { return &ints{v: slices.Clone(b.v)} }
 func (b *intsBuilder) hash(seed maphash.Seed) uint64 {
 	var h maphash.Hash
 	h.SetSeed(seed)
