@@ -22,7 +22,10 @@ var RefusalReasons = []string{ReasonRefused, ReasonTooOld, ReasonOutOfOrder, Rea
 // refusalRule maps a fragment of an answer to a reason. The fragments are
 // the receivers' own error identifiers and messages:
 //   - Mimir: its documented error IDs (docs "Mimir runbooks", err-mimir-*),
-//     e.g. "err-mimir-sample-too-old", "err-mimir-sample-out-of-order";
+//     e.g. "err-mimir-sample-timestamp-too-old" (the ingester: older than
+//     its head, or beyond the out-of-order window; Mimir's globalerror
+//     package names no "sample-too-old" or "sample-out-of-bounds" ID, those
+//     are its discard reasons), "err-mimir-sample-out-of-order";
 //   - Prometheus and Thanos Receive (which use Prometheus's TSDB): the
 //     storage errors' texts ("out of bounds", "too old sample",
 //     "out of order sample", "duplicate sample for timestamp").
