@@ -114,15 +114,17 @@ func TestResourceWALMemoryFlat(t *testing.T) {
 	// cycle, not the backlog. RssAnon swings too, with the GC cycle (the
 	// heap grows to its goal, 1.5x the live heap at GOGC 50, and freed
 	// pages go back to the kernel only as the soft limit nears,
-	// cmd/kata-monitor/heaplimit.go): 21.2-24.8 MiB within one window
-	// (3 runs), so one instant against another compares two phases of
-	// that cycle (up to 1.2x apart), not the backlog. The peak over a
-	// window is compared with the peak over a later one instead.
-	// Then twice as much data again: the WAL keeps rotating at its budget.
-	// The first window is while the first half of that is appended, the
-	// second while the last half is.
+	// cmd/kata-monitor/heaplimit.go), and spikes: within 12 s, 20.7-27.4
+	// MiB on a loaded host, 21.2-24.8 MiB in 3 quiet runs, so one instant
+	// against another compared two phases of that cycle (up to 1.33x
+	// apart), not the backlog. What a backlog held in memory grows is the
+	// floor the swings come back to: the lowest of 8 reads 250 ms apart as
+	// the budget is reached is compared with the lowest of 8 reads once
+	// twice as much data again was appended (the WAL keeps rotating at its
+	// budget). Measured on a loaded host: 21.5-21.9 MiB, then 20.2-21.3
+	// MiB (3 runs); with WAL blocks kept in memory, 34.6 -> 64.8 MiB.
 	const appended = `kata_monitor_wal_samples_appended_total{endpoint="down"}`
-	a1 := m.selfMetrics(t)[appended]
+	a1 := m.ownMetrics(t)[appended]
 	var early, late struct{ lo, hi, n int64 }
 	note := func(w *struct{ lo, hi, n int64 }, kib int64) {
 		if w.n == 0 || kib < w.lo {
@@ -131,23 +133,23 @@ func TestResourceWALMemoryFlat(t *testing.T) {
 		w.hi = max(w.hi, kib)
 		w.n++
 	}
+	const reads = 8
 	waitFor(t, 3*reached+10*time.Second, 250*time.Millisecond, func() (bool, string) {
-		a := m.selfMetrics(t)[appended]
+		a := m.ownMetrics(t)[appended]
 		switch anon := m.procStatusKiB(t, "RssAnon"); {
-		case a < 2*a1:
+		case early.n < reads:
 			note(&early, anon)
-		default:
+		case a >= 3*a1:
 			note(&late, anon)
 		}
-		return a >= 3*a1 && late.n >= 4, fmt.Sprintf("appended %g, want %g", a, 3*a1)
+		return late.n >= reads, fmt.Sprintf("appended %g, want %g, then %d reads", a, 3*a1, reads)
 	})
 	more := time.Since(began) - reached
 	v := m.selfMetrics(t)
 	walBytes := v[`kata_monitor_wal_bytes{endpoint="down"}`]
 	require.Greater(t, v[dropped], 0.0)
 	require.LessOrEqual(t, walBytes, float64(budget)*1.5, "WAL over its budget")
-	require.GreaterOrEqual(t, early.n, int64(4), "RssAnon read %d times while the first half was appended", early.n)
-	require.LessOrEqual(t, float64(late.hi), float64(early.hi)*1.3, "anonymous RSS grew with the backlog: peak %d -> %d KiB", early.hi, late.hi)
+	require.LessOrEqual(t, float64(late.lo), float64(early.lo)*1.3, "anonymous RSS grew with the backlog: floor %d -> %d KiB (peaks %d, %d KiB)", early.lo, late.lo, early.hi, late.hi)
 	require.True(t, m.alive())
 	faultResult(t, "budget 8MiB reached after %s; RssAnon %d-%d KiB (%d reads) then %d-%d KiB (%d reads) over %s more; wal_bytes %.1f MiB, dropped %g samples",
 		reached.Round(time.Millisecond), early.lo, early.hi, early.n, late.lo, late.hi, late.n, more.Round(time.Millisecond), walBytes/(1<<20), v[dropped])
