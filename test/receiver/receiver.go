@@ -159,18 +159,61 @@ func StartArgs(ctx context.Context, kind Kind, dir string, out io.Writer, extra 
 			return nil, err
 		}
 	}
-	port, err := freePorts(nPorts)
-	if err != nil {
-		return nil, err
-	}
 	if out == nil {
 		out = io.Discard
 	}
-	r := &Receiver{Kind: kind, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, port: port, out: out, bin: bin, extra: extra}
-	if err := r.Start(ctx); err != nil {
+	// The ports are free when chosen, not reserved: until the receiver
+	// binds them another process may take one. Linux gives listen(:0)
+	// odd ports and outgoing connections even ones, so the even ports
+	// among a distributed receiver's consecutive ones (PORT+1, +3, +5)
+	// are those any outgoing connection on the host may hold meanwhile.
+	// A start that fails on "address already in use" is tried again on
+	// new ports.
+	for attempt := 1; ; attempt++ {
+		port, err := choosePorts(nPorts)
+		if err != nil {
+			return nil, err
+		}
+		log := &tailWriter{max: 64 << 10}
+		r := &Receiver{Kind: kind, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, port: port,
+			out: io.MultiWriter(out, log), bin: bin, extra: extra}
+		err = r.Start(ctx)
+		if err == nil {
+			r.out = out
+			return r, nil
+		}
+		if attempt < 3 && errors.Is(err, errExitedDuringStart) && strings.Contains(log.String(), "address already in use") {
+			continue
+		}
 		return nil, err
 	}
-	return r, nil
+}
+
+// errExitedDuringStart is Start's error when the process ended before it
+// was ready.
+var errExitedDuringStart = errors.New("exited during start (its log went to the test output)")
+
+// tailWriter keeps the last max bytes written to it. Concurrency-safe.
+type tailWriter struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	if over := len(w.b) - w.max; over > 0 {
+		w.b = append(w.b[:0], w.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.b)
 }
 
 // WriteURL is the remote-write endpoint.
@@ -261,10 +304,14 @@ func (r *Receiver) readyURLs() []string {
 	return []string{r.BaseURL() + "/health"}
 }
 
+// readyClient bounds a readiness probe: a port that accepts and never
+// answers must not hang Start past its startTimeout.
+var readyClient = &http.Client{Timeout: 5 * time.Second}
+
 // ready reports whether every readiness URL answers 200.
 func (r *Receiver) ready() bool {
 	for _, u := range r.readyURLs() {
-		resp, err := http.Get(u)
+		resp, err := readyClient.Get(u)
 		if err != nil {
 			return false
 		}
@@ -315,7 +362,7 @@ func (r *Receiver) Start(ctx context.Context) error {
 		select {
 		case <-done:
 			r.cmd = nil
-			return fmt.Errorf("%s exited during start (its log went to the test output)", r.Kind)
+			return fmt.Errorf("%s %w", r.Kind, errExitedDuringStart)
 		default:
 		}
 		if r.ready() {
@@ -498,6 +545,10 @@ func (r *Receiver) get(ctx context.Context, path string) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// choosePorts is freePorts; a test of the harness replaces it to take a
+// port between the choice and the start.
+var choosePorts = freePorts
 
 // freePorts finds n consecutive free ports and returns the first.
 func freePorts(n int) (int, error) {

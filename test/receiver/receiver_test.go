@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,4 +57,35 @@ func TestRoundTrip(t *testing.T) {
 			require.Equal(t, []int64{now.UnixMilli()}, got[0].Timestamps)
 		})
 	}
+}
+
+// TestStartRetriesTakenPort: a port taken by another process between its
+// choice and the receiver's start (here: the first port chosen, listened
+// on by the test) makes the start fail with "address already in use"; the
+// harness starts it again on new ports instead of failing the test.
+func TestStartRetriesTakenPort(t *testing.T) {
+	var taken []int
+	choosePorts = func(n int) (int, error) {
+		p, err := freePorts(n)
+		if err == nil && len(taken) == 0 {
+			// Bound, not listening: as an outgoing connection's local
+			// port, it refuses connections and blocks the bind.
+			fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+			require.NoError(t, err)
+			t.Cleanup(func() { syscall.Close(fd) })
+			require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}))
+		}
+		taken = append(taken, p)
+		return p, err
+	}
+	t.Cleanup(func() { choosePorts = freePorts })
+	r, err := Start(context.Background(), Prometheus, t.TempDir(), nil)
+	require.NoError(t, err)
+	t.Cleanup(r.Stop)
+	require.Len(t, taken, 2, "one start on the taken port, one on new ports")
+	require.Equal(t, taken[1], r.port)
+	resp, err := http.Get(r.BaseURL() + "/-/ready")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
