@@ -125,6 +125,7 @@ func TestResourceWALMemoryFlat(t *testing.T) {
 	// MiB (3 runs); with WAL blocks kept in memory, 34.6 -> 64.8 MiB.
 	const appended = `kata_monitor_wal_samples_appended_total{endpoint="down"}`
 	a1 := m.ownMetrics(t)[appended]
+	require.Positive(t, a1, "%s when the budget was reached", appended)
 	var early, late struct{ lo, hi, n int64 }
 	note := func(w *struct{ lo, hi, n int64 }, kib int64) {
 		if w.n == 0 || kib < w.lo {
