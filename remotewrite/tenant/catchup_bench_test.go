@@ -23,11 +23,7 @@ import (
 // time in samples per second and its CPU per million samples
 // (benchFsync as BenchmarkPushTenants).
 func BenchmarkTenantCatchUp(b *testing.B) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
+	srv := drainReceiver(b)
 	const rounds, chunk = 100, 8192
 	round := benchRound(20, 759, 10)
 	var wall, cpu time.Duration
@@ -83,4 +79,15 @@ func BenchmarkTenantCatchUp(b *testing.B) {
 	}
 	b.ReportMetric(total/wall.Seconds(), "samples/s")
 	b.ReportMetric(cpu.Seconds()/total*1e6, "cpu-s/Msamples")
+}
+
+// drainReceiver is an in-process receiver that reads each request's body
+// and answers 204, closed at cleanup.
+func drainReceiver(tb testing.TB) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv
 }

@@ -253,15 +253,7 @@ func TestAckWriteFailureRetriedBeforeNextSend(t *testing.T) {
 // logged once per failing spell, and the recovery once.
 func TestAckWriteFailureLoggedOnce(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ep")
-	var log bytes.Buffer
-	q, err := Open(Config{Dir: dir, Tenants: true}, slog.New(slog.NewTextHandler(&log, nil)), nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { q.Close() })
-	st, err := q.Stream("a", 0, nil)
-	require.NoError(t, err)
-	for range 6 {
-		appendRound(t, q, 1, 100, "a")
-	}
+	_, st, log := loggedTenantA(t, Config{Dir: dir})
 	block := filepath.Join(dir, "ack.tmp")
 	require.NoError(t, os.Mkdir(block, 0o750))
 	for range 4 {
@@ -280,15 +272,7 @@ func TestAckWriteFailureLoggedOnce(t *testing.T) {
 // crash still resends no acknowledged group.
 func TestFastAckWriteFailureFallsBack(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ep")
-	var log bytes.Buffer
-	q, err := Open(Config{Dir: dir, Tenants: true, AckInterval: time.Hour}, slog.New(slog.NewTextHandler(&log, nil)), nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { q.Close() })
-	st, err := q.Stream("a", 0, nil)
-	require.NoError(t, err)
-	for range 6 {
-		appendRound(t, q, 1, 100, "a")
-	}
+	q, st, log := loggedTenantA(t, Config{Dir: dir, AckInterval: time.Hour})
 	q.ackMu.Lock()
 	require.NoError(t, q.fast.Close()) // its writes fail from now on
 	q.ackMu.Unlock()
@@ -446,4 +430,22 @@ func TestFastAckFoldedAtOpen(t *testing.T) {
 	cfg.Dir = again
 	_, sts3 := openTenants(t, cfg, "a", "b")
 	require.Greater(t, nextNow(t, sts3["a"])[0].Seq, acked, "a's acknowledged groups do not come again")
+}
+
+// loggedTenantA opens cfg's WAL with tenants, logging into the returned
+// buffer, with a stream of tenant "a" and six rounds of 100 samples
+// appended for it; the queue is closed at cleanup.
+func loggedTenantA(t *testing.T, cfg Config) (*Queue, *Stream, *bytes.Buffer) {
+	t.Helper()
+	var log bytes.Buffer
+	cfg.Tenants = true
+	q, err := Open(cfg, slog.New(slog.NewTextHandler(&log, nil)), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { q.Close() })
+	st, err := q.Stream("a", 0, nil)
+	require.NoError(t, err)
+	for range 6 {
+		appendRound(t, q, 1, 100, "a")
+	}
+	return q, st, &log
 }
