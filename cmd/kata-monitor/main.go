@@ -54,16 +54,39 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	// The first signal starts the shutdown (a round in flight finishes,
-	// bounded by scrape_timeout, then requests in flight get the flush
-	// deadline); once it arrived the signals' default action is back, so a
-	// second SIGINT or SIGTERM ends the process at once, as after a
-	// SIGKILL (the WAL is crash-safe: docs/faults.md).
-	context.AfterFunc(ctx, stop)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	code := run(signalContext(), os.Args[1:], os.Stdout, os.Stderr)
 	os.Exit(code)
+}
+
+// signalContext returns a context that ends on the first SIGINT or SIGTERM,
+// which starts the shutdown (a round in flight finishes, bounded by
+// scrape_timeout, then requests in flight get the flush deadline). The
+// signals' default action is back before the context ends, so whoever sees
+// it end (the "shutting down" log line, an operator reading it) can rely on
+// a second SIGINT or SIGTERM ending the process at once, as after a SIGKILL
+// (the WAL is crash-safe: docs/faults.md). A second signal that came before
+// the default was back is raised again.
+//
+// signal.NotifyContext with its stop in a context.AfterFunc left a window:
+// the stop ran on its own goroutine, after the log line on another, and a
+// second signal in between was swallowed (CI of 83e675e: exit 0 after 5 s).
+func signalContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := make(chan os.Signal, 2)
+	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-c
+		// Once Stop returns c gets no more signals and, with no channel
+		// left, the runtime's default action (exit) is back.
+		signal.Stop(c)
+		select {
+		case s := <-c:
+			_ = syscall.Kill(os.Getpid(), s.(syscall.Signal))
+		default:
+		}
+		cancel()
+	}()
+	return ctx
 }
 
 // options are the command-line flags, named as upstream kata-monitor's.
