@@ -64,8 +64,10 @@ func main() {
 // signals' default action is back before the context ends, so whoever sees
 // it end (the "shutting down" log line, an operator reading it) can rely on
 // a second SIGINT or SIGTERM ending the process at once, as after a SIGKILL
-// (the WAL is crash-safe: docs/faults.md). A second signal that came before
-// the default was back is raised again.
+// (the WAL is crash-safe: docs/faults.md). A second signal already queued
+// on the channel when the default came back is raised again; two sent
+// microseconds apart may arrive as one (a pending signal is a bit, not a
+// count, in the kernel and in the Go runtime).
 //
 // signal.NotifyContext with its stop in a context.AfterFunc left a window:
 // the stop ran on its own goroutine, after the log line on another, and a
