@@ -67,6 +67,7 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 	}
 	first := q.nextSeq
 	owners := make([]*Stream, 0, n) // the stream of each block
+	counts := make([]appendCount, 0, len(groups))
 	for _, blocks := range groups {
 		if len(blocks) == 0 {
 			continue
@@ -80,13 +81,17 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 			size += disk.RecordSize(&blocks[i])
 			samples += blocks[i].Samples
 		}
-		st.m.bytesAppended.Add(float64(size))
-		st.m.blocksAppended.Add(float64(len(blocks)))
-		st.m.samplesAppended.Add(float64(samples))
+		counts = append(counts, appendCount{st, size, len(blocks), samples})
 	}
 
+	// The blocks are counted appended once the write's outcome is known,
+	// next to the pending gauge's update (success) or the write_error drop
+	// (failure): counted before the write, a scrape during the write and
+	// fsync (milliseconds, more on a loaded disk) read them appended but
+	// neither pending nor dropped.
 	prev, logged, err := q.write(groups)
 	if err != nil {
+		q.countAppended(counts)
 		// The seqs stay burned: part of the batch may be on disk, and the
 		// reader only returns blocks the index knows.
 		var drops []failedDrop
@@ -112,6 +117,7 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 		return fmt.Errorf("append blocks %d-%d: %w", first, q.nextSeq-1, err)
 	}
 	q.index(groups, owners, prev, first)
+	q.countAppended(counts) // before the budget may drop them
 	q.enforceBudget()
 	q.updateGauges()
 	// The owners, not q.streams: the budget may have dropped a detached
@@ -125,6 +131,24 @@ func (q *Queue) AppendGroups(groups [][]Block) error {
 		}
 	}
 	return nil
+}
+
+// appendCount is what one group adds to its stream's appended counters.
+type appendCount struct {
+	st                     *Stream
+	bytes, blocks, samples int
+}
+
+// countAppended adds counts to the appended counters of the metrics that
+// stand for each stream's tenant now (as dropOn: the budget may have
+// forgotten a stream without a reader during the Append). q.mu held.
+func (q *Queue) countAppended(counts []appendCount) {
+	for _, c := range counts {
+		m := q.metricsOf(c.st)
+		m.bytesAppended.Add(float64(c.bytes))
+		m.blocksAppended.Add(float64(c.blocks))
+		m.samplesAppended.Add(float64(c.samples))
+	}
 }
 
 func sumSamples(blocks []Block) int {

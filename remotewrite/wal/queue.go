@@ -219,19 +219,25 @@ func (q *Queue) dropOn(st *Stream, reason string, blocks, samples int) {
 	if blocks == 0 {
 		return
 	}
-	m := st.m
-	if cur := q.streams[st.tenant]; cur != st {
-		switch {
-		case cur != nil:
-			m = cur.m
-		case q.counted[st.tenant] != nil:
-			m = q.counted[st.tenant]
-		default:
-			m, _ = newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
-			q.counted[st.tenant] = m
-		}
+	q.metricsOf(st).drop(reason, blocks, samples)
+}
+
+// metricsOf returns the metrics that stand for st's tenant now: st's while
+// the queue has st as the tenant's state, else the tenant's current
+// state's, or what the queue keeps for its next reader (q.mu held).
+func (q *Queue) metricsOf(st *Stream) *streamMetrics {
+	cur := q.streams[st.tenant]
+	switch {
+	case cur == st:
+		return st.m
+	case cur != nil:
+		return cur.m
+	case q.counted[st.tenant] != nil:
+		return q.counted[st.tenant]
 	}
-	m.drop(reason, blocks, samples)
+	m, _ := newStreamMetrics(nil, q.cfg.Name) // cannot fail unregistered
+	q.counted[st.tenant] = m
+	return m
 }
 
 // forget removes the state of a stream without a reader and without
