@@ -60,7 +60,7 @@ type Forwarder struct {
 	lastPull  time.Time // last WriteMetrics/View call (zero: none yet)
 	refresher bool      // refreshLoop is running: stale snapshots may be served
 
-	firstDone chan struct{} // closed by the first publish (readiness)
+	firstDone chan struct{} // closed by markFirstDone (readiness)
 	firstOnce sync.Once
 }
 
@@ -220,6 +220,7 @@ func (f *Forwarder) scheduledRound(ctx context.Context) {
 	}
 	if f.pushing {
 		f.commit(ctx)
+		f.markFirstDone() // the round is queued: committed to the appenders
 	}
 	if md != nil {
 		f.sendMetadata(md)
@@ -247,12 +248,20 @@ func (f *Forwarder) publish(snap *snapshot) {
 		f.recycle(old)
 	}
 	f.mu.Unlock()
-	f.firstOnce.Do(func() { close(f.firstDone) })
+	if !f.pushing {
+		f.markFirstDone()
+	}
 }
 
-// FirstRoundDone is closed once the first round (scheduled or pulled) has
-// finished and its snapshot is served: a readiness signal. Never closed if
-// no round ever runs (pull only, nobody pulling). Safe for concurrent use.
+func (f *Forwarder) markFirstDone() { f.firstOnce.Do(func() { close(f.firstDone) }) }
+
+// FirstRoundDone is a readiness signal, closed once the first round is
+// done: pull only, once a round (a pull round: there are no others) has
+// finished and its snapshot is served; with Appenders, once the first
+// scheduled round has also been appended and committed to every
+// appender (a pull round pushes nothing, and publishing comes before the
+// commit). Never closed if no such round ever runs. Safe for concurrent
+// use.
 func (f *Forwarder) FirstRoundDone() <-chan struct{} { return f.firstDone }
 
 // WriteMetrics writes the merged text exposition (format 0.0.4) of all
