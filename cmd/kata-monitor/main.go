@@ -329,12 +329,21 @@ func serve(ctx context.Context, st started, stderr io.Writer) int {
 	d.listener = listener
 	logger.Info("kata-monitor started", "version", version, "listen_address", listener.Addr().String(),
 		"sandbox_roots", cfg.SandboxRoots, "runtime_endpoint", cfg.CRI.Endpoint, "remote_write", len(cfg.RemoteWrite))
+	// The shutdown is logged as it starts, on the AfterFunc's goroutine;
+	// d.run may return before that goroutine ran (nothing in flight), so
+	// the end waits for it: "shutting down" always comes before
+	// "kata-monitor stopped", and before the exit.
+	shutdownLogged := make(chan struct{})
 	stopLog := context.AfterFunc(ctx, func() {
+		defer close(shutdownLogged)
 		logger.Info("shutting down: a round in flight finishes (at most scrape_timeout), then requests in flight get the flush deadline; a second SIGINT or SIGTERM ends the process at once",
 			"scrape_timeout", cfg.Global.ScrapeTimeout)
 	})
-	defer stopLog()
-	if err := d.run(ctx); err != nil {
+	err = d.run(ctx)
+	if !stopLog() {
+		<-shutdownLogged
+	}
+	if err != nil {
 		logger.Error("stopped on error", "err", err)
 		return exitFail
 	}

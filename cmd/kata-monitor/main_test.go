@@ -201,6 +201,11 @@ func TestRunAndStop(t *testing.T) {
 	// No sandbox root and no CRI: the log says what to check.
 	require.Contains(t, errb.String(), "is this a Kata Containers node?")
 	require.Contains(t, errb.String(), "--runtime-endpoint is the runtime's socket")
+	// The shutdown is logged (on its own goroutine) before the end, even
+	// when nothing was in flight to wait for.
+	log := errb.String()
+	shutting, stopped := strings.Index(log, "msg=\"shutting down"), strings.Index(log, "msg=\"kata-monitor stopped\"")
+	require.True(t, shutting >= 0 && stopped > shutting, "\"shutting down\" (at %d) before \"kata-monitor stopped\" (at %d):\n%s", shutting, stopped, log)
 }
 
 // TestListenFailure: an address in use is a runtime failure (exit 1), said once.
