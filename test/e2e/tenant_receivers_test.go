@@ -162,7 +162,13 @@ func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int, before func(m *
 	node := tenantNode(t, n)
 	ep := string(r.Kind)
 	tenantBlock := fmt.Sprintf("    tenant: {label: cri_namespace, default: kata-node, header: %s}\n", r.Kind.TenantHeader())
-	cfg := writeConfigWith(t, "", "500ms", t.TempDir(), "64MiB", endpoint{name: ep, url: r.WriteURL(), extra: tenantBlock + noMetadata})
+	// A proxy without faults keeps the books of what r acknowledged.
+	p, err := faultproxy.New(r.WriteURL())
+	require.NoError(t, err)
+	p.RecordAcked(r.Kind.TenantHeader())
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	cfg := writeConfigWith(t, "", "500ms", t.TempDir(), "64MiB", endpoint{name: ep, url: srv.URL + "/write", extra: tenantBlock + noMetadata})
 	start := time.Now()
 	m := startMonitor(t, node, "--config", cfg)
 	ctx := ctxT(t)
@@ -177,7 +183,7 @@ func tenantsInto(t *testing.T, r *receiver.Receiver, limitC int, before func(m *
 	for _, id := range node.IDs() {
 		require.NoError(t, node.Remove(id))
 	}
-	summary := requireTenantsComplete(ctx, t, r, m, n, limitC, start)
+	summary := requireTenantsComplete(ctx, t, r, p, m, n, limitC, start)
 	result(t, "20 sandboxes in 3 namespaces into %s, tenant per namespace: each tenant's query returns exactly its namespace's series, own metrics only in the default tenant; %s", r.Kind, strings.Join(summary, "; "))
 }
 
@@ -234,9 +240,10 @@ func requireTenantsSeparated(ctx context.Context, t *testing.T, r *receiver.Rece
 
 // requireTenantsComplete checks, once the shims are gone, that every
 // tenant stored every round of its counter series in order and settled
-// (appended = sent + dropped, drops only for team-c's limit), and returns
-// a line per tenant for the result.
-func requireTenantsComplete(ctx context.Context, t *testing.T, r *receiver.Receiver, m *monitor, n, limitC int, start time.Time) []string {
+// (appended = sent + dropped, drops only for team-c's limit), that its
+// books are exact against r (storedBooks: what p saw r acknowledge), and
+// returns a line per tenant for the result.
+func requireTenantsComplete(ctx context.Context, t *testing.T, r *receiver.Receiver, p *faultproxy.Proxy, m *monitor, n, limitC int, start time.Time) []string {
 	ep := string(r.Kind)
 	// Every round of every counter series a tenant stored is there, once,
 	// in order (the fake shims add 1 per scrape to a counter): all 5 per
@@ -267,7 +274,15 @@ func requireTenantsComplete(ctx context.Context, t *testing.T, r *receiver.Recei
 		} else {
 			require.Empty(t, dropped, "tenant %s loses nothing", ns)
 		}
-		summary = append(summary, fmt.Sprintf("%s appended %.0f sent %.0f dropped %v", ns, app, sent, dropped))
+		kept := requireStoredAsAcked(t, r, p, ns, sent, start)
+		if limitC == 0 || ns != "team-c" {
+			require.Zero(t, kept, "tenant %s: nothing refused, nothing kept", ns)
+		}
+		stored := fmt.Sprintf("each stored, %d staleness markers included", markers(p.Acked(ns)))
+		if r.Kind == receiver.Thanos {
+			stored = fmt.Sprintf("each but its %d staleness markers read back: Thanos Query leaves them out", markers(p.Acked(ns)))
+		}
+		summary = append(summary, fmt.Sprintf("%s appended %.0f sent %.0f (%s) dropped %v (%d of them kept by %s)", ns, app, sent, stored, dropped, kept, r.Kind))
 	}
 	return summary
 }
@@ -287,7 +302,10 @@ func mapsKeys(m map[string]float64) func(func(string) bool) {
 // out-of-order window); the receiver is unreachable for 35s, then back. The
 // part of the backlog older than the window is refused
 // (err-mimir-too-far-in-past) and counted as too_old; the rest arrives in
-// order; per tenant, sent + dropped = appended.
+// order; per tenant, sent + dropped = appended, and the books are exact
+// against Mimir (storedBooks): sent is what Mimir acknowledged, each
+// acknowledged sample is stored (read by remote read, staleness markers
+// included), and nothing else but samples of requests Mimir refused.
 func TestTenantsMimirOutageBeyondWindow(t *testing.T) {
 	t.Parallel()
 	const window, outage = 20 * time.Second, 35 * time.Second
@@ -296,11 +314,13 @@ func TestTenantsMimirOutageBeyondWindow(t *testing.T) {
 		fmt.Sprintf("-validation.past-grace-period=%s", window))
 	p, err := faultproxy.New(mimir.WriteURL())
 	require.NoError(t, err)
+	p.RecordAcked(receiver.Mimir.TenantHeader())
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	url := srv.URL + "/api/v1/push"
 	const n = 3
 	node := tenantNode(t, n)
+	start := time.Now()
 	cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB", endpoint{name: "mimir", url: url,
 		extra: "    tenant: {label: cri_namespace}\n" + noMetadata})
 	m := startMonitor(t, node, "--config", cfg)
@@ -325,7 +345,11 @@ func TestTenantsMimirOutageBeyondWindow(t *testing.T) {
 		require.Positive(t, dropped["too_old"], "tenant %s: the backlog older than the window is dropped as too_old: %v", ns, dropped)
 		require.Equal(t, []string{"too_old"}, slices.Sorted(mapsKeys(dropped)), "tenant %s: no other reason", ns)
 		require.Positive(t, sent)
-		summary = append(summary, fmt.Sprintf("%s appended %.0f = sent %.0f + dropped(too_old) %.0f", ns, app, sent, dropped["too_old"]))
+		// Exactly what was counted as sent is stored, staleness markers
+		// included (a failed scrape's are invisible to a query), and
+		// nothing else but what Mimir kept of requests it refused.
+		kept := requireStoredAsAcked(t, mimir, p, ns, sent, start)
+		summary = append(summary, fmt.Sprintf("%s appended %.0f = sent %.0f (each stored, %d staleness markers included) + dropped(too_old) %.0f (%d of them kept by Mimir)", ns, app, sent, markers(p.Acked(ns)), dropped["too_old"], kept))
 	}
 	// What arrived is in order and has no duplicates: Mimir refuses
 	// out-of-order samples itself, so each stored counter only grows.

@@ -7,9 +7,14 @@ package faultproxy
 import (
 	"bytes"
 	"io"
+	"maps"
+	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +25,8 @@ import (
 // Fault is what to do with one request. The zero value forwards it.
 type Fault struct {
 	// Status answers with this code instead of forwarding (0 = forward).
+	// A 2xx acknowledges a request the receiver never sees: a receiver
+	// that loses what it acknowledged, for tests of the tests' checks.
 	Status int
 	// RetryAfter is sent as the Retry-After header with Status.
 	RetryAfter string
@@ -27,6 +34,49 @@ type Fault struct {
 	Delay time.Duration
 	// Hangup closes the connection without an answer.
 	Hangup bool
+}
+
+// Sample names one sample a request carried: its series (SeriesKey) and
+// its timestamp (Unix ms).
+type Sample struct {
+	Series    string
+	Timestamp int64
+}
+
+// Ledger is what a receiver acknowledged (answered 2xx) for one tenant.
+type Ledger struct {
+	// Values maps every acknowledged sample to its value's bits
+	// (math.Float64bits): a staleness marker is kept as its NaN, which
+	// value.IsStaleNaN tells apart from any other value.
+	Values map[Sample]uint64
+	// Count counts acknowledged samples each time they were acknowledged:
+	// above len(Values), some sample was delivered more than once, which
+	// a receiver stores once.
+	Count int
+	// Refused holds, as Values does, every sample of every request the
+	// receiver itself answered 4xx: a receiver may have kept part of such
+	// a request (Mimir writes the valid samples of a request it answers
+	// 400), so finding one of them stored is no error.
+	Refused map[Sample]uint64
+}
+
+// SeriesKey is a series' identity in a Ledger: its labels sorted by name,
+// name="quoted value" joined by commas.
+func SeriesKey(labels map[string]string) string {
+	s := make([]string, 0, len(labels))
+	for k, v := range labels {
+		s = append(s, k+"="+strconv.Quote(v))
+	}
+	sort.Strings(s)
+	return strings.Join(s, ",")
+}
+
+func seriesKey(ls []prompb.Label) string {
+	m := make(map[string]string, len(ls))
+	for _, l := range ls {
+		m[l.Name] = l.Value
+	}
+	return SeriesKey(m)
 }
 
 // Stats counts what went through, in samples.
@@ -52,6 +102,10 @@ type Proxy struct {
 	mu     sync.Mutex
 	decide func(n int64, r *http.Request, req *prompb.WriteRequest) Fault
 	stats  Stats
+	// ledgers, once RecordAcked was called, holds every acknowledged
+	// sample per tenant (the value of tenantHeader).
+	ledgers      map[string]*Ledger
+	tenantHeader string
 }
 
 // New proxies to target (the receiver's write URL).
@@ -84,6 +138,66 @@ func (p *Proxy) SetHTTPFaults(decide func(n int64, r *http.Request, req *prompb.
 	p.mu.Lock()
 	p.decide = decide
 	p.mu.Unlock()
+}
+
+// RecordAcked makes the proxy keep, from now on, every sample of every
+// request answered 2xx (by the receiver or by an injected Status) and of
+// every request the receiver answered 4xx, per tenant: the value of header
+// in the request ("" without it, or when header is ""). Acked returns them. A test compares that with what the receiver
+// stored to show that nothing acknowledged was lost.
+func (p *Proxy) RecordAcked(header string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tenantHeader = header
+	if p.ledgers == nil {
+		p.ledgers = map[string]*Ledger{}
+	}
+}
+
+// Acked returns a copy of tenant's Ledger (empty when nothing was
+// acknowledged for it, or RecordAcked was not called).
+func (p *Proxy) Acked(tenant string) Ledger {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := Ledger{Values: map[Sample]uint64{}, Refused: map[Sample]uint64{}}
+	if l := p.ledgers[tenant]; l != nil {
+		maps.Copy(out.Values, l.Values)
+		maps.Copy(out.Refused, l.Refused)
+		out.Count = l.Count
+	}
+	return out
+}
+
+// record enters the samples of req in its tenant's Ledger: as
+// acknowledged (answered 2xx), else as refused by the receiver.
+func (p *Proxy) record(r *http.Request, req *prompb.WriteRequest, acked bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ledgers == nil {
+		return
+	}
+	tenant := ""
+	if p.tenantHeader != "" {
+		tenant = r.Header.Get(p.tenantHeader)
+	}
+	l := p.ledgers[tenant]
+	if l == nil {
+		l = &Ledger{Values: map[Sample]uint64{}, Refused: map[Sample]uint64{}}
+		p.ledgers[tenant] = l
+	}
+	into := l.Refused
+	if acked {
+		into = l.Values
+	}
+	for _, ts := range req.Timeseries {
+		k := seriesKey(ts.Labels)
+		for _, s := range ts.Samples {
+			into[Sample{k, s.Timestamp}] = math.Float64bits(s.Value)
+			if acked {
+				l.Count++
+			}
+		}
+	}
 }
 
 // Stats returns a copy of the counts.
@@ -148,6 +262,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	case f.Status != 0:
 		p.account(f.Status, n, len(req.Timeseries), false)
+		if f.Status/100 == 2 {
+			p.record(r, &req, true)
+		}
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
@@ -159,6 +276,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w}
 	p.rp.ServeHTTP(rec, r)
 	p.account(rec.status(), n, len(req.Timeseries), true)
+	if c := rec.status(); c/100 == 2 || c/100 == 4 {
+		p.record(r, &req, c/100 == 2)
+	}
 }
 
 // account counts one answer: code for n samples in a request of series
@@ -177,7 +297,9 @@ func (p *Proxy) account(code int, n int64, series int, forwarded bool) {
 			return
 		}
 		if code/100 == 2 {
-			s.ForwardedSamples += n
+			if forwarded {
+				s.ForwardedSamples += n
+			}
 			return
 		}
 		s.FailedSamples += n
