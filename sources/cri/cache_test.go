@@ -221,7 +221,11 @@ func TestCRIDownAtStartThenUp(t *testing.T) {
 	srv := startFake(t, sock)
 	srv.SetPod("a", podA)
 	lookupEventually(t, h.cache, "a", podA)
-	require.Equal(t, 1.0, h.metric(t, "kata_monitor_cri_up"))
+	// The pods are in the cache before Refresh sets cri_up, and Run logs
+	// the recovery once Refresh returned: wait for each, not for the pod.
+	require.Eventually(t, func() bool { return h.metric(t, "kata_monitor_cri_up") == 1 }, waitFor, tick, "cri_up never 1")
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "cri reachable again") }, waitFor, tick,
+		"recovery never logged")
 
 	// ...are logged once, and the recovery once.
 	logs := h.logs.String()
