@@ -102,7 +102,9 @@ func (w *Watcher) Changes() <-chan struct{} {
 func (w *Watcher) Resync() error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
-	w.metrics.resyncs.Inc()
+	// Counted once the listing is the live set: a count seen means that
+	// listing is done (before syncMu is released: defers run last first).
+	defer w.metrics.resyncs.Inc()
 
 	listed := make([][]string, len(w.roots))
 	failed := make([]bool, len(w.roots))

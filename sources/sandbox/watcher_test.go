@@ -112,6 +112,22 @@ func TestResyncConvergesMissedChanges(t *testing.T) {
 	require.Equal(t, 2.0, testutil.ToFloat64(w.metrics.resyncs))
 }
 
+// TestResyncCountedWhenDone: sandbox_resyncs_total counts a listing once
+// its result is the live set, so whoever sees the count (Run's tests wait
+// for Run's re-listing that way) sees the listing's sandboxes. Counted as
+// Resync began, it announced a listing still under way.
+func TestResyncCountedWhenDone(t *testing.T) {
+	root := t.TempDir()
+	w, _ := newTestWatcher(t, root)
+	before := testutil.ToFloat64(w.metrics.resyncs)
+	mkdir(t, root, "late")
+	done := make(chan error, 1)
+	go func() { done <- w.Resync() }()
+	require.Eventually(t, func() bool { return testutil.ToFloat64(w.metrics.resyncs) > before }, 5*time.Second, time.Millisecond)
+	require.Equal(t, []string{"late"}, ids(w.List()), "the counted listing is the live set")
+	require.NoError(t, <-done)
+}
+
 func TestResyncWithoutChangeDoesNotSignal(t *testing.T) {
 	root := t.TempDir()
 	mkdir(t, root, "a")
