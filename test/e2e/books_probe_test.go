@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kata-containers/kata-monitor/sources/cri"
@@ -48,7 +49,10 @@ func (v probeVariant) String() string {
 // per tenant, the counts and how many samples a PromQL query sees, which
 // leaves out the markers. KATA_PROBE_WINDOW and KATA_PROBE_OUTAGE change
 // the window (20s) and the outage (35s); KATA_PROBE_LOG appends the lines
-// to a file. Example:
+// to a file. KATA_PROBE_MODE=lose makes the outage one of lost answers
+// (every request reaches Mimir, no answer reaches kata-monitor:
+// faultproxy's LoseAnswer) instead of 503s; mixed alternates the two.
+// Example:
 //
 //	KATA_PROBE_RUNS=30 KATA_PROBE_PAR=3 KATA_PROBE_LOG=/tmp/probe.log go test -run TestProbeBooksMimirOutage -timeout 60m ./test/e2e
 func TestProbeBooksMimirOutage(t *testing.T) {
@@ -76,16 +80,22 @@ func TestProbeBooksMimirOutage(t *testing.T) {
 		logf = f
 	}
 	var logMu sync.Mutex
+	mode := os.Getenv("KATA_PROBE_MODE")
 	for b := 0; b < runs; b += par {
 		t.Run(fmt.Sprintf("batch%d", b/par), func(t *testing.T) {
 			for i := b; i < min(b+par, runs); i++ {
 				v := probeVariant(i % int(variants))
-				t.Run(fmt.Sprintf("run%d-%s", i, v), func(t *testing.T) {
+				lose := mode == "lose" || mode == "mixed" && i%2 == 1
+				name := fmt.Sprintf("run%d-%s", i, v)
+				if lose {
+					name += "-lose"
+				}
+				t.Run(name, func(t *testing.T) {
 					t.Parallel()
-					lines := probeRun(t, mimir, i, v, window, outage)
+					lines := probeRun(t, mimir, i, v, lose, window, outage)
 					logMu.Lock()
 					for _, ln := range lines {
-						fmt.Fprintf(logf, "%s run%d %s %s\n", time.Now().Format(time.TimeOnly), i, v, ln)
+						fmt.Fprintf(logf, "%s %s %s\n", time.Now().Format(time.TimeOnly), name, ln)
 					}
 					logMu.Unlock()
 				})
@@ -94,7 +104,7 @@ func TestProbeBooksMimirOutage(t *testing.T) {
 	}
 }
 
-func probeRun(t *testing.T, mimir *receiver.Receiver, run int, v probeVariant, window, outage time.Duration) []string {
+func probeRun(t *testing.T, mimir *receiver.Receiver, run int, v probeVariant, lose bool, window, outage time.Duration) []string {
 	ns := []string{fmt.Sprintf("p%d-a", run), fmt.Sprintf("p%d-b", run), fmt.Sprintf("p%d-c", run)}
 	p, err := faultproxy.New(mimir.WriteURL())
 	require.NoError(t, err)
@@ -146,7 +156,12 @@ func probeRun(t *testing.T, mimir *receiver.Receiver, run int, v probeVariant, w
 	} else {
 		close(flakyDone)
 	}
-	down(p)
+	if lose {
+		// Every request reaches Mimir, but its answer never comes back.
+		p.SetFaults(func(int64, *prompb.WriteRequest) faultproxy.Fault { return faultproxy.Fault{LoseAnswer: true} })
+	} else {
+		down(p)
+	}
 	outageStart := time.Now()
 	wait := func(d time.Duration) {
 		waitFor(t, 2*d+10*time.Second, 200*time.Millisecond, func() (bool, string) {

@@ -31,9 +31,10 @@ import (
 //     stores it once: sent would exceed what is stored);
 //   - every acknowledged sample must be stored, with the same value bits;
 //   - the receiver must store nothing for the tenant it did not acknowledge
-//     but samples of requests it refused (4xx): Mimir writes the valid
-//     samples of a request it answers 400, and a refused part dropped whole
-//     may hold some (docs/remote-write.md); those are returned as kept.
+//     but samples of requests it refused (4xx) or whose answer the sender
+//     never got (faultproxy's LoseAnswer): Mimir writes the valid samples
+//     of a request it answers 400, and a refused part dropped whole may
+//     hold some (docs/remote-write.md); those are returned as kept.
 //
 // What is stored is read through remote read where the harness has it
 // (Prometheus, Mimir: receiver.Read), which returns staleness markers, so
@@ -87,7 +88,7 @@ func storedBooks(ctx context.Context, r *receiver.Receiver, p *faultproxy.Proxy,
 		if _, ok := acked.Values[k]; ok {
 			continue
 		}
-		if rv, ok := acked.Refused[k]; ok && rv == v {
+		if rv, ok := acked.NotAcked[k]; ok && rv == v {
 			kept++
 			continue
 		}
@@ -96,7 +97,7 @@ func storedBooks(ctx context.Context, r *receiver.Receiver, p *faultproxy.Proxy,
 	for _, l := range []struct {
 		what string
 		list []string
-	}{{"acknowledged but not stored", lost}, {"stored with another value", changed}, {"stored but neither acknowledged nor refused", unacked}} {
+	}{{"acknowledged but not stored", lost}, {"stored with another value", changed}, {"stored but never sent or never answered", unacked}} {
 		if len(l.list) > 0 {
 			slices.Sort(l.list)
 			problems = append(problems, fmt.Sprintf("tenant %q: %d samples %s, e.g. %v", tenant, len(l.list), l.what, l.list[:min(4, len(l.list))]))

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"sort"
@@ -34,6 +35,10 @@ type Fault struct {
 	Delay time.Duration
 	// Hangup closes the connection without an answer.
 	Hangup bool
+	// LoseAnswer forwards the request, then closes the connection without
+	// the receiver's answer: the receiver may have stored what the sender
+	// takes for a failure, and the sender sends it again.
+	LoseAnswer bool
 }
 
 // Sample names one sample a request carried: its series (SeriesKey) and
@@ -53,11 +58,12 @@ type Ledger struct {
 	// above len(Values), some sample was delivered more than once, which
 	// a receiver stores once.
 	Count int
-	// Refused holds, as Values does, every sample of every request the
-	// receiver itself answered 4xx: a receiver may have kept part of such
-	// a request (Mimir writes the valid samples of a request it answers
-	// 400), so finding one of them stored is no error.
-	Refused map[Sample]uint64
+	// NotAcked holds, as Values does, every sample of every request the
+	// receiver answered 4xx or whose answer LoseAnswer kept from the
+	// sender: a receiver may have kept such samples (Mimir writes the
+	// valid samples of a request it answers 400), so finding one of them
+	// stored is no error.
+	NotAcked map[Sample]uint64
 }
 
 // SeriesKey is a series' identity in a Ledger: its labels sorted by name,
@@ -141,10 +147,11 @@ func (p *Proxy) SetHTTPFaults(decide func(n int64, r *http.Request, req *prompb.
 }
 
 // RecordAcked makes the proxy keep, from now on, every sample of every
-// request answered 2xx (by the receiver or by an injected Status) and of
-// every request the receiver answered 4xx, per tenant: the value of header
-// in the request ("" without it, or when header is ""). Acked returns them. A test compares that with what the receiver
-// stored to show that nothing acknowledged was lost.
+// request answered 2xx (by the receiver or by an injected Status), and of
+// every request the receiver answered 4xx or whose answer was lost
+// (LoseAnswer), per tenant: the value of header in the request ("" without
+// it, or when header is ""). Acked returns them. A test compares that with
+// what the receiver stored to show that nothing acknowledged was lost.
 func (p *Proxy) RecordAcked(header string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -159,17 +166,17 @@ func (p *Proxy) RecordAcked(header string) {
 func (p *Proxy) Acked(tenant string) Ledger {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := Ledger{Values: map[Sample]uint64{}, Refused: map[Sample]uint64{}}
+	out := Ledger{Values: map[Sample]uint64{}, NotAcked: map[Sample]uint64{}}
 	if l := p.ledgers[tenant]; l != nil {
 		maps.Copy(out.Values, l.Values)
-		maps.Copy(out.Refused, l.Refused)
+		maps.Copy(out.NotAcked, l.NotAcked)
 		out.Count = l.Count
 	}
 	return out
 }
 
 // record enters the samples of req in its tenant's Ledger: as
-// acknowledged (answered 2xx), else as refused by the receiver.
+// acknowledged (answered 2xx), else as not acknowledged.
 func (p *Proxy) record(r *http.Request, req *prompb.WriteRequest, acked bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -182,10 +189,10 @@ func (p *Proxy) record(r *http.Request, req *prompb.WriteRequest, acked bool) {
 	}
 	l := p.ledgers[tenant]
 	if l == nil {
-		l = &Ledger{Values: map[Sample]uint64{}, Refused: map[Sample]uint64{}}
+		l = &Ledger{Values: map[Sample]uint64{}, NotAcked: map[Sample]uint64{}}
 		p.ledgers[tenant] = l
 	}
-	into := l.Refused
+	into := l.NotAcked
 	if acked {
 		into = l.Values
 	}
@@ -251,8 +258,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
-	case f.Hangup:
+	case f.Hangup, f.LoseAnswer:
 		p.count(func(s *Stats) { s.FailedSamples += n })
+		if f.LoseAnswer {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			rec := httptest.NewRecorder()
+			p.rp.ServeHTTP(rec, r)
+			if c := rec.Code; c/100 == 2 || c/100 == 4 {
+				p.record(r, &req, false)
+			}
+		}
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {
 				c.Close()
