@@ -31,6 +31,13 @@ func (r *Receiver) Read(ctx context.Context, nameRe string, start, end time.Time
 	default:
 		return nil, fmt.Errorf("%s: no remote read in this harness", r.Kind)
 	}
+	return r.read(ctx, path, nameRe, start, end)
+}
+
+// HasRead reports whether Read works for receivers of kind k.
+func (k Kind) HasRead() bool { return k.isPrometheus() || k == Mimir }
+
+func (r *Receiver) read(ctx context.Context, path, nameRe string, start, end time.Time) ([]Series, error) {
 	rr := &prompb.ReadRequest{Queries: []*prompb.Query{{
 		StartTimestampMs: start.UnixMilli(),
 		EndTimestampMs:   end.UnixMilli(),
