@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -54,20 +53,9 @@ func (r *Receiver) read(ctx context.Context, path, nameRe string, start, end tim
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
-	if r.tenant != "" {
-		req.Header.Set(r.Kind.TenantHeader(), r.tenant)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	body, err := r.do(req, path)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("POST %s: %s: %.300s", path, resp.Status, body)
 	}
 	dec, err := snappy.Decode(nil, body)
 	if err != nil {

@@ -528,6 +528,13 @@ func (r *Receiver) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.do(req, path)
+}
+
+// do sends req as this receiver's tenant (if any) and returns the body of
+// a 200 answer; any other status is an error naming the method, path and
+// the start of the body.
+func (r *Receiver) do(req *http.Request, path string) ([]byte, error) {
 	if r.tenant != "" {
 		req.Header.Set(r.Kind.TenantHeader(), r.tenant)
 	}
@@ -541,7 +548,7 @@ func (r *Receiver) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %.300s", path, resp.Status, body)
+		return nil, fmt.Errorf("%s %s: %s: %.300s", req.Method, path, resp.Status, body)
 	}
 	return body, nil
 }
