@@ -15,12 +15,8 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kata-containers/kata-monitor/sources/cri"
-	"github.com/kata-containers/kata-monitor/test/fakenode"
-	"github.com/kata-containers/kata-monitor/test/fakeshim"
 	"github.com/kata-containers/kata-monitor/test/faultproxy"
 	"github.com/kata-containers/kata-monitor/test/receiver"
-	"github.com/kata-containers/kata-monitor/test/sockets"
 )
 
 // probeVariant is what a probe run does to the shims around the outage.
@@ -112,13 +108,7 @@ func probeRun(t *testing.T, mimir *receiver.Receiver, run int, v probeVariant, l
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	const n = 3
-	node, err := fakenode.Start(sockets.Dir(t), n, fakeshim.Options{Exposition: []byte(tenantExposition)})
-	require.NoError(t, err)
-	t.Cleanup(node.Close)
-	for i := range n {
-		pd := fakenode.PodFor(i)
-		node.CRI.SetPod(fakenode.ID(i), cri.Pod{UID: pd.UID, Name: pd.Name, Namespace: ns[i%3]})
-	}
+	node := tenantNodeIn(t, n, ns)
 	start := time.Now()
 	cfg := writeConfig(t, "500ms", t.TempDir(), "64MiB", endpoint{name: "mimir", url: srv.URL + "/api/v1/push",
 		extra: "    tenant: {label: cri_namespace}\n" + noMetadata})

@@ -54,14 +54,17 @@ const tenantSeriesPerSandbox = 8
 var teams = []string{"team-a", "team-b", "team-c"}
 
 // tenantNode is n sandboxes whose pods are in the namespaces teams[i%3].
-func tenantNode(t *testing.T, n int) *fakenode.Node {
+func tenantNode(t *testing.T, n int) *fakenode.Node { return tenantNodeIn(t, n, teams) }
+
+// tenantNodeIn is n sandboxes whose pods are in the namespaces ns[i%len(ns)].
+func tenantNodeIn(t *testing.T, n int, ns []string) *fakenode.Node {
 	t.Helper()
 	node, err := fakenode.Start(sockets.Dir(t), n, fakeshim.Options{Exposition: []byte(tenantExposition)})
 	require.NoError(t, err)
 	t.Cleanup(node.Close)
 	for i := range n {
 		p := fakenode.PodFor(i)
-		node.CRI.SetPod(fakenode.ID(i), cri.Pod{UID: p.UID, Name: p.Name, Namespace: teams[i%3]})
+		node.CRI.SetPod(fakenode.ID(i), cri.Pod{UID: p.UID, Name: p.Name, Namespace: ns[i%len(ns)]})
 	}
 	return node
 }
