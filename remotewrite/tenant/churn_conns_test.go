@@ -1,7 +1,6 @@
 package tenant
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -42,10 +41,7 @@ func TestRouterClosedTenantsCloseTheirConnections(t *testing.T) {
 	fx := newRouterFixture(t, srv.URL, "", config.TenantConfig{Label: "cri_namespace", MaxTenants: maxTenants})
 	fx.run(t)
 	for round := range namespaces + lifetime - 1 {
-		var alive []string
-		for i := max(0, round-lifetime+1); i <= round && i < namespaces; i++ {
-			alive = append(alive, fmt.Sprint("ns-", i))
-		}
+		alive := aliveNamespaces(round, lifetime, namespaces)
 		fx.appendRound(t, nsRound(int64(1000+round), 3, append(alive, "")...))
 		require.Eventually(t, func() bool { return fx.pending() == 0 }, 20*time.Second, time.Millisecond, "round %d", round)
 	}

@@ -1,7 +1,6 @@
 package tenant
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -43,10 +42,7 @@ func TestRouterNamespaceChurnBounded(t *testing.T) {
 	var heap0 uint64
 	var fast0 int64
 	for round := range namespaces + lifetime - 1 {
-		var alive []string
-		for i := max(0, round-lifetime+1); i <= round && i < namespaces; i++ {
-			alive = append(alive, fmt.Sprint("ns-", i))
-		}
+		alive := aliveNamespaces(round, lifetime, namespaces)
 		fx.appendRound(t, nsRound(int64(1000+round), 100, append(alive, "")...))
 		require.Eventually(t, func() bool { return fx.pending() == 0 }, 20*time.Second, time.Millisecond, "round %d", round)
 		if round == warm {

@@ -30,10 +30,7 @@ func TestRouterShortLivedNamespacesNotLimited(t *testing.T) {
 	for round := range namespaces + lifetime - 1 {
 		// Namespace i lives in rounds i .. i+lifetime-1: at most
 		// `lifetime` alive at once, beside the default tenant.
-		var alive []string
-		for i := max(0, round-lifetime+1); i <= round && i < namespaces; i++ {
-			alive = append(alive, fmt.Sprint("ns-", i))
-		}
+		alive := aliveNamespaces(round, lifetime, namespaces)
 		for _, ns := range alive {
 			want[ns] += 3
 		}
@@ -103,4 +100,15 @@ func (f *routerFixture) pending() int {
 		n += tq.q.PendingBlocks()
 	}
 	return n
+}
+
+// aliveNamespaces is the churn tests' namespaces in round: "ns-i" for each
+// of namespaces that lives lifetime rounds from round i, so lifetime of
+// them are alive at once once they started, fewer at the ends.
+func aliveNamespaces(round, lifetime, namespaces int) []string {
+	var alive []string
+	for i := max(0, round-lifetime+1); i <= round && i < namespaces; i++ {
+		alive = append(alive, fmt.Sprint("ns-", i))
+	}
+	return alive
 }
